@@ -1,0 +1,1 @@
+//! The operations endpoints: health, readiness, metrics and the admin `/api/` routes.

@@ -1,0 +1,274 @@
+//! Configuration: built-in defaults < a TOML file (`--config FILE` or `FOREMAN_CONFIG`) < environment variables.
+//!
+//! Every key, its environment name and its default are listed in `docs/configuration.md`; the table of
+//! environment names is [`ENV_KEYS`]. A `.env` file in the working directory is read into the environment
+//! by the binary before this module runs. A bad value stops the start with an error that names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The environment variables Foreman reads, and the configuration key each one sets.
+///
+/// Environment variables win over the file. Keys with a dot are nested (`github.app_id` is `app_id` in the
+/// `[github]` table of the file).
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("FOREMAN_LISTEN", "listen"),
+    ("FOREMAN_DATA_DIR", "data_dir"),
+    ("FOREMAN_ADMIN_TOKEN", "admin_token"),
+    ("FOREMAN_LOG_FORMAT", "log_format"),
+    ("GITHUB_WEBHOOK_SECRET", "github.webhook_secret"),
+    ("GITHUB_APP_ID", "github.app_id"),
+    ("GITHUB_PRIVATE_KEY", "github.private_key"),
+    ("GITHUB_PRIVATE_KEY_PATH", "github.private_key_path"),
+    ("GITHUB_API_URL", "github.api_url"),
+    ("FOREMAN_INBOX_RETENTION_DAYS", "inbox.retention_days"),
+    ("FOREMAN_STORE_CACHE_MB", "store.cache_mb"),
+];
+
+/// Foreman's whole configuration, as read at start.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds. Default `127.0.0.1:3000`.
+    pub listen: SocketAddr,
+    /// Directory for the store, the generated webhook secret, mirrors and session logs. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Bearer token required by every `/api/` route. When unset, `/api/` answers loopback clients only.
+    #[serde(default)]
+    pub admin_token: Option<SecretString>,
+    /// `pretty` (default) or `json` log lines.
+    pub log_format: LogFormat,
+    /// The GitHub App: webhook secrets, credentials and API URL.
+    pub github: GithubConfig,
+    /// The delivery inbox.
+    pub inbox: InboxConfig,
+    /// The sled store.
+    pub store: StoreConfig,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured when the output is a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The `[github]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// Webhook secrets: a comma-separated string or a list. Every one is tried, so a secret can be
+    /// rotated by configuring old and new together. Empty: one is generated into the data directory.
+    #[serde(default, deserialize_with = "secret_list")]
+    pub webhook_secret: Vec<SecretString>,
+    /// The GitHub App's id (`GITHUB_APP_ID`).
+    #[serde(default)]
+    pub app_id: Option<u64>,
+    /// The App's private key in PEM, inline.
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
+    /// A file holding the App's private key in PEM.
+    #[serde(default)]
+    pub private_key_path: Option<PathBuf>,
+    /// REST base URL. Default `https://api.github.com`; GitHub Enterprise Server uses `https://HOST/api/v3`.
+    pub api_url: String,
+}
+
+impl GithubConfig {
+    /// Whether App credentials are configured, so Foreman can act on GitHub rather than only store deliveries.
+    pub fn has_app_credentials(&self) -> bool {
+        self.app_id.is_some() && (self.private_key.is_some() || self.private_key_path.is_some())
+    }
+}
+
+/// The `[inbox]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    /// Days a stored delivery is kept before it is pruned. Default 7 (GitHub itself keeps deliveries
+    /// for redelivery 3 days). Must be at least 1.
+    pub retention_days: u32,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// sled's page cache in MiB. Default 16: sled's own default is 1 GiB, which a webhook inbox never needs.
+    pub cache_mb: u64,
+}
+
+/// A configuration that could not be read: which key, and what was wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+fn defaults() -> serde_json::Value {
+    serde_json::json!({
+        "listen": "127.0.0.1:3000",
+        "data_dir": "./data",
+        "log_format": "pretty",
+        "github": { "api_url": "https://api.github.com" },
+        "inbox": { "retention_days": 7 },
+        "store": { "cache_mb": 16 },
+    })
+}
+
+impl Config {
+    /// Reads the configuration: defaults, then `file` if given (it must exist), then the environment.
+    ///
+    /// Errors name the key, where its value came from, and what was expected.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(defaults()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!("the config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::raw().filter_map(|k| {
+            ENV_KEYS.iter().find(|(env, _)| k.as_str().eq_ignore_ascii_case(env)).map(|(_, key)| (*key).into())
+        });
+        // figment nests keys on '.', so `github.app_id` lands in the `[github]` table.
+        figment = figment.merge(env);
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.inbox.retention_days == 0 {
+            return Err(ConfigError("inbox.retention_days (FOREMAN_INBOX_RETENTION_DAYS) must be at least 1".into()));
+        }
+        if self.store.cache_mb == 0 {
+            return Err(ConfigError("store.cache_mb (FOREMAN_STORE_CACHE_MB) must be at least 1".into()));
+        }
+        if !(self.github.api_url.starts_with("http://") || self.github.api_url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "github.api_url (GITHUB_API_URL) must be an http:// or https:// URL, got '{}'",
+                self.github.api_url
+            )));
+        }
+        if self.github.private_key.is_some() && self.github.private_key_path.is_some() {
+            return Err(ConfigError(
+                "set only one of github.private_key (GITHUB_PRIVATE_KEY) and github.private_key_path (GITHUB_PRIVATE_KEY_PATH)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Turns figment's errors into one line per problem that names the key and, for environment
+/// variables, the variable's own name. Values are never repeated, since they may be secrets.
+fn describe(errors: figment::Error) -> String {
+    errors
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let env = ENV_KEYS.iter().find(|(_, k)| *k == key).map(|(env, _)| *env);
+            let from = match (&e.metadata, env) {
+                (Some(m), Some(env)) if m.name.contains("environment") => format!(" (from {env})"),
+                (Some(m), _) => match &m.source {
+                    Some(source) => format!(" (from {source})"),
+                    None => format!(" (from {})", m.name),
+                },
+                _ => String::new(),
+            };
+            let what = match &e.kind {
+                figment::error::Kind::InvalidType(_, expected) => format!("expected {expected}"),
+                figment::error::Kind::InvalidValue(_, expected) => format!("expected {expected}"),
+                figment::error::Kind::UnknownField(field, _) => {
+                    return format!("unknown key '{}'{from}", join_key(&key, field));
+                }
+                kind => kind.to_string(),
+            };
+            if key.is_empty() { format!("{what}{from}") } else { format!("{key}{from}: {what}") }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn join_key(parent: &str, field: &str) -> String {
+    if parent.is_empty() { field.to_owned() } else { format!("{parent}.{field}") }
+}
+
+/// Accepts `"a,b"` or `["a", "b"]`; blanks are dropped.
+fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).map(SecretString::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+            assert_eq!(c.data_dir, PathBuf::from("./data"));
+            assert_eq!(c.log_format, LogFormat::Pretty);
+            assert!(c.github.webhook_secret.is_empty());
+            assert!(!c.github.has_app_credentials());
+            assert_eq!(c.inbox.retention_days, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_file_and_secrets_split_on_commas() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("f.toml", "listen = \"127.0.0.1:1\"\n[github]\napp_id = 5\nwebhook_secret = [\"x\"]\n")?;
+            jail.set_env("FOREMAN_LISTEN", "127.0.0.1:2");
+            jail.set_env("GITHUB_WEBHOOK_SECRET", "old, new");
+            let c = Config::load(Some(Path::new("f.toml"))).unwrap();
+            assert_eq!(c.listen.port(), 2);
+            assert_eq!(c.github.app_id, Some(5));
+            let s: Vec<_> = c.github.webhook_secret.iter().map(|s| s.expose_secret().to_owned()).collect();
+            assert_eq!(s, ["old", "new"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOREMAN_LISTEN", "not-an-address");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("listen") && e.contains("FOREMAN_LISTEN"), "{e}");
+            assert!(!e.contains("not-an-address") || e.contains("listen"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("f.toml", "[github]\nap_id = 5\n")?;
+            let e = Config::load(Some(Path::new("f.toml"))).unwrap_err().to_string();
+            assert!(e.contains("unknown key 'github.ap_id'"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOREMAN_INBOX_RETENTION_DAYS", "0");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("FOREMAN_INBOX_RETENTION_DAYS"), "{e}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,1 @@
+//! The decision core: a pure function from a typed event, configuration and a snapshot of job state to actions.

@@ -1,0 +1,1 @@
+//! Webhook ingress: `POST /api/github/webhooks` verifies, deduplicates and durably stores each delivery before answering.

@@ -1,0 +1,24 @@
+//! Foreman: a self-hosted GitHub App that turns issues into coding-agent pull requests.
+//!
+//! The modules follow the flow in `docs/architecture.md`:
+//!
+//! ```text
+//! GitHub ─▶ ingress ─▶ store (inbox) ─▶ event ─▶ decide ─▶ store (jobs) ◀─▶ scheduler ─▶ session ─▶ report ─▶ GitHub
+//! ```
+//!
+//! `github` is the one client every outbound call goes through; `api` serves the operations endpoints.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod event;
+pub mod github;
+pub mod ids;
+pub mod ingress;
+pub mod report;
+pub mod scheduler;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,5 @@
+//! The `foreman` binary: see `foreman help`.
+
+fn main() -> std::process::ExitCode {
+    foreman::cli::main()
+}

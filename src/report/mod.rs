@@ -1,0 +1,1 @@
+//! Reporting back on GitHub: the tracking comment, labels, board moves, pull requests and check runs.
