@@ -185,19 +185,13 @@ fn describe(errors: figment::Error) -> String {
             let what = match &e.kind {
                 figment::error::Kind::InvalidType(_, expected) => format!("expected {expected}"),
                 figment::error::Kind::InvalidValue(_, expected) => format!("expected {expected}"),
-                figment::error::Kind::UnknownField(field, _) => {
-                    return format!("unknown key '{}'{from}", join_key(&key, field));
-                }
+                figment::error::Kind::UnknownField(..) => return format!("unknown key '{key}'{from}"),
                 kind => kind.to_string(),
             };
             if key.is_empty() { format!("{what}{from}") } else { format!("{key}{from}: {what}") }
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn join_key(parent: &str, field: &str) -> String {
-    if parent.is_empty() { field.to_owned() } else { format!("{parent}.{field}") }
 }
 
 /// Accepts `"a,b"` or `["a", "b"]`; blanks are dropped.
@@ -216,6 +210,7 @@ fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error.
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;

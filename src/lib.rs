@@ -12,6 +12,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod dispatch;
 pub mod event;
 pub mod github;
 pub mod ids;

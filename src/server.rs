@@ -1,9 +1,207 @@
-//! The HTTP server: routes, layers and graceful shutdown.
+//! `foreman serve`: the HTTP server, its background tasks, and graceful shutdown.
+//!
+//! Start-up: read the configuration, open the store in the data directory, make sure there is a webhook
+//! secret, then serve. On SIGTERM or SIGINT: answer new deliveries 503, stop accepting connections, finish
+//! the requests in flight, flush the store, exit 0 (well inside fly.toml's `kill_timeout`).
 
-use std::path::Path;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Runs `foreman serve` until SIGTERM or SIGINT.
-pub fn serve_main(_config: Option<&Path>) -> ExitCode {
-    ExitCode::SUCCESS
+use secrecy::SecretString;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::dispatch::{self, Consumer, Processed};
+use crate::ingress::{self, Ingress, Verifier};
+use crate::store::{DeliveryMeta, Store, StoreOptions};
+
+/// The file in the data directory holding the generated webhook secret (mode 0600).
+pub const GENERATED_SECRET_FILE: &str = "webhook-secret";
+
+/// How long one request may take before it is answered 408. GitHub gives up on a delivery after 10 s;
+/// answering at 9 s lets it record a failure that can be redelivered rather than a timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(9);
+
+/// How often delivered-and-processed deliveries older than the retention period are pruned. Hourly keeps
+/// the store within an hour's worth of traffic of its bound without scanning often.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How long shutdown waits for requests in flight before giving up on them. fly.toml's kill timeout is 30 s;
+/// this leaves time for the final flush.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `foreman serve` until SIGTERM or SIGINT. Exit code 2 for a configuration error, 1 for a runtime one.
+pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
+    let config = match Config::load(config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("foreman: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the tokio runtime");
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the store, binds, and serves until a shutdown signal.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    let store =
+        Store::open(&config.data_dir.join("store"), &StoreOptions { cache_bytes: config.store.cache_mb * 1024 * 1024 })
+            .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", config.data_dir.display()))?;
+    let secrets = webhook_secrets(&config)?;
+    if !config.github.has_app_credentials() {
+        tracing::warn!(
+            "no GitHub App credentials: Foreman will accept and store deliveries but cannot act on GitHub. \
+             Set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)"
+        );
+    }
+    let ingress = Ingress::new(store.clone(), Verifier::new(&secrets));
+    let state = AppState {
+        store: store.clone(),
+        ingress: ingress.clone(),
+        metrics: crate::telemetry::metrics_handle(),
+        admin_token: config.admin_token.clone().map(Arc::new),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (FOREMAN_LISTEN): {e}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
+
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(dispatch::run(store.clone(), Unwired, shutdown.clone()));
+    let pruner = tokio::spawn(prune_loop(store.clone(), config.inbox.retention_days, shutdown.clone()));
+
+    let app = router(state);
+    let signal = {
+        let shutdown = shutdown.clone();
+        let ingress = ingress.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing requests in flight");
+            ingress.begin_shutdown();
+            shutdown.cancel();
+        }
+    };
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let drained = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = drained => tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway"),
+    }
+    shutdown.cancel();
+    let _ = worker.await;
+    let _ = pruner.await;
+    store.sync().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The whole HTTP surface. The webhook route's body limit is enforced inside the handler as well (so a
+/// chunked body over the limit is refused without being buffered whole); the timeout sits inside the
+/// body-limit layer, as tower-http requires for the limit's 413 to win.
+pub fn router(state: AppState) -> axum::Router {
+    let admin =
+        api::admin_routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), api::auth::require_admin));
+    axum::Router::new()
+        .route(ingress::WEBHOOK_PATH, axum::routing::post(ingress::receive))
+        .merge(api::ops_routes())
+        .merge(admin)
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(RequestBodyLimitLayer::new(ingress::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The configured webhook secrets, or the generated one: read from the data directory, or created there
+/// (mode 0600) on the first start. The secret itself is never logged; its file's path is.
+fn webhook_secrets(config: &Config) -> anyhow::Result<Vec<SecretString>> {
+    if !config.github.webhook_secret.is_empty() {
+        return Ok(config.github.webhook_secret.clone());
+    }
+    let path: PathBuf = config.data_dir.join(GENERATED_SECRET_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        if !existing.is_empty() {
+            tracing::info!(path = %path.display(), "using the generated webhook secret in the data directory");
+            return Ok(vec![SecretString::from(existing)]);
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()?;
+    tracing::warn!(
+        path = %path.display(),
+        "no webhook secret configured (GITHUB_WEBHOOK_SECRET): generated one into this file. \
+         Paste its contents as the webhook secret in your GitHub App's settings, or set GITHUB_WEBHOOK_SECRET"
+    );
+    Ok(vec![SecretString::from(secret)])
+}
+
+async fn prune_loop(store: Store, retention_days: u32, shutdown: CancellationToken) {
+    loop {
+        let cutoff = OffsetDateTime::now_utc() - time::Duration::days(retention_days.into());
+        match store.prune_deliveries(cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned deliveries past retention"),
+            Err(e) => tracing::error!(error = %e, "pruning deliveries failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// The consumer until the decision core is wired in: marks each delivery processed, deciding nothing.
+struct Unwired;
+
+impl Consumer for Unwired {
+    async fn consume(&self, _meta: &DeliveryMeta, _body: &[u8]) -> Result<Processed, String> {
+        Ok(Processed::Done("stored; no decision core wired".into()))
+    }
 }

@@ -1,1 +1,92 @@
-//! The operations endpoints: health, readiness, metrics and the admin `/api/` routes.
+//! The operations endpoints: health, readiness, metrics, and the admin `/api/` routes.
+//!
+//! - `GET /healthz`: 200 while the process is alive.
+//! - `GET /readyz`: 200 when the store is open and takes a durable write, 503 otherwise.
+//! - `GET /metrics`: Prometheus text; every name starts with `foreman_`.
+//! - `GET /api/deliveries/{id}`: a stored delivery's metadata and processing state; 404 if unknown.
+//!
+//! Every `/api/` route except the webhook requires `Authorization: Bearer <FOREMAN_ADMIN_TOKEN>` when that
+//! token is configured; without one, `/api/` answers only clients on loopback.
+
+pub mod auth;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRef, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
+
+use crate::ids::DeliveryId;
+use crate::ingress::Ingress;
+use crate::store::Store;
+
+/// Everything the HTTP handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// The webhook ingress.
+    pub ingress: Ingress,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The admin bearer token, if configured.
+    pub admin_token: Option<Arc<SecretString>>,
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(s: &AppState) -> Store {
+        s.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Ingress {
+    fn from_ref(s: &AppState) -> Ingress {
+        s.ingress.clone()
+    }
+}
+
+/// `/healthz`, `/readyz` and `/metrics`: open to anyone, as load balancers and scrapers expect.
+pub fn ops_routes() -> axum::Router<AppState> {
+    axum::Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+}
+
+/// The admin routes under `/api/`, without the auth layer (the server adds it).
+pub fn admin_routes() -> axum::Router<AppState> {
+    axum::Router::new().route("/api/deliveries/{id}", get(delivery))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(store): State<Store>) -> Response {
+    match store.check_writable().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "store not writable\n").into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    metrics::gauge!("foreman_inbox_depth").set(state.store.inbox_depth() as f64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn delivery(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    match store.delivery(&DeliveryId(id)) {
+        Ok(Some(record)) => Json(record).into_response(),
+        Ok(None) => {
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({"message": "no delivery with that id"}))).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading a delivery failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"message": "store unavailable"}))).into_response()
+        }
+    }
+}
