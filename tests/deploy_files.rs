@@ -1,0 +1,103 @@
+//! The files that deploy Foreman: the GitHub App manifest, fly.toml and the Dockerfile.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+/// The manifest's top-level keys as GitHub documents them for registering an App from a manifest
+/// (<https://docs.github.com/en/apps/sharing-github-apps/registering-a-github-app-from-a-manifest#github-app-manifest-parameters>).
+const MANIFEST_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "hook_attributes",
+    "redirect_url",
+    "callback_urls",
+    "setup_url",
+    "description",
+    "public",
+    "default_events",
+    "default_permissions",
+    "request_oauth_on_install",
+    "setup_on_update",
+];
+
+#[test]
+fn app_manifest_uses_only_documented_fields_permissions_and_events() {
+    let manifest: serde_json::Value = serde_json::from_str(&read("app-manifest.json")).unwrap();
+    let obj = manifest.as_object().unwrap();
+    for key in obj.keys() {
+        assert!(MANIFEST_KEYS.contains(&key.as_str()), "{key} is not a documented manifest field");
+    }
+    assert!(obj["url"].as_str().unwrap().starts_with("https://"), "url is required");
+    assert_eq!(obj["public"], false);
+    let hook = obj["hook_attributes"].as_object().unwrap();
+    assert!(hook.keys().all(|k| k == "url" || k == "active"), "hook_attributes takes url and active");
+    assert!(hook["url"].as_str().unwrap().ends_with(foreman::ingress::WEBHOOK_PATH));
+
+    // Permissions: names and levels from GitHub's own OpenAPI description (components.schemas.app-permissions).
+    let api: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(support::shared().join("github/rest/api.github.com.json")).unwrap())
+            .unwrap();
+    let documented = &api["components"]["schemas"]["app-permissions"]["properties"];
+    let wanted = [
+        ("metadata", "read"),
+        ("issues", "write"),
+        ("pull_requests", "write"),
+        ("contents", "write"),
+        ("checks", "write"),
+        ("organization_projects", "write"),
+        ("members", "read"),
+    ];
+    let permissions = obj["default_permissions"].as_object().unwrap();
+    assert_eq!(permissions.len(), wanted.len(), "exactly the permissions Foreman needs");
+    for (name, level) in wanted {
+        assert_eq!(permissions[name], level, "{name}");
+        let levels = documented[name]["enum"].as_array().unwrap_or_else(|| panic!("{name} is not an App permission"));
+        assert!(levels.iter().any(|l| l == level), "{name}: {level} is not one of {levels:?}");
+    }
+
+    // Events: each one is a webhook event GitHub has a payload schema for, and one Foreman's ingress uses.
+    let schemas: BTreeSet<String> = std::fs::read_dir(support::shared().join("github/webhooks/schemas/api.github.com"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let events: Vec<&str> = obj["default_events"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(events, ["issues", "issue_comment", "pull_request", "pull_request_review", "projects_v2_item"]);
+    for e in events {
+        assert!(schemas.contains(e), "{e} is not a webhook event");
+        assert!(foreman::ingress::USED_EVENTS.contains(&e), "{e} would be answered 204 and dropped");
+    }
+}
+
+#[test]
+fn fly_toml_mounts_the_data_directory_checks_health_and_drains_on_sigterm() {
+    let fly = read("fly.toml");
+    for needle in [
+        "destination = \"/data\"",
+        "FOREMAN_DATA_DIR = \"/data\"",
+        "path = \"/healthz\"",
+        "kill_signal = \"SIGTERM\"",
+        "kill_timeout = 30",
+        "auto_stop_machines = \"off\"",
+        "internal_port = 3000",
+        "FOREMAN_LISTEN = \"0.0.0.0:3000\"",
+    ] {
+        assert!(fly.contains(needle), "fly.toml lacks {needle}");
+    }
+    // The kill timeout leaves room for the server's own drain bound plus the final flush.
+    assert!(foreman::server::DRAIN_TIMEOUT.as_secs() < 30);
+}
+
+#[test]
+fn dockerfile_is_multi_stage_with_git_and_ca_certificates() {
+    let docker = read("Dockerfile");
+    assert!(docker.matches("FROM ").count() >= 2, "multi-stage");
+    for needle in ["git", "ca-certificates", "cargo build --release", "ENTRYPOINT [\"foreman\"]", "CMD [\"serve\"]"] {
+        assert!(docker.contains(needle), "Dockerfile lacks {needle}");
+    }
+}
