@@ -62,6 +62,8 @@ impl Store {
             .path(dir)
             .cache_capacity(options.cache_bytes)
             .mode(sled::Mode::HighThroughput)
+            // No background flusher: the writer thread is the one place that flushes (group commit).
+            .flush_every_ms(None)
             .open()?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {

@@ -23,32 +23,47 @@ enum Request {
     Sync(oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// The sending side; cheap to share.
+/// The sending side. Dropping it stops the writer thread after a last flush and waits for it, so the
+/// database is closed (and its file lock released) when the store is dropped.
 pub(super) struct Handle {
-    tx: mpsc::Sender<Request>,
+    tx: Option<mpsc::Sender<Request>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Handle {
+    fn sender(&self) -> Result<&mpsc::Sender<Request>, StoreError> {
+        self.tx.as_ref().ok_or(StoreError::Closed)
+    }
+
     pub(super) async fn put(&self, d: NewDelivery) -> Result<PutOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request::Put(d, reply)).map_err(|_| StoreError::Closed)?;
+        self.sender()?.send(Request::Put(d, reply)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
     pub(super) async fn sync(&self) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request::Sync(reply)).map_err(|_| StoreError::Closed)?;
+        self.sender()?.send(Request::Sync(reply)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
 
 pub(super) fn spawn(db: sled::Db, trees: Trees) -> Handle {
     let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("foreman-store-writer".into())
         .spawn(move || run(db, trees, rx))
         .expect("spawn the store writer thread");
-    Handle { tx }
+    Handle { tx: Some(tx), thread: Some(thread) }
 }
 
 fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Request>) {
