@@ -751,7 +751,7 @@ fn the_triggers_table_reads_from_toml_with_defaults_and_refuses_unknown_keys() {
     assert!(toml_de("[permissions]\nrun = \"superuser\"").is_err());
 }
 
-fn toml_de(s: &str) -> Result<DecideConfig, figment::Error> {
+fn toml_de(s: &str) -> Result<DecideConfig, String> {
     use figment::providers::{Format, Toml};
-    figment::Figment::from(Toml::string(s)).extract()
+    figment::Figment::from(Toml::string(s)).extract().map_err(|e| e.to_string())
 }
