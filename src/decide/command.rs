@@ -292,7 +292,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The help text, generated from [`CommandName::ALL`], so it lists every command.
-pub fn format_help(app_slug: &str) -> String {
+pub fn format_help(app_slug: &str, help_url: Option<&str>) -> String {
     let mut s = String::from("**Foreman commands**\n\nWrite one at the start of a line, as `/foreman <command>` or `@");
     s.push_str(app_slug);
     s.push_str(" <command>`. Commands in code blocks, inline code, quotes and HTML comments are ignored.\n\n");
@@ -300,32 +300,44 @@ pub fn format_help(app_slug: &str) -> String {
     for c in CommandName::ALL {
         s.push_str(&format!("| `/foreman {}` | {} |\n", c.usage(), c.summary()));
     }
+    if let Some(url) = help_url {
+        s.push_str(&format!("\nPermissions and details: [the command reference]({url}).\n"));
+    }
     s
 }
 
 impl ParseError {
-    /// A reply telling the person what was wrong with `line` and what to write instead.
-    pub fn reply(&self, line: &str) -> String {
+    /// A reply telling the person what was wrong with `line` and what to write instead; it lists the
+    /// commands and links `help_url` (the command reference) when one is configured.
+    pub fn reply(&self, line: &str, help_url: Option<&str>) -> String {
         let problem = match self {
-            ParseError::MissingCommand => "it names no command".to_owned(),
+            ParseError::MissingCommand => "it names no command.".to_owned(),
             ParseError::UnknownCommand { command, did_you_mean } => {
-                let mut p = format!("`{command}` is not a Foreman command");
+                let mut p = format!("{} is not a Foreman command.", code(command));
                 if let Some(c) = did_you_mean {
-                    p.push_str(&format!(". Did you mean `/foreman {}`?", c.usage()));
+                    p.push_str(&format!(" Did you mean `/foreman {}`?", c.usage()));
                 }
                 p
             }
             ParseError::UnexpectedArgs { command, args } => {
-                format!("`{command}` takes no arguments, but was given `{args}`. Write `/foreman {command}` alone")
+                format!(
+                    "`{command}` takes no arguments, but was given {}. Write `/foreman {command}` alone.",
+                    code(args)
+                )
             }
         };
         let names: Vec<String> = CommandName::ALL.iter().map(|c| format!("`{c}`")).collect();
-        format!(
-            "I could not understand `{}`: {problem}.\n\nThe commands are {}. Write `/foreman help` for what each does.",
-            line.replace('`', "'"),
-            names.join(", ")
-        )
+        let help = match help_url {
+            Some(url) => format!("Write `/foreman help` or see [the command reference]({url}) for what each does."),
+            None => "Write `/foreman help` for what each does.".to_owned(),
+        };
+        format!("I could not understand {}: {problem}\n\nThe commands are {}. {help}", code(line), names.join(", "))
     }
+}
+
+/// `text` as inline code that cannot be broken out of: backticks become quotes.
+fn code(text: &str) -> String {
+    format!("`{}`", text.replace('`', "'"))
 }
 
 #[cfg(test)]
@@ -343,7 +355,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_command() {
-        let h = format_help("foreman");
+        let h = format_help("foreman", None);
         for c in CommandName::ALL {
             assert!(h.contains(&format!("/foreman {}", c.usage())), "{c}");
         }

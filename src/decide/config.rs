@@ -29,6 +29,9 @@ pub struct DecideConfig {
     /// Bot logins (e.g. `renovate[bot]`) whose labels, board moves and commands are obeyed. Default empty:
     /// bots, Foreman's own account included, never trigger work.
     pub allowed_bots: Vec<String>,
+    /// A link to the command reference (e.g. this project's docs/commands.md) for help and error replies.
+    /// Default none: replies point at `/foreman help` only.
+    pub help_url: Option<String>,
     /// The permission each command needs.
     pub permissions: CommandPermissions,
 }
@@ -43,6 +46,7 @@ impl Default for DecideConfig {
             stop_columns: vec!["Backlog".into(), "Todo".into()],
             app_slug: "foreman".into(),
             allowed_bots: Vec::new(),
+            help_url: None,
             permissions: CommandPermissions::default(),
         }
     }

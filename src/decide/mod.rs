@@ -547,7 +547,8 @@ impl Cx<'_> {
             .iter()
             .zip(verdicts)
             .map(|(f, verdict)| match (&f.parsed, verdict) {
-                (Err(e), _) => self.reply(issue, format!("@{}, {}", author.login, e.reply(&f.line))),
+                (Err(e), _) => self
+                    .reply(issue, format!("@{}, {}", author.login, e.reply(&f.line, self.config.help_url.as_deref()))),
                 (Ok(c), Some((needs, Authorized::No(has)))) => self.reply(
                     issue,
                     format!(
@@ -620,7 +621,9 @@ impl Cx<'_> {
                     None => format!("#{number} has no Foreman job."),
                 },
             ),
-            Command::Help => self.reply(issue, command::format_help(&self.config.app_slug)),
+            Command::Help => {
+                self.reply(issue, command::format_help(&self.config.app_slug, self.config.help_url.as_deref()))
+            }
         }
     }
 }
