@@ -25,6 +25,18 @@ pub enum Command {
     /// Starts with no configuration at all: without a webhook secret it generates one into the data
     /// directory; without GitHub App credentials it stores deliveries but cannot act on GitHub.
     Serve,
+    /// Print what Foreman would decide for one webhook payload, as JSON lines; touches neither GitHub nor
+    /// the data directory. Answers "why didn't Foreman react to this?". See docs/commands.md.
+    Replay {
+        /// The X-GitHub-Event name, e.g. `issues` or `issue_comment`.
+        #[arg(long, value_name = "NAME")]
+        event: String,
+        /// Pretend the issue's job is in this state: queued, running, succeeded, failed or cancelled.
+        #[arg(long, value_name = "STATE", value_parser = crate::decide::replay::parse_job_state)]
+        job: Option<crate::decide::JobState>,
+        /// The payload: a webhook body as JSON.
+        payload: PathBuf,
+    },
 }
 
 /// Parses the command line and runs the subcommand. Exit code 0 on success, 1 on a runtime error,
@@ -34,5 +46,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve => crate::server::serve_main(cli.config.as_deref()),
+        Command::Replay { event, job, payload } => {
+            crate::decide::replay::main(cli.config.as_deref(), &event, &payload, job)
+        }
     }
 }

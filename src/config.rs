@@ -49,6 +49,9 @@ pub struct Config {
     pub inbox: InboxConfig,
     /// The sled store.
     pub store: StoreConfig,
+    /// What labels, board moves and commands mean work, and who may give commands (docs/commands.md).
+    #[serde(default)]
+    pub triggers: crate::decide::DecideConfig,
 }
 
 /// How log lines are written.

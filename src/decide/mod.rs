@@ -1,1 +1,629 @@
 //! The decision core: a pure function from a typed event, configuration and a snapshot of job state to actions.
+//!
+//! [`decide`] does no I/O. When it needs a fact the payload does not carry (a commenter's permission, the
+//! issue behind a Projects v2 item, a Status value an older payload leaves out), it answers with exactly one
+//! [`Action::Lookup`] and nothing else; the caller reads the fact from GitHub, puts it into the
+//! [`Snapshot`] and decides again. So a decision never acts on a guess, and a comment with several commands
+//! is answered once, after every fact is known.
+//!
+//! The rules are listed in `docs/commands.md`; `foreman replay` ([`replay`]) prints a decision for any payload.
+
+pub mod command;
+pub mod config;
+pub mod markdown;
+pub mod replay;
+
+use std::fmt;
+
+use serde::Serialize;
+
+pub use self::command::{Command, CommandName, ParseError};
+pub use self::config::{CommandPermissions, DecideConfig, Level};
+use crate::event::{
+    Actor, AuthorAssociation, Comment, CommentAction, ContentType, Event, EventKind, FieldValue, IssueRef,
+    IssuesAction, ProjectsV2Item, ProjectsV2ItemAction, PullRequestAction,
+};
+use crate::ids::{DeliveryId, InstallationId, IssueNumber, NodeId, RepoName, UserId};
+
+/// What a job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    /// Change code for an issue and open a pull request.
+    Code,
+    /// Propose a plan as a comment, change no code.
+    Plan,
+    /// Continue on a pull request's branch, asked for in a comment on the pull request.
+    FollowUp,
+}
+
+/// What asked for the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// The trigger label was added.
+    Label,
+    /// A Projects v2 card was moved into a trigger column.
+    Board,
+    /// A command in a comment.
+    Command,
+}
+
+/// One thing to do about an event. Serialised as one JSON object with a `decision` tag, e.g.
+/// `{"decision":"enqueue","kind":"code","repo":"owner/name","issue":12,"trigger":"label","requester":"octocat"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Action {
+    /// Queue a job for the issue (one job per repository and issue: the store keeps it unique).
+    Enqueue {
+        /// What the job does.
+        kind: JobKind,
+        /// The repository.
+        repo: RepoName,
+        /// The issue (or, for a follow-up, the pull request).
+        issue: IssueNumber,
+        /// What asked for it.
+        trigger: Trigger,
+        /// Who asked: the login of the labeller, card mover or commenter.
+        requester: String,
+        /// Extra instructions from `/foreman run <instructions>`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        instructions: Option<String>,
+        /// The installation to act through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+        /// The delivery that asked, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delivery: Option<DeliveryId>,
+    },
+    /// Cancel the issue's queued (or running) job.
+    Cancel {
+        /// The repository.
+        repo: RepoName,
+        /// The issue.
+        issue: IssueNumber,
+        /// Why, for the job's record and the tracking comment.
+        reason: String,
+        /// The installation to act through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+    },
+    /// Run the issue's failed or cancelled job again.
+    Retry {
+        /// The repository.
+        repo: RepoName,
+        /// The issue.
+        issue: IssueNumber,
+        /// Who asked.
+        requester: String,
+        /// The installation to act through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+    },
+    /// Post a comment on the issue or pull request.
+    Reply {
+        /// The repository.
+        repo: RepoName,
+        /// The issue or pull request.
+        issue: IssueNumber,
+        /// The comment's Markdown.
+        text: String,
+        /// The installation to act through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+    },
+    /// Read this from GitHub, put it into the [`Snapshot`], and decide again.
+    Lookup {
+        /// What to read.
+        #[serde(flatten)]
+        what: Lookup,
+        /// The installation to read through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+    },
+    /// Do nothing, for this reason.
+    Ignore {
+        /// Why, in words that answer "why didn't Foreman react?".
+        reason: String,
+    },
+}
+
+/// A fact [`decide`] needs from GitHub.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum Lookup {
+    /// The user's permission on the repository: GET /repos/{owner}/{repo}/collaborators/{username}/permission,
+    /// its `role_name`, into [`Snapshot::permission`]. Cache it by user id, not login.
+    Permission {
+        /// The repository.
+        repo: RepoName,
+        /// The user's login.
+        user: String,
+        /// The user's id, the cache key.
+        user_id: UserId,
+        /// The least level the command needs.
+        needs: Level,
+    },
+    /// A Projects v2 item's content and current Status value, over GraphQL, into [`Snapshot::item`].
+    ProjectItem {
+        /// The item (`PVTI_…`).
+        item: NodeId,
+        /// Its content (`I_…`), which names the repository and issue.
+        content: NodeId,
+        /// The field the edit changed; compared with the Status field's id.
+        field: NodeId,
+    },
+}
+
+/// The state of a job, as the job store reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting to be claimed.
+    Queued,
+    /// Claimed and running.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Finished without one.
+    Failed,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl JobState {
+    /// Queued or running.
+    pub fn is_live(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// A read-only view of what is already known, for one decision. Empty by default: `foreman replay` decides
+/// with an empty snapshot, so only the payload counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The state of the job for the issue the event concerns, if there is one.
+    pub job: Option<JobState>,
+    /// The acting user's permission on the repository, once looked up ([`Lookup::Permission`]).
+    pub permission: Option<Level>,
+    /// The Projects v2 item, once looked up ([`Lookup::ProjectItem`]).
+    pub item: Option<ItemFacts>,
+}
+
+/// What GraphQL says about a Projects v2 item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemFacts {
+    /// The node id of the project's field named [`DecideConfig::status_field`], if the project has one.
+    pub status_field: Option<NodeId>,
+    /// The item's current option in that field (`None`: no value).
+    pub status: Option<String>,
+    /// What the item holds.
+    pub content: ItemContent,
+}
+
+/// The content behind a Projects v2 item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemContent {
+    /// An issue.
+    Issue {
+        /// Its repository.
+        repo: RepoName,
+        /// Its number.
+        number: IssueNumber,
+    },
+    /// A pull request.
+    PullRequest,
+    /// A draft issue.
+    DraftIssue,
+}
+
+/// Decides what to do about `event`. Pure: the same inputs give the same actions.
+///
+/// Returns at least one action. A [`Action::Lookup`] is always alone. Bot senders are ignored unless
+/// their login is in [`DecideConfig::allowed_bots`].
+pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<Action> {
+    let cx = Cx { event, config, snapshot };
+    match &event.kind {
+        EventKind::Issues { action, issue } => vec![cx.issues(action, issue)],
+        EventKind::IssueComment { action, issue, comment } => match action {
+            CommentAction::Created => cx.commands(issue, comment, None),
+            CommentAction::Edited { previous_body: Some(previous) } => cx.commands(issue, comment, Some(previous)),
+            CommentAction::Edited { previous_body: None } => {
+                vec![ignore("the comment was edited but its body did not change")]
+            }
+            CommentAction::Deleted => vec![ignore("a deleted comment runs no commands")],
+        },
+        EventKind::PullRequestReview { pull_request, review, .. } => cx.commands(pull_request, review, None),
+        EventKind::PullRequestReviewComment { pull_request, comment } => cx.commands(pull_request, comment, None),
+        EventKind::PullRequest { action, pull_request, .. } => vec![ignore(match action {
+            PullRequestAction::Closed { merged: true } => {
+                format!("pull request #{} was merged; an issue it closes arrives as issues.closed", pull_request.number)
+            }
+            PullRequestAction::Closed { merged: false } => {
+                format!(
+                    "pull request #{} was closed without merging; its issue's job is not changed",
+                    pull_request.number
+                )
+            }
+            PullRequestAction::Opened | PullRequestAction::Reopened | PullRequestAction::Synchronize => {
+                format!("pull request events do not start work; write `/foreman run` on #{}", pull_request.number)
+            }
+        })],
+        EventKind::ProjectsV2Item { action, item, field_change } => {
+            vec![cx.board(*action, item, field_change.as_ref())]
+        }
+        EventKind::Installation { action, account, .. } => {
+            vec![ignore(format!("installation {action} for '{account}': nothing to decide"))]
+        }
+        EventKind::InstallationRepositories { action, added, removed } => vec![ignore(format!(
+            "installation_repositories {action} ({} added, {} removed): nothing to decide",
+            added.len(),
+            removed.len()
+        ))],
+        EventKind::Ignored { reason } => vec![ignore(reason.clone())],
+    }
+}
+
+fn ignore(reason: impl Into<String>) -> Action {
+    Action::Ignore { reason: reason.into() }
+}
+
+/// Whether an actor may give a command needing `needs`.
+enum Authorized {
+    Yes,
+    No(Level),
+    Unknown,
+}
+
+fn authorize(needs: Level, association: &AuthorAssociation, looked_up: Option<Level>) -> Authorized {
+    if needs == Level::Anyone {
+        return Authorized::Yes;
+    }
+    // author_association is the evidence in the payload. OWNER owns the repository (admin); MEMBER and
+    // COLLABORATOR are taken as write access, which the issue's rules grant them. Higher levels need a lookup.
+    let by_association = match association {
+        AuthorAssociation::Owner => Some(Level::Admin),
+        AuthorAssociation::Member | AuthorAssociation::Collaborator => Some(Level::Write),
+        _ => None,
+    };
+    if by_association.is_some_and(|l| l >= needs) {
+        return Authorized::Yes;
+    }
+    match looked_up {
+        Some(level) if level >= needs => Authorized::Yes,
+        Some(level) => Authorized::No(level),
+        None => Authorized::Unknown,
+    }
+}
+
+struct Cx<'a> {
+    event: &'a Event,
+    config: &'a DecideConfig,
+    snapshot: &'a Snapshot,
+}
+
+impl Cx<'_> {
+    /// `Some(reason)` when `actor` is a bot that may not trigger work.
+    fn bot_refused(&self, actor: &Actor, what: &str) -> Option<Action> {
+        (actor.is_bot() && !self.config.bot_allowed(&actor.login))
+            .then(|| ignore(format!("{what} by bot '{}', which is not in triggers.allowed_bots", actor.login)))
+    }
+
+    fn enqueue(&self, kind: JobKind, repo: &RepoName, issue: IssueNumber, trigger: Trigger, requester: &str) -> Action {
+        Action::Enqueue {
+            kind,
+            repo: repo.clone(),
+            issue,
+            trigger,
+            requester: requester.to_owned(),
+            instructions: None,
+            installation: self.event.installation,
+            delivery: self.event.delivery.clone(),
+        }
+    }
+
+    fn cancel_if_live(&self, repo: &RepoName, issue: IssueNumber, reason: String) -> Action {
+        match self.snapshot.job {
+            Some(state) if state.is_live() => {
+                Action::Cancel { repo: repo.clone(), issue, reason, installation: self.event.installation }
+            }
+            Some(state) => ignore(format!("{reason}, but the job for {repo}#{issue} already {state}")),
+            None => ignore(format!("{reason}, but {repo}#{issue} has no queued or running job")),
+        }
+    }
+
+    fn reply(&self, issue: &IssueRef, text: String) -> Action {
+        Action::Reply { repo: issue.repo.clone(), issue: issue.number, text, installation: self.event.installation }
+    }
+
+    fn issues(&self, action: &IssuesAction, issue: &IssueRef) -> Action {
+        let (repo, number) = (&issue.repo, issue.number);
+        match action {
+            IssuesAction::Labeled { label } | IssuesAction::Unlabeled { label }
+                if !label.eq_ignore_ascii_case(&self.config.label) =>
+            {
+                ignore(format!("label '{label}' is not a trigger label"))
+            }
+            IssuesAction::Labeled { .. } | IssuesAction::Unlabeled { .. } => {
+                let Some(sender) = &self.event.sender else {
+                    return ignore("the delivery names no sender");
+                };
+                let labeled = matches!(action, IssuesAction::Labeled { .. });
+                if let Some(refused) = self.bot_refused(sender, if labeled { "label added" } else { "label removed" }) {
+                    return refused;
+                }
+                if labeled {
+                    if issue.state == "closed" {
+                        return ignore(format!("{repo}#{number} is closed; reopen it to queue it"));
+                    }
+                    match self.snapshot.job {
+                        Some(state) if state.is_live() => ignore(format!("{repo}#{number} already has a {state} job")),
+                        _ => self.enqueue(JobKind::Code, repo, number, Trigger::Label, &sender.login),
+                    }
+                } else {
+                    let reason = format!("label '{}' removed by {}", self.config.label, sender.login);
+                    match self.snapshot.job {
+                        Some(JobState::Running) if !self.config.cancel_on_unlabel => ignore(format!(
+                            "{reason}; the running job for {repo}#{number} is left to finish (triggers.cancel_on_unlabel is off)"
+                        )),
+                        _ => self.cancel_if_live(repo, number, reason),
+                    }
+                }
+            }
+            IssuesAction::Closed => self.cancel_if_live(repo, number, format!("{repo}#{number} was closed")),
+            IssuesAction::Deleted => self.cancel_if_live(repo, number, format!("{repo}#{number} was deleted")),
+            IssuesAction::Transferred => {
+                self.cancel_if_live(repo, number, format!("{repo}#{number} was transferred to another repository"))
+            }
+            IssuesAction::Reopened => {
+                ignore(format!("{repo}#{number} was reopened; reopening does not queue an issue by itself"))
+            }
+            IssuesAction::Opened => ignore(format!(
+                "{repo}#{number} was opened; it is queued by the label '{}', a board move or `/foreman run`",
+                self.config.label
+            )),
+            IssuesAction::Edited => ignore("editing an issue does not start work"),
+            IssuesAction::Assigned | IssuesAction::Unassigned => ignore("assignment does not start work"),
+        }
+    }
+
+    fn board(
+        &self,
+        action: ProjectsV2ItemAction,
+        item: &ProjectsV2Item,
+        change: Option<&crate::event::FieldValueChange>,
+    ) -> Action {
+        match &item.content_type {
+            ContentType::Issue => {}
+            ContentType::DraftIssue => {
+                return ignore("the board item is a draft issue; convert it to an issue for Foreman to work on it");
+            }
+            ContentType::PullRequest => return ignore("the board item is a pull request; Foreman works on issues"),
+            ContentType::Other(t) => return ignore(format!("the board item holds a '{t}', not an issue")),
+        }
+        if action != ProjectsV2ItemAction::Edited {
+            let a = serde_json::to_value(action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            return ignore(format!(
+                "board item {a}: only a change of the '{}' field moves work",
+                self.config.status_field
+            ));
+        }
+        let Some(change) = change else {
+            return ignore("the board edit changed no field value");
+        };
+        if let Some(sender) = &self.event.sender
+            && let Some(refused) = self.bot_refused(sender, "board move")
+        {
+            return refused;
+        }
+        let status = &self.config.status_field;
+        if let Some(name) = &change.field_name
+            && !name.eq_ignore_ascii_case(status)
+        {
+            return ignore(format!("field '{name}' is not the status field '{status}'"));
+        }
+        if !change.field_type.is_empty() && change.field_type != "single_select" {
+            return ignore(format!(
+                "a {} field changed; the status field '{status}' is single-select",
+                change.field_type
+            ));
+        }
+        let lookup = || Action::Lookup {
+            what: Lookup::ProjectItem {
+                item: item.node_id.clone(),
+                content: item.content_node_id.clone(),
+                field: change.field_node_id.clone(),
+            },
+            installation: self.event.installation,
+        };
+        let facts = self.snapshot.item.as_ref();
+        // Is the changed field the Status field? The name says so when present; otherwise its node id must
+        // match the project's Status field, which only a lookup tells.
+        if change.field_name.is_none() {
+            match facts {
+                None => return lookup(),
+                Some(f) if f.status_field.as_ref() != Some(&change.field_node_id) => {
+                    return ignore(format!("the changed field is not the status field '{status}'"));
+                }
+                Some(_) => {}
+            }
+        }
+        // The new column: from the payload's `to`, else from the lookup.
+        let column: Option<String> = match (&change.to, facts) {
+            (Some(FieldValue::Option { name, .. }), _) => Some(name.clone()),
+            (Some(FieldValue::Empty), _) => None,
+            (Some(other), _) => return ignore(format!("the status field's new value {other:?} is not an option")),
+            (None, Some(f)) => f.status.clone(),
+            (None, None) => return lookup(),
+        };
+        let Some(column) = column else {
+            return ignore(format!("the item's '{status}' was cleared; that neither queues nor cancels"));
+        };
+        let is = |list: &[String]| list.iter().any(|c| c.eq_ignore_ascii_case(&column));
+        let starts = is(&self.config.trigger_columns);
+        if !starts && !is(&self.config.stop_columns) {
+            return ignore(format!(
+                "column '{column}' is neither a trigger column ({}) nor a stop column ({})",
+                self.config.trigger_columns.join(", "),
+                self.config.stop_columns.join(", ")
+            ));
+        }
+        let Some(facts) = facts else { return lookup() };
+        let (repo, number) = match &facts.content {
+            ItemContent::Issue { repo, number } => (repo, *number),
+            ItemContent::PullRequest => return ignore("the board item is a pull request; Foreman works on issues"),
+            ItemContent::DraftIssue => return ignore("the board item is a draft issue"),
+        };
+        let requester = self.event.sender.as_ref().map(|s| s.login.as_str()).unwrap_or("unknown");
+        if starts {
+            match self.snapshot.job {
+                Some(state) if state.is_live() => ignore(format!("{repo}#{number} already has a {state} job")),
+                _ => self.enqueue(JobKind::Code, repo, number, Trigger::Board, requester),
+            }
+        } else {
+            self.cancel_if_live(repo, number, format!("card moved to '{column}' by {requester}"))
+        }
+    }
+
+    fn commands(&self, issue: &IssueRef, comment: &Comment, previous: Option<&str>) -> Vec<Action> {
+        if let Some(refused) = self.bot_refused(&comment.author, "comment") {
+            return vec![refused];
+        }
+        let mut found = command::parse(&comment.body, &self.config.app_slug);
+        if let Some(previous) = previous {
+            // Only commands the edit added: each earlier line cancels one equal line.
+            let mut earlier: Vec<String> =
+                command::parse(previous, &self.config.app_slug).into_iter().map(|f| f.line.to_lowercase()).collect();
+            found.retain(|f| match earlier.iter().position(|l| *l == f.line.to_lowercase()) {
+                Some(i) => {
+                    earlier.swap_remove(i);
+                    false
+                }
+                None => true,
+            });
+            if found.is_empty() {
+                return vec![ignore("the edit added no new command")];
+            }
+        }
+        if found.is_empty() {
+            return vec![ignore("no command in the comment")];
+        }
+        let author = &comment.author;
+        let verdicts: Vec<_> = found
+            .iter()
+            .map(|f| {
+                f.parsed.as_ref().ok().map(|c| {
+                    let needs = self.config.permissions.for_command(c.name());
+                    (needs, authorize(needs, &comment.association, self.snapshot.permission))
+                })
+            })
+            .collect();
+        if let Some(needs) =
+            verdicts.iter().flatten().filter(|(_, v)| matches!(v, Authorized::Unknown)).map(|(n, _)| *n).max()
+        {
+            return vec![Action::Lookup {
+                what: Lookup::Permission {
+                    repo: issue.repo.clone(),
+                    user: author.login.clone(),
+                    user_id: author.id,
+                    needs,
+                },
+                installation: self.event.installation,
+            }];
+        }
+        found
+            .iter()
+            .zip(verdicts)
+            .map(|(f, verdict)| match (&f.parsed, verdict) {
+                (Err(e), _) => self
+                    .reply(issue, format!("@{}, {}", author.login, e.reply(&f.line, self.config.help_url.as_deref()))),
+                (Ok(c), Some((needs, Authorized::No(has)))) => self.reply(
+                    issue,
+                    format!(
+                        "@{}, `/foreman {}` needs {needs} permission on {}; you have {has}.",
+                        author.login,
+                        c.name(),
+                        issue.repo
+                    ),
+                ),
+                (Ok(c), _) => self.command(issue, c, author),
+            })
+            .collect()
+    }
+
+    fn command(&self, issue: &IssueRef, command: &Command, author: &Actor) -> Action {
+        let (repo, number) = (&issue.repo, issue.number);
+        let job = self.snapshot.job;
+        let who = &author.login;
+        match command {
+            Command::Run { .. } | Command::Plan => {
+                if let Some(state) = job.filter(|s| s.is_live()) {
+                    return self.reply(
+                        issue,
+                        format!("@{who}, the job for #{number} is already {state}. `/foreman stop` cancels it."),
+                    );
+                }
+                if issue.state == "closed" {
+                    return self.reply(issue, format!("@{who}, #{number} is closed; reopen it first."));
+                }
+                let (kind, instructions) = match command {
+                    Command::Run { instructions } if issue.is_pull_request => (JobKind::FollowUp, instructions.clone()),
+                    Command::Run { instructions } => (JobKind::Code, instructions.clone()),
+                    _ => (JobKind::Plan, None),
+                };
+                let mut action = self.enqueue(kind, repo, number, Trigger::Command, who);
+                if let Action::Enqueue { instructions: slot, .. } = &mut action {
+                    *slot = instructions;
+                }
+                action
+            }
+            Command::Stop => match job {
+                Some(state) if state.is_live() => Action::Cancel {
+                    repo: repo.clone(),
+                    issue: number,
+                    reason: format!("`/foreman stop` by {who}"),
+                    installation: self.event.installation,
+                },
+                _ => self.reply(issue, format!("@{who}, there is no queued or running job for #{number} to stop.")),
+            },
+            Command::Retry => match job {
+                Some(JobState::Failed | JobState::Cancelled) => Action::Retry {
+                    repo: repo.clone(),
+                    issue: number,
+                    requester: who.clone(),
+                    installation: self.event.installation,
+                },
+                Some(state) if state.is_live() => {
+                    self.reply(issue, format!("@{who}, the job for #{number} is {state}; there is nothing to retry."))
+                }
+                Some(state) => self.reply(
+                    issue,
+                    format!("@{who}, the last job for #{number} {state}; `/foreman run` starts a new one."),
+                ),
+                None => self.reply(issue, format!("@{who}, #{number} has no job to retry; `/foreman run` starts one.")),
+            },
+            Command::Status => self.reply(
+                issue,
+                match job {
+                    Some(state) => format!("The Foreman job for #{number} is {state}."),
+                    None => format!("#{number} has no Foreman job."),
+                },
+            ),
+            Command::Help => {
+                self.reply(issue, command::format_help(&self.config.app_slug, self.config.help_url.as_deref()))
+            }
+        }
+    }
+}

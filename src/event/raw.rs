@@ -1,0 +1,455 @@
+//! The payload shapes as GitHub sends them, read leniently (unknown fields are skipped), and their
+//! conversion into [`super::Event`]. Only the fields Foreman uses are declared.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{
+    Actor, ActorKind, AuthorAssociation, Comment, CommentAction, ContentType, DecodeError, Event, EventKind,
+    FieldValue, FieldValueChange, IssueRef, IssuesAction, ProjectsV2Item, ProjectsV2ItemAction, PullRequestAction,
+};
+use crate::ids::{InstallationId, IssueNumber, NodeId, RepoName, UserId};
+
+#[derive(Deserialize)]
+struct RawUser {
+    login: String,
+    id: u64,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+impl From<RawUser> for Actor {
+    fn from(u: RawUser) -> Self {
+        let kind = match u.kind.as_deref() {
+            Some("User") | None => ActorKind::User,
+            Some("Bot") => ActorKind::Bot,
+            Some("Organization") => ActorKind::Organization,
+            Some(other) => ActorKind::Other(other.to_owned()),
+        };
+        Actor { login: u.login, id: UserId(u.id), kind }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawLabel {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RawRepo {
+    full_name: String,
+}
+
+impl RawRepo {
+    fn name(&self) -> Result<RepoName, String> {
+        self.full_name.parse().map_err(|e: crate::ids::InvalidRepoName| e.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+struct RawIssue {
+    number: u64,
+    node_id: String,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    labels: Option<Vec<RawLabel>>,
+    #[serde(default)]
+    pull_request: Option<serde::de::IgnoredAny>,
+    user: RawUser,
+}
+
+impl RawIssue {
+    fn into_ref(self, repo: RepoName, is_pull_request: bool) -> IssueRef {
+        IssueRef {
+            repo,
+            number: IssueNumber(self.number),
+            node_id: NodeId(self.node_id),
+            is_pull_request: is_pull_request || self.pull_request.is_some(),
+            title: self.title.unwrap_or_default(),
+            state: self.state.unwrap_or_default(),
+            labels: self.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
+            author: self.user.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawComment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: RawUser,
+    author_association: String,
+}
+
+impl From<RawComment> for Comment {
+    fn from(c: RawComment) -> Self {
+        Comment {
+            id: c.id,
+            body: c.body.unwrap_or_default(),
+            author: c.user.into(),
+            association: AuthorAssociation::parse(&c.author_association),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct IssuesPayload {
+    issue: RawIssue,
+    repository: RawRepo,
+    #[serde(default)]
+    label: Option<RawLabel>,
+}
+
+#[derive(Deserialize)]
+struct IssueCommentPayload {
+    issue: RawIssue,
+    comment: RawComment,
+    repository: RawRepo,
+    #[serde(default)]
+    changes: Option<RawChanges>,
+}
+
+#[derive(Deserialize)]
+struct RawChanges {
+    #[serde(default)]
+    body: Option<RawFrom>,
+}
+
+#[derive(Deserialize)]
+struct RawFrom {
+    #[serde(default)]
+    from: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawHead {
+    #[serde(rename = "ref")]
+    ref_: String,
+}
+
+#[derive(Deserialize)]
+struct RawPull {
+    #[serde(flatten)]
+    issue: RawIssue,
+    #[serde(default)]
+    merged: Option<bool>,
+    head: RawHead,
+}
+
+#[derive(Deserialize)]
+struct PullRequestPayload {
+    pull_request: RawPull,
+    repository: RawRepo,
+}
+
+#[derive(Deserialize)]
+struct RawReview {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: RawUser,
+    author_association: String,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct ReviewPayload {
+    review: RawReview,
+    pull_request: RawPull,
+    repository: RawRepo,
+}
+
+#[derive(Deserialize)]
+struct ReviewCommentPayload {
+    comment: RawComment,
+    pull_request: RawPull,
+    repository: RawRepo,
+}
+
+#[derive(Deserialize)]
+struct RawItem {
+    node_id: String,
+    project_node_id: String,
+    #[serde(default)]
+    content_node_id: Option<String>,
+    content_type: String,
+}
+
+#[derive(Deserialize)]
+struct ItemPayload {
+    projects_v2_item: RawItem,
+    #[serde(default)]
+    changes: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawInstallation {
+    #[serde(default)]
+    account: Option<RawUser>,
+}
+
+#[derive(Deserialize)]
+struct InstallationPayload {
+    installation: RawInstallation,
+    #[serde(default)]
+    repositories: Option<Vec<RawRepo>>,
+}
+
+#[derive(Deserialize)]
+struct InstallationReposPayload {
+    #[serde(default)]
+    repositories_added: Vec<RawRepo>,
+    #[serde(default)]
+    repositories_removed: Vec<RawRepo>,
+}
+
+/// Reads one payload shape out of the parsed body, naming the event and action on failure.
+fn shape<T: DeserializeOwned>(value: &Value, event: &str, action: Option<&str>) -> Result<T, DecodeError> {
+    T::deserialize(value).map_err(|e| DecodeError::Shape {
+        event: event.to_owned(),
+        action: action.unwrap_or("-").to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn bad_shape(event: &str, action: Option<&str>, message: String) -> DecodeError {
+    DecodeError::Shape { event: event.to_owned(), action: action.unwrap_or("-").to_owned(), message }
+}
+
+fn repo_names(repos: Vec<RawRepo>, event: &str, action: Option<&str>) -> Result<Vec<RepoName>, DecodeError> {
+    repos.iter().map(|r| r.name().map_err(|m| bad_shape(event, action, m))).collect()
+}
+
+pub(super) fn decode(event_name: &str, body: &[u8]) -> Result<Event, DecodeError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| DecodeError::NotJson { event: event_name.to_owned(), message: e.to_string() })?;
+    if !value.is_object() {
+        return Err(DecodeError::NotJson { event: event_name.to_owned(), message: "not an object".into() });
+    }
+    // The envelope is read leniently: an ignored event keeps what it has.
+    let action = value.get("action").and_then(Value::as_str).map(str::to_owned);
+    let installation = value.get("installation").and_then(|i| i.get("id")).and_then(Value::as_u64).map(InstallationId);
+    let repo = value
+        .get("repository")
+        .and_then(|r| r.get("full_name"))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<RepoName>().ok());
+    let sender = value.get("sender").and_then(|s| RawUser::deserialize(s).ok()).map(Actor::from);
+    let kind = kind(event_name, action.as_deref(), &value)?;
+    Ok(Event { name: event_name.to_owned(), action, delivery: None, installation, repo, sender, kind })
+}
+
+fn ignored(reason: impl Into<String>) -> EventKind {
+    EventKind::Ignored { reason: reason.into() }
+}
+
+fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, DecodeError> {
+    let Some(act) = action else {
+        return Ok(match event {
+            "ping" => ignored("ping: GitHub's test delivery when a webhook is created"),
+            "issues"
+            | "issue_comment"
+            | "pull_request"
+            | "pull_request_review"
+            | "pull_request_review_comment"
+            | "projects_v2_item"
+            | "installation"
+            | "installation_repositories" => {
+                return Err(bad_shape(event, None, "the payload has no 'action'".into()));
+            }
+            other => ignored(format!("event '{other}' is not one Foreman acts on")),
+        });
+    };
+    let unknown_action = || ignored(format!("action '{event}.{act}' is not one Foreman acts on"));
+    Ok(match event {
+        "issues" => {
+            let known = [
+                "labeled",
+                "unlabeled",
+                "opened",
+                "edited",
+                "closed",
+                "reopened",
+                "assigned",
+                "unassigned",
+                "deleted",
+                "transferred",
+            ];
+            if !known.contains(&act) {
+                return Ok(unknown_action());
+            }
+            let p: IssuesPayload = shape(value, event, action)?;
+            let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
+            let label = |p: Option<RawLabel>| {
+                p.map(|l| l.name).ok_or_else(|| bad_shape(event, action, "missing field `label`".into()))
+            };
+            let issue_action = match act {
+                "labeled" => IssuesAction::Labeled { label: label(p.label)? },
+                "unlabeled" => IssuesAction::Unlabeled { label: label(p.label)? },
+                "opened" => IssuesAction::Opened,
+                "edited" => IssuesAction::Edited,
+                "closed" => IssuesAction::Closed,
+                "reopened" => IssuesAction::Reopened,
+                "assigned" => IssuesAction::Assigned,
+                "unassigned" => IssuesAction::Unassigned,
+                "deleted" => IssuesAction::Deleted,
+                _ => IssuesAction::Transferred,
+            };
+            EventKind::Issues { action: issue_action, issue: p.issue.into_ref(repo, false) }
+        }
+        "issue_comment" => {
+            if !["created", "edited", "deleted"].contains(&act) {
+                return Ok(unknown_action());
+            }
+            let p: IssueCommentPayload = shape(value, event, action)?;
+            let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
+            let comment_action = match act {
+                "created" => CommentAction::Created,
+                "edited" => CommentAction::Edited {
+                    previous_body: p.changes.and_then(|c| c.body).map(|b| b.from.unwrap_or_default()),
+                },
+                _ => CommentAction::Deleted,
+            };
+            EventKind::IssueComment {
+                action: comment_action,
+                issue: p.issue.into_ref(repo, false),
+                comment: p.comment.into(),
+            }
+        }
+        "pull_request" => {
+            if !["opened", "closed", "reopened", "synchronize"].contains(&act) {
+                return Ok(unknown_action());
+            }
+            let p: PullRequestPayload = shape(value, event, action)?;
+            let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
+            let pr_action = match act {
+                "opened" => PullRequestAction::Opened,
+                "closed" => PullRequestAction::Closed { merged: p.pull_request.merged.unwrap_or(false) },
+                "reopened" => PullRequestAction::Reopened,
+                _ => PullRequestAction::Synchronize,
+            };
+            EventKind::PullRequest {
+                action: pr_action,
+                head_ref: p.pull_request.head.ref_,
+                pull_request: p.pull_request.issue.into_ref(repo, true),
+            }
+        }
+        "pull_request_review" => {
+            if act != "submitted" {
+                return Ok(unknown_action());
+            }
+            let p: ReviewPayload = shape(value, event, action)?;
+            let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
+            let r = p.review;
+            EventKind::PullRequestReview {
+                pull_request: p.pull_request.issue.into_ref(repo, true),
+                state: r.state.to_lowercase(),
+                review: Comment {
+                    id: r.id,
+                    body: r.body.unwrap_or_default(),
+                    author: r.user.into(),
+                    association: AuthorAssociation::parse(&r.author_association),
+                },
+            }
+        }
+        "pull_request_review_comment" => {
+            if act != "created" {
+                return Ok(unknown_action());
+            }
+            let p: ReviewCommentPayload = shape(value, event, action)?;
+            let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
+            EventKind::PullRequestReviewComment {
+                pull_request: p.pull_request.issue.into_ref(repo, true),
+                comment: p.comment.into(),
+            }
+        }
+        "projects_v2_item" => {
+            let item_action = match act {
+                "created" => ProjectsV2ItemAction::Created,
+                "edited" => ProjectsV2ItemAction::Edited,
+                "archived" => ProjectsV2ItemAction::Archived,
+                "restored" => ProjectsV2ItemAction::Restored,
+                "deleted" => ProjectsV2ItemAction::Deleted,
+                "converted" => ProjectsV2ItemAction::Converted,
+                "reordered" => ProjectsV2ItemAction::Reordered,
+                _ => return Ok(unknown_action()),
+            };
+            let p: ItemPayload = shape(value, event, action)?;
+            let field_change = match (&item_action, &p.changes) {
+                (ProjectsV2ItemAction::Edited, Some(changes)) => field_change(changes, event, action)?,
+                _ => None,
+            };
+            let i = p.projects_v2_item;
+            EventKind::ProjectsV2Item {
+                action: item_action,
+                item: ProjectsV2Item {
+                    node_id: NodeId(i.node_id),
+                    project_node_id: NodeId(i.project_node_id),
+                    content_node_id: NodeId(i.content_node_id.unwrap_or_default()),
+                    content_type: match i.content_type.as_str() {
+                        "Issue" => ContentType::Issue,
+                        "PullRequest" => ContentType::PullRequest,
+                        "DraftIssue" => ContentType::DraftIssue,
+                        other => ContentType::Other(other.to_owned()),
+                    },
+                },
+                field_change,
+            }
+        }
+        "installation" => {
+            let p: InstallationPayload = shape(value, event, action)?;
+            EventKind::Installation {
+                action: act.to_owned(),
+                account: p.installation.account.map(|a| a.login).unwrap_or_default(),
+                repositories: repo_names(p.repositories.unwrap_or_default(), event, action)?,
+            }
+        }
+        "installation_repositories" => {
+            let p: InstallationReposPayload = shape(value, event, action)?;
+            EventKind::InstallationRepositories {
+                action: act.to_owned(),
+                added: repo_names(p.repositories_added, event, action)?,
+                removed: repo_names(p.repositories_removed, event, action)?,
+            }
+        }
+        other => ignored(format!("event '{other}' is not one Foreman acts on")),
+    })
+}
+
+/// Reads `changes.field_value`; `None` when the edit was something else (a draft issue's body).
+fn field_change(changes: &Value, event: &str, action: Option<&str>) -> Result<Option<FieldValueChange>, DecodeError> {
+    let Some(fv) = changes.get("field_value") else { return Ok(None) };
+    let text = |k: &str| fv.get(k).and_then(Value::as_str).map(str::to_owned);
+    let field_node_id = text("field_node_id")
+        .ok_or_else(|| bad_shape(event, action, "missing changes.field_value.field_node_id".into()))?;
+    Ok(Some(FieldValueChange {
+        field_node_id: NodeId(field_node_id),
+        field_type: text("field_type").unwrap_or_default(),
+        field_name: text("field_name"),
+        from: fv.get("from").map(field_value),
+        to: fv.get("to").map(field_value),
+    }))
+}
+
+fn field_value(v: &Value) -> FieldValue {
+    match v {
+        Value::Null => FieldValue::Empty,
+        Value::String(s) => FieldValue::Scalar(s.clone()),
+        Value::Number(n) => FieldValue::Scalar(n.to_string()),
+        Value::Bool(b) => FieldValue::Scalar(b.to_string()),
+        Value::Object(o) => {
+            let s = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+            match (s("name"), s("title")) {
+                (Some(name), _) => FieldValue::Option { id: s("id").unwrap_or_default(), name },
+                (None, Some(title)) => FieldValue::Iteration { title },
+                (None, None) => FieldValue::Scalar(v.to_string()),
+            }
+        }
+        Value::Array(_) => FieldValue::Scalar(v.to_string()),
+    }
+}
