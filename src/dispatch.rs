@@ -100,3 +100,38 @@ async fn drain(store: &Store, consumer: &impl Consumer, shutdown: &CancellationT
         after = Some(last);
     }
 }
+
+/// The consumer that decodes each delivery into Foreman's own event type and runs the decision core on it.
+///
+/// A payload that does not decode is dead-lettered with the decoder's message. The actions decided are kept
+/// with the delivery as its summary (one JSON object per action, as `foreman replay` prints them), so
+/// `GET /api/deliveries/{id}` answers "why did (or didn't) Foreman react to this?".
+///
+/// It decides with an empty snapshot of job state; carrying out the actions (the job store, replies) is
+/// wired in with the scheduler.
+pub struct Decider {
+    config: crate::decide::DecideConfig,
+}
+
+impl Decider {
+    /// A decider with the `[triggers]` configuration.
+    pub fn new(config: crate::decide::DecideConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl Consumer for Decider {
+    async fn consume(&self, meta: &DeliveryMeta, body: &[u8]) -> Result<Processed, String> {
+        let event = match crate::event::decode(&meta.event, body) {
+            Ok(event) => event,
+            Err(e) => return Ok(Processed::Dead(e.to_string())),
+        };
+        let actions = crate::decide::decide(&event, &self.config, &crate::decide::Snapshot::default());
+        let summary = actions
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap_or_else(|e| format!("{{\"unserialisable\":\"{e}\"}}")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(Processed::Done(summary))
+    }
+}

@@ -19,9 +19,9 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::dispatch::{self, Consumer, Processed};
+use crate::dispatch::{self, Decider};
 use crate::ingress::{self, Ingress, Verifier};
-use crate::store::{DeliveryMeta, Store, StoreOptions};
+use crate::store::{Store, StoreOptions};
 
 /// The file in the data directory holding the generated webhook secret (mode 0600).
 pub const GENERATED_SECRET_FILE: &str = "webhook-secret";
@@ -86,7 +86,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
 
     let shutdown = CancellationToken::new();
-    let worker = tokio::spawn(dispatch::run(store.clone(), Unwired, shutdown.clone()));
+    let worker = tokio::spawn(dispatch::run(store.clone(), Decider::new(config.triggers.clone()), shutdown.clone()));
     let pruner = tokio::spawn(prune_loop(store.clone(), config.inbox.retention_days, shutdown.clone()));
 
     let app = router(state);
@@ -195,13 +195,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-/// The consumer until the decision core is wired in: marks each delivery processed, deciding nothing.
-struct Unwired;
-
-impl Consumer for Unwired {
-    async fn consume(&self, _meta: &DeliveryMeta, _body: &[u8]) -> Result<Processed, String> {
-        Ok(Processed::Done("stored; no decision core wired".into()))
-    }
 }
