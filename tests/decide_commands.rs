@@ -47,6 +47,9 @@ fn grammar_table() {
         ("- /foreman run in a list", &["run [in a list]"]),
         ("# /foreman status", &["status"]),
         ("**/foreman run**", &["run"]), // emphasis is formatting, not quoting
+        ("please **do** /foreman run", &[]),
+        ("a [link](https://x) /foreman run", &[]),
+        ("*a*\n/foreman run", &["run"]),
         ("first line\n/foreman run\nlast line", &["run"]),
         ("hard break  \n/foreman stop", &["stop"]),
         ("```\n/foreman run\n```", &[]),

@@ -632,16 +632,31 @@ fn permissions() {
             &["~lookup permission"],
         ),
         case(
-            "after the lookup, every command is answered",
+            "after the lookup, every command is answered, in one reply",
             comment("/foreman help\n/foreman run", "NONE"),
             Snapshot { permission: Some(Level::Triage), ..none() },
-            &["~**Foreman commands**", "~needs write permission"],
+            &["~| Reply with this list. |\n\n---\n\n@Codertocat, `/foreman run` needs write permission"],
         ),
         case(
             "status and help need no permission",
             comment("/foreman status\n/foreman help", "NONE"),
             none(),
-            &["~reply", "~reply"],
+            &["~reply: #1 has no Foreman job.\n\n---\n\n**Foreman commands**"],
+        ),
+        case(
+            "replies are joined where the first was",
+            comment("/foreman rnu\n/foreman run\n/foreman stop", "OWNER"),
+            none(),
+            &[
+                "~Write `/foreman help` for what each does.\n\n---\n\n@Codertocat, there is no queued or running job for #1 to stop.",
+                "~enqueue code",
+            ],
+        ),
+        case(
+            "at most ten commands of one comment count",
+            comment(&"/foreman stop\n".repeat(30), "OWNER"),
+            none(),
+            &["~to stop.\n\n---\n\n"],
         ),
         case(
             "unknown commands get a reply without a lookup",
@@ -754,4 +769,13 @@ fn the_triggers_table_reads_from_toml_with_defaults_and_refuses_unknown_keys() {
 fn toml_de(s: &str) -> Result<DecideConfig, String> {
     use figment::providers::{Format, Toml};
     figment::Figment::from(Toml::string(s)).extract().map_err(|e| e.to_string())
+}
+
+#[test]
+fn one_comment_gets_one_reply_for_at_most_ten_commands() {
+    let (name, body) = comment(&"/foreman stop\n".repeat(30), "OWNER");
+    let e = event::decode(name, &serde_json::to_vec(&body).unwrap()).unwrap();
+    let actions = decide::decide(&e, &DecideConfig::default(), &Snapshot::default());
+    let [Action::Reply { text, .. }] = actions.as_slice() else { panic!("{actions:?}") };
+    assert_eq!(text.matches("to stop.").count(), decide::MAX_COMMANDS_PER_COMMENT);
 }
