@@ -779,3 +779,17 @@ fn one_comment_gets_one_reply_for_at_most_ten_commands() {
     let [Action::Reply { text, .. }] = actions.as_slice() else { panic!("{actions:?}") };
     assert_eq!(text.matches("to stop.").count(), decide::MAX_COMMANDS_PER_COMMENT);
 }
+
+#[test]
+#[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's own (large) error type.
+fn the_app_slug_can_come_from_the_environment() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("f.toml", "[triggers]\nlabel = \"agent\"\n")?;
+        jail.set_env("FOREMAN_APP_SLUG", "acme-foreman");
+        let c = foreman::config::Config::load(Some(std::path::Path::new("f.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(c.triggers.app_slug, "acme-foreman");
+        assert_eq!(c.triggers.label, "agent");
+        assert_eq!(c.triggers.trigger_columns, ["Ready"]);
+        Ok(())
+    });
+}
