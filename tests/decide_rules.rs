@@ -626,6 +626,12 @@ fn permissions() {
             &["reply: @Codertocat, `/foreman run` needs write permission on Codertocat/Hello-World; you have read."],
         ),
         case(
+            "looked up: no role at all",
+            comment("/foreman stop", "NONE"),
+            Snapshot { permission: Some(Level::Anyone), ..none() },
+            &["reply: @Codertocat, `/foreman stop` needs write permission on Codertocat/Hello-World; you have none."],
+        ),
+        case(
             "a lookup is alone, so nothing is answered twice",
             comment("/foreman help\n/foreman run", "NONE"),
             none(),
@@ -792,4 +798,25 @@ fn the_app_slug_can_come_from_the_environment() {
         assert_eq!(c.triggers.trigger_columns, ["Ready"]);
         Ok(())
     });
+}
+
+#[test]
+fn github_permission_names_map_to_levels() {
+    let names = ["admin", "maintain", "write", "triage", "read", "none", "push", "pull", "Custom role"];
+    let levels: Vec<Option<Level>> = names.iter().map(|n| Level::from_github(n)).collect();
+    use Level::*;
+    assert_eq!(
+        levels,
+        [Some(Admin), Some(Maintain), Some(Write), Some(Triage), Some(Read), None, Some(Write), Some(Read), None]
+    );
+}
+
+#[test]
+fn the_event_names_the_issue_whose_job_the_snapshot_holds() {
+    let (name, body) = comment("/foreman run", "OWNER");
+    let e = event::decode(name, &serde_json::to_vec(&body).unwrap()).unwrap();
+    let issue = e.issue().unwrap();
+    assert_eq!((issue.repo.to_string(), issue.number), ("Codertocat/Hello-World".to_owned(), IssueNumber(1)));
+    let (name, body) = status_to("Ready");
+    assert!(event::decode(name, &serde_json::to_vec(&body).unwrap()).unwrap().issue().is_none());
 }

@@ -196,7 +196,9 @@ impl fmt::Display for JobState {
 pub struct Snapshot {
     /// The state of the job for the issue the event concerns, if there is one.
     pub job: Option<JobState>,
-    /// The acting user's permission on the repository, once looked up ([`Lookup::Permission`]).
+    /// The acting user's permission on the repository, once looked up ([`Lookup::Permission`];
+    /// [`Level::from_github`] reads GitHub's answer). A user with no role (`none`, or a 404) is
+    /// `Some(Level::Anyone)`; `None` means not looked up yet.
     pub permission: Option<Level>,
     /// The Projects v2 item, once looked up ([`Lookup::ProjectItem`]).
     pub item: Option<ItemFacts>,
@@ -581,10 +583,11 @@ impl Cx<'_> {
                 (Ok(c), Some((needs, Authorized::No(has)))) => self.reply(
                     issue,
                     format!(
-                        "@{}, `/foreman {}` needs {needs} permission on {}; you have {has}.",
+                        "@{}, `/foreman {}` needs {needs} permission on {}; you have {}.",
                         author.login,
                         c.name(),
-                        issue.repo
+                        issue.repo,
+                        if has == Level::Anyone { "none".to_owned() } else { has.to_string() }
                     ),
                 ),
                 (Ok(c), _) => self.command(issue, c, author),
