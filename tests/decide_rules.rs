@@ -149,7 +149,12 @@ fn run(cases: Vec<Case>) {
     for c in cases {
         let body = serde_json::to_vec(&c.event.1).unwrap();
         let e = event::decode(c.event.0, &body).unwrap_or_else(|e| panic!("{}: {e}", c.rule));
-        let got: Vec<String> = decide::decide(&e, &c.config, &c.snapshot).iter().map(summary).collect();
+        let actions = decide::decide(&e, &c.config, &c.snapshot);
+        for a in &actions {
+            // The metrics label is the JSON tag.
+            assert_eq!(serde_json::to_value(a).unwrap()["decision"], a.decision(), "{}", c.rule);
+        }
+        let got: Vec<String> = actions.iter().map(summary).collect();
         let ok = got.len() == c.expect.len()
             && got.iter().zip(c.expect).all(|(g, x)| match x.strip_prefix('~') {
                 Some(part) => g.contains(part),

@@ -128,6 +128,20 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The `decision` tag: `enqueue`, `cancel`, `retry`, `reply`, `lookup` or `ignore`, for metrics and logs.
+    pub fn decision(&self) -> &'static str {
+        match self {
+            Action::Enqueue { .. } => "enqueue",
+            Action::Cancel { .. } => "cancel",
+            Action::Retry { .. } => "retry",
+            Action::Reply { .. } => "reply",
+            Action::Lookup { .. } => "lookup",
+            Action::Ignore { .. } => "ignore",
+        }
+    }
+}
+
 /// A fact [`decide`] needs from GitHub.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "what", rename_all = "snake_case")]

@@ -430,6 +430,16 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// A short, fixed label for metrics and logs: `not_json` or `shape`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::NotJson { .. } => "not_json",
+            DecodeError::Shape { .. } => "shape",
+        }
+    }
+}
+
 /// Decodes a delivery: `event_name` is the `X-GitHub-Event` header, `body` the raw request body.
 ///
 /// Events and actions Foreman does not act on decode to [`EventKind::Ignored`] with a reason, even when
