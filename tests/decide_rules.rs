@@ -825,3 +825,25 @@ fn the_event_names_the_issue_whose_job_the_snapshot_holds() {
     let (name, body) = status_to("Ready");
     assert!(event::decode(name, &serde_json::to_vec(&body).unwrap()).unwrap().issue().is_none());
 }
+
+#[test]
+fn deciding_again_with_the_looked_up_fact_never_asks_again() {
+    let cases = [
+        status_to("Ready"),
+        status_to("Todo"),
+        old_shape(),
+        comment("/foreman run\n/foreman help", "NONE"),
+        comment("/foreman stop", "CONTRIBUTOR"),
+    ];
+    for (name, body) in cases {
+        let e = event::decode(name, &serde_json::to_vec(&body).unwrap()).unwrap();
+        let first = decide::decide(&e, &DecideConfig::default(), &none());
+        let [Action::Lookup { what, .. }] = first.as_slice() else { panic!("{first:?}") };
+        let facts = match what {
+            Lookup::Permission { .. } => Snapshot { permission: Some(Level::Read), ..none() },
+            Lookup::ProjectItem { field, .. } => item(Some("Ready"), field.as_str()),
+        };
+        let again = decide::decide(&e, &DecideConfig::default(), &facts);
+        assert!(!again.iter().any(|a| matches!(a, Action::Lookup { .. })), "{again:?}");
+    }
+}

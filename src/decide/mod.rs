@@ -247,8 +247,9 @@ pub enum ItemContent {
 
 /// Decides what to do about `event`. Pure: the same inputs give the same actions.
 ///
-/// Returns at least one action. A [`Action::Lookup`] is always alone. Bot senders are ignored unless
-/// their login is in [`DecideConfig::allowed_bots`].
+/// Returns at least one action. A [`Action::Lookup`] is always alone, and deciding again with the fact
+/// it asked for in the snapshot never asks again, so an event needs at most one lookup. Bot senders are
+/// ignored unless their login is in [`DecideConfig::allowed_bots`].
 pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<Action> {
     let cx = Cx { event, config, snapshot };
     match &event.kind {
