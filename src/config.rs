@@ -28,6 +28,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("GITHUB_API_URL", "github.api_url"),
     ("FOREMAN_INBOX_RETENTION_DAYS", "inbox.retention_days"),
     ("FOREMAN_STORE_CACHE_MB", "store.cache_mb"),
+    ("FOREMAN_APP_SLUG", "triggers.app_slug"),
 ];
 
 /// Foreman's whole configuration, as read at start.

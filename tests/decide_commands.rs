@@ -47,7 +47,12 @@ fn grammar_table() {
         ("- /foreman run in a list", &["run [in a list]"]),
         ("# /foreman status", &["status"]),
         ("**/foreman run**", &["run"]), // emphasis is formatting, not quoting
+        ("please **do** /foreman run", &[]),
+        ("a [link](https://x) /foreman run", &[]),
+        ("*a*\n/foreman run", &["run"]),
         ("first line\n/foreman run\nlast line", &["run"]),
+        ("GitHub sends CRLF\r\n/foreman run fix it\r\n/foreman stop\r\n", &["run [fix it]", "stop"]),
+        ("```\r\n/foreman run\r\n```\r\n", &[]),
         ("hard break  \n/foreman stop", &["stop"]),
         ("```\n/foreman run\n```", &[]),
         ("~~~md\n/foreman run\n~~~", &[]),

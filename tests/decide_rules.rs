@@ -149,7 +149,12 @@ fn run(cases: Vec<Case>) {
     for c in cases {
         let body = serde_json::to_vec(&c.event.1).unwrap();
         let e = event::decode(c.event.0, &body).unwrap_or_else(|e| panic!("{}: {e}", c.rule));
-        let got: Vec<String> = decide::decide(&e, &c.config, &c.snapshot).iter().map(summary).collect();
+        let actions = decide::decide(&e, &c.config, &c.snapshot);
+        for a in &actions {
+            // The metrics label is the JSON tag.
+            assert_eq!(serde_json::to_value(a).unwrap()["decision"], a.decision(), "{}", c.rule);
+        }
+        let got: Vec<String> = actions.iter().map(summary).collect();
         let ok = got.len() == c.expect.len()
             && got.iter().zip(c.expect).all(|(g, x)| match x.strip_prefix('~') {
                 Some(part) => g.contains(part),
@@ -626,22 +631,43 @@ fn permissions() {
             &["reply: @Codertocat, `/foreman run` needs write permission on Codertocat/Hello-World; you have read."],
         ),
         case(
+            "looked up: no role at all",
+            comment("/foreman stop", "NONE"),
+            Snapshot { permission: Some(Level::Anyone), ..none() },
+            &["reply: @Codertocat, `/foreman stop` needs write permission on Codertocat/Hello-World; you have none."],
+        ),
+        case(
             "a lookup is alone, so nothing is answered twice",
             comment("/foreman help\n/foreman run", "NONE"),
             none(),
             &["~lookup permission"],
         ),
         case(
-            "after the lookup, every command is answered",
+            "after the lookup, every command is answered, in one reply",
             comment("/foreman help\n/foreman run", "NONE"),
             Snapshot { permission: Some(Level::Triage), ..none() },
-            &["~**Foreman commands**", "~needs write permission"],
+            &["~| Reply with this list. |\n\n---\n\n@Codertocat, `/foreman run` needs write permission"],
         ),
         case(
             "status and help need no permission",
             comment("/foreman status\n/foreman help", "NONE"),
             none(),
-            &["~reply", "~reply"],
+            &["~reply: #1 has no Foreman job.\n\n---\n\n**Foreman commands**"],
+        ),
+        case(
+            "replies are joined where the first was",
+            comment("/foreman rnu\n/foreman run\n/foreman stop", "OWNER"),
+            none(),
+            &[
+                "~Write `/foreman help` for what each does.\n\n---\n\n@Codertocat, there is no queued or running job for #1 to stop.",
+                "~enqueue code",
+            ],
+        ),
+        case(
+            "at most ten commands of one comment count",
+            comment(&"/foreman stop\n".repeat(30), "OWNER"),
+            none(),
+            &["~to stop.\n\n---\n\n"],
         ),
         case(
             "unknown commands get a reply without a lookup",
@@ -754,4 +780,70 @@ fn the_triggers_table_reads_from_toml_with_defaults_and_refuses_unknown_keys() {
 fn toml_de(s: &str) -> Result<DecideConfig, String> {
     use figment::providers::{Format, Toml};
     figment::Figment::from(Toml::string(s)).extract().map_err(|e| e.to_string())
+}
+
+#[test]
+fn one_comment_gets_one_reply_for_at_most_ten_commands() {
+    let (name, body) = comment(&"/foreman stop\n".repeat(30), "OWNER");
+    let e = event::decode(name, &serde_json::to_vec(&body).unwrap()).unwrap();
+    let actions = decide::decide(&e, &DecideConfig::default(), &Snapshot::default());
+    let [Action::Reply { text, .. }] = actions.as_slice() else { panic!("{actions:?}") };
+    assert_eq!(text.matches("to stop.").count(), decide::MAX_COMMANDS_PER_COMMENT);
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's own (large) error type.
+fn the_app_slug_can_come_from_the_environment() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("f.toml", "[triggers]\nlabel = \"agent\"\n")?;
+        jail.set_env("FOREMAN_APP_SLUG", "acme-foreman");
+        let c = foreman::config::Config::load(Some(std::path::Path::new("f.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(c.triggers.app_slug, "acme-foreman");
+        assert_eq!(c.triggers.label, "agent");
+        assert_eq!(c.triggers.trigger_columns, ["Ready"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn github_permission_names_map_to_levels() {
+    let names = ["admin", "maintain", "write", "triage", "read", "none", "push", "pull", "Custom role"];
+    let levels: Vec<Option<Level>> = names.iter().map(|n| Level::from_github(n)).collect();
+    use Level::*;
+    assert_eq!(
+        levels,
+        [Some(Admin), Some(Maintain), Some(Write), Some(Triage), Some(Read), None, Some(Write), Some(Read), None]
+    );
+}
+
+#[test]
+fn the_event_names_the_issue_whose_job_the_snapshot_holds() {
+    let (name, body) = comment("/foreman run", "OWNER");
+    let e = event::decode(name, &serde_json::to_vec(&body).unwrap()).unwrap();
+    let issue = e.issue().unwrap();
+    assert_eq!((issue.repo.to_string(), issue.number), ("Codertocat/Hello-World".to_owned(), IssueNumber(1)));
+    let (name, body) = status_to("Ready");
+    assert!(event::decode(name, &serde_json::to_vec(&body).unwrap()).unwrap().issue().is_none());
+}
+
+#[test]
+fn deciding_again_with_the_looked_up_fact_never_asks_again() {
+    let cases = [
+        status_to("Ready"),
+        status_to("Todo"),
+        old_shape(),
+        comment("/foreman run\n/foreman help", "NONE"),
+        comment("/foreman stop", "CONTRIBUTOR"),
+    ];
+    for (name, body) in cases {
+        let e = event::decode(name, &serde_json::to_vec(&body).unwrap()).unwrap();
+        let first = decide::decide(&e, &DecideConfig::default(), &none());
+        let [Action::Lookup { what, .. }] = first.as_slice() else { panic!("{first:?}") };
+        let facts = match what {
+            Lookup::Permission { .. } => Snapshot { permission: Some(Level::Read), ..none() },
+            Lookup::ProjectItem { field, .. } => item(Some("Ready"), field.as_str()),
+        };
+        let again = decide::decide(&e, &DecideConfig::default(), &facts);
+        assert!(!again.iter().any(|a| matches!(a, Action::Lookup { .. })), "{again:?}");
+    }
 }

@@ -195,6 +195,7 @@ fn installation_events_list_their_repositories() {
 fn undecodable_payloads_are_typed_errors() {
     let not_json = event::decode("issues", b"{not json").unwrap_err();
     assert!(matches!(not_json, DecodeError::NotJson { .. }), "{not_json}");
+    assert_eq!(not_json.kind(), "not_json");
     assert!(matches!(event::decode("issues", b"[1,2]").unwrap_err(), DecodeError::NotJson { .. }));
     // Even an event Foreman ignores must be JSON: the ingress stored it as one.
     assert!(event::decode("push", b"").is_err());

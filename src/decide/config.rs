@@ -124,6 +124,23 @@ pub enum Level {
     Admin,
 }
 
+impl Level {
+    /// Reads GitHub's answer to GET /repos/{owner}/{repo}/collaborators/{username}/permission: its
+    /// `role_name` (`admin`, `maintain`, `write`, `triage`, `read`, or a custom role's name) or, failing
+    /// that, its older `permission` (`admin`, `write`, `read`, `none`). `none` and unknown names are `None`:
+    /// no permission beyond `anyone`. For a custom role, pass `permission` instead.
+    pub fn from_github(name: &str) -> Option<Level> {
+        match name.to_ascii_lowercase().as_str() {
+            "admin" => Some(Level::Admin),
+            "maintain" => Some(Level::Maintain),
+            "write" | "push" => Some(Level::Write),
+            "triage" => Some(Level::Triage),
+            "read" | "pull" => Some(Level::Read),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -28,6 +28,26 @@ pub fn prose(markdown: &str) -> String {
                 out.push(PLACEHOLDER)
             }
             Event::SoftBreak | Event::HardBreak => out.push('\n'),
+            // Inline formatting stays on its line: `please **do** /foreman run` is one line of prose.
+            Event::Start(
+                Tag::Emphasis
+                | Tag::Strong
+                | Tag::Strikethrough
+                | Tag::Superscript
+                | Tag::Subscript
+                | Tag::Link { .. }
+                | Tag::Image { .. },
+            )
+            | Event::End(
+                TagEnd::Emphasis
+                | TagEnd::Strong
+                | TagEnd::Strikethrough
+                | TagEnd::Superscript
+                | TagEnd::Subscript
+                | TagEnd::Link
+                | TagEnd::Image,
+            ) => {}
+            // Every other tag is a block: it starts and ends a line.
             Event::Start(_) | Event::End(_) | Event::Rule => end_line(&mut out),
             _ => {}
         }

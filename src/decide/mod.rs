@@ -128,6 +128,20 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The `decision` tag: `enqueue`, `cancel`, `retry`, `reply`, `lookup` or `ignore`, for metrics and logs.
+    pub fn decision(&self) -> &'static str {
+        match self {
+            Action::Enqueue { .. } => "enqueue",
+            Action::Cancel { .. } => "cancel",
+            Action::Retry { .. } => "retry",
+            Action::Reply { .. } => "reply",
+            Action::Lookup { .. } => "lookup",
+            Action::Ignore { .. } => "ignore",
+        }
+    }
+}
+
 /// A fact [`decide`] needs from GitHub.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
@@ -196,7 +210,9 @@ impl fmt::Display for JobState {
 pub struct Snapshot {
     /// The state of the job for the issue the event concerns, if there is one.
     pub job: Option<JobState>,
-    /// The acting user's permission on the repository, once looked up ([`Lookup::Permission`]).
+    /// The acting user's permission on the repository, once looked up ([`Lookup::Permission`];
+    /// [`Level::from_github`] reads GitHub's answer). A user with no role (`none`, or a 404) is
+    /// `Some(Level::Anyone)`; `None` means not looked up yet.
     pub permission: Option<Level>,
     /// The Projects v2 item, once looked up ([`Lookup::ProjectItem`]).
     pub item: Option<ItemFacts>,
@@ -231,8 +247,9 @@ pub enum ItemContent {
 
 /// Decides what to do about `event`. Pure: the same inputs give the same actions.
 ///
-/// Returns at least one action. A [`Action::Lookup`] is always alone. Bot senders are ignored unless
-/// their login is in [`DecideConfig::allowed_bots`].
+/// Returns at least one action. A [`Action::Lookup`] is always alone, and deciding again with the fact
+/// it asked for in the snapshot never asks again, so an event needs at most one lookup. Bot senders are
+/// ignored unless their login is in [`DecideConfig::allowed_bots`].
 pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<Action> {
     let cx = Cx { event, config, snapshot };
     match &event.kind {
@@ -274,6 +291,34 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
         ))],
         EventKind::Ignored { reason } => vec![ignore(reason.clone())],
     }
+}
+
+/// At most this many commands of one comment are acted on; the rest are dropped. Bounds the work and the
+/// lookups one comment can cause; people write one or two.
+pub const MAX_COMMANDS_PER_COMMENT: usize = 10;
+
+/// Joins every reply to one comment into a single reply, at the place of the first: one comment back,
+/// not one per command (GitHub's secondary rate limit counts content creation).
+fn merge_replies(actions: Vec<Action>) -> Vec<Action> {
+    let mut out: Vec<Action> = Vec::with_capacity(actions.len());
+    let mut first_reply: Option<usize> = None;
+    for action in actions {
+        match (action, first_reply) {
+            (Action::Reply { text, .. }, Some(i)) => {
+                if let Action::Reply { text: joined, .. } = &mut out[i] {
+                    joined.truncate(joined.trim_end().len());
+                    joined.push_str("\n\n---\n\n");
+                    joined.push_str(&text);
+                }
+            }
+            (action @ Action::Reply { .. }, None) => {
+                first_reply = Some(out.len());
+                out.push(action);
+            }
+            (action, _) => out.push(action),
+        }
+    }
+    out
 }
 
 fn ignore(reason: impl Into<String>) -> Action {
@@ -502,6 +547,7 @@ impl Cx<'_> {
             return vec![refused];
         }
         let mut found = command::parse(&comment.body, &self.config.app_slug);
+        found.truncate(MAX_COMMANDS_PER_COMMENT);
         if let Some(previous) = previous {
             // Only commands the edit added: each earlier line cancels one equal line.
             let mut earlier: Vec<String> =
@@ -543,7 +589,7 @@ impl Cx<'_> {
                 installation: self.event.installation,
             }];
         }
-        found
+        let actions = found
             .iter()
             .zip(verdicts)
             .map(|(f, verdict)| match (&f.parsed, verdict) {
@@ -552,15 +598,17 @@ impl Cx<'_> {
                 (Ok(c), Some((needs, Authorized::No(has)))) => self.reply(
                     issue,
                     format!(
-                        "@{}, `/foreman {}` needs {needs} permission on {}; you have {has}.",
+                        "@{}, `/foreman {}` needs {needs} permission on {}; you have {}.",
                         author.login,
                         c.name(),
-                        issue.repo
+                        issue.repo,
+                        if has == Level::Anyone { "none".to_owned() } else { has.to_string() }
                     ),
                 ),
                 (Ok(c), _) => self.command(issue, c, author),
             })
-            .collect()
+            .collect();
+        merge_replies(actions)
     }
 
     fn command(&self, issue: &IssueRef, command: &Command, author: &Actor) -> Action {

@@ -42,6 +42,22 @@ pub struct Event {
 }
 
 impl Event {
+    /// The issue or pull request the event is about, whose job state [`crate::decide::Snapshot::job`]
+    /// should hold. `None` for Projects v2 items (the issue is known only after a lookup, see
+    /// [`crate::decide::ItemFacts`]), installations and ignored events.
+    pub fn issue(&self) -> Option<&IssueRef> {
+        match &self.kind {
+            EventKind::Issues { issue, .. } | EventKind::IssueComment { issue, .. } => Some(issue),
+            EventKind::PullRequestReview { pull_request, .. }
+            | EventKind::PullRequestReviewComment { pull_request, .. }
+            | EventKind::PullRequest { pull_request, .. } => Some(pull_request),
+            EventKind::ProjectsV2Item { .. }
+            | EventKind::Installation { .. }
+            | EventKind::InstallationRepositories { .. }
+            | EventKind::Ignored { .. } => None,
+        }
+    }
+
     /// The same event, tagged with the delivery it came from, so later actions can name it.
     pub fn with_delivery(mut self, delivery: DeliveryId) -> Self {
         self.delivery = Some(delivery);
@@ -412,6 +428,16 @@ pub enum DecodeError {
         /// What was wrong, with the JSON path where serde knows it.
         message: String,
     },
+}
+
+impl DecodeError {
+    /// A short, fixed label for metrics and logs: `not_json` or `shape`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::NotJson { .. } => "not_json",
+            DecodeError::Shape { .. } => "shape",
+        }
+    }
 }
 
 /// Decodes a delivery: `event_name` is the `X-GitHub-Event` header, `body` the raw request body.
