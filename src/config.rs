@@ -28,6 +28,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("GITHUB_API_URL", "github.api_url"),
     ("FOREMAN_INBOX_RETENTION_DAYS", "inbox.retention_days"),
     ("FOREMAN_STORE_CACHE_MB", "store.cache_mb"),
+    ("FOREMAN_AGENT_BACKEND", "agent.backend"),
+    ("FOREMAN_AGENT_COMMAND", "agent.command"),
 ];
 
 /// Foreman's whole configuration, as read at start.
@@ -49,6 +51,9 @@ pub struct Config {
     pub inbox: InboxConfig,
     /// The sled store.
     pub store: StoreConfig,
+    /// Agent sessions: backend, limits, prompts, environment.
+    #[serde(default)]
+    pub agent: crate::session::AgentConfig,
 }
 
 /// How log lines are written.
@@ -148,6 +153,7 @@ impl Config {
         if self.inbox.retention_days == 0 {
             return Err(ConfigError("inbox.retention_days (FOREMAN_INBOX_RETENTION_DAYS) must be at least 1".into()));
         }
+        self.agent.validate().map_err(ConfigError)?;
         if self.store.cache_mb == 0 {
             return Err(ConfigError("store.cache_mb (FOREMAN_STORE_CACHE_MB) must be at least 1".into()));
         }
