@@ -47,7 +47,7 @@ fn bench(c: &mut Criterion) {
     let origin = big_origin(dir.path());
     let url = format!("file://{}", origin.display());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let ws = Workspaces::new(&dir.path().join("data")).unwrap();
+    let ws = Workspaces::new(&dir.path().join("data"), 2).unwrap();
     let req = WorkspaceRequest {
         repo: RepoName::new("octo", "big").unwrap(),
         issue: IssueNumber(1),

@@ -29,7 +29,7 @@ fn main_start() -> Start {
 async fn a_worktree_starts_at_the_default_branch_and_a_warm_mirror_picks_up_new_commits() {
     let dir = tempfile::tempdir().unwrap();
     let origin = origin(dir.path(), &[("README.md", "one\n")]);
-    let ws = Workspaces::new(&dir.path().join("data")).unwrap();
+    let ws = Workspaces::new(&dir.path().join("data"), 2).unwrap();
     let req = request(&origin, "foreman/7-x", main_start());
     let w = tokio::time::timeout(Duration::from_secs(30), ws.prepare(&req)).await.unwrap().unwrap();
     assert_eq!(w.base_commit, git(&origin, &["rev-parse", "main"]).trim());
@@ -37,6 +37,7 @@ async fn a_worktree_starts_at_the_default_branch_and_a_warm_mirror_picks_up_new_
     assert_eq!(git(&w.path, &["branch", "--show-current"]).trim(), "foreman/7-x");
     // The remote URL is not stored in the mirror (it is given to each fetch).
     assert!(!std::fs::read_to_string(w.mirror.join("config")).unwrap().contains("origin.git"));
+    std::fs::write(w.path.join("junk.txt"), "left by the agent\n").unwrap();
     ws.remove(&w, &req.repo).await;
     assert!(!w.path.exists());
 
@@ -48,6 +49,7 @@ async fn a_worktree_starts_at_the_default_branch_and_a_warm_mirror_picks_up_new_
     let w2 = ws.prepare(&req).await.unwrap();
     assert_eq!(std::fs::read_to_string(w2.path.join("README.md")).unwrap(), "two\n");
     assert_ne!(w2.base_commit, w.base_commit);
+    assert!(!w2.path.join("junk.txt").exists(), "a reused worktree is clean");
 
     // A leftover worktree (a crash before removal) does not stop the next prepare.
     let w3 = ws.prepare(&req).await.unwrap();
@@ -67,7 +69,7 @@ async fn a_follow_up_works_on_the_existing_pull_request_branch() {
     git(&work, &["add", "feature.txt"]);
     git(&work, &["commit", "-qm", "feature"]);
     git(&work, &["push", "-q", origin.to_str().unwrap(), "foreman/7-x"]);
-    let ws = Workspaces::new(&dir.path().join("data")).unwrap();
+    let ws = Workspaces::new(&dir.path().join("data"), 2).unwrap();
     let w = ws.prepare(&request(&origin, "foreman/7-x", Start::ExistingBranch)).await.unwrap();
     assert_eq!(w.base_commit, git(&origin, &["rev-parse", "foreman/7-x"]).trim());
     assert!(w.path.join("feature.txt").exists());
@@ -83,7 +85,7 @@ async fn a_follow_up_works_on_the_existing_pull_request_branch() {
 async fn a_warm_mirror_prepares_a_10000_file_workspace_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let origin = big_origin(dir.path(), 10_000);
-    let ws = Workspaces::new(&dir.path().join("data")).unwrap();
+    let ws = Workspaces::new(&dir.path().join("data"), 2).unwrap();
     let req = request(&origin, "foreman/7-big", main_start());
     let first = ws.prepare(&req).await.unwrap();
     ws.remove(&first, &req.repo).await;

@@ -69,6 +69,10 @@ pub struct AgentConfig {
     pub git_name: String,
     /// Author and committer e-mail for the agent's commits.
     pub git_email: String,
+    /// Cleaned worktrees kept per repository for the next session (a fresh checkout of a large repository
+    /// takes seconds; switching a kept one to a new branch touches only the files that differ). Default 2;
+    /// 0 removes every worktree after its session.
+    pub idle_worktrees_per_repo: usize,
     /// Cap on one session's JSON-lines log, in bytes. Default 16 MiB; past it, events are dropped (counted)
     /// and the summary is still written.
     pub log_max_bytes: u64,
@@ -100,6 +104,7 @@ impl Default for AgentConfig {
             env_allow: Vec::new(),
             git_name: "foreman[bot]".into(),
             git_email: "foreman[bot]@users.noreply.github.com".into(),
+            idle_worktrees_per_repo: 2,
             log_max_bytes: 16 << 20,
             log_retention_days: 14,
         }

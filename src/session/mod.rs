@@ -252,7 +252,8 @@ impl SessionRunner {
     pub fn new(data_dir: &Path, config: AgentConfig, credentials: Credentials) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         let prompts = Prompts::load(config.prompts_dir.as_deref())?;
-        let workspaces = Workspaces::new(data_dir).map_err(|e| StartError::Io(data_dir.to_owned(), e))?;
+        let workspaces = Workspaces::new(data_dir, config.idle_worktrees_per_repo)
+            .map_err(|e| StartError::Io(data_dir.to_owned(), e))?;
         let logs_dir = data_dir.join("sessions");
         let scratch_dir = data_dir.join("scratch");
         for d in [&logs_dir, &scratch_dir] {

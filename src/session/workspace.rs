@@ -120,17 +120,25 @@ pub async fn git(dir: &Path, args: &[&str], auth: Option<(&Path, &GitAuth)>) -> 
 
 /// The mirrors and worktrees under one data directory. Cheap to share (`Arc`); calls for the same
 /// repository are serialised (one fetch or worktree change at a time per mirror).
+///
+/// Checking out a large repository from scratch is slow (10,000 files take seconds on a busy disk), so a
+/// finished session's worktree is cleaned (`reset --hard`, `clean -ffdx`, detached) and kept as an idle
+/// worktree `worktrees/<owner>/<name>/idle-<n>`, up to `idle_per_repo` per repository; the next session
+/// moves one into place and checks out its branch, which touches only the files that differ. Anything
+/// beyond that is removed, so disk use is bounded by the sessions running plus the idle worktrees.
 #[derive(Debug)]
 pub struct Workspaces {
     mirrors: PathBuf,
     worktrees: PathBuf,
     askpass: PathBuf,
+    idle_per_repo: usize,
     locks: Mutex<HashMap<RepoName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Workspaces {
-    /// Creates the directories and the askpass script under `data_dir`.
-    pub fn new(data_dir: &Path) -> std::io::Result<Self> {
+    /// Creates the directories and the askpass script under `data_dir`. `idle_per_repo` bounds the idle
+    /// worktrees kept per repository (0: every worktree is removed after its session).
+    pub fn new(data_dir: &Path, idle_per_repo: usize) -> std::io::Result<Self> {
         let mirrors = data_dir.join("mirrors");
         let worktrees = data_dir.join("worktrees");
         std::fs::create_dir_all(&mirrors)?;
@@ -144,7 +152,7 @@ impl Workspaces {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700))?;
         }
-        Ok(Self { mirrors, worktrees, askpass, locks: Mutex::default() })
+        Ok(Self { mirrors, worktrees, askpass, idle_per_repo, locks: Mutex::default() })
     }
 
     /// The mirror of `repo`.
@@ -154,16 +162,33 @@ impl Workspaces {
 
     /// The worktree directory for `issue` of `repo`.
     pub fn worktree_path(&self, repo: &RepoName, issue: IssueNumber) -> PathBuf {
-        self.worktrees.join(repo.owner()).join(repo.name()).join(issue.to_string())
+        self.repo_worktrees(repo).join(issue.to_string())
+    }
+
+    fn repo_worktrees(&self, repo: &RepoName) -> PathBuf {
+        self.worktrees.join(repo.owner()).join(repo.name())
+    }
+
+    fn idle(&self, repo: &RepoName) -> Vec<PathBuf> {
+        let mut idle: Vec<PathBuf> = std::fs::read_dir(self.repo_worktrees(repo))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("idle-")))
+            .collect();
+        idle.sort();
+        idle
     }
 
     fn lock(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
         self.locks.lock().unwrap().entry(repo.clone()).or_default().clone()
     }
 
-    /// Fetches the start branch into the mirror (creating it on first use) and adds a worktree on
-    /// `req.branch` at the branch's start. A leftover worktree at the same path (a crashed session) is
-    /// removed first; a leftover local branch of the same name is reset to the start.
+    /// Fetches the start branch into the mirror (creating it on first use) and puts a worktree on
+    /// `req.branch` at the branch's start: an idle worktree moved into place when there is one, else a new
+    /// one. A leftover worktree at the same path (a crashed session) is reused. A leftover local branch of
+    /// the same name is reset to the start. Untracked and ignored files are removed.
     pub async fn prepare(&self, req: &WorkspaceRequest) -> Result<Workspace, GitError> {
         let lock = self.lock(&req.repo);
         let _guard = lock.lock().await;
@@ -186,32 +211,68 @@ impl Workspaces {
                 .trim()
                 .to_owned();
         let path = self.worktree_path(&req.repo, req.issue);
-        remove_worktree(&mirror, &path).await;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io_error)?;
-        }
         let path_str = path.to_string_lossy().into_owned();
-        git(&mirror, &["worktree", "add", "--quiet", "--no-track", "-B", &req.branch, &path_str, &base], None).await?;
+        let reusable = path.exists() && git(&path, &["rev-parse", "--git-dir"], None).await.is_ok();
+        if !reusable {
+            remove_worktree(&mirror, &path).await;
+            std::fs::create_dir_all(self.repo_worktrees(&req.repo)).map_err(io_error)?;
+            let mut placed = false;
+            for idle in self.idle(&req.repo) {
+                if git(&mirror, &["worktree", "move", &idle.to_string_lossy(), &path_str], None).await.is_ok() {
+                    placed = true;
+                    break;
+                }
+                remove_worktree(&mirror, &idle).await;
+            }
+            if !placed {
+                git(&mirror, &["worktree", "add", "--quiet", "--detach", &path_str, &base], None).await?;
+            }
+        }
+        git(&path, &["checkout", "--quiet", "--force", "--no-track", "-B", &req.branch, &base], None).await?;
+        git(&path, &["clean", "-q", "-ffdx"], None).await?;
         Ok(Workspace { path, branch: req.branch.clone(), base_commit: base, mirror })
     }
 
-    /// Removes a session's worktree (the branch stays in the mirror for pushing) and prunes stale entries.
+    /// Ends a session's use of its worktree: cleans and detaches it (the branch stays in the mirror for the
+    /// push) and keeps it idle for the next session, or removes it when enough are idle already.
     pub async fn remove(&self, ws: &Workspace, repo: &RepoName) {
         let lock = self.lock(repo);
         let _guard = lock.lock().await;
+        let idle = self.idle(repo);
+        if idle.len() < self.idle_per_repo {
+            let cleaned = async {
+                git(&ws.path, &["checkout", "--quiet", "--force", "--detach"], None).await?;
+                git(&ws.path, &["clean", "-q", "-ffdx"], None).await?;
+                let slot =
+                    (0..).map(|n| self.repo_worktrees(repo).join(format!("idle-{n}"))).find(|p| !p.exists()).unwrap();
+                git(&ws.mirror, &["worktree", "move", &ws.path.to_string_lossy(), &slot.to_string_lossy()], None).await
+            };
+            if cleaned.await.is_ok() {
+                return;
+            }
+        }
         remove_worktree(&ws.mirror, &ws.path).await;
     }
 
-    /// Removes every worktree directory left behind (after a crash) and prunes each mirror's worktree list.
-    /// Call at start, before any session runs.
+    /// Removes every session worktree left behind (after a crash; idle ones stay) and prunes each mirror's
+    /// worktree list. Call at start, before any session runs.
     pub async fn prune(&self) -> std::io::Result<()> {
-        if self.worktrees.exists() {
-            std::fs::remove_dir_all(&self.worktrees)?;
-        }
-        std::fs::create_dir_all(&self.worktrees)?;
         for owner in std::fs::read_dir(&self.mirrors)? {
-            for mirror in std::fs::read_dir(owner?.path())? {
-                let _ = git(&mirror?.path(), &["worktree", "prune"], None).await;
+            let owner = owner?;
+            for mirror in std::fs::read_dir(owner.path())? {
+                let mirror = mirror?.path();
+                let Some(name) = mirror.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".git"))
+                else {
+                    continue;
+                };
+                let dir = self.worktrees.join(owner.file_name()).join(name);
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let keep = entry.file_name().to_str().is_some_and(|n| n.starts_with("idle-"));
+                    if !keep {
+                        remove_worktree(&mirror, &entry.path()).await;
+                    }
+                }
+                let _ = git(&mirror, &["worktree", "prune"], None).await;
             }
         }
         Ok(())
@@ -265,7 +326,7 @@ mod tests {
     #[test]
     fn askpass_answers_from_its_environment_only() {
         let dir = tempfile::tempdir().unwrap();
-        let ws = Workspaces::new(dir.path()).unwrap();
+        let ws = Workspaces::new(dir.path(), 1).unwrap();
         let run = |prompt: &str| {
             let out = std::process::Command::new(&ws.askpass)
                 .arg(prompt)
