@@ -1,6 +1,7 @@
-//! Preparing a session workspace for a 10,000-file repository: from a warm mirror (fetch + `git worktree add`
-//! + removal) against a fresh `git clone` of the same repository over `file://` (the pack protocol, as a
-//! network clone would use). Run with `cargo bench --bench workspace`.
+//! Preparing a session workspace for a 10,000-file repository: from a warm mirror (fetch, then an idle
+//! worktree moved into place and switched to the session's branch, then released again) against a fresh
+//! `git clone` of the same repository over `file://` (the pack protocol, as a network clone would use).
+//! Run with `cargo bench --bench workspace`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
