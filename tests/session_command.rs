@@ -224,3 +224,20 @@ fn a_session_can_be_spawned_on_the_runtime() {
     let fut = async move { runner.run(spec, CancellationToken::new(), |_| {}).await };
     assert_send(&fut);
 }
+
+#[tokio::test]
+async fn what_the_agent_leaves_running_ends_with_it_and_does_not_hold_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    // The background process keeps stdout open after the agent exits.
+    let script =
+        format!("sleep 300 & echo $! > {}; echo changed > f.txt; git add f.txt; git commit -qm f", pid_file.display());
+    let config = AgentConfig { kill_grace_secs: 0.5, stall_timeout_secs: 30.0, ..command_config(&script) };
+    let (_data, runner, spec) = setup_with(config);
+    let t = Instant::now();
+    let outcome = run(&runner, spec).await;
+    assert_eq!(outcome.verdict, Verdict::ChangesReady, "{outcome:#?}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(!alive(pid.trim()), "the background process was ended with the group");
+}

@@ -121,6 +121,9 @@ pub async fn run(
     let (mut out_open, mut err_open) = (true, true);
     let mut out_buf = vec![0u8; 64 * 1024];
     let mut err_buf = vec![0u8; 16 * 1024];
+    // Set when the agent itself exits; what it left running may hold the pipes open for `grace` at most.
+    let mut exited: Option<ExitStatus> = None;
+    let mut drain_until = deadline;
     let ended = loop {
         if !out_open && !err_open {
             break None;
@@ -161,18 +164,24 @@ pub async fn run(
                 tail.extend_from_slice(&err_buf[..n]);
                 if tail.len() > STDERR_TAIL { tail.drain(..tail.len() - STDERR_TAIL); }
             }
-            _ = tokio::time::sleep_until(deadline) => break Some(Ended::TimedOut),
-            _ = tokio::time::sleep_until(last_output + limits.stall) => break Some(Ended::Stalled),
+            status = child.wait(), if exited.is_none() => {
+                exited = Some(status?);
+                drain_until = Instant::now() + limits.grace;
+            }
+            _ = tokio::time::sleep_until(drain_until), if exited.is_some() => break None,
+            _ = tokio::time::sleep_until(deadline), if exited.is_none() => break Some(Ended::TimedOut),
+            _ = tokio::time::sleep_until(last_output + limits.stall), if exited.is_none() => break Some(Ended::Stalled),
             _ = cancel.cancelled() => break Some(Ended::Cancelled),
         }
     };
-    let ended = match ended {
-        Some(reason) => {
+    let ended = match (ended, exited) {
+        (Some(reason), _) => {
             terminate(child.as_mut(), limits.grace).await;
             reason
         }
-        None => {
-            // Both pipes closed: the process is exiting. It still gets the remaining limits.
+        (None, Some(status)) => Ended::Exited(status),
+        (None, None) => {
+            // Both pipes closed: the agent is exiting. It still gets the remaining limits.
             tokio::select! {
                 status = child.wait() => Ended::Exited(status?),
                 _ = tokio::time::sleep_until(deadline) => { terminate(child.as_mut(), limits.grace).await; Ended::TimedOut }
@@ -180,6 +189,9 @@ pub async fn run(
             }
         }
     };
+    // Whatever the agent left running in its group (a server, a watcher) ends with it.
+    #[cfg(unix)]
+    let _ = child.signal(libc::SIGKILL);
     writer.abort();
     Ok(Run { ended, stderr_tail: String::from_utf8_lossy(&tail).into_owned(), output_bytes: total })
 }
