@@ -193,3 +193,33 @@ async fn the_turn_limit_ends_a_looping_agent() {
     assert_eq!(class, FailureClass::TurnLimit, "{reason}");
     assert!(reason.contains("maximum number of turns"), "{reason}");
 }
+
+#[tokio::test]
+async fn the_cost_limit_ends_an_expensive_agent() {
+    let s = setup(credentials(&[("ANTHROPIC_API_KEY", "sk-ant-api03-stub")]), |c| c.max_cost_usd = Some(0.01)).await;
+    s.stub.set_fallback(Reply::tool_use("Read", json!({ "file_path": "/etc/hostname" })).with_usage(1_000_000, 1_000));
+    let (outcome, _) = run(&s, s.spec.clone()).await;
+    let (class, reason) = failure(&outcome);
+    assert_eq!(class, FailureClass::CostLimit, "{reason}");
+    assert!(outcome.summary.cost_usd.unwrap() > 0.01);
+}
+
+#[tokio::test]
+async fn a_follow_up_resumes_the_claude_session() {
+    let s = setup(credentials(&[("ANTHROPIC_API_KEY", "sk-ant-api03-stub")]), |_| {}).await;
+    s.stub.push(Reply::text("First answer: the plan is to greet."));
+    let spec = SessionSpec { answer_expected: true, ..s.spec.clone() };
+    let (first, _) = run(&s, spec.clone()).await;
+    assert_eq!(first.verdict, Verdict::Answered);
+    let id = first.agent_session_id.clone().expect("a Claude session id");
+    let before = s.stub.requests().len();
+    s.stub.push(Reply::text("Continuing."));
+    let (second, _) = run(&s, SessionSpec { resume: Some(id.clone()), ..spec }).await;
+    assert_eq!(second.verdict, Verdict::Answered, "{:?}", second.answer);
+    let request = &s.stub.requests()[before];
+    let history = request.body["messages"].to_string();
+    assert!(
+        history.contains("First answer: the plan is to greet."),
+        "the resumed conversation carries the first: {history}"
+    );
+}
