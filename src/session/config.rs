@@ -174,3 +174,37 @@ impl AgentConfig {
         Duration::from_secs_f64(self.kill_grace_secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's error type
+    fn the_backend_and_command_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOREMAN_AGENT_BACKEND", "command");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("FOREMAN_AGENT_COMMAND"), "{e}");
+            jail.set_env("FOREMAN_AGENT_COMMAND", "aider --yes");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.agent.backend, super::Backend::Command);
+            assert_eq!(c.agent.command.as_deref(), Some("aider --yes"));
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "f.toml",
+                "[agent]\nmax_turns = 5\nstall_timeout_secs = 0.5\nenv = { HOME = \"/tmp/h\" }\n",
+            )?;
+            let c = Config::load(Some(std::path::Path::new("f.toml"))).unwrap();
+            assert_eq!(c.agent.max_turns, Some(5));
+            assert_eq!(c.agent.stall_timeout().as_millis(), 500);
+            assert_eq!(c.agent.backend, super::Backend::Claude);
+            jail.create_file("g.toml", "[agent]\nenv_allow = [\"GITHUB_WEBHOOK_SECRET\"]\n")?;
+            let e = Config::load(Some(std::path::Path::new("g.toml"))).unwrap_err().to_string();
+            assert!(e.contains("GITHUB_WEBHOOK_SECRET"), "{e}");
+            Ok(())
+        });
+    }
+}
