@@ -417,6 +417,8 @@ impl SessionRunner {
             (s.tool_count > 0).then(|| (s.files_changed * 2 + s.issues_closed * 5) as f64 / f64::from(s.tool_count));
         log.summary(&json!({ "summary": outcome.summary, "verdict": outcome.verdict, "changes": outcome.changes,
                              "agent_session_id": outcome.agent_session_id }));
+        // Retention is enforced as sessions end, so a long-running Foreman keeps its logs bounded too.
+        log::prune(&self.logs_dir, self.config.log_retention_days);
         outcome
     }
 
