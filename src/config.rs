@@ -29,6 +29,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_INBOX_RETENTION_DAYS", "inbox.retention_days"),
     ("FOREMAN_STORE_CACHE_MB", "store.cache_mb"),
     ("FOREMAN_APP_SLUG", "triggers.app_slug"),
+    ("FOREMAN_AGENT_BACKEND", "agent.backend"),
+    ("FOREMAN_AGENT_COMMAND", "agent.command"),
 ];
 
 /// Foreman's whole configuration, as read at start.
@@ -53,6 +55,9 @@ pub struct Config {
     /// What labels, board moves and commands mean work, and who may give commands (docs/commands.md).
     #[serde(default)]
     pub triggers: crate::decide::DecideConfig,
+    /// Agent sessions: backend, limits, prompts, environment.
+    #[serde(default)]
+    pub agent: crate::session::AgentConfig,
 }
 
 /// How log lines are written.
@@ -152,6 +157,7 @@ impl Config {
         if self.inbox.retention_days == 0 {
             return Err(ConfigError("inbox.retention_days (FOREMAN_INBOX_RETENTION_DAYS) must be at least 1".into()));
         }
+        self.agent.validate().map_err(ConfigError)?;
         if self.store.cache_mb == 0 {
             return Err(ConfigError("store.cache_mb (FOREMAN_STORE_CACHE_MB) must be at least 1".into()));
         }

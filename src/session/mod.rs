@@ -1,1 +1,715 @@
 //! Agent sessions: a git worktree, a rendered prompt, an agent process under limits, a log and an outcome.
+//!
+//! [`SessionRunner::new`] is built once at start (it checks the prompt templates and reads the Claude
+//! credentials); [`SessionRunner::run`] runs one session and always returns a [`SessionOutcome`]:
+//!
+//! 1. workspace ([`workspace`]): fetch the start branch into the repository's bare mirror with the session's
+//!    installation token (askpass, never stored), add a worktree on `foreman/<issue>-<slug>`;
+//! 2. prompt ([`prompt`]): `coding.md`, `follow-up.md` or `planning.md` with the issue, comments (each marked
+//!    with its author's write permission), instructions, repository instruction files, constitution, attempt;
+//! 3. agent ([`process`]): the Claude Code CLI or a command, in its own process group, with an environment
+//!    built from an allowlist ([`env`]), under wall-clock, stall, turn, cost and output limits;
+//! 4. outcome ([`outcome`]): the commits since the base and the lines changed, and a [`Verdict`];
+//! 5. log ([`log`]): every event as JSON lines, and a summary with the seed's productivity score.
+//!
+//! The worktree is removed at the end; the branch stays in the mirror for the push (not done here).
+//!
+//! The command backend's environment: `FOREMAN_REPO` (`owner/name`), `FOREMAN_ISSUE` (number),
+//! `FOREMAN_BRANCH`, `FOREMAN_WORKSPACE` (the worktree, also the working directory), `FOREMAN_PROMPT_FILE`
+//! (the prompt, also on stdin), `FOREMAN_SESSION_ID` (this session's id), plus the allowlist, `agent.env`
+//! and the git identity (`GIT_AUTHOR_NAME` …). Exit status 0 is success.
+
+pub mod config;
+pub mod credentials;
+pub mod env;
+pub mod log;
+pub mod outcome;
+pub mod process;
+pub mod prompt;
+pub mod reset;
+pub mod stream;
+pub mod workspace;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{AgentConfig, Backend};
+pub use credentials::Credentials;
+pub use outcome::{Changes, Commit, FileChange};
+pub use prompt::{Comment, IssueText, Person, PromptKind, Prompts};
+pub use workspace::{GitAuth, Workspaces};
+
+use crate::ids::{IssueNumber, RepoName};
+use process::{Control, Ended, Limits, Spawn};
+use stream::{LineEvent, RunResult, Transcript};
+
+/// Everything one session needs to know.
+#[derive(Clone, Debug)]
+pub struct SessionSpec {
+    /// The repository.
+    pub repo: RepoName,
+    /// Which template, and how the branch starts: a new branch for `Coding` and `Planning`, the existing
+    /// pull request branch ([`Self::branch`]) for `FollowUp`.
+    pub kind: PromptKind,
+    /// The clone URL (no token in it).
+    pub remote_url: String,
+    /// The installation token for the fetch, if the remote needs one.
+    pub auth: Option<GitAuth>,
+    /// The repository's default branch (`repository.default_branch`), where new branches start.
+    pub default_branch: String,
+    /// The branch to work on. Required for `FollowUp` (the pull request's head branch); otherwise `None`
+    /// gives `foreman/<issue>-<slug>`.
+    pub branch: Option<String>,
+    /// The issue (or pull request).
+    pub issue: IssueText,
+    /// Its comments, oldest first.
+    pub comments: Vec<Comment>,
+    /// Who asked for the run.
+    pub requester: String,
+    /// The requester's instructions (`/foreman run <instructions>`).
+    pub instructions: Option<String>,
+    /// The constitution's rules.
+    pub constitution: Vec<String>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Why the previous attempt failed.
+    pub previous_failure: Option<String>,
+    /// A Claude session id to continue (`--resume`), kept from an earlier session of the same job.
+    pub resume: Option<String>,
+    /// Whether an answer without changes is a success (a question was asked). Always true for `Planning`.
+    pub answer_expected: bool,
+}
+
+/// Reported while a session runs, so the caller can renew its claim and show progress.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// Preparing the workspace.
+    Preparing,
+    /// The agent process started (`attempt` counts credential rotations, from 1).
+    AgentStarted { attempt: u32 },
+    /// The Claude CLI announced its session id.
+    AgentSession { id: String },
+    /// The agent began API turn `n`.
+    Turn(u32),
+    /// The agent used a tool.
+    ToolUse(String),
+    /// The credential was refused; moving on to the one read from `next` (a variable name, not a secret).
+    CredentialRotated { next: String },
+    /// The agent ended; collecting the outcome.
+    Finishing,
+}
+
+/// Why a session failed, and what the scheduler should do about it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "class", rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The agent ran and failed (an error result, a non-zero exit, no result).
+    Agent,
+    /// It used the allowed turns (`agent.max_turns`).
+    TurnLimit,
+    /// It spent the allowed amount (`agent.max_cost_usd`).
+    CostLimit,
+    /// It wrote more than `agent.max_output_bytes`.
+    OutputLimit,
+    /// It ran longer than `agent.timeout_secs`.
+    Timeout,
+    /// It wrote nothing for `agent.stall_timeout_secs`.
+    Stalled,
+    /// It was cancelled (`stop`, unlabel, shutdown). Not a failure.
+    Cancelled,
+    /// A subscription usage limit: run again at `resets_at` (unknown: the caller picks a delay). Not a failure.
+    UsageLimit {
+        /// When the limit resets.
+        resets_at: Option<Timestamp>,
+    },
+    /// The API's rate limit: back off. Not a failure.
+    RateLimited,
+    /// The API is overloaded or unreachable: back off. Not a failure.
+    Overloaded,
+    /// Foreman's side failed: git, starting the agent, every credential refused.
+    Infrastructure,
+}
+
+impl FailureClass {
+    /// Whether the failure counts against the job (towards deprioritising it). Cancellations, usage limits,
+    /// rate limits and overloads do not: they say nothing about the issue.
+    pub fn counts_as_failure(&self) -> bool {
+        !matches!(self, Self::Cancelled | Self::UsageLimit { .. } | Self::RateLimited | Self::Overloaded)
+    }
+}
+
+/// The judgement on a session.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Commits are on the branch, ready to push.
+    ChangesReady,
+    /// No changes, and none were expected: the agent answered (the answer is [`SessionOutcome::answer`]).
+    Answered,
+    /// The agent finished without changes although changes were expected: an agent failure.
+    NoChanges {
+        /// Why this counts as a failure, for the report.
+        reason: String,
+    },
+    /// The session failed.
+    Failed {
+        /// What kind of failure.
+        #[serde(flatten)]
+        class: FailureClass,
+        /// A one-line reason for people (no secrets).
+        reason: String,
+    },
+}
+
+/// The summary record: the last line of the session log.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Wall-clock duration, in milliseconds.
+    pub duration_ms: u64,
+    /// API turns of the main agent (Claude only).
+    pub turns: u32,
+    /// Tool uses by tool name (Claude only).
+    pub tools: BTreeMap<String, u32>,
+    /// Total tool uses.
+    pub tool_count: u32,
+    /// Cost in US dollars, as the CLI reported it.
+    pub cost_usd: Option<f64>,
+    /// Files changed since the base.
+    pub files_changed: u64,
+    /// Commits since the base.
+    pub commits: u64,
+    /// Issues this session closes: 1 when its changes are ready (the pull request closes the issue), else 0.
+    pub issues_closed: u64,
+    /// Seed 000's productivity score, `(files_changed × 2 + issues_closed × 5) / tool_count`; `None` when
+    /// no tool use was seen.
+    pub productivity_score: Option<f64>,
+    /// The variable name of the Claude credential that was used last (never its value).
+    pub credential: Option<String>,
+}
+
+/// What a session came to.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionOutcome {
+    /// This session's id (also `FOREMAN_SESSION_ID` and the log's name).
+    pub session_id: String,
+    /// The judgement.
+    pub verdict: Verdict,
+    /// The branch worked on.
+    pub branch: String,
+    /// The commit the branch started from, when the workspace was prepared.
+    pub base_commit: Option<String>,
+    /// The changes since the base (empty when the workspace failed).
+    pub changes: Changes,
+    /// The agent's final text (Claude's `result`, or the end of a command's stdout).
+    pub answer: Option<String>,
+    /// The Claude session id, for `--resume` in a follow-up.
+    pub agent_session_id: Option<String>,
+    /// The summary written to the log.
+    pub summary: Summary,
+    /// The session log.
+    pub log_path: PathBuf,
+}
+
+/// A configuration problem found at start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The `[agent]` table is invalid.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A prompt template does not parse or render.
+    #[error(transparent)]
+    Prompt(#[from] prompt::PromptError),
+    /// The data directory cannot be written.
+    #[error("cannot prepare {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+/// Runs sessions. Build one at start and share it.
+#[derive(Debug)]
+pub struct SessionRunner {
+    config: AgentConfig,
+    prompts: Prompts,
+    workspaces: Workspaces,
+    credentials: Credentials,
+    logs_dir: PathBuf,
+    scratch_dir: PathBuf,
+    parent_env: Vec<(String, String)>,
+}
+
+/// Largest answer kept from a command's stdout, in bytes (its end).
+const COMMAND_ANSWER_BYTES: usize = 8 * 1024;
+
+impl SessionRunner {
+    /// Checks `config`, loads and checks the prompt templates, and prepares `data_dir` (`mirrors/`,
+    /// `worktrees/`, `sessions/`). Foreman's environment is captured now for the agent's allowlist.
+    pub fn new(data_dir: &Path, config: AgentConfig, credentials: Credentials) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let prompts = Prompts::load(config.prompts_dir.as_deref())?;
+        let workspaces = Workspaces::new(data_dir, config.idle_worktrees_per_repo)
+            .map_err(|e| StartError::Io(data_dir.to_owned(), e))?;
+        let logs_dir = data_dir.join("sessions");
+        let scratch_dir = data_dir.join("scratch");
+        for d in [&logs_dir, &scratch_dir] {
+            std::fs::create_dir_all(d).map_err(|e| StartError::Io(d.clone(), e))?;
+        }
+        Ok(Self {
+            config,
+            prompts,
+            workspaces,
+            credentials,
+            logs_dir,
+            scratch_dir,
+            parent_env: std::env::vars().collect(),
+        })
+    }
+
+    /// The workspaces (mirrors and worktrees), e.g. for the push that follows a session.
+    pub fn workspaces(&self) -> &Workspaces {
+        &self.workspaces
+    }
+
+    /// Removes worktrees left by a crash and session logs past their retention. Call at start.
+    pub async fn prune(&self) -> std::io::Result<()> {
+        self.workspaces.prune().await?;
+        log::prune(&self.logs_dir, self.config.log_retention_days);
+        Ok(())
+    }
+
+    /// Runs one session to its end. Never panics on agent or git failures: they become a
+    /// [`Verdict::Failed`]. `progress` is called from this task; keep it cheap.
+    pub async fn run(
+        &self,
+        spec: SessionSpec,
+        cancel: CancellationToken,
+        progress: impl Fn(Progress),
+    ) -> SessionOutcome {
+        let started = Instant::now();
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let branch = spec
+            .branch
+            .clone()
+            .unwrap_or_else(|| workspace::branch_name(IssueNumber(spec.issue.number), &spec.issue.title));
+        let log_name = format!("{}-{}-{}-{}", spec.repo.owner(), spec.repo.name(), spec.issue.number, session_id);
+        let mut log = log::SessionLog::create(&self.logs_dir, &log_name, self.config.log_max_bytes);
+        log.event(
+            "start",
+            json!({ "session_id": session_id, "repo": spec.repo.to_string(), "issue": spec.issue.number,
+                    "kind": spec.kind, "branch": branch, "attempt": spec.attempt,
+                    "backend": format!("{:?}", self.config.backend).to_lowercase() }),
+        );
+        let mut outcome = SessionOutcome {
+            session_id: session_id.clone(),
+            verdict: Verdict::Answered,
+            branch: branch.clone(),
+            base_commit: None,
+            changes: Changes::default(),
+            answer: None,
+            agent_session_id: spec.resume.clone(),
+            summary: Summary::default(),
+            log_path: log.path().to_owned(),
+        };
+
+        progress(Progress::Preparing);
+        let request = workspace::WorkspaceRequest {
+            repo: spec.repo.clone(),
+            issue: IssueNumber(spec.issue.number),
+            remote_url: spec.remote_url.clone(),
+            auth: spec.auth.clone(),
+            branch: branch.clone(),
+            start: match spec.kind {
+                PromptKind::FollowUp => workspace::Start::ExistingBranch,
+                _ => workspace::Start::DefaultBranch(spec.default_branch.clone()),
+            },
+        };
+        let ws = match self.workspaces.prepare(&request).await {
+            Ok(ws) => ws,
+            Err(e) => {
+                outcome.verdict = failed(FailureClass::Infrastructure, format!("preparing the workspace: {e}"));
+                return self.finish(outcome, log, started);
+            }
+        };
+        outcome.base_commit = Some(ws.base_commit.clone());
+        log.event("workspace", json!({ "path": ws.path, "base": ws.base_commit }));
+
+        let input = prompt::PromptInput {
+            repo: spec.repo.to_string(),
+            branch: branch.clone(),
+            issue: spec.issue.clone(),
+            comments: spec.comments.clone(),
+            requester: spec.requester.clone(),
+            instructions: spec.instructions.clone().filter(|s| !s.trim().is_empty()),
+            repository_instructions: prompt::read_instruction_files(&ws.path),
+            constitution: spec.constitution.clone(),
+            attempt: spec.attempt.max(1),
+            previous_failure: spec.previous_failure.clone(),
+        };
+        let agent = match self.prompts.render(spec.kind, &input) {
+            Ok(text) => {
+                log.event("prompt", json!({ "kind": spec.kind, "text": text }));
+                let identity = self.identity();
+                let mut env = env::build(self.parent_env.iter().cloned(), &self.config.env_allow, &self.config.env);
+                env.extend(identity.clone());
+                match self.config.backend {
+                    Backend::Claude => self.run_claude(&spec, &ws.path, env, text, &cancel, &progress, &mut log).await,
+                    Backend::Command => {
+                        self.run_command(&spec, &ws, &session_id, env, text, &cancel, &progress, &mut log).await
+                    }
+                }
+            }
+            Err(e) => AgentEnd::failed(FailureClass::Infrastructure, e.to_string()),
+        };
+        progress(Progress::Finishing);
+
+        outcome.answer = agent.answer.clone().filter(|a| !a.trim().is_empty());
+        if agent.agent_session_id.is_some() {
+            outcome.agent_session_id = agent.agent_session_id.clone();
+        }
+        if let Some(t) = &agent.transcript {
+            outcome.summary.turns = t.turns;
+            outcome.summary.tools = t.tools.clone();
+            outcome.summary.tool_count = t.tool_count();
+            outcome.summary.cost_usd = t.cost_usd();
+        }
+        outcome.summary.credential = agent.credential.clone();
+
+        let leftover = format!("Changes left uncommitted by the agent (foreman session {session_id})");
+        let changes = outcome::collect(&ws.path, &ws.base_commit, &leftover, &self.identity()).await;
+        self.workspaces.remove(&ws, &spec.repo).await;
+        outcome.verdict = match (agent.failure, changes) {
+            (Some((class, reason)), Ok(changes)) => {
+                outcome.changes = changes;
+                failed(class, reason)
+            }
+            (Some((class, reason)), Err(_)) => failed(class, reason),
+            (None, Err(e)) => failed(FailureClass::Infrastructure, format!("reading the changes: {e}")),
+            (None, Ok(changes)) => {
+                let has_commits = !changes.commits.is_empty();
+                outcome.changes = changes;
+                let answered = outcome.answer.is_some();
+                if spec.kind == PromptKind::Planning && answered {
+                    Verdict::Answered
+                } else if has_commits {
+                    Verdict::ChangesReady
+                } else if spec.answer_expected && answered {
+                    Verdict::Answered
+                } else {
+                    Verdict::NoChanges { reason: "the agent finished without changing anything".into() }
+                }
+            }
+        };
+        self.finish(outcome, log, started)
+    }
+
+    fn finish(&self, mut outcome: SessionOutcome, mut log: log::SessionLog, started: Instant) -> SessionOutcome {
+        let s = &mut outcome.summary;
+        s.duration_ms = started.elapsed().as_millis() as u64;
+        s.files_changed = outcome.changes.files.len() as u64;
+        s.commits = outcome.changes.commits.len() as u64;
+        s.issues_closed = u64::from(outcome.verdict == Verdict::ChangesReady);
+        s.productivity_score =
+            (s.tool_count > 0).then(|| (s.files_changed * 2 + s.issues_closed * 5) as f64 / f64::from(s.tool_count));
+        log.summary(&json!({ "summary": outcome.summary, "verdict": outcome.verdict, "changes": outcome.changes,
+                             "agent_session_id": outcome.agent_session_id }));
+        // Retention is enforced as sessions end, so a long-running Foreman keeps its logs bounded too.
+        log::prune(&self.logs_dir, self.config.log_retention_days);
+        outcome
+    }
+
+    fn identity(&self) -> BTreeMap<String, String> {
+        let (name, email) = (&self.config.git_name, &self.config.git_email);
+        [
+            ("GIT_AUTHOR_NAME", name),
+            ("GIT_COMMITTER_NAME", name),
+            ("GIT_AUTHOR_EMAIL", email),
+            ("GIT_COMMITTER_EMAIL", email),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect()
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            timeout: self.config.timeout(),
+            stall: self.config.stall_timeout(),
+            max_output_bytes: self.config.max_output_bytes,
+            grace: self.config.kill_grace(),
+        }
+    }
+
+    fn claude_args(&self, resume: Option<&str>) -> Vec<String> {
+        let c = &self.config;
+        let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"].map(String::from).to_vec();
+        let mut opt = |k: &str, v: String| {
+            args.push(k.to_owned());
+            args.push(v);
+        };
+        if let Some(m) = &c.model {
+            opt("--model", m.clone());
+        }
+        if let Some(n) = c.max_turns {
+            opt("--max-turns", n.to_string());
+        }
+        if let Some(usd) = c.max_cost_usd {
+            opt("--max-budget-usd", usd.to_string());
+        }
+        opt("--permission-mode", c.permission_mode.clone());
+        if !c.allowed_tools.is_empty() {
+            opt("--allowedTools", c.allowed_tools.join(","));
+        }
+        if !c.disallowed_tools.is_empty() {
+            opt("--disallowedTools", c.disallowed_tools.join(","));
+        }
+        if let Some(id) = resume {
+            opt("--resume", id.to_owned());
+        }
+        args
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_claude(
+        &self,
+        spec: &SessionSpec,
+        cwd: &Path,
+        mut env: BTreeMap<String, String>,
+        prompt: String,
+        cancel: &CancellationToken,
+        progress: &impl Fn(Progress),
+        log: &mut log::SessionLog,
+    ) -> AgentEnd {
+        // The CLI is pinned by the installer; it must not replace itself mid-run.
+        env.insert("DISABLE_AUTOUPDATER".into(), "1".into());
+        if let Some(n) = self.config.claude_max_retries {
+            env.insert("CLAUDE_CODE_MAX_RETRIES".into(), n.to_string());
+        }
+        let attempts = self.credentials.len().max(1);
+        let mut index = self.credentials.current();
+        let max_turns = self.config.max_turns;
+        for attempt in 1..=attempts {
+            let mut env = env.clone();
+            let mut credential = None;
+            if let Some((name, value)) = self.credentials.env_pair(index) {
+                env.remove("ANTHROPIC_API_KEY");
+                env.remove("CLAUDE_CODE_OAUTH_TOKEN");
+                env.insert(name.to_owned(), value);
+                credential = self.credentials.get(index).map(|c| c.source.clone());
+            }
+            log.event("agent_start", json!({ "attempt": attempt, "credential": credential }));
+            progress(Progress::AgentStarted { attempt: attempt as u32 });
+            let spawn = Spawn {
+                program: self.config.claude_path.clone(),
+                args: self.claude_args(spec.resume.as_deref()),
+                cwd: cwd.to_owned(),
+                env,
+                stdin: prompt.clone().into_bytes(),
+            };
+            let mut transcript = Transcript::default();
+            let run = process::run(spawn, self.limits(), cancel, |line| {
+                log.agent_line(line);
+                for event in transcript.push_line(line) {
+                    match event {
+                        LineEvent::Init { session_id } => progress(Progress::AgentSession { id: session_id }),
+                        LineEvent::Turn(n) => {
+                            progress(Progress::Turn(n));
+                            // The CLI enforces --max-turns itself and may run one turn over (message-types.md);
+                            // this is the backstop if it does not.
+                            if max_turns.is_some_and(|m| n > m + 1) {
+                                return Control::Stop(format!("more than {} turns", n - 1));
+                            }
+                        }
+                        LineEvent::ToolUse { name } => progress(Progress::ToolUse(name)),
+                        _ => {}
+                    }
+                }
+                Control::Continue
+            })
+            .await;
+            let mut end = AgentEnd {
+                failure: None,
+                answer: None,
+                agent_session_id: transcript.session_id.clone(),
+                transcript: None,
+                credential,
+            };
+            let run = match run {
+                Ok(run) => run,
+                Err(e) => {
+                    end.failure = Some((
+                        FailureClass::Infrastructure,
+                        format!("cannot start {}: {e}", self.config.claude_path.display()),
+                    ));
+                    return end;
+                }
+            };
+            log.event(
+                "agent_end",
+                json!({ "ended": format!("{:?}", run.ended), "stderr_tail": run.stderr_tail,
+                                           "output_bytes": run.output_bytes }),
+            );
+            let result = transcript.classify(Timestamp::now(), &TimeZone::system());
+            end.failure = match (&run.ended, result) {
+                (Ended::Exited(_), RunResult::Success { text }) => {
+                    end.answer = Some(text);
+                    None
+                }
+                (Ended::Exited(_), RunResult::Authentication { text }) => {
+                    let next = self.credentials.rotate_from(index);
+                    if attempt < attempts {
+                        let source = self.credentials.get(next).map(|c| c.source.clone()).unwrap_or_default();
+                        log.event(
+                            "credential_rotated",
+                            json!({ "refused": end.credential, "next": source, "reason": text }),
+                        );
+                        progress(Progress::CredentialRotated { next: source });
+                        index = next;
+                        continue;
+                    }
+                    Some((
+                        FailureClass::Infrastructure,
+                        format!("every configured Claude credential was refused ({attempts} tried): {text}"),
+                    ))
+                }
+                (Ended::Exited(_), RunResult::UsageLimit { resets_at, text }) => {
+                    Some((FailureClass::UsageLimit { resets_at }, text))
+                }
+                (Ended::Exited(_), RunResult::RateLimited { text }) => Some((FailureClass::RateLimited, text)),
+                (Ended::Exited(_), RunResult::Overloaded { text }) => Some((FailureClass::Overloaded, text)),
+                (Ended::Exited(_), RunResult::MaxTurns { text }) => Some((FailureClass::TurnLimit, text)),
+                (Ended::Exited(_), RunResult::MaxCost { text }) => Some((FailureClass::CostLimit, text)),
+                (Ended::Exited(_), RunResult::Error { text }) => Some((FailureClass::Agent, text)),
+                (Ended::Exited(status), RunResult::NoResult) => Some((
+                    FailureClass::Agent,
+                    format!("the Claude CLI ended without a result ({status}): {}", last_line(&run.stderr_tail)),
+                )),
+                (ended, _) => Some(self.limit_failure(ended)),
+            };
+            end.transcript = Some(transcript);
+            return end;
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_command(
+        &self,
+        spec: &SessionSpec,
+        ws: &workspace::Workspace,
+        session_id: &str,
+        mut env: BTreeMap<String, String>,
+        prompt: String,
+        cancel: &CancellationToken,
+        progress: &impl Fn(Progress),
+        log: &mut log::SessionLog,
+    ) -> AgentEnd {
+        // Outside the worktree, so the agent cannot commit it by accident; removed when the session ends.
+        let prompt_file = self.scratch_dir.join(format!("{session_id}.prompt.md"));
+        if let Err(e) = std::fs::write(&prompt_file, &prompt) {
+            return AgentEnd::failed(FailureClass::Infrastructure, format!("cannot write the prompt file: {e}"));
+        }
+        for (k, v) in [
+            ("FOREMAN_REPO", spec.repo.to_string()),
+            ("FOREMAN_ISSUE", spec.issue.number.to_string()),
+            ("FOREMAN_BRANCH", ws.branch.clone()),
+            ("FOREMAN_WORKSPACE", ws.path.to_string_lossy().into_owned()),
+            ("FOREMAN_PROMPT_FILE", prompt_file.to_string_lossy().into_owned()),
+            ("FOREMAN_SESSION_ID", session_id.to_owned()),
+        ] {
+            env.insert(k.into(), v);
+        }
+        let command = self.config.command.clone().unwrap_or_default();
+        progress(Progress::AgentStarted { attempt: 1 });
+        log.event("agent_start", json!({ "attempt": 1, "command": command }));
+        let spawn = Spawn {
+            program: "sh".into(),
+            args: vec!["-c".into(), command],
+            cwd: ws.path.clone(),
+            env,
+            stdin: prompt.into_bytes(),
+        };
+        let mut tail = String::new();
+        let run = process::run(spawn, self.limits(), cancel, |line| {
+            log.agent_line(line);
+            tail.push_str(line);
+            tail.push('\n');
+            if tail.len() > 2 * COMMAND_ANSWER_BYTES {
+                let mut cut = tail.len() - COMMAND_ANSWER_BYTES;
+                while !tail.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                tail.drain(..cut);
+            }
+            Control::Continue
+        })
+        .await;
+        let _ = std::fs::remove_file(&prompt_file);
+        let run = match run {
+            Ok(run) => run,
+            Err(e) => return AgentEnd::failed(FailureClass::Infrastructure, format!("cannot start sh: {e}")),
+        };
+        log.event(
+            "agent_end",
+            json!({ "ended": format!("{:?}", run.ended), "stderr_tail": run.stderr_tail,
+                                       "output_bytes": run.output_bytes }),
+        );
+        let failure = match &run.ended {
+            Ended::Exited(status) if status.success() => None,
+            Ended::Exited(status) => {
+                Some((FailureClass::Agent, format!("the agent command {status}: {}", last_line(&run.stderr_tail))))
+            }
+            ended => Some(self.limit_failure(ended)),
+        };
+        AgentEnd { failure, answer: Some(tail), agent_session_id: None, transcript: None, credential: None }
+    }
+
+    fn limit_failure(&self, ended: &Ended) -> (FailureClass, String) {
+        let c = &self.config;
+        match ended {
+            Ended::TimedOut => (FailureClass::Timeout, format!("the agent ran longer than {} s", c.timeout_secs)),
+            Ended::Stalled => {
+                (FailureClass::Stalled, format!("the agent wrote nothing for {} s", c.stall_timeout_secs))
+            }
+            Ended::OutputCapped => {
+                (FailureClass::OutputLimit, format!("the agent wrote more than {} bytes", c.max_output_bytes))
+            }
+            Ended::Cancelled => (FailureClass::Cancelled, "the session was cancelled".into()),
+            Ended::Stopped(why) => (FailureClass::TurnLimit, why.clone()),
+            Ended::Exited(status) => (FailureClass::Agent, format!("the agent {status}")),
+        }
+    }
+}
+
+/// What the agent step produced.
+struct AgentEnd {
+    failure: Option<(FailureClass, String)>,
+    answer: Option<String>,
+    agent_session_id: Option<String>,
+    transcript: Option<Transcript>,
+    credential: Option<String>,
+}
+
+impl AgentEnd {
+    fn failed(class: FailureClass, reason: String) -> Self {
+        Self {
+            failure: Some((class, reason)),
+            answer: None,
+            agent_session_id: None,
+            transcript: None,
+            credential: None,
+        }
+    }
+}
+
+fn failed(class: FailureClass, reason: String) -> Verdict {
+    Verdict::Failed { class, reason }
+}
+
+fn last_line(s: &str) -> &str {
+    s.trim().lines().last().unwrap_or("")
+}

@@ -1,0 +1,210 @@
+//! The `[agent]` table: which agent runs, with which limits, and what it may see.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Which program does the work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The Claude Code CLI, headless (`claude -p --output-format stream-json --verbose`).
+    #[default]
+    Claude,
+    /// Any program, run with `sh -c` ([`AgentConfig::command`]).
+    Command,
+}
+
+/// The `[agent]` table (env `FOREMAN_AGENT_BACKEND`, `FOREMAN_AGENT_COMMAND`).
+///
+/// Durations are in seconds and may be fractional. Every limit applies to each session.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// `claude` (default) or `command`.
+    pub backend: Backend,
+    /// For `backend = "command"`: a shell command line run with `sh -c` in the worktree. It gets the prompt on
+    /// stdin and in the file named by `FOREMAN_PROMPT_FILE`; see [`crate::session`] for its environment.
+    pub command: Option<String>,
+    /// The Claude Code executable: a path, or a name looked up on `PATH`. Default `claude`.
+    pub claude_path: PathBuf,
+    /// `--model`; unset leaves the CLI's default.
+    pub model: Option<String>,
+    /// `--max-turns`. Default 60. The CLI may run one turn more than this (its own accounting).
+    pub max_turns: Option<u32>,
+    /// `--max-budget-usd`: the CLI stops once the session has cost this much. Unset: no limit.
+    pub max_cost_usd: Option<f64>,
+    /// `--allowedTools`, e.g. `["Bash", "Edit", "Write"]`. Default: the file and shell tools a coding agent needs,
+    /// because `-p` denies anything that would prompt.
+    pub allowed_tools: Vec<String>,
+    /// `--disallowedTools`. Default: none.
+    pub disallowed_tools: Vec<String>,
+    /// `--permission-mode`: `acceptEdits` (default), `auto`, `bypassPermissions`, `dontAsk`, `plan`, `manual`.
+    /// The CLI refuses `bypassPermissions` when run as root.
+    pub permission_mode: String,
+    /// `CLAUDE_CODE_MAX_RETRIES`: how often the CLI itself retries a failed API call (its default is 10,
+    /// about 3 minutes of backoff). Unset leaves the CLI's default.
+    pub claude_max_retries: Option<u32>,
+    /// Wall-clock limit for one session, in seconds. Default 3600 (an hour bounds the cost of a runaway agent).
+    pub timeout_secs: f64,
+    /// Stall limit: the session ends when the agent writes nothing for this many seconds. Default 600
+    /// (the CLI prints a line per tool call and per message, so ten silent minutes mean it is stuck).
+    pub stall_timeout_secs: f64,
+    /// After SIGTERM to the agent's process group, seconds before SIGKILL. Default 10 (time to flush logs).
+    pub kill_grace_secs: f64,
+    /// Cap on the agent's stdout plus stderr, in bytes. Default 64 MiB; the session fails when it is passed.
+    pub max_output_bytes: u64,
+    /// A directory holding `coding.md`, `follow-up.md`, `planning.md` (and partials) that replace the built-in
+    /// templates of the same name. Every template is checked at start.
+    pub prompts_dir: Option<PathBuf>,
+    /// Extra variables set in the agent's environment (e.g. `ANTHROPIC_BASE_URL`, `HTTPS_PROXY`, `HOME`).
+    /// Foreman's own secrets may not be named here.
+    pub env: BTreeMap<String, String>,
+    /// Names of variables passed through from Foreman's environment, on top of the built-in allowlist
+    /// (`PATH`, `HOME`, `LANG`, `TZ`, proxies, CA bundles …). Foreman's own secrets may not be named here.
+    pub env_allow: Vec<String>,
+    /// Author and committer name for the agent's commits. Default `foreman[bot]`.
+    pub git_name: String,
+    /// Author and committer e-mail for the agent's commits.
+    pub git_email: String,
+    /// Cleaned worktrees kept per repository for the next session (a fresh checkout of a large repository
+    /// takes seconds; switching a kept one to a new branch touches only the files that differ). Default 2;
+    /// 0 removes every worktree after its session.
+    pub idle_worktrees_per_repo: usize,
+    /// Cap on one session's JSON-lines log, in bytes. Default 16 MiB; past it, events are dropped (counted)
+    /// and the summary is still written.
+    pub log_max_bytes: u64,
+    /// Session logs older than this many days are deleted. Default 14.
+    pub log_retention_days: u32,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Claude,
+            command: None,
+            claude_path: PathBuf::from("claude"),
+            model: None,
+            max_turns: Some(60),
+            max_cost_usd: None,
+            allowed_tools: ["Bash", "Edit", "MultiEdit", "Write", "Read", "Glob", "Grep", "LS", "TodoWrite"]
+                .map(String::from)
+                .to_vec(),
+            disallowed_tools: Vec::new(),
+            permission_mode: "acceptEdits".into(),
+            claude_max_retries: None,
+            timeout_secs: 3600.0,
+            stall_timeout_secs: 600.0,
+            kill_grace_secs: 10.0,
+            max_output_bytes: 64 << 20,
+            prompts_dir: None,
+            env: BTreeMap::new(),
+            env_allow: Vec::new(),
+            git_name: "foreman[bot]".into(),
+            git_email: "foreman[bot]@users.noreply.github.com".into(),
+            idle_worktrees_per_repo: 2,
+            log_max_bytes: 16 << 20,
+            log_retention_days: 14,
+        }
+    }
+}
+
+/// Permission modes the CLI 2.1.329 accepts (`claude --help`).
+const PERMISSION_MODES: &[&str] = &["acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan", "default"];
+
+impl AgentConfig {
+    /// Checks the values; the error names the key (`agent.…`) and what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.backend == Backend::Command && self.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+            return Err("agent.command (FOREMAN_AGENT_COMMAND) is required when agent.backend is \"command\"".into());
+        }
+        for (key, v) in [
+            ("agent.timeout_secs", self.timeout_secs),
+            ("agent.stall_timeout_secs", self.stall_timeout_secs),
+            ("agent.kill_grace_secs", self.kill_grace_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{key} must be a positive number of seconds"));
+            }
+        }
+        if let Some(c) = self.max_cost_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err("agent.max_cost_usd must be a positive amount".into());
+        }
+        if self.max_turns == Some(0) {
+            return Err("agent.max_turns must be at least 1".into());
+        }
+        if !PERMISSION_MODES.contains(&self.permission_mode.as_str()) {
+            return Err(format!(
+                "agent.permission_mode must be one of {}, got '{}'",
+                PERMISSION_MODES.join(", "),
+                self.permission_mode
+            ));
+        }
+        if self.max_output_bytes == 0 || self.log_max_bytes == 0 || self.log_retention_days == 0 {
+            return Err(
+                "agent.max_output_bytes, agent.log_max_bytes and agent.log_retention_days must be at least 1".into()
+            );
+        }
+        for name in self.env.keys().chain(self.env_allow.iter()) {
+            if super::env::is_forbidden(name) {
+                return Err(format!(
+                    "agent.env / agent.env_allow may not name {name}: Foreman's secrets never reach the agent"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::timeout_secs`] as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_secs)
+    }
+
+    /// [`Self::stall_timeout_secs`] as a duration.
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.stall_timeout_secs)
+    }
+
+    /// [`Self::kill_grace_secs`] as a duration.
+    pub fn kill_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.kill_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's error type
+    fn the_backend_and_command_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOREMAN_AGENT_BACKEND", "command");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("FOREMAN_AGENT_COMMAND"), "{e}");
+            jail.set_env("FOREMAN_AGENT_COMMAND", "aider --yes");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.agent.backend, super::Backend::Command);
+            assert_eq!(c.agent.command.as_deref(), Some("aider --yes"));
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "f.toml",
+                "[agent]\nmax_turns = 5\nstall_timeout_secs = 0.5\nenv = { HOME = \"/tmp/h\" }\n",
+            )?;
+            let c = Config::load(Some(std::path::Path::new("f.toml"))).unwrap();
+            assert_eq!(c.agent.max_turns, Some(5));
+            assert_eq!(c.agent.stall_timeout().as_millis(), 500);
+            assert_eq!(c.agent.backend, super::Backend::Claude);
+            jail.create_file("g.toml", "[agent]\nenv_allow = [\"GITHUB_WEBHOOK_SECRET\"]\n")?;
+            let e = Config::load(Some(std::path::Path::new("g.toml"))).unwrap_err().to_string();
+            assert!(e.contains("GITHUB_WEBHOOK_SECRET"), "{e}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,211 @@
+//! Running an agent process under limits: wall-clock timeout, stall timeout, output cap, cancellation.
+//!
+//! The process leads its own process group (process-wrap's `ProcessGroup`), so ending it ends everything it
+//! started: SIGTERM to the group, then SIGKILL after the grace period. stdout is handed over line by line;
+//! stderr is kept (its tail) for the failure reason.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How much of stderr is kept for the failure reason, in bytes (the end of it, where errors are).
+const STDERR_TAIL: usize = 4096;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Spawn {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// The complete environment (the process starts from an empty one).
+    pub env: BTreeMap<String, String>,
+    /// Written to stdin, which is then closed.
+    pub stdin: Vec<u8>,
+}
+
+/// The limits of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Longest silence (no byte on stdout or stderr).
+    pub stall: Duration,
+    /// Cap on stdout plus stderr, in bytes.
+    pub max_output_bytes: u64,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+/// Why a run ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The process exited on its own.
+    Exited(ExitStatus),
+    /// The wall-clock limit passed.
+    TimedOut,
+    /// Nothing was written for the stall limit.
+    Stalled,
+    /// More output than the cap.
+    OutputCapped,
+    /// The cancellation token fired.
+    Cancelled,
+    /// The line handler asked to stop (e.g. a limit it watches).
+    Stopped(String),
+}
+
+/// What the line handler wants after a line.
+pub enum Control {
+    /// Keep going.
+    Continue,
+    /// End the process (group) with this reason.
+    Stop(String),
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct Run {
+    /// Why it ended.
+    pub ended: Ended,
+    /// The last [`STDERR_TAIL`] bytes of stderr, lossily decoded.
+    pub stderr_tail: String,
+    /// Bytes read from stdout and stderr.
+    pub output_bytes: u64,
+}
+
+/// Runs `spawn` under `limits`, calling `on_line` for each stdout line (without its newline). Errors only
+/// when the process cannot be started.
+pub async fn run(
+    spawn: Spawn,
+    limits: Limits,
+    cancel: &CancellationToken,
+    mut on_line: impl FnMut(&str) -> Control,
+) -> std::io::Result<Run> {
+    let mut cmd = CommandWrap::with_new(&spawn.program, |c| {
+        c.args(&spawn.args)
+            .current_dir(&spawn.cwd)
+            .env_clear()
+            .envs(&spawn.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    });
+    cmd.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
+    let mut child = cmd.spawn()?;
+    let mut stdin = child.stdin().take();
+    let mut stdout = child.stdout().take().expect("stdout is piped");
+    let mut stderr = child.stderr().take().expect("stderr is piped");
+    let input = spawn.stdin;
+    let writer = tokio::spawn(async move {
+        if let Some(mut w) = stdin.take() {
+            // A program that never reads stdin closes it; that is not an error.
+            let _ = w.write_all(&input).await;
+            let _ = w.shutdown().await;
+        }
+    });
+
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    let mut last_output = started;
+    let mut total: u64 = 0;
+    let mut line = Vec::new();
+    let mut tail = Vec::new();
+    let (mut out_open, mut err_open) = (true, true);
+    let mut out_buf = vec![0u8; 64 * 1024];
+    let mut err_buf = vec![0u8; 16 * 1024];
+    // Set when the agent itself exits; what it left running may hold the pipes open for `grace` at most.
+    let mut exited: Option<ExitStatus> = None;
+    let mut drain_until = deadline;
+    let ended = loop {
+        if !out_open && !err_open {
+            break None;
+        }
+        tokio::select! {
+            n = read(&mut stdout, &mut out_buf), if out_open => {
+                let n = n.unwrap_or(0);
+                if n == 0 {
+                    out_open = false;
+                    if !line.is_empty() {
+                        let l = String::from_utf8_lossy(&line).into_owned();
+                        line.clear();
+                        if let Control::Stop(why) = on_line(&l) { break Some(Ended::Stopped(why)); }
+                    }
+                    continue;
+                }
+                total += n as u64;
+                last_output = Instant::now();
+                if total > limits.max_output_bytes { break Some(Ended::OutputCapped); }
+                let mut stop = None;
+                for &b in &out_buf[..n] {
+                    if b == b'\n' {
+                        let l = String::from_utf8_lossy(&line).into_owned();
+                        line.clear();
+                        if let Control::Stop(why) = on_line(&l) { stop = Some(why); break; }
+                    } else {
+                        line.push(b);
+                    }
+                }
+                if let Some(why) = stop { break Some(Ended::Stopped(why)); }
+            }
+            n = read(&mut stderr, &mut err_buf), if err_open => {
+                let n = n.unwrap_or(0);
+                if n == 0 { err_open = false; continue; }
+                total += n as u64;
+                last_output = Instant::now();
+                if total > limits.max_output_bytes { break Some(Ended::OutputCapped); }
+                tail.extend_from_slice(&err_buf[..n]);
+                if tail.len() > STDERR_TAIL { tail.drain(..tail.len() - STDERR_TAIL); }
+            }
+            status = child.wait(), if exited.is_none() => {
+                exited = Some(status?);
+                drain_until = Instant::now() + limits.grace;
+            }
+            _ = tokio::time::sleep_until(drain_until), if exited.is_some() => break None,
+            _ = tokio::time::sleep_until(deadline), if exited.is_none() => break Some(Ended::TimedOut),
+            _ = tokio::time::sleep_until(last_output + limits.stall), if exited.is_none() => break Some(Ended::Stalled),
+            _ = cancel.cancelled() => break Some(Ended::Cancelled),
+        }
+    };
+    let ended = match (ended, exited) {
+        (Some(reason), _) => {
+            terminate(child.as_mut(), limits.grace).await;
+            reason
+        }
+        (None, Some(status)) => Ended::Exited(status),
+        (None, None) => {
+            // Both pipes closed: the agent is exiting. It still gets the remaining limits.
+            tokio::select! {
+                status = child.wait() => Ended::Exited(status?),
+                _ = tokio::time::sleep_until(deadline) => { terminate(child.as_mut(), limits.grace).await; Ended::TimedOut }
+                _ = cancel.cancelled() => { terminate(child.as_mut(), limits.grace).await; Ended::Cancelled }
+            }
+        }
+    };
+    // Whatever the agent left running in its group (a server, a watcher) ends with it.
+    #[cfg(unix)]
+    let _ = child.signal(libc::SIGKILL);
+    writer.abort();
+    Ok(Run { ended, stderr_tail: String::from_utf8_lossy(&tail).into_owned(), output_bytes: total })
+}
+
+async fn read(r: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> std::io::Result<usize> {
+    r.read(buf).await
+}
+
+/// SIGTERM to the whole group, then SIGKILL once `grace` has passed without the group exiting.
+async fn terminate(child: &mut dyn process_wrap::tokio::ChildWrapper, grace: Duration) {
+    #[cfg(unix)]
+    let _ = child.signal(libc::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+}
