@@ -81,9 +81,9 @@ impl SimConfig {
     }
 }
 
-/// `shared/` beside the workspace (`crates/github-sim/../../shared`).
+/// `shared/` beside the workspace checkout (`crates/github-sim/../../../shared`).
 pub fn default_shared_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
 }
 
 /// Entry point.

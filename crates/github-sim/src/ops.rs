@@ -533,7 +533,25 @@ pub(crate) fn add_review(
     let issue = issue.clone();
     let r = w.repos[full].clone();
     let rj = w.review_json(&r, number, &review);
-    let payload = obj(vec![("review", rj.clone()), ("pull_request", w.pull_json(&r, &issue))]);
+    // The review event carries the "simple" pull request shape (no merge state or counts).
+    let mut pj = w.pull_json(&r, &issue);
+    for k in [
+        "additions",
+        "changed_files",
+        "comments",
+        "commits",
+        "deletions",
+        "maintainer_can_modify",
+        "mergeable",
+        "mergeable_state",
+        "merged",
+        "merged_by",
+        "rebaseable",
+        "review_comments",
+    ] {
+        pj.as_object_mut().expect("object").remove(k);
+    }
+    let payload = obj(vec![("review", rj.clone()), ("pull_request", pj)]);
     emit(inner, &mut w, "pull_request_review", "submitted", Some(full), None, user, payload);
     Ok(rj)
 }
