@@ -28,7 +28,7 @@ mod server;
 mod world;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -389,10 +389,4 @@ pub(crate) fn state_json(inner: &server::Inner) -> Value {
         "repos": repos, "projects": projects, "deliveries": deliveries,
         "requests": w.requests, "nonconforming": w.nonconforming,
     })
-}
-
-/// Reads a file of the shared folder.
-pub(crate) fn read_shared(shared: &Path, rel: &str) -> anyhow::Result<String> {
-    let p = shared.join(rel);
-    std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
 }
