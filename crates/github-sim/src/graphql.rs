@@ -368,7 +368,7 @@ impl<'a> Obj<'a> {
                             return Err(err("github-sim supports only singleSelectOptionId values"));
                         };
                         crate::ops::set_item_status(self.ctx.inner, item, Some(option), &bot)
-                            .map_err(|_| err(format!("The single select option Id does not belong to the field")))?;
+                            .map_err(|_| err("The single select option Id does not belong to the field"))?;
                         Ok(self.obj(K::UpdatePayload(item.to_string())))
                     }
                     "clearProjectV2ItemFieldValue" => {

@@ -66,10 +66,10 @@ fn denull(v: &mut Value) {
 fn absolutise(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            if let Some(Value::String(r)) = m.get_mut("$ref") {
-                if r.starts_with('#') {
-                    *r = format!("{DOC_URI}{r}");
-                }
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && r.starts_with('#')
+            {
+                *r = format!("{DOC_URI}{r}");
             }
             m.values_mut().for_each(absolutise);
         }
@@ -169,10 +169,10 @@ pub(crate) fn check(req: &Req) -> Result<(), String> {
             None => {}
             Some(v) => {
                 let schema = &p["schema"];
-                if let Some(allowed) = schema["enum"].as_array() {
-                    if !allowed.iter().any(|a| a.as_str() == Some(v)) {
-                        return Err(format!("query parameter `{name}` must be one of {allowed:?}, got `{v}`"));
-                    }
+                if let Some(allowed) = schema["enum"].as_array()
+                    && !allowed.iter().any(|a| a.as_str() == Some(v))
+                {
+                    return Err(format!("query parameter `{name}` must be one of {allowed:?}, got `{v}`"));
                 }
                 if schema["type"] == "integer" && v.parse::<i64>().is_err() {
                     return Err(format!("query parameter `{name}` must be an integer, got `{v}`"));
