@@ -246,15 +246,24 @@ fn parse_cgi(out: &[u8]) -> Resp {
     resp
 }
 
-/// After a push: refresh the open pull requests of the repository (head sha, commits).
+/// After a push: refresh the open pull requests of the repository (head sha, commits) and emit
+/// `pull_request.synchronize` for each whose head moved, with the pusher (the app's bot, since
+/// only installation tokens push here) as sender.
 fn after_push(inner: &Inner, full: &str) {
-    let numbers: Vec<u64> = inner
+    let heads: Vec<(u64, String)> = inner
         .world()
         .repos
         .get(full)
-        .map(|r| r.issues.values().filter(|i| i.pull.is_some() && i.state == "open").map(|i| i.number).collect())
+        .map(|r| {
+            r.issues
+                .values()
+                .filter(|i| i.state == "open")
+                .filter_map(|i| i.pull.as_ref().map(|p| (i.number, p.head_sha.clone())))
+                .collect()
+        })
         .unwrap_or_default();
-    for n in numbers {
+    for (n, before) in heads {
         crate::ops::refresh_pull(inner, full, n);
+        crate::ops::synchronized(inner, full, n, &before);
     }
 }

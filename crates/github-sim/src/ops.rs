@@ -501,6 +501,26 @@ pub(crate) fn refresh_pull(inner: &Inner, full: &str, number: u64) {
     }
 }
 
+/// Emits `pull_request.synchronize` when a pull request's head is no longer `before`.
+pub(crate) fn synchronized(inner: &Inner, full: &str, number: u64, before: &str) {
+    let mut w = inner.world();
+    let Some(r) = w.repos.get(full).cloned() else { return };
+    let Some(issue) = r.issues.get(&number) else { return };
+    let Some(p) = issue.pull.as_ref() else { return };
+    if p.head_sha == before {
+        return;
+    }
+    let after = p.head_sha.clone();
+    let bot = w.bot_login.clone();
+    let payload = obj(vec![
+        ("number", json!(number)),
+        ("before", json!(before)),
+        ("after", json!(after)),
+        ("pull_request", w.pull_json(&r, issue)),
+    ]);
+    emit(inner, &mut w, "pull_request", "synchronize", Some(full), None, &bot, payload);
+}
+
 /// Submits a review; emits `pull_request_review.submitted`.
 pub(crate) fn add_review(
     inner: &Inner,

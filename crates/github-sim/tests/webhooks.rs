@@ -134,6 +134,51 @@ async fn every_event_validates_and_is_signed() {
             .await;
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
         let pr = 2;
+        // A push to the head branch over smart HTTP synchronizes the pull request.
+        let work = tempfile::tempdir().unwrap();
+        let url = s.sim.clone_url("acme/widgets").replacen("http://", &format!("http://x-access-token:{t}@"), 1);
+        let git = |args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@e.invalid"])
+                .args(args)
+                .current_dir(work.path())
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        let out = tokio::task::spawn_blocking({
+            let url = url.clone();
+            let dir = work.path().to_path_buf();
+            move || {
+                std::process::Command::new("git")
+                    .args(["clone", "--branch", "feature", &url, "w"])
+                    .current_dir(dir)
+                    .env("GIT_TERMINAL_PROMPT", "0")
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(work.path().join("w/more.txt"), "more\n").unwrap();
+        git(&["-C", "w", "add", "."]);
+        git(&["-C", "w", "commit", "-m", "more"]);
+        let out = tokio::task::spawn_blocking({
+            let dir = work.path().join("w");
+            move || {
+                std::process::Command::new("git")
+                    .args(["push", "origin", "feature"])
+                    .current_dir(dir)
+                    .env("GIT_TERMINAL_PROMPT", "0")
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         s.call(
             Method::POST,
             &t,
@@ -165,6 +210,7 @@ async fn every_event_validates_and_is_signed() {
             ("projects_v2_item", "edited"),
             ("issue_comment", "created"),
             ("pull_request", "opened"),
+            ("pull_request", "synchronize"),
             ("pull_request", "labeled"),
             ("pull_request_review", "submitted"),
             ("pull_request", "edited"),
