@@ -231,6 +231,22 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                     })
                     .unwrap_or_default();
                 Ok(Resp::ok(Value::Array(ops::add_labels(inner, &full, n, &names, &bot(inner))?)))
+            } else if m == Method::PUT {
+                // Set labels: remove what is not wanted, add what is missing.
+                let full = access(inner, auth, o, r, "issues", true)?;
+                let b = req.json()?;
+                let arr = b.get("labels").unwrap_or(&b);
+                let names: Vec<String> = arr
+                    .as_array()
+                    .map(|a| {
+                        a.iter().filter_map(|l| l.as_str().or_else(|| l["name"].as_str()).map(str::to_string)).collect()
+                    })
+                    .unwrap_or_default();
+                let current = inner.world().repos[&full].issues.get(&n).ok_or_else(Resp::not_found)?.labels.clone();
+                for l in current.iter().filter(|l| !names.contains(l)) {
+                    ops::remove_label(inner, &full, n, l, &bot(inner))?;
+                }
+                Ok(Resp::ok(Value::Array(ops::add_labels(inner, &full, n, &names, &bot(inner))?)))
             } else {
                 Err(Resp::not_found())
             }
@@ -264,6 +280,60 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             } else {
                 Err(Resp::not_found())
             }
+        }
+        ["repos", o, r, "issues", n, "reactions"] if get => {
+            let n = number(n)?;
+            let full = access(inner, auth, o, r, "issues", false)?;
+            let w = inner.world();
+            let i = w.repos[&full].issues.get(&n).ok_or_else(Resp::not_found)?;
+            let list = i.reactions.iter().map(|x| reaction_json(&w, x)).collect();
+            drop(w);
+            Ok(paginate(inner, req, list))
+        }
+        ["repos", o, r, "issues", "comments", id, "reactions"] if get => {
+            let full = access(inner, auth, o, r, "issues", false)?;
+            let id = id.parse::<u64>().map_err(|_| Resp::not_found())?;
+            let w = inner.world();
+            let c = w.comments.get(&id).filter(|c| c.repo == full).ok_or_else(Resp::not_found)?;
+            let list = c.reactions.iter().map(|x| reaction_json(&w, x)).collect();
+            drop(w);
+            Ok(paginate(inner, req, list))
+        }
+        ["repos", o, r, "pulls", n, "reviews"] if get => {
+            let n = number(n)?;
+            let full = access(inner, auth, o, r, "pull_requests", false)?;
+            let w = inner.world();
+            let repo = &w.repos[&full];
+            let p = repo.issues.get(&n).and_then(|i| i.pull.as_ref()).ok_or_else(Resp::not_found)?;
+            // REST gives the state in capitals (APPROVED); webhooks in lower case.
+            let list = p
+                .reviews
+                .iter()
+                .map(|rv| {
+                    let mut v = w.review_json(repo, n, rv);
+                    v["state"] = json!(rv.state);
+                    v
+                })
+                .collect();
+            drop(w);
+            Ok(paginate(inner, req, list))
+        }
+        ["repos", o, r, "branches", branch] if get => {
+            let full = access(inner, auth, o, r, "contents", false)?;
+            let (git_dir, protected, default_branch, base) = {
+                let w = inner.world();
+                let repo = &w.repos[&full];
+                (repo.git_dir.clone(), repo.protected, repo.default_branch.clone(), w.base_url.clone())
+            };
+            let sha = crate::git::rev_parse(&git_dir, &format!("refs/heads/{branch}"))
+                .ok_or_else(|| Resp::error(404, "Branch not found"))?;
+            Ok(Resp::ok(json!({
+                "name": branch,
+                "commit": {"sha": sha, "url": format!("{base}/repos/{full}/commits/{sha}")},
+                "protected": protected && *branch == default_branch,
+                "_links": {"self": format!("{base}/repos/{full}/branches/{branch}"), "html": format!("{base}/{full}/tree/{branch}")},
+                "protection_url": format!("{base}/repos/{full}/branches/{branch}/protection"),
+            })))
         }
         ["repos", o, r, "issues", n, "reactions"] if post => {
             let n = number(n)?;
@@ -466,6 +536,10 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
         }
         _ => Err(Resp::not_found()),
     }
+}
+
+fn reaction_json(w: &crate::world::World, r: &crate::world::Reaction) -> Value {
+    json!({"id": r.id, "node_id": node_id("REA", r.id), "user": w.user_json(&r.user), "content": r.content, "created_at": r.created_at})
 }
 
 fn number(s: &str) -> Result<u64, Resp> {

@@ -95,6 +95,31 @@ async fn issues_labels_comments_reactions() {
             s.call(Method::POST, &t, "/repos/acme/widgets/issues/1/reactions", Some(json!({"content": "eyes"}))).await;
         assert_eq!(r.status(), 200, "a repeated reaction answers 200");
 
+        let r: Vec<Value> =
+            s.call(Method::GET, &t, "/repos/acme/widgets/issues/1/reactions", None).await.json().await.unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["user"]["login"], "foreman[bot]");
+        let r: Vec<Value> = s
+            .call(Method::GET, &t, &format!("/repos/acme/widgets/issues/comments/{id}/reactions"), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r[0]["content"], "rocket");
+        // Set labels replaces the whole set.
+        s.call(Method::POST, &t, "/repos/acme/widgets/issues/1/labels", Some(json!({"labels": ["a", "b"]}))).await;
+        let r: Vec<Value> = s
+            .call(Method::PUT, &t, "/repos/acme/widgets/issues/1/labels", Some(json!({"labels": ["b", "c"]})))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r.iter().map(|l| l["name"].as_str().unwrap()).collect::<Vec<_>>(), ["b", "c"]);
+        let branch: Value =
+            s.call(Method::GET, &t, "/repos/acme/widgets/branches/main", None).await.json().await.unwrap();
+        assert_eq!(branch["commit"]["sha"].as_str().unwrap().len(), 40);
+        assert_eq!(s.call(Method::GET, &t, "/repos/acme/widgets/branches/nope", None).await.status(), 404);
+
         let r = s.call(Method::PATCH, &t, "/repos/acme/widgets/issues/1", Some(json!({"state": "closed"}))).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.json::<Value>().await.unwrap()["state"], "closed");

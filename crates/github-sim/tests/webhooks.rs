@@ -187,6 +187,14 @@ async fn every_event_validates_and_is_signed() {
         )
         .await;
         sim.review("acme/widgets", pr, "CHANGES_REQUESTED", "Please add a test", "alice").unwrap();
+        let reviews: Vec<Value> = s
+            .call(Method::GET, &t, &format!("/repos/acme/widgets/pulls/{pr}/reviews"), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(reviews[0]["state"], "CHANGES_REQUESTED");
+        assert_eq!(reviews[0]["user"]["login"], "alice");
         s.call(
             Method::PATCH,
             &t,
