@@ -151,5 +151,6 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<u64>)
         }
         drop(w);
         inner.delivered.send_modify(|n| *n += 1);
+        inner.changed.send_modify(|n| *n += 1);
     }
 }

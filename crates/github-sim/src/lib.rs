@@ -112,6 +112,7 @@ impl GithubSim {
         )?;
         let (hook_tx, hook_rx) = mpsc::unbounded_channel();
         let (delivered, _) = watch::channel(0u64);
+        let (changed, _) = watch::channel(0u64);
         let repos_dir = config.state_dir.join("repos");
         std::fs::create_dir_all(&repos_dir)?;
         let inner = Arc::new(server::Inner {
@@ -122,6 +123,7 @@ impl GithubSim {
             repos_dir,
             hook_tx,
             delivered,
+            changed,
             faults: Mutex::new(Faults::default()),
         });
         openapi::load(&config.shared_dir)?;
@@ -309,6 +311,26 @@ impl SimHandle {
     /// Every delivery so far (event, action, payload, status code).
     pub fn deliveries(&self) -> Vec<Value> {
         self.inner.world().deliveries.iter().map(|d| serde_json::to_value(d).expect("delivery")).collect()
+    }
+    /// Waits until `condition` holds on `GET /_sim/state`, re-checking after every request the
+    /// simulator serves and every delivery attempt, up to `timeout`. Returns the state that
+    /// satisfied it, or `None` on timeout. Use it as a sync point instead of sleeping, e.g.
+    /// "until Foreman has commented on issue 1".
+    pub async fn wait_until(&self, timeout: Duration, condition: impl Fn(&Value) -> bool) -> Option<Value> {
+        let mut rx = self.inner.changed.subscribe();
+        let wait = async {
+            loop {
+                rx.borrow_and_update();
+                let state = self.state();
+                if condition(&state) {
+                    return state;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok()
     }
     /// Waits until at least `n` delivery attempts have finished (answered or failed), up to `timeout`.
     /// Returns whether they did.

@@ -35,6 +35,9 @@ pub(crate) struct Inner {
     pub repos_dir: PathBuf,
     pub hook_tx: mpsc::UnboundedSender<u64>,
     pub delivered: watch::Sender<u64>,
+    /// Bumped after every API, git and control request and every delivery attempt, so tests can
+    /// wait for a condition on the world instead of sleeping.
+    pub changed: watch::Sender<u64>,
     pub faults: Mutex<Faults>,
 }
 
@@ -154,7 +157,9 @@ fn decode(s: &str) -> String {
 
 async fn dispatch(inner: &Arc<Inner>, req: Req) -> Resp {
     if req.segs.first().map(String::as_str) == Some("_sim") {
-        return crate::control::handle(inner, &req);
+        let resp = crate::control::handle(inner, &req);
+        inner.changed.send_modify(|n| *n += 1);
+        return resp;
     }
     if crate::git::is_git_path(&req.path) {
         let resp = crate::git::handle(inner, &req).await;
@@ -210,6 +215,7 @@ fn log(inner: &Inner, req: &Req, status: u16, operation_name: Option<String>, in
         operation_name,
         installation,
     });
+    inner.changed.send_modify(|n| *n += 1);
 }
 
 fn authenticate(inner: &Inner, req: &Req) -> Result<Auth, Resp> {

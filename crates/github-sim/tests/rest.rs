@@ -286,3 +286,31 @@ async fn check_runs_create_and_update() {
     .await
     .expect("timed out");
 }
+
+#[tokio::test]
+async fn wait_until_is_a_sync_point() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let s = start().await;
+        s.sim.create_repo("acme", "widgets", &[]).unwrap();
+        s.sim.create_issue("acme/widgets", "one", "", "alice").unwrap();
+        let t = s.token("acme").await;
+        let commented = |st: &Value| st["repos"][0]["issues"][0]["comments"].as_array().is_some_and(|c| !c.is_empty());
+        assert!(s.sim.wait_until(std::time::Duration::from_millis(50), commented).await.is_none());
+        let http = s.http.clone();
+        let url = s.url("/repos/acme/widgets/issues/1/comments");
+        let poster = tokio::spawn(async move {
+            http.post(url)
+                .header("authorization", format!("token {t}"))
+                .json(&json!({"body": "hi"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        let state = s.sim.wait_until(std::time::Duration::from_secs(10), commented).await.expect("the comment arrives");
+        assert_eq!(state["repos"][0]["issues"][0]["comments"][0]["user"], "foreman[bot]");
+        assert_eq!(poster.await.unwrap(), 201);
+    })
+    .await
+    .expect("timed out");
+}
