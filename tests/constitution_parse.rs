@@ -247,3 +247,47 @@ fn init_prints_each_template_and_it_parses() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("possible values: rust, node, python, generic"));
 }
+
+fn docs() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/constitution.md")).unwrap()
+}
+
+fn keys(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+    if let Some(map) = value.as_object() {
+        for (k, v) in map {
+            out.push(k.clone());
+            keys(&format!("{prefix}.{k}"), v, out);
+        }
+    }
+}
+
+#[test]
+fn the_docs_name_every_key() {
+    let docs = docs();
+    let mut all = Vec::new();
+    let mut c = constitution::Constitution::default();
+    c.rules.required_commands.push(constitution::RequiredCommand {
+        name: "t".into(),
+        run: "true".into(),
+        timeout_secs: std::num::NonZeroU64::MIN,
+    });
+    keys("", &serde_json::to_value(&c).unwrap(), &mut all);
+    keys("", &serde_json::to_value(&c.rules.required_commands[0]).unwrap(), &mut all);
+    for key in all {
+        assert!(
+            docs.contains(&format!("`{key}`"))
+                || docs.contains(&format!(".{key}]`"))
+                || docs.contains(&format!("`[{key}]`")),
+            "docs/constitution.md does not document `{key}`"
+        );
+    }
+}
+
+#[test]
+fn the_docs_example_parses() {
+    let docs = docs();
+    let example = docs.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).expect("a toml example");
+    let c = constitution::parse(Origin::Repo, example).unwrap();
+    assert!(c.rules.tdd.required);
+    assert!(c.rules.secret_patterns[0].regex().is_match("ACME_DB_KEY=hunter2"));
+}
