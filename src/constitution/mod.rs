@@ -1,11 +1,12 @@
 //! The constitution: a repository's `.github/foreman.toml` governance rules. Read and validated
 //! ([`load`]), merged over the organisation's and Foreman's defaults with each value's origin, enforced on
-//! a session's change before the push ([`enforce`]), shown and put into the prompt ([`render`]), and
+//! a session's change before the push ([`enforce`]), budgets checked ([`budget`]), shown and put into the prompt ([`render`]), and
 //! started from a template ([`templates`]). Every key is documented in `docs/constitution.md`.
 //!
 //! Fetching the files (through the GitHub client, with ETag caching) and posting errors and decisions
 //! belong to the callers; everything here is pure or works on a local git work tree.
 
+pub mod budget;
 pub mod commands;
 pub mod diff;
 pub mod enforce;
@@ -17,6 +18,7 @@ pub mod templates;
 use std::io::Write as _;
 use std::process::ExitCode;
 
+pub use self::budget::{BudgetVerdict, Spent, Usage, check_budget};
 pub use self::commands::CommandOutcome;
 pub use self::diff::{Diff, DiffError};
 pub use self::enforce::{Decision, Rule, Violation, check_diff, enforce};
