@@ -291,3 +291,37 @@ fn the_docs_example_parses() {
     assert!(c.rules.tdd.required);
     assert!(c.rules.secret_patterns[0].regex().is_match("ACME_DB_KEY=hunter2"));
 }
+
+/// The `output` schema of "Create a check run" from GitHub's REST description in ../shared.
+fn check_run_output_schema() -> serde_json::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/github/rest/api.github.com.json");
+    let api: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    api["paths"]["/repos/{owner}/{repo}/check-runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        ["properties"]["output"]
+        .clone()
+}
+
+#[test]
+fn an_invalid_file_in_a_pull_request_becomes_a_check_run_with_line_and_column() {
+    let errors =
+        constitution::merge(Some("[rules]\nnope = 1\n"), Some("[rules]\n\nmax_files_changed = \"x\"\n")).unwrap_err();
+    let output = constitution::check_run_output(&errors);
+    // Only the repository's file is in the pull request.
+    assert_eq!(output.annotations.len(), 1);
+    let a = &output.annotations[0];
+    assert_eq!((a.path.as_str(), a.start_line, a.end_line, a.start_column), (".github/foreman.toml", 3, 3, Some(21)));
+    assert_eq!(a.title.as_deref(), Some("`rules.max_files_changed`"));
+    // Both files' errors are in the summary, as they would be in the issue comment.
+    assert!(output.summary.contains("organisation's .github/foreman.toml, line 2"), "{}", output.summary);
+    assert!(output.summary.contains(".github/foreman.toml, line 3, column 21"), "{}", output.summary);
+    let schema = check_run_output_schema();
+    assert!(schema.is_object(), "the schema was found");
+    let instance = serde_json::to_value(&output).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let problems: Vec<String> = validator.iter_errors(&instance).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}");
+    // And the schema does refuse a malformed annotation, so the check above can fail.
+    let mut broken = instance.clone();
+    broken["annotations"][0]["annotation_level"] = "fatal".into();
+    assert!(!validator.is_valid(&broken));
+}

@@ -23,7 +23,9 @@ pub use self::commands::CommandOutcome;
 pub use self::diff::{Diff, DiffError};
 pub use self::enforce::{Decision, Rule, Violation, check_diff, enforce};
 pub use self::load::{ConstitutionError, Effective, Origin, PATH, merge, parse};
-pub use self::render::{decision_markdown, effective_markdown, prompt_markdown};
+pub use self::render::{
+    CheckRunOutput, check_run_output, decision_markdown, effective_markdown, errors_markdown, prompt_markdown,
+};
 pub use self::schema::{AgentOverrides, Constitution, Limits, RequiredCommand, Rules, Tdd, Triggers};
 pub use self::templates::Template;
 

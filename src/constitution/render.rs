@@ -1,10 +1,13 @@
 //! Markdown for people and for the agent: the effective constitution with each value's origin (the
-//! `/foreman constitution` reply), the rules as prompt text, and an enforcement decision.
+//! `/foreman constitution` reply), the rules as prompt text, an enforcement decision, and file errors
+//! (as a comment and as a check run's output).
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+
 use super::enforce::{BUILTIN_SECRETS, Decision};
-use super::load::Effective;
+use super::load::{ConstitutionError, Effective, Origin, PATH};
 use super::schema::{Constitution, PathGlob};
 
 /// The longest a value is shown in the `/foreman constitution` table before it is cut with `…`.
@@ -140,6 +143,77 @@ pub fn decision_markdown(decision: &Decision) -> String {
             c.name,
             c.output_tail.trim_end()
         );
+    }
+    out
+}
+
+/// The `output` object of a check run (POST /repos/{owner}/{repo}/check-runs, "Create a check run" in
+/// GitHub's REST docs) reporting a pull request's invalid `.github/foreman.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckRunOutput {
+    /// The check run's title.
+    pub title: String,
+    /// Markdown summary.
+    pub summary: String,
+    /// One annotation per error in the repository's file (GitHub takes at most 50 per request).
+    pub annotations: Vec<Annotation>,
+}
+
+/// One check run annotation, GitHub's field names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Annotation {
+    /// The file, relative to the repository root.
+    pub path: String,
+    /// 1-based.
+    pub start_line: usize,
+    /// Same as `start_line`.
+    pub end_line: usize,
+    /// 1-based; only when known (GitHub allows columns on single-line annotations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_column: Option<usize>,
+    /// Same as `start_column`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_column: Option<usize>,
+    /// Always `failure`: the file cannot be used.
+    pub annotation_level: &'static str,
+    /// The error.
+    pub message: String,
+    /// The key at fault, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// Most annotations GitHub accepts in one create or update request.
+const MAX_ANNOTATIONS: usize = 50;
+
+/// The check run output for `errors` found in a pull request's `.github/foreman.toml`. Errors of the
+/// organisation's file are listed in the summary only (they are not in this pull request's files).
+pub fn check_run_output(errors: &[ConstitutionError]) -> CheckRunOutput {
+    let annotations = errors
+        .iter()
+        .filter(|e| e.origin == Origin::Repo)
+        .take(MAX_ANNOTATIONS)
+        .map(|e| Annotation {
+            path: PATH.to_owned(),
+            start_line: e.line.unwrap_or(1),
+            end_line: e.line.unwrap_or(1),
+            start_column: e.line.and(e.column),
+            end_column: e.line.and(e.column),
+            annotation_level: "failure",
+            message: e.message.clone(),
+            title: e.key.as_ref().map(|k| format!("`{k}`")),
+        })
+        .collect();
+    CheckRunOutput { title: format!("{PATH} is invalid"), summary: errors_markdown(errors), annotations }
+}
+
+/// Constitution errors as markdown, for a comment on the triggering issue or a check run's summary.
+pub fn errors_markdown(errors: &[ConstitutionError]) -> String {
+    let mut out = String::from(
+        "Foreman cannot use this repository's constitution; fix it and try again (reference: docs/constitution.md).\n\n",
+    );
+    for e in errors {
+        let _ = writeln!(out, "- {}", e.to_string().replace('\n', " "));
     }
     out
 }
