@@ -175,8 +175,22 @@ fn error_at(origin: Origin, text: &str, error: &toml::de::Error) -> Constitution
     let Some(span) = error.span() else {
         return ConstitutionError { origin, line: None, column: None, key: None, message };
     };
-    let (line, column) = line_column(text, span.start);
+    let (line, column) = line_column(text, element_start(text, span, &message));
     ConstitutionError { origin, line: Some(line), column: Some(column), key: key_at(text, line), message }
+}
+
+/// Where the fault is within `span`. toml reports an invalid array element at the array; when the
+/// message quotes the element (`` invalid glob `src/[abc`: … ``) and it is written verbatim inside the
+/// array, its string's position is used instead.
+fn element_start(text: &str, span: std::ops::Range<usize>, message: &str) -> usize {
+    let inside = text.get(span.clone()).unwrap_or("");
+    if !inside.starts_with('[') {
+        return span.start;
+    }
+    let quoted = message.split('`').nth(1).filter(|q| !q.is_empty());
+    quoted
+        .and_then(|q| ['"', '\''].into_iter().find_map(|mark| inside.find(&format!("{mark}{q}{mark}"))))
+        .map_or(span.start, |at| span.start + at)
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

@@ -286,7 +286,7 @@ impl Serialize for PathGlob {
 impl<'de> Deserialize<'de> for PathGlob {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        PathGlob::new(&text).map_err(|e| serde::de::Error::custom(format!("invalid glob: {}", e.kind())))
+        PathGlob::new(&text).map_err(|e| serde::de::Error::custom(format!("invalid glob `{text}`: {}", e.kind())))
     }
 }
 
@@ -335,7 +335,7 @@ impl<'de> Deserialize<'de> for SecretPattern {
             // regex's message spans several lines with a caret diagram; the first line names the fault.
             let message = e.to_string();
             let last = message.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned();
-            serde::de::Error::custom(format!("invalid regular expression: {last}"))
+            serde::de::Error::custom(format!("invalid regular expression `{text}`: {last}"))
         })
     }
 }
