@@ -292,3 +292,16 @@ async fn a_required_command_that_outlives_its_timeout_is_killed_with_its_childre
     assert_eq!(c.output_tail, "started\n");
     assert!(d.violations[0].message.contains("did not finish within 1 s"), "{}", d.violations[0].message);
 }
+
+#[tokio::test]
+async fn what_a_required_command_leaves_running_is_ended_with_it() {
+    let repo = Repo::new("foreman/issue-1");
+    repo.commit(&[("docs/guide.md", "guide\n")]);
+    // The background sleep keeps the output pipe open; unless it is killed, the output is lost.
+    let toml = "[[rules.required_commands]]\nname = \"server\"\nrun = \"echo before; sleep 60 & echo after\"\ntimeout_secs = 30\n";
+    let started = Instant::now();
+    let d = repo.enforce(toml).await;
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(d.allowed, "{d:?}");
+    assert_eq!(d.commands[0].output_tail, "before\nafter\n");
+}

@@ -1,6 +1,6 @@
 //! Required commands (`[[rules.required_commands]]`): each runs with `sh -c` in the workspace, in its own
-//! process group so a timeout kills everything it started, with a clean environment so none of
-//! Foreman's secrets reach it.
+//! process group so a timeout kills everything it started (and whatever it leaves running in the
+//! background is killed when it exits), with a clean environment so none of Foreman's secrets reach it.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -113,6 +113,9 @@ pub async fn run(workspace: &Path, command: &RequiredCommand) -> CommandOutcome 
         Ok(Ok(status)) => {
             outcome.exit_code = status.code();
             outcome.passed = status.success();
+            // Whatever it left running in the background (a server, a watcher) would outlive the check
+            // and hold the output pipe open: end it. An empty group is an error to ignore.
+            let _ = child.start_kill();
         }
         Ok(Err(e)) => outcome.output_tail = format!("could not wait for the command: {e}"),
         Err(_) => {
