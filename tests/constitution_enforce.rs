@@ -305,3 +305,34 @@ async fn what_a_required_command_leaves_running_is_ended_with_it() {
     assert!(d.allowed, "{d:?}");
     assert_eq!(d.commands[0].output_tail, "before\nafter\n");
 }
+
+#[tokio::test]
+async fn a_token_in_a_file_with_an_awkward_name_is_still_found() {
+    let repo = Repo::new("foreman/issue-1");
+    let name = "notes/a\tb \"c\" caf\u{e9}.txt";
+    repo.commit(&[(name, &format!("fine\nkey = {FAKE_GITHUB_TOKEN}\n"))]);
+    git(repo.path(), &["config", "diff.noprefix", "true"]);
+    let d = repo.enforce("").await;
+    assert_eq!(rules_of(&d), [Rule::SecretPatterns]);
+    assert_eq!((d.violations[0].file.as_deref(), d.violations[0].line), (Some(name), Some(2)));
+}
+
+#[tokio::test]
+async fn required_commands_do_not_inherit_the_environment() {
+    // cargo sets CARGO_MANIFEST_DIR for test binaries; it stands in for any of Foreman's own variables.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let repo = Repo::new("foreman/issue-1");
+    repo.commit(&[("docs/guide.md", "guide\n")]);
+    let toml = "[[rules.required_commands]]\nname = \"env\"\nrun = \"env | cut -d= -f1 | sort\"\n";
+    let d = repo.enforce(toml).await;
+    let names: Vec<&str> = d.commands[0].output_tail.lines().collect();
+    assert!(names.contains(&"PATH"), "{names:?}");
+    assert!(!names.contains(&"CARGO_MANIFEST_DIR"), "{names:?}");
+    for name in &names {
+        assert!(
+            foreman::constitution::commands::PASSED_ENV.contains(name)
+                || ["PWD", "SHLVL", "OLDPWD", "_"].contains(name),
+            "{name} leaked"
+        );
+    }
+}

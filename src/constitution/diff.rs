@@ -91,7 +91,9 @@ impl Diff {
         let common = ["--no-renames", "--no-color", "--no-ext-diff"];
         let status = git(worktree, &[&["diff", "--name-status", "-z"][..], &common, &range].concat()).await?;
         let numstat = git(worktree, &[&["diff", "--numstat", "-z"][..], &common, &range].concat()).await?;
-        let patch = git(worktree, &[&["diff", "-U0"][..], &common, &range].concat()).await?;
+        // Explicit prefixes: a user's `diff.noprefix` or `diff.mnemonicPrefix` would change them.
+        let prefixes = ["--src-prefix=a/", "--dst-prefix=b/"];
+        let patch = git(worktree, &[&["diff", "-U0"][..], &common, &prefixes, &range].concat()).await?;
         let mut files = parse_name_status(&status)?;
         apply_numstat(&mut files, &numstat)?;
         Ok(Diff { files, added_lines: parse_added_lines(&patch) })
@@ -173,7 +175,10 @@ fn parse_added_lines(patch: &str) -> Vec<AddedLine> {
             in_hunk = false;
             path = None;
         } else if !in_hunk && let Some(p) = line.strip_prefix("+++ ") {
-            path = p.strip_prefix("b/").map(str::to_owned);
+            // git ends the name with a tab when it contains a space (GNU diff's convention).
+            // A name that is not `b/…` is kept as written rather than dropped: its lines are still checked.
+            let name = unquote(p.strip_suffix('\t').unwrap_or(p));
+            path = (name != "/dev/null").then(|| name.strip_prefix("b/").map_or(name.clone(), str::to_owned));
         } else if let Some(header) = line.strip_prefix("@@ ") {
             in_hunk = true;
             // `@@ -a[,b] +c[,d] @@`
@@ -193,6 +198,44 @@ fn parse_added_lines(patch: &str) -> Vec<AddedLine> {
     lines
 }
 
+/// Undoes git's C-style quoting of a path in a patch header (`"b/a\tb"`), which git applies to names
+/// with control characters, `"` or `\` even with `core.quotePath=false`. Unquoted names come back as is.
+fn unquote(name: &str) -> String {
+    let Some(inner) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) else {
+        return name.to_owned();
+    };
+    let mut bytes = Vec::with_capacity(inner.len());
+    let mut chars = inner.bytes().peekable();
+    while let Some(b) = chars.next() {
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        match chars.next() {
+            Some(b'a') => bytes.push(0x07),
+            Some(b'b') => bytes.push(0x08),
+            Some(b'f') => bytes.push(0x0c),
+            Some(b'n') => bytes.push(b'\n'),
+            Some(b'r') => bytes.push(b'\r'),
+            Some(b't') => bytes.push(b'\t'),
+            Some(b'v') => bytes.push(0x0b),
+            Some(d @ b'0'..=b'7') => {
+                let mut value = u32::from(d - b'0');
+                for _ in 0..2 {
+                    if let Some(&next @ b'0'..=b'7') = chars.peek() {
+                        value = value * 8 + u32::from(next - b'0');
+                        chars.next();
+                    }
+                }
+                bytes.push(u8::try_from(value).unwrap_or(b'?'));
+            }
+            Some(other) => bytes.push(other),
+            None => bytes.push(b'\\'),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +247,12 @@ mod tests {
         let lines = parse_added_lines(patch);
         let got: Vec<_> = lines.iter().map(|l| (l.path.as_str(), l.line, l.text.as_str())).collect();
         assert_eq!(got, vec![("x", 2, "one"), ("x", 3, "+two"), ("x", 11, "new")]);
+    }
+
+    #[test]
+    fn quoted_names_are_unquoted() {
+        assert_eq!(unquote("\"b/a\\tb\\\"c\\\\d\""), "b/a\tb\"c\\d");
+        assert_eq!(unquote("\"b/caf\\303\\251\""), "b/café");
+        assert_eq!(unquote("b/plain name"), "b/plain name");
     }
 }
