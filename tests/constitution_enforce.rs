@@ -336,3 +336,12 @@ async fn required_commands_do_not_inherit_the_environment() {
         );
     }
 }
+
+#[tokio::test]
+async fn marking_files_binary_does_not_hide_a_token() {
+    let repo = Repo::new("foreman/issue-1");
+    repo.commit(&[(".gitattributes", "*.dat binary\n"), ("blob.dat", &format!("\u{0}\u{1}\n{FAKE_GITHUB_TOKEN}\n"))]);
+    let d = repo.enforce("").await;
+    assert_eq!(rules_of(&d), [Rule::SecretPatterns], "{d:?}");
+    assert_eq!((d.violations[0].file.as_deref(), d.violations[0].line), (Some("blob.dat"), Some(2)));
+}

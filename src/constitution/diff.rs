@@ -91,9 +91,11 @@ impl Diff {
         let common = ["--no-renames", "--no-color", "--no-ext-diff"];
         let status = git(worktree, &[&["diff", "--name-status", "-z"][..], &common, &range].concat()).await?;
         let numstat = git(worktree, &[&["diff", "--numstat", "-z"][..], &common, &range].concat()).await?;
-        // Explicit prefixes: a user's `diff.noprefix` or `diff.mnemonicPrefix` would change them.
-        let prefixes = ["--src-prefix=a/", "--dst-prefix=b/"];
-        let patch = git(worktree, &[&["diff", "-U0"][..], &common, &prefixes, &range].concat()).await?;
+        // Explicit prefixes: a user's `diff.noprefix` or `diff.mnemonicPrefix` would change them. `--text`
+        // and `--no-textconv`: a `.gitattributes` that marks files binary (or converts them) must not hide
+        // added lines from the secret check.
+        let patch_flags = ["-U0", "--text", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"];
+        let patch = git(worktree, &[&["diff"][..], &patch_flags, &common, &range].concat()).await?;
         let mut files = parse_name_status(&status)?;
         apply_numstat(&mut files, &numstat)?;
         Ok(Diff { files, added_lines: parse_added_lines(&patch) })
