@@ -1,7 +1,8 @@
 //! The constitution: a repository's `.github/foreman.toml` governance rules. Read and validated
-//! ([`load`]), merged over the organisation's and Foreman's defaults with each value's origin, enforced on
-//! a session's change before the push ([`enforce`]), budgets checked ([`budget`]), shown and put into the prompt ([`render`]), and
-//! started from a template ([`templates`]). Every key is documented in `docs/constitution.md`.
+//! ([`load`]), merged over the organisation's and Foreman's defaults with each value's origin, enforced
+//! on a session's change before the push ([`mod@enforce`]), budgets checked ([`budget`]), shown and put
+//! into the prompt ([`render`]), and started from a template ([`templates`]). Every key is documented
+//! in `docs/constitution.md`.
 //!
 //! Fetching the files (through the GitHub client, with ETag caching) and posting errors and decisions
 //! belong to the callers; everything here is pure or works on a local git work tree.
