@@ -345,3 +345,18 @@ async fn marking_files_binary_does_not_hide_a_token() {
     assert_eq!(rules_of(&d), [Rule::SecretPatterns], "{d:?}");
     assert_eq!((d.violations[0].file.as_deref(), d.violations[0].line), (Some("blob.dat"), Some(2)));
 }
+
+#[tokio::test]
+async fn secrets_in_a_command_output_are_redacted() {
+    let repo = Repo::new("foreman/issue-1");
+    repo.commit(&[("docs/guide.md", "guide\n")]);
+    let toml = format!(
+        "[rules]\nsecret_patterns = ['ACME-[0-9]+']\n[[rules.required_commands]]\nname = \"leaky\"\nrun = \"p=ghp_; echo token ${{p}}{} and ACME-42; exit 1\"\n",
+        &FAKE_GITHUB_TOKEN[4..]
+    );
+    // The command line does not hold the token; only its output does.
+    assert!(!toml.contains(FAKE_GITHUB_TOKEN));
+    let d = repo.enforce(&toml).await;
+    assert_eq!(d.commands[0].output_tail, "token [redacted] and [redacted]\n");
+    assert!(!serde_json::to_string(&d).unwrap().contains(FAKE_GITHUB_TOKEN));
+}

@@ -56,7 +56,8 @@ pub struct CommandOutcome {
     pub timed_out: bool,
     /// Wall-clock time, in milliseconds.
     pub duration_ms: u64,
-    /// The last [`OUTPUT_TAIL_BYTES`] of stdout and stderr, interleaved as written.
+    /// The last [`OUTPUT_TAIL_BYTES`] of stdout and stderr, interleaved as written. `enforce` replaces
+    /// anything shaped like a secret with `[redacted]`.
     pub output_tail: String,
 }
 

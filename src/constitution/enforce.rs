@@ -207,6 +207,22 @@ pub fn check_diff(rules: &Rules, diff: &Diff, branch: Option<&str>) -> Vec<Viola
     violations
 }
 
+/// What replaces a secret in a command's output.
+pub const REDACTED: &str = "[redacted]";
+
+/// `text` with every match of the secret patterns in force (built-in and the repository's) replaced by
+/// [`REDACTED`]: a command's output goes into the audit trail and a comment, and tests do print tokens.
+pub fn redact(rules: &Rules, text: &str) -> String {
+    let builtin: &[Regex] = if rules.builtin_secret_patterns { &BUILTIN_REGEXES } else { &[] };
+    let mut text = text.to_owned();
+    for re in builtin.iter().chain(rules.secret_patterns.iter().map(|p| p.regex())) {
+        if re.is_match(&text) {
+            text = re.replace_all(&text, REDACTED).into_owned();
+        }
+    }
+    text
+}
+
 /// Checks the change from `base` to `HEAD` in `worktree` against `rules`: the diff and branch first,
 /// then, only if those pass, each required command in order, stopping at the first that fails (later
 /// ones would run on a change that is already refused).
@@ -220,7 +236,8 @@ pub async fn enforce(worktree: &Path, base: &str, rules: &Rules) -> Result<Decis
     let mut outcomes = Vec::new();
     if violations.is_empty() {
         for command in &rules.required_commands {
-            let outcome = commands::run(worktree, command).await;
+            let mut outcome = commands::run(worktree, command).await;
+            outcome.output_tail = redact(rules, &outcome.output_tail);
             if !outcome.passed {
                 violations.push(Violation {
                     rule: Rule::RequiredCommands,
