@@ -17,7 +17,8 @@ const CELL_CHARS: usize = 80;
 /// and origin (`default`, `org` or `repo`). Unset optional values show as `—`.
 pub fn effective_markdown(effective: &Effective) -> String {
     let mut out = String::from(
-        "### Effective constitution\n\nMerge order: built-in defaults < org (`.github` repository) < repository.\n",
+        "### Effective constitution\n\nMerge order: built-in defaults < org (`.github` repository) < repository. \
+         `—` is unset: the server's setting in `[agent]`, no limit elsewhere.\n",
     );
     let value = serde_json::to_value(&effective.constitution).unwrap_or_default();
     let Some(sections) = value.as_object() else { return out };
