@@ -18,7 +18,7 @@ const CELL_CHARS: usize = 80;
 pub fn effective_markdown(effective: &Effective) -> String {
     let mut out = String::from(
         "### Effective constitution\n\nMerge order: built-in defaults < org (`.github` repository) < repository. \
-         `—` is unset: the server's setting in `[agent]`, no limit elsewhere.\n",
+         `—` is unset (in `[agent]`, the server's setting applies; for a limit, there is none).\n",
     );
     let value = serde_json::to_value(&effective.constitution).unwrap_or_default();
     let Some(sections) = value.as_object() else { return out };
