@@ -37,6 +37,11 @@ pub enum Command {
         /// The payload: a webhook body as JSON.
         payload: PathBuf,
     },
+    /// Work with `.github/foreman.toml`, the repository's rules; see docs/constitution.md.
+    Constitution {
+        #[command(subcommand)]
+        command: crate::constitution::ConstitutionCommand,
+    },
 }
 
 /// Parses the command line and runs the subcommand. Exit code 0 on success, 1 on a runtime error,
@@ -49,5 +54,6 @@ pub fn main() -> ExitCode {
         Command::Replay { event, job, payload } => {
             crate::decide::replay::main(cli.config.as_deref(), &event, &payload, job)
         }
+        Command::Constitution { command } => crate::constitution::cli_main(command),
     }
 }

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod constitution;
 pub mod decide;
 pub mod dispatch;
 pub mod event;

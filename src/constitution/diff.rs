@@ -1,0 +1,260 @@
+//! A session's change as git reports it: which files, how many lines, and every added line with its
+//! number. Read by shelling out to git in the workspace (`git diff --name-status`, `--numstat`, `-U0`),
+//! comparing the base commit with `HEAD`; renames count as a deletion plus an addition, so a file
+//! moved out of a protected path is caught.
+
+use std::path::Path;
+
+use serde::Serialize;
+use tokio::process::Command;
+
+/// How a file changed (git's `--name-status` letters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// `A`
+    Added,
+    /// `M`
+    Modified,
+    /// `D`
+    Deleted,
+    /// `T`: the type changed (e.g. a file became a symlink).
+    TypeChanged,
+}
+
+/// One changed file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileChange {
+    /// The path, relative to the repository root, `/`-separated.
+    pub path: String,
+    /// How it changed.
+    pub kind: ChangeKind,
+    /// Lines added; 0 for a binary file.
+    pub added: u64,
+    /// Lines deleted; 0 for a binary file.
+    pub deleted: u64,
+    /// Whether git treats the file as binary.
+    pub binary: bool,
+}
+
+/// One added line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddedLine {
+    /// The file's path.
+    pub path: String,
+    /// 1-based line number in the new file.
+    pub line: u32,
+    /// The line's text, without the leading `+`.
+    pub text: String,
+}
+
+/// A change between a base commit and `HEAD`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Every changed file.
+    pub files: Vec<FileChange>,
+    /// Every added line of every text file.
+    pub added_lines: Vec<AddedLine>,
+}
+
+/// Why the change could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// git could not be started.
+    #[error("cannot run git: {0}")]
+    Spawn(#[from] std::io::Error),
+    /// git failed (e.g. the base commit does not exist); its stderr, trimmed.
+    #[error("git {args} failed: {stderr}")]
+    Git {
+        /// The arguments git was given.
+        args: String,
+        /// What git said.
+        stderr: String,
+    },
+    /// git's output was not what `--name-status -z` / `--numstat -z` promise.
+    #[error("unexpected output from git {0}")]
+    Parse(&'static str),
+}
+
+impl Diff {
+    /// Total lines added plus deleted.
+    pub fn lines_changed(&self) -> u64 {
+        self.files.iter().map(|f| f.added + f.deleted).sum()
+    }
+
+    /// Reads the change from `base` to `HEAD` in the git work tree at `worktree`.
+    ///
+    /// # Errors
+    /// [`DiffError`] when git cannot run, `base` is unknown, or the output cannot be parsed.
+    pub async fn read(worktree: &Path, base: &str) -> Result<Diff, DiffError> {
+        let range = [base, "HEAD"];
+        let common = ["--no-renames", "--no-color", "--no-ext-diff"];
+        let status = git(worktree, &[&["diff", "--name-status", "-z"][..], &common, &range].concat()).await?;
+        let numstat = git(worktree, &[&["diff", "--numstat", "-z"][..], &common, &range].concat()).await?;
+        // Explicit prefixes: a user's `diff.noprefix` or `diff.mnemonicPrefix` would change them. `--text`
+        // and `--no-textconv`: a `.gitattributes` that marks files binary (or converts them) must not hide
+        // added lines from the secret check.
+        let patch_flags = ["-U0", "--text", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"];
+        let patch = git(worktree, &[&["diff"][..], &patch_flags, &common, &range].concat()).await?;
+        let mut files = parse_name_status(&status)?;
+        apply_numstat(&mut files, &numstat)?;
+        Ok(Diff { files, added_lines: parse_added_lines(&patch) })
+    }
+}
+
+/// The name of the branch checked out at `worktree`, or `None` when HEAD is detached.
+///
+/// # Errors
+/// [`DiffError`] when git cannot run.
+pub async fn current_branch(worktree: &Path) -> Result<Option<String>, DiffError> {
+    let output = Command::new("git")
+        .args(["symbolic-ref", "--quiet", "--short", "HEAD"])
+        .current_dir(worktree)
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    Ok(output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned()))
+}
+
+async fn git(worktree: &Path, args: &[&str]) -> Result<String, DiffError> {
+    let output = Command::new("git")
+        .args(["-c", "core.quotePath=false"])
+        .args(args)
+        .current_dir(worktree)
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    if !output.status.success() {
+        return Err(DiffError::Git {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `--name-status -z`: `X\0path\0` repeated.
+fn parse_name_status(out: &str) -> Result<Vec<FileChange>, DiffError> {
+    let mut fields = out.split('\0').filter(|f| !f.is_empty());
+    let mut files = Vec::new();
+    while let Some(letter) = fields.next() {
+        let path = fields.next().ok_or(DiffError::Parse("diff --name-status"))?;
+        let kind = match letter.chars().next() {
+            Some('A') => ChangeKind::Added,
+            Some('D') => ChangeKind::Deleted,
+            Some('T') => ChangeKind::TypeChanged,
+            _ => ChangeKind::Modified,
+        };
+        files.push(FileChange { path: path.to_owned(), kind, added: 0, deleted: 0, binary: false });
+    }
+    Ok(files)
+}
+
+/// `--numstat -z` (no renames): `added\tdeleted\tpath\0` repeated; `-\t-` for binary files.
+fn apply_numstat(files: &mut [FileChange], out: &str) -> Result<(), DiffError> {
+    for record in out.split('\0').filter(|r| !r.is_empty()) {
+        let mut parts = record.splitn(3, '\t');
+        let (Some(added), Some(deleted), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(DiffError::Parse("diff --numstat"));
+        };
+        if let Some(file) = files.iter_mut().find(|f| f.path == path) {
+            file.binary = added == "-";
+            file.added = added.parse().unwrap_or(0);
+            file.deleted = deleted.parse().unwrap_or(0);
+        }
+    }
+    Ok(())
+}
+
+/// `-U0` patch: added lines with their new line numbers from each hunk's `+start` header.
+fn parse_added_lines(patch: &str) -> Vec<AddedLine> {
+    let mut lines = Vec::new();
+    let mut path: Option<String> = None;
+    let mut in_hunk = false;
+    let mut next = 0u32;
+    for line in patch.lines() {
+        if line.starts_with("diff --git ") {
+            in_hunk = false;
+            path = None;
+        } else if !in_hunk && let Some(p) = line.strip_prefix("+++ ") {
+            // git ends the name with a tab when it contains a space (GNU diff's convention).
+            // A name that is not `b/…` is kept as written rather than dropped: its lines are still checked.
+            let name = unquote(p.strip_suffix('\t').unwrap_or(p));
+            path = (name != "/dev/null").then(|| name.strip_prefix("b/").map_or(name.clone(), str::to_owned));
+        } else if let Some(header) = line.strip_prefix("@@ ") {
+            in_hunk = true;
+            // `@@ -a[,b] +c[,d] @@`
+            next = header
+                .split(' ')
+                .find_map(|f| f.strip_prefix('+'))
+                .and_then(|f| f.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        } else if in_hunk && let Some(text) = line.strip_prefix('+') {
+            if let Some(path) = &path {
+                lines.push(AddedLine { path: path.clone(), line: next, text: text.to_owned() });
+            }
+            next += 1;
+        }
+    }
+    lines
+}
+
+/// Undoes git's C-style quoting of a path in a patch header (`"b/a\tb"`), which git applies to names
+/// with control characters, `"` or `\` even with `core.quotePath=false`. Unquoted names come back as is.
+fn unquote(name: &str) -> String {
+    let Some(inner) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) else {
+        return name.to_owned();
+    };
+    let mut bytes = Vec::with_capacity(inner.len());
+    let mut chars = inner.bytes().peekable();
+    while let Some(b) = chars.next() {
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        match chars.next() {
+            Some(b'a') => bytes.push(0x07),
+            Some(b'b') => bytes.push(0x08),
+            Some(b'f') => bytes.push(0x0c),
+            Some(b'n') => bytes.push(b'\n'),
+            Some(b'r') => bytes.push(b'\r'),
+            Some(b't') => bytes.push(b'\t'),
+            Some(b'v') => bytes.push(0x0b),
+            Some(d @ b'0'..=b'7') => {
+                let mut value = u32::from(d - b'0');
+                for _ in 0..2 {
+                    if let Some(&next @ b'0'..=b'7') = chars.peek() {
+                        value = value * 8 + u32::from(next - b'0');
+                        chars.next();
+                    }
+                }
+                bytes.push(u8::try_from(value).unwrap_or(b'?'));
+            }
+            Some(other) => bytes.push(other),
+            None => bytes.push(b'\\'),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn added_lines_follow_hunk_headers() {
+        let patch = "diff --git a/x b/x\nindex 1..2 100644\n--- a/x\n+++ b/x\n@@ -1,0 +2,2 @@\n+one\n++two\n\
+                     @@ -9 +11 @@\n-old\n+new\n";
+        let lines = parse_added_lines(patch);
+        let got: Vec<_> = lines.iter().map(|l| (l.path.as_str(), l.line, l.text.as_str())).collect();
+        assert_eq!(got, vec![("x", 2, "one"), ("x", 3, "+two"), ("x", 11, "new")]);
+    }
+
+    #[test]
+    fn quoted_names_are_unquoted() {
+        assert_eq!(unquote("\"b/a\\tb\\\"c\\\\d\""), "b/a\tb\"c\\d");
+        assert_eq!(unquote("\"b/caf\\303\\251\""), "b/café");
+        assert_eq!(unquote("b/plain name"), "b/plain name");
+    }
+}

@@ -1,0 +1,55 @@
+//! The constitution: a repository's `.github/foreman.toml` governance rules. Read and validated
+//! ([`load`]), merged over the organisation's and Foreman's defaults with each value's origin, enforced
+//! on a session's change before the push ([`mod@enforce`]), budgets checked ([`budget`]), shown and put
+//! into the prompt ([`render`]), and started from a template ([`templates`]). Every key is documented
+//! in `docs/constitution.md`.
+//!
+//! Fetching the files (through the GitHub client, with ETag caching) and posting errors and decisions
+//! belong to the callers; everything here is pure or works on a local git work tree.
+
+pub mod budget;
+pub mod commands;
+pub mod diff;
+pub mod enforce;
+pub mod load;
+pub mod render;
+pub mod schema;
+pub mod templates;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+pub use self::budget::{BudgetVerdict, Spent, Usage, check_budget};
+pub use self::commands::CommandOutcome;
+pub use self::diff::{Diff, DiffError};
+pub use self::enforce::{Decision, Rule, Violation, check_diff, enforce};
+pub use self::load::{ConstitutionError, Effective, Origin, PATH, merge, parse};
+pub use self::render::{
+    CheckRunOutput, check_run_output, decision_markdown, effective_markdown, errors_markdown, prompt_markdown,
+};
+pub use self::schema::{AgentOverrides, Constitution, Limits, RequiredCommand, Rules, Tdd, Triggers};
+pub use self::templates::Template;
+
+/// `foreman constitution …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConstitutionCommand {
+    /// Print a starter `.github/foreman.toml` to stdout.
+    Init {
+        /// The kind of project.
+        #[arg(long, value_enum, default_value = "generic")]
+        template: Template,
+    },
+}
+
+/// Runs `foreman constitution …`. Exit code 0, or 1 when stdout cannot be written.
+pub fn cli_main(command: ConstitutionCommand) -> ExitCode {
+    match command {
+        ConstitutionCommand::Init { template } => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(template.text().as_bytes()).and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+    }
+}
