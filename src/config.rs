@@ -28,6 +28,12 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("GITHUB_API_URL", "github.api_url"),
     ("FOREMAN_INBOX_RETENTION_DAYS", "inbox.retention_days"),
     ("FOREMAN_STORE_CACHE_MB", "store.cache_mb"),
+    ("FOREMAN_CLAIM_TTL_SECONDS", "scheduler.claim_ttl_seconds"),
+    ("FOREMAN_MAX_FAILURES", "scheduler.max_failures"),
+    ("FOREMAN_MAX_SESSIONS", "scheduler.max_sessions"),
+    ("FOREMAN_MAX_SESSIONS_PER_REPO", "scheduler.max_sessions_per_repo"),
+    ("FOREMAN_MAX_SESSIONS_PER_INSTALLATION", "scheduler.max_sessions_per_installation"),
+    ("FOREMAN_PRIORITY_LABELS", "scheduler.priority_labels"),
 ];
 
 /// Foreman's whole configuration, as read at start.
@@ -49,6 +55,9 @@ pub struct Config {
     pub inbox: InboxConfig,
     /// The sled store.
     pub store: StoreConfig,
+    /// The job scheduler: claims, failures, limits, order.
+    #[serde(default)]
+    pub scheduler: crate::scheduler::SchedulerConfig,
 }
 
 /// How log lines are written.
@@ -151,6 +160,7 @@ impl Config {
         if self.store.cache_mb == 0 {
             return Err(ConfigError("store.cache_mb (FOREMAN_STORE_CACHE_MB) must be at least 1".into()));
         }
+        self.scheduler.validate().map_err(ConfigError)?;
         if !(self.github.api_url.starts_with("http://") || self.github.api_url.starts_with("https://")) {
             return Err(ConfigError(format!(
                 "github.api_url (GITHUB_API_URL) must be an http:// or https:// URL, got '{}'",
