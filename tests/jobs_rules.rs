@@ -15,8 +15,15 @@ use time::OffsetDateTime;
 /// Runs `f` on its own thread and fails the test if it takes longer than 60 s.
 fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(f()).ok());
-    rx.recv_timeout(Duration::from_secs(60)).expect("the test finished within 60 s")
+    let handle = std::thread::spawn(move || tx.send(f()).ok());
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(_) => unreachable!("the thread sends before it ends"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("the test did not finish within 60 s"),
+    }
 }
 
 fn t0() -> OffsetDateTime {
@@ -249,9 +256,9 @@ fn rate_limits_never_count_and_wait_until_the_reported_reset() {
         let dir = tempfile::tempdir().unwrap();
         let s = Scheduler::new(open(dir.path()), SchedulerConfig { max_failures: 1, ..roomy() });
         s.enqueue(req("o/r", 1, "t"), "x", t0()).unwrap();
-        let reset = t0() + secs(5 * 3600);
         let mut now = t0();
         for _ in 0..5 {
+            let reset = now + secs(5 * 3600);
             let c = s.claim_next(now).unwrap().expect("runnable after the reset");
             let limit = Outcome::Failed {
                 class: FailureClass::RateLimit,
