@@ -25,6 +25,14 @@ pub enum Command {
     /// Starts with no configuration at all: without a webhook secret it generates one into the data
     /// directory; without GitHub App credentials it stores deliveries but cannot act on GitHub.
     Serve,
+    /// Show the job queue of a running Foreman: queued jobs in run order, running jobs with their claim
+    /// expiry, stuck jobs and recent failures. Asks the server over HTTP (`GET /api/status`), sending
+    /// `FOREMAN_ADMIN_TOKEN` as a bearer token when set.
+    Status {
+        /// The running server's base URL.
+        #[arg(long, env = "FOREMAN_SERVER", value_name = "URL", default_value = "http://127.0.0.1:3000")]
+        server: String,
+    },
 }
 
 /// Parses the command line and runs the subcommand. Exit code 0 on success, 1 on a runtime error,
@@ -34,5 +42,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve => crate::server::serve_main(cli.config.as_deref()),
+        Command::Status { server } => crate::scheduler::status::status_main(&server),
     }
 }

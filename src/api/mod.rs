@@ -1,1 +1,3 @@
 //! The operations endpoints: health, readiness, metrics and the admin `/api/` routes.
+
+pub mod jobs;

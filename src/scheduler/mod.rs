@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod config;
 pub mod deps;
 pub mod order;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -539,7 +539,7 @@ pub struct JobDetail {
 }
 
 /// A queued job in [`JobsStatus`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueuedJob {
     /// 1-based position in run order; `None` for a job that waits (backoff, rate limit, dependency).
     pub position: Option<u64>,
@@ -570,7 +570,7 @@ pub struct QueuedJob {
 }
 
 /// A running job in [`JobsStatus`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunningJob {
     /// `owner/name`.
     pub repo: RepoName,
@@ -585,7 +585,7 @@ pub struct RunningJob {
 }
 
 /// A stuck job in [`JobsStatus`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StuckJob {
     /// `owner/name`.
     pub repo: RepoName,
@@ -601,7 +601,7 @@ pub struct StuckJob {
 
 /// `GET /api/status`: queued jobs with their positions, running jobs with claim expiry, stuck jobs, recent
 /// failures, and counts by state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobsStatus {
     /// When this was taken.
     #[serde(with = "time::serde::rfc3339")]
