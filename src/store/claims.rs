@@ -3,16 +3,17 @@
 //! Trees:
 //! - `claims`: job key → [`Claim`] as JSON. One entry per job at most, so there is at most one live claim
 //!   per issue by construction; every write to it is inside a transaction that also moves the job.
-//! - `claim_expiry`: expiry time (unix nanoseconds, u64) · job key → claim id: the reaper reads the
-//!   expired prefix instead of every claim.
-//! - `slots`: `g` → running sessions, `r` · repository prefix → running in that repository, `i` ·
-//!   installation id → running for that installation (u32 each). Read and written inside the claiming
-//!   transaction, so two schedulers racing for the last slot cannot both win: sled detects the conflict and
-//!   reruns one of them, which then sees the slot taken.
+//!   The tree holds only running jobs (a handful, bounded by the concurrency limits), so the reaper and
+//!   [`Store::next_due`] read all of it rather than keep an expiry index that every heartbeat would rewrite.
+//! - `slots`: one key, `slots` → [`Slots`] as JSON: sessions running in total, per repository and per
+//!   installation. Read and written inside the claiming transaction, so two schedulers racing for the last
+//!   slot cannot both win: sled detects the conflict and reruns one of them, which then sees the slot taken.
 //!
 //! A claim is live while it is in `claims` and `now < expires_at`. A live claim's holder may renew it
 //! ([`Store::heartbeat`]) or finish the job ([`Store::finish_job`]); once `expires_at` has passed, both
 //! answer [`JobError::ClaimNotHeld`], and [`Store::expire_claims`] puts the job back in the queue.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -119,22 +120,76 @@ pub struct Recovery {
     pub requeued: Vec<IssueRef>,
     /// Claims still held by live instances.
     pub kept: usize,
-    /// Slot counters that were wrong and were corrected.
-    pub slots_corrected: usize,
+    /// Whether the slot counters disagreed with the claims and were corrected.
+    pub slots_corrected: bool,
 }
 
-const GLOBAL_SLOT: &[u8] = b"g";
+/// The key of the one [`Slots`] record in the `slots` tree.
+const SLOTS_KEY: &[u8] = b"slots";
 
-fn repo_slot(job_key: &[u8]) -> Vec<u8> {
-    let mut k = b"r".to_vec();
-    k.extend_from_slice(key_repo_prefix(job_key));
-    k
+/// Sessions running, in total and per repository and installation: what the concurrency limits count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slots {
+    /// Running in total.
+    pub global: u32,
+    /// Running per repository (lower-cased `owner/name`).
+    pub repos: BTreeMap<String, u32>,
+    /// Running per installation id.
+    pub installations: BTreeMap<u64, u32>,
 }
 
-fn installation_slot(id: InstallationId) -> Vec<u8> {
-    let mut k = b"i".to_vec();
-    k.extend_from_slice(&id.0.to_be_bytes());
-    k
+impl Slots {
+    fn repo(&self, repo: &str) -> u32 {
+        self.repos.get(repo).copied().unwrap_or(0)
+    }
+
+    fn installation(&self, id: InstallationId) -> u32 {
+        self.installations.get(&id.0).copied().unwrap_or(0)
+    }
+
+    fn take(&mut self, repo: &str, installation: Option<InstallationId>) {
+        self.global += 1;
+        *self.repos.entry(repo.to_owned()).or_default() += 1;
+        if let Some(i) = installation {
+            *self.installations.entry(i.0).or_default() += 1;
+        }
+    }
+
+    fn give(&mut self, repo: &str, installation: Option<InstallationId>) {
+        self.global = self.global.saturating_sub(1);
+        if let Some(n) = self.repos.get_mut(repo) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.repos.remove(repo);
+            }
+        }
+        if let Some(i) = installation
+            && let Some(n) = self.installations.get_mut(&i.0)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.installations.remove(&i.0);
+            }
+        }
+    }
+}
+
+/// The repository of a job key as the slot counters name it: lower-cased `owner/name`.
+fn slot_repo(job_key: &[u8]) -> String {
+    let prefix = key_repo_prefix(job_key);
+    String::from_utf8_lossy(&prefix[..prefix.len().saturating_sub(1)]).into_owned()
+}
+
+fn read_slots(tx: &Tx<'_>) -> Result<Slots, Abort> {
+    match tx.slots.get(SLOTS_KEY)? {
+        Some(raw) => decode(&raw, "slots").map_err(abort),
+        None => Ok(Slots::default()),
+    }
+}
+
+fn write_slots(tx: &Tx<'_>, slots: &Slots) -> Result<(), Abort> {
+    tx.slots.insert(SLOTS_KEY, encode(slots))?;
+    Ok(())
 }
 
 /// Why one candidate could not be claimed.
@@ -156,8 +211,8 @@ impl Store {
     /// Before picking it reaps expired claims and moves jobs whose backoff ended into the run-order index,
     /// so everything is judged at `now`. Picking reads the index from its first key and skips only jobs
     /// whose repository or installation is at its limit (cost grows with the number skipped, not with the
-    /// queue). The claim itself is one transaction: index entry out, job running, claim and expiry in,
-    /// slot counters up, session record and audit entry written.
+    /// queue). The claim itself is one transaction: index entry out, job running, claim in, slot
+    /// counters up, session record and audit entry written.
     ///
     /// Not flushed: if Foreman crashes before the next group flush, the claim is lost with the process that
     /// held it, and the job is simply queued again.
@@ -170,15 +225,14 @@ impl Store {
         self.expire_claims(config, now)?;
         self.promote_due(now)?;
         let t = self.job_trees();
-        let global = t.slots.get(GLOBAL_SLOT)?.and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes));
-        if global.unwrap_or(0) >= config.max_sessions {
+        if self.slots()?.global >= config.max_sessions {
             return Ok(None);
         }
         let mut full_repos: Vec<Vec<u8>> = Vec::new();
         let mut full_installations: Vec<InstallationId> = Vec::new();
         for item in t.ready.iter() {
             let (order_key, job_key) = item?;
-            if full_repos.iter().any(|r| r[1..] == *key_repo_prefix(&job_key)) {
+            if full_repos.iter().any(|r| r[..] == *key_repo_prefix(&job_key)) {
                 continue;
             }
             let session = SessionId::new();
@@ -195,26 +249,22 @@ impl Store {
                 {
                     return Ok(Err(Skip::Installation(i)));
                 }
-                if tx.slot(GLOBAL_SLOT)? >= config.max_sessions {
+                let mut slots = read_slots(tx)?;
+                if slots.global >= config.max_sessions {
                     return Ok(Err(Skip::Full));
                 }
-                let repo_slot = repo_slot(&job_key);
-                if tx.slot(&repo_slot)? >= config.max_sessions_per_repo {
+                let repo = slot_repo(&job_key);
+                if slots.repo(&repo) >= config.max_sessions_per_repo {
                     return Ok(Err(Skip::Repo));
                 }
-                let installation_slot = job.installation.map(installation_slot);
-                if let (Some(limit), Some(slot), Some(i)) =
-                    (config.max_sessions_per_installation, &installation_slot, job.installation)
-                    && tx.slot(slot)? >= limit
+                if let (Some(limit), Some(i)) = (config.max_sessions_per_installation, job.installation)
+                    && slots.installation(i) >= limit
                 {
                     return Ok(Err(Skip::Installation(i)));
                 }
                 tx.unplace(&job_key, &mut job)?;
-                tx.add_slot(GLOBAL_SLOT, 1)?;
-                tx.add_slot(&repo_slot, 1)?;
-                if let Some(slot) = &installation_slot {
-                    tx.add_slot(slot, 1)?;
-                }
+                slots.take(&repo, job.installation);
+                write_slots(tx, &slots)?;
                 let expires_at = now + config.claim_ttl();
                 let claim = Claim {
                     id: tx.claims.generate_id()?,
@@ -228,7 +278,6 @@ impl Store {
                     expires_at,
                 };
                 tx.claims.insert(&job_key[..], encode(&claim))?;
-                tx.expiry.insert(time_key(nanos(expires_at), &job_key), &claim.id.to_be_bytes())?;
                 let record = SessionRecord {
                     id: session.clone(),
                     repo: job.repo.clone(),
@@ -257,7 +306,7 @@ impl Store {
             match result {
                 Ok(claimed) => return Ok(Some(claimed)),
                 Err(Skip::Gone) => {}
-                Err(Skip::Repo) => full_repos.push(repo_slot(&job_key)),
+                Err(Skip::Repo) => full_repos.push(key_repo_prefix(&job_key).to_vec()),
                 Err(Skip::Installation(i)) => full_installations.push(i),
                 Err(Skip::Full) => return Ok(None),
             }
@@ -278,10 +327,8 @@ impl Store {
         let key = issue_key(&claim.repo, claim.issue);
         self.job_trees().run(|tx| {
             let mut live = live_claim(tx, &key, claim, now)?;
-            tx.expiry.remove(time_key(nanos(live.expires_at), &key))?;
             live.renewed_at = now;
             live.expires_at = now + config.claim_ttl();
-            tx.expiry.insert(time_key(nanos(live.expires_at), &key), &live.id.to_be_bytes())?;
             tx.claims.insert(&key[..], encode(&live))?;
             Ok(live.expires_at)
         })
@@ -351,7 +398,7 @@ impl Store {
         })
     }
 
-    /// Removes a running job's claim inside `tx`: claim and expiry entry out, slot counters down, session
+    /// Removes a running job's claim inside `tx`: claim out, slot counters down, session
     /// ended with `state`. Returns the claim, or `None` when the job had none.
     pub(super) fn release_claim_tx(
         &self,
@@ -363,12 +410,9 @@ impl Store {
     ) -> Result<Option<Claim>, Abort> {
         let Some(raw) = tx.claims.remove(key)? else { return Ok(None) };
         let claim: Claim = decode(&raw, "claim").map_err(abort)?;
-        tx.expiry.remove(time_key(nanos(claim.expires_at), key))?;
-        tx.add_slot(GLOBAL_SLOT, -1)?;
-        tx.add_slot(&repo_slot(key), -1)?;
-        if let Some(i) = claim.installation.or(job.installation) {
-            tx.add_slot(&installation_slot(i), -1)?;
-        }
+        let mut slots = read_slots(tx)?;
+        slots.give(&slot_repo(key), claim.installation.or(job.installation));
+        write_slots(tx, &slots)?;
         if let Some(raw) = tx.sessions.get(claim.session.as_str().as_bytes())? {
             let mut record: SessionRecord = decode(&raw, "session").map_err(abort)?;
             record.state = state;
@@ -384,15 +428,17 @@ impl Store {
     pub fn expire_claims(&self, config: &SchedulerConfig, now: OffsetDateTime) -> Result<Vec<Expired>, JobError> {
         let t = self.job_trees();
         let mut out = Vec::new();
-        let end = (nanos(now) as u128 + 1).min(u64::MAX as u128) as u64;
-        let due: Vec<_> = t.expiry.range(..end.to_be_bytes()).keys().collect::<Result<_, _>>()?;
-        for k in due {
-            let key = k[8..].to_vec();
+        let mut due = Vec::new();
+        for item in t.claims.iter() {
+            let (key, raw) = item?;
+            let claim: Claim = decode(&raw, "claim")?;
+            if claim.expires_at <= now {
+                due.push(key);
+            }
+        }
+        for key in due {
             let expired = t.run(|tx| {
-                let Some(raw) = tx.claims.get(&key)? else {
-                    tx.expiry.remove(&k)?;
-                    return Ok(None);
-                };
+                let Some(raw) = tx.claims.get(&key)? else { return Ok(None) };
                 let claim: Claim = decode(&raw, "claim").map_err(abort)?;
                 if claim.expires_at > now {
                     return Ok(None);
@@ -458,10 +504,15 @@ impl Store {
     /// A scheduler loop sleeps until then (or until woken).
     pub fn next_due(&self) -> Result<Option<OffsetDateTime>, JobError> {
         let t = self.job_trees();
-        let first = |tree: &sled::Tree| -> Result<Option<u64>, JobError> {
-            Ok(tree.first()?.and_then(|(k, _)| k.get(..8).map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))))
-        };
-        Ok([first(&t.delayed)?, first(&t.expiry)?].into_iter().flatten().min().map(from_nanos))
+        let delayed = t
+            .delayed
+            .first()?
+            .and_then(|(k, _)| k.get(..8).map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes"))));
+        let mut due = delayed.map(from_nanos);
+        for claim in self.claims()? {
+            due = Some(due.map_or(claim.expires_at, |d| d.min(claim.expires_at)));
+        }
+        Ok(due)
     }
 
     /// Crash recovery, run once at start: every claim whose owner instance is not in `live` belongs to a
@@ -486,7 +537,6 @@ impl Store {
                 }
                 let Some(mut job) = tx.job(&key)? else {
                     tx.claims.remove(&key)?;
-                    tx.expiry.remove(time_key(nanos(claim.expires_at), &key))?;
                     return Ok(false);
                 };
                 self.release_claim_tx(tx, &key, &job, SessionState::Interrupted, now)?;
@@ -510,36 +560,33 @@ impl Store {
         Ok(report)
     }
 
-    /// Recomputes the slot counters from the claims tree; returns how many counters changed.
-    fn reconcile_slots(&self) -> Result<usize, JobError> {
+    /// Recomputes the slot counters from the claims tree; returns whether they were wrong.
+    fn reconcile_slots(&self) -> Result<bool, JobError> {
+        let want = self.slots_from_claims()?;
         let t = self.job_trees();
-        let mut want: std::collections::BTreeMap<Vec<u8>, u32> = Default::default();
-        for item in t.claims.iter() {
+        if self.slots()? == want {
+            return Ok(false);
+        }
+        t.slots.insert(SLOTS_KEY, encode(&want))?;
+        Ok(true)
+    }
+
+    fn slots_from_claims(&self) -> Result<Slots, JobError> {
+        let mut want = Slots::default();
+        for item in self.job_trees().claims.iter() {
             let (key, raw) = item?;
             let claim: Claim = decode(&raw, "claim")?;
-            *want.entry(GLOBAL_SLOT.to_vec()).or_default() += 1;
-            *want.entry(repo_slot(&key)).or_default() += 1;
-            if let Some(i) = claim.installation {
-                *want.entry(installation_slot(i)).or_default() += 1;
-            }
+            want.take(&slot_repo(&key), claim.installation);
         }
-        let mut changed = 0;
-        let have: Vec<_> = t.slots.iter().collect::<Result<_, _>>()?;
-        for (k, v) in &have {
-            if !want.contains_key(k.as_ref()) {
-                t.slots.remove(k)?;
-                changed += 1;
-            } else if want[k.as_ref()].to_be_bytes() != v.as_ref() {
-                changed += 1;
-            }
+        Ok(want)
+    }
+
+    /// The slot counters: sessions running in total, per repository and per installation.
+    pub fn slots(&self) -> Result<Slots, JobError> {
+        match self.job_trees().slots.get(SLOTS_KEY)? {
+            Some(raw) => decode(&raw, "slots"),
+            None => Ok(Slots::default()),
         }
-        for (k, v) in want {
-            if !have.iter().any(|(hk, _)| hk.as_ref() == k.as_slice()) {
-                changed += 1;
-            }
-            t.slots.insert(k, &v.to_be_bytes())?;
-        }
-        Ok(changed)
     }
 
     /// Every live claim, in job-key order.
@@ -599,12 +646,15 @@ impl Store {
         if t.delayed.len() != delayed_seen {
             problems.push(format!("delayed index has {} entries for {delayed_seen} delayed jobs", t.delayed.len()));
         }
-        if t.expiry.len() != t.claims.len() {
-            problems.push(format!("{} expiry entries for {} claims", t.expiry.len(), t.claims.len()));
+        match (self.slots(), self.slots_from_claims()) {
+            (Ok(have), Ok(want)) if have != want => {
+                problems.push(format!("slot counters {have:?} disagree with the claims {want:?}"));
+            }
+            (Err(e), _) | (_, Err(e)) => problems.push(e.to_string()),
+            _ => {}
         }
-        let global = t.slots.get(GLOBAL_SLOT)?.and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes));
-        if global.unwrap_or(0) != running {
-            problems.push(format!("global slot counter {global:?} for {running} claims"));
+        if running != self.slots().map(|s| s.global).unwrap_or(u32::MAX) {
+            problems.push(format!("{running} claims but the global slot counter disagrees"));
         }
         Ok(problems)
     }

@@ -10,7 +10,7 @@
 //! - `job_deps`: dependency's issue key · job key → empty: who waits on an issue.
 //! - `issue_state`: issue key → `open` | `closed`, as Foreman learned it from events or lookups.
 //! - `job_audit`: job key · id (u64) → [`AuditEntry`]: every transition, with time, actor and cause.
-//! - claims, their expiry index, the failure ledger, sessions and slot counters: see [`super::claims`],
+//! - claims, the slot counters, the failure ledger and sessions: see [`super::claims`],
 //!   [`super::failures`], [`super::sessions`].
 //!
 //! A queued job is in exactly one of `job_ready`, `job_delayed` or waiting on a dependency; which one is
@@ -362,7 +362,6 @@ pub(crate) struct Trees {
     pub(super) issues: sled::Tree,
     pub(super) audit: sled::Tree,
     pub(super) claims: sled::Tree,
-    pub(super) expiry: sled::Tree,
     pub(super) failures: sled::Tree,
     pub(super) sessions: sled::Tree,
     pub(super) slots: sled::Tree,
@@ -378,7 +377,6 @@ impl Trees {
             issues: db.open_tree("issue_state")?,
             audit: db.open_tree("job_audit")?,
             claims: db.open_tree("claims")?,
-            expiry: db.open_tree("claim_expiry")?,
             failures: db.open_tree("failures")?,
             sessions: db.open_tree("sessions")?,
             slots: db.open_tree("slots")?,
@@ -395,15 +393,14 @@ impl Trees {
             &self.deps,
             &self.audit,
             &self.claims,
-            &self.expiry,
             &self.failures,
             &self.sessions,
             &self.slots,
         );
         sled::Transactional::transaction(
             &trees,
-            |(jobs, ready, delayed, deps, audit, claims, expiry, failures, sessions, slots)| {
-                f(&Tx { jobs, ready, delayed, deps, audit, claims, expiry, failures, sessions, slots })
+            |(jobs, ready, delayed, deps, audit, claims, failures, sessions, slots)| {
+                f(&Tx { jobs, ready, delayed, deps, audit, claims, failures, sessions, slots })
             },
         )
         .map_err(|e| match e {
@@ -429,7 +426,6 @@ pub(super) struct Tx<'a> {
     pub(super) deps: &'a TransactionalTree,
     pub(super) audit: &'a TransactionalTree,
     pub(super) claims: &'a TransactionalTree,
-    pub(super) expiry: &'a TransactionalTree,
     pub(super) failures: &'a TransactionalTree,
     pub(super) sessions: &'a TransactionalTree,
     pub(super) slots: &'a TransactionalTree,
@@ -495,20 +491,6 @@ impl Tx<'_> {
         }
         self.ready.insert(&job.order_key().encode()[..], key)?;
         job.placement = Placement::Ready;
-        Ok(())
-    }
-
-    pub(super) fn slot(&self, key: &[u8]) -> Result<u32, Abort> {
-        Ok(self.slots.get(key)?.and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes)).unwrap_or(0))
-    }
-
-    pub(super) fn add_slot(&self, key: &[u8], delta: i32) -> Result<(), Abort> {
-        let n = self.slot(key)?.saturating_add_signed(delta);
-        if n == 0 {
-            self.slots.remove(key)?;
-        } else {
-            self.slots.insert(key, &n.to_be_bytes())?;
-        }
         Ok(())
     }
 }
