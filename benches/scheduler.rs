@@ -30,8 +30,10 @@ use time::OffsetDateTime;
 const JOBS: u64 = 100_000;
 /// Repositories they spread over (100 jobs each).
 const REPOS: u64 = 1_000;
-/// sled's page cache, as Foreman's default `store.cache_mb`.
-const CACHE: u64 = 16 << 20;
+/// sled's page cache, as Foreman's default `store.cache_mb` (16 MiB); `FOREMAN_BENCH_CACHE_MB` overrides it.
+fn cache() -> u64 {
+    std::env::var("FOREMAN_BENCH_CACHE_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(16) << 20
+}
 
 const CHILD_ENV: &str = "FOREMAN_BENCH_CHILD";
 
@@ -62,7 +64,7 @@ fn request(n: u64) -> EnqueueRequest {
 fn open(dir: &Path) -> Store {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match Store::open(dir, &StoreOptions { cache_bytes: CACHE }) {
+        match Store::open(dir, &StoreOptions { cache_bytes: cache() }) {
             Ok(s) => return s,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
             Err(e) => panic!("open: {e}"),
@@ -191,7 +193,7 @@ fn benches(c: &mut Criterion) {
     });
     restarts.sort();
 
-    println!("FIGURES (100,000 queued jobs over {REPOS} repositories, sled cache {} MiB)", CACHE >> 20);
+    println!("FIGURES (100,000 queued jobs over {REPOS} repositories, sled cache {} MiB)", cache() >> 20);
     println!(
         "  pick-next + claim: median {:?}, p99 {:?}, max {:?} (n = {})",
         percentile(&claims, 0.5),
