@@ -52,6 +52,11 @@ pub struct FailureCounts {
 }
 
 impl FailureCounts {
+    /// Whether there are none of any class.
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Failures that count for ordering ("fewer failures first") and backoff: all but rate limits.
     pub fn counted(&self) -> u32 {
         self.agent.saturating_add(self.validation).saturating_add(self.infrastructure)

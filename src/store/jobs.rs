@@ -116,6 +116,7 @@ pub struct Job {
     /// The issue (or pull request, for a follow-up).
     pub issue: IssueNumber,
     /// The installation that covers the repository, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation: Option<InstallationId>,
     /// What to do.
     pub kind: JobKind,
@@ -124,14 +125,17 @@ pub struct Job {
     /// The issue title when last queued.
     pub title: String,
     /// The issue's labels when last queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
     /// Priority rank from the labels, 0 highest ([`crate::scheduler::order::priority_rank`]).
     pub priority: u8,
     /// The phase key parsed from the title.
     pub phase: PhaseKey,
     /// Declared dependencies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<IssueRef>,
     /// The dependencies not known to be closed; the job waits while this is not empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<IssueRef>,
     /// Unique, increasing sequence number of this run request: the last tie-breaker of the order.
     pub seq: u64,
@@ -142,25 +146,33 @@ pub struct Job {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     /// Not to run before this time: backoff after a failure, or a rate-limit reset.
-    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<OffsetDateTime>,
     /// Failures by class since the last `retry` or fresh request.
+    #[serde(default, skip_serializing_if = "FailureCounts::is_zero")]
     pub failures: FailureCounts,
     /// The most recent failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Failure>,
     /// How many times the job was claimed.
     pub attempts: u32,
     /// Why it is stuck, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stuck_reason: Option<String>,
     /// What queued it: `label`, `board`, `command`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
     /// Who asked for it (a GitHub login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requester: Option<String>,
     /// Free-text instructions from `/foreman run …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     /// The last session that ran it (or runs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionId>,
     /// Delivery ids that queued it, most recent last, at most [`REMEMBERED_DELIVERIES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deliveries: Vec<DeliveryId>,
     /// Which index holds it.
     pub placement: Placement,
