@@ -78,17 +78,18 @@ impl SchedulerConfig {
     /// Checks the values; the error names the key and its environment variable.
     pub fn validate(&self) -> Result<(), String> {
         let at_least = |v: u64, min: u64, key: &str, env: &str| {
-            if v < min { Err(format!("scheduler.{key} ({env}) must be at least {min}")) } else { Ok(()) }
+            let env = if env.is_empty() { String::new() } else { format!(" ({env})") };
+            if v < min { Err(format!("scheduler.{key}{env} must be at least {min}")) } else { Ok(()) }
         };
         at_least(self.claim_ttl_seconds, 10, "claim_ttl_seconds", "FOREMAN_CLAIM_TTL_SECONDS")?;
         at_least(self.max_failures.into(), 1, "max_failures", "FOREMAN_MAX_FAILURES")?;
-        at_least(self.max_infrastructure_failures.into(), 1, "max_infrastructure_failures", "the file")?;
+        at_least(self.max_infrastructure_failures.into(), 1, "max_infrastructure_failures", "")?;
         at_least(self.max_sessions.into(), 1, "max_sessions", "FOREMAN_MAX_SESSIONS")?;
         at_least(self.max_sessions_per_repo.into(), 1, "max_sessions_per_repo", "FOREMAN_MAX_SESSIONS_PER_REPO")?;
         if let Some(n) = self.max_sessions_per_installation {
             at_least(n.into(), 1, "max_sessions_per_installation", "FOREMAN_MAX_SESSIONS_PER_INSTALLATION")?;
         }
-        at_least(self.backoff_min_seconds, 1, "backoff_min_seconds", "the file")?;
+        at_least(self.backoff_min_seconds, 1, "backoff_min_seconds", "")?;
         if self.backoff_max_seconds < self.backoff_min_seconds {
             return Err("scheduler.backoff_max_seconds must be at least scheduler.backoff_min_seconds".into());
         }
