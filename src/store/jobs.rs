@@ -9,7 +9,10 @@
 //!   for a rate-limit reset.
 //! - `job_deps`: dependency's issue key · job key → empty: who waits on an issue.
 //! - `issue_state`: issue key → `open` | `closed`, as Foreman learned it from events or lookups.
-//! - `job_audit`: job key · id (u64) → [`AuditEntry`]: every transition, with time, actor and cause.
+//! - `job_audit`: id (u64, increasing) → [`AuditEntry`]: every transition, with time, actor and cause.
+//!   Keyed by id so that writes append at the right edge of the tree, which stays in sled's cache.
+//! - `job_audit_index`: job key · id → empty: a job's entries. Small keys, so the tree stays cached too
+//!   even with 100,000 jobs (a claim then touches one cold page, the job's own, instead of three).
 //! - claims, the slot counters, the failure ledger and sessions: see [`super::claims`],
 //!   [`super::failures`], [`super::sessions`].
 //!
@@ -373,6 +376,7 @@ pub(crate) struct Trees {
     pub(super) deps: sled::Tree,
     pub(super) issues: sled::Tree,
     pub(super) audit: sled::Tree,
+    pub(super) audit_index: sled::Tree,
     pub(super) claims: sled::Tree,
     pub(super) failures: sled::Tree,
     pub(super) sessions: sled::Tree,
@@ -388,6 +392,7 @@ impl Trees {
             deps: db.open_tree("job_deps")?,
             issues: db.open_tree("issue_state")?,
             audit: db.open_tree("job_audit")?,
+            audit_index: db.open_tree("job_audit_index")?,
             claims: db.open_tree("claims")?,
             failures: db.open_tree("failures")?,
             sessions: db.open_tree("sessions")?,
@@ -404,6 +409,7 @@ impl Trees {
             &self.delayed,
             &self.deps,
             &self.audit,
+            &self.audit_index,
             &self.claims,
             &self.failures,
             &self.sessions,
@@ -411,8 +417,8 @@ impl Trees {
         );
         sled::Transactional::transaction(
             &trees,
-            |(jobs, ready, delayed, deps, audit, claims, failures, sessions, slots)| {
-                f(&Tx { jobs, ready, delayed, deps, audit, claims, failures, sessions, slots })
+            |(jobs, ready, delayed, deps, audit, audit_index, claims, failures, sessions, slots)| {
+                f(&Tx { jobs, ready, delayed, deps, audit, audit_index, claims, failures, sessions, slots })
             },
         )
         .map_err(|e| match e {
@@ -437,6 +443,7 @@ pub(super) struct Tx<'a> {
     pub(super) delayed: &'a TransactionalTree,
     pub(super) deps: &'a TransactionalTree,
     pub(super) audit: &'a TransactionalTree,
+    pub(super) audit_index: &'a TransactionalTree,
     pub(super) claims: &'a TransactionalTree,
     pub(super) failures: &'a TransactionalTree,
     pub(super) sessions: &'a TransactionalTree,
@@ -457,10 +464,11 @@ impl Tx<'_> {
     }
 
     pub(super) fn record(&self, key: &[u8], entry: AuditEntry) -> Result<(), Abort> {
-        let id = self.audit.generate_id()?;
+        let id = self.audit.generate_id()?.to_be_bytes();
         let mut k = key.to_vec();
-        k.extend_from_slice(&id.to_be_bytes());
-        self.audit.insert(k, encode(&entry))?;
+        k.extend_from_slice(&id);
+        self.audit_index.insert(k, &[])?;
+        self.audit.insert(&id, encode(&entry))?;
         Ok(())
     }
 
@@ -758,12 +766,13 @@ impl Store {
         } else {
             None
         };
-        let audit = t
-            .audit
-            .scan_prefix(&key)
-            .values()
-            .map(|raw| decode(&raw?, "audit entry"))
-            .collect::<Result<_, JobError>>()?;
+        let mut audit = Vec::new();
+        for k in t.audit_index.scan_prefix(&key).keys() {
+            let k = k?;
+            if let Some(raw) = t.audit.get(&k[key.len()..])? {
+                audit.push(decode(&raw, "audit entry")?);
+            }
+        }
         Ok(Some(JobDetail { job, position, claim, audit }))
     }
 

@@ -14,15 +14,20 @@ use super::claims::ClaimOwner;
 use super::jobs::{JobError, decode};
 use crate::ids::{IssueNumber, RepoName};
 
-/// A session's id: a UUID v4, also the name of its log and workspace.
+/// A session's id: a UUID v7 (time-ordered, RFC 9562), also the name of its log and workspace. Time
+/// order makes new session records append at the right edge of the `sessions` tree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SessionId(pub String);
 
 impl SessionId {
-    /// A fresh random id.
+    /// A fresh id: the current time in milliseconds and 74 random bits.
     pub fn new() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid().to_string())
     }
 
     /// The id as text.
