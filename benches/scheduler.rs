@@ -10,6 +10,20 @@
 //! The restart is real: a child process (this binary, with `FOREMAN_BENCH_CHILD` set) opens the store of
 //! 100,000 jobs, claims three jobs, makes that durable, and is killed with SIGKILL; the bench then times
 //! `Store::open` plus `Store::recover_claims` in its own process.
+//!
+//! Figures measured 2026-11-21 on the shared 2-core build machine under a load average of about 8 (other
+//! builds running), with `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev` and sled, crossbeam and
+//! parking_lot at opt-level 3 (a release build of every dependency was not affordable there), sled cache
+//! 16 MiB (Foreman's default `store.cache_mb`):
+//! - pick-next + claim: median 120 µs, p99 0.97 ms (criterion mean 174 µs); with a 48 MiB cache, median
+//!   90 µs. The cost is the one cold page a claim must touch (the job's own record); the run-order index,
+//!   claims, slots, sessions and audit trees stay in the cache;
+//! - heartbeat: median 9 µs;
+//! - kill -9, then open + recover: median 71 ms, max 95 ms (target 2 s);
+//! - peak RSS: 25 MiB for the restarted process holding the queue, 95 MiB for the bench process that also
+//!   queued the 100,000 jobs (with a 48 MiB cache it reaches 206 MiB: sled's own buffers grow with writes);
+//! - `GET /api/status` (counts every job): 0.56 s.
+//! Expect lower numbers on an idle machine or a release build.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
