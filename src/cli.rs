@@ -41,6 +41,13 @@ pub enum Command {
     Constitution {
         #[command(subcommand)]
         command: crate::constitution::ConstitutionCommand,
+    /// Show the job queue of a running Foreman: queued jobs in run order, running jobs with their claim
+    /// expiry, stuck jobs and recent failures. Asks the server over HTTP (`GET /api/status`), sending
+    /// `FOREMAN_ADMIN_TOKEN` as a bearer token when set.
+    Status {
+        /// The running server's base URL.
+        #[arg(long, env = "FOREMAN_SERVER", value_name = "URL", default_value = "http://127.0.0.1:3000")]
+        server: String,
     },
 }
 
@@ -55,5 +62,6 @@ pub fn main() -> ExitCode {
             crate::decide::replay::main(cli.config.as_deref(), &event, &payload, job)
         }
         Command::Constitution { command } => crate::constitution::cli_main(command),
+        Command::Status { server } => crate::scheduler::status::status_main(&server),
     }
 }

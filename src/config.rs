@@ -31,6 +31,12 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_APP_SLUG", "triggers.app_slug"),
     ("FOREMAN_AGENT_BACKEND", "agent.backend"),
     ("FOREMAN_AGENT_COMMAND", "agent.command"),
+    ("FOREMAN_CLAIM_TTL_SECONDS", "scheduler.claim_ttl_seconds"),
+    ("FOREMAN_MAX_FAILURES", "scheduler.max_failures"),
+    ("FOREMAN_MAX_SESSIONS", "scheduler.max_sessions"),
+    ("FOREMAN_MAX_SESSIONS_PER_REPO", "scheduler.max_sessions_per_repo"),
+    ("FOREMAN_MAX_SESSIONS_PER_INSTALLATION", "scheduler.max_sessions_per_installation"),
+    ("FOREMAN_PRIORITY_LABELS", "scheduler.priority_labels"),
 ];
 
 /// Foreman's whole configuration, as read at start.
@@ -58,6 +64,9 @@ pub struct Config {
     /// Agent sessions: backend, limits, prompts, environment.
     #[serde(default)]
     pub agent: crate::session::AgentConfig,
+    /// The job scheduler: claims, failures, limits, order.
+    #[serde(default)]
+    pub scheduler: crate::scheduler::SchedulerConfig,
 }
 
 /// How log lines are written.
@@ -161,6 +170,7 @@ impl Config {
         if self.store.cache_mb == 0 {
             return Err(ConfigError("store.cache_mb (FOREMAN_STORE_CACHE_MB) must be at least 1".into()));
         }
+        self.scheduler.validate().map_err(ConfigError)?;
         if !(self.github.api_url.starts_with("http://") || self.github.api_url.starts_with("https://")) {
             return Err(ConfigError(format!(
                 "github.api_url (GITHUB_API_URL) must be an http:// or https:// URL, got '{}'",

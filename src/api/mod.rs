@@ -4,11 +4,13 @@
 //! - `GET /readyz`: 200 when the store is open and takes a durable write, 503 otherwise.
 //! - `GET /metrics`: Prometheus text; every name starts with `foreman_`.
 //! - `GET /api/deliveries/{id}`: a stored delivery's metadata and processing state; 404 if unknown.
+//! - `GET /api/status` and `GET /api/jobs/{owner}/{repo}/{issue}`: the job queue ([`jobs`]).
 //!
 //! Every `/api/` route except the webhook requires `Authorization: Bearer <FOREMAN_ADMIN_TOKEN>` when that
 //! token is configured; without one, `/api/` answers only clients on loopback.
 
 pub mod auth;
+pub mod jobs;
 
 use std::sync::Arc;
 
@@ -56,7 +58,7 @@ pub fn ops_routes() -> axum::Router<AppState> {
 
 /// The admin routes under `/api/`, without the auth layer (the server adds it).
 pub fn admin_routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/deliveries/{id}", get(delivery))
+    axum::Router::new().route("/api/deliveries/{id}", get(delivery)).merge(jobs::routes())
 }
 
 async fn healthz() -> &'static str {

@@ -1,1 +1,234 @@
 //! The scheduler: picks runnable jobs in order, claims them with a time-to-live, and starts sessions within the limits.
+//!
+//! The rules live here (order, dependencies, backoff, configuration); the durable state and its
+//! transactions live in the store ([`crate::store::jobs`], [`crate::store::claims`]). Every function takes
+//! `now` rather than reading the clock, so tests drive time explicitly.
+
+pub mod backoff;
+pub mod config;
+pub mod deps;
+pub mod order;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+pub use config::SchedulerConfig;
+pub use deps::{IssueRef, parse_dependencies};
+pub use order::{OrderKey, PhaseKey, priority_rank};
+
+use crate::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
+use crate::store::Store;
+use crate::store::claims::{Claim, ClaimOwner, Claimed, Expired, Recovery};
+use crate::store::failures::Outcome;
+use crate::store::jobs::{EnqueueOutcome, Job, JobError, JobKind, NewJob};
+use crate::store::sessions::SessionId;
+
+/// A request to run an issue, as the decision core produces it with the issue's current title, body
+/// and labels.
+#[derive(Debug, Clone)]
+pub struct EnqueueRequest {
+    /// The repository.
+    pub repo: RepoName,
+    /// The issue.
+    pub issue: IssueNumber,
+    /// The installation, when known (for the per-installation limit).
+    pub installation: Option<InstallationId>,
+    /// What to do.
+    pub kind: JobKind,
+    /// The issue title (for the phase key).
+    pub title: String,
+    /// The issue body (for `Depends on #N` lines).
+    pub body: String,
+    /// The issue's labels (for priority).
+    pub labels: Vec<String>,
+    /// Dependencies from GitHub's issue dependencies API, when known; merged with the body's.
+    pub blocked_by: Vec<IssueRef>,
+    /// What queued it: `label`, `board`, `command`.
+    pub trigger: Option<String>,
+    /// Who asked (login).
+    pub requester: Option<String>,
+    /// Instructions from `/foreman run …`.
+    pub instructions: Option<String>,
+    /// The delivery that asked, so a redelivery has no second effect.
+    pub delivery: Option<DeliveryId>,
+    /// Why, for the audit trail.
+    pub cause: String,
+}
+
+/// The scheduler of one Foreman process: its configuration, its identity as a claim owner, and a
+/// notification that wakes the loop that starts sessions.
+#[derive(Clone)]
+pub struct Scheduler {
+    store: Store,
+    config: Arc<SchedulerConfig>,
+    owner: ClaimOwner,
+    changed: Arc<Notify>,
+}
+
+impl Scheduler {
+    /// A scheduler over `store` with a fresh owner identity.
+    pub fn new(store: Store, config: SchedulerConfig) -> Self {
+        Self::with_owner(store, config, ClaimOwner::new())
+    }
+
+    /// A scheduler with a given owner (tests run two schedulers over one store).
+    pub fn with_owner(store: Store, config: SchedulerConfig, owner: ClaimOwner) -> Self {
+        Self { store, config: Arc::new(config), owner, changed: Arc::new(Notify::new()) }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// This scheduler's identity in claims.
+    pub fn owner(&self) -> &ClaimOwner {
+        &self.owner
+    }
+
+    /// How often a running session should renew its claim: a third of the time-to-live, so two missed
+    /// heartbeats still leave the claim live.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.config.claim_ttl() / 3
+    }
+
+    /// Turns a request into a job: priority from the labels, phase key from the title, dependencies from
+    /// the body plus `blocked_by`, and queues it ([`Store::enqueue_job`]). `actor` is the requester's
+    /// login or `foreman`.
+    pub fn enqueue(&self, req: EnqueueRequest, actor: &str, now: OffsetDateTime) -> Result<EnqueueOutcome, JobError> {
+        let mut depends_on = parse_dependencies(&req.body, &req.repo, req.issue);
+        for d in req.blocked_by {
+            let itself = d.repo == req.repo && d.issue == req.issue;
+            if !itself && !depends_on.contains(&d) {
+                depends_on.push(d);
+            }
+        }
+        let new = NewJob {
+            priority: priority_rank(&self.config, &req.labels),
+            phase: PhaseKey::parse(&req.title),
+            repo: req.repo,
+            issue: req.issue,
+            installation: req.installation,
+            kind: req.kind,
+            title: req.title,
+            labels: req.labels,
+            depends_on,
+            trigger: req.trigger,
+            requester: req.requester,
+            instructions: req.instructions,
+            delivery: req.delivery,
+            actor: actor.to_owned(),
+            cause: req.cause,
+        };
+        let outcome = self.store.enqueue_job(new, now)?;
+        self.changed.notify_one();
+        Ok(outcome)
+    }
+
+    /// Claims the next job in run order within the limits ([`Store::claim_next`]).
+    pub fn claim_next(&self, now: OffsetDateTime) -> Result<Option<Claimed>, JobError> {
+        self.store.claim_next(&self.owner, &self.config, now)
+    }
+
+    /// Renews a claim ([`Store::heartbeat`]); returns the new expiry.
+    pub fn heartbeat(&self, claim: &Claim, now: OffsetDateTime) -> Result<OffsetDateTime, JobError> {
+        self.store.heartbeat(claim, &self.config, now)
+    }
+
+    /// Records a session's outcome ([`Store::finish_job`]) with a random backoff jitter, and waits until
+    /// it is durable, so that what is reported next survives a crash.
+    pub async fn finish(&self, claim: &Claim, outcome: &Outcome, now: OffsetDateTime) -> Result<Job, JobError> {
+        let job = self.store.finish_job(claim, outcome, &self.config, now, backoff::random_jitter())?;
+        self.store.sync().await?;
+        self.changed.notify_one();
+        Ok(job)
+    }
+
+    /// Cancels a job ([`Store::cancel_job`]) and waits until durable. Returns the session to stop, if it
+    /// was running; its slot is already free.
+    pub async fn cancel(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        actor: &str,
+        cause: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Job, Option<SessionId>)>, JobError> {
+        let out = self.store.cancel_job(repo, issue, actor, cause, now)?;
+        self.store.sync().await?;
+        self.changed.notify_one();
+        Ok(out)
+    }
+
+    /// `retry` ([`Store::retry_job`]), durable before it returns.
+    pub async fn retry(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        actor: &str,
+        cause: &str,
+        now: OffsetDateTime,
+    ) -> Result<Job, JobError> {
+        let job = self.store.retry_job(repo, issue, actor, cause, now)?;
+        self.store.sync().await?;
+        self.changed.notify_one();
+        Ok(job)
+    }
+
+    /// An issue was closed or reopened ([`Store::record_issue_state`]).
+    pub fn issue_state(&self, issue: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError> {
+        let n = self.store.record_issue_state(issue, open, now)?;
+        if n > 0 {
+            self.changed.notify_one();
+        }
+        Ok(n)
+    }
+
+    /// Crash recovery at start: claims of every other instance are from processes that no longer run
+    /// (sled admits one process per database); their jobs go back to the queue and their sessions are
+    /// marked interrupted. Durable before it returns.
+    pub async fn recover(&self, now: OffsetDateTime) -> Result<Recovery, JobError> {
+        let report = self.store.recover_claims(&[self.owner.instance.as_str()], now)?;
+        self.store.sync().await?;
+        if !report.requeued.is_empty() {
+            tracing::info!(requeued = report.requeued.len(), "recovered jobs whose process no longer runs");
+        }
+        Ok(report)
+    }
+
+    /// Periodic work: expire claims and end backoffs at `now`. Returns the expired claims (their sessions,
+    /// if still running somewhere, must stop).
+    pub fn tick(&self, now: OffsetDateTime) -> Result<Vec<Expired>, JobError> {
+        let expired = self.store.expire_claims(&self.config, now)?;
+        let promoted = self.store.promote_due(now)?;
+        if !expired.is_empty() || promoted > 0 {
+            self.changed.notify_one();
+        }
+        Ok(expired)
+    }
+
+    /// How long a loop may sleep before something is due (a backoff ends or a claim expires), capped at
+    /// `cap`.
+    pub fn sleep_for(&self, now: OffsetDateTime, cap: Duration) -> Result<Duration, JobError> {
+        Ok(match self.store.next_due()? {
+            Some(t) if t <= now => Duration::ZERO,
+            Some(t) => Duration::try_from(t - now).unwrap_or(cap).min(cap),
+            None => cap,
+        })
+    }
+
+    /// Waits until a job may have become runnable (enqueue, finish, cancel, retry, dependency closed).
+    /// Spurious wake-ups are possible.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+}

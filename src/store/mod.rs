@@ -8,7 +8,11 @@
 //! sled 0.34's `flush_async` deadlocks with concurrent callers (<https://github.com/spacejam/sled/issues/1308>),
 //! so nothing else flushes. A sled flush survives a process crash (`kill -9`).
 
+pub mod claims;
+pub mod failures;
 pub mod inbox;
+pub mod jobs;
+pub mod sessions;
 mod writer;
 
 use std::path::Path;
@@ -50,6 +54,7 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     inbox: inbox::Trees,
+    jobs: jobs::Trees,
     writer: writer::Handle,
     pending_changed: tokio::sync::Notify,
 }
@@ -83,8 +88,9 @@ impl Store {
             }
         }
         let inbox = inbox::Trees::open(&db)?;
+        let jobs = jobs::Trees::open(&db)?;
         let writer = writer::spawn(db.clone(), inbox.clone());
-        Ok(Self { inner: Arc::new(Inner { db, inbox, writer, pending_changed: tokio::sync::Notify::new() }) })
+        Ok(Self { inner: Arc::new(Inner { db, inbox, jobs, writer, pending_changed: tokio::sync::Notify::new() }) })
     }
 
     /// Waits until every write made before this call is durable on disk. Joins the writer's next group

@@ -1,0 +1,83 @@
+//! The job endpoints: `GET /api/status` and `GET /api/jobs/{owner}/{repo}/{issue}`.
+//!
+//! Mounted by the server behind the admin-token check. Both answer JSON; errors are
+//! `{"error": "..."}` with 400 (a malformed path or query), 404 (no such job) or 503 (the store failed;
+//! the cause is logged, not returned).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::ids::{IssueNumber, RepoName};
+use crate::store::Store;
+use crate::store::jobs::JobError;
+
+/// The default number of entries per list in `GET /api/status`.
+pub const DEFAULT_STATUS_LIMIT: usize = 50;
+/// The largest `limit` `GET /api/status` accepts: bounds the response size (about 300 bytes per entry).
+pub const MAX_STATUS_LIMIT: usize = 1000;
+
+/// The routes, for any state the store can be taken from.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Store: FromRef<S>,
+{
+    Router::new().route("/api/status", get(status)).route("/api/jobs/{owner}/{repo}/{issue}", get(job))
+}
+
+/// Query of `GET /api/status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    /// Entries per list, 1 to [`MAX_STATUS_LIMIT`]; default [`DEFAULT_STATUS_LIMIT`].
+    pub limit: Option<usize>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "job store read failed");
+    error(StatusCode::SERVICE_UNAVAILABLE, "the job store is unavailable; see Foreman's log")
+}
+
+/// `GET /api/status[?limit=N]`: [`crate::store::jobs::JobsStatus`] as JSON.
+async fn status(
+    State(store): State<Store>,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let limit = match query {
+        Ok(Query(StatusQuery { limit: None })) => DEFAULT_STATUS_LIMIT,
+        Ok(Query(StatusQuery { limit: Some(n) })) if (1..=MAX_STATUS_LIMIT).contains(&n) => n,
+        _ => return error(StatusCode::BAD_REQUEST, format!("limit must be a number from 1 to {MAX_STATUS_LIMIT}")),
+    };
+    // Counting reads every job record: keep it off the async workers.
+    match tokio::task::spawn_blocking(move || store.jobs_status(OffsetDateTime::now_utc(), limit)).await {
+        Ok(Ok(s)) => Json(s).into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /api/jobs/{owner}/{repo}/{issue}`: [`crate::store::jobs::JobDetail`] as JSON, audit trail included.
+async fn job(State(store): State<Store>, Path((owner, repo, issue)): Path<(String, String, String)>) -> Response {
+    let Ok(repo) = RepoName::new(&owner, &repo) else {
+        return error(StatusCode::BAD_REQUEST, format!("'{owner}/{repo}' is not a repository name"));
+    };
+    let Some(issue) = issue.parse::<u64>().ok().filter(|n| *n > 0).map(IssueNumber) else {
+        return error(StatusCode::BAD_REQUEST, format!("'{issue}' is not an issue number"));
+    };
+    match store.job_detail(&repo, issue) {
+        Ok(Some(d)) => Json(d).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("Foreman has no job for {repo}#{issue}")),
+        Err(JobError::NotFound(r)) => error(StatusCode::NOT_FOUND, format!("Foreman has no job for {r}")),
+        Err(e) => internal(e),
+    }
+}
