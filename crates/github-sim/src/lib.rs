@@ -1,1 +1,398 @@
-pub fn placeholder() {}
+#![recursion_limit = "256"]
+//! github-sim: a stand-in for GitHub to test and demonstrate Foreman against.
+//!
+//! It serves, on one loopback port: the REST subset Foreman uses (checked against GitHub's OpenAPI
+//! description), GraphQL at `/graphql` (validated against GitHub's public schema), git smart HTTP
+//! (`/{owner}/{name}.git`), webhooks to a configured URL, and a control API under `/_sim`
+//! (see README.md). Start it from a test with [`GithubSim::start`]:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let dir = tempfile::tempdir()?;
+//! let sim = github_sim::GithubSim::start(github_sim::SimConfig::new(dir.path())).await?;
+//! sim.create_repo("acme", "widgets", &[("README.md", "hi")])?;
+//! let (number, _node) = sim.create_issue("acme/widgets", "Fix it", "body", "alice")?;
+//! # let _ = number; Ok(()) }
+//! ```
+
+mod auth;
+mod control;
+mod faults;
+mod git;
+mod graphql;
+mod hooks;
+mod openapi;
+mod ops;
+mod rest;
+mod server;
+mod world;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+pub use faults::Faults;
+pub use world::Permission;
+
+/// How to start a simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where deliveries are POSTed; `None` records them without sending (status code 0).
+    pub webhook_url: Option<String>,
+    /// The webhook secret for `X-Hub-Signature-256`.
+    pub webhook_secret: String,
+    /// Where repositories (`repos/`), `app.json` and `app.pem` live. An existing `app.pem` is reused.
+    pub state_dir: PathBuf,
+    /// Address to listen on; default `127.0.0.1:0` (a free port).
+    pub listen: SocketAddr,
+    /// Installation token lifetime; GitHub's is one hour. Shorten it to test expiry.
+    pub token_ttl: Duration,
+    /// The app id (`iss` of app JWTs).
+    pub app_id: u64,
+    /// The app slug; its bot is `{slug}[bot]`.
+    pub app_slug: String,
+    /// Whether `projects_v2_item.edited` carries `changes.field_value.from`/`to` (GitHub has sent
+    /// them since 2024; turn off to exercise the "read the item over GraphQL" path).
+    pub project_item_from_to: bool,
+    /// Folder holding GitHub's API descriptions (`github/rest/api.github.com.json`,
+    /// `github/graphql/schema.graphql`); defaults to the repository's `shared/`.
+    pub shared_dir: PathBuf,
+}
+
+impl SimConfig {
+    /// Defaults: no webhook URL, secret `sim-secret`, a free loopback port, one-hour tokens,
+    /// app id 1001 with slug `foreman`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        SimConfig {
+            webhook_url: None,
+            webhook_secret: "sim-secret".into(),
+            state_dir: state_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token_ttl: Duration::from_secs(3600),
+            app_id: 1001,
+            app_slug: "foreman".into(),
+            project_item_from_to: true,
+            shared_dir: default_shared_dir(),
+        }
+    }
+}
+
+/// `shared/` beside the workspace (`crates/github-sim/../../shared`).
+pub fn default_shared_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared"))
+}
+
+/// Entry point.
+pub struct GithubSim;
+
+impl GithubSim {
+    /// Binds, writes `app.json` and `app.pem` into the state directory, and serves until the
+    /// returned handle is dropped.
+    pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
+        std::fs::create_dir_all(&config.state_dir)?;
+        let pem_path = config.state_dir.join("app.pem");
+        let key = match std::fs::read_to_string(&pem_path) {
+            Ok(pem) => auth::AppKey::from_pem(&pem)?,
+            Err(_) => auth::AppKey::generate()?,
+        };
+        std::fs::write(&pem_path, &key.private_pem)?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        std::fs::write(
+            config.state_dir.join("app.json"),
+            serde_json::to_vec_pretty(&json!({
+                "app_id": config.app_id, "slug": config.app_slug, "bot_login": format!("{}[bot]", config.app_slug),
+                "api_url": url, "private_key_path": pem_path, "webhook_secret": config.webhook_secret,
+            }))?,
+        )?;
+        let (hook_tx, hook_rx) = mpsc::unbounded_channel();
+        let (delivered, _) = watch::channel(0u64);
+        let repos_dir = config.state_dir.join("repos");
+        std::fs::create_dir_all(&repos_dir)?;
+        let inner = Arc::new(server::Inner {
+            world: Mutex::new(world::World::new(url.clone(), config.app_id, config.app_slug.clone())),
+            key,
+            app_id: config.app_id,
+            config: config.clone(),
+            repos_dir,
+            hook_tx,
+            delivered,
+            faults: Mutex::new(Faults::default()),
+        });
+        openapi::load(&config.shared_dir)?;
+        graphql::load(&config.shared_dir)?;
+        let hooks_task = tokio::spawn(hooks::run(inner.clone(), hook_rx));
+        let app_inner = inner.clone();
+        let app =
+            axum::Router::new().fallback(move |req: axum::extract::Request| server::handle(app_inner.clone(), req));
+        let server_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "github-sim server stopped");
+            }
+        });
+        Ok(SimHandle { inner, url, addr, tasks: vec![hooks_task, server_task] })
+    }
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct SimHandle {
+    inner: Arc<server::Inner>,
+    url: String,
+    addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn check<T>(r: Result<T, server::Resp>) -> anyhow::Result<T> {
+    r.map_err(|e| {
+        let msg = match &e.body {
+            server::RespBody::Json(v) => v.to_string(),
+            _ => String::new(),
+        };
+        anyhow::anyhow!("github-sim: {} {msg}", e.status)
+    })
+}
+
+impl SimHandle {
+    /// Base URL, e.g. `http://127.0.0.1:40123` (REST at `/`, GraphQL at `/graphql`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// The app id.
+    pub fn app_id(&self) -> u64 {
+        self.inner.app_id
+    }
+    /// The app slug.
+    pub fn app_slug(&self) -> &str {
+        &self.inner.config.app_slug
+    }
+    /// The app's bot login, `{slug}[bot]`.
+    pub fn bot_login(&self) -> String {
+        format!("{}[bot]", self.inner.config.app_slug)
+    }
+    /// The app's private key, PKCS#8 PEM.
+    pub fn private_key_pem(&self) -> &str {
+        &self.inner.key.private_pem
+    }
+    /// The webhook secret deliveries are signed with.
+    pub fn webhook_secret(&self) -> &str {
+        &self.inner.config.webhook_secret
+    }
+    /// The on-disk bare repository of `owner/name`.
+    pub fn git_dir(&self, full_name: &str) -> Option<PathBuf> {
+        self.inner.world().repos.get(full_name).map(|r| r.git_dir.clone())
+    }
+    /// The clone URL of `owner/name` (git smart HTTP).
+    pub fn clone_url(&self, full_name: &str) -> String {
+        format!("{}/{full_name}.git", self.url)
+    }
+    /// The installation on `account`, created on first use.
+    pub fn installation_id(&self, account: &str) -> u64 {
+        self.inner.world().installation_for(account)
+    }
+    /// An app JWT valid for nine minutes (for tests that talk to the API directly).
+    pub fn app_jwt(&self) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = json!({"iat": now - 60, "exp": now + 540, "iss": self.inner.app_id.to_string()});
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(self.inner.key.private_pem.as_bytes()).expect("own key");
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).expect("sign")
+    }
+
+    /// `POST /_sim/users`.
+    pub fn create_user(&self, login: &str, permission: Permission, kind: &str) -> Value {
+        ops::create_user(&self.inner, login, permission, kind)
+    }
+    /// `POST /_sim/repos`: a repository with `files` committed on `main`.
+    pub fn create_repo(&self, owner: &str, name: &str, files: &[(&str, &str)]) -> anyhow::Result<Value> {
+        let files = files.iter().map(|(p, c)| (p.to_string(), c.to_string())).collect();
+        check(ops::create_repo(&self.inner, owner, name, &files))
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/protection`: refuse (or allow) pushes to the default branch.
+    pub fn set_protected(&self, full_name: &str, protected: bool) -> anyhow::Result<()> {
+        let mut w = self.inner.world();
+        let r = w.repos.get_mut(full_name).ok_or_else(|| anyhow::anyhow!("no repository {full_name}"))?;
+        r.protected = protected;
+        Ok(())
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/issues`: returns `(number, node_id)`.
+    pub fn create_issue(&self, repo: &str, title: &str, body: &str, user: &str) -> anyhow::Result<(u64, String)> {
+        let i = check(ops::create_issue(&self.inner, repo, title, Some(body), user, &[]))?;
+        Ok((i.number, i.node_id))
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/issues/{number}/labels`.
+    pub fn add_label(&self, repo: &str, number: u64, label: &str, user: &str) -> anyhow::Result<()> {
+        check(ops::add_labels(&self.inner, repo, number, &[label.to_string()], user)).map(drop)
+    }
+    /// `DELETE /_sim/repos/{owner}/{repo}/issues/{number}/labels/{label}?user=`.
+    pub fn remove_label(&self, repo: &str, number: u64, label: &str, user: &str) -> anyhow::Result<()> {
+        check(ops::remove_label(&self.inner, repo, number, label, user)).map(drop)
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/issues/{number}/comments`: returns the comment id.
+    pub fn comment(&self, repo: &str, number: u64, body: &str, user: &str) -> anyhow::Result<u64> {
+        let c = check(ops::create_comment(&self.inner, repo, number, body, user, false))?;
+        Ok(c["id"].as_u64().unwrap_or_default())
+    }
+    /// `PATCH /_sim/repos/{owner}/{repo}/comments/{id}`: edits a comment as `user`.
+    pub fn edit_comment(&self, repo: &str, id: u64, body: &str, user: &str) -> anyhow::Result<()> {
+        check(ops::update_comment(&self.inner, repo, id, body, user)).map(drop)
+    }
+    /// `PATCH /_sim/repos/{owner}/{repo}/issues/{number}` with `state` `open` or `closed`.
+    pub fn set_issue_state(&self, repo: &str, number: u64, state: &str, user: &str) -> anyhow::Result<()> {
+        check(ops::update_issue(&self.inner, repo, number, None, None, Some(state), None, user)).map(drop)
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/pulls`: a pull request from `head` into `base` by `user`.
+    pub fn create_pull(&self, repo: &str, head: &str, base: &str, title: &str, user: &str) -> anyhow::Result<u64> {
+        let v = check(ops::create_pull(&self.inner, repo, head, base, title, None, false, user))?;
+        Ok(v["number"].as_u64().unwrap_or_default())
+    }
+    /// `POST /_sim/orgs/{org}/projects`: returns `(number, node_id)`.
+    pub fn create_project(&self, org: &str, title: &str, columns: &[&str]) -> (u64, String) {
+        let cols: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        ops::create_project(&self.inner, org, title, &cols)
+    }
+    /// `POST /_sim/orgs/{org}/projects/{number}/items`: returns the item's node id.
+    pub fn add_project_item(
+        &self,
+        org: &str,
+        number: u64,
+        repo: &str,
+        issue: u64,
+        user: &str,
+    ) -> anyhow::Result<String> {
+        let node = check(ops::project_node(&self.inner, org, number))?;
+        check(ops::add_item(&self.inner, &node, repo, issue, user))
+    }
+    /// `POST /_sim/orgs/{org}/projects/{number}/items/{item_id}/move`.
+    pub fn move_card(&self, org: &str, number: u64, item: &str, column: &str, user: &str) -> anyhow::Result<()> {
+        check(ops::move_item(&self.inner, org, number, item, column, user))
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/pulls/{number}/reviews`.
+    pub fn review(&self, repo: &str, number: u64, state: &str, body: &str, user: &str) -> anyhow::Result<()> {
+        check(ops::add_review(&self.inner, repo, number, state, body, user)).map(drop)
+    }
+    /// `POST /_sim/faults`.
+    pub fn set_faults(&self, faults: Faults) {
+        if let Some(secs) = faults.exhaust_primary_for_secs {
+            server::exhaust_primary(&self.inner, time::Duration::seconds(secs as i64));
+        }
+        *self.inner.faults.lock().expect("faults lock") = faults;
+    }
+    /// Empties every primary rate-limit bucket until `reset_in` from now.
+    pub fn exhaust_rate_limit(&self, reset_in: Duration) {
+        server::exhaust_primary(&self.inner, time::Duration::seconds(reset_in.as_secs() as i64));
+    }
+    /// `POST /_sim/deliveries/{id}/redeliver`: returns the new delivery's id.
+    pub fn redeliver(&self, id: u64) -> Option<u64> {
+        let mut w = self.inner.world();
+        hooks::redeliver(&self.inner, &mut w, id)
+    }
+    /// `GET /_sim/state`.
+    pub fn state(&self) -> Value {
+        state_json(&self.inner)
+    }
+    /// Every delivery so far (event, action, payload, status code).
+    pub fn deliveries(&self) -> Vec<Value> {
+        self.inner.world().deliveries.iter().map(|d| serde_json::to_value(d).expect("delivery")).collect()
+    }
+    /// Waits until at least `n` delivery attempts have finished (answered or failed), up to `timeout`.
+    /// Returns whether they did.
+    pub async fn wait_deliveries(&self, n: u64, timeout: Duration) -> bool {
+        let mut rx = self.inner.delivered.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await.is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The whole world as JSON (`GET /_sim/state`).
+pub(crate) fn state_json(inner: &server::Inner) -> Value {
+    let w = inner.world();
+    let repos: Vec<Value> = w
+        .repos
+        .values()
+        .map(|r| {
+            let full = r.full_name();
+            let issues: Vec<Value> = r
+                .issues
+                .values()
+                .filter(|i| i.pull.is_none())
+                .map(|i| {
+                    json!({
+                        "number": i.number, "node_id": i.node_id, "title": i.title, "body": i.body, "user": i.user,
+                        "state": i.state, "state_reason": i.state_reason, "labels": i.labels,
+                        "reactions": i.reactions,
+                        "comments": w.comments.values().filter(|c| c.repo == full && c.issue == i.number).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let pulls: Vec<Value> = r
+                .issues
+                .values()
+                .filter_map(|i| i.pull.as_ref().map(|p| (i, p)))
+                .map(|(i, p)| {
+                    json!({
+                        "number": i.number, "node_id": p.node_id, "title": i.title, "body": i.body, "user": i.user,
+                        "state": i.state, "head": p.head, "base": p.base, "head_sha": p.head_sha, "draft": p.draft,
+                        "commits": p.commits, "labels": i.labels, "reviews": p.reviews,
+                        "comments": w.comments.values().filter(|c| c.repo == full && c.issue == i.number).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json!({"full_name": full, "default_branch": r.default_branch, "protected": r.protected,
+                   "labels": r.labels.keys().collect::<Vec<_>>(), "issues": issues, "pulls": pulls,
+                   "check_runs": r.check_runs.values().collect::<Vec<_>>()})
+        })
+        .collect();
+    let projects: Vec<Value> = w
+        .projects
+        .iter()
+        .map(|p| {
+            let items: Vec<Value> = p
+                .items
+                .iter()
+                .map(|i| {
+                    let column =
+                        i.status.as_ref().and_then(|s| p.options.iter().find(|o| &o.id == s)).map(|o| o.name.clone());
+                    json!({"item_id": i.node_id, "repo": i.repo, "issue": i.issue, "column": column})
+                })
+                .collect();
+            json!({"org": p.org, "number": p.number, "node_id": p.node_id, "title": p.title,
+                   "columns": p.options.iter().map(|o| &o.name).collect::<Vec<_>>(), "items": items})
+        })
+        .collect();
+    let deliveries: Vec<Value> = w
+        .deliveries
+        .iter()
+        .map(|d| {
+            json!({"id": d.id, "guid": d.guid, "event": d.event, "action": d.action, "redelivery": d.redelivery,
+                        "status_code": d.status_code, "sender": d.payload["sender"]["login"]})
+        })
+        .collect();
+    json!({
+        "app": {"id": w.app_id, "slug": w.app_slug, "bot": w.bot_login},
+        "users": w.users.values().collect::<Vec<_>>(),
+        "installations": w.installations.values().collect::<Vec<_>>(),
+        "repos": repos, "projects": projects, "deliveries": deliveries,
+        "requests": w.requests, "nonconforming": w.nonconforming,
+    })
+}
+
+/// Reads a file of the shared folder.
+pub(crate) fn read_shared(shared: &Path, rel: &str) -> anyhow::Result<String> {
+    let p = shared.join(rel);
+    std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+}

@@ -1,0 +1,178 @@
+//! The control API under `/_sim` (documented in the crate's README): what people do on
+//! github.com, done by tests, the demo, and people trying Foreman locally.
+
+use std::collections::BTreeMap;
+
+use axum::http::Method;
+use serde_json::{Value, json};
+
+use crate::ops;
+use crate::server::{Inner, Req, Resp};
+use crate::world::Permission;
+
+type R = Result<Resp, Resp>;
+
+pub(crate) fn handle(inner: &Inner, req: &Req) -> Resp {
+    match route(inner, req) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn s<'a>(b: &'a Value, k: &str) -> Result<&'a str, Resp> {
+    b[k].as_str().ok_or_else(|| Resp::error(400, &format!("missing string field `{k}`")))
+}
+
+fn user_of(b: &Value) -> Result<String, Resp> {
+    Ok(s(b, "user")?.to_string())
+}
+
+fn route(inner: &Inner, req: &Req) -> R {
+    let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
+    let m = &req.method;
+    let post = m == Method::POST;
+    match &segs[1..] {
+        ["users"] if post => {
+            let b = req.json()?;
+            let login = s(&b, "login")?;
+            let permission: Permission = serde_json::from_value(b.get("permission").cloned().unwrap_or(json!("read")))
+                .map_err(|_| Resp::error(400, "permission must be admin, maintain, write, triage, read or none"))?;
+            let kind = b["type"].as_str().unwrap_or("User");
+            if kind != "User" && kind != "Bot" {
+                return Err(Resp::error(400, "type must be User or Bot"));
+            }
+            Ok(Resp::json(201, ops::create_user(inner, login, permission, kind)))
+        }
+        ["repos"] if post => {
+            let b = req.json()?;
+            let files: BTreeMap<String, String> = serde_json::from_value(b.get("files").cloned().unwrap_or(json!({})))
+                .map_err(|_| Resp::error(400, "files must map paths to contents"))?;
+            let v = ops::create_repo(inner, s(&b, "owner")?, s(&b, "name")?, &files)?;
+            Ok(Resp::json(201, v))
+        }
+        ["repos", o, r, "protection"] if post => {
+            let b = req.json()?;
+            let mut w = inner.world();
+            let repo = w.repos.get_mut(&format!("{o}/{r}")).ok_or_else(Resp::not_found)?;
+            repo.protected = b["protected"].as_bool().unwrap_or(true);
+            Ok(Resp::ok(json!({"protected": repo.protected})))
+        }
+        ["repos", o, r, "issues"] if post => {
+            let b = req.json()?;
+            let issue =
+                ops::create_issue(inner, &format!("{o}/{r}"), s(&b, "title")?, b["body"].as_str(), &user_of(&b)?, &[])?;
+            Ok(Resp::json(201, json!({"number": issue.number, "node_id": issue.node_id})))
+        }
+        ["repos", o, r, "issues", n] if m == Method::PATCH => {
+            let b = req.json()?;
+            let n = num(n)?;
+            let issue = ops::update_issue(
+                inner,
+                &format!("{o}/{r}"),
+                n,
+                b["title"].as_str(),
+                b.get("body").map(|v| v.as_str()),
+                b["state"].as_str(),
+                b["state_reason"].as_str(),
+                &user_of(&b)?,
+            )?;
+            Ok(Resp::ok(json!({"number": issue.number, "state": issue.state})))
+        }
+        ["repos", o, r, "issues", n, "labels"] if post => {
+            let b = req.json()?;
+            let labels =
+                ops::add_labels(inner, &format!("{o}/{r}"), num(n)?, &[s(&b, "label")?.to_string()], &user_of(&b)?)?;
+            Ok(Resp::ok(Value::Array(labels)))
+        }
+        ["repos", o, r, "issues", n, "labels", label] if m == Method::DELETE => {
+            let user = req.q("user").ok_or_else(|| Resp::error(400, "missing query parameter `user`"))?;
+            let labels = ops::remove_label(inner, &format!("{o}/{r}"), num(n)?, label, user)?;
+            Ok(Resp::ok(Value::Array(labels)))
+        }
+        ["repos", o, r, "issues", n, "comments"] if post => {
+            let b = req.json()?;
+            let c = ops::create_comment(inner, &format!("{o}/{r}"), num(n)?, s(&b, "body")?, &user_of(&b)?, false)?;
+            Ok(Resp::json(201, c))
+        }
+        ["repos", o, r, "comments", id] if m == Method::PATCH => {
+            let b = req.json()?;
+            let c = ops::update_comment(inner, &format!("{o}/{r}"), num(id)?, s(&b, "body")?, &user_of(&b)?)?;
+            Ok(Resp::ok(c))
+        }
+        ["repos", o, r, "pulls"] if post => {
+            let b = req.json()?;
+            let pj = ops::create_pull(
+                inner,
+                &format!("{o}/{r}"),
+                s(&b, "head")?,
+                b["base"].as_str().unwrap_or("main"),
+                s(&b, "title")?,
+                b["body"].as_str(),
+                false,
+                &user_of(&b)?,
+            )?;
+            Ok(Resp::json(201, json!({"number": pj["number"], "node_id": pj["node_id"]})))
+        }
+        ["repos", o, r, "pulls", n, "reviews"] if post => {
+            let b = req.json()?;
+            let rv = ops::add_review(
+                inner,
+                &format!("{o}/{r}"),
+                num(n)?,
+                s(&b, "state")?,
+                b["body"].as_str().unwrap_or_default(),
+                &user_of(&b)?,
+            )?;
+            Ok(Resp::json(201, rv))
+        }
+        ["orgs", org, "projects"] if post => {
+            let b = req.json()?;
+            let columns: Vec<String> = serde_json::from_value(b.get("columns").cloned().unwrap_or(json!([
+                "Backlog",
+                "Ready",
+                "In progress",
+                "In review",
+                "Blocked",
+                "Done"
+            ])))
+            .map_err(|_| Resp::error(400, "columns must be a list of names"))?;
+            let (number, node_id) = ops::create_project(inner, org, s(&b, "title")?, &columns);
+            Ok(Resp::json(201, json!({"number": number, "node_id": node_id})))
+        }
+        ["orgs", org, "projects", n, "items"] if post => {
+            let b = req.json()?;
+            let project = ops::project_node(inner, org, num(n)?)?;
+            let issue = b["issue"].as_u64().ok_or_else(|| Resp::error(400, "missing number field `issue`"))?;
+            let user = b["user"].as_str().map(str::to_string).unwrap_or_else(|| org.to_string());
+            let item = ops::add_item(inner, &project, s(&b, "repo")?, issue, &user)?;
+            Ok(Resp::json(201, json!({"item_id": item})))
+        }
+        ["orgs", org, "projects", n, "items", item, "move"] if post => {
+            let b = req.json()?;
+            ops::move_item(inner, org, num(n)?, item, s(&b, "column")?, &user_of(&b)?)?;
+            Ok(Resp::ok(json!({"item_id": item, "column": b["column"]})))
+        }
+        ["faults"] if post => {
+            let b: crate::faults::Faults = serde_json::from_slice(if req.body.is_empty() { b"{}" } else { &req.body })
+                .map_err(|e| Resp::error(400, &format!("bad faults: {e}")))?;
+            if let Some(k) = b.kinds.iter().find(|k| !crate::faults::KINDS.contains(&k.as_str())) {
+                return Err(Resp::error(400, &format!("unknown fault kind `{k}`")));
+            }
+            if let Some(secs) = b.exhaust_primary_for_secs {
+                crate::server::exhaust_primary(inner, time::Duration::seconds(secs as i64));
+            }
+            *inner.faults.lock().expect("faults lock") = b.clone();
+            Ok(Resp::ok(serde_json::to_value(b).expect("faults serialise")))
+        }
+        ["deliveries", id, "redeliver"] if post => {
+            let mut w = inner.world();
+            let new = crate::hooks::redeliver(inner, &mut w, num(id)?).ok_or_else(Resp::not_found)?;
+            Ok(Resp::json(202, json!({"id": new})))
+        }
+        ["state"] if m == Method::GET => Ok(Resp::ok(crate::state_json(inner))),
+        _ => Err(Resp::error(404, "no such control endpoint (see crates/github-sim/README.md)")),
+    }
+}
+
+fn num(s: &str) -> Result<u64, Resp> {
+    s.parse().map_err(|_| Resp::error(400, "expected a number in the path"))
+}
