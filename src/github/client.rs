@@ -593,10 +593,15 @@ fn graphql_rate_limit(headers: &HeaderMap, body: &[u8]) -> Option<Failure> {
         kind: Option<String>,
     }
     let parsed: Errors = serde_json::from_slice(body).ok()?;
+    // With the points spent (`x-ratelimit-remaining: 0`) it is the primary limit: wait for the reset.
+    // Otherwise it is a secondary limit: `retry-after` when given, else the doubling minimum.
     parsed.errors.iter().any(|e| e.kind.as_deref() == Some("RATE_LIMITED")).then(|| {
-        match header_u64(headers, "retry-after") {
-            Some(after) => Failure::SecondaryRateLimit { retry_after: Some(Duration::from_secs(after)) },
-            None => Failure::PrimaryRateLimit { reset: super::retry::reset_time(headers) },
+        if let Some(after) = header_u64(headers, "retry-after") {
+            Failure::SecondaryRateLimit { retry_after: Some(Duration::from_secs(after)) }
+        } else if header_u64(headers, "x-ratelimit-remaining") == Some(0) {
+            Failure::PrimaryRateLimit { reset: super::retry::reset_time(headers) }
+        } else {
+            Failure::SecondaryRateLimit { retry_after: None }
         }
     })
 }
@@ -684,7 +689,10 @@ mod tests {
     #[test]
     fn graphql_rate_limit_is_an_ok_status_with_errors() {
         let limited = br#"{"data":null,"errors":[{"type":"RATE_LIMITED","message":"API rate limit exceeded"}]}"#;
-        assert!(matches!(graphql_rate_limit(&HeaderMap::new(), limited), Some(Failure::PrimaryRateLimit { .. })));
+        let mut spent = HeaderMap::new();
+        spent.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        assert!(matches!(graphql_rate_limit(&spent, limited), Some(Failure::PrimaryRateLimit { .. })));
+        assert!(matches!(graphql_rate_limit(&HeaderMap::new(), limited), Some(Failure::SecondaryRateLimit { .. })));
         let other = br#"{"data":{"node":null},"errors":[{"type":"NOT_FOUND","message":"no"}]}"#;
         assert_eq!(graphql_rate_limit(&HeaderMap::new(), other), None);
     }

@@ -435,8 +435,13 @@ impl Client {
         for _ in 0..=self.inner.options.retry.max_retries {
             if last.is_some()
                 && let (Some(sha), Some(id)) = (&spec.head_sha, &spec.external_id)
-                && let Some(run) =
-                    self.check_runs_for(inst, repo, sha).await?.into_iter().find(|r| r.external_id.as_ref() == Some(id))
+                // A commit GitHub cannot list runs for has none of ours.
+                && let Some(run) = self
+                    .check_runs_for(inst, repo, sha)
+                    .await
+                    .or_else(|e| if e.is_not_found() { Ok(Vec::new()) } else { Err(e) })?
+                    .into_iter()
+                    .find(|r| r.external_id.as_ref() == Some(id))
             {
                 return Ok(run);
             }
