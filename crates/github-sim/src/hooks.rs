@@ -26,6 +26,7 @@ pub const HOOK_ID: u64 = 4_242_424;
 ///
 /// `repo` is a full name (`owner/name`) or `None` for events without a repository
 /// (`projects_v2_item`, whose `organization` comes from `org`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn emit(
     inner: &Inner,
     w: &mut World,
@@ -51,10 +52,8 @@ pub(crate) fn emit(
         }
         None => org.map(str::to_string),
     };
-    if let Some(account) = &account {
-        if let Some(o) = w.org_json(account) {
-            payload.insert("organization".into(), o);
-        }
+    if let Some(o) = account.as_deref().and_then(|a| w.org_json(a)) {
+        payload.insert("organization".into(), o);
     }
     payload.insert("sender".into(), w.user_json(sender));
     let installation_id = account.as_deref().map(|a| w.installation_for(a));

@@ -28,7 +28,7 @@ mod server;
 mod world;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,9 +81,9 @@ impl SimConfig {
     }
 }
 
-/// `shared/` beside the workspace (`crates/github-sim/../../shared`).
+/// `shared/` beside the workspace checkout (`crates/github-sim/../../../shared`).
 pub fn default_shared_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
 }
 
 /// Entry point.
@@ -389,10 +389,4 @@ pub(crate) fn state_json(inner: &server::Inner) -> Value {
         "repos": repos, "projects": projects, "deliveries": deliveries,
         "requests": w.requests, "nonconforming": w.nonconforming,
     })
-}
-
-/// Reads a file of the shared folder.
-pub(crate) fn read_shared(shared: &Path, rel: &str) -> anyhow::Result<String> {
-    let p = shared.join(rel);
-    std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
 }

@@ -275,7 +275,7 @@ pub(crate) fn update_comment(inner: &Inner, full: &str, id: u64, body: &str, use
 /// Deletes a comment; emits `issue_comment.deleted`.
 pub(crate) fn delete_comment(inner: &Inner, full: &str, id: u64, user: &str) -> Result<(), Resp> {
     let mut w = inner.world();
-    if !w.comments.get(&id).is_some_and(|c| c.repo == full) {
+    if w.comments.get(&id).is_none_or(|c| c.repo != full) {
         return Err(Resp::not_found());
     }
     let c = w.comments.remove(&id).expect("present");
@@ -533,7 +533,25 @@ pub(crate) fn add_review(
     let issue = issue.clone();
     let r = w.repos[full].clone();
     let rj = w.review_json(&r, number, &review);
-    let payload = obj(vec![("review", rj.clone()), ("pull_request", w.pull_json(&r, &issue))]);
+    // The review event carries the "simple" pull request shape (no merge state or counts).
+    let mut pj = w.pull_json(&r, &issue);
+    for k in [
+        "additions",
+        "changed_files",
+        "comments",
+        "commits",
+        "deletions",
+        "maintainer_can_modify",
+        "mergeable",
+        "mergeable_state",
+        "merged",
+        "merged_by",
+        "rebaseable",
+        "review_comments",
+    ] {
+        pj.as_object_mut().expect("object").remove(k);
+    }
+    let payload = obj(vec![("review", rj.clone()), ("pull_request", pj)]);
     emit(inner, &mut w, "pull_request_review", "submitted", Some(full), None, user, payload);
     Ok(rj)
 }
@@ -618,10 +636,10 @@ pub(crate) fn set_item_status(inner: &Inner, item_node: &str, option_id: Option<
     let mut w = inner.world();
     let p =
         w.projects.iter_mut().find(|p| p.items.iter().any(|i| i.node_id == item_node)).ok_or_else(Resp::not_found)?;
-    if let Some(o) = option_id {
-        if !p.options.iter().any(|x| x.id == o) {
-            return Err(Resp::validation("ProjectV2ItemFieldValue", "singleSelectOptionId", "invalid"));
-        }
+    if let Some(o) = option_id
+        && !p.options.iter().any(|x| x.id == o)
+    {
+        return Err(Resp::validation("ProjectV2ItemFieldValue", "singleSelectOptionId", "invalid"));
     }
     let option_json = |p: &Project, id: &Option<String>| -> Value {
         match id.as_ref().and_then(|id| p.options.iter().find(|o| &o.id == id)) {

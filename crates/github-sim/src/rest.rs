@@ -538,9 +538,7 @@ fn access_token(inner: &Inner, id: &str, req: &Req) -> R {
             if !w.repos.contains_key(&full) {
                 return Err(Resp::error(
                     422,
-                    &format!(
-                        "There is at least one repository that does not exist or is not accessible to the parent installation."
-                    ),
+                    "There is at least one repository that does not exist or is not accessible to the parent installation.",
                 ));
             }
             list.push(full);
@@ -569,10 +567,7 @@ fn access_token(inner: &Inner, id: &str, req: &Req) -> R {
             let v = v.as_str().unwrap_or_default();
             let have = inst.permissions.get(k).map(|s| rank(s)).unwrap_or(0);
             if rank(v) == 0 || rank(v) > have {
-                return Err(Resp::error(
-                    422,
-                    &format!("The permissions requested are not granted to this installation."),
-                ));
+                return Err(Resp::error(422, "The permissions requested are not granted to this installation."));
             }
             granted.insert(k.clone(), v.to_string());
         }

@@ -162,21 +162,17 @@ async fn dispatch(inner: &Arc<Inner>, req: Req) -> Resp {
         return resp;
     }
     let graphql = req.path == "/graphql";
-    if !graphql {
-        if let Err(reason) = crate::openapi::check(&req) {
-            inner.world().nonconforming.push(crate::world::Nonconforming {
-                method: req.method.to_string(),
-                path: req.path.clone(),
-                reason: reason.clone(),
-            });
-            tracing::warn!(method = %req.method, path = %req.path, %reason, "nonconforming request");
-            let resp = Resp::error(
-                400,
-                &format!("github-sim: request does not conform to GitHub's API description: {reason}"),
-            );
-            log(inner, &req, 400, None, None);
-            return resp;
-        }
+    if !graphql && let Err(reason) = crate::openapi::check(&req) {
+        inner.world().nonconforming.push(crate::world::Nonconforming {
+            method: req.method.to_string(),
+            path: req.path.clone(),
+            reason: reason.clone(),
+        });
+        tracing::warn!(method = %req.method, path = %req.path, %reason, "nonconforming request");
+        let resp =
+            Resp::error(400, &format!("github-sim: request does not conform to GitHub's API description: {reason}"));
+        log(inner, &req, 400, None, None);
+        return resp;
     }
     let auth = match authenticate(inner, &req) {
         Ok(a) => a,
@@ -249,7 +245,7 @@ fn bucket_key(auth: &Auth) -> Option<u64> {
 }
 
 /// The bucket of a caller, rolled over when its window has passed.
-fn bucket<'a>(w: &'a mut World, key: u64) -> &'a mut Bucket {
+fn bucket(w: &mut World, key: u64) -> &mut Bucket {
     let now = OffsetDateTime::now_utc();
     let b = w.buckets.entry(key).or_insert_with(|| Bucket {
         limit: if key == 0 { UNAUTHENTICATED_RATE_LIMIT } else { INSTALLATION_RATE_LIMIT },

@@ -423,8 +423,10 @@ impl World {
         };
         let b = &self.base_url;
         let node = node_id(if kind == "Organization" { "O" } else { "U" }, id);
+        let login_raw = login;
+        let login = &enc(login);
         json!({
-            "login": login, "id": id, "node_id": node,
+            "login": login_raw, "id": id, "node_id": node,
             "avatar_url": format!("{b}/avatars/{id}"), "gravatar_id": "",
             "url": format!("{b}/users/{login}"), "html_url": format!("{b}/{login}"),
             "followers_url": format!("{b}/users/{login}/followers"),
@@ -436,7 +438,7 @@ impl World {
             "repos_url": format!("{b}/users/{login}/repos"),
             "events_url": format!("{b}/users/{login}/events{{/privacy}}"),
             "received_events_url": format!("{b}/users/{login}/received_events"),
-            "type": kind, "site_admin": false, "user_view_type": "public",
+            "type": kind, "site_admin": false,
         })
     }
 
@@ -561,20 +563,21 @@ impl World {
         let owner = owner.unwrap_or_else(|| "foreman-dev".into());
         json!({
             "id": self.app_id, "slug": self.app_slug, "node_id": node_id("A", self.app_id),
-            "client_id": format!("Iv1.{:016x}", self.app_id),
             "owner": self.user_json(&owner), "name": self.app_name,
             "description": "Turns labelled issues into coding-agent pull requests.",
             "external_url": b, "html_url": format!("{b}/apps/{}", self.app_slug),
             "created_at": self.created_at, "updated_at": self.created_at,
             "permissions": default_installation_permissions(),
             "events": ["issues", "issue_comment", "projects_v2_item", "pull_request", "pull_request_review"],
-            "installations_count": self.installations.len(),
         })
     }
 
-    /// `GET /app` body.
+    /// `GET /app` body: the webhook shape plus `client_id` and `installations_count`.
     pub fn app_public_json(&self) -> Value {
-        self.app_json()
+        let mut v = self.app_json();
+        v["client_id"] = json!(format!("Iv1.{:016x}", self.app_id));
+        v["installations_count"] = json!(self.installations.len());
+        v
     }
 
     pub fn issue_json(&self, repo: &Repo, issue: &Issue) -> Value {
