@@ -25,7 +25,8 @@ fn fast() -> ClientOptions {
             max_retries: 8,
             max_total_wait: Duration::from_secs(30),
             secondary_min_wait: Duration::from_millis(20),
-            reset_margin: Duration::from_millis(50),
+            // `x-ratelimit-reset` is in whole seconds, so waking before the next second would be refused again.
+            reset_margin: Duration::from_secs(1),
             max_rate_limit_wait: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             mutation_interval: Duration::from_millis(5),

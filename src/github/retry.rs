@@ -36,7 +36,8 @@ pub struct RetryPolicy {
     /// The wait after a secondary rate limit that came without `retry-after`, doubled each time it repeats
     /// within one call. Default 60 s, GitHub's documented minimum.
     pub secondary_min_wait: Duration,
-    /// Margin added to a primary-limit wait, for clock skew between Foreman and GitHub. Default 1 s.
+    /// Margin added to a primary-limit wait, for clock skew between Foreman and GitHub and because
+    /// `x-ratelimit-reset` is given in whole seconds. Default 1 s.
     pub reset_margin: Duration,
     /// The longest wait for a primary rate limit to reset; beyond it the call fails with
     /// [`super::GithubError::RateLimited`] and the caller requeues. Default 61 min: a window is one hour.
