@@ -546,3 +546,40 @@ async fn projects_v2_board_items_and_moves() {
     .await
     .expect("bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mutations_are_paced_per_installation_and_reads_are_not() {
+    tokio::time::timeout(LIMIT, async {
+        let mut options = fast();
+        options.retry.mutation_interval = Duration::from_millis(150);
+        let w = world_with(|_| {}, options).await;
+        let n = issue(&w, "Paced");
+        let comment = w.client.create_comment(w.inst, &w.repo, n, "first").await.unwrap();
+        let started = Instant::now();
+        let edits = (0..4).map(|i| {
+            let c = w.client.clone();
+            let repo = w.repo.clone();
+            let inst = w.inst;
+            tokio::spawn(async move { c.update_comment(inst, &repo, comment.id, &format!("edit {i}")).await.unwrap() })
+        });
+        for e in edits.collect::<Vec<_>>() {
+            e.await.unwrap();
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(3 * 150),
+            "concurrent mutations went out 150 ms apart: {:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        for _ in 0..4 {
+            w.client.issue(w.inst, &w.repo, n).await.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(4 * 150),
+            "reads are not paced (paced, they would take 600 ms): {:?}",
+            started.elapsed()
+        );
+    })
+    .await
+    .expect("bounded");
+}
