@@ -41,6 +41,7 @@ pub enum Command {
     Constitution {
         #[command(subcommand)]
         command: crate::constitution::ConstitutionCommand,
+    },
     /// Show the job queue of a running Foreman: queued jobs in run order, running jobs with their claim
     /// expiry, stuck jobs and recent failures. Asks the server over HTTP (`GET /api/status`), sending
     /// `FOREMAN_ADMIN_TOKEN` as a bearer token when set.

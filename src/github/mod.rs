@@ -1,1 +1,29 @@
-//! The one GitHub client: app auth, installation tokens, REST and Projects v2 GraphQL, retries, caching, accounting.
+//! The one GitHub client: app auth, installation tokens, REST and Projects v2 GraphQL, retries, caching,
+//! accounting.
+//!
+//! Every outbound call to GitHub goes through [`Client`]:
+//! - `auth`: the app JWT and installation tokens (cached until shortly before they expire); per-session tokens
+//!   scoped to one repository. The private key never leaves this module.
+//! - `client`: octocrab as the HTTP layer, with the one retry loop ([`RetryPolicy`]), mutation pacing,
+//!   a concurrency bound per installation, and the ETag cache for conditional GETs.
+//! - `rest`, `graphql`, `projects`: the operations Foreman needs, idempotent where GitHub's endpoints are not.
+//! - `accounting`: metrics of calls and quota, and [`Client::quota_ok`] for the scheduler.
+
+mod accounting;
+mod auth;
+mod client;
+mod error;
+pub mod graphql;
+mod projects;
+mod rest;
+mod retry;
+pub mod types;
+
+pub use accounting::Quota;
+pub use auth::InstallationToken;
+pub use client::{Client, ClientOptions};
+pub use error::GithubError;
+pub use graphql::{Document, GraphqlError, GraphqlResponse};
+pub use projects::{ProjectBoard, ProjectItem};
+pub use retry::RetryPolicy;
+pub use types::*;
