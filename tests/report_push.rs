@@ -285,3 +285,28 @@ async fn a_protected_default_branch_is_never_touched() {
     .await
     .expect("timed out");
 }
+
+#[tokio::test]
+async fn a_branch_foreman_does_not_know_of_is_not_pushed_over_even_as_a_fast_forward() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let w = world().await;
+        // Someone creates the branch at main before Foreman pushes: Foreman's commit would fast-forward it,
+        // but Foreman never saw that branch, so the lease (`None`: must not exist) refuses.
+        let clone = tempfile::tempdir().unwrap();
+        let authed = w.url.replacen("http://", &format!("http://x-access-token:{}@", w.token), 1);
+        git(clone.path(), &["clone", "-q", &authed, "h"]).await;
+        git(&clone.path().join("h"), &["push", "-q", "origin", &format!("HEAD:refs/heads/{BRANCH}")]).await;
+        let theirs = w.remote_sha(BRANCH).await.expect("their branch");
+
+        let (_, mirror) = w.session_commit("fix.txt").await;
+        let err = w.push(&mirror, BRANCH, None).await.unwrap_err();
+        assert_eq!(err, PushError::Diverged { branch: BRANCH.into() });
+        assert_eq!(w.remote_sha(BRANCH).await, Some(theirs.clone()));
+
+        // Once Foreman has fetched it (a follow-up session starts from the existing branch), it may push.
+        let sha = w.push(&mirror, BRANCH, Some(&theirs)).await.expect("lease on what it fetched");
+        assert_eq!(w.remote_sha(BRANCH).await, Some(sha));
+    })
+    .await
+    .expect("timed out");
+}
