@@ -1,1 +1,5 @@
 //! Reporting back on GitHub: the tracking comment, labels, board moves, pull requests and check runs.
+
+pub mod push;
+pub mod redact;
+pub mod render;

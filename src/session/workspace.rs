@@ -155,6 +155,11 @@ impl Workspaces {
         Ok(Self { mirrors, worktrees, askpass, idle_per_repo, locks: Mutex::default() })
     }
 
+    /// The askpass script git runs for credentials (for other git commands that need the token, e.g. a push).
+    pub fn askpass_path(&self) -> &Path {
+        &self.askpass
+    }
+
     /// The mirror of `repo`.
     pub fn mirror_path(&self, repo: &RepoName) -> PathBuf {
         self.mirrors.join(repo.owner()).join(format!("{}.git", repo.name()))

@@ -1,0 +1,511 @@
+//! Pure renderers for what Foreman writes on GitHub: the one tracking comment per job and the pull-request
+//! body. No I/O: the caller maps a job and its session outcome onto [`Tracking`] or [`PullRequestBody`] and
+//! posts the returned Markdown.
+//!
+//! The templates are the inline constants [`TRACKING_TEMPLATE`] and [`PULL_REQUEST_TEMPLATE`] (minijinja,
+//! compiled once). They are part of Foreman, not per-deployment configuration like the agent prompts under
+//! `prompts/`: the tracking marker and `Closes #N` must be there for Foreman to work, so they are not
+//! editable. Numbers, durations, money, fences and redaction are prepared in Rust; the templates only lay
+//! them out.
+//!
+//! Everything that came from outside Foreman (the agent's summary, failure reasons, log tails) is passed
+//! through [`redact_tokens`] and cut to a bound, so the comment stays under GitHub's 65,536-character body
+//! limit (<https://docs.github.com/en/rest/issues/comments#create-an-issue-comment>, "body" maximum).
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use minijinja::value::Serde;
+use minijinja::{Environment, context};
+use serde::Serialize;
+
+use super::redact::redact_tokens;
+use crate::ids::{IssueNumber, RepoName};
+
+/// The tracking comment's template. Its first line is always the marker ([`tracking_marker`]).
+pub const TRACKING_TEMPLATE: &str = r#"{{ marker }}
+### {{ headline }}
+
+{% if trigger %}Triggered by {{ trigger }}.
+{% endif %}
+{% if queue_position %}Position in the queue: **{{ queue_position }}**.
+{% endif %}
+{% if attempt %}Attempt {{ attempt }}{% if max_attempts %} of {{ max_attempts }}{% endif %}.
+{% endif %}
+{% if progress %}
+
+| turns | tool calls | cost so far | elapsed |
+|---:|---:|---:|---:|
+| {{ progress.turns }} | {{ progress.tool_calls }} | {{ progress.cost }} | {{ progress.elapsed }} |
+{% endif %}
+{% if pull_request or session_log %}
+
+{% if pull_request %}- Pull request: {{ pull_request }}
+{% endif %}
+{% if session_log %}- Session log: {{ session_log }}
+{% endif %}
+{% endif %}
+{% if summary %}
+
+#### Summary
+
+{{ summary }}
+{% endif %}
+{% if failure %}
+
+#### Failure: `{{ failure.class }}`
+
+{{ failure.reason }}
+{% if failure.next %}
+
+{{ failure.next }}
+{% endif %}
+{% if failure.log_tail %}
+
+<details><summary>Last lines of the session log</summary>
+
+{{ failure.fence }}text
+{{ failure.log_tail }}
+{{ failure.fence }}
+
+</details>
+{% endif %}
+{% endif %}
+{% if updated_at %}
+
+<sub>Updated {{ updated_at }} · this comment is edited in place by Foreman.</sub>
+{% endif %}
+"#;
+
+/// The pull-request body's template. It always closes the issue.
+pub const PULL_REQUEST_TEMPLATE: &str = r#"{{ summary }}
+
+Closes #{{ issue }}
+
+<details><summary>Session figures</summary>
+
+| | |
+|---|---:|
+{% for row in figures %}| {{ row.0 }} | {{ row.1 }} |
+{% endfor %}
+
+</details>
+{% if links %}
+
+{% for link in links %}- {{ link }}
+{% endfor %}
+{% endif %}
+
+<sub>Opened by Foreman for #{{ issue }}{% if requester %}, requested by @{{ requester }}{% endif %}.</sub>
+"#;
+
+/// Bound on the summary's length in characters (the agent writes it; a comment body holds 65,536).
+pub const SUMMARY_LIMIT: usize = 20_000;
+/// Bound on the failure reason's length in characters.
+pub const REASON_LIMIT: usize = 2_000;
+/// How many trailing lines of a log tail are shown.
+pub const LOG_TAIL_LINES: usize = 40;
+/// Bound on the shown log tail's length in characters (its end is kept).
+pub const LOG_TAIL_LIMIT: usize = 8_000;
+
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .expect("default delimiters"),
+    );
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("tracking", TRACKING_TEMPLATE).expect("tracking template compiles");
+    env.add_template("pull_request", PULL_REQUEST_TEMPLATE).expect("pull request template compiles");
+    env
+});
+
+const MARKER_PREFIX: &str = "<!-- foreman:tracking ";
+const MARKER_SUFFIX: &str = " -->";
+
+/// The hidden marker that identifies the tracking comment of `repo#issue`:
+/// `<!-- foreman:tracking acme/widgets#7 -->`. It is the first line of every tracking comment.
+pub fn tracking_marker(repo: &RepoName, issue: IssueNumber) -> String {
+    format!("{MARKER_PREFIX}{repo}#{issue}{MARKER_SUFFIX}")
+}
+
+/// The `repo#issue` a comment body is the tracking comment of, when its first line is a tracking marker
+/// (leading whitespace allowed). A marker further down (quoted, or pasted into a summary) does not count.
+/// Anyone can type a marker: the caller must also check that the comment's author is Foreman's bot.
+pub fn parse_tracking_marker(body: &str) -> Option<(RepoName, IssueNumber)> {
+    let first = body.trim_start().lines().next()?.trim_end();
+    let inner = first.strip_prefix(MARKER_PREFIX)?.strip_suffix(MARKER_SUFFIX)?;
+    let (repo, issue) = inner.rsplit_once('#')?;
+    let (owner, name) = repo.split_once('/')?;
+    let repo = RepoName::new(owner, name).ok()?;
+    let issue = issue.parse::<u64>().ok().filter(|n| *n > 0)?;
+    Some((repo, IssueNumber(issue)))
+}
+
+/// Whether `body` is the tracking comment of `repo#issue` (see [`parse_tracking_marker`]).
+pub fn is_tracking_comment(body: &str, repo: &RepoName, issue: IssueNumber) -> bool {
+    parse_tracking_marker(body).is_some_and(|(r, i)| &r == repo && i == issue)
+}
+
+/// Where a job stands, as the tracking comment shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for a slot.
+    Queued,
+    /// A session is running.
+    Running,
+    /// The session succeeded; the pull request is open.
+    Succeeded,
+    /// The session failed and the job will be retried.
+    Failed,
+    /// Failed past the retry limit, set aside (`foreman:stuck`).
+    Stuck,
+    /// Stopped by `/foreman stop`, or the issue was closed.
+    Cancelled,
+}
+
+impl JobState {
+    fn headline(self) -> &'static str {
+        match self {
+            Self::Queued => "⏳ Foreman: queued",
+            Self::Running => "🛠️ Foreman: working on it",
+            Self::Succeeded => "✅ Foreman: pull request ready",
+            Self::Failed => "⚠️ Foreman: the attempt failed, will retry",
+            Self::Stuck => "🛑 Foreman: stuck, needs a human",
+            Self::Cancelled => "⏹️ Foreman: cancelled",
+        }
+    }
+}
+
+/// Live figures of a running (or finished) session.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// Agent turns so far.
+    pub turns: u32,
+    /// Tool calls so far.
+    pub tool_calls: u32,
+    /// Cost so far in US dollars, when the backend reports it.
+    pub cost_usd: Option<f64>,
+    /// Wall-clock seconds since the session started.
+    pub elapsed_secs: u64,
+}
+
+/// A link with its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// What is shown, e.g. `#12`.
+    pub text: String,
+    /// Where it goes (an absolute URL).
+    pub url: String,
+}
+
+/// Why the last attempt failed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Failure {
+    /// The failure class, e.g. `agent_error`, `timeout`, `no_changes`, `push_rejected`.
+    pub class: String,
+    /// One or a few sentences; redacted and cut to [`REASON_LIMIT`].
+    pub reason: String,
+    /// When the next attempt is due (already formatted, e.g. an RFC 3339 time), if one is.
+    pub retry_at: Option<String>,
+    /// The end of the session log; the last [`LOG_TAIL_LINES`] lines are shown fenced, redacted.
+    pub log_tail: String,
+}
+
+/// Everything the tracking comment shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tracking {
+    /// The repository.
+    pub repo: RepoName,
+    /// The issue (or pull request, for a follow-up).
+    pub issue: IssueNumber,
+    /// The job's state.
+    pub state: JobState,
+    /// What queued it, already phrased, e.g. ``the `foreman` label from @alice``.
+    pub trigger: Option<String>,
+    /// 1-based position in the queue, while queued.
+    pub queue_position: Option<u32>,
+    /// The current attempt (1-based) and the limit, while running or after a failure.
+    pub attempt: Option<(u32, u32)>,
+    /// Live or final session figures.
+    pub progress: Option<Progress>,
+    /// The pull request.
+    pub pull_request: Option<Link>,
+    /// The session log.
+    pub session_log: Option<Link>,
+    /// The final summary (Markdown, from the agent); redacted and cut to [`SUMMARY_LIMIT`].
+    pub summary: Option<String>,
+    /// The failure, for `Failed` and `Stuck`.
+    pub failure: Option<Failure>,
+    /// When this version was written (already formatted), shown in small print.
+    pub updated_at: Option<String>,
+}
+
+impl Tracking {
+    /// A bare comment for `repo#issue` in `state`; fill in the rest with struct update syntax.
+    pub fn new(repo: RepoName, issue: IssueNumber, state: JobState) -> Self {
+        Self {
+            repo,
+            issue,
+            state,
+            trigger: None,
+            queue_position: None,
+            attempt: None,
+            progress: None,
+            pull_request: None,
+            session_log: None,
+            summary: None,
+            failure: None,
+            updated_at: None,
+        }
+    }
+}
+
+/// The session's figures for the pull-request body.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Figures {
+    /// The agent backend and model, e.g. `claude (claude-sonnet-4)`.
+    pub agent: String,
+    /// Which attempt produced the branch (1-based).
+    pub attempt: u32,
+    /// Agent turns.
+    pub turns: u32,
+    /// Tool calls.
+    pub tool_calls: u32,
+    /// Cost in US dollars, when known.
+    pub cost_usd: Option<f64>,
+    /// Session wall-clock time in milliseconds.
+    pub duration_ms: u64,
+    /// Commits on the branch.
+    pub commits: u64,
+    /// Files changed.
+    pub files_changed: u64,
+    /// Lines added.
+    pub lines_added: u64,
+    /// Lines deleted.
+    pub lines_deleted: u64,
+}
+
+/// Everything the pull-request body shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PullRequestBody {
+    /// The issue the pull request closes.
+    pub issue: IssueNumber,
+    /// What was done (Markdown, from the agent); redacted and cut to [`SUMMARY_LIMIT`]. Empty: a stock line.
+    pub summary: String,
+    /// The session's figures.
+    pub figures: Figures,
+    /// Who asked for the work (a login, without `@`).
+    pub requester: Option<String>,
+    /// The tracking comment.
+    pub tracking_comment: Option<Link>,
+    /// The session log.
+    pub session_log: Option<Link>,
+}
+
+#[derive(Serialize)]
+struct ProgressView {
+    turns: u32,
+    tool_calls: u32,
+    cost: String,
+    elapsed: String,
+}
+
+#[derive(Serialize)]
+struct FailureView {
+    class: String,
+    reason: String,
+    next: Option<String>,
+    log_tail: String,
+    fence: String,
+}
+
+/// Renders the tracking comment (Markdown, starting with [`tracking_marker`]).
+pub fn tracking_comment(t: &Tracking) -> String {
+    let progress = t.progress.as_ref().map(|p| ProgressView {
+        turns: p.turns,
+        tool_calls: p.tool_calls,
+        cost: cost(p.cost_usd),
+        elapsed: duration(p.elapsed_secs),
+    });
+    let failure = t.failure.as_ref().map(|f| {
+        let log_tail = tail(&redact_tokens(&f.log_tail));
+        let next = match (t.state, &f.retry_at) {
+            (JobState::Stuck, _) => {
+                Some("Foreman has stopped retrying. Comment `/foreman retry` to queue it again.".to_owned())
+            }
+            (_, Some(at)) => Some(format!("The next attempt is due at {at}.")),
+            _ => None,
+        };
+        FailureView {
+            class: f.class.clone(),
+            reason: cut(&redact_tokens(f.reason.trim()), REASON_LIMIT),
+            next,
+            fence: fence_for(&log_tail),
+            log_tail,
+        }
+    });
+    let link = |l: &Option<Link>| l.as_ref().map(|l| format!("[{}]({})", l.text, l.url));
+    let ctx = context! {
+        marker => tracking_marker(&t.repo, t.issue),
+        headline => t.state.headline(),
+        trigger => t.trigger.clone(),
+        queue_position => t.queue_position.filter(|_| t.state == JobState::Queued),
+        attempt => t.attempt.map(|a| a.0),
+        max_attempts => t.attempt.map(|a| a.1),
+        progress => progress.map(Serde),
+        pull_request => link(&t.pull_request),
+        session_log => link(&t.session_log),
+        summary => t.summary.as_deref().map(|s| cut(&redact_tokens(s.trim()), SUMMARY_LIMIT)).filter(|s| !s.is_empty()),
+        failure => failure.map(Serde),
+        updated_at => t.updated_at.clone(),
+    };
+    render("tracking", ctx)
+}
+
+/// Renders the pull-request body (Markdown): the summary, `Closes #N` and the session's figures.
+pub fn pull_request_body(b: &PullRequestBody) -> String {
+    let summary = cut(&redact_tokens(b.summary.trim()), SUMMARY_LIMIT);
+    let summary = if summary.is_empty() { format!("Changes made by Foreman for #{}.", b.issue) } else { summary };
+    let f = &b.figures;
+    let mut figures: Vec<(&str, String)> = Vec::new();
+    if !f.agent.is_empty() {
+        figures.push(("agent", f.agent.clone()));
+    }
+    figures.extend([
+        ("attempt", f.attempt.to_string()),
+        ("turns", f.turns.to_string()),
+        ("tool calls", f.tool_calls.to_string()),
+        ("cost", cost(f.cost_usd)),
+        ("duration", duration(f.duration_ms / 1000)),
+        ("commits", f.commits.to_string()),
+        ("files changed", f.files_changed.to_string()),
+        ("lines", format!("+{} −{}", f.lines_added, f.lines_deleted)),
+    ]);
+    let mut links = Vec::new();
+    if let Some(l) = &b.tracking_comment {
+        links.push(format!("Tracking comment: [{}]({})", l.text, l.url));
+    }
+    if let Some(l) = &b.session_log {
+        links.push(format!("Session log: [{}]({})", l.text, l.url));
+    }
+    let ctx = context! {
+        summary => summary,
+        issue => b.issue.0,
+        figures => Serde(figures),
+        links => links,
+        requester => b.requester.clone(),
+    };
+    render("pull_request", ctx)
+}
+
+fn render(name: &str, ctx: minijinja::Value) -> String {
+    // The templates are constants checked by the tests, and every value is prepared above: a failure here is
+    // a bug in this file, not bad input. Runs of blank lines left by empty sections collapse to one blank
+    // line (Markdown renders them alike).
+    let mut out = ENV.get_template(name).and_then(|t| t.render(ctx)).expect("report templates render");
+    while out.contains("\n\n\n") {
+        out = out.replace("\n\n\n", "\n\n");
+    }
+    out
+}
+
+/// Money in US dollars with cents (`$0.42`; under a cent `<$0.01`), `n/a` when unknown.
+fn cost(usd: Option<f64>) -> String {
+    match usd {
+        None => "n/a".into(),
+        Some(c) if c > 0.0 && c < 0.005 => "<$0.01".into(),
+        Some(c) => format!("${c:.2}"),
+    }
+}
+
+/// A duration as `45s`, `3m 12s` or `1h 04m`.
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {:02}s", s / 60, s % 60),
+        s => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The first `limit` characters of `s`, with a note when cut.
+fn cut(s: &str, limit: usize) -> String {
+    if s.chars().count() <= limit {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(limit).collect();
+    out.push_str("\n\n… (cut)");
+    out
+}
+
+/// The last [`LOG_TAIL_LINES`] lines of `log`, at most [`LOG_TAIL_LIMIT`] characters (the end is kept).
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.trim_end().lines().collect();
+    let mut out = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+    let n = out.chars().count();
+    if n > LOG_TAIL_LIMIT {
+        out = out.chars().skip(n - LOG_TAIL_LIMIT).collect();
+    }
+    out
+}
+
+/// A backtick fence longer than any run of backticks in `text` (at least three), so the text cannot close it.
+fn fence_for(text: &str) -> String {
+    let (mut longest, mut run) = (0, 0);
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let mut fence = String::new();
+    for _ in 0..(longest + 1).max(3) {
+        let _ = fence.write_char('`');
+    }
+    fence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip_and_only_count_on_the_first_line() {
+        let repo = RepoName::new("acme", "widgets").unwrap();
+        let marker = tracking_marker(&repo, IssueNumber(7));
+        assert_eq!(marker, "<!-- foreman:tracking acme/widgets#7 -->");
+        assert_eq!(parse_tracking_marker(&format!("  {marker}\r\nbody")), Some((repo.clone(), IssueNumber(7))));
+        assert!(is_tracking_comment(&marker, &repo, IssueNumber(7)));
+        assert!(!is_tracking_comment(&marker, &repo, IssueNumber(8)));
+        assert!(!is_tracking_comment(&format!("> quoted\n{marker}"), &repo, IssueNumber(7)));
+        for bad in [
+            "",
+            "<!-- foreman:tracking acme#7 -->",
+            "<!-- foreman:tracking acme/widgets#x -->",
+            "<!-- foreman:tracking acme/widgets#0 -->",
+            "<!-- foreman:tracking a/b/c#1 -->",
+        ] {
+            assert_eq!(parse_tracking_marker(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn fences_outgrow_the_text() {
+        assert_eq!(fence_for("plain"), "```");
+        assert_eq!(fence_for("a ```` b"), "`````");
+    }
+
+    #[test]
+    fn figures_are_formatted() {
+        assert_eq!(cost(None), "n/a");
+        assert_eq!(cost(Some(0.001)), "<$0.01");
+        assert_eq!(cost(Some(1.234)), "$1.23");
+        assert_eq!(duration(45), "45s");
+        assert_eq!(duration(192), "3m 12s");
+        assert_eq!(duration(3840), "1h 04m");
+        assert_eq!(tail(&(1..=100).map(|n| n.to_string()).collect::<Vec<_>>().join("\n")).lines().count(), 40);
+    }
+}
