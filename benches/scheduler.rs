@@ -23,6 +23,7 @@
 //! - peak RSS: 25 MiB for the restarted process holding the queue, 95 MiB for the bench process that also
 //!   queued the 100,000 jobs (with a 48 MiB cache it reaches 206 MiB: sled's own buffers grow with writes);
 //! - `GET /api/status` (counts every job): 0.56 s.
+//!
 //! Expect lower numbers on an idle machine or a release build.
 
 use std::hint::black_box;

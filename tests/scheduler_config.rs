@@ -1,4 +1,5 @@
 //! The `[scheduler]` configuration table: defaults, the file, environment variables, and bad values.
+#![allow(clippy::result_large_err)] // figment::Jail closures return figment::Error.
 
 use foreman::config::Config;
 use foreman::scheduler::SchedulerConfig;
