@@ -208,9 +208,10 @@ struct InstallationReposPayload {
     repositories_removed: Vec<RawRepo>,
 }
 
-/// Reads one payload shape out of the parsed body, naming the event and action on failure.
-fn shape<T: DeserializeOwned>(value: &Value, event: &str, action: Option<&str>) -> Result<T, DecodeError> {
-    T::deserialize(value).map_err(|e| DecodeError::Shape {
+/// Reads one payload shape out of the body, naming the event and action on failure. Fields the shape does
+/// not name are skipped by the parser without being built into values.
+fn shape<T: DeserializeOwned>(body: &[u8], event: &str, action: Option<&str>) -> Result<T, DecodeError> {
+    serde_json::from_slice(body).map_err(|e| DecodeError::Shape {
         event: event.to_owned(),
         action: action.unwrap_or("-").to_owned(),
         message: e.to_string(),
@@ -225,22 +226,40 @@ fn repo_names(repos: Vec<RawRepo>, event: &str, action: Option<&str>) -> Result<
     repos.iter().map(|r| r.name().map_err(|m| bad_shape(event, action, m))).collect()
 }
 
+/// The envelope every payload shares, read leniently: an ignored event keeps what it has. Each field is
+/// parsed as a `Value` on its own, so a field of an unexpected type is simply absent.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    action: Option<Value>,
+    #[serde(default)]
+    installation: Option<Value>,
+    #[serde(default)]
+    repository: Option<Value>,
+    #[serde(default)]
+    sender: Option<Value>,
+}
+
 pub(super) fn decode(event_name: &str, body: &[u8]) -> Result<Event, DecodeError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| DecodeError::NotJson { event: event_name.to_owned(), message: e.to_string() })?;
-    if !value.is_object() {
-        return Err(DecodeError::NotJson { event: event_name.to_owned(), message: "not an object".into() });
+    let not_json = |message: String| DecodeError::NotJson { event: event_name.to_owned(), message };
+    if !body.trim_ascii_start().starts_with(b"{") {
+        // Still parse, so the message says what is wrong with the JSON when it is not JSON at all.
+        return Err(not_json(
+            serde_json::from_slice::<Value>(body).err().map_or("not an object".into(), |e| e.to_string()),
+        ));
     }
-    // The envelope is read leniently: an ignored event keeps what it has.
-    let action = value.get("action").and_then(Value::as_str).map(str::to_owned);
-    let installation = value.get("installation").and_then(|i| i.get("id")).and_then(Value::as_u64).map(InstallationId);
-    let repo = value
-        .get("repository")
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| not_json(e.to_string()))?;
+    let action = envelope.action.as_ref().and_then(Value::as_str).map(str::to_owned);
+    let installation =
+        envelope.installation.as_ref().and_then(|i| i.get("id")).and_then(Value::as_u64).map(InstallationId);
+    let repo = envelope
+        .repository
+        .as_ref()
         .and_then(|r| r.get("full_name"))
         .and_then(Value::as_str)
         .and_then(|s| s.parse::<RepoName>().ok());
-    let sender = value.get("sender").and_then(|s| RawUser::deserialize(s).ok()).map(Actor::from);
-    let kind = kind(event_name, action.as_deref(), &value)?;
+    let sender = envelope.sender.as_ref().and_then(|s| RawUser::deserialize(s).ok()).map(Actor::from);
+    let kind = kind(event_name, action.as_deref(), body)?;
     Ok(Event { name: event_name.to_owned(), action, delivery: None, installation, repo, sender, kind })
 }
 
@@ -248,7 +267,7 @@ fn ignored(reason: impl Into<String>) -> EventKind {
     EventKind::Ignored { reason: reason.into() }
 }
 
-fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, DecodeError> {
+fn kind(event: &str, action: Option<&str>, body: &[u8]) -> Result<EventKind, DecodeError> {
     let Some(act) = action else {
         return Ok(match event {
             "ping" => ignored("ping: GitHub's test delivery when a webhook is created"),
@@ -283,7 +302,7 @@ fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, D
             if !known.contains(&act) {
                 return Ok(unknown_action());
             }
-            let p: IssuesPayload = shape(value, event, action)?;
+            let p: IssuesPayload = shape(body, event, action)?;
             let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
             let label = |p: Option<RawLabel>| {
                 p.map(|l| l.name).ok_or_else(|| bad_shape(event, action, "missing field `label`".into()))
@@ -306,7 +325,7 @@ fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, D
             if !["created", "edited", "deleted"].contains(&act) {
                 return Ok(unknown_action());
             }
-            let p: IssueCommentPayload = shape(value, event, action)?;
+            let p: IssueCommentPayload = shape(body, event, action)?;
             let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
             let comment_action = match act {
                 "created" => CommentAction::Created,
@@ -325,7 +344,7 @@ fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, D
             if !["opened", "closed", "reopened", "synchronize"].contains(&act) {
                 return Ok(unknown_action());
             }
-            let p: PullRequestPayload = shape(value, event, action)?;
+            let p: PullRequestPayload = shape(body, event, action)?;
             let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
             let pr_action = match act {
                 "opened" => PullRequestAction::Opened,
@@ -343,7 +362,7 @@ fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, D
             if act != "submitted" {
                 return Ok(unknown_action());
             }
-            let p: ReviewPayload = shape(value, event, action)?;
+            let p: ReviewPayload = shape(body, event, action)?;
             let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
             let r = p.review;
             EventKind::PullRequestReview {
@@ -361,7 +380,7 @@ fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, D
             if act != "created" {
                 return Ok(unknown_action());
             }
-            let p: ReviewCommentPayload = shape(value, event, action)?;
+            let p: ReviewCommentPayload = shape(body, event, action)?;
             let repo = p.repository.name().map_err(|m| bad_shape(event, action, m))?;
             EventKind::PullRequestReviewComment {
                 pull_request: p.pull_request.issue.into_ref(repo, true),
@@ -379,7 +398,7 @@ fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, D
                 "reordered" => ProjectsV2ItemAction::Reordered,
                 _ => return Ok(unknown_action()),
             };
-            let p: ItemPayload = shape(value, event, action)?;
+            let p: ItemPayload = shape(body, event, action)?;
             let field_change = match (&item_action, &p.changes) {
                 (ProjectsV2ItemAction::Edited, Some(changes)) => field_change(changes, event, action)?,
                 _ => None,
@@ -402,7 +421,7 @@ fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, D
             }
         }
         "installation" => {
-            let p: InstallationPayload = shape(value, event, action)?;
+            let p: InstallationPayload = shape(body, event, action)?;
             EventKind::Installation {
                 action: act.to_owned(),
                 account: p.installation.account.map(|a| a.login).unwrap_or_default(),
@@ -410,7 +429,7 @@ fn kind(event: &str, action: Option<&str>, value: &Value) -> Result<EventKind, D
             }
         }
         "installation_repositories" => {
-            let p: InstallationReposPayload = shape(value, event, action)?;
+            let p: InstallationReposPayload = shape(body, event, action)?;
             EventKind::InstallationRepositories {
                 action: act.to_owned(),
                 added: repo_names(p.repositories_added, event, action)?,

@@ -187,7 +187,12 @@ impl Store {
     pub fn delivery_body(&self, seq: u64) -> Result<Option<(DeliveryMeta, Bytes)>, StoreError> {
         let Some(raw) = self.inner.inbox.deliveries.get(seq_key(seq))? else { return Ok(None) };
         let (meta, compressed) = split_record(&raw)?;
-        let body = zstd::bulk::decompress(compressed, meta.body_len as usize)
+        thread_local! {
+            static DECOMPRESSOR: std::cell::RefCell<zstd::bulk::Decompressor<'static>> =
+                std::cell::RefCell::new(zstd::bulk::Decompressor::new().expect("a zstd decompression context"));
+        }
+        let body = DECOMPRESSOR
+            .with(|d| d.borrow_mut().decompress(compressed, meta.body_len as usize))
             .map_err(|e| StoreError::Corrupt(format!("delivery body does not decompress: {e}")))?;
         Ok(Some((meta, Bytes::from(body))))
     }
