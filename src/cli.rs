@@ -20,7 +20,7 @@ pub struct Cli {
 /// Foreman's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the GitHub App: receive webhooks on POST /api/github/webhooks, queue work, run agents.
+    /// Run the GitHub App: receive webhooks on POST /api/github/webhooks, decide what each means, queue work.
     ///
     /// Starts with no configuration at all: without a webhook secret it generates one into the data
     /// directory; without GitHub App credentials it stores deliveries but cannot act on GitHub.

@@ -101,37 +101,123 @@ async fn drain(store: &Store, consumer: &impl Consumer, shutdown: &CancellationT
     }
 }
 
-/// The consumer that decodes each delivery into Foreman's own event type and runs the decision core on it.
+/// The consumer that decodes each delivery into Foreman's own event type, runs the decision core on it with
+/// the issue's job state, and carries out the decisions that touch only the job store: enqueue, cancel and
+/// retry.
 ///
-/// A payload that does not decode is dead-lettered with the decoder's message. The actions decided are kept
-/// with the delivery as its summary (one JSON object per action, as `foreman replay` prints them), so
-/// `GET /api/deliveries/{id}` answers "why did (or didn't) Foreman react to this?".
+/// A payload that does not decode is dead-lettered with the decoder's message. The actions decided, with
+/// what the job store made of each, are kept with the delivery as its summary (one JSON object per line),
+/// so `GET /api/deliveries/{id}` answers "why did (or didn't) Foreman react to this?". A store failure
+/// leaves the delivery in the inbox for the next pass; a redelivery or a replay after a crash has no
+/// second effect, because the job store remembers the deliveries that queued each job.
 ///
-/// It decides with an empty snapshot of job state; carrying out the actions (the job store, replies) is
-/// wired in with the scheduler.
+/// Replies and lookups need the GitHub client and are recorded, not yet carried out.
 pub struct Decider {
     config: crate::decide::DecideConfig,
+    scheduler: crate::scheduler::Scheduler,
 }
 
 impl Decider {
-    /// A decider with the `[triggers]` configuration.
-    pub fn new(config: crate::decide::DecideConfig) -> Self {
-        Self { config }
+    /// A decider with the `[triggers]` configuration, acting on `scheduler`'s job store.
+    pub fn new(config: crate::decide::DecideConfig, scheduler: crate::scheduler::Scheduler) -> Self {
+        Self { config, scheduler }
+    }
+
+    fn snapshot(&self, event: &crate::event::Event) -> Result<crate::decide::Snapshot, String> {
+        use crate::decide::JobState as Seen;
+        use crate::store::jobs::JobState;
+        let job = match event.issue() {
+            Some(issue) => self.scheduler.store().job(&issue.repo, issue.number).map_err(|e| e.to_string())?,
+            None => None,
+        };
+        let job = job.map(|j| match j.state {
+            JobState::Queued => Seen::Queued,
+            JobState::Running => Seen::Running,
+            JobState::Succeeded => Seen::Succeeded,
+            JobState::Failed | JobState::Stuck => Seen::Failed,
+            JobState::Cancelled => Seen::Cancelled,
+        });
+        Ok(crate::decide::Snapshot { job, ..Default::default() })
+    }
+
+    /// Carries out one action on the job store; returns what became of it, for the summary.
+    async fn act(&self, event: &crate::event::Event, action: &crate::decide::Action) -> Result<String, String> {
+        use crate::decide::Action;
+        use crate::store::jobs::{JobError, JobKind};
+        let now = OffsetDateTime::now_utc();
+        let store_failure = |e: JobError| match e {
+            JobError::Store(e) => Err(e.to_string()),
+            other => Ok(format!("refused: {other}")),
+        };
+        match action {
+            Action::Enqueue { kind, repo, issue, trigger, requester, instructions, installation, delivery } => {
+                let about = event.issue().filter(|i| &i.repo == repo && i.number == *issue);
+                let trigger = serde_json::to_value(trigger).ok().and_then(|t| t.as_str().map(str::to_owned));
+                let request = crate::scheduler::EnqueueRequest {
+                    repo: repo.clone(),
+                    issue: *issue,
+                    installation: *installation,
+                    kind: match kind {
+                        crate::decide::JobKind::Code => JobKind::Code,
+                        crate::decide::JobKind::Plan => JobKind::Plan,
+                        crate::decide::JobKind::FollowUp => JobKind::FollowUp,
+                    },
+                    title: about.map(|i| i.title.clone()).unwrap_or_default(),
+                    body: about.map(|i| i.body.clone()).unwrap_or_default(),
+                    labels: about.map(|i| i.labels.clone()).unwrap_or_default(),
+                    blocked_by: Vec::new(),
+                    cause: format!("{} by {requester}", trigger.as_deref().unwrap_or("request")),
+                    trigger,
+                    requester: Some(requester.clone()),
+                    instructions: instructions.clone(),
+                    delivery: delivery.clone(),
+                };
+                use crate::store::jobs::EnqueueOutcome;
+                match self.scheduler.enqueue(request, requester, now) {
+                    Ok(EnqueueOutcome::Queued(_)) => Ok("queued".into()),
+                    Ok(EnqueueOutcome::Updated(_)) => Ok("already queued: refreshed".into()),
+                    Ok(EnqueueOutcome::AlreadyRunning(_)) => Ok("already running".into()),
+                    Ok(EnqueueOutcome::Stuck(_)) => Ok("stuck: needs /foreman retry".into()),
+                    Ok(EnqueueOutcome::Duplicate(_)) => Ok("duplicate delivery: no second effect".into()),
+                    Err(e) => store_failure(e),
+                }
+            }
+            Action::Cancel { repo, issue, reason, .. } => {
+                match self.scheduler.cancel(repo, *issue, "foreman", reason, now).await {
+                    Ok(Some(_)) => Ok("cancelled".into()),
+                    Ok(None) => Ok("no live job".into()),
+                    Err(e) => store_failure(e),
+                }
+            }
+            Action::Retry { repo, issue, requester, .. } => {
+                match self.scheduler.retry(repo, *issue, requester, "retry", now).await {
+                    Ok(_) => Ok("queued".into()),
+                    Err(e) => store_failure(e),
+                }
+            }
+            Action::Reply { .. } | Action::Lookup { .. } => Ok("not carried out: no GitHub client wired".into()),
+            Action::Ignore { .. } => Ok("ignored".into()),
+        }
     }
 }
 
 impl Consumer for Decider {
     async fn consume(&self, meta: &DeliveryMeta, body: &[u8]) -> Result<Processed, String> {
         let event = match crate::event::decode(&meta.event, body) {
-            Ok(event) => event,
+            Ok(event) => event.with_delivery(meta.id.clone()),
             Err(e) => return Ok(Processed::Dead(e.to_string())),
         };
-        let actions = crate::decide::decide(&event, &self.config, &crate::decide::Snapshot::default());
-        let summary = actions
-            .iter()
-            .map(|a| serde_json::to_string(a).unwrap_or_else(|e| format!("{{\"unserialisable\":\"{e}\"}}")))
-            .collect::<Vec<_>>()
-            .join("\n");
-        Ok(Processed::Done(summary))
+        let snapshot = self.snapshot(&event)?;
+        let actions = crate::decide::decide(&event, &self.config, &snapshot);
+        let mut summary = Vec::with_capacity(actions.len());
+        for action in &actions {
+            let result = self.act(&event, action).await?;
+            let mut line = serde_json::to_value(action).unwrap_or_default();
+            if let Some(obj) = line.as_object_mut() {
+                obj.insert("result".into(), result.into());
+            }
+            summary.push(line.to_string());
+        }
+        Ok(Processed::Done(summary.join("\n")))
     }
 }

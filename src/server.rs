@@ -86,7 +86,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
 
     let shutdown = CancellationToken::new();
-    let worker = tokio::spawn(dispatch::run(store.clone(), Decider::new(config.triggers.clone()), shutdown.clone()));
+    let scheduler = crate::scheduler::Scheduler::new(store.clone(), config.scheduler.clone());
+    let recovery = scheduler.recover(OffsetDateTime::now_utc()).await.map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
+    tracing::info!(?recovery, "recovered jobs left by an earlier process");
+    let decider = Decider::new(config.triggers.clone(), scheduler);
+    let worker = tokio::spawn(dispatch::run(store.clone(), decider, shutdown.clone()));
     let pruner = tokio::spawn(prune_loop(store.clone(), config.inbox.retention_days, shutdown.clone()));
 
     let app = router(state);

@@ -67,7 +67,17 @@ fn app_manifest_uses_only_documented_fields_permissions_and_events() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     let events: Vec<&str> = obj["default_events"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
-    assert_eq!(events, ["issues", "issue_comment", "pull_request", "pull_request_review", "projects_v2_item"]);
+    assert_eq!(
+        events,
+        [
+            "issues",
+            "issue_comment",
+            "pull_request",
+            "pull_request_review",
+            "pull_request_review_comment",
+            "projects_v2_item"
+        ]
+    );
     for e in events {
         assert!(schemas.contains(e), "{e} is not a webhook event");
         assert!(foreman::ingress::USED_EVENTS.contains(&e), "{e} would be answered 204 and dropped");

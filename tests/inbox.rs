@@ -41,6 +41,39 @@ async fn deliveries_are_decided_after_the_answer_and_undecodable_ones_are_dead_l
         assert_eq!(state["state"], "processed", "{state}");
         let summary = state["summary"].as_str().unwrap();
         assert!(summary.contains(r#""decision":"enqueue""#) && summary.contains(r#""trigger":"label""#), "{summary}");
+        assert!(summary.contains(r#""result":"queued""#), "{summary}");
+
+        // The job is in the store, visible through the admin API, with its audit trail.
+        let job: serde_json::Value =
+            client.get(foreman.url("/api/jobs/Codertocat/Hello-World/1")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(job["state"], "queued", "{job}");
+        let status: serde_json::Value =
+            client.get(foreman.url("/api/status")).send().await.unwrap().json().await.unwrap();
+        assert!(status.to_string().contains("Hello-World"), "{status}");
+
+        // The same labelling delivered again under a new id (GitHub's redelivery keeps the id, so this is a
+        // second, identical event): the decision sees the queued job and leaves it alone.
+        let r = delivery(&client, &url, SECRET, "issues", "labeled-again", serde_json::to_vec(&payload).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let state = processed(&client, &foreman, "labeled-again").await;
+        assert!(state["summary"].as_str().unwrap().contains("already has a queued job"), "{state}");
+
+        // Removing the label cancels the queued job.
+        let mut unlabeled = payload.clone();
+        unlabeled["action"] = "unlabeled".into();
+        let r = delivery(&client, &url, SECRET, "issues", "unlabeled", serde_json::to_vec(&unlabeled).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let state = processed(&client, &foreman, "unlabeled").await;
+        assert!(state["summary"].as_str().unwrap().contains(r#""result":"cancelled""#), "{state}");
+        let job: serde_json::Value =
+            client.get(foreman.url("/api/jobs/Codertocat/Hello-World/1")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(job["state"], "cancelled", "{job}");
 
         // An issues.labeled delivery without the issue: valid JSON, signed, stored (202), then dead-lettered.
         let r = delivery(&client, &url, SECRET, "issues", "broken", br#"{"action":"labeled"}"#.to_vec())

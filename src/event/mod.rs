@@ -153,6 +153,8 @@ pub struct IssueRef {
     pub is_pull_request: bool,
     /// Its title.
     pub title: String,
+    /// Its body (Markdown; empty when GitHub sends `null`). Carries `Depends on #N` lines.
+    pub body: String,
     /// `open` or `closed`, as sent.
     pub state: String,
     /// The names of its labels.

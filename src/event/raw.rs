@@ -54,6 +54,8 @@ struct RawIssue {
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
     state: Option<String>,
     #[serde(default)]
     labels: Option<Vec<RawLabel>>,
@@ -70,6 +72,7 @@ impl RawIssue {
             node_id: NodeId(self.node_id),
             is_pull_request: is_pull_request || self.pull_request.is_some(),
             title: self.title.unwrap_or_default(),
+            body: self.body.unwrap_or_default(),
             state: self.state.unwrap_or_default(),
             labels: self.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
             author: self.user.into(),

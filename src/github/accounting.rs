@@ -1,15 +1,15 @@
 //! Call accounting: requests by endpoint, status and installation; the remaining quota; GraphQL points.
 //!
 //! Metrics (the `metrics` crate; exported by whatever recorder the binary installs):
-//! - `github_requests_total{endpoint, status, installation}`: every HTTP attempt, retries included.
+//! - `foreman_github_requests_total{endpoint, status, installation}`: every HTTP attempt, retries included.
 //!   `status` is the HTTP status, or `error` when no answer came. `installation` is the id, or `app` for calls
 //!   made with the app's JWT.
-//! - `github_requests_free_total{endpoint, installation}`: 304 answers to conditional requests, which GitHub
+//! - `foreman_github_requests_free_total{endpoint, installation}`: 304 answers to conditional requests, which GitHub
 //!   does not count against the quota.
-//! - `github_rate_limit_remaining{installation, resource}` (gauge): `x-ratelimit-remaining` of the latest answer.
-//! - `github_graphql_points_used{installation}` (gauge): `x-ratelimit-used` of the latest GraphQL answer,
+//! - `foreman_github_rate_limit_remaining{installation, resource}` (gauge): `x-ratelimit-remaining` of the latest answer.
+//! - `foreman_github_graphql_points_used{installation}` (gauge): `x-ratelimit-used` of the latest GraphQL answer,
 //!   the points spent in the current hour.
-//! - `github_retries_total{endpoint, cause}`: retries by cause.
+//! - `foreman_github_retries_total{endpoint, cause}`: retries by cause.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -47,16 +47,16 @@ impl Accounting {
     ) {
         let inst = installation.map_or_else(|| "app".to_owned(), |i| i.to_string());
         let status_label = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
-        metrics::counter!("github_requests_total", "endpoint" => endpoint, "status" => status_label, "installation" => inst.clone())
+        metrics::counter!("foreman_github_requests_total", "endpoint" => endpoint, "status" => status_label, "installation" => inst.clone())
             .increment(1);
         if status == Some(304) {
-            metrics::counter!("github_requests_free_total", "endpoint" => endpoint, "installation" => inst.clone())
+            metrics::counter!("foreman_github_requests_free_total", "endpoint" => endpoint, "installation" => inst.clone())
                 .increment(1);
         }
         let Some(headers) = headers else { return };
         let resource = headers.get("x-ratelimit-resource").and_then(|v| v.to_str().ok()).unwrap_or("core").to_owned();
         if let Some(remaining) = header_u64(headers, "x-ratelimit-remaining") {
-            metrics::gauge!("github_rate_limit_remaining", "installation" => inst.clone(), "resource" => resource.clone())
+            metrics::gauge!("foreman_github_rate_limit_remaining", "installation" => inst.clone(), "resource" => resource.clone())
                 .set(remaining as f64);
             if resource == "core"
                 && let (Some(limit), Some(reset)) = (header_u64(headers, "x-ratelimit-limit"), reset_time(headers))
@@ -67,13 +67,13 @@ impl Accounting {
         if resource == "graphql"
             && let Some(used) = header_u64(headers, "x-ratelimit-used")
         {
-            metrics::gauge!("github_graphql_points_used", "installation" => inst).set(used as f64);
+            metrics::gauge!("foreman_github_graphql_points_used", "installation" => inst).set(used as f64);
         }
     }
 
     /// Counts one retry by its cause.
     pub(crate) fn retried(&self, endpoint: &'static str, cause: &'static str) {
-        metrics::counter!("github_retries_total", "endpoint" => endpoint, "cause" => cause).increment(1);
+        metrics::counter!("foreman_github_retries_total", "endpoint" => endpoint, "cause" => cause).increment(1);
     }
 
     /// The latest quota seen for an installation.
