@@ -111,3 +111,12 @@ fn dockerfile_is_multi_stage_with_git_and_ca_certificates() {
         assert!(docker.contains(needle), "Dockerfile lacks {needle}");
     }
 }
+
+#[test]
+fn every_environment_variable_is_documented() {
+    let docs = read("docs/configuration.md");
+    for (env, key) in foreman::config::ENV_KEYS {
+        assert!(docs.contains(&format!("`{env}`")), "docs/configuration.md does not mention {env}");
+        assert!(docs.contains(&format!("`{key}`")), "docs/configuration.md does not mention the key {key}");
+    }
+}
