@@ -31,6 +31,42 @@ pub trait Consumer: Send + Sync + 'static {
     fn consume(&self, meta: &DeliveryMeta, body: &[u8]) -> impl Future<Output = Result<Processed, String>> + Send;
 }
 
+/// How much lower than the HTTP server the inbox worker's thread runs, as a Unix nice increment. Under a
+/// burst the answers to GitHub (which gives up after 10 s) come first; the durable inbox absorbs the burst
+/// and the worker drains it as soon as the cores are free. On an idle machine it changes nothing.
+pub const WORKER_NICE: i32 = 10;
+
+/// Runs the worker on a thread of its own, at [`WORKER_NICE`] lower priority, with its own single-threaded
+/// runtime, until `shutdown` is cancelled. Join the handle to wait for it to stop.
+pub fn spawn_worker(
+    store: Store,
+    consumer: impl Consumer,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("foreman-inbox".into()).spawn(move || {
+        lower_this_threads_priority(WORKER_NICE);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        match runtime {
+            Ok(runtime) => runtime.block_on(run(store, consumer, shutdown)),
+            Err(e) => tracing::error!(error = %e, "the inbox worker could not start its runtime"),
+        }
+    })
+}
+
+/// Raises the calling thread's nice value by `by` (Linux applies nice per thread). Failure is harmless:
+/// the worker then runs at the server's priority.
+fn lower_this_threads_priority(by: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, current + by);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
+}
+
 /// Runs until `shutdown` is cancelled: drains the inbox, then waits for new deliveries.
 pub async fn run(store: Store, consumer: impl Consumer, shutdown: CancellationToken) {
     loop {

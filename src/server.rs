@@ -90,7 +90,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let recovery = scheduler.recover(OffsetDateTime::now_utc()).await.map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
     tracing::info!(?recovery, "recovered jobs left by an earlier process");
     let decider = Decider::new(config.triggers.clone(), scheduler);
-    let worker = tokio::spawn(dispatch::run(store.clone(), decider, shutdown.clone()));
+    let worker = dispatch::spawn_worker(store.clone(), decider, shutdown.clone())?;
     let pruner = tokio::spawn(prune_loop(store.clone(), config.inbox.retention_days, shutdown.clone()));
 
     let app = router(state);
@@ -116,7 +116,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         _ = drained => tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway"),
     }
     shutdown.cancel();
-    let _ = worker.await;
+    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
     let _ = pruner.await;
     store.sync().await?;
     tracing::info!("stopped");
