@@ -335,6 +335,87 @@ async fn a_token_expiring_mid_run_is_refreshed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_token_is_refreshed_once_and_a_second_401_is_an_error() {
+    tokio::time::timeout(LIMIT, async {
+        let w = world().await;
+        let n = issue(&w, "Revoked");
+        let path = format!("/repos/acme/widgets/issues/{}", n.0);
+        let log = |w: &World| -> Vec<(String, u64)> {
+            requests(w)
+                .iter()
+                .filter(|r| r["path"] == path.as_str() || r["path"].as_str().unwrap().ends_with("/access_tokens"))
+                .map(|r| (r["path"].as_str().unwrap().to_owned(), r["status"].as_u64().unwrap()))
+                .collect()
+        };
+        let mint = format!("/app/installations/{}/access_tokens", w.inst.0);
+
+        w.client.issue(w.inst, &w.repo, n).await.unwrap();
+        assert_eq!(log(&w), [(mint.clone(), 201), (path.clone(), 200)], "one token, minted and cached");
+
+        // The cached token is revoked behind the client's back: one 401, one new token, the call succeeds.
+        assert_eq!(w.sim.revoke_tokens(w.inst.0), 1);
+        let got = w.client.issue(w.inst, &w.repo, n).await.expect("refreshed after a 401");
+        assert_eq!(got.number, n);
+        assert_eq!(
+            log(&w)[2..],
+            [(path.clone(), 401), (mint.clone(), 201), (path.clone(), 200)],
+            "refused once, refreshed once, then answered"
+        );
+
+        // Every installation-token call now gets 401 (a suspended installation): the fresh token is refused
+        // too, and the client gives up with a typed error instead of minting forever.
+        w.sim.set_faults(Faults { error_rate: 1.0, kinds: vec!["401".into()], ..Faults::default() });
+        let err = w.client.issue(w.inst, &w.repo, n).await.expect_err("a second 401 is not retried");
+        assert!(matches!(err, GithubError::Unauthorized { .. }), "{err:?}");
+        assert_eq!(
+            log(&w)[5..],
+            [(path.clone(), 401), (mint.clone(), 201), (path.clone(), 401)],
+            "exactly one refresh between the two refusals"
+        );
+
+        w.sim.set_faults(Faults::default());
+        w.client.issue(w.inst, &w.repo, n).await.expect("the client recovers once GitHub accepts the token again");
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_per_installation_are_bounded() {
+    tokio::time::timeout(LIMIT, async {
+        let options = fast();
+        let bound = options.retry.max_concurrent as u64;
+        let w = world_with(|_| {}, options).await;
+        let n = issue(&w, "Busy");
+        // Every call is held 100 ms by the simulator, so unbounded calls would all overlap.
+        w.sim.set_faults(Faults {
+            error_rate: 1.0,
+            kinds: vec!["latency".into()],
+            latency_ms: 100,
+            ..Faults::default()
+        });
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                let c = w.client.clone();
+                let repo = w.repo.clone();
+                let inst = w.inst;
+                tokio::spawn(async move { c.issue(inst, &repo, n).await })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap().expect("every call completes");
+        }
+        let served = requests(&w).iter().filter(|r| r["installation"] == w.inst.0 && r["status"] == 200).count();
+        assert_eq!(served, 16);
+        let peak = w.sim.max_in_flight(w.inst.0);
+        assert!(peak <= bound, "the simulator saw {peak} requests of one installation in flight, bound {bound}");
+        assert!(peak > 1, "calls do run concurrently up to the bound (peak {peak})");
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn primary_rate_limit_waits_for_reset_and_holds_new_sessions() {
     tokio::time::timeout(LIMIT, async {
         let w = world().await;

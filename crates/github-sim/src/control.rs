@@ -163,6 +163,10 @@ fn route(inner: &Inner, req: &Req) -> R {
             *inner.faults.lock().expect("faults lock") = b.clone();
             Ok(Resp::ok(serde_json::to_value(b).expect("faults serialise")))
         }
+        ["installations", id, "revoke-tokens"] if post => {
+            let revoked = crate::server::revoke_tokens(inner, num(id)?);
+            Ok(Resp::ok(json!({"revoked": revoked})))
+        }
         ["deliveries", id, "redeliver"] if post => {
             let mut w = inner.world();
             let new = crate::hooks::redeliver(inner, &mut w, num(id)?).ok_or_else(Resp::not_found)?;

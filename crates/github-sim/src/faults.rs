@@ -23,7 +23,8 @@ pub struct Faults {
     /// Probability in [0, 1] that an API request gets a fault; 0 turns faults off.
     #[serde(default)]
     pub error_rate: f64,
-    /// Which faults to draw from: `500`, `502`, `429`, `secondary`, `graphql_rate_limit`, `latency`.
+    /// Which faults to draw from: `500`, `502`, `429`, `secondary`, `graphql_rate_limit`, `latency`,
+    /// `401` (installation-token calls only: `Bad credentials`, as for a revoked token).
     #[serde(default)]
     pub kinds: Vec<String>,
     /// Delay added by the `latency` fault, in milliseconds.
@@ -35,11 +36,13 @@ pub struct Faults {
 }
 
 /// Known fault kinds.
-pub const KINDS: [&str; 6] = ["500", "502", "429", "secondary", "graphql_rate_limit", "latency"];
+pub const KINDS: [&str; 7] = ["500", "502", "429", "secondary", "graphql_rate_limit", "latency", "401"];
 
 /// Draws a fault for one request. `latency` delays and lets the request through; the others
-/// answer in its place.
-pub(crate) async fn pick(inner: &Inner, graphql: bool) -> Option<Resp> {
+/// answer in its place. `graphql_rate_limit` applies only to GraphQL requests and `401` only to
+/// requests made with an installation token (app JWT calls stay unaffected, so a client can still
+/// mint a new token and see that one refused too, as when an installation is suspended).
+pub(crate) async fn pick(inner: &Inner, graphql: bool, installation_token: bool) -> Option<Resp> {
     let (kind, latency) = {
         let f = inner.faults.lock().expect("faults lock");
         if f.error_rate <= 0.0 || f.kinds.is_empty() {
@@ -49,8 +52,12 @@ pub(crate) async fn pick(inner: &Inner, graphql: bool) -> Option<Resp> {
         if rng.random::<f64>() >= f.error_rate {
             return None;
         }
-        let applicable: Vec<&String> =
-            f.kinds.iter().filter(|k| graphql || k.as_str() != "graphql_rate_limit").collect();
+        let applicable: Vec<&String> = f
+            .kinds
+            .iter()
+            .filter(|k| graphql || k.as_str() != "graphql_rate_limit")
+            .filter(|k| installation_token || k.as_str() != "401")
+            .collect();
         if applicable.is_empty() {
             return None;
         }
@@ -61,6 +68,7 @@ pub(crate) async fn pick(inner: &Inner, graphql: bool) -> Option<Resp> {
             tokio::time::sleep(Duration::from_millis(latency)).await;
             None
         }
+        "401" => Some(Resp::error(401, "Bad credentials")),
         "500" => Some(Resp::error(500, "Server Error")),
         "502" => Some(Resp::error(502, "Server Error")),
         "429" => Some(Resp::error(429, "Too Many Requests").header("retry-after", RETRY_AFTER_SECS.to_string())),

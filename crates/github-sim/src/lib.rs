@@ -125,6 +125,7 @@ impl GithubSim {
             delivered,
             changed,
             faults: Mutex::new(Faults::default()),
+            started: std::time::Instant::now(),
         });
         openapi::load(&config.shared_dir)?;
         graphql::load(&config.shared_dir)?;
@@ -294,6 +295,18 @@ impl SimHandle {
             server::exhaust_primary(&self.inner, time::Duration::seconds(secs as i64));
         }
         *self.inner.faults.lock().expect("faults lock") = faults;
+    }
+    /// `POST /_sim/installations/{id}/revoke-tokens`: revokes every installation token of
+    /// `installation` (later calls with them get 401 `Bad credentials`, as after GitHub's
+    /// `DELETE /installation/token`). Returns how many tokens were revoked.
+    pub fn revoke_tokens(&self, installation: u64) -> usize {
+        server::revoke_tokens(&self.inner, installation)
+    }
+    /// The most API requests of `installation` the simulator has had in flight at once (the
+    /// maximum `in_flight` of its request log; 0 when it has made none).
+    pub fn max_in_flight(&self, installation: u64) -> u64 {
+        let w = self.inner.world();
+        w.requests.iter().filter(|r| r.installation == Some(installation)).map(|r| r.in_flight).max().unwrap_or(0)
     }
     /// Empties every primary rate-limit bucket until `reset_in` from now.
     pub fn exhaust_rate_limit(&self, reset_in: Duration) {

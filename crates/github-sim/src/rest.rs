@@ -88,6 +88,15 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             crate::hooks::redeliver(inner, &mut w, id).ok_or_else(Resp::not_found)?;
             Ok(Resp::json(202, json!({})))
         }
+        ["installation", "token"] if delete => {
+            // "Revoke an installation access token" (docs.github.com/rest/apps/installations): the
+            // calling token stops working at once; 204.
+            let Auth::Installation { credential, .. } = auth else {
+                return Err(Resp::error(401, "Requires authentication"));
+            };
+            inner.world().tokens.remove(credential);
+            Ok(Resp::empty(204))
+        }
         ["installation", "repositories"] if get => {
             let (inst, token) = installation(auth)?;
             let w = inner.world();
@@ -560,7 +569,7 @@ fn require_app(auth: &Auth) -> Result<(), Resp> {
 
 fn installation(auth: &Auth) -> Result<(u64, Token), Resp> {
     match auth {
-        Auth::Installation { id, token } => Ok((*id, token.clone())),
+        Auth::Installation { id, token, .. } => Ok((*id, token.clone())),
         Auth::None => Err(Resp::error(401, "Requires authentication")),
         Auth::App => Err(Resp::error(403, "Resource not accessible by integration")),
     }

@@ -39,11 +39,17 @@ pub(crate) struct Inner {
     /// wait for a condition on the world instead of sleeping.
     pub changed: watch::Sender<u64>,
     pub faults: Mutex<Faults>,
+    /// When the simulator started: the origin of the request log's `started_ms`/`finished_ms`.
+    pub started: std::time::Instant,
 }
 
 impl Inner {
     pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().expect("world lock")
+    }
+    /// Milliseconds since the simulator started.
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 }
 
@@ -122,7 +128,12 @@ impl Resp {
 pub(crate) enum Auth {
     None,
     App,
-    Installation { id: u64, token: Token },
+    /// `credential` is the token itself (for `DELETE /installation/token`).
+    Installation {
+        id: u64,
+        token: Token,
+        credential: String,
+    },
 }
 
 pub(crate) async fn handle(inner: Arc<Inner>, req: axum::extract::Request) -> Response {
@@ -161,9 +172,10 @@ async fn dispatch(inner: &Arc<Inner>, req: Req) -> Resp {
         inner.changed.send_modify(|n| *n += 1);
         return resp;
     }
+    let started_ms = inner.now_ms();
     if crate::git::is_git_path(&req.path) {
         let resp = crate::git::handle(inner, &req).await;
-        log(inner, &req, resp.status, None, None);
+        log(inner, &req, resp.status, None, None, started_ms, 0);
         return resp;
     }
     let graphql = req.path == "/graphql";
@@ -176,13 +188,13 @@ async fn dispatch(inner: &Arc<Inner>, req: Req) -> Resp {
         tracing::warn!(method = %req.method, path = %req.path, %reason, "nonconforming request");
         let resp =
             Resp::error(400, &format!("github-sim: request does not conform to GitHub's API description: {reason}"));
-        log(inner, &req, 400, None, None);
+        log(inner, &req, 400, None, None, started_ms, 0);
         return resp;
     }
     let auth = match authenticate(inner, &req) {
         Ok(a) => a,
         Err(r) => {
-            log(inner, &req, r.status, None, None);
+            log(inner, &req, r.status, None, None, started_ms, 0);
             return r;
         }
     };
@@ -190,42 +202,93 @@ async fn dispatch(inner: &Arc<Inner>, req: Req) -> Resp {
         Auth::Installation { id, .. } => Some(*id),
         _ => None,
     };
+    // Counted from authentication until the answer is logged (also when the caller goes away).
+    let flight = inst.map(|id| InFlight::enter(inner, id));
+    let in_flight = flight.as_ref().map_or(0, |f| f.at_entry);
     let operation = if graphql { crate::graphql::operation_name(&req) } else { None };
-    if let Some(fault) = crate::faults::pick(inner, graphql).await {
+    if let Some(fault) = crate::faults::pick(inner, graphql, inst.is_some()).await {
         let fault = with_rate_headers(inner, &auth, fault, false);
-        log(inner, &req, fault.status, operation, inst);
+        drop(flight);
+        log(inner, &req, fault.status, operation, inst, started_ms, in_flight);
         return fault;
     }
     if let Some(limited) = primary_limit(inner, &auth) {
-        log(inner, &req, limited.status, operation.clone(), inst);
+        drop(flight);
+        log(inner, &req, limited.status, operation.clone(), inst, started_ms, in_flight);
         return limited;
     }
     let resp =
         if graphql { crate::graphql::handle(inner, &auth, &req) } else { crate::rest::route(inner, &auth, &req) };
     let resp = with_rate_headers(inner, &auth, resp, true);
-    log(inner, &req, resp.status, operation, inst);
+    drop(flight);
+    log(inner, &req, resp.status, operation, inst, started_ms, in_flight);
     resp
 }
 
-fn log(inner: &Inner, req: &Req, status: u16, operation_name: Option<String>, installation: Option<u64>) {
+/// One API request of an installation in flight; leaving (drop) takes it off the count.
+struct InFlight<'a> {
+    inner: &'a Inner,
+    installation: u64,
+    /// The installation's count once this request was added.
+    at_entry: u64,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(inner: &'a Inner, installation: u64) -> Self {
+        let mut w = inner.world();
+        let n = w.in_flight.entry(installation).or_default();
+        *n += 1;
+        let at_entry = *n;
+        drop(w);
+        InFlight { inner, installation, at_entry }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.inner.world().in_flight.get_mut(&self.installation) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+fn log(
+    inner: &Inner,
+    req: &Req,
+    status: u16,
+    operation_name: Option<String>,
+    installation: Option<u64>,
+    started_ms: u64,
+    in_flight: u64,
+) {
+    let finished_ms = inner.now_ms();
     inner.world().requests.push(LoggedRequest {
         method: req.method.to_string(),
         path: req.path.clone(),
         status,
         operation_name,
         installation,
+        started_ms,
+        finished_ms,
+        in_flight,
     });
     inner.changed.send_modify(|n| *n += 1);
 }
 
+/// The credential of an `Authorization` header: `Bearer X`, `bearer X`, `token X` or bare `X`.
+fn credential(req: &Req) -> Option<&str> {
+    let h = req.header("authorization")?;
+    Some(
+        h.strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+            .or_else(|| h.strip_prefix("token "))
+            .unwrap_or(h)
+            .trim(),
+    )
+}
+
 fn authenticate(inner: &Inner, req: &Req) -> Result<Auth, Resp> {
-    let Some(h) = req.header("authorization") else { return Ok(Auth::None) };
-    let cred = h
-        .strip_prefix("Bearer ")
-        .or_else(|| h.strip_prefix("bearer "))
-        .or_else(|| h.strip_prefix("token "))
-        .unwrap_or(h)
-        .trim();
+    let Some(cred) = credential(req) else { return Ok(Auth::None) };
     if cred.split('.').count() == 3 {
         let client_id = format!("Iv1.{:016x}", inner.app_id);
         return match inner.key.verify_jwt(cred, inner.app_id, &client_id) {
@@ -236,7 +299,7 @@ fn authenticate(inner: &Inner, req: &Req) -> Result<Auth, Resp> {
     let w = inner.world();
     match w.tokens.get(cred) {
         Some(t) if t.expires_at > OffsetDateTime::now_utc() => {
-            Ok(Auth::Installation { id: t.installation, token: t.clone() })
+            Ok(Auth::Installation { id: t.installation, token: t.clone(), credential: cred.to_string() })
         }
         _ => Err(Resp::error(401, "Bad credentials")),
     }
@@ -374,4 +437,13 @@ pub(crate) fn paginate(inner: &Inner, req: &Req, items: Vec<Value>) -> Resp {
     }
     let resp = Resp::ok(Value::Array(slice));
     if links.is_empty() { resp } else { resp.header("link", links.join(", ")) }
+}
+
+/// Revokes every installation token of `installation` (the control API's `revoke-tokens`): calls
+/// made with them get 401 `Bad credentials` from now on. Returns how many were revoked.
+pub(crate) fn revoke_tokens(inner: &Inner, installation: u64) -> usize {
+    let mut w = inner.world();
+    let before = w.tokens.len();
+    w.tokens.retain(|_, t| t.installation != installation);
+    before - w.tokens.len()
 }

@@ -295,6 +295,14 @@ pub struct LoggedRequest {
     pub status: u16,
     pub operation_name: Option<String>,
     pub installation: Option<u64>,
+    /// When the simulator began handling the request, in milliseconds since it started.
+    pub started_ms: u64,
+    /// When it answered, in milliseconds since it started.
+    pub finished_ms: u64,
+    /// API requests of the same installation in flight when this one was authenticated, itself
+    /// included (0 for requests without an installation token). Its maximum over the log is the
+    /// installation's concurrency high-water mark.
+    pub in_flight: u64,
 }
 
 /// A request the simulator refused because GitHub's API description does not allow it.
@@ -331,6 +339,8 @@ pub struct World {
     pub requests: Vec<LoggedRequest>,
     pub nonconforming: Vec<Nonconforming>,
     pub buckets: HashMap<u64, Bucket>,
+    /// API requests in flight per installation (authenticated with its token, not yet answered).
+    pub in_flight: HashMap<u64, u64>,
     pub created_at: String,
 }
 
@@ -371,6 +381,7 @@ impl World {
             requests: Vec::new(),
             nonconforming: Vec::new(),
             buckets: HashMap::new(),
+            in_flight: HashMap::new(),
             created_at: ts(OffsetDateTime::now_utc()),
         };
         let id = w.id();

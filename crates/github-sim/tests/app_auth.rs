@@ -165,3 +165,38 @@ async fn state_dir_gets_app_files_and_key_is_reused() {
     .await
     .expect("timed out");
 }
+
+#[tokio::test]
+async fn revoked_tokens_are_refused() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let s = start().await;
+        s.sim.create_repo("acme", "widgets", &[]).unwrap();
+        let inst = s.sim.installation_id("acme");
+
+        // GitHub's `DELETE /installation/token` revokes the calling token only.
+        let revoked = s.token("acme").await;
+        let kept = s.token("acme").await;
+        assert_eq!(s.call(Method::DELETE, &revoked, "/installation/token", None).await.status(), 204);
+        let r = s.call(Method::GET, &revoked, "/repos/acme/widgets", None).await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap()["message"], "Bad credentials");
+        assert_eq!(s.call(Method::GET, &kept, "/repos/acme/widgets", None).await.status(), 200);
+        assert!(s.sim.state()["nonconforming"].as_array().unwrap().is_empty(), "the endpoint is GitHub's");
+
+        // The control API revokes every token of an installation, leaving other installations alone.
+        s.sim.create_repo("other", "thing", &[]).unwrap();
+        let elsewhere = s.token("other").await;
+        let r = s.http.post(s.url(&format!("/_sim/installations/{inst}/revoke-tokens"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["revoked"], 1);
+        assert_eq!(s.call(Method::GET, &kept, "/repos/acme/widgets", None).await.status(), 401);
+        assert_eq!(s.call(Method::GET, &elsewhere, "/repos/other/thing", None).await.status(), 200);
+
+        // The Rust helper does the same.
+        let again = s.token("acme").await;
+        assert_eq!(s.sim.revoke_tokens(inst), 1);
+        assert_eq!(s.call(Method::GET, &again, "/repos/acme/widgets", None).await.status(), 401);
+    })
+    .await
+    .expect("timed out");
+}

@@ -64,6 +64,14 @@ async fn each_fault_kind() {
         assert_eq!(s.call(Method::GET, &t, path, None).await.status(), 200);
         assert!(started.elapsed() >= Duration::from_millis(300));
 
+        set(&s, json!({"error_rate": 1.0, "kinds": ["401"]})).await;
+        let r = s.call(Method::GET, &t, path, None).await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap()["message"], "Bad credentials");
+        let fresh = s.token("acme").await;
+        assert!(fresh.starts_with("ghs_"), "app JWT calls are unaffected, so tokens can still be minted");
+        assert_eq!(s.call(Method::GET, &fresh, path, None).await.status(), 401, "and they are refused too");
+
         set(&s, json!({"error_rate": 0})).await;
         assert_eq!(s.call(Method::GET, &t, path, None).await.status(), 200);
         let v: Value = graphql(&s, &t).await.json().await.unwrap();
@@ -110,6 +118,44 @@ async fn primary_rate_limit_exhausted_until_reset() {
                 break;
             }
             assert_eq!(r.status(), 403);
+        }
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test]
+async fn request_log_records_timing_and_concurrency_per_installation() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let s = start().await;
+        s.sim.create_repo("acme", "widgets", &[]).unwrap();
+        let inst = s.sim.installation_id("acme");
+        let t = s.token("acme").await;
+        let path = "/repos/acme/widgets";
+        assert_eq!(s.call(Method::GET, &t, path, None).await.status(), 200);
+        assert_eq!(s.sim.max_in_flight(inst), 1, "one call at a time");
+
+        set(&s, json!({"error_rate": 1.0, "kinds": ["latency"], "latency_ms": 300})).await;
+        let (a, b, c) = tokio::join!(
+            s.call(Method::GET, &t, path, None),
+            s.call(Method::GET, &t, path, None),
+            s.call(Method::GET, &t, path, None)
+        );
+        for r in [a, b, c] {
+            assert_eq!(r.status(), 200);
+        }
+        assert_eq!(s.sim.max_in_flight(inst), 3, "three calls held by the latency fault overlap");
+        let state = s.sim.state();
+        let slow: Vec<&Value> = state["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["installation"] == inst && r["in_flight"].as_u64().unwrap() > 1)
+            .collect();
+        assert_eq!(slow.len(), 2, "{state}");
+        for r in slow {
+            let (start, end) = (r["started_ms"].as_u64().unwrap(), r["finished_ms"].as_u64().unwrap());
+            assert!(end >= start + 300, "{r}");
         }
     })
     .await
