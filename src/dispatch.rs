@@ -179,7 +179,7 @@ impl Decider {
     /// Carries out one action on the job store; returns what became of it, for the summary.
     async fn act(&self, event: &crate::event::Event, action: &crate::decide::Action) -> Result<String, String> {
         use crate::decide::Action;
-        use crate::store::jobs::{JobError, JobKind};
+        use crate::store::jobs::JobError;
         let now = OffsetDateTime::now_utc();
         let store_failure = |e: JobError| match e {
             JobError::Store(e) => Err(e.to_string()),
@@ -188,22 +188,17 @@ impl Decider {
         match action {
             Action::Enqueue { kind, repo, issue, trigger, requester, instructions, installation, delivery } => {
                 let about = event.issue().filter(|i| &i.repo == repo && i.number == *issue);
-                let trigger = serde_json::to_value(trigger).ok().and_then(|t| t.as_str().map(str::to_owned));
                 let request = crate::scheduler::EnqueueRequest {
                     repo: repo.clone(),
                     issue: *issue,
                     installation: *installation,
-                    kind: match kind {
-                        crate::decide::JobKind::Code => JobKind::Code,
-                        crate::decide::JobKind::Plan => JobKind::Plan,
-                        crate::decide::JobKind::FollowUp => JobKind::FollowUp,
-                    },
+                    kind: *kind,
                     title: about.map(|i| i.title.clone()).unwrap_or_default(),
                     body: about.map(|i| i.body.clone()).unwrap_or_default(),
                     labels: about.map(|i| i.labels.clone()).unwrap_or_default(),
                     blocked_by: Vec::new(),
-                    cause: format!("{} by {requester}", trigger.as_deref().unwrap_or("request")),
-                    trigger,
+                    cause: format!("{} by {requester}", trigger.as_str()),
+                    trigger: Some(trigger.as_str().to_owned()),
                     requester: Some(requester.clone()),
                     instructions: instructions.clone(),
                     delivery: delivery.clone(),

@@ -25,17 +25,8 @@ use crate::event::{
 };
 use crate::ids::{DeliveryId, InstallationId, IssueNumber, NodeId, RepoName, UserId};
 
-/// What a job does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum JobKind {
-    /// Change code for an issue and open a pull request.
-    Code,
-    /// Propose a plan as a comment, change no code.
-    Plan,
-    /// Continue on a pull request's branch, asked for in a comment on the pull request.
-    FollowUp,
-}
+/// What a job does: the job store's own kind, so a decision enqueues exactly what the store keeps.
+pub use crate::store::jobs::JobKind;
 
 /// What asked for the work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -47,6 +38,17 @@ pub enum Trigger {
     Board,
     /// A command in a comment.
     Command,
+}
+
+impl Trigger {
+    /// The name as serialised and recorded on the job: `label`, `board` or `command`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Label => "label",
+            Trigger::Board => "board",
+            Trigger::Command => "command",
+        }
+    }
 }
 
 /// One thing to do about an event. Serialised as one JSON object with a `decision` tag, e.g.
