@@ -538,4 +538,44 @@ impl Client {
         });
         self.mint(inst, Some(scope)).await
     }
+
+    /// The repository (`GET /repos/{owner}/{repo}`): its default branch and clone URL, for a session.
+    pub async fn repository(&self, inst: InstallationId, repo: &RepoName) -> Result<Repository, GithubError> {
+        const EP: &str = "GET /repos/{owner}/{repo}";
+        let call = Call::new(Method::GET, EP, repo_path(repo), Auth::Installation(inst));
+        self.send(call).await?.json(EP)
+    }
+
+    /// One pull request (`GET /repos/{owner}/{repo}/pulls/{pull_number}`): its head branch for a follow-up.
+    pub async fn pull(
+        &self,
+        inst: InstallationId,
+        repo: &RepoName,
+        number: IssueNumber,
+    ) -> Result<PullRequest, GithubError> {
+        const EP: &str = "GET /repos/{owner}/{repo}/pulls/{pull_number}";
+        let call = Call::new(Method::GET, EP, format!("{}/pulls/{number}", repo_path(repo)), Auth::Installation(inst));
+        self.send(call).await?.json(EP)
+    }
+
+    /// Requests reviews (`POST /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers`). Idempotent on
+    /// GitHub's side: asking again for a reviewer already requested changes nothing. GitHub answers 422 when a
+    /// reviewer is the pull request's author or not a collaborator; that is [`GithubError::Unprocessable`].
+    pub async fn request_reviewers(
+        &self,
+        inst: InstallationId,
+        repo: &RepoName,
+        number: IssueNumber,
+        reviewers: &[&str],
+    ) -> Result<(), GithubError> {
+        const EP: &str = "POST /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers";
+        let call = Call::new(
+            Method::POST,
+            EP,
+            format!("{}/pulls/{number}/requested_reviewers", repo_path(repo)),
+            Auth::Installation(inst),
+        )
+        .body(json!({ "reviewers": reviewers }));
+        self.send(call).await.map(drop)
+    }
 }

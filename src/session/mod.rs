@@ -85,6 +85,10 @@ pub struct SessionSpec {
     pub resume: Option<String>,
     /// Whether an answer without changes is a success (a question was asked). Always true for `Planning`.
     pub answer_expected: bool,
+    /// The constitution's checkable rules. When given, changes are checked against them in the worktree
+    /// ([`crate::constitution::enforce`]: diff rules, then the required commands) before the worktree is
+    /// removed; a change that breaks one is a [`FailureClass::Validation`] failure and is never pushed.
+    pub rules: Option<crate::constitution::Rules>,
 }
 
 /// Reported while a session runs, so the caller can renew its claim and show progress.
@@ -135,6 +139,8 @@ pub enum FailureClass {
     Overloaded,
     /// Foreman's side failed: git, starting the agent, every credential refused.
     Infrastructure,
+    /// The change broke a rule of the constitution ([`SessionOutcome::enforcement`] says which).
+    Validation,
 }
 
 impl FailureClass {
@@ -215,6 +221,9 @@ pub struct SessionOutcome {
     pub summary: Summary,
     /// The session log.
     pub log_path: PathBuf,
+    /// The constitution's allow-or-deny decision on the changes, when rules were given and there were
+    /// changes to check. Goes into the job's audit trail.
+    pub enforcement: Option<crate::constitution::Decision>,
 }
 
 /// A configuration problem found at start.
@@ -314,6 +323,7 @@ impl SessionRunner {
             agent_session_id: spec.resume.clone(),
             summary: Summary::default(),
             log_path: log.path().to_owned(),
+            enforcement: None,
         };
 
         progress(Progress::Preparing);
@@ -381,6 +391,20 @@ impl SessionRunner {
 
         let leftover = format!("Changes left uncommitted by the agent (foreman session {session_id})");
         let changes = outcome::collect(&ws.path, &ws.base_commit, &leftover, &self.identity()).await;
+        let refused = match (&spec.rules, &agent.failure, &changes) {
+            (Some(rules), None, Ok(c)) if !c.commits.is_empty() => {
+                match crate::constitution::enforce(&ws.path, &ws.base_commit, rules).await {
+                    Ok(decision) => {
+                        log.event("constitution", json!(decision));
+                        let refused = (!decision.allowed).then(|| (FailureClass::Validation, refusal(&decision)));
+                        outcome.enforcement = Some(decision);
+                        refused
+                    }
+                    Err(e) => Some((FailureClass::Infrastructure, format!("reading the change to check it: {e}"))),
+                }
+            }
+            _ => None,
+        };
         self.workspaces.remove(&ws, &spec.repo).await;
         outcome.verdict = match (agent.failure, changes) {
             (Some((class, reason)), Ok(changes)) => {
@@ -389,6 +413,11 @@ impl SessionRunner {
             }
             (Some((class, reason)), Err(_)) => failed(class, reason),
             (None, Err(e)) => failed(FailureClass::Infrastructure, format!("reading the changes: {e}")),
+            (None, Ok(changes)) if refused.is_some() => {
+                outcome.changes = changes;
+                let (class, reason) = refused.unwrap_or((FailureClass::Infrastructure, String::new()));
+                failed(class, reason)
+            }
             (None, Ok(changes)) => {
                 let has_commits = !changes.commits.is_empty();
                 outcome.changes = changes;
@@ -712,4 +741,18 @@ fn failed(class: FailureClass, reason: String) -> Verdict {
 
 fn last_line(s: &str) -> &str {
     s.trim().lines().last().unwrap_or("")
+}
+
+/// One line naming every broken rule, with file and line: the failure's reason.
+fn refusal(decision: &crate::constitution::Decision) -> String {
+    let parts: Vec<String> = decision
+        .violations
+        .iter()
+        .map(|v| match (&v.file, v.line) {
+            (Some(f), Some(l)) => format!("{} ({f}:{l}): {}", v.rule.key(), v.message),
+            (Some(f), None) => format!("{} ({f}): {}", v.rule.key(), v.message),
+            _ => format!("{}: {}", v.rule.key(), v.message),
+        })
+        .collect();
+    format!("the constitution refused the change: {}", parts.join("; "))
 }

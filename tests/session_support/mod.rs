@@ -65,6 +65,7 @@ pub fn spec(remote: &Path, title: &str) -> SessionSpec {
         previous_failure: None,
         resume: None,
         answer_expected: false,
+        rules: None,
     }
 }
 

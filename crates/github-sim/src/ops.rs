@@ -460,6 +460,7 @@ pub(crate) fn create_pull(
             draft,
             merged: false,
             reviews: Vec::new(),
+            requested_reviewers: Vec::new(),
             commits,
             head_sha,
             base_sha,

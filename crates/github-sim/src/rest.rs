@@ -474,6 +474,32 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 Err(Resp::not_found())
             }
         }
+        ["repos", o, r, "pulls", n, "requested_reviewers"] if post => {
+            // GitHub answers 422 when the author is asked to review their own pull request.
+            let n = number(n)?;
+            let full = access(inner, auth, o, r, "pull_requests", true)?;
+            let b = req.json()?;
+            let wanted: Vec<String> =
+                b["reviewers"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+            let mut w = inner.world();
+            let issue = w.repos.get_mut(&full).and_then(|r| r.issues.get_mut(&n)).ok_or_else(Resp::not_found)?;
+            if wanted.iter().any(|u| *u == issue.user) {
+                return Err(Resp::validation(
+                    "PullRequest",
+                    "reviewers",
+                    "Review cannot be requested from pull request author.",
+                ));
+            }
+            let p = issue.pull.as_mut().ok_or_else(Resp::not_found)?;
+            for u in wanted {
+                if !p.requested_reviewers.contains(&u) {
+                    p.requested_reviewers.push(u);
+                }
+            }
+            let w = &*w;
+            let repo = &w.repos[&full];
+            Ok(Resp::json(201, w.pull_json(repo, &repo.issues[&n])))
+        }
         ["repos", o, r, "contents", rest @ ..] if get => {
             let full = access(inner, auth, o, r, "contents", false)?;
             contents(inner, req, &full, &rest.join("/"))

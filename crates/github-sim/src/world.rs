@@ -136,6 +136,8 @@ pub struct Pull {
     pub draft: bool,
     pub merged: bool,
     pub reviews: Vec<Review>,
+    /// Logins whose review was requested (POST …/pulls/{n}/requested_reviewers), in request order.
+    pub requested_reviewers: Vec<String>,
     /// Commit ids `base..head` at the last look, oldest first.
     pub commits: Vec<String>,
     pub head_sha: String,
@@ -659,7 +661,8 @@ impl World {
             "user": self.user_json(&issue.user), "body": issue.body,
             "created_at": issue.created_at, "updated_at": issue.updated_at, "closed_at": issue.closed_at,
             "merged_at": null, "merge_commit_sha": null, "assignee": null, "assignees": [],
-            "requested_reviewers": [], "requested_teams": [], "labels": labels, "milestone": null,
+            "requested_reviewers": p.requested_reviewers.iter().map(|u| self.user_json(u)).collect::<Vec<_>>(),
+            "requested_teams": [], "labels": labels, "milestone": null,
             "commits_url": format!("{api}/commits"), "review_comments_url": format!("{api}/comments"),
             "review_comment_url": format!("{b}/repos/{full}/pulls/comments{{/number}}"),
             "comments_url": format!("{iapi}/comments"),
