@@ -138,45 +138,133 @@ async fn drain(store: &Store, consumer: &impl Consumer, shutdown: &CancellationT
 }
 
 /// The consumer that decodes each delivery into Foreman's own event type, runs the decision core on it with
-/// the issue's job state, and carries out the decisions that touch only the job store: enqueue, cancel and
-/// retry.
+/// the issue's job state, and carries out the decisions.
 ///
 /// A payload that does not decode is dead-lettered with the decoder's message. The actions decided, with
-/// what the job store made of each, are kept with the delivery as its summary (one JSON object per line),
-/// so `GET /api/deliveries/{id}` answers "why did (or didn't) Foreman react to this?". A store failure
-/// leaves the delivery in the inbox for the next pass; a redelivery or a replay after a crash has no
-/// second effect, because the job store remembers the deliveries that queued each job.
+/// what became of each, are kept with the delivery as its summary (one JSON object per line), so
+/// `GET /api/deliveries/{id}` answers "why did (or didn't) Foreman react to this?". A store failure, or
+/// GitHub unavailable for a lookup, leaves the delivery in the inbox for the next pass; a redelivery or a
+/// replay after a crash has no second effect, because the job store remembers the deliveries that queued
+/// each job and replies carry the delivery's id in a hidden marker.
 ///
-/// Replies and lookups need the GitHub client and are recorded, not yet carried out.
+/// Without GitHub ([`Decider::new`] alone: no App credentials), lookups and replies are recorded, not
+/// carried out.
 pub struct Decider {
     config: crate::decide::DecideConfig,
     scheduler: crate::scheduler::Scheduler,
+    github: Option<GithubSide>,
+}
+
+/// What the decider needs to act on GitHub.
+pub struct GithubSide {
+    /// The client.
+    pub client: crate::github::Client,
+    /// Reports job states (queued, cancelled) in order with the runner's.
+    pub outbox: crate::report::outbox::Outbox,
+    /// Stops running sessions on `stop`.
+    pub runner: crate::runner::Runner,
+}
+
+/// A lookup's failure: `Err` of [`Decider::lookup`]. Transient ones leave the delivery in the inbox.
+enum LookupError {
+    /// GitHub unavailable or rate limited: try the delivery again later.
+    Transient(String),
+    /// An answer (not found, forbidden): decide without the fact.
+    Answer(String),
 }
 
 impl Decider {
-    /// A decider with the `[triggers]` configuration, acting on `scheduler`'s job store.
+    /// A decider with the `[triggers]` configuration, acting on `scheduler`'s job store only.
     pub fn new(config: crate::decide::DecideConfig, scheduler: crate::scheduler::Scheduler) -> Self {
-        Self { config, scheduler }
+        Self { config, scheduler, github: None }
     }
 
-    fn snapshot(&self, event: &crate::event::Event) -> Result<crate::decide::Snapshot, String> {
+    /// The same, also acting on GitHub: lookups, replies, acknowledgements, reports, stopping sessions.
+    pub fn with_github(mut self, github: GithubSide) -> Self {
+        self.github = Some(github);
+        self
+    }
+
+    fn job_state(
+        &self,
+        repo: &crate::ids::RepoName,
+        issue: crate::ids::IssueNumber,
+    ) -> Result<Option<crate::decide::JobState>, String> {
         use crate::decide::JobState as Seen;
         use crate::store::jobs::JobState;
-        let job = match event.issue() {
-            Some(issue) => self.scheduler.store().job(&issue.repo, issue.number).map_err(|e| e.to_string())?,
-            None => None,
-        };
-        let job = job.map(|j| match j.state {
+        let job = self.scheduler.store().job(repo, issue).map_err(|e| e.to_string())?;
+        Ok(job.map(|j| match j.state {
             JobState::Queued => Seen::Queued,
             JobState::Running => Seen::Running,
             JobState::Succeeded => Seen::Succeeded,
             JobState::Failed | JobState::Stuck => Seen::Failed,
             JobState::Cancelled => Seen::Cancelled,
-        });
+        }))
+    }
+
+    fn snapshot(&self, event: &crate::event::Event) -> Result<crate::decide::Snapshot, String> {
+        let job = match event.issue() {
+            Some(issue) => self.job_state(&issue.repo, issue.number)?,
+            None => None,
+        };
         Ok(crate::decide::Snapshot { job, ..Default::default() })
     }
 
-    /// Carries out one action on the job store; returns what became of it, for the summary.
+    /// Reads the fact a lookup asks for into `snapshot`.
+    async fn lookup(
+        &self,
+        github: &GithubSide,
+        what: &crate::decide::Lookup,
+        installation: Option<crate::ids::InstallationId>,
+        snapshot: &mut crate::decide::Snapshot,
+    ) -> Result<(), LookupError> {
+        use crate::decide::{ItemContent, ItemFacts, Level, Lookup};
+        use crate::github::{GithubError, Permission};
+        let Some(inst) = installation else {
+            return Err(LookupError::Answer("the delivery names no installation".into()));
+        };
+        let classify = |e: GithubError| match e {
+            GithubError::Unavailable { .. } | GithubError::RateLimited { .. } | GithubError::Ambiguous { .. } => {
+                LookupError::Transient(e.to_string())
+            }
+            other => LookupError::Answer(other.to_string()),
+        };
+        match what {
+            Lookup::Permission { repo, user, user_id, .. } => {
+                let level = match github.client.collaborator_permission(inst, repo, *user_id, user).await {
+                    Ok(p) => match p {
+                        Permission::None => Level::Anyone,
+                        Permission::Read => Level::Read,
+                        Permission::Triage => Level::Triage,
+                        Permission::Write => Level::Write,
+                        Permission::Maintain => Level::Maintain,
+                        Permission::Admin => Level::Admin,
+                    },
+                    Err(GithubError::NotFound { .. }) => Level::Anyone,
+                    Err(e) => return Err(classify(e)),
+                };
+                snapshot.permission = Some(level);
+            }
+            Lookup::ProjectItem { item, .. } => {
+                let found =
+                    github.client.project_item(inst, item, &self.config.status_field).await.map_err(classify)?;
+                let Some(found) = found else {
+                    return Err(LookupError::Answer(format!("the board item {item} no longer exists")));
+                };
+                let content = match &found.content {
+                    Some((repo, number)) => {
+                        snapshot.job = self.job_state(repo, *number).map_err(LookupError::Transient)?;
+                        ItemContent::Issue { repo: repo.clone(), number: *number }
+                    }
+                    None => ItemContent::DraftIssue,
+                };
+                snapshot.item = Some(ItemFacts { status_field: found.field_id, status: found.column, content });
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out one action; returns what became of it, for the summary.
     async fn act(&self, event: &crate::event::Event, action: &crate::decide::Action) -> Result<String, String> {
         use crate::decide::Action;
         use crate::store::jobs::JobError;
@@ -204,31 +292,96 @@ impl Decider {
                     delivery: delivery.clone(),
                 };
                 use crate::store::jobs::EnqueueOutcome;
-                match self.scheduler.enqueue(request, requester, now) {
-                    Ok(EnqueueOutcome::Queued(_)) => Ok("queued".into()),
-                    Ok(EnqueueOutcome::Updated(_)) => Ok("already queued: refreshed".into()),
-                    Ok(EnqueueOutcome::AlreadyRunning(_)) => Ok("already running".into()),
-                    Ok(EnqueueOutcome::Stuck(_)) => Ok("stuck: needs /foreman retry".into()),
-                    Ok(EnqueueOutcome::Duplicate(_)) => Ok("duplicate delivery: no second effect".into()),
-                    Err(e) => store_failure(e),
+                let outcome = match self.scheduler.enqueue(request, requester, now) {
+                    Ok(outcome) => outcome,
+                    Err(e) => return store_failure(e),
+                };
+                if matches!(outcome, EnqueueOutcome::Queued(_))
+                    && let (Some(github), Some(inst)) = (&self.github, installation)
+                {
+                    if let crate::event::EventKind::IssueComment { comment, .. } = &event.kind
+                        && let Err(e) = github.outbox.reporter().acknowledge(*inst, repo, comment.id).await
+                    {
+                        tracing::warn!(error = %e, "could not acknowledge the command with a reaction");
+                    }
+                    let job = outcome.job();
+                    // The runner may have claimed the job already; its report wins if it comes later, and
+                    // the outbox applies reports in the order they were posted.
+                    if job.state == crate::store::jobs::JobState::Queued {
+                        github.outbox.update(*inst, self.tracking(job, crate::report::render::JobState::Queued));
+                    }
                 }
+                Ok(match outcome {
+                    EnqueueOutcome::Queued(_) => "queued",
+                    EnqueueOutcome::Updated(_) => "already queued: refreshed",
+                    EnqueueOutcome::AlreadyRunning(_) => "already running",
+                    EnqueueOutcome::Stuck(_) => "stuck: needs /foreman retry",
+                    EnqueueOutcome::Duplicate(_) => "duplicate delivery: no second effect",
+                }
+                .into())
             }
-            Action::Cancel { repo, issue, reason, .. } => {
+            Action::Cancel { repo, issue, reason, installation } => {
                 match self.scheduler.cancel(repo, *issue, "foreman", reason, now).await {
-                    Ok(Some(_)) => Ok("cancelled".into()),
+                    Ok(Some((job, session))) => {
+                        if let Some(github) = &self.github {
+                            if session.is_some() {
+                                github.runner.stop(repo, *issue);
+                            }
+                            if let Some(inst) = installation.or(job.installation) {
+                                let mut t = self.tracking(&job, crate::report::render::JobState::Cancelled);
+                                t.summary = Some(format!("Cancelled: {reason}."));
+                                github.outbox.update(inst, t);
+                            }
+                        }
+                        Ok("cancelled".into())
+                    }
                     Ok(None) => Ok("no live job".into()),
                     Err(e) => store_failure(e),
                 }
             }
-            Action::Retry { repo, issue, requester, .. } => {
+            Action::Retry { repo, issue, requester, installation } => {
                 match self.scheduler.retry(repo, *issue, requester, "retry", now).await {
-                    Ok(_) => Ok("queued".into()),
+                    Ok(job) => {
+                        if let (Some(github), Some(inst)) = (&self.github, installation.or(job.installation)) {
+                            github.outbox.update(inst, self.tracking(&job, crate::report::render::JobState::Queued));
+                        }
+                        Ok("queued".into())
+                    }
                     Err(e) => store_failure(e),
                 }
             }
-            Action::Reply { .. } | Action::Lookup { .. } => Ok("not carried out: no GitHub client wired".into()),
+            Action::Reply { repo, issue, text, installation } => {
+                let (Some(github), Some(inst)) = (&self.github, installation) else {
+                    return Ok("not carried out: no GitHub client".into());
+                };
+                // The delivery's id marks the reply, so a redelivery finds it instead of replying twice.
+                let result = match &event.delivery {
+                    Some(id) => {
+                        let marker = format!("<!-- foreman:reply {id} -->");
+                        let body = format!("{text}\n\n{marker}");
+                        github.client.upsert_marked_comment(*inst, repo, *issue, &marker, &body).await
+                    }
+                    None => github.client.create_comment(*inst, repo, *issue, text).await,
+                };
+                match result {
+                    Ok(_) => Ok("replied".into()),
+                    Err(e) => Ok(format!("reply failed: {e}")),
+                }
+            }
+            Action::Lookup { .. } => Ok("not carried out: no GitHub client".into()),
             Action::Ignore { .. } => Ok("ignored".into()),
         }
+    }
+
+    fn tracking(
+        &self,
+        job: &crate::store::jobs::Job,
+        state: crate::report::render::JobState,
+    ) -> crate::report::render::Tracking {
+        let mut t = crate::report::render::Tracking::new(job.repo.clone(), job.issue, state);
+        t.trigger = crate::runner::job::trigger_phrase(&self.config.label, job);
+        t.updated_at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok();
+        t
     }
 }
 
@@ -238,17 +391,37 @@ impl Consumer for Decider {
             Ok(event) => event.with_delivery(meta.id.clone()),
             Err(e) => return Ok(Processed::Dead(e.to_string())),
         };
-        let snapshot = self.snapshot(&event)?;
-        let actions = crate::decide::decide(&event, &self.config, &snapshot);
-        let mut summary = Vec::with_capacity(actions.len());
+        let mut snapshot = self.snapshot(&event)?;
+        let mut actions = crate::decide::decide(&event, &self.config, &snapshot);
+        let mut summary = Vec::with_capacity(actions.len() + 1);
+        if let (Some(github), [action @ crate::decide::Action::Lookup { what, installation }]) =
+            (&self.github, actions.as_slice())
+        {
+            let result = match self.lookup(github, what, *installation, &mut snapshot).await {
+                Ok(()) => "looked up".to_owned(),
+                Err(LookupError::Transient(e)) => return Err(e),
+                Err(LookupError::Answer(e)) => format!("lookup failed: {e}"),
+            };
+            summary.push(summary_line(action, &result));
+            let failed = result != "looked up";
+            actions = if failed {
+                vec![crate::decide::Action::Ignore { reason: "the fact needed to decide could not be read".into() }]
+            } else {
+                crate::decide::decide(&event, &self.config, &snapshot)
+            };
+        }
         for action in &actions {
             let result = self.act(&event, action).await?;
-            let mut line = serde_json::to_value(action).unwrap_or_default();
-            if let Some(obj) = line.as_object_mut() {
-                obj.insert("result".into(), result.into());
-            }
-            summary.push(line.to_string());
+            summary.push(summary_line(action, &result));
         }
         Ok(Processed::Done(summary.join("\n")))
     }
+}
+
+fn summary_line(action: &crate::decide::Action, result: &str) -> String {
+    let mut line = serde_json::to_value(action).unwrap_or_default();
+    if let Some(obj) = line.as_object_mut() {
+        obj.insert("result".into(), result.into());
+    }
+    line.to_string()
 }

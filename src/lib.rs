@@ -19,6 +19,7 @@ pub mod github;
 pub mod ids;
 pub mod ingress;
 pub mod report;
+pub mod runner;
 pub mod scheduler;
 pub mod server;
 pub mod session;

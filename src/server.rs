@@ -89,7 +89,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let scheduler = crate::scheduler::Scheduler::new(store.clone(), config.scheduler.clone());
     let recovery = scheduler.recover(OffsetDateTime::now_utc()).await.map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
     tracing::info!(?recovery, "recovered jobs left by an earlier process");
-    let decider = Decider::new(config.triggers.clone(), scheduler);
+    let mut decider = Decider::new(config.triggers.clone(), scheduler.clone());
+    let mut runner_task = None;
+    if config.github.has_app_credentials() {
+        let parts = github_parts(&config, scheduler.clone()).await?;
+        let runner = crate::runner::Runner::new(parts.0);
+        decider =
+            decider.with_github(dispatch::GithubSide { client: parts.1, outbox: parts.2, runner: runner.clone() });
+        runner_task = Some(tokio::spawn(runner.run(shutdown.clone())));
+    }
     let worker = dispatch::spawn_worker(store.clone(), decider, shutdown.clone())?;
     let pruner = tokio::spawn(prune_loop(store.clone(), config.inbox.retention_days, shutdown.clone()));
 
@@ -116,11 +124,51 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         _ = drained => tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway"),
     }
     shutdown.cancel();
+    if let Some(runner) = runner_task {
+        let _ = runner.await;
+    }
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;
     let _ = pruner.await;
     store.sync().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Builds what acting on GitHub needs: the client, the session runner (its prompts are checked now, so a
+/// bad template stops the start), the pusher and the report outbox.
+async fn github_parts(
+    config: &Config,
+    scheduler: crate::scheduler::Scheduler,
+) -> anyhow::Result<(crate::runner::Parts, crate::github::Client, crate::report::outbox::Outbox)> {
+    let client = crate::github::Client::from_config(&config.github, crate::github::ClientOptions::default())
+        .map_err(|e| anyhow::anyhow!("GitHub App credentials: {e}"))?;
+    let sessions = crate::session::SessionRunner::new(
+        &config.data_dir,
+        config.agent.clone(),
+        crate::session::Credentials::from_env(),
+    )
+    .map_err(|e| anyhow::anyhow!("agent: {e}"))?;
+    sessions.prune().await.map_err(|e| anyhow::anyhow!("cleaning up worktrees left by a crash: {e}"))?;
+    let pusher =
+        crate::report::push::Pusher::new(sessions.workspaces().askpass_path(), crate::report::push::DEFAULT_PREFIX)
+            .map_err(|e| anyhow::anyhow!("pusher: {e}"))?;
+    let reporter = crate::report::github::Reporter::new(client.clone(), crate::report::github::ReportConfig::default());
+    let outbox = crate::report::outbox::Outbox::new(reporter);
+    let agent_name = match (&config.agent.backend, &config.agent.model) {
+        (crate::session::Backend::Claude, Some(model)) => format!("claude ({model})"),
+        (crate::session::Backend::Claude, None) => "claude".to_owned(),
+        (crate::session::Backend::Command, _) => "command".to_owned(),
+    };
+    let parts = crate::runner::Parts {
+        scheduler,
+        client: client.clone(),
+        sessions,
+        pusher,
+        outbox: outbox.clone(),
+        trigger_label: config.triggers.label.clone(),
+        agent_name,
+    };
+    Ok((parts, client, outbox))
 }
 
 /// The whole HTTP surface. The webhook route's body limit is enforced inside the handler as well (so a

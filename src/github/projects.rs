@@ -58,13 +58,16 @@ pub struct ProjectItem {
     pub content: Option<(RepoName, IssueNumber)>,
     /// The name of its column (the single-select value), `None` when unset.
     pub column: Option<String>,
+    /// The node id of its project's single-select field that was asked for, when the query asked for it and
+    /// the project has such a field.
+    pub field_id: Option<NodeId>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ItemNode {
     id: NodeId,
-    project: IdOnly,
+    project: ProjectRef,
     #[serde(default)]
     content: Option<Content>,
     #[serde(default)]
@@ -74,6 +77,19 @@ struct ItemNode {
 #[derive(Deserialize)]
 struct IdOnly {
     id: NodeId,
+}
+
+#[derive(Deserialize)]
+struct ProjectRef {
+    id: NodeId,
+    #[serde(default)]
+    field: Option<OptionalId>,
+}
+
+#[derive(Deserialize)]
+struct OptionalId {
+    #[serde(default)]
+    id: Option<NodeId>,
 }
 
 #[derive(Deserialize)]
@@ -99,7 +115,13 @@ struct FieldValue {
 impl From<ItemNode> for ProjectItem {
     fn from(n: ItemNode) -> Self {
         let content = n.content.and_then(|c| Some((c.repository?.name_with_owner, IssueNumber(c.number?))));
-        ProjectItem { id: n.id, project_id: n.project.id, content, column: n.field_value_by_name.and_then(|v| v.name) }
+        ProjectItem {
+            id: n.id,
+            project_id: n.project.id,
+            content,
+            column: n.field_value_by_name.and_then(|v| v.name),
+            field_id: n.project.field.and_then(|f| f.id),
+        }
     }
 }
 

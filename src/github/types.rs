@@ -74,6 +74,9 @@ pub struct Comment {
     /// The app that wrote it, when an app did.
     #[serde(default)]
     pub performed_via_github_app: Option<AppRef>,
+    /// The comment's page on GitHub.
+    #[serde(default)]
+    pub html_url: String,
     /// The author's relation to the repository: `OWNER`, `MEMBER`, `COLLABORATOR`, `CONTRIBUTOR`, `NONE`, …
     #[serde(default)]
     pub author_association: String,

@@ -123,7 +123,8 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<u64>)
             ("X-Hub-Signature-256".into(), signature),
         ];
         let started = Instant::now();
-        let (status, response) = match &inner.config.webhook_url {
+        let url = inner.webhook_url.lock().expect("webhook url lock").clone();
+        let (status, response) = match &url {
             Some(url) => {
                 let mut rq = client.post(url).body(body);
                 for (k, v) in &headers {

@@ -125,6 +125,7 @@ impl GithubSim {
             delivered,
             changed,
             faults: Mutex::new(Faults::default()),
+            webhook_url: Mutex::new(config.webhook_url.clone()),
             started: std::time::Instant::now(),
         });
         openapi::load(&config.shared_dir)?;
@@ -169,6 +170,11 @@ fn check<T>(r: Result<T, server::Resp>) -> anyhow::Result<T> {
 }
 
 impl SimHandle {
+    /// Sends later deliveries (and redeliveries) to `url`; `None` leaves them undelivered (status 0).
+    pub fn set_webhook_url(&self, url: Option<String>) {
+        *self.inner.webhook_url.lock().expect("webhook url lock") = url;
+    }
+
     /// Base URL, e.g. `http://127.0.0.1:40123` (REST at `/`, GraphQL at `/graphql`).
     pub fn url(&self) -> &str {
         &self.url

@@ -78,7 +78,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             v["request"] =
                 json!({"headers": d.request_headers.iter().cloned().collect::<BTreeMap<_,_>>(), "payload": d.payload});
             v["response"] = json!({"headers": {}, "payload": d.response_body});
-            v["url"] = json!(inner.config.webhook_url);
+            v["url"] = json!(*inner.webhook_url.lock().expect("webhook url lock"));
             Ok(Resp::ok(v))
         }
         ["app", "hook", "deliveries", id, "attempts"] if post => {

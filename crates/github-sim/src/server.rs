@@ -39,6 +39,9 @@ pub(crate) struct Inner {
     /// wait for a condition on the world instead of sleeping.
     pub changed: watch::Sender<u64>,
     pub faults: Mutex<Faults>,
+    /// Where deliveries go: `SimConfig::webhook_url` at start, changed by `SimHandle::set_webhook_url`
+    /// (a receiver that restarts on a new port).
+    pub webhook_url: Mutex<Option<String>>,
     /// When the simulator started: the origin of the request log's `started_ms`/`finished_ms`.
     pub started: std::time::Instant,
 }

@@ -1,0 +1,462 @@
+//! One claimed job, from the claim to the report: read the issue, run the session (which checks the change
+//! against the constitution), push the branch, open or update the pull request, request the review, post the
+//! check run, record the outcome, and say where people look.
+//!
+//! Everything that reaches GitHub is idempotent, so a job that crashed half-way and runs again after
+//! recovery ends in the same place: the push is a lease on Foreman's own branch, the pull request is found
+//! by its head before one is created, the check run by its external id, the tracking comment by its marker.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use super::Parts;
+use crate::github::{CheckRunOutput, CheckRunSpec, GithubError, NewPullRequest};
+use crate::ids::InstallationId;
+use crate::report::render::{self, JobState as Shown, Link, Tracking};
+use crate::session::{self, GitAuth, PromptKind, SessionOutcome, SessionSpec, Verdict};
+use crate::store::claims::{Claim, Claimed};
+use crate::store::failures::{FailureClass, Outcome};
+use crate::store::jobs::{Job, JobError, JobKind, JobState};
+
+/// The check run's name on the pull request's head commit.
+pub const CHECK_RUN_NAME: &str = "Foreman";
+
+/// How long a job waits for its last report to reach GitHub before the task ends. The outbox keeps
+/// applying it afterwards; this only keeps the order of "report, then next job" in the common case.
+const REPORT_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The end of a session log shown in a failure comment, in bytes.
+const LOG_TAIL_BYTES: u64 = 8 * 1024;
+
+/// What an attempt came to, before it is recorded.
+struct Attempt {
+    outcome: Outcome,
+    pull_request: Option<Link>,
+    progress: Option<render::Progress>,
+    summary: Option<String>,
+    log_tail: String,
+}
+
+/// Runs one claimed job to its end. Never panics on GitHub, git or agent failures: each becomes the job's
+/// recorded outcome.
+pub async fn run(parts: &Parts, claimed: Claimed, cancel: CancellationToken, shutdown: &CancellationToken) {
+    let Claimed { job, claim } = claimed;
+    let span = tracing::info_span!("job", repo = %job.repo, issue = %job.issue, kind = ?job.kind);
+    let _enter = span.enter();
+    let started = Instant::now();
+    tracing::info!(attempt = job.attempts, "claimed");
+    metrics::counter!("foreman_jobs_claimed_total").increment(1);
+
+    let heartbeat = tokio::spawn(heartbeat(parts.scheduler.clone(), claim.clone(), cancel.clone()));
+    let attempt = match job.installation {
+        Some(inst) => attempt(parts, &job, inst, &cancel).await,
+        None => Attempt::failed(FailureClass::Infrastructure, "the job names no installation to act through"),
+    };
+    heartbeat.abort();
+
+    let outcome = if shutdown.is_cancelled() && !matches!(attempt.outcome, Outcome::Succeeded { .. }) {
+        Outcome::Released { cause: "Foreman is shutting down".into() }
+    } else {
+        attempt.outcome.clone()
+    };
+    let now = OffsetDateTime::now_utc();
+    let after = match parts.scheduler.finish(&claim, &outcome, now).await {
+        Ok(after) => Some(after),
+        Err(JobError::ClaimNotHeld { reason, .. }) => {
+            tracing::info!(reason, "the claim was no longer held: the job was stopped or reclaimed");
+            parts.scheduler.store().job(&job.repo, job.issue).ok().flatten()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording the outcome failed; recovery will requeue the job");
+            None
+        }
+    };
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, outcome = ?outcome, "finished");
+    let (Some(after), Some(inst)) = (after, job.installation) else { return };
+    if matches!(outcome, Outcome::Released { .. }) {
+        return;
+    }
+    let mut t = tracking(parts, &after, shown(&after));
+    t.pull_request = attempt.pull_request;
+    t.progress = attempt.progress;
+    t.summary = attempt.summary;
+    if let (Outcome::Failed { class, reason, .. }, Shown::Failed | Shown::Stuck) = (&outcome, t.state) {
+        t.failure = Some(render::Failure {
+            class: class.as_str().to_owned(),
+            reason: reason.clone(),
+            retry_at: after
+                .not_before
+                .map(|at| at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
+            log_tail: attempt.log_tail,
+        });
+    }
+    parts.outbox.update(inst, t);
+    parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+}
+
+/// Renews the claim every third of its time-to-live until aborted. A claim no longer held (stopped,
+/// expired, reclaimed) cancels the session: its work must not be pushed.
+async fn heartbeat(scheduler: crate::scheduler::Scheduler, claim: Claim, cancel: CancellationToken) {
+    let every = scheduler.heartbeat_interval();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = cancel.cancelled() => return,
+        }
+        match scheduler.heartbeat(&claim, OffsetDateTime::now_utc()) {
+            Ok(_) => {}
+            Err(JobError::ClaimNotHeld { reason, .. }) => {
+                tracing::warn!(reason, "claim lost; stopping the session");
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::error!(error = %e, "renewing the claim failed; trying again at the next beat"),
+        }
+    }
+}
+
+/// The tracking comment's view of `job` in `state`.
+fn tracking(parts: &Parts, job: &Job, state: Shown) -> Tracking {
+    let mut t = Tracking::new(job.repo.clone(), job.issue, state);
+    t.trigger = trigger_phrase(&parts.trigger_label, job);
+    t.attempt = Some((job.attempts.max(1), parts.scheduler.config().max_failures));
+    t.updated_at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok();
+    t
+}
+
+/// How the tracking comment names what queued the job, e.g. ``the `foreman` label from @alice``.
+pub fn trigger_phrase(label: &str, job: &Job) -> Option<String> {
+    let who = job.requester.as_deref().map(|r| format!(" from @{r}")).unwrap_or_default();
+    Some(match job.trigger.as_deref()? {
+        "label" => format!("the `{label}` label{who}"),
+        "board" => format!("a card moved on the board{who}"),
+        "command" => format!("a `/foreman` command{who}"),
+        other => format!("{other}{who}"),
+    })
+}
+
+/// The tracking comment's state for a job as the store has it.
+pub fn shown(job: &Job) -> Shown {
+    match job.state {
+        JobState::Queued => Shown::Queued,
+        JobState::Running => Shown::Running,
+        JobState::Succeeded => Shown::Succeeded,
+        JobState::Failed => Shown::Failed,
+        JobState::Stuck => Shown::Stuck,
+        JobState::Cancelled => Shown::Cancelled,
+    }
+}
+
+impl Attempt {
+    fn failed(class: FailureClass, reason: impl Into<String>) -> Self {
+        Attempt {
+            outcome: Outcome::Failed { class, reason: reason.into(), retry_at: None },
+            pull_request: None,
+            progress: None,
+            summary: None,
+            log_tail: String::new(),
+        }
+    }
+}
+
+/// A GitHub failure before or after the session: Foreman's side, retried with backoff (a rate limit waits
+/// for its reset).
+fn github_failed(what: &str, e: &GithubError) -> Attempt {
+    match e {
+        GithubError::RateLimited { reset, .. } => Attempt {
+            outcome: Outcome::Failed {
+                class: FailureClass::RateLimit,
+                reason: format!("{what}: {e}"),
+                retry_at: reset.map(OffsetDateTime::from),
+            },
+            ..Attempt::failed(FailureClass::RateLimit, "")
+        },
+        _ => Attempt::failed(FailureClass::Infrastructure, format!("{what}: {e}")),
+    }
+}
+
+async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &CancellationToken) -> Attempt {
+    let client = &parts.client;
+    parts.outbox.update(inst, tracking(parts, job, Shown::Running));
+
+    let repo_info = match client.repository(inst, &job.repo).await {
+        Ok(r) => r,
+        Err(e) => return github_failed("reading the repository", &e),
+    };
+    let default_branch = repo_info.default_branch.clone().unwrap_or_else(|| "main".into());
+    let Some(remote_url) = repo_info.clone_url.clone() else {
+        return Attempt::failed(FailureClass::Infrastructure, "the repository has no clone URL");
+    };
+    let thread = match client.issue_thread(inst, &job.repo, job.issue).await {
+        Ok(t) => t,
+        Err(e) => return github_failed("reading the issue", &e),
+    };
+    let (kind, branch) = match job.kind {
+        JobKind::Code => (PromptKind::Coding, None),
+        JobKind::Plan => (PromptKind::Planning, None),
+        JobKind::FollowUp => match client.pull(inst, &job.repo, job.issue).await {
+            Ok(pr) => (PromptKind::FollowUp, Some(pr.head.branch)),
+            Err(e) => return github_failed("reading the pull request", &e),
+        },
+    };
+    if let Some(branch) = &branch
+        && let Err(e) = parts.pusher.check_branch(branch, &default_branch)
+    {
+        return Attempt::failed(FailureClass::Validation, format!("the pull request's branch is not Foreman's: {e}"));
+    }
+    let effective = match crate::constitution::merge(None, None) {
+        Ok(e) => e,
+        Err(errors) => {
+            let first = errors.first().map(ToString::to_string).unwrap_or_default();
+            return Attempt::failed(FailureClass::Validation, format!("the constitution is invalid: {first}"));
+        }
+    };
+    let token = match client.session_token(inst, &job.repo).await {
+        Ok(t) => t,
+        Err(e) => return github_failed("minting the session token", &e),
+    };
+    let auth = GitAuth::installation_token(token.token.clone());
+    let person = |login: &str, association: &str| session::Person {
+        login: login.to_owned(),
+        can_write: matches!(association, "OWNER" | "MEMBER" | "COLLABORATOR"),
+    };
+    let issue_author = person(&thread.issue.user.login, "");
+    let spec = SessionSpec {
+        repo: job.repo.clone(),
+        kind,
+        remote_url: remote_url.clone(),
+        auth: Some(auth.clone()),
+        default_branch: default_branch.clone(),
+        branch,
+        issue: session::IssueText {
+            number: job.issue.0,
+            title: thread.issue.title.clone(),
+            body: thread.issue.body.clone().unwrap_or_default(),
+            author: issue_author,
+        },
+        comments: thread
+            .comments
+            .iter()
+            .filter(|c| !render::is_tracking_comment(&c.body, &job.repo, job.issue))
+            .map(|c| session::Comment { author: person(&c.user.login, &c.author_association), body: c.body.clone() })
+            .collect(),
+        requester: job.requester.clone().unwrap_or_default(),
+        instructions: job.instructions.clone(),
+        constitution: vec![crate::constitution::prompt_markdown(&effective.constitution)],
+        attempt: job.attempts.max(1),
+        previous_failure: job.last_failure.as_ref().map(|f| f.reason.clone()),
+        resume: None,
+        answer_expected: false,
+        rules: Some(effective.constitution.rules.clone()),
+    };
+
+    let live = Mutex::new(render::Progress::default());
+    let session_started = Instant::now();
+    let outcome = parts
+        .sessions
+        .run(spec, cancel.clone(), |p| {
+            let mut shown = live.lock().expect("progress lock");
+            match p {
+                session::Progress::Turn(n) => shown.turns = n,
+                session::Progress::ToolUse(_) => shown.tool_calls += 1,
+                session::Progress::AgentStarted { .. } => {
+                    metrics::counter!("foreman_sessions_started_total").increment(1);
+                }
+                _ => return,
+            }
+            shown.elapsed_secs = session_started.elapsed().as_secs();
+            let mut t = tracking(parts, job, Shown::Running);
+            t.progress = Some(shown.clone());
+            parts.outbox.progress(inst, t);
+        })
+        .await;
+    let progress = Some(render::Progress {
+        turns: outcome.summary.turns,
+        tool_calls: outcome.summary.tool_count,
+        cost_usd: outcome.summary.cost_usd,
+        elapsed_secs: outcome.summary.duration_ms / 1000,
+    });
+    let mut result =
+        conclude(parts, job, inst, &outcome, &remote_url, &default_branch, &auth, &thread.issue.title).await;
+    result.progress = progress;
+    if !matches!(result.outcome, Outcome::Succeeded { .. }) {
+        result.log_tail = log_tail(&outcome.log_path);
+    }
+    result
+}
+
+/// Turns a session's outcome into the job's: push and open the pull request for changes, post the answer
+/// for an answer, classify a failure.
+#[allow(clippy::too_many_arguments)]
+async fn conclude(
+    parts: &Parts,
+    job: &Job,
+    inst: InstallationId,
+    outcome: &SessionOutcome,
+    remote_url: &str,
+    default_branch: &str,
+    auth: &GitAuth,
+    title: &str,
+) -> Attempt {
+    match &outcome.verdict {
+        Verdict::ChangesReady => {}
+        Verdict::Answered => {
+            let answer = outcome.answer.clone().unwrap_or_default();
+            let marker = format!("<!-- foreman:answer {} -->", outcome.session_id);
+            let body = format!("{}\n\n{marker}", crate::report::redact::redact_tokens(&answer));
+            if let Err(e) = parts.client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &body).await {
+                return github_failed("posting the answer", &e);
+            }
+            return Attempt { summary: Some(answer), ..Attempt::succeeded("answered in a comment") };
+        }
+        Verdict::NoChanges { reason } => return Attempt::failed(FailureClass::Agent, reason.clone()),
+        Verdict::Failed { class, reason } => return session_failed(class, reason),
+    }
+
+    let mirror = parts.sessions.workspaces().mirror_path(&job.repo);
+    let expected = crate::report::push::remote_tracking(&mirror, &outcome.branch).await;
+    let pushed = parts
+        .pusher
+        .push(&crate::report::push::PushRequest {
+            git_dir: &mirror,
+            remote_url,
+            branch: &outcome.branch,
+            default_branch,
+            expected_remote: expected.as_deref(),
+            auth,
+        })
+        .await;
+    let sha = match pushed {
+        Ok(p) => p.sha,
+        Err(e) => return Attempt::failed(FailureClass::Infrastructure, format!("pushing {}: {e}", outcome.branch)),
+    };
+
+    let figures = render::Figures {
+        agent: parts.agent_name.clone(),
+        attempt: job.attempts.max(1),
+        turns: outcome.summary.turns,
+        tool_calls: outcome.summary.tool_count,
+        cost_usd: outcome.summary.cost_usd,
+        duration_ms: outcome.summary.duration_ms,
+        commits: outcome.summary.commits,
+        files_changed: outcome.summary.files_changed,
+        lines_added: outcome.changes.files.iter().map(|f| f.added).sum(),
+        lines_deleted: outcome.changes.files.iter().map(|f| f.deleted).sum(),
+    };
+    let summary = outcome.answer.clone().unwrap_or_default();
+    let pr_title = match job.kind {
+        JobKind::FollowUp => title.to_owned(),
+        _ => format!("{title} (#{})", job.issue),
+    };
+    let closes = match job.kind {
+        JobKind::FollowUp => None,
+        _ => Some(job.issue),
+    };
+    let body = render::pull_request_body(&render::PullRequestBody {
+        issue: closes.unwrap_or(job.issue),
+        summary: summary.clone(),
+        figures,
+        requester: job.requester.clone(),
+        tracking_comment: None,
+        session_log: None,
+    });
+    let pr = match job.kind {
+        JobKind::FollowUp => parts.client.pull(inst, &job.repo, job.issue).await,
+        _ => {
+            let new = NewPullRequest {
+                title: pr_title,
+                head: outcome.branch.clone(),
+                base: default_branch.to_owned(),
+                body,
+                draft: false,
+            };
+            parts.client.upsert_pull(inst, &job.repo, &new).await
+        }
+    };
+    let pr = match pr {
+        Ok(pr) => pr,
+        Err(e) => return github_failed("opening the pull request", &e),
+    };
+    if let Some(requester) = job.requester.as_deref().filter(|r| !r.ends_with("[bot]")) {
+        // A requester who may not review (not a collaborator, or the author) is told by GitHub with a 422;
+        // the pull request stands either way.
+        if let Err(e) = parts.client.request_reviewers(inst, &job.repo, pr.number, &[requester]).await {
+            tracing::info!(error = %e, requester, "could not request a review");
+        }
+    }
+    let check = CheckRunSpec {
+        name: Some(CHECK_RUN_NAME.into()),
+        head_sha: Some(sha),
+        status: Some("completed".into()),
+        conclusion: Some("success".into()),
+        external_id: Some(outcome.session_id.clone()),
+        output: Some(CheckRunOutput {
+            title: "The agent's change passed the constitution".into(),
+            summary: match &outcome.enforcement {
+                Some(decision) => crate::constitution::decision_markdown(decision),
+                None => "No constitution rules applied.".into(),
+            },
+        }),
+    };
+    if let Err(e) = parts.client.create_check_run(inst, &job.repo, &check).await {
+        tracing::warn!(error = %e, "posting the check run failed");
+    }
+    Attempt {
+        pull_request: Some(Link { text: format!("#{}", pr.number), url: pr.html_url.clone() }),
+        summary: Some(summary).filter(|s| !s.trim().is_empty()),
+        ..Attempt::succeeded(&format!("pull request #{}", pr.number))
+    }
+}
+
+impl Attempt {
+    fn succeeded(summary: &str) -> Self {
+        Attempt {
+            outcome: Outcome::Succeeded { summary: summary.to_owned() },
+            pull_request: None,
+            progress: None,
+            summary: None,
+            log_tail: String::new(),
+        }
+    }
+}
+
+/// The job's failure class for a session's: the agent's own failures count toward stuck; limits of the
+/// API wait for their reset; Foreman's side backs off; a cancellation is recorded as such by whoever
+/// cancelled, so it is an infrastructure failure only if the claim is somehow still held.
+fn session_failed(class: &session::FailureClass, reason: &str) -> Attempt {
+    use session::FailureClass as S;
+    let reason = reason.to_owned();
+    match class {
+        S::Agent | S::TurnLimit | S::CostLimit | S::OutputLimit | S::Timeout | S::Stalled => {
+            Attempt::failed(FailureClass::Agent, reason)
+        }
+        S::Validation => Attempt::failed(FailureClass::Validation, reason),
+        S::UsageLimit { resets_at } => Attempt {
+            outcome: Outcome::Failed {
+                class: FailureClass::RateLimit,
+                reason,
+                retry_at: resets_at.and_then(|t| OffsetDateTime::from_unix_timestamp(t.as_second()).ok()),
+            },
+            ..Attempt::failed(FailureClass::RateLimit, "")
+        },
+        S::RateLimited | S::Overloaded => Attempt::failed(FailureClass::RateLimit, reason),
+        S::Cancelled | S::Infrastructure => Attempt::failed(FailureClass::Infrastructure, reason),
+    }
+}
+
+/// The last [`LOG_TAIL_BYTES`] of a session log, from a line start; empty when it cannot be read.
+fn log_tail(path: &std::path::Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else { return String::new() };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
+    let mut text = String::new();
+    let _ = file.take(LOG_TAIL_BYTES).read_to_string(&mut text);
+    match text.find('\n') {
+        Some(i) if len > LOG_TAIL_BYTES => text[i + 1..].to_owned(),
+        _ => text,
+    }
+}
