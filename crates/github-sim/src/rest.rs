@@ -483,7 +483,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 b["reviewers"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
             let mut w = inner.world();
             let issue = w.repos.get_mut(&full).and_then(|r| r.issues.get_mut(&n)).ok_or_else(Resp::not_found)?;
-            if wanted.iter().any(|u| *u == issue.user) {
+            if wanted.contains(&issue.user) {
                 return Err(Resp::validation(
                     "PullRequest",
                     "reviewers",
