@@ -74,6 +74,9 @@ pub struct Comment {
     /// The app that wrote it, when an app did.
     #[serde(default)]
     pub performed_via_github_app: Option<AppRef>,
+    /// Its page on GitHub (`…/issues/7#issuecomment-123`).
+    #[serde(default)]
+    pub html_url: String,
 }
 
 /// An app as named in `performed_via_github_app`.

@@ -1,5 +1,6 @@
 //! Reporting back on GitHub: the tracking comment, labels, board moves, pull requests and check runs.
 
+pub mod github;
 pub mod push;
 pub mod redact;
 pub mod render;
