@@ -492,3 +492,53 @@ async fn foremans_own_label_and_board_changes_are_ignored_by_decide() {
     .await
     .expect("bounded");
 }
+
+/// A follow-up job reports on its pull request: labels and the tracking comment go on the pull request, and
+/// the board lookup (GraphQL `issue(number:)` answers `null` for a pull request) moves nothing and fails
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_on_a_pull_request_reports_there() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        // A branch one commit ahead of main, made in the simulator's bare repository.
+        let git_dir = w.sim.git_dir("acme/widgets").unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&git_dir)
+                .args(args)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_AUTHOR_NAME", "Foreman")
+                .env("GIT_AUTHOR_EMAIL", "f@example.com")
+                .env("GIT_COMMITTER_NAME", "Foreman")
+                .env("GIT_COMMITTER_EMAIL", "f@example.com")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let commit = git(&["commit-tree", "main^{tree}", "-p", "main", "-m", "change"]);
+        git(&["branch", "foreman/issue-1", &commit]);
+        let pr = IssueNumber(w.sim.create_pull("acme/widgets", "foreman/issue-1", "main", "Fix", "alice").unwrap());
+        let r = w.reporter(ReportConfig::default());
+        r.update(w.inst, &tracking(pr, JobState::Running)).await.unwrap();
+        r.update(w.inst, &tracking(pr, JobState::Succeeded)).await.unwrap();
+        let state = w.sim.state();
+        let repo = state["repos"].as_array().unwrap().iter().find(|r| r["full_name"] == "acme/widgets").unwrap();
+        let pull = repo["pulls"].as_array().unwrap().iter().find(|p| p["number"] == pr.0).unwrap();
+        assert_eq!(pull["labels"], json!([]));
+        let marker = format!("<!-- foreman:tracking acme/widgets#{pr} -->");
+        let tracking: Vec<&Value> = pull["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["body"].as_str().unwrap().contains(&marker))
+            .collect();
+        assert_eq!(tracking.len(), 1);
+        let ops: Vec<&str> =
+            state["requests"].as_array().unwrap().iter().filter_map(|r| r["operation_name"].as_str()).collect();
+        assert_eq!(ops, ["IssueProjectItems"], "the board was looked up once and nothing was moved");
+    })
+    .await
+    .expect("bounded");
+}

@@ -473,4 +473,26 @@ mod tests {
         let partial: ReportConfig = toml::from_str("min_edit_interval_secs = 3\n").unwrap();
         assert_eq!(partial, ReportConfig { min_edit_interval_secs: 3, ..ReportConfig::default() });
     }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error.
+    fn the_report_table_is_read_from_foreman_toml() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(crate::config::Config::load(None).unwrap().report, ReportConfig::default());
+            jail.create_file("f.toml", "[report]\nblocked_column = \"On hold\"\nmin_edit_interval_secs = 30\n")?;
+            let c = crate::config::Config::load(Some(std::path::Path::new("f.toml"))).unwrap();
+            assert_eq!(
+                c.report,
+                ReportConfig {
+                    blocked_column: "On hold".into(),
+                    min_edit_interval_secs: 30,
+                    ..ReportConfig::default()
+                }
+            );
+            jail.create_file("bad.toml", "[report]\nrunning_label = \"foreman:queued\"\n")?;
+            let e = crate::config::Config::load(Some(std::path::Path::new("bad.toml"))).unwrap_err();
+            assert!(e.to_string().contains("report.running_label"), "{e}");
+            Ok(())
+        });
+    }
 }
