@@ -542,3 +542,74 @@ async fn a_follow_up_on_a_pull_request_reports_there() {
     .await
     .expect("bounded");
 }
+
+/// Someone deletes the tracking comment mid-job: the next write finds it gone (404 on the edit) and writes
+/// one new comment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_tracking_comment_is_written_again() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let (n, _) = w.issue("Deleted");
+        let r = w.reporter(ReportConfig::default());
+        r.update(w.inst, &tracking(n, JobState::Queued)).await.unwrap();
+        let id = w.tracking_comments(n)[0]["id"].as_u64().unwrap();
+
+        // Deleted through GitHub's REST API with an installation token, as a maintainer's tool would.
+        let http = reqwest::Client::new();
+        let token: Value = http
+            .post(format!("{}/app/installations/{}/access_tokens", w.sim.url(), w.inst.0))
+            .bearer_auth(w.sim.app_jwt())
+            .header("user-agent", "report-test")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let deleted = http
+            .delete(format!("{}/repos/acme/widgets/issues/comments/{id}", w.sim.url()))
+            .bearer_auth(token["token"].as_str().unwrap())
+            .header("user-agent", "report-test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 204);
+        assert!(w.tracking_comments(n).is_empty());
+
+        let url = r.update(w.inst, &tracking(n, JobState::Running)).await.unwrap();
+        let comments = w.tracking_comments(n);
+        assert_eq!(comments.len(), 1);
+        assert_ne!(comments[0]["id"].as_u64().unwrap(), id);
+        assert!(url.ends_with(&format!("#issuecomment-{}", comments[0]["id"])), "{url}");
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Updates and progress edits of one job racing each other (a session's progress and the runner's state
+/// change) still make one tracking comment: the reporter serialises a job's writes, and a progress edit
+/// that would wait for another write is skipped instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writes_of_one_job_make_one_comment() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let (n, _) = w.issue("Race");
+        let r = w.reporter(ReportConfig { min_edit_interval_secs: 0, ..ReportConfig::default() });
+        let mut tasks = Vec::new();
+        for i in 0..6u32 {
+            let (r, inst) = (r.clone(), w.inst);
+            let mut t = tracking(n, JobState::Running);
+            t.progress = Some(Progress { turns: i, tool_calls: i, cost_usd: None, elapsed_secs: 1 });
+            tasks.push(tokio::spawn(async move {
+                if i % 2 == 0 { r.update(inst, &t).await.map(drop) } else { r.progress(inst, &t).await.map(drop) }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(w.tracking_comments(n).len(), 1);
+        assert_eq!(w.labels(n), ["foreman", "foreman:running"]);
+    })
+    .await
+    .expect("bounded");
+}
