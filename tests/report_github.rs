@@ -256,8 +256,8 @@ async fn progress_edits_are_throttled_and_touch_only_the_comment() {
             t.progress = Some(Progress { turns, tool_calls: turns * 2, cost_usd: None, elapsed_secs: turns.into() })
         };
         let before = w.requests().len();
-        assert!(r.progress(w.inst, &t).await.unwrap(), "the first progress edit is made");
         let first_edit = Instant::now();
+        assert!(r.progress(w.inst, &t).await.unwrap(), "the first progress edit is made");
         step(&mut t, 2);
         let mid = w.requests().len();
         assert!(!r.progress(w.inst, &t).await.unwrap(), "the second, back to back, is skipped");
@@ -609,6 +609,30 @@ async fn racing_writes_of_one_job_make_one_comment() {
         }
         assert_eq!(w.tracking_comments(n).len(), 1);
         assert_eq!(w.labels(n), ["foreman", "foreman:running"]);
+    })
+    .await
+    .expect("bounded");
+}
+
+/// A progress edit that fails waits out the interval like one that was made, so a session's stream of
+/// events does not ask an unavailable GitHub again at every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_progress_edit_waits_out_the_interval() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let (n, _) = w.issue("Down");
+        let r = w.reporter(ReportConfig { min_edit_interval_secs: 60, ..ReportConfig::default() });
+        let t = tracking(n, JobState::Running);
+        w.sim.set_faults(Faults { error_rate: 1.0, kinds: vec!["502".into()], ..Faults::default() });
+        let e = r.progress(w.inst, &t).await.unwrap_err();
+        assert!(matches!(e, foreman::github::GithubError::Unavailable { .. }), "{e:?}");
+        let before = w.requests().len();
+        assert!(!r.progress(w.inst, &t).await.unwrap(), "skipped inside the interval");
+        assert_eq!(w.requests().len(), before, "no call");
+        // A state change is not throttled: it goes out as soon as GitHub answers again.
+        w.sim.set_faults(Faults::default());
+        r.update(w.inst, &t).await.unwrap();
+        assert_eq!(w.tracking_comments(n).len(), 1);
     })
     .await
     .expect("bounded");

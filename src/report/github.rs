@@ -162,7 +162,7 @@ struct JobMemory {
     comment: Option<(u64, String)>,
     /// The body last written to it.
     body: Option<String>,
-    /// When the comment was last written (any write), for the progress throttle.
+    /// When the comment was last written (any write, or a progress edit tried), for the progress throttle.
     edited_at: Option<Instant>,
     /// The state labels (of [`ReportConfig`]'s three) the issue is believed to carry, lowercased; `None`
     /// until known.
@@ -228,25 +228,32 @@ impl Reporter {
     /// every organisation board the issue is on. Not throttled; what is already so costs no call. Returns the
     /// tracking comment's URL (for the pull-request body).
     ///
-    /// A board whose field lacks the column is skipped (a debug log), as is a card already in it. Errors: the
-    /// first [`GithubError`] met; what was done before it is remembered, the rest is done by the next update.
+    /// A board whose field lacks the column is skipped (a debug log), as is a card already in it. The comment,
+    /// the labels and the board are each tried even when another failed. Errors: the first [`GithubError`]
+    /// met (the comment's first); what was done is remembered, the rest is done by the next update.
     pub async fn update(&self, inst: InstallationId, t: &Tracking) -> Result<String, GithubError> {
         let job = self.job(&t.repo, t.issue);
         let mut mem = job.lock().await;
-        let body = render::tracking_comment(t);
-        let url = self.write_comment(&mut mem, inst, t, &body).await?;
         mem.state = Some(t.state);
-        self.set_labels(&mut mem, inst, t).await?;
-        if let Some(column) = self.inner.config.column_for(t.state) {
-            self.move_cards(&mut mem, inst, t, column).await?;
-        }
+        let body = render::tracking_comment(t);
+        let url = self.write_comment(&mut mem, inst, t, &body).await;
+        let labels = self.set_labels(&mut mem, inst, t).await;
+        let board = match self.inner.config.column_for(t.state) {
+            Some(column) => self.move_cards(&mut mem, inst, t, column).await,
+            None => Ok(()),
+        };
+        let url = url?;
+        labels?;
+        board?;
         Ok(url)
     }
 
     /// A progress edit of the tracking comment only: at most one per
-    /// [`ReportConfig::min_edit_interval_secs`] per job, counted from the comment's last write (an
-    /// [`Reporter::update`] counts too). `Ok(false)` when skipped: inside the interval, while another write
-    /// of the same job is in flight, or when the comment would not change. Never touches labels or the board.
+    /// [`ReportConfig::min_edit_interval_secs`] per job, counted from the comment's last write or attempted
+    /// write (an [`Reporter::update`] counts too, and a failed edit waits out the interval like a made one, so
+    /// an unavailable GitHub is not asked again at every session event). `Ok(false)` when skipped: inside the
+    /// interval, while another write of the same job is in flight, or when the comment would not change.
+    /// Never touches labels or the board.
     pub async fn progress(&self, inst: InstallationId, t: &Tracking) -> Result<bool, GithubError> {
         let job = self.job(&t.repo, t.issue);
         let Ok(mut mem) = job.try_lock() else { return Ok(false) };
@@ -258,6 +265,7 @@ impl Reporter {
         if mem.comment.is_some() && mem.body.as_deref() == Some(body.as_str()) {
             return Ok(false);
         }
+        mem.edited_at = Some(Instant::now());
         self.write_comment(&mut mem, inst, t, &body).await?;
         Ok(true)
     }
