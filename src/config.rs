@@ -67,6 +67,9 @@ pub struct Config {
     /// The job scheduler: claims, failures, limits, order.
     #[serde(default)]
     pub scheduler: crate::scheduler::SchedulerConfig,
+    /// What Foreman shows on GitHub: label and board column names, the tracking comment's edit interval.
+    #[serde(default)]
+    pub report: crate::report::github::ReportConfig,
 }
 
 /// How log lines are written.
@@ -171,6 +174,7 @@ impl Config {
             return Err(ConfigError("store.cache_mb (FOREMAN_STORE_CACHE_MB) must be at least 1".into()));
         }
         self.scheduler.validate().map_err(ConfigError)?;
+        self.report.validate().map_err(ConfigError)?;
         if !(self.github.api_url.starts_with("http://") || self.github.api_url.starts_with("https://")) {
             return Err(ConfigError(format!(
                 "github.api_url (GITHUB_API_URL) must be an http:// or https:// URL, got '{}'",

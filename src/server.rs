@@ -152,7 +152,7 @@ async fn github_parts(
     let pusher =
         crate::report::push::Pusher::new(sessions.workspaces().askpass_path(), crate::report::push::DEFAULT_PREFIX)
             .map_err(|e| anyhow::anyhow!("pusher: {e}"))?;
-    let reporter = crate::report::github::Reporter::new(client.clone(), crate::report::github::ReportConfig::default());
+    let reporter = crate::report::github::Reporter::new(client.clone(), config.report.clone());
     let outbox = crate::report::outbox::Outbox::new(reporter);
     let agent_name = match (&config.agent.backend, &config.agent.model) {
         (crate::session::Backend::Claude, Some(model)) => format!("claude ({model})"),

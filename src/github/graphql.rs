@@ -47,6 +47,12 @@ pub mod documents {
         text: include_str!("graphql/move_project_item.graphql"),
         mutation: true,
     };
+    /// `IssueProjectItems`: the Projects v2 items of one issue, with their boards and current column.
+    pub const ISSUE_PROJECT_ITEMS: Document = Document {
+        operation: "IssueProjectItems",
+        text: include_str!("graphql/issue_project_items.graphql"),
+        mutation: false,
+    };
     /// `AddProjectItem`: add an issue or pull request to a project.
     pub const ADD_PROJECT_ITEM: Document = Document {
         operation: "AddProjectItem",

@@ -341,3 +341,121 @@ impl Client {
         })
     }
 }
+
+impl Client {
+    /// The Projects v2 items of issue `number` of `repo` on organisation boards, each with its board's
+    /// organisation login and project number, and the item's column in the single-select field `field`
+    /// (usually `Status`). One GraphQL query (`IssueProjectItems`); at most 20 items, the first 20 boards the
+    /// issue is on. The boards' field ids and options come with the answer and refresh the cache that
+    /// [`Client::project`] reads, so moving the items needs no second query per board.
+    ///
+    /// Items on boards owned by a user are left out: Foreman addresses boards by organisation and number, as
+    /// Projects v2 webhooks exist only for organisation projects. A pull request number, or an issue GitHub
+    /// cannot resolve (`issue` is `null`), has no items: `Ok(vec![])`.
+    ///
+    /// Errors: [`GithubError::NotFound`] when the repository is not visible to the installation; transport,
+    /// rate-limit and GraphQL errors as for [`Client::graphql`].
+    pub async fn issue_project_items(
+        &self,
+        inst: InstallationId,
+        repo: &RepoName,
+        number: IssueNumber,
+        field: &str,
+    ) -> Result<Vec<(ProjectItem, String, u64)>, GithubError> {
+        #[derive(Deserialize)]
+        struct Data {
+            repository: Option<Repository>,
+        }
+        #[derive(Deserialize)]
+        struct Repository {
+            issue: Option<Issue>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Issue {
+            project_items: Nodes,
+        }
+        #[derive(Deserialize)]
+        struct Nodes {
+            nodes: Vec<Option<Node>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Node {
+            id: NodeId,
+            project: Project,
+            #[serde(default)]
+            field_value_by_name: Option<FieldValue>,
+        }
+        #[derive(Deserialize)]
+        struct Project {
+            id: NodeId,
+            number: u64,
+            #[serde(default)]
+            title: String,
+            #[serde(default)]
+            owner: Option<Owner>,
+            #[serde(default)]
+            field: Option<Field>,
+        }
+        #[derive(Deserialize)]
+        struct Owner {
+            #[serde(default)]
+            login: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Field {
+            #[serde(default)]
+            id: Option<NodeId>,
+            #[serde(default)]
+            options: Option<Vec<Opt>>,
+        }
+        #[derive(Deserialize)]
+        struct Opt {
+            id: String,
+            name: String,
+        }
+        let vars = json!({ "owner": repo.owner(), "name": repo.name(), "number": number.0, "field": field });
+        let answer = self.graphql::<Data>(inst, ISSUE_PROJECT_ITEMS, vars).await?;
+        let (data, errors) = answer.data_or_error(ISSUE_PROJECT_ITEMS.operation)?;
+        let repository = data.repository.ok_or(GithubError::NotFound { endpoint: "GraphQL IssueProjectItems" })?;
+        let Some(issue) = repository.issue else {
+            tracing::debug!(%repo, issue = number.0, errors = errors.len(), "not an issue GitHub resolves: no project items");
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for node in issue.project_items.nodes.into_iter().flatten() {
+            let Some(org) = node.project.owner.and_then(|o| o.login) else {
+                tracing::debug!(%repo, issue = number.0, project = %node.project.id, "a board not owned by an organisation is left alone");
+                continue;
+            };
+            let mut status_field = None;
+            if let Some(Field { id: Some(field_id), options: Some(options) }) = node.project.field {
+                status_field = Some(field_id.clone());
+                let board = ProjectBoard {
+                    org: org.clone(),
+                    number: node.project.number,
+                    id: node.project.id.clone(),
+                    title: node.project.title,
+                    field_name: field.to_owned(),
+                    field_id,
+                    columns: options.into_iter().map(|o| (o.name, o.id)).collect(),
+                };
+                self.inner
+                    .projects
+                    .lock()
+                    .expect("projects lock")
+                    .insert((org.clone(), board.number, field.to_owned()), (Arc::new(board), Instant::now()));
+            }
+            let item = ProjectItem {
+                id: node.id,
+                project_id: node.project.id,
+                content: Some((repo.clone(), number)),
+                column: node.field_value_by_name.and_then(|v| v.name),
+                field_id: status_field,
+            };
+            out.push((item, org, node.project.number));
+        }
+        Ok(out)
+    }
+}

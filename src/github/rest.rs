@@ -252,6 +252,28 @@ impl Client {
         self.send(call).await?.json(EP)
     }
 
+    /// Adds labels that already exist in the repository to an issue
+    /// (`POST /repos/{owner}/{repo}/issues/{issue_number}/labels`), without [`Client::ensure_label`] first: for
+    /// callers that ensure each label once themselves. A name the repository lacks is created by GitHub with a
+    /// default colour. Idempotent. Returns the issue's labels afterwards.
+    pub async fn add_labels_by_name(
+        &self,
+        inst: InstallationId,
+        repo: &RepoName,
+        number: IssueNumber,
+        names: &[&str],
+    ) -> Result<Vec<Label>, GithubError> {
+        const EP: &str = "POST /repos/{owner}/{repo}/issues/{issue_number}/labels";
+        let call = Call::new(
+            Method::POST,
+            EP,
+            format!("{}/issues/{number}/labels", repo_path(repo)),
+            Auth::Installation(inst),
+        )
+        .body(json!({ "labels": names }));
+        self.send(call).await?.json(EP)
+    }
+
     /// Removes a label from an issue. Returns false when the issue did not have it (GitHub's 404), which is
     /// what a retry after a lost answer sees.
     pub async fn remove_label(
