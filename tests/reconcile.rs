@@ -1,0 +1,326 @@
+//! Reconciliation against github-sim over real HTTP on loopback, with a real sled store in a temp dir: drift
+//! that happened while Foreman was "down" (its webhook URL a closed port, so every delivery fails) is found
+//! and fixed, and lost deliveries are redelivered exactly once.
+
+use std::time::Duration;
+
+use foreman::decide::DecideConfig;
+use foreman::github::{Client, ClientOptions, RetryPolicy};
+use foreman::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
+use foreman::reconcile::{CancelReason, ReconcileConfig, Reconciler, Report};
+use foreman::scheduler::{EnqueueRequest, IssueRef, Scheduler, SchedulerConfig};
+use foreman::store::jobs::{JobKind, JobState, Placement};
+use foreman::store::{DeliveryMeta, NewDelivery, PutOutcome, Store, StoreOptions};
+use github_sim::{GithubSim, Permission, SimConfig, SimHandle};
+use secrecy::SecretString;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+const LIMIT: Duration = Duration::from_secs(120);
+const REPO: &str = "acme/widgets";
+
+struct World {
+    _dir: tempfile::TempDir,
+    sim: SimHandle,
+    client: Client,
+    scheduler: Scheduler,
+    inst: InstallationId,
+}
+
+/// Retries short enough for tests in milliseconds.
+fn fast() -> ClientOptions {
+    ClientOptions {
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+            max_retries: 4,
+            max_total_wait: Duration::from_secs(10),
+            secondary_min_wait: Duration::from_millis(20),
+            reset_margin: Duration::from_secs(1),
+            max_rate_limit_wait: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            mutation_interval: Duration::from_millis(5),
+            max_concurrent: 4,
+            jitter: true,
+        },
+        ..ClientOptions::default()
+    }
+}
+
+/// A port nothing listens on: bound, then released.
+fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/webhook")
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SimConfig::new(dir.path().join("sim"));
+    // Foreman is down: every delivery fails, as it would while the process is stopped.
+    cfg.webhook_url = Some(closed_port_url());
+    let sim = GithubSim::start(cfg).await.unwrap();
+    sim.create_repo("acme", "widgets", &[("README.md", "hello\n")]).unwrap();
+    sim.create_user("alice", Permission::Write, "User");
+    let inst = InstallationId(sim.installation_id("acme"));
+    let key = SecretString::from(sim.private_key_pem().to_owned());
+    let client = Client::new(sim.app_id(), &key, sim.url(), fast()).unwrap();
+    let store = Store::open(&dir.path().join("store"), &StoreOptions { cache_bytes: 8 << 20 }).unwrap();
+    let scheduler = Scheduler::new(store, SchedulerConfig::default());
+    World { _dir: dir, sim, client, scheduler, inst }
+}
+
+fn repo() -> RepoName {
+    REPO.parse().unwrap()
+}
+
+fn reconciler(w: &World, triggers: DecideConfig, config: ReconcileConfig) -> Reconciler {
+    Reconciler::new(w.client.clone(), w.scheduler.clone(), triggers, config)
+}
+
+fn jobs_only() -> ReconcileConfig {
+    ReconcileConfig { redeliver: false, ..ReconcileConfig::default() }
+}
+
+/// An issue on the sim, labelled `foreman` by alice, and its job as the label would have queued it.
+fn labelled_job(w: &World, title: &str, body: &str) -> IssueNumber {
+    let (n, _) = w.sim.create_issue(REPO, title, body, "alice").unwrap();
+    w.sim.add_label(REPO, n, "foreman", "alice").unwrap();
+    enqueue(w, n, title, body, "label");
+    IssueNumber(n)
+}
+
+fn enqueue(w: &World, n: u64, title: &str, body: &str, trigger: &str) {
+    let req = EnqueueRequest {
+        repo: repo(),
+        issue: IssueNumber(n),
+        installation: Some(w.inst),
+        kind: JobKind::Code,
+        title: title.into(),
+        body: body.into(),
+        labels: vec!["foreman".into()],
+        blocked_by: Vec::new(),
+        trigger: Some(trigger.into()),
+        requester: Some("alice".into()),
+        instructions: None,
+        delivery: None,
+        cause: format!("{trigger} by alice"),
+    };
+    w.scheduler.enqueue(req, "alice", OffsetDateTime::now_utc()).unwrap();
+}
+
+fn state(w: &World, n: IssueNumber) -> JobState {
+    w.scheduler.store().job(&repo(), n).unwrap().unwrap().state
+}
+
+fn last_cause(w: &World, n: IssueNumber) -> String {
+    w.scheduler.store().job_detail(&repo(), n).unwrap().unwrap().audit.last().unwrap().cause.clone()
+}
+
+fn cancelled(report: &Report) -> Vec<(u64, CancelReason)> {
+    let mut v: Vec<_> = report.cancelled.iter().map(|c| (c.issue.issue.0, c.reason)).collect();
+    v.sort_by_key(|(n, _)| *n);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_while_down_is_fixed_and_a_second_pass_changes_nothing() {
+    tokio::time::timeout(LIMIT, async {
+        let w = world().await;
+        // Running: claimed before the others exist, so it is the one claimed.
+        let running = labelled_job(&w, "Running, label removed", "");
+        let claimed = w.scheduler.claim_next(OffsetDateTime::now_utc()).unwrap().unwrap();
+        assert_eq!(claimed.job.issue, running);
+        let closed = labelled_job(&w, "Closed while down", "");
+        let unlabelled = labelled_job(&w, "Label removed while down", "");
+        let untouched = labelled_job(&w, "Still wanted", "");
+        // Queued by `/foreman run`: carries no label, and none is needed.
+        let (by_command, _) = w.sim.create_issue(REPO, "Asked for by command", "", "alice").unwrap();
+        enqueue(&w, by_command, "Asked for by command", "", "command");
+        // Never existed on GitHub (or was deleted or transferred away): the sim answers 404.
+        enqueue(&w, 999, "Gone", "", "label");
+
+        // While Foreman is down.
+        w.sim.set_issue_state(REPO, closed.0, "closed", "alice").unwrap();
+        w.sim.remove_label(REPO, unlabelled.0, "foreman", "alice").unwrap();
+        w.sim.remove_label(REPO, running.0, "foreman", "alice").unwrap();
+
+        let r = reconciler(&w, DecideConfig::default(), jobs_only());
+        let report = r.run_once(OffsetDateTime::now_utc()).await.unwrap();
+        assert_eq!(
+            cancelled(&report),
+            [(closed.0, CancelReason::Closed), (unlabelled.0, CancelReason::Unlabeled), (999, CancelReason::Gone)]
+        );
+        assert_eq!(report.jobs_checked, 6);
+        assert!(report.unreadable.is_empty(), "{:?}", report.unreadable);
+        assert_eq!(report.left_running, [IssueRef { repo: repo(), issue: running }]);
+        assert_eq!(state(&w, closed), JobState::Cancelled);
+        assert_eq!(last_cause(&w, closed), "issue closed (reconciliation)");
+        assert_eq!(state(&w, unlabelled), JobState::Cancelled);
+        assert_eq!(last_cause(&w, unlabelled), "label 'foreman' removed (reconciliation)");
+        assert_eq!(state(&w, IssueNumber(999)), JobState::Cancelled);
+        assert_eq!(last_cause(&w, IssueNumber(999)), "issue deleted or transferred (reconciliation)");
+        assert_eq!(state(&w, running), JobState::Running, "left to finish: triggers.cancel_on_unlabel is off");
+        assert_eq!(state(&w, untouched), JobState::Queued);
+        assert_eq!(state(&w, IssueNumber(by_command)), JobState::Queued);
+
+        let again = r.run_once(OffsetDateTime::now_utc()).await.unwrap();
+        assert!(again.cancelled.is_empty(), "{:?}", again.cancelled);
+        assert_eq!(again.jobs_checked, 3, "only the live jobs are read");
+
+        // With cancel_on_unlabel the running job is cancelled too, and its session named for stopping.
+        let strict = DecideConfig { cancel_on_unlabel: true, ..DecideConfig::default() };
+        let report = reconciler(&w, strict, jobs_only()).run_once(OffsetDateTime::now_utc()).await.unwrap();
+        assert_eq!(cancelled(&report), [(running.0, CancelReason::Unlabeled)]);
+        assert_eq!(report.cancelled[0].from, JobState::Running);
+        assert_eq!(report.cancelled[0].session.as_ref(), Some(&claimed.claim.session));
+        assert_eq!(state(&w, running), JobState::Cancelled);
+        assert!(w.scheduler.store().claims().unwrap().is_empty(), "its claim is released");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_closed_while_down_unblocks_its_dependent() {
+    tokio::time::timeout(LIMIT, async {
+        let w = world().await;
+        let (dep, _) = w.sim.create_issue(REPO, "Groundwork", "", "alice").unwrap();
+        let body = format!("Depends on #{dep}");
+        let blocked = labelled_job(&w, "Build on it", &body);
+        let job = w.scheduler.store().job(&repo(), blocked).unwrap().unwrap();
+        assert_eq!(job.placement, Placement::Waiting);
+        let r = reconciler(&w, DecideConfig::default(), jobs_only());
+
+        // Open: recorded as open, the job keeps waiting.
+        let report = r.run_once(OffsetDateTime::now_utc()).await.unwrap();
+        assert_eq!(report.dependencies.len(), 1);
+        assert!(report.dependencies[0].open);
+        assert!(w.scheduler.claim_next(OffsetDateTime::now_utc()).unwrap().is_none(), "still waiting");
+
+        w.sim.set_issue_state(REPO, dep, "closed", "alice").unwrap();
+        let report = r.run_once(OffsetDateTime::now_utc()).await.unwrap();
+        assert_eq!(report.dependencies.len(), 1);
+        assert!(!report.dependencies[0].open);
+        assert_eq!(report.dependencies[0].jobs_changed, 1);
+        let job = w.scheduler.store().job(&repo(), blocked).unwrap().unwrap();
+        assert!(job.waiting_on.is_empty());
+        assert_eq!(job.placement, Placement::Ready);
+        let claimed = w.scheduler.claim_next(OffsetDateTime::now_utc()).unwrap().unwrap();
+        assert_eq!(claimed.job.issue, blocked, "runnable now");
+    })
+    .await
+    .unwrap();
+}
+
+/// The sim's record of every attempt of `guid`.
+fn attempts(w: &World, guid: &str) -> Vec<Value> {
+    w.sim.deliveries().into_iter().filter(|d| d["guid"] == guid).collect()
+}
+
+async fn store_delivery(w: &World, guid: &str) {
+    let meta = DeliveryMeta {
+        id: DeliveryId(guid.into()),
+        event: "issues".into(),
+        action: Some("opened".into()),
+        installation: Some(w.inst),
+        repository: Some(REPO.into()),
+        received_at: OffsetDateTime::now_utc(),
+        body_len: 2,
+    };
+    let stored = w
+        .scheduler
+        .store()
+        .put_delivery(NewDelivery { meta, compressed_body: foreman::store::inbox::compress_body(b"{}") })
+        .await
+        .unwrap();
+    assert!(matches!(stored, PutOutcome::Stored(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_delivery_is_redelivered_once_a_stored_one_never() {
+    tokio::time::timeout(LIMIT, async {
+        let w = world().await;
+        let (n, _) = w.sim.create_issue(REPO, "Lost", "", "alice").unwrap(); // issues.opened
+        w.sim.add_label(REPO, n, "foreman", "alice").unwrap(); // issues.labeled
+        assert!(w.sim.wait_deliveries(2, LIMIT).await, "both attempts fail against the closed port");
+        let all = w.sim.deliveries();
+        assert!(all.iter().all(|d| d["status_code"] == 0), "{all:?}");
+        let opened = all.iter().find(|d| d["action"] == "opened").unwrap();
+        let labeled = all.iter().find(|d| d["action"] == "labeled").unwrap();
+        let (opened_guid, labeled_guid) = (opened["guid"].as_str().unwrap(), labeled["guid"].as_str().unwrap());
+        // Foreman stored `opened` but GitHub saw a failure (say the answer came too late).
+        store_delivery(&w, opened_guid).await;
+        // `labeled` failed twice: both attempts share its GUID.
+        w.sim.redeliver(labeled["id"].as_u64().unwrap()).unwrap();
+        assert!(w.sim.wait_deliveries(3, LIMIT).await);
+        assert_eq!(attempts(&w, labeled_guid).len(), 2);
+
+        let r = reconciler(&w, DecideConfig::default(), ReconcileConfig::default());
+        // Past the in-flight grace of the newest attempt.
+        let t0 = OffsetDateTime::now_utc() + time::Duration::minutes(2);
+        let report = r.run_once(t0).await.unwrap();
+        assert_eq!(report.deliveries_listed, 3);
+        let asked: Vec<_> = report.redeliveries.iter().map(|d| d.guid.as_str()).collect();
+        assert_eq!(asked, [labeled_guid], "one request for the lost GUID, none for the stored one");
+        assert_eq!(report.redeliveries[0].event, "issues.labeled");
+        assert_eq!(attempts(&w, labeled_guid).len(), 3, "GitHub made one new attempt");
+        assert_eq!(attempts(&w, opened_guid).len(), 1, "the stored delivery was not asked for");
+        assert!(w.sim.wait_deliveries(4, LIMIT).await, "the redelivery fails too: Foreman is still down");
+
+        // A second pass within the hour asks for nothing, though the GUID still has no success.
+        let report = r.run_once(t0 + time::Duration::minutes(10)).await.unwrap();
+        assert!(report.redeliveries.is_empty(), "{:?}", report.redeliveries);
+        assert_eq!(report.redeliveries_pending, 1);
+        assert_eq!(attempts(&w, labeled_guid).len(), 3);
+
+        // After the hour it is asked for again; past GitHub's 3 days, never.
+        let report = r.run_once(t0 + time::Duration::minutes(61)).await.unwrap();
+        assert_eq!(report.redeliveries.len(), 1);
+        assert_eq!(attempts(&w, labeled_guid).len(), 4);
+        let fresh = reconciler(&w, DecideConfig::default(), ReconcileConfig::default());
+        let report = fresh.run_once(t0 + time::Duration::days(3)).await.unwrap();
+        assert!(report.redeliveries.is_empty(), "{:?}", report.redeliveries);
+
+        // Once Foreman has stored it, it is never asked for again.
+        store_delivery(&w, labeled_guid).await;
+        let report = fresh.run_once(t0 + time::Duration::minutes(200)).await.unwrap();
+        assert!(report.redeliveries.is_empty(), "{:?}", report.redeliveries);
+        assert_eq!(report.redeliveries_pending, 0);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeliveries_per_pass_are_bounded_and_redelivery_can_be_turned_off() {
+    tokio::time::timeout(LIMIT, async {
+        let w = world().await;
+        for title in ["one", "two", "three"] {
+            w.sim.create_issue(REPO, title, "", "alice").unwrap();
+        }
+        assert!(w.sim.wait_deliveries(3, LIMIT).await);
+        let t0 = OffsetDateTime::now_utc() + time::Duration::minutes(2);
+
+        let off = ReconcileConfig { redeliver: false, ..ReconcileConfig::default() };
+        let report = reconciler(&w, DecideConfig::default(), off).run_once(t0).await.unwrap();
+        assert_eq!(report.deliveries_listed, 0);
+        assert!(report.redeliveries.is_empty());
+
+        let two = ReconcileConfig { max_redeliveries_per_pass: 2, ..ReconcileConfig::default() };
+        let r = reconciler(&w, DecideConfig::default(), two);
+        let first = r.run_once(t0).await.unwrap();
+        assert_eq!(first.redeliveries.len(), 2);
+        assert_eq!(first.redeliveries_deferred, 1);
+        let second = r.run_once(t0 + time::Duration::minutes(1)).await.unwrap();
+        assert_eq!(second.redeliveries.len(), 1, "the deferred one comes next pass");
+        let mut asked: Vec<_> =
+            first.redeliveries.iter().chain(&second.redeliveries).map(|d| d.guid.to_string()).collect();
+        asked.sort();
+        asked.dedup();
+        assert_eq!(asked.len(), 3, "each lost GUID once");
+    })
+    .await
+    .unwrap();
+}
