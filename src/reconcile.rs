@@ -64,8 +64,8 @@ pub const DELIVERIES_LISTED: usize = 1000;
 #[serde(default, deny_unknown_fields)]
 pub struct ReconcileConfig {
     /// Seconds between passes (the first runs at start). Default 600 (10 minutes); at least 1
-    /// (`FOREMAN_RECONCILE_INTERVAL_SECS`). Each pass reads one issue per live job and dependency, which
-    /// an ETag cache makes free when nothing changed.
+    /// (`FOREMAN_RECONCILE_INTERVAL_SECS`). Each pass costs one REST request per live job and per open
+    /// dependency, against the installation's 5,000 an hour.
     #[serde(deserialize_with = "at_least_one")]
     pub interval_secs: u64,
     /// Whether to ask GitHub to redeliver failed deliveries Foreman never stored. Default `true`.
@@ -583,5 +583,20 @@ mod tests {
         assert_eq!(c, ReconcileConfig { interval_secs: 600, redeliver: true, max_redeliveries_per_pass: 50 });
         assert!(serde_json::from_value::<ReconcileConfig>(json!({"interval_secs": 0})).is_err());
         assert!(serde_json::from_value::<ReconcileConfig>(json!({"interval": 5})).is_err(), "unknown key");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error.
+    fn the_environment_sets_the_interval_and_a_zero_names_its_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOREMAN_RECONCILE_INTERVAL_SECS", "30");
+            let c = crate::config::Config::load(None).unwrap();
+            assert_eq!(c.reconcile.interval(), Duration::from_secs(30));
+            assert!(c.reconcile.redeliver);
+            jail.set_env("FOREMAN_RECONCILE_INTERVAL_SECS", "0");
+            let e = crate::config::Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("reconcile.interval_secs") && e.contains("FOREMAN_RECONCILE_INTERVAL_SECS"), "{e}");
+            Ok(())
+        });
     }
 }
