@@ -459,12 +459,17 @@ impl Reconciler {
     }
 }
 
-/// Whether GitHub's answer means the issue is gone: 404 (deleted, transferred, or not visible to the
-/// installation) or 410 (deleted, or issues turned off in the repository).
+/// The endpoint template of [`Client::issue`], as its errors name it.
+const ISSUE_ENDPOINT: &str = "GET /repos/{owner}/{repo}/issues/{issue_number}";
+
+/// Whether GitHub's answer means the issue itself is gone: 404 (deleted, transferred, or not visible to the
+/// installation) or 410 (deleted, or issues turned off in the repository) from the issue endpoint. A 404 on
+/// the way there (minting the installation's token for an installation that was removed) is not: that
+/// says nothing about the issue, so the job is left alone and reported unreadable.
 fn is_gone(e: &GithubError) -> bool {
     match e {
-        GithubError::NotFound { .. } => true,
-        GithubError::Unexpected { message, .. } => message.starts_with("HTTP 410"),
+        GithubError::NotFound { endpoint } => *endpoint == ISSUE_ENDPOINT,
+        GithubError::Unexpected { endpoint, message } => *endpoint == ISSUE_ENDPOINT && message.starts_with("HTTP 410"),
         _ => false,
     }
 }
@@ -575,6 +580,18 @@ mod tests {
             Verdict::Cancel(CancelReason::Closed)
         );
         assert_eq!(verdict(&queued, Seen::Gone, &t), Verdict::Cancel(CancelReason::Gone));
+    }
+
+    #[test]
+    fn only_the_issue_endpoint_saying_404_or_410_means_gone() {
+        assert!(is_gone(&GithubError::NotFound { endpoint: ISSUE_ENDPOINT }));
+        let gone =
+            GithubError::Unexpected { endpoint: ISSUE_ENDPOINT, message: "HTTP 410: Issues are disabled".into() };
+        assert!(is_gone(&gone));
+        let token = GithubError::NotFound { endpoint: "POST /app/installations/{installation_id}/access_tokens" };
+        assert!(!is_gone(&token));
+        let other = GithubError::Unexpected { endpoint: ISSUE_ENDPOINT, message: "HTTP 400: bad".into() };
+        assert!(!is_gone(&other));
     }
 
     #[test]

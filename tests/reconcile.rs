@@ -324,3 +324,68 @@ async fn redeliveries_per_pass_are_bounded_and_redelivery_can_be_turned_off() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_issue_is_skipped_and_the_pass_goes_on() {
+    tokio::time::timeout(LIMIT, async {
+        let w = world().await;
+        let closed = labelled_job(&w, "Closed while down", "");
+        let (n, _) = w.sim.create_issue(REPO, "Its installation was removed", "", "alice").unwrap();
+        // An installation GitHub no longer knows: minting its token answers 404, which says nothing about
+        // the issue, so the job must not be taken for deleted.
+        let mut req = EnqueueRequest {
+            repo: repo(),
+            issue: IssueNumber(n),
+            installation: Some(InstallationId(424_242)),
+            kind: JobKind::Code,
+            title: "t".into(),
+            body: String::new(),
+            labels: Vec::new(),
+            blocked_by: Vec::new(),
+            trigger: Some("label".into()),
+            requester: None,
+            instructions: None,
+            delivery: None,
+            cause: "test".into(),
+        };
+        w.scheduler.enqueue(req.clone(), "alice", OffsetDateTime::now_utc()).unwrap();
+        req.issue = IssueNumber(n + 1);
+        req.installation = None;
+        w.scheduler.enqueue(req, "alice", OffsetDateTime::now_utc()).unwrap();
+        w.sim.set_issue_state(REPO, closed.0, "closed", "alice").unwrap();
+
+        let report = reconciler(&w, DecideConfig::default(), jobs_only()).run_once(OffsetDateTime::now_utc()).await;
+        let report = report.unwrap();
+        assert_eq!(cancelled(&report), [(closed.0, CancelReason::Closed)]);
+        let mut unreadable: Vec<_> = report.unreadable.iter().map(|u| (u.issue.issue.0, u.error.clone())).collect();
+        unreadable.sort();
+        assert_eq!(unreadable.len(), 2, "{unreadable:?}");
+        assert_eq!(unreadable[0].0, n);
+        assert!(unreadable[0].1.contains("access_tokens"), "{}", unreadable[0].1);
+        assert_eq!(unreadable[1], (n + 1, "no installation recorded".to_owned()));
+        assert_eq!(state(&w, IssueNumber(n)), JobState::Queued);
+        assert_eq!(state(&w, IssueNumber(n + 1)), JobState::Queued);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_makes_a_pass_at_start_and_stops_on_shutdown() {
+    tokio::time::timeout(LIMIT, async {
+        let w = world().await;
+        let closed = labelled_job(&w, "Closed while down", "");
+        w.sim.set_issue_state(REPO, closed.0, "closed", "alice").unwrap();
+        let hourly = ReconcileConfig { interval_secs: 3600, ..jobs_only() };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(reconciler(&w, DecideConfig::default(), hourly).run(shutdown.clone()));
+        // The scheduler is notified by every change to the jobs; the enqueue above left one notification.
+        while state(&w, closed) != JobState::Cancelled {
+            w.scheduler.changed().await;
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+    })
+    .await
+    .unwrap();
+}
