@@ -389,3 +389,58 @@ async fn run_makes_a_pass_at_start_and_stops_on_shutdown() {
     .await
     .unwrap();
 }
+
+/// A webhook receiver on loopback that answers 500 until `healthy` is set, then 200. It stores nothing, so
+/// only GitHub's record of its answers tells a delivered GUID from a lost one.
+async fn receiver(healthy: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    use std::sync::atomic::Ordering;
+    let app = axum::Router::new().fallback(move || {
+        let healthy = healthy.clone();
+        async move {
+            if healthy.load(Ordering::SeqCst) {
+                axum::http::StatusCode::OK
+            } else {
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guid_with_one_successful_attempt_is_not_redelivered() {
+    tokio::time::timeout(LIMIT, async {
+        let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = SimConfig::new(dir.path().join("sim"));
+        cfg.webhook_url = Some(receiver(healthy.clone()).await);
+        let sim = GithubSim::start(cfg).await.unwrap();
+        sim.create_repo("acme", "widgets", &[("README.md", "hello\n")]).unwrap();
+        let key = SecretString::from(sim.private_key_pem().to_owned());
+        let client = Client::new(sim.app_id(), &key, sim.url(), fast()).unwrap();
+        let store = Store::open(&dir.path().join("store"), &StoreOptions { cache_bytes: 8 << 20 }).unwrap();
+        let scheduler = Scheduler::new(store, SchedulerConfig::default());
+
+        sim.create_issue(REPO, "recovered", "", "alice").unwrap();
+        sim.create_issue(REPO, "lost", "", "alice").unwrap();
+        assert!(sim.wait_deliveries(2, LIMIT).await);
+        let all = sim.deliveries();
+        assert!(all.iter().all(|d| d["status_code"] == 500), "{all:?}");
+        let recovered = all.iter().find(|d| d["payload"]["issue"]["title"] == "recovered").unwrap();
+        let lost = all.iter().find(|d| d["payload"]["issue"]["title"] == "lost").unwrap();
+        // Someone redelivered one by hand once the receiver was well again.
+        healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+        sim.redeliver(recovered["id"].as_u64().unwrap()).unwrap();
+        assert!(sim.wait_deliveries(3, LIMIT).await);
+
+        let r = Reconciler::new(client, scheduler, DecideConfig::default(), ReconcileConfig::default());
+        let report = r.run_once(OffsetDateTime::now_utc() + time::Duration::minutes(2)).await.unwrap();
+        let asked: Vec<_> = report.redeliveries.iter().map(|d| d.guid.as_str()).collect();
+        assert_eq!(asked, [lost["guid"].as_str().unwrap()]);
+    })
+    .await
+    .unwrap();
+}
