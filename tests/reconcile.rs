@@ -444,3 +444,32 @@ async fn a_guid_with_one_successful_attempt_is_not_redelivered() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_in_backoff_is_live_and_a_finished_one_is_not_read() {
+    use foreman::store::failures::{FailureClass, Outcome};
+    tokio::time::timeout(LIMIT, async {
+        let w = world().await;
+        let failing = labelled_job(&w, "Fails once", "");
+        let now = OffsetDateTime::now_utc();
+        let c = w.scheduler.claim_next(now).unwrap().unwrap();
+        let fail = Outcome::Failed { class: FailureClass::Agent, reason: "no changes".into(), retry_at: None };
+        w.scheduler.finish(&c.claim, &fail, now).await.unwrap();
+        assert_eq!(state(&w, failing), JobState::Failed);
+        let done = labelled_job(&w, "Done already", "");
+        let c = w.scheduler.claim_next(now).unwrap().unwrap();
+        assert_eq!(c.job.issue, done);
+        w.scheduler.finish(&c.claim, &Outcome::Succeeded { summary: "ok".into() }, now).await.unwrap();
+        w.sim.set_issue_state(REPO, failing.0, "closed", "alice").unwrap();
+        w.sim.set_issue_state(REPO, done.0, "closed", "alice").unwrap();
+
+        let report = reconciler(&w, DecideConfig::default(), jobs_only()).run_once(now).await.unwrap();
+        assert_eq!(report.jobs_checked, 1, "the succeeded job is not live");
+        assert_eq!(cancelled(&report), [(failing.0, CancelReason::Closed)]);
+        assert_eq!(report.cancelled[0].from, JobState::Failed);
+        assert_eq!(state(&w, failing), JobState::Cancelled);
+        assert_eq!(state(&w, done), JobState::Succeeded);
+    })
+    .await
+    .unwrap();
+}
