@@ -37,6 +37,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_MAX_SESSIONS_PER_REPO", "scheduler.max_sessions_per_repo"),
     ("FOREMAN_MAX_SESSIONS_PER_INSTALLATION", "scheduler.max_sessions_per_installation"),
     ("FOREMAN_PRIORITY_LABELS", "scheduler.priority_labels"),
+    ("FOREMAN_RECONCILE_INTERVAL_SECS", "reconcile.interval_secs"),
 ];
 
 /// Foreman's whole configuration, as read at start.
@@ -70,6 +71,9 @@ pub struct Config {
     /// What Foreman shows on GitHub: label and board column names, the tracking comment's edit interval.
     #[serde(default)]
     pub report: crate::report::github::ReportConfig,
+    /// Reconciliation with GitHub and lost-delivery recovery.
+    #[serde(default)]
+    pub reconcile: crate::reconcile::ReconcileConfig,
 }
 
 /// How log lines are written.

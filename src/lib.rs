@@ -18,6 +18,7 @@ pub mod event;
 pub mod github;
 pub mod ids;
 pub mod ingress;
+pub mod reconcile;
 pub mod report;
 pub mod runner;
 pub mod scheduler;

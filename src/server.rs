@@ -92,10 +92,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut decider = Decider::new(config.triggers.clone(), scheduler.clone());
     let mut runner_task = None;
     if config.github.has_app_credentials() {
-        let parts = github_parts(&config, scheduler.clone()).await?;
-        let runner = crate::runner::Runner::new(parts.0);
-        decider =
-            decider.with_github(dispatch::GithubSide { client: parts.1, outbox: parts.2, runner: runner.clone() });
+        let (parts, client, outbox) = github_parts(&config, scheduler.clone()).await?;
+        let runner = crate::runner::Runner::new(parts);
+        let reconciler = crate::reconcile::Reconciler::new(
+            client.clone(),
+            scheduler.clone(),
+            config.triggers.clone(),
+            config.reconcile.clone(),
+        )
+        .with_runner(runner.clone());
+        decider = decider.with_github(dispatch::GithubSide { client, outbox, runner: runner.clone() });
+        tokio::spawn(reconciler.run(shutdown.clone()));
         runner_task = Some(tokio::spawn(runner.run(shutdown.clone())));
     }
     let worker = dispatch::spawn_worker(store.clone(), decider, shutdown.clone())?;

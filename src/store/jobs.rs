@@ -922,6 +922,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Every live job: queued (runnable, delayed or waiting on dependencies), running, or failed and in
+    /// backoff, in key order (repository, then issue number). Read-only.
+    ///
+    /// Reads every job record (about 1 µs each, decoding the state alone for finished jobs), so this costs
+    /// O(jobs); it serves the periodic reconciliation pass, not the scheduler.
+    pub fn live_jobs(&self) -> Result<Vec<Job>, JobError> {
+        let mut out = Vec::new();
+        for raw in self.job_trees().jobs.iter().values() {
+            let raw = raw?;
+            let s: StateOnly = decode(&raw, "job")?;
+            if matches!(s.state, JobState::Queued | JobState::Running | JobState::Failed) {
+                out.push(decode(&raw, "job")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Looks for a cycle of waiting jobs through `start`: `Some(path)` with `start` first and last.
     fn find_cycle(&self, start: &IssueRef) -> Result<Option<Vec<IssueRef>>, JobError> {
         // Depth-first over waiting jobs; graphs are small (a job's declared dependencies).
