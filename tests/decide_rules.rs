@@ -740,6 +740,61 @@ fn reviews_and_review_comments_carry_commands() {
     ]);
 }
 
+/// A review of Foreman's own pull request (opened by `foreman[bot]`) with `state`, by a reviewer with
+/// `association`.
+fn review_of_ours(state: &str, association: &str, body: &str) -> (&'static str, Value) {
+    let mut b = example("pull_request_review", "submitted.payload.json");
+    b["review"]["state"] = json!(state);
+    b["review"]["body"] = json!(body);
+    b["review"]["author_association"] = json!(association);
+    b["pull_request"]["user"]["login"] = json!("foreman[bot]");
+    b["pull_request"]["user"]["type"] = json!("Bot");
+    ("pull_request_review", b)
+}
+
+#[test]
+fn a_review_requesting_changes_on_foremans_pull_request_queues_a_follow_up() {
+    let theirs = {
+        let mut e = review_of_ours("changes_requested", "OWNER", "Fix the typo.");
+        e.1["pull_request"]["user"]["login"] = json!("octocat");
+        e.1["pull_request"]["user"]["type"] = json!("User");
+        e
+    };
+    run(vec![
+        case(
+            "changes requested by a writer on Foreman's pull request",
+            review_of_ours("changes_requested", "COLLABORATOR", "Fix the typo."),
+            none(),
+            &["enqueue follow-up Codertocat/Hello-World#2 by Codertocat via review [Fix the typo.]"],
+        ),
+        case(
+            "an approval queues nothing",
+            review_of_ours("approved", "OWNER", "Nice."),
+            none(),
+            &["~ignore: no command"],
+        ),
+        case("changes requested on someone else's pull request", theirs, none(), &["~which foreman[bot] did not open"]),
+        case(
+            "a reviewer without a known role is looked up",
+            review_of_ours("changes_requested", "CONTRIBUTOR", "Fix it."),
+            none(),
+            &["lookup permission of Codertocat (needs write)"],
+        ),
+        case(
+            "a reader's review starts nothing",
+            review_of_ours("changes_requested", "CONTRIBUTOR", "Fix it."),
+            Snapshot { permission: Some(Level::Read), ..none() },
+            &["~lacks write permission"],
+        ),
+        case(
+            "the job already runs",
+            review_of_ours("changes_requested", "OWNER", "Fix it."),
+            job(JobState::Running),
+            &["~already running"],
+        ),
+    ]);
+}
+
 #[test]
 fn actions_serialise_as_the_documented_json_lines() {
     let (name, body) = issues("labeled", "foreman");

@@ -49,3 +49,38 @@ async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
     .await
     .expect("the lifecycle finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_requesting_changes_adds_a_commit_to_the_same_pull_request() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let world = World::start(FIXING_AGENT, &[]).await;
+        let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let pull = world.wait_pull(number).await;
+        let pr = pull["number"].as_u64().unwrap();
+        assert_eq!(pull["commits"].as_array().unwrap().len(), 1, "{pull}");
+        world
+            .wait("the first job to finish", |s| {
+                World::issue(s, number)["comments"].as_array().is_some_and(|c| {
+                    c.iter().any(|c| c["body"].as_str().is_some_and(|b| b.contains("pull request ready")))
+                })
+            })
+            .await;
+
+        world.sim.review(REPO, pr, "CHANGES_REQUESTED", "Please also cover the edge case.", "alice").unwrap();
+        let state = world
+            .wait("a second commit on the same pull request", |s| {
+                World::repo_state(s)["pulls"].as_array().is_some_and(|p| {
+                    p.iter().any(|p| p["number"] == pr && p["commits"].as_array().is_some_and(|c| c.len() == 2))
+                })
+            })
+            .await;
+        let pulls = World::repo_state(&state)["pulls"].as_array().unwrap().clone();
+        assert_eq!(pulls.len(), 1, "still one pull request: {pulls:?}");
+        let job = world.job(pr).await;
+        assert_eq!(job["kind"], "follow-up", "{job}");
+        assert_eq!(job["trigger"], "review", "{job}");
+    })
+    .await
+    .expect("the follow-up finished in time");
+}

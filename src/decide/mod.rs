@@ -38,6 +38,8 @@ pub enum Trigger {
     Board,
     /// A command in a comment.
     Command,
+    /// A review requesting changes on Foreman's pull request.
+    Review,
 }
 
 impl Trigger {
@@ -47,6 +49,7 @@ impl Trigger {
             Trigger::Label => "label",
             Trigger::Board => "board",
             Trigger::Command => "command",
+            Trigger::Review => "review",
         }
     }
 }
@@ -264,7 +267,7 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
             }
             CommentAction::Deleted => vec![ignore("a deleted comment runs no commands")],
         },
-        EventKind::PullRequestReview { pull_request, review, .. } => cx.commands(pull_request, review, None),
+        EventKind::PullRequestReview { pull_request, review, state } => cx.review(pull_request, review, state),
         EventKind::PullRequestReviewComment { pull_request, comment } => cx.commands(pull_request, comment, None),
         EventKind::PullRequest { action, pull_request, .. } => vec![ignore(match action {
             PullRequestAction::Closed { merged: true } => {
@@ -541,6 +544,58 @@ impl Cx<'_> {
             }
         } else {
             self.cancel_if_live(repo, number, format!("card moved to '{column}' by {requester}"))
+        }
+    }
+
+    /// A submitted review: its commands, if it has any; otherwise, a review requesting changes on Foreman's own
+    /// pull request (opened by `<app_slug>[bot]`) from someone who may `run` queues a follow-up session on the
+    /// pull request's branch, with the review's text as instructions.
+    fn review(&self, pull: &IssueRef, review: &Comment, state: &str) -> Vec<Action> {
+        let has_commands = !command::parse(&review.body, &self.config.app_slug).is_empty();
+        if has_commands || !state.eq_ignore_ascii_case("changes_requested") {
+            return self.commands(pull, review, None);
+        }
+        let ours = format!("{}[bot]", self.config.app_slug);
+        if !pull.author.login.eq_ignore_ascii_case(&ours) {
+            return vec![ignore(format!(
+                "changes requested on #{}, which {ours} did not open; write `/foreman run` to have Foreman work on it",
+                pull.number
+            ))];
+        }
+        if let Some(refused) = self.bot_refused(&review.author, "review") {
+            return vec![refused];
+        }
+        if pull.state == "closed" {
+            return vec![ignore(format!("changes requested on #{}, which is closed", pull.number))];
+        }
+        let needs = self.config.permissions.run;
+        match authorize(needs, &review.association, self.snapshot.permission) {
+            Authorized::Unknown => vec![Action::Lookup {
+                what: Lookup::Permission {
+                    repo: pull.repo.clone(),
+                    user: review.author.login.clone(),
+                    user_id: review.author.id,
+                    needs,
+                },
+                installation: self.event.installation,
+            }],
+            Authorized::No(_) => vec![ignore(format!(
+                "changes requested by {}, who lacks {needs} permission to start work",
+                review.author.login
+            ))],
+            Authorized::Yes => match self.snapshot.job {
+                Some(state) if state.is_live() => {
+                    vec![ignore(format!("the job for #{} is already {state}; the review waits for it", pull.number))]
+                }
+                _ => {
+                    let mut action =
+                        self.enqueue(JobKind::FollowUp, &pull.repo, pull.number, Trigger::Review, &review.author.login);
+                    if let Action::Enqueue { instructions, .. } = &mut action {
+                        *instructions = Some(review.body.clone()).filter(|b| !b.trim().is_empty());
+                    }
+                    vec![action]
+                }
+            },
         }
     }
 

@@ -600,4 +600,16 @@ impl Client {
         .body(json!({ "reviewers": reviewers }));
         self.send(call).await.map(drop)
     }
+
+    /// A pull request's reviews, oldest first (`GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews`).
+    pub async fn pull_reviews(
+        &self,
+        inst: InstallationId,
+        repo: &RepoName,
+        number: IssueNumber,
+    ) -> Result<Vec<Review>, GithubError> {
+        const EP: &str = "GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews";
+        let path = format!("{}/pulls/{number}/reviews?per_page=100", repo_path(repo));
+        self.paginate(EP, path, Auth::Installation(inst), Some).await
+    }
 }

@@ -350,3 +350,20 @@ pub struct HookDelivery {
     #[serde(default)]
     pub installation_id: Option<InstallationId>,
 }
+
+/// A pull request review (`GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Review {
+    /// Its id.
+    pub id: u64,
+    /// Who reviewed.
+    pub user: User,
+    /// The review's summary text; empty when none.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// `APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`, `DISMISSED` or `PENDING` (REST spells them in capitals).
+    pub state: String,
+    /// The reviewer's relation to the repository.
+    #[serde(default)]
+    pub author_association: String,
+}

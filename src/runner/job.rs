@@ -134,6 +134,7 @@ pub fn trigger_phrase(label: &str, job: &Job) -> Option<String> {
         "label" => format!("the `{label}` label{who}"),
         "board" => format!("a card moved on the board{who}"),
         "command" => format!("a `/foreman` command{who}"),
+        "review" => format!("a review requesting changes{who}"),
         other => format!("{other}{who}"),
     })
 }
@@ -194,13 +195,21 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         Ok(t) => t,
         Err(e) => return github_failed("reading the issue", &e),
     };
+    let mut reviews = Vec::new();
     let (kind, branch) = match job.kind {
         JobKind::Code => (PromptKind::Coding, None),
         JobKind::Plan => (PromptKind::Planning, None),
-        JobKind::FollowUp => match client.pull(inst, &job.repo, job.issue).await {
-            Ok(pr) => (PromptKind::FollowUp, Some(pr.head.branch)),
-            Err(e) => return github_failed("reading the pull request", &e),
-        },
+        JobKind::FollowUp => {
+            let pr = match client.pull(inst, &job.repo, job.issue).await {
+                Ok(pr) => pr,
+                Err(e) => return github_failed("reading the pull request", &e),
+            };
+            reviews = match client.pull_reviews(inst, &job.repo, job.issue).await {
+                Ok(r) => r,
+                Err(e) => return github_failed("reading the pull request's reviews", &e),
+            };
+            (PromptKind::FollowUp, Some(pr.head.branch))
+        }
     };
     if let Some(branch) = &branch
         && let Err(e) = parts.pusher.check_branch(branch, &default_branch)
@@ -242,6 +251,14 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
             .iter()
             .filter(|c| !render::is_tracking_comment(&c.body, &job.repo, job.issue))
             .map(|c| session::Comment { author: person(&c.user.login, &c.author_association), body: c.body.clone() })
+            .chain(reviews.iter().filter_map(|r| {
+                let body = r.body.as_deref().filter(|b| !b.trim().is_empty())?;
+                let state = r.state.to_lowercase().replace('_', " ");
+                Some(session::Comment {
+                    author: person(&r.user.login, &r.author_association),
+                    body: format!("(review: {state})\n\n{body}"),
+                })
+            }))
             .collect(),
         requester: job.requester.clone().unwrap_or_default(),
         instructions: job.instructions.clone(),
