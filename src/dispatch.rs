@@ -190,24 +190,27 @@ impl Decider {
         repo: &crate::ids::RepoName,
         issue: crate::ids::IssueNumber,
     ) -> Result<Option<crate::decide::JobState>, String> {
-        use crate::decide::JobState as Seen;
-        use crate::store::jobs::JobState;
         let job = self.scheduler.store().job(repo, issue).map_err(|e| e.to_string())?;
-        Ok(job.map(|j| match j.state {
-            JobState::Queued => Seen::Queued,
-            JobState::Running => Seen::Running,
-            JobState::Succeeded => Seen::Succeeded,
-            JobState::Failed | JobState::Stuck => Seen::Failed,
-            JobState::Cancelled => Seen::Cancelled,
-        }))
+        Ok(job.map(|j| seen(j.state)))
     }
 
     fn snapshot(&self, event: &crate::event::Event) -> Result<crate::decide::Snapshot, String> {
-        let job = match event.issue() {
-            Some(issue) => self.job_state(&issue.repo, issue.number)?,
-            None => None,
+        let Some(issue) = event.issue() else { return Ok(Default::default()) };
+        let store = self.scheduler.store();
+        let job = store.job(&issue.repo, issue.number).map_err(|e| e.to_string())?;
+        let Some(job) = job else { return Ok(Default::default()) };
+        let state = seen(job.state);
+        let rfc3339 = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).ok();
+        let facts = crate::decide::JobFacts {
+            position: store.queue_position(&job).map_err(|e| e.to_string())?,
+            attempts: job.attempts,
+            failures: (job.failures.agent + job.failures.validation, self.scheduler.config().max_failures),
+            last_failure: job.last_failure.as_ref().map(|f| format!("{}: {}", f.class.as_str(), f.reason)),
+            stuck_reason: job.stuck_reason.clone(),
+            last_session: job.session.as_ref().map(|s| s.to_string()),
+            not_before: job.not_before.filter(|_| job.state == crate::store::jobs::JobState::Failed).and_then(rfc3339),
         };
-        Ok(crate::decide::Snapshot { job, ..Default::default() })
+        Ok(crate::decide::Snapshot { job: Some(state), facts: Some(facts), ..Default::default() })
     }
 
     /// Reads the fact a lookup asks for into `snapshot`.
@@ -380,6 +383,10 @@ impl Decider {
     ) -> crate::report::render::Tracking {
         let mut t = crate::report::render::Tracking::new(job.repo.clone(), job.issue, state);
         t.trigger = crate::runner::job::trigger_phrase(&self.config.label, job);
+        if state == crate::report::render::JobState::Queued {
+            t.queue_position =
+                self.scheduler.store().queue_position(job).ok().flatten().map(|p| u32::try_from(p).unwrap_or(u32::MAX));
+        }
         t.updated_at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok();
         t
     }
@@ -424,4 +431,17 @@ fn summary_line(action: &crate::decide::Action, result: &str) -> String {
         obj.insert("result".into(), result.into());
     }
     line.to_string()
+}
+
+/// The decision core's view of a job's state: it does not tell stuck from failed (both need `retry`).
+fn seen(state: crate::store::jobs::JobState) -> crate::decide::JobState {
+    use crate::decide::JobState as Seen;
+    use crate::store::jobs::JobState;
+    match state {
+        JobState::Queued => Seen::Queued,
+        JobState::Running => Seen::Running,
+        JobState::Succeeded => Seen::Succeeded,
+        JobState::Failed | JobState::Stuck => Seen::Failed,
+        JobState::Cancelled => Seen::Cancelled,
+    }
 }

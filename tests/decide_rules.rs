@@ -489,7 +489,7 @@ fn command_rules() {
             "status",
             comment("/foreman status", "NONE"),
             job(JobState::Running),
-            &["reply: The Foreman job for #1 is running."],
+            &["reply: The Foreman job for #1 is **running**."],
         ),
         case("help, for anyone", comment("/foreman help", "NONE"), none(), &["~reply: **Foreman commands**"]),
         case(
@@ -738,6 +738,28 @@ fn reviews_and_review_comments_carry_commands() {
             &["enqueue follow-up Codertocat/Hello-World#2 by Codertocat via command [rename this]"],
         ),
     ]);
+}
+
+#[test]
+fn status_answers_with_position_failures_and_last_session() {
+    let facts = foreman::decide::JobFacts {
+        position: Some(3),
+        attempts: 2,
+        failures: (1, 3),
+        last_failure: Some("agent: the agent finished without changing anything".into()),
+        stuck_reason: None,
+        last_session: Some("01a1fc17".into()),
+        not_before: None,
+    };
+    let snapshot = Snapshot { job: Some(JobState::Queued), facts: Some(facts), ..none() };
+    run(vec![case(
+        "status with the job's figures",
+        comment("/foreman status", "NONE"),
+        snapshot,
+        &[
+            "reply: The Foreman job for #1 is **queued**.\n- Position in the queue: 3\n- Attempts: 2\n- Failures counted toward the limit: 1 of 3\n- Last failure: agent: the agent finished without changing anything\n- Last session: `01a1fc17`",
+        ],
+    )]);
 }
 
 /// A review of Foreman's own pull request (opened by `foreman[bot]`) with `state`, by a reviewer with

@@ -221,6 +221,27 @@ pub struct Snapshot {
     pub permission: Option<Level>,
     /// The Projects v2 item, once looked up ([`Lookup::ProjectItem`]).
     pub item: Option<ItemFacts>,
+    /// What the job store knows about the issue's job beyond its state, for `status`.
+    pub facts: Option<JobFacts>,
+}
+
+/// The job's figures `status` answers with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFacts {
+    /// 1-based position in the run order, while queued and runnable.
+    pub position: Option<u64>,
+    /// How many times it was claimed.
+    pub attempts: u32,
+    /// Failures that count toward setting it aside (agent and validation), and the limit.
+    pub failures: (u32, u32),
+    /// The last failure: class and reason.
+    pub last_failure: Option<String>,
+    /// Why it is stuck, when it is.
+    pub stuck_reason: Option<String>,
+    /// The last session's id.
+    pub last_session: Option<String>,
+    /// When a job in backoff may run again (RFC 3339).
+    pub not_before: Option<String>,
 }
 
 /// What GraphQL says about a Projects v2 item.
@@ -547,6 +568,32 @@ impl Cx<'_> {
         }
     }
 
+    /// The answer to `status`: state, queue position, failures and the last session.
+    fn status_text(&self, number: IssueNumber) -> String {
+        let Some(state) = self.snapshot.job else { return format!("#{number} has no Foreman job.") };
+        let mut lines = vec![format!("The Foreman job for #{number} is **{state}**.")];
+        if let Some(f) = &self.snapshot.facts {
+            if let Some(p) = f.position {
+                lines.push(format!("- Position in the queue: {p}"));
+            }
+            if let Some(at) = &f.not_before {
+                lines.push(format!("- Next attempt not before: {at}"));
+            }
+            lines.push(format!("- Attempts: {}", f.attempts));
+            lines.push(format!("- Failures counted toward the limit: {} of {}", f.failures.0, f.failures.1));
+            if let Some(last) = &f.last_failure {
+                lines.push(format!("- Last failure: {last}"));
+            }
+            if let Some(why) = &f.stuck_reason {
+                lines.push(format!("- Set aside because: {why}. `/foreman retry` queues it again."));
+            }
+            if let Some(session) = &f.last_session {
+                lines.push(format!("- Last session: `{session}`"));
+            }
+        }
+        lines.join("\n")
+    }
+
     /// A submitted review: its commands, if it has any; otherwise, a review requesting changes on Foreman's own
     /// pull request (opened by `<app_slug>[bot]`) from someone who may `run` queues a follow-up session on the
     /// pull request's branch, with the review's text as instructions.
@@ -719,13 +766,7 @@ impl Cx<'_> {
                 ),
                 None => self.reply(issue, format!("@{who}, #{number} has no job to retry; `/foreman run` starts one.")),
             },
-            Command::Status => self.reply(
-                issue,
-                match job {
-                    Some(state) => format!("The Foreman job for #{number} is {state}."),
-                    None => format!("#{number} has no Foreman job."),
-                },
-            ),
+            Command::Status => self.reply(issue, self.status_text(number)),
             Command::Help => {
                 self.reply(issue, command::format_help(&self.config.app_slug, self.config.help_url.as_deref()))
             }

@@ -752,6 +752,15 @@ impl Store {
         }
     }
 
+    /// The job's 1-based position in the run order, when it is ready to run (`None` when running, waiting or
+    /// finished). Counts the ready jobs ahead of it: O(position).
+    pub fn queue_position(&self, job: &Job) -> Result<Option<u64>, JobError> {
+        if job.placement != Placement::Ready {
+            return Ok(None);
+        }
+        Ok(Some(self.job_trees().ready.range(..job.order_key().encode()).count() as u64 + 1))
+    }
+
     /// A job with its claim, position and full audit trail.
     pub fn job_detail(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<JobDetail>, JobError> {
         let t = self.job_trees();
