@@ -28,6 +28,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("GITHUB_API_URL", "github.api_url"),
     ("FOREMAN_INBOX_RETENTION_DAYS", "inbox.retention_days"),
     ("FOREMAN_STORE_CACHE_MB", "store.cache_mb"),
+    ("FOREMAN_PUBLIC_URL", "public_url"),
     ("FOREMAN_APP_SLUG", "triggers.app_slug"),
     ("FOREMAN_AGENT_BACKEND", "agent.backend"),
     ("FOREMAN_AGENT_COMMAND", "agent.command"),
@@ -53,6 +54,11 @@ pub struct Config {
     pub admin_token: Option<SecretString>,
     /// `pretty` (default) or `json` log lines.
     pub log_format: LogFormat,
+    /// Foreman's own address as people reach it (e.g. `https://foreman.example.com`), for links in tracking
+    /// comments and pull requests to session logs (`/api/sessions/{id}/log`, behind the admin token). No
+    /// link when unset.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// The GitHub App: webhook secrets, credentials and API URL.
     pub github: GithubConfig,
     /// The delivery inbox.

@@ -78,6 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ingress: ingress.clone(),
         metrics: crate::telemetry::metrics_handle(),
         admin_token: config.admin_token.clone().map(Arc::new),
+        sessions_dir: Arc::new(config.data_dir.join("sessions")),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -173,6 +174,7 @@ async fn github_parts(
         pusher,
         outbox: outbox.clone(),
         trigger_label: config.triggers.label.clone(),
+        public_url: config.public_url.clone(),
         agent_name,
     };
     Ok((parts, client, outbox))

@@ -9,7 +9,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
     tokio::time::timeout(Duration::from_secs(120), async {
-        let world = World::start(FIXING_AGENT, &[]).await;
+        let world = World::start(FIXING_AGENT, &[("FOREMAN_PUBLIC_URL", "https://foreman.example.com")]).await;
         let (project, _) = world.sim.create_project(
             ORG,
             "Roadmap",
@@ -36,6 +36,27 @@ async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
         assert_eq!(World::pulls_closing(&state, number).len(), 1, "exactly one pull request");
         let job = world.job(number).await;
         assert_eq!(job["state"], "succeeded", "{job}");
+
+        // The tracking comment links the session's log, which Foreman serves to admins (loopback here).
+        let session = job["session"].as_str().unwrap();
+        let link = format!("https://foreman.example.com/api/sessions/{session}/log");
+        let tracking = World::issue(&state, number)["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["body"].as_str().unwrap().contains("foreman:tracking"))
+            .unwrap()["body"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(tracking.contains(&link), "{tracking}");
+        let log =
+            reqwest::get(world.foreman.as_ref().unwrap().url(&format!("/api/sessions/{session}/log"))).await.unwrap();
+        assert_eq!(log.status(), 200);
+        let log = log.text().await.unwrap();
+        assert!(log.lines().any(|l| l.contains("\"agent_start\"") || l.contains("agent_end")), "{log}");
+        let missing = reqwest::get(world.foreman.as_ref().unwrap().url("/api/sessions/..%2Fstore/log")).await.unwrap();
+        assert_eq!(missing.status(), 404);
 
         // The branch on the simulator's git server has the agent's commit.
         let git_dir = world.sim.git_dir(REPO).unwrap();

@@ -15,8 +15,13 @@ const SECRET: &str = "in-process-secret";
 
 async fn serve(store: Store) -> (SocketAddr, Ingress) {
     let ingress = Ingress::new(store.clone(), Verifier::new(&[SecretString::from(SECRET)]));
-    let state =
-        AppState { store, ingress: ingress.clone(), metrics: foreman::telemetry::metrics_handle(), admin_token: None };
+    let state = AppState {
+        store,
+        ingress: ingress.clone(),
+        metrics: foreman::telemetry::metrics_handle(),
+        admin_token: None,
+        sessions_dir: std::sync::Arc::new(std::env::temp_dir().join("foreman-no-sessions")),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = foreman::server::router(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -37,6 +37,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The admin bearer token, if configured.
     pub admin_token: Option<Arc<SecretString>>,
+    /// Where session logs are (`DATA_DIR/sessions`), for `GET /api/sessions/{id}/log`.
+    pub sessions_dir: Arc<std::path::PathBuf>,
 }
 
 impl FromRef<AppState> for Store {
@@ -58,7 +60,39 @@ pub fn ops_routes() -> axum::Router<AppState> {
 
 /// The admin routes under `/api/`, without the auth layer (the server adds it).
 pub fn admin_routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/deliveries/{id}", get(delivery)).merge(jobs::routes())
+    axum::Router::new()
+        .route("/api/deliveries/{id}", get(delivery))
+        .route("/api/sessions/{id}/log", get(session_log))
+        .merge(jobs::routes())
+}
+
+/// A session's JSON-lines log (`DATA_DIR/sessions/<owner>-<repo>-<issue>-<session id>.jsonl`), as
+/// `application/x-ndjson`. The log is bounded by `agent.log_max_bytes` and redacted as it is written. 404 for
+/// an id that is not a session id or has no log (logs past `agent.log_retention_days` are pruned).
+async fn session_log(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let not_found =
+        || (StatusCode::NOT_FOUND, Json(serde_json::json!({"message": "no session log with that id"}))).into_response();
+    // Session ids are UUIDs: nothing else can name a file here.
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return not_found();
+    }
+    let suffix = format!("-{id}.jsonl");
+    let dir = state.sessions_dir.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let entries = std::fs::read_dir(&*dir).ok()?;
+        let path = entries
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(&suffix)))?;
+        std::fs::read(path).ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    match found {
+        Some(bytes) => ([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response(),
+        None => not_found(),
+    }
 }
 
 async fn healthz() -> &'static str {

@@ -28,12 +28,19 @@ pub const CHECK_RUN_NAME: &str = "Foreman";
 /// applying it afterwards; this only keeps the order of "report, then next job" in the common case.
 const REPORT_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The link to a session's log through Foreman's admin API, when Foreman knows its public address.
+fn session_log_link(parts: &Parts, session_id: &str) -> Option<Link> {
+    let base = parts.public_url.as_deref()?.trim_end_matches('/');
+    Some(Link { text: "session log".into(), url: format!("{base}/api/sessions/{session_id}/log") })
+}
+
 /// The end of a session log shown in a failure comment, in bytes.
 const LOG_TAIL_BYTES: u64 = 8 * 1024;
 
 /// What an attempt came to, before it is recorded.
 struct Attempt {
     outcome: Outcome,
+    session_log: Option<Link>,
     pull_request: Option<Link>,
     progress: Option<render::Progress>,
     summary: Option<String>,
@@ -80,7 +87,25 @@ pub async fn run(parts: &Parts, claimed: Claimed, cancel: CancellationToken, shu
         return;
     }
     let mut t = tracking(parts, &after, shown(&after));
+    if after.state == JobState::Cancelled {
+        // Stopped while it ran: say why, in the words of whoever stopped it.
+        let cause = parts
+            .scheduler
+            .store()
+            .job_detail(&job.repo, job.issue)
+            .ok()
+            .flatten()
+            .and_then(|d| d.audit.iter().rev().find(|e| e.action == "cancelled").map(|e| e.cause.clone()));
+        t.summary = Some(match cause {
+            Some(cause) => format!("Cancelled: {cause}. Nothing was pushed."),
+            None => "Cancelled. Nothing was pushed.".into(),
+        });
+        parts.outbox.update(inst, t);
+        parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+        return;
+    }
     t.pull_request = attempt.pull_request;
+    t.session_log = attempt.session_log;
     t.progress = attempt.progress;
     t.summary = attempt.summary;
     if let (Outcome::Failed { class, reason, .. }, Shown::Failed | Shown::Stuck) = (&outcome, t.state) {
@@ -155,6 +180,7 @@ impl Attempt {
     fn failed(class: FailureClass, reason: impl Into<String>) -> Self {
         Attempt {
             outcome: Outcome::Failed { class, reason: reason.into(), retry_at: None },
+            session_log: None,
             pull_request: None,
             progress: None,
             summary: None,
@@ -268,6 +294,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         resume: None,
         answer_expected: false,
         rules: Some(effective.constitution.rules.clone()),
+        session_id: job.session.as_ref().map(|s| s.to_string()),
     };
 
     let live = Mutex::new(render::Progress::default());
@@ -299,6 +326,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
     let mut result =
         conclude(parts, job, inst, &outcome, &remote_url, &default_branch, &auth, &thread.issue.title).await;
     result.progress = progress;
+    result.session_log = session_log_link(parts, &outcome.session_id);
     if !matches!(result.outcome, Outcome::Succeeded { .. }) {
         result.log_tail = log_tail(&outcome.log_path);
     }
@@ -378,7 +406,7 @@ async fn conclude(
         figures,
         requester: job.requester.clone(),
         tracking_comment: None,
-        session_log: None,
+        session_log: session_log_link(parts, &outcome.session_id),
     });
     let pr = match job.kind {
         JobKind::FollowUp => parts.client.pull(inst, &job.repo, job.issue).await,
@@ -432,6 +460,7 @@ impl Attempt {
     fn succeeded(summary: &str) -> Self {
         Attempt {
             outcome: Outcome::Succeeded { summary: summary.to_owned() },
+            session_log: None,
             pull_request: None,
             progress: None,
             summary: None,

@@ -50,6 +50,8 @@ pub struct Parts {
     pub outbox: Outbox,
     /// The trigger label, for the tracking comment's "queued by" line.
     pub trigger_label: String,
+    /// Foreman's public address, for session log links (`config.public_url`); no links when `None`.
+    pub public_url: Option<String>,
     /// The agent, as the pull-request body names it (e.g. `claude (sonnet)` or `command`).
     pub agent_name: String,
 }

@@ -85,6 +85,9 @@ pub struct SessionSpec {
     pub resume: Option<String>,
     /// Whether an answer without changes is a success (a question was asked). Always true for `Planning`.
     pub answer_expected: bool,
+    /// The session's id, as the job store recorded it with the claim; `None`: a fresh UUID. Names the log
+    /// (`<owner>-<repo>-<issue>-<id>.jsonl`) and is `FOREMAN_SESSION_ID`.
+    pub session_id: Option<String>,
     /// The constitution's checkable rules. When given, changes are checked against them in the worktree
     /// ([`crate::constitution::enforce`]: diff rules, then the required commands) before the worktree is
     /// removed; a change that breaks one is a [`FailureClass::Validation`] failure and is never pushed.
@@ -300,7 +303,7 @@ impl SessionRunner {
         progress: impl Fn(Progress),
     ) -> SessionOutcome {
         let started = Instant::now();
-        let session_id = uuid::Uuid::new_v4().to_string();
+        let session_id = spec.session_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let branch = spec
             .branch
             .clone()

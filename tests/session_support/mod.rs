@@ -66,6 +66,7 @@ pub fn spec(remote: &Path, title: &str) -> SessionSpec {
         resume: None,
         answer_expected: false,
         rules: None,
+        session_id: None,
     }
 }
 
