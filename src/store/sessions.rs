@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 
 use super::Store;
 use super::claims::ClaimOwner;
-use super::jobs::{JobError, decode};
+use super::jobs::{JobError, abort, corrupt, decode, encode};
+use crate::constitution::Usage;
 use crate::ids::{IssueNumber, RepoName};
 
 /// A session's id: a UUID v7 (time-ordered, RFC 9562), also the name of its log and workspace. Time
@@ -67,7 +68,7 @@ pub enum SessionState {
 }
 
 /// What the store keeps about a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// The id.
     pub id: SessionId,
@@ -91,14 +92,80 @@ pub struct SessionRecord {
     pub state: SessionState,
     /// Free text the session layer may add (e.g. its log path).
     pub detail: Option<String>,
+    /// What the session cost, US dollars, as the agent reported it (Claude Code's `total_cost_usd`);
+    /// `None` until [`Store::record_session_cost`] sets it. Records written before this field existed
+    /// read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 impl Store {
+    /// Records what session `id` cost, in US dollars (replacing an earlier figure: the agent reports a
+    /// running total). Returns false, writing nothing, for an unknown session. Not flushed: call
+    /// [`Store::sync`] when it must survive a crash.
+    ///
+    /// Errors: [`JobError::Store`] for a negative or non-finite cost, or sled's errors.
+    pub fn record_session_cost(&self, id: &SessionId, cost_usd: f64) -> Result<bool, JobError> {
+        if !cost_usd.is_finite() || cost_usd < 0.0 {
+            return Err(corrupt(&format!("session {id}: a cost of {cost_usd} US dollars is not a cost")));
+        }
+        self.job_trees().run(|tx| {
+            let Some(raw) = tx.sessions.get(id.as_str().as_bytes())? else { return Ok(false) };
+            let mut record: SessionRecord = decode(&raw, "session").map_err(abort)?;
+            record.cost_usd = Some(cost_usd);
+            tx.sessions.insert(id.as_str().as_bytes(), encode(&record))?;
+            Ok(true)
+        })
+    }
+
+    /// `repo`'s usage since `since` (the start of the current UTC day, for the daily budgets of
+    /// [`crate::constitution::check_budget`]): the sessions started at or after it, in any state, and the
+    /// sum of their recorded costs (a session with no cost recorded yet counts as 0).
+    ///
+    /// Reads only the records from `since` on: session ids are UUID v7, whose text sorts by start time,
+    /// so the scan starts at the first id that can be that late.
+    pub fn repo_usage(&self, repo: &RepoName, since: OffsetDateTime) -> Result<Usage, JobError> {
+        let millis = u64::try_from((since - OffsetDateTime::UNIX_EPOCH).whole_milliseconds()).unwrap_or(0);
+        let from = uuid_v7_prefix(millis);
+        let mut usage = Usage::default();
+        for item in self.job_trees().sessions.range(from.as_bytes()..) {
+            let (_, raw) = item?;
+            let record: SessionRecord = decode(&raw, "session")?;
+            if record.repo == *repo && record.started_at >= since {
+                usage.sessions = usage.sessions.saturating_add(1);
+                usage.cost_usd += record.cost_usd.unwrap_or(0.0);
+            }
+        }
+        Ok(usage)
+    }
+
     /// A session record, or `None` for an unknown id.
     pub fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError> {
         match self.job_trees().sessions.get(id.as_str().as_bytes())? {
             Some(raw) => decode(&raw, "session").map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// The text every UUID v7 made at or after `millis` (Unix milliseconds) sorts at or after: its 48-bit
+/// timestamp as the first 12 hex digits, with the hyphen after the eighth (RFC 9562, section 5.7).
+fn uuid_v7_prefix(millis: u64) -> String {
+    let millis = millis & 0xFFFF_FFFF_FFFF;
+    format!("{:08x}-{:04x}", millis >> 16, millis & 0xFFFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_v7_prefix_sorts_with_the_ids() {
+        let millis = 1_763_700_000_123_u64;
+        let id = uuid::Builder::from_unix_timestamp_millis(millis, &[0xff; 10]).into_uuid().to_string();
+        let prefix = uuid_v7_prefix(millis);
+        assert!(id.starts_with(&prefix), "{id} {prefix}");
+        let earlier = uuid::Builder::from_unix_timestamp_millis(millis - 1, &[0xff; 10]).into_uuid().to_string();
+        assert!(earlier.as_str() < prefix.as_str());
     }
 }
