@@ -228,6 +228,9 @@ impl Decider {
             }
             Action::Reply { .. } | Action::Lookup { .. } => Ok("not carried out: no GitHub client wired".into()),
             Action::Ignore { .. } => Ok("ignored".into()),
+            Action::CheckConstitution { .. } | Action::ShowConstitution { .. } | Action::InitConstitution { .. } => {
+                Ok("not carried out yet".into())
+            }
         }
     }
 }
