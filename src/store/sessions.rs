@@ -119,16 +119,15 @@ impl Store {
     }
 
     /// `repo`'s usage since `since` (the start of the current UTC day, for the daily budgets of
-    /// [`crate::constitution::check_budget`]): the sessions started at or after it, in any state, and the
-    /// sum of their recorded costs (a session with no cost recorded yet counts as 0).
+    /// [`crate::constitution::check_budget`]): the sessions whose `started_at` is at or after it, in any
+    /// state, and the sum of their recorded costs (a session with no cost recorded yet counts as 0).
     ///
-    /// Reads only the records from `since` on: session ids are UUID v7, whose text sorts by start time,
-    /// so the scan starts at the first id that can be that late.
+    /// Reads every session record: one sled scan, linear in the records kept. Session ids are time-ordered,
+    /// but by the wall clock when they were made, not by the `now` a caller passed to the claim, so they
+    /// cannot bound the scan safely.
     pub fn repo_usage(&self, repo: &RepoName, since: OffsetDateTime) -> Result<Usage, JobError> {
-        let millis = u64::try_from((since - OffsetDateTime::UNIX_EPOCH).whole_milliseconds()).unwrap_or(0);
-        let from = uuid_v7_prefix(millis);
         let mut usage = Usage::default();
-        for item in self.job_trees().sessions.range(from.as_bytes()..) {
+        for item in self.job_trees().sessions.iter() {
             let (_, raw) = item?;
             let record: SessionRecord = decode(&raw, "session")?;
             if record.repo == *repo && record.started_at >= since {
@@ -145,27 +144,5 @@ impl Store {
             Some(raw) => decode(&raw, "session").map(Some),
             None => Ok(None),
         }
-    }
-}
-
-/// The text every UUID v7 made at or after `millis` (Unix milliseconds) sorts at or after: its 48-bit
-/// timestamp as the first 12 hex digits, with the hyphen after the eighth (RFC 9562, section 5.7).
-fn uuid_v7_prefix(millis: u64) -> String {
-    let millis = millis & 0xFFFF_FFFF_FFFF;
-    format!("{:08x}-{:04x}", millis >> 16, millis & 0xFFFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uuid_v7_prefix_sorts_with_the_ids() {
-        let millis = 1_763_700_000_123_u64;
-        let id = uuid::Builder::from_unix_timestamp_millis(millis, &[0xff; 10]).into_uuid().to_string();
-        let prefix = uuid_v7_prefix(millis);
-        assert!(id.starts_with(&prefix), "{id} {prefix}");
-        let earlier = uuid::Builder::from_unix_timestamp_millis(millis - 1, &[0xff; 10]).into_uuid().to_string();
-        assert!(earlier.as_str() < prefix.as_str());
     }
 }
