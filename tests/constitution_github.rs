@@ -204,6 +204,9 @@ async fn a_pull_request_changing_the_file_gets_a_check_run_with_annotations() {
         let run = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha).await.unwrap().unwrap();
         assert_eq!(run.conclusion.as_deref(), Some("failure"));
         assert_eq!(run.head_sha, broken_sha);
+        // A redelivered event for the same commit finds the run and posts no second one.
+        let again = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha).await.unwrap().unwrap();
+        assert_eq!(again.id, run.id);
         // Changes it validly: success.
         let (good, good_sha) = pull_with(&w, "tighten", &[(PATH, "[rules]\nmax_files_changed = 3\n")]);
         let ok = check_pull_request(&w.client, w.inst, &w.repo, good, &good_sha).await.unwrap().unwrap();

@@ -51,7 +51,8 @@ pub async fn report_invalid(
 ///
 /// Returns `None`, posting nothing, when the file is absent at the head or the same as on the default
 /// branch: the pull request does not change it. The check run's `external_id` is
-/// `constitution:<head_sha>`, so an ambiguous create is not repeated.
+/// `constitution:<head_sha>`: when the commit already has Foreman's run (a redelivered `synchronize`, a
+/// retried job) that run is returned and nothing is posted; an ambiguous create is not repeated either.
 ///
 /// # Errors
 /// GitHub's, after the client's retries.
@@ -68,6 +69,15 @@ pub async fn check_pull_request(
     let base = client.file_on_default_branch(inst, repo, PATH).await?;
     if base.as_deref() == Some(head.as_str()) {
         return Ok(None);
+    }
+    let external_id = format!("constitution:{head_sha}");
+    if let Some(done) = client
+        .check_runs_for(inst, repo, head_sha)
+        .await?
+        .into_iter()
+        .find(|r| r.external_id.as_deref() == Some(external_id.as_str()))
+    {
+        return Ok(Some(done));
     }
     let (conclusion, output, annotations) = match parse(Origin::Repo, &head) {
         Err(e) => {
@@ -98,7 +108,7 @@ pub async fn check_pull_request(
         head_sha: Some(head_sha.into()),
         status: Some("completed".into()),
         conclusion: Some(conclusion.into()),
-        external_id: Some(format!("constitution:{head_sha}")),
+        external_id: Some(external_id),
         output: Some(output),
     };
     client.create_check_run_annotated(inst, repo, &spec, &annotations).await.map(Some)
