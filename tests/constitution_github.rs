@@ -370,7 +370,9 @@ fn repo_usage_counts_todays_sessions_and_their_cost() {
     assert!(!store.record_session_cost(&foreman::store::sessions::SessionId::new(), 1.0).unwrap());
     assert!(store.record_session_cost(&a, f64::NAN).is_err());
 
-    let usage = store.repo_usage(&widgets, midnight).unwrap();
+    assert_eq!(constitution::start_of_utc_day(midnight + time::Duration::hours(23)), midnight);
+    let usage =
+        store.repo_usage(&widgets, constitution::start_of_utc_day(midnight + time::Duration::hours(5))).unwrap();
     assert_eq!(usage.sessions, 3);
     assert!((usage.cost_usd - 2.0).abs() < 1e-9, "{usage:?}");
     assert_eq!(store.repo_usage(&gadgets, midnight).unwrap().sessions, 1);

@@ -170,6 +170,26 @@ pub enum InitError {
     Setup(String),
 }
 
+impl InitError {
+    /// A reply for the person who asked, naming what failed without Foreman's internals (git's and
+    /// GitHub's messages are already free of the token).
+    pub fn reply(&self, requester: &str) -> String {
+        let why = match self {
+            InitError::Push(PushError::Auth { .. } | PushError::Rejected { .. }) => {
+                "GitHub refused the push of the branch (does the app have `contents: write` here?)".to_owned()
+            }
+            InitError::Push(PushError::Diverged { branch }) => {
+                format!("`{branch}` changed while Foreman was pushing it; ask again")
+            }
+            InitError::Github(GithubError::Forbidden { .. } | GithubError::Unprocessable { .. }) => {
+                "GitHub refused to open the pull request (does the app have `pull_requests: write` here?)".to_owned()
+            }
+            _ => "GitHub or git failed along the way; ask again in a few minutes".to_owned(),
+        };
+        format!("@{requester}, I could not open a pull request adding `{PATH}`: {why}.")
+    }
+}
+
 /// Answers `/foreman constitution init [template]` on `issue`: opens a pull request adding
 /// `.github/foreman.toml` from `template` on the branch `<prefix>constitution-init`
 /// (`foreman/constitution-init`), and replies on the issue with a link to it.
@@ -316,4 +336,19 @@ async fn remote_branch(
         git(dir, &["ls-remote", "--heads", clone_url, &format!("refs/heads/{branch}")], Some((pusher.askpass(), auth)))
             .await?;
     Ok(out.split_whitespace().next().map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_failures_are_told_without_internals() {
+        let refused = InitError::Push(PushError::Rejected { message: "remote: GH006 at /srv/x".into() });
+        let text = refused.reply("alice");
+        assert!(text.starts_with("@alice, I could not open a pull request adding `.github/foreman.toml`"), "{text}");
+        assert!(!text.contains("/srv/x") && !text.contains("GH006"), "{text}");
+        let git = InitError::Git(GitError { args: "fetch -q".into(), stderr: "fatal: /tmp/scratch".into() });
+        assert!(!git.reply("alice").contains("/tmp/scratch"));
+    }
 }

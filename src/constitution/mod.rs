@@ -22,7 +22,7 @@ pub mod templates;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-pub use self::budget::{BudgetVerdict, Spent, Usage, check_budget};
+pub use self::budget::{BudgetVerdict, Spent, Usage, check_budget, start_of_utc_day};
 pub use self::commands::CommandOutcome;
 pub use self::diff::{Diff, DiffError};
 pub use self::enforce::{Decision, Rule, Violation, check_diff, enforce};
