@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use foreman::constitution::github::{
-    CHECK_NAME, INVALID_MARKER, InitOutcome, check_pull_request, init_pull_request, report_invalid, show,
+    CHECK_NAME, INVALID_MARKER, InitOutcome, check_pull_request, init_pull_request, report_invalid, resolve_invalid,
+    show, show_text,
 };
 use foreman::constitution::{self, FetchError, Origin, PATH, Template, check_budget};
 use foreman::decide::{self, Action, DecideConfig, Snapshot};
@@ -187,6 +188,18 @@ async fn an_invalid_file_is_one_comment_with_line_and_column_even_when_reported_
         assert!(bodies[0].contains(".github/foreman.toml, line 3, column 1"), "{}", bodies[0]);
         assert!(bodies[0].contains("max_file_changed"), "{}", bodies[0]);
         assert!(bodies[0].contains("the organisation's .github/foreman.toml, line 2"), "{}", bodies[0]);
+        // `/foreman constitution` answers with the same errors rather than a table.
+        let shown = show_text(&w.client, w.inst, &w.repo).await.unwrap();
+        assert!(shown.contains("line 3, column 1") && !shown.contains("| key |"), "{shown}");
+
+        // Fixed: the same comment says so; still one comment.
+        let quiet = IssueNumber(w.sim.create_issue("acme/widgets", "Other", "", "alice").unwrap().0);
+        assert!(!resolve_invalid(&w.client, w.inst, &w.repo, quiet).await.unwrap());
+        assert!(comments(&w, quiet).is_empty());
+        assert!(resolve_invalid(&w.client, w.inst, &w.repo, issue).await.unwrap());
+        let bodies = comments(&w, issue);
+        assert_eq!(bodies.len(), 1, "{bodies:?}");
+        assert!(bodies[0].contains("is valid again") && !bodies[0].contains("line 3"), "{}", bodies[0]);
     })
     .await
     .expect("within the time limit");
@@ -317,6 +330,16 @@ async fn init_opens_one_pull_request_with_the_template_even_when_asked_twice() {
         assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "the scratch directory is cleaned up");
         // The token never reaches a comment or the branch.
         assert!(!bodies.iter().any(|b| b.contains("ghs_")));
+
+        // Once the file is on the default branch, init says so and pushes nothing.
+        let w = world(Some(REPO_FILE), None).await;
+        let issue = IssueNumber(w.sim.create_issue("acme/widgets", "Adopt rules", "", "alice").unwrap().0);
+        let again = init_pull_request(&w.client, w.inst, &w.repo, issue, Template::Generic, "alice", &pusher, &scratch)
+            .await
+            .unwrap();
+        assert!(matches!(again, InitOutcome::AlreadyPresent), "{again:?}");
+        assert!(repo_state(&w)["pulls"].as_array().unwrap().is_empty());
+        assert!(comments(&w, issue)[0].contains("already has `.github/foreman.toml`"));
     })
     .await
     .expect("within the time limit");

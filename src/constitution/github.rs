@@ -44,6 +44,30 @@ pub async fn report_invalid(
     client.upsert_marked_comment(inst, repo, issue, INVALID_MARKER, &errors_markdown(errors)).await
 }
 
+/// Once the constitution loads again, rewrites the comment [`report_invalid`] left on `issue` (if any) to
+/// say so, so the thread does not keep showing errors that are fixed. Returns whether there was one to
+/// rewrite. Posts nothing when there was none.
+///
+/// # Errors
+/// GitHub's, after the client's retries.
+pub async fn resolve_invalid(
+    client: &Client,
+    inst: InstallationId,
+    repo: &RepoName,
+    issue: IssueNumber,
+) -> Result<bool, GithubError> {
+    let Some(comment) = client.find_marked_comment(inst, repo, issue, INVALID_MARKER).await? else {
+        return Ok(false);
+    };
+    let body = format!(
+        "~~Foreman could not use this repository's constitution.~~ `{PATH}` is valid again.\n\n{INVALID_MARKER}"
+    );
+    if comment.body != body {
+        client.update_comment(inst, repo, comment.id, &body).await?;
+    }
+    Ok(true)
+}
+
 /// Checks a pull request's `.github/foreman.toml` at its head commit `head_sha` and reports it as a check
 /// run named [`CHECK_NAME`] on that commit: conclusion `failure` with one annotation per error (line and
 /// column) when the file does not validate, `success` with the effective constitution (over the
