@@ -163,6 +163,10 @@ pub struct GithubSide {
     pub outbox: crate::report::outbox::Outbox,
     /// Stops running sessions on `stop`.
     pub runner: crate::runner::Runner,
+    /// Pushes the `/foreman constitution init` branch.
+    pub pusher: crate::report::push::Pusher,
+    /// A directory for scratch clones (`DATA_DIR/scratch`).
+    pub scratch: std::path::PathBuf,
 }
 
 /// A lookup's failure: `Err` of [`Decider::lookup`]. Transient ones leave the delivery in the inbox.
@@ -373,6 +377,54 @@ impl Decider {
             }
             Action::Lookup { .. } => Ok("not carried out: no GitHub client".into()),
             Action::Ignore { .. } => Ok("ignored".into()),
+            Action::CheckConstitution { repo, pull, head_sha, installation } => {
+                let (Some(github), Some(inst)) = (&self.github, installation) else {
+                    return Ok("not carried out: no GitHub client".into());
+                };
+                match crate::constitution::github::check_pull_request(&github.client, *inst, repo, *pull, head_sha)
+                    .await
+                {
+                    Ok(Some(run)) => Ok(format!("check run {} posted", run.id)),
+                    Ok(None) => Ok("the pull request does not change the constitution".into()),
+                    Err(e) => Ok(format!("check failed: {e}")),
+                }
+            }
+            Action::ShowConstitution { repo, issue, installation } => {
+                let (Some(github), Some(inst)) = (&self.github, installation) else {
+                    return Ok("not carried out: no GitHub client".into());
+                };
+                match crate::constitution::github::show(&github.client, *inst, repo, *issue).await {
+                    Ok(_) => Ok("replied".into()),
+                    Err(e) => Ok(format!("reply failed: {e}")),
+                }
+            }
+            Action::InitConstitution { repo, issue, template, requester, installation } => {
+                let (Some(github), Some(inst)) = (&self.github, installation) else {
+                    return Ok("not carried out: no GitHub client".into());
+                };
+                use crate::constitution::github::{InitOutcome, init_pull_request};
+                let outcome = init_pull_request(
+                    &github.client,
+                    *inst,
+                    repo,
+                    *issue,
+                    *template,
+                    requester,
+                    &github.pusher,
+                    &github.scratch,
+                )
+                .await;
+                match outcome {
+                    Ok(InitOutcome::Opened(pr)) => Ok(format!("opened #{}", pr.number)),
+                    Ok(InitOutcome::AlreadyOpen(pr)) => Ok(format!("already proposed in #{}", pr.number)),
+                    Ok(InitOutcome::AlreadyPresent) => Ok("the repository already has one".into()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "opening the constitution pull request failed");
+                        let _ = github.client.create_comment(*inst, repo, *issue, &e.reply(requester)).await;
+                        Ok("failed; the requester was told".into())
+                    }
+                }
+            }
         }
     }
 

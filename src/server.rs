@@ -94,6 +94,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut runner_task = None;
     if config.github.has_app_credentials() {
         let (parts, client, outbox) = github_parts(&config, scheduler.clone()).await?;
+        let pusher = parts.pusher.clone();
         let runner = crate::runner::Runner::new(parts);
         let reconciler = crate::reconcile::Reconciler::new(
             client.clone(),
@@ -102,7 +103,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.reconcile.clone(),
         )
         .with_runner(runner.clone());
-        decider = decider.with_github(dispatch::GithubSide { client, outbox, runner: runner.clone() });
+        decider = decider.with_github(dispatch::GithubSide {
+            client,
+            outbox,
+            runner: runner.clone(),
+            pusher,
+            scratch: config.data_dir.join("scratch"),
+        });
         tokio::spawn(reconciler.run(shutdown.clone()));
         runner_task = Some(tokio::spawn(runner.run(shutdown.clone())));
     }

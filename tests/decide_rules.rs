@@ -127,6 +127,13 @@ fn summary(a: &Action) -> String {
             format!("lookup permission of {user} (needs {needs})")
         }
         Action::Lookup { what: Lookup::ProjectItem { item, .. }, .. } => format!("lookup item {item}"),
+        Action::CheckConstitution { repo, pull, head_sha, .. } => {
+            format!("check constitution {repo}#{pull} at {head_sha}")
+        }
+        Action::ShowConstitution { repo, issue, .. } => format!("show constitution {repo}#{issue}"),
+        Action::InitConstitution { repo, issue, template, requester, .. } => {
+            format!("init constitution {repo}#{issue} from {} by {requester}", template.name())
+        }
         Action::Ignore { reason } => format!("ignore: {reason}"),
     }
 }
@@ -646,7 +653,7 @@ fn permissions() {
             "after the lookup, every command is answered, in one reply",
             comment("/foreman help\n/foreman run", "NONE"),
             Snapshot { permission: Some(Level::Triage), ..none() },
-            &["~| Reply with this list. |\n\n---\n\n@Codertocat, `/foreman run` needs write permission"],
+            &["~`generic`, the default). |\n\n---\n\n@Codertocat, `/foreman run` needs write permission"],
         ),
         case(
             "status and help need no permission",
@@ -923,4 +930,76 @@ fn deciding_again_with_the_looked_up_fact_never_asks_again() {
         let again = decide::decide(&e, &DecideConfig::default(), &facts);
         assert!(!again.iter().any(|a| matches!(a, Action::Lookup { .. })), "{again:?}");
     }
+}
+
+/// `pull_request.<action>` from GitHub's example payload.
+fn pull_request(file: &str) -> (&'static str, Value) {
+    ("pull_request", example("pull_request", file))
+}
+
+#[test]
+fn constitution_rules() {
+    let sha = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+    let mut reopened = example("pull_request", "opened.payload.json");
+    reopened["action"] = json!("reopened");
+    let check = |n: u64| format!("check constitution Codertocat/Hello-World#{n} at {sha}");
+    let opened = example("pull_request", "opened.payload.json");
+    let opened_number = opened["number"].as_u64().unwrap();
+    let cases = vec![
+        case("a pushed pull request is checked", pull_request("synchronize.payload.json"), none(), &[]),
+        case("an opened pull request is checked", ("pull_request", opened.clone()), none(), &[]),
+        case("a reopened pull request is checked", ("pull_request", reopened), none(), &[]),
+        case("a bot's pull request is checked too", by_bot(("pull_request", opened), "foreman[bot]"), none(), &[]),
+        case(
+            "a closed pull request is not",
+            pull_request("closed.payload.json"),
+            none(),
+            &["~was closed without merging"],
+        ),
+        case(
+            "anyone may see the constitution",
+            comment("/foreman constitution", "NONE"),
+            none(),
+            &["show constitution Codertocat/Hello-World#1"],
+        ),
+        case(
+            "init needs write: a member has it",
+            comment("/foreman constitution init rust", "MEMBER"),
+            none(),
+            &["init constitution Codertocat/Hello-World#1 from rust by Codertocat"],
+        ),
+        case(
+            "init without a template takes the generic one",
+            comment("/foreman constitution INIT", "OWNER"),
+            none(),
+            &["init constitution Codertocat/Hello-World#1 from generic by Codertocat"],
+        ),
+        case(
+            "init by someone without a role is looked up",
+            comment("/foreman constitution init", "NONE"),
+            none(),
+            &["lookup permission of Codertocat (needs write)"],
+        ),
+        case(
+            "init by a reader is refused",
+            comment("/foreman constitution init node", "NONE"),
+            Snapshot { permission: Some(Level::Read), ..Snapshot::default() },
+            &["~`/foreman constitution init` needs write permission"],
+        ),
+        case(
+            "an unknown template is explained",
+            comment("/foreman constitution init cobol", "OWNER"),
+            none(),
+            &["~does not understand `init cobol`"],
+        ),
+    ];
+    // The first four expect a check of their own pull request's number.
+    let expected: Vec<String> = cases.iter().take(4).map(|c| check(c.event.1["number"].as_u64().unwrap())).collect();
+    assert_eq!(expected[1], check(opened_number));
+    for (c, want) in cases.iter().take(4).zip(&expected) {
+        let e = event::decode(c.event.0, &serde_json::to_vec(&c.event.1).unwrap()).unwrap();
+        let got: Vec<String> = decide::decide(&e, &c.config, &c.snapshot).iter().map(summary).collect();
+        assert_eq!(got, vec![want.clone()], "{}", c.rule);
+    }
+    run(cases.into_iter().skip(4).collect());
 }

@@ -133,10 +133,11 @@ fn edited_comment_keeps_the_previous_body_and_pull_request_comments_are_marked()
 #[test]
 fn pull_request_closed_tells_merged_from_closed() {
     let e = decode("pull_request", &example("pull_request", "closed.payload.json")).unwrap();
-    let EventKind::PullRequest { action, pull_request, head_ref } = e.kind else { panic!() };
+    let EventKind::PullRequest { action, pull_request, head_ref, head_sha } = e.kind else { panic!() };
     assert_eq!(action, PullRequestAction::Closed { merged: false });
     assert!(pull_request.is_pull_request);
     assert_eq!(head_ref, "changes");
+    assert_eq!(head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
     let mut body = example("pull_request", "closed.payload.json");
     body["pull_request"]["merged"] = json!(true);
     let EventKind::PullRequest { action, .. } = decode("pull_request", &body).unwrap().kind else { panic!() };

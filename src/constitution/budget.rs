@@ -66,6 +66,12 @@ pub fn check_budget(limits: &Limits, usage: &Usage, now: OffsetDateTime) -> Budg
     }
 }
 
+/// The start of the UTC day holding `now`: the `since` of the day's usage
+/// ([`crate::store::Store::repo_usage`]).
+pub fn start_of_utc_day(now: OffsetDateTime) -> OffsetDateTime {
+    now.to_offset(time::UtcOffset::UTC).date().with_time(Time::MIDNIGHT).assume_utc()
+}
+
 /// The start of the UTC day after `now`.
 pub fn next_utc_midnight(now: OffsetDateTime) -> OffsetDateTime {
     let now = now.to_offset(time::UtcOffset::UTC);

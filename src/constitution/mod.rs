@@ -4,13 +4,16 @@
 //! into the prompt ([`render`]), and started from a template ([`templates`]). Every key is documented
 //! in `docs/constitution.md`.
 //!
-//! Fetching the files (through the GitHub client, with ETag caching) and posting errors and decisions
-//! belong to the callers; everything here is pure or works on a local git work tree.
+//! Fetching the files (through the GitHub client, with ETag caching) is [`fetch`]; reporting errors,
+//! checking pull requests that change the file, and the `/foreman constitution` commands are [`github`].
+//! Everything else here is pure or works on a local git work tree.
 
 pub mod budget;
 pub mod commands;
 pub mod diff;
 pub mod enforce;
+pub mod fetch;
+pub mod github;
 pub mod load;
 pub mod render;
 pub mod schema;
@@ -19,10 +22,11 @@ pub mod templates;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-pub use self::budget::{BudgetVerdict, Spent, Usage, check_budget};
+pub use self::budget::{BudgetVerdict, Spent, Usage, check_budget, start_of_utc_day};
 pub use self::commands::CommandOutcome;
 pub use self::diff::{Diff, DiffError};
 pub use self::enforce::{Decision, Rule, Violation, check_diff, enforce};
+pub use self::fetch::{FetchError, Loaded, load as load_from_github};
 pub use self::load::{ConstitutionError, Effective, Origin, PATH, merge, parse};
 pub use self::render::{
     CheckRunOutput, check_run_output, decision_markdown, effective_markdown, errors_markdown, prompt_markdown,

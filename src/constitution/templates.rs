@@ -2,7 +2,8 @@
 //! Each is a complete, commented `.github/foreman.toml` that parses with [`super::parse`].
 
 /// A starter file's flavour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum Template {
     /// A Cargo project: `cargo test`, `cargo clippy`.
     Rust,

@@ -14,6 +14,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::markdown;
+use crate::constitution::Template;
 
 /// The prefix of the slash form. The mention form uses the configured app slug.
 pub const SLASH_PREFIX: &str = "/foreman";
@@ -34,17 +35,20 @@ pub enum CommandName {
     Status,
     /// `help`.
     Help,
+    /// `constitution [init [template]]`.
+    Constitution,
 }
 
 impl CommandName {
     /// Every command, in the order help lists them.
-    pub const ALL: [CommandName; 6] = [
+    pub const ALL: [CommandName; 7] = [
         CommandName::Run,
         CommandName::Plan,
         CommandName::Stop,
         CommandName::Retry,
         CommandName::Status,
         CommandName::Help,
+        CommandName::Constitution,
     ];
 
     /// The name as written in a comment.
@@ -56,6 +60,7 @@ impl CommandName {
             CommandName::Retry => "retry",
             CommandName::Status => "status",
             CommandName::Help => "help",
+            CommandName::Constitution => "constitution",
         }
     }
 
@@ -68,6 +73,7 @@ impl CommandName {
             CommandName::Retry => "retry",
             CommandName::Status => "status",
             CommandName::Help => "help",
+            CommandName::Constitution => "constitution [init [template]]",
         }
     }
 
@@ -85,13 +91,18 @@ impl CommandName {
             CommandName::Retry => "Run this issue's failed or cancelled job again.",
             CommandName::Status => "Reply with the state of this issue's job.",
             CommandName::Help => "Reply with this list.",
+            CommandName::Constitution => {
+                "Reply with this repository's effective constitution, each value with its origin; `init` opens a \
+                 pull request adding a starter `.github/foreman.toml` (template `rust`, `node`, `python` or `generic`, \
+                 the default)."
+            }
         }
     }
 
     /// Whether the command takes free-text arguments.
     fn takes_text(self) -> bool {
         match self {
-            CommandName::Run => true,
+            CommandName::Run | CommandName::Constitution => true,
             CommandName::Plan | CommandName::Stop | CommandName::Retry | CommandName::Status | CommandName::Help => {
                 false
             }
@@ -128,6 +139,12 @@ pub enum Command {
     Status,
     /// `help`.
     Help,
+    /// `constitution` (show the effective rules) or `constitution init [template]`.
+    Constitution {
+        /// `None`: show; `Some`: open a pull request adding the starter file of this template.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        init: Option<Template>,
+    },
 }
 
 impl Command {
@@ -140,6 +157,7 @@ impl Command {
             Command::Retry => CommandName::Retry,
             Command::Status => CommandName::Status,
             Command::Help => CommandName::Help,
+            Command::Constitution { .. } => CommandName::Constitution,
         }
     }
 }
@@ -162,6 +180,14 @@ pub enum ParseError {
     /// Arguments to a command that takes none.
     #[error("'{command}' takes no arguments")]
     UnexpectedArgs {
+        /// The command.
+        command: CommandName,
+        /// The arguments as written.
+        args: String,
+    },
+    /// Arguments a command does not understand.
+    #[error("'{command}' does not understand '{args}'")]
+    InvalidArgs {
         /// The command.
         command: CommandName,
         /// The arguments as written.
@@ -209,9 +235,24 @@ pub fn parse_line(line: &str, app_slug: &str) -> Option<Found> {
             Some(CommandName::Retry) => Ok(Command::Retry),
             Some(CommandName::Status) => Ok(Command::Status),
             Some(CommandName::Help) => Ok(Command::Help),
+            Some(CommandName::Constitution) => constitution_args(args),
         }
     };
     Some(Found { line: line.to_owned(), parsed })
+}
+
+/// `constitution`'s arguments: none (show), `init` (the generic template) or `init <template>`.
+fn constitution_args(args: &str) -> Result<Command, ParseError> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let invalid = || ParseError::InvalidArgs { command: CommandName::Constitution, args: args.to_owned() };
+    match words.as_slice() {
+        [] => Ok(Command::Constitution { init: None }),
+        [init] if init.eq_ignore_ascii_case("init") => Ok(Command::Constitution { init: Some(Template::Generic) }),
+        [init, name] if init.eq_ignore_ascii_case("init") => {
+            Template::from_name(name).map(|t| Command::Constitution { init: Some(t) }).ok_or_else(invalid)
+        }
+        _ => Err(invalid()),
+    }
 }
 
 /// The text after `/foreman`, `@slug` or `@slug[bot]` (case-insensitive), if the line starts with one of
@@ -324,6 +365,9 @@ impl ParseError {
                     "`{command}` takes no arguments, but was given {}. Write `/foreman {command}` alone.",
                     code(args)
                 )
+            }
+            ParseError::InvalidArgs { command, args } => {
+                format!("`{command}` does not understand {}. Write `/foreman {}`.", code(args), command.usage())
             }
         };
         let names: Vec<String> = CommandName::ALL.iter().map(|c| format!("`{c}`")).collect();

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::CommandName;
+use super::command::{Command, CommandName};
 
 /// The `[triggers]` table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +75,10 @@ pub struct CommandPermissions {
     pub status: Level,
     /// `help`. Default `anyone`.
     pub help: Level,
+    /// `constitution` (showing the effective rules). Default `anyone`.
+    pub constitution: Level,
+    /// `constitution init` (opening a pull request with a starter file). Default `write`.
+    pub constitution_init: Level,
 }
 
 impl Default for CommandPermissions {
@@ -86,12 +90,23 @@ impl Default for CommandPermissions {
             retry: Level::Write,
             status: Level::Anyone,
             help: Level::Anyone,
+            constitution: Level::Anyone,
+            constitution_init: Level::Write,
         }
     }
 }
 
 impl CommandPermissions {
-    /// The level `command` needs.
+    /// The level a parsed command needs: as [`CommandPermissions::for_command`], except that
+    /// `constitution init` needs `constitution_init`.
+    pub fn for_parsed(&self, command: &Command) -> Level {
+        match command {
+            Command::Constitution { init: Some(_) } => self.constitution_init,
+            c => self.for_command(c.name()),
+        }
+    }
+
+    /// The level `command` needs (for `constitution`, showing; see [`CommandPermissions::for_parsed`]).
     pub fn for_command(&self, command: CommandName) -> Level {
         match command {
             CommandName::Run => self.run,
@@ -100,6 +115,7 @@ impl CommandPermissions {
             CommandName::Retry => self.retry,
             CommandName::Status => self.status,
             CommandName::Help => self.help,
+            CommandName::Constitution => self.constitution,
         }
     }
 }

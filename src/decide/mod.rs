@@ -126,6 +126,46 @@ pub enum Action {
         #[serde(skip_serializing_if = "Option::is_none")]
         installation: Option<InstallationId>,
     },
+    /// Check a pull request's `.github/foreman.toml` at its head commit and report it as a check run
+    /// (`crate::constitution::github::check_pull_request`; nothing is posted when the pull request does
+    /// not change the file).
+    CheckConstitution {
+        /// The repository.
+        repo: RepoName,
+        /// The pull request.
+        pull: IssueNumber,
+        /// Its head commit (full SHA), from the payload's `pull_request.head.sha`.
+        head_sha: String,
+        /// The installation to act through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+    },
+    /// Reply with the repository's effective constitution and each value's origin
+    /// (`crate::constitution::github::show`).
+    ShowConstitution {
+        /// The repository.
+        repo: RepoName,
+        /// The issue or pull request to reply on.
+        issue: IssueNumber,
+        /// The installation to act through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+    },
+    /// Open a pull request adding a starter `.github/foreman.toml`
+    /// (`crate::constitution::github::init_pull_request`).
+    InitConstitution {
+        /// The repository.
+        repo: RepoName,
+        /// The issue or pull request the command was written on (the reply goes there).
+        issue: IssueNumber,
+        /// The starter file's template.
+        template: crate::constitution::Template,
+        /// Who asked.
+        requester: String,
+        /// The installation to act through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+    },
     /// Do nothing, for this reason.
     Ignore {
         /// Why, in words that answer "why didn't Foreman react?".
@@ -134,9 +174,13 @@ pub enum Action {
 }
 
 impl Action {
-    /// The `decision` tag: `enqueue`, `cancel`, `retry`, `reply`, `lookup` or `ignore`, for metrics and logs.
+    /// The `decision` tag: `enqueue`, `cancel`, `retry`, `reply`, `lookup`, `check_constitution`,
+    /// `show_constitution`, `init_constitution` or `ignore`, for metrics and logs.
     pub fn decision(&self) -> &'static str {
         match self {
+            Action::CheckConstitution { .. } => "check_constitution",
+            Action::ShowConstitution { .. } => "show_constitution",
+            Action::InitConstitution { .. } => "init_constitution",
             Action::Enqueue { .. } => "enqueue",
             Action::Cancel { .. } => "cancel",
             Action::Retry { .. } => "retry",
@@ -290,20 +334,26 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
         },
         EventKind::PullRequestReview { pull_request, review, state } => cx.review(pull_request, review, state),
         EventKind::PullRequestReviewComment { pull_request, comment } => cx.commands(pull_request, comment, None),
-        EventKind::PullRequest { action, pull_request, .. } => vec![ignore(match action {
-            PullRequestAction::Closed { merged: true } => {
-                format!("pull request #{} was merged; an issue it closes arrives as issues.closed", pull_request.number)
-            }
-            PullRequestAction::Closed { merged: false } => {
-                format!(
-                    "pull request #{} was closed without merging; its issue's job is not changed",
-                    pull_request.number
-                )
-            }
+        EventKind::PullRequest { action, pull_request, head_sha, .. } => vec![match action {
+            PullRequestAction::Closed { merged: true } => ignore(format!(
+                "pull request #{} was merged; an issue it closes arrives as issues.closed",
+                pull_request.number
+            )),
+            PullRequestAction::Closed { merged: false } => ignore(format!(
+                "pull request #{} was closed without merging; its issue's job is not changed",
+                pull_request.number
+            )),
+            // New commits to look at: check the constitution file if the pull request changes it. This
+            // starts no agent work, so bots' pull requests (Foreman's own `constitution init`) are checked too.
             PullRequestAction::Opened | PullRequestAction::Reopened | PullRequestAction::Synchronize => {
-                format!("pull request events do not start work; write `/foreman run` on #{}", pull_request.number)
+                Action::CheckConstitution {
+                    repo: pull_request.repo.clone(),
+                    pull: pull_request.number,
+                    head_sha: head_sha.clone(),
+                    installation: event.installation,
+                }
             }
-        })],
+        }],
         EventKind::ProjectsV2Item { action, item, field_change } => {
             vec![cx.board(*action, item, field_change.as_ref())]
         }
@@ -675,7 +725,7 @@ impl Cx<'_> {
             .iter()
             .map(|f| {
                 f.parsed.as_ref().ok().map(|c| {
-                    let needs = self.config.permissions.for_command(c.name());
+                    let needs = self.config.permissions.for_parsed(c);
                     (needs, authorize(needs, &comment.association, self.snapshot.permission))
                 })
             })
@@ -704,7 +754,10 @@ impl Cx<'_> {
                     format!(
                         "@{}, `/foreman {}` needs {needs} permission on {}; you have {}.",
                         author.login,
-                        c.name(),
+                        match c {
+                            Command::Constitution { init: Some(_) } => "constitution init".to_owned(),
+                            c => c.name().to_string(),
+                        },
                         issue.repo,
                         if has == Level::Anyone { "none".to_owned() } else { has.to_string() }
                     ),
@@ -770,6 +823,16 @@ impl Cx<'_> {
             Command::Help => {
                 self.reply(issue, command::format_help(&self.config.app_slug, self.config.help_url.as_deref()))
             }
+            Command::Constitution { init: None } => {
+                Action::ShowConstitution { repo: repo.clone(), issue: number, installation: self.event.installation }
+            }
+            Command::Constitution { init: Some(template) } => Action::InitConstitution {
+                repo: repo.clone(),
+                issue: number,
+                template: *template,
+                requester: who.clone(),
+                installation: self.event.installation,
+            },
         }
     }
 }

@@ -220,6 +220,8 @@ pub enum EventKind {
         pull_request: IssueRef,
         /// The head branch name.
         head_ref: String,
+        /// The head commit (`pull_request.head.sha`, a full SHA): what a check run reports on.
+        head_sha: String,
     },
     /// `projects_v2_item`: created, edited, archived, restored, deleted, converted, reordered.
     ProjectsV2Item {

@@ -133,6 +133,7 @@ struct RawFrom {
 struct RawHead {
     #[serde(rename = "ref")]
     ref_: String,
+    sha: String,
 }
 
 #[derive(Deserialize)]
@@ -358,6 +359,7 @@ fn kind(event: &str, action: Option<&str>, body: &[u8]) -> Result<EventKind, Dec
             EventKind::PullRequest {
                 action: pr_action,
                 head_ref: p.pull_request.head.ref_,
+                head_sha: p.pull_request.head.sha,
                 pull_request: p.pull_request.issue.into_ref(repo, true),
             }
         }

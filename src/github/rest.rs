@@ -415,15 +415,26 @@ impl Client {
         repo: &RepoName,
         path: &str,
     ) -> Result<Option<String>, GithubError> {
+        self.file_at(inst, repo, path, None).await
+    }
+
+    /// A file's text at `git_ref` (a branch, tag or commit SHA; `None`: the default branch), as
+    /// `GET /repos/{owner}/{repo}/contents/{path}?ref={ref}` answers it, or `None` when there is no such
+    /// file at that ref. Conditional like [`Client::file_on_default_branch`]. Errors: as there.
+    pub async fn file_at(
+        &self,
+        inst: InstallationId,
+        repo: &RepoName,
+        path: &str,
+        git_ref: Option<&str>,
+    ) -> Result<Option<String>, GithubError> {
         const EP: &str = "GET /repos/{owner}/{repo}/contents/{path}";
         let encoded: Vec<String> = path.trim_matches('/').split('/').map(seg).collect();
-        let call = Call::new(
-            Method::GET,
-            EP,
-            format!("{}/contents/{}", repo_path(repo), encoded.join("/")),
-            Auth::Installation(inst),
-        )
-        .conditional();
+        let mut url = format!("{}/contents/{}", repo_path(repo), encoded.join("/"));
+        if let Some(r) = git_ref {
+            url.push_str(&format!("?ref={}", seg(r)));
+        }
+        let call = Call::new(Method::GET, EP, url, Auth::Installation(inst)).conditional();
         let answer: serde_json::Value = match self.send(call).await {
             Ok(reply) => reply.json(EP)?,
             Err(GithubError::NotFound { .. }) => return Ok(None),
@@ -442,6 +453,14 @@ impl Client {
             .map_err(|_| GithubError::Unexpected { endpoint: EP, message: "the file is not UTF-8 text".into() })
     }
 
+    /// A repository (`GET /repos/{owner}/{repo}`): its default branch and clone URL. Conditional (a 304 is
+    /// free). Errors: [`GithubError::NotFound`] when the installation cannot see it.
+    pub async fn repository(&self, inst: InstallationId, repo: &RepoName) -> Result<Repository, GithubError> {
+        const EP: &str = "GET /repos/{owner}/{repo}";
+        let call = Call::new(Method::GET, EP, repo_path(repo), Auth::Installation(inst)).conditional();
+        self.send(call).await?.json(EP)
+    }
+
     /// Creates a check run (`POST /repos/{owner}/{repo}/check-runs`). With an `external_id`, an ambiguous
     /// create is followed by a look for a run with that id on the commit
     /// (`GET /repos/{owner}/{repo}/commits/{ref}/check-runs`) before trying again, so none is duplicated.
@@ -451,8 +470,27 @@ impl Client {
         repo: &RepoName,
         spec: &CheckRunSpec,
     ) -> Result<CheckRun, GithubError> {
+        self.create_check_run_annotated::<serde_json::Value>(inst, repo, spec, &[]).await
+    }
+
+    /// [`Client::create_check_run`] with `output.annotations` (GitHub's annotation objects: `path`,
+    /// `start_line`, `end_line`, optional `start_column`/`end_column`, `annotation_level`, `message`,
+    /// optional `title`; at most 50 per request, as GitHub accepts). `spec.output` must be set when
+    /// `annotations` is not empty.
+    pub async fn create_check_run_annotated<A: serde::Serialize>(
+        &self,
+        inst: InstallationId,
+        repo: &RepoName,
+        spec: &CheckRunSpec,
+        annotations: &[A],
+    ) -> Result<CheckRun, GithubError> {
         const EP: &str = "POST /repos/{owner}/{repo}/check-runs";
-        let body = serde_json::to_value(spec).expect("a check run serialises");
+        let mut body = serde_json::to_value(spec).expect("a check run serialises");
+        if !annotations.is_empty()
+            && let Some(output) = body.get_mut("output").and_then(serde_json::Value::as_object_mut)
+        {
+            output.insert("annotations".into(), serde_json::to_value(annotations).expect("annotations serialise"));
+        }
         let mut last = None;
         for _ in 0..=self.inner.options.retry.max_retries {
             if last.is_some()
@@ -559,13 +597,6 @@ impl Client {
             "permissions": { "contents": "write", "pull_requests": "write" },
         });
         self.mint(inst, Some(scope)).await
-    }
-
-    /// The repository (`GET /repos/{owner}/{repo}`): its default branch and clone URL, for a session.
-    pub async fn repository(&self, inst: InstallationId, repo: &RepoName) -> Result<Repository, GithubError> {
-        const EP: &str = "GET /repos/{owner}/{repo}";
-        let call = Call::new(Method::GET, EP, repo_path(repo), Auth::Installation(inst));
-        self.send(call).await?.json(EP)
     }
 
     /// One pull request (`GET /repos/{owner}/{repo}/pulls/{pull_number}`): its head branch for a follow-up.

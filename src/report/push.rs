@@ -123,6 +123,11 @@ impl Pusher {
         Ok(Self { askpass: askpass.into(), prefix })
     }
 
+    /// The askpass script git reads the token through.
+    pub fn askpass(&self) -> &Path {
+        &self.askpass
+    }
+
     /// The branch prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix

@@ -28,6 +28,37 @@ pub const CHECK_RUN_NAME: &str = "Foreman";
 /// applying it afterwards; this only keeps the order of "report, then next job" in the common case.
 const REPORT_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How a failure caused by an invalid `.github/foreman.toml` begins, so the next attempt knows to mark the
+/// error comment resolved once the file loads.
+const INVALID_CONSTITUTION: &str = "the constitution is invalid";
+
+/// `Some((what is spent, when it renews))` when the repository's daily budget (`[limits]` of its
+/// constitution) leaves no room for this session. The session just claimed is already recorded, so it is
+/// not counted against itself.
+fn budget_spent(
+    parts: &Parts,
+    job: &Job,
+    limits: &crate::constitution::Limits,
+) -> Option<(crate::constitution::Spent, OffsetDateTime)> {
+    if limits.daily_sessions.is_none() && limits.daily_cost_usd.is_none() {
+        return None;
+    }
+    let now = OffsetDateTime::now_utc();
+    let since = crate::constitution::budget::start_of_utc_day(now);
+    let mut usage = match parts.scheduler.store().repo_usage(&job.repo, since) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "reading today's usage failed; the session runs");
+            return None;
+        }
+    };
+    usage.sessions = usage.sessions.saturating_sub(1);
+    match crate::constitution::check_budget(limits, &usage, now) {
+        crate::constitution::BudgetVerdict::Allowed => None,
+        crate::constitution::BudgetVerdict::Wait { spent, resume_at } => Some((spent, resume_at)),
+    }
+}
+
 /// The link to a session's log through Foreman's admin API, when Foreman knows its public address.
 fn session_log_link(parts: &Parts, session_id: &str) -> Option<Link> {
     let base = parts.public_url.as_deref()?.trim_end_matches('/');
@@ -242,13 +273,41 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
     {
         return Attempt::failed(FailureClass::Validation, format!("the pull request's branch is not Foreman's: {e}"));
     }
-    let effective = match crate::constitution::merge(None, None) {
-        Ok(e) => e,
-        Err(errors) => {
+    let effective = match crate::constitution::fetch::load(client, inst, &job.repo).await {
+        Ok(loaded) => loaded.effective,
+        Err(crate::constitution::fetch::FetchError::Invalid(errors)) => {
+            // Said where people look: one comment on the issue, updated on every retry.
+            if let Err(e) =
+                crate::constitution::github::report_invalid(client, inst, &job.repo, job.issue, &errors).await
+            {
+                tracing::warn!(error = %e, "could not report the invalid constitution");
+            }
             let first = errors.first().map(ToString::to_string).unwrap_or_default();
-            return Attempt::failed(FailureClass::Validation, format!("the constitution is invalid: {first}"));
+            return Attempt::failed(FailureClass::Validation, format!("{INVALID_CONSTITUTION}: {first}"));
         }
+        Err(crate::constitution::fetch::FetchError::Github(e)) => return github_failed("reading the constitution", &e),
     };
+    if job.last_failure.as_ref().is_some_and(|f| f.reason.starts_with(INVALID_CONSTITUTION))
+        && let Err(e) = crate::constitution::github::resolve_invalid(client, inst, &job.repo, job.issue).await
+    {
+        tracing::warn!(error = %e, "could not mark the constitution error comment resolved");
+    }
+    if let Some(wait) = budget_spent(parts, job, &effective.constitution.limits) {
+        let (spent, resume_at) = wait;
+        let marker = format!("<!-- foreman:budget {} {} -->", job.repo, resume_at.date());
+        let text = format!("{}\n\n{marker}", crate::constitution::budget::wait_reply(&spent, resume_at));
+        if let Err(e) = client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &text).await {
+            tracing::warn!(error = %e, "could not say that the budget is spent");
+        }
+        return Attempt {
+            outcome: Outcome::Failed {
+                class: FailureClass::RateLimit,
+                reason: "the repository's daily budget is spent".into(),
+                retry_at: Some(resume_at),
+            },
+            ..Attempt::failed(FailureClass::RateLimit, "")
+        };
+    }
     let token = match client.session_token(inst, &job.repo).await {
         Ok(t) => t,
         Err(e) => return github_failed("minting the session token", &e),
@@ -317,6 +376,11 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
             parts.outbox.progress(inst, t);
         })
         .await;
+    if let (Some(cost), Some(session)) = (outcome.summary.cost_usd, &job.session)
+        && let Err(e) = parts.scheduler.store().record_session_cost(session, cost)
+    {
+        tracing::warn!(error = %e, "recording the session's cost failed");
+    }
     let progress = Some(render::Progress {
         turns: outcome.summary.turns,
         tool_calls: outcome.summary.tool_count,

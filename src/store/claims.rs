@@ -289,6 +289,7 @@ impl Store {
                     ended_at: None,
                     state: SessionState::Running,
                     detail: None,
+                    cost_usd: None,
                 };
                 tx.sessions.insert(session.as_str().as_bytes(), encode(&record))?;
                 job.state = JobState::Running;

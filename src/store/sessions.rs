@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 
 use super::Store;
 use super::claims::ClaimOwner;
-use super::jobs::{JobError, decode};
+use super::jobs::{JobError, abort, corrupt, decode, encode};
+use crate::constitution::Usage;
 use crate::ids::{IssueNumber, RepoName};
 
 /// A session's id: a UUID v7 (time-ordered, RFC 9562), also the name of its log and workspace. Time
@@ -67,7 +68,7 @@ pub enum SessionState {
 }
 
 /// What the store keeps about a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// The id.
     pub id: SessionId,
@@ -91,9 +92,52 @@ pub struct SessionRecord {
     pub state: SessionState,
     /// Free text the session layer may add (e.g. its log path).
     pub detail: Option<String>,
+    /// What the session cost, US dollars, as the agent reported it (Claude Code's `total_cost_usd`);
+    /// `None` until [`Store::record_session_cost`] sets it. Records written before this field existed
+    /// read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 impl Store {
+    /// Records what session `id` cost, in US dollars (replacing an earlier figure: the agent reports a
+    /// running total). Returns false, writing nothing, for an unknown session. Not flushed: call
+    /// [`Store::sync`] when it must survive a crash.
+    ///
+    /// Errors: [`JobError::Store`] for a negative or non-finite cost, or sled's errors.
+    pub fn record_session_cost(&self, id: &SessionId, cost_usd: f64) -> Result<bool, JobError> {
+        if !cost_usd.is_finite() || cost_usd < 0.0 {
+            return Err(corrupt(&format!("session {id}: a cost of {cost_usd} US dollars is not a cost")));
+        }
+        self.job_trees().run(|tx| {
+            let Some(raw) = tx.sessions.get(id.as_str().as_bytes())? else { return Ok(false) };
+            let mut record: SessionRecord = decode(&raw, "session").map_err(abort)?;
+            record.cost_usd = Some(cost_usd);
+            tx.sessions.insert(id.as_str().as_bytes(), encode(&record))?;
+            Ok(true)
+        })
+    }
+
+    /// `repo`'s usage since `since` (the start of the current UTC day, for the daily budgets of
+    /// [`crate::constitution::check_budget`]): the sessions whose `started_at` is at or after it, in any
+    /// state, and the sum of their recorded costs (a session with no cost recorded yet counts as 0).
+    ///
+    /// Reads every session record: one sled scan, linear in the records kept. Session ids are time-ordered,
+    /// but by the wall clock when they were made, not by the `now` a caller passed to the claim, so they
+    /// cannot bound the scan safely.
+    pub fn repo_usage(&self, repo: &RepoName, since: OffsetDateTime) -> Result<Usage, JobError> {
+        let mut usage = Usage::default();
+        for item in self.job_trees().sessions.iter() {
+            let (_, raw) = item?;
+            let record: SessionRecord = decode(&raw, "session")?;
+            if record.repo == *repo && record.started_at >= since {
+                usage.sessions = usage.sessions.saturating_add(1);
+                usage.cost_usd += record.cost_usd.unwrap_or(0.0);
+            }
+        }
+        Ok(usage)
+    }
+
     /// A session record, or `None` for an unknown id.
     pub fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError> {
         match self.job_trees().sessions.get(id.as_str().as_bytes())? {

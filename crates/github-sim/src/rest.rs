@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::auth::new_token;
 use crate::ops;
-use crate::server::{Auth, Inner, Req, Resp, paginate};
+use crate::server::{Auth, Inner, Req, Resp, RespBody, paginate};
 use crate::world::{CheckRun, Token, node_id, ts};
 
 type R = Result<Resp, Resp>;
@@ -534,6 +534,34 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             };
             w.repos.get_mut(&full).expect("checked").check_runs.insert(id, c.clone());
             Ok(Resp::json(201, w.check_run_json(&w.repos[&full], &c)))
+        }
+        ["repos", o, r, "commits", git_ref, "check-runs"] if get => {
+            let full = access(inner, auth, o, r, "checks", false)?;
+            let git_dir = inner.world().repos[&full].git_dir.clone();
+            // A commit SHA as given, or a branch or tag name resolved to its commit.
+            let sha = if git_ref.len() == 40 && git_ref.chars().all(|c| c.is_ascii_hexdigit()) {
+                git_ref.to_string()
+            } else {
+                crate::git::rev_parse(&git_dir, &format!("{git_ref}^{{commit}}")).ok_or_else(Resp::not_found)?
+            };
+            let w = inner.world();
+            let repo = &w.repos[&full];
+            let runs: Vec<Value> = repo
+                .check_runs
+                .values()
+                .rev()
+                .filter(|c| c.head_sha == sha)
+                .filter(|c| req.q("check_name").is_none_or(|n| n == c.name))
+                .filter(|c| req.q("status").is_none_or(|s| s == c.status))
+                .map(|c| w.check_run_json(repo, c))
+                .collect();
+            drop(w);
+            let total = runs.len();
+            let mut resp = paginate(inner, req, runs);
+            if let RespBody::Json(Value::Array(page)) = std::mem::replace(&mut resp.body, RespBody::Json(Value::Null)) {
+                resp.body = RespBody::Json(json!({"total_count": total, "check_runs": page}));
+            }
+            Ok(resp)
         }
         ["repos", o, r, "check-runs", id] if patch || get => {
             let full = access(inner, auth, o, r, "checks", patch)?;

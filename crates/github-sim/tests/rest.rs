@@ -282,6 +282,32 @@ async fn check_runs_create_and_update() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["status"], "completed");
         assert_eq!(v["conclusion"], "success");
+
+        // Listed by commit, with annotations kept as sent; other commits' runs are not listed.
+        let annotation = json!({"path": "a.toml", "start_line": 3, "end_line": 3, "start_column": 1,
+            "end_column": 1, "annotation_level": "failure", "message": "unknown field"});
+        let r = s
+            .call(
+                Method::POST,
+                &t,
+                "/repos/acme/widgets/check-runs",
+                Some(json!({"name": "other", "head_sha": "f".repeat(40), "conclusion": "failure",
+                    "output": {"title": "bad", "summary": "s", "annotations": [annotation]}})),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let r = s.call(Method::GET, &t, &format!("/repos/acme/widgets/commits/{sha}/check-runs"), None).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["total_count"], 1);
+        assert_eq!(v["check_runs"][0]["id"], id);
+        let other = format!("/repos/acme/widgets/commits/{}/check-runs?check_name=other", "f".repeat(40));
+        let v: Value = s.call(Method::GET, &t, &other, None).await.json().await.unwrap();
+        assert_eq!(v["check_runs"][0]["output"]["annotations"][0], annotation);
+        let none = format!("/repos/acme/widgets/commits/{}/check-runs?check_name=nope", "f".repeat(40));
+        let v: Value = s.call(Method::GET, &t, &none, None).await.json().await.unwrap();
+        assert_eq!(v["total_count"], 0);
+        assert!(s.sim.state()["nonconforming"].as_array().unwrap().is_empty());
     })
     .await
     .expect("timed out");

@@ -1,0 +1,60 @@
+//! Loading a repository's effective constitution from GitHub: `.github/foreman.toml` on the repository's
+//! default branch, over the organisation's defaults in the same path of the owner's `.github` repository
+//! (as Probot's `context.config` reads them: <https://probot.github.io/api/latest/classes/context.Context.html#config>),
+//! over Foreman's built-in defaults.
+//!
+//! Both reads go through [`Client::file_on_default_branch`], whose ETag cache makes an unchanged file a
+//! free `304 Not Modified`, so loading before every session costs no quota once the files are cached.
+
+use crate::github::{Client, GithubError};
+use crate::ids::{InstallationId, RepoName};
+
+use super::load::{ConstitutionError, Effective, PATH, merge};
+
+/// The repository that holds an organisation's (or user's) defaults, as Probot and GitHub's community
+/// health files name it.
+pub const ORG_REPO: &str = ".github";
+
+/// A repository's effective constitution and the texts it was merged from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loaded {
+    /// Built-in defaults < org < repo, each value with its origin.
+    pub effective: Effective,
+    /// `.github/foreman.toml` of the owner's `.github` repository, when there is one.
+    pub org_text: Option<String>,
+    /// `.github/foreman.toml` of the repository itself, when there is one.
+    pub repo_text: Option<String>,
+}
+
+/// Why a constitution could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// A file is there but cannot be used; each error carries its file (org or repo), line, column and
+    /// key. Fit to show people: [`super::render::errors_markdown`].
+    #[error("the constitution is invalid ({} error(s))", .0.len())]
+    Invalid(Vec<ConstitutionError>),
+    /// GitHub could not be read (after the client's retries).
+    #[error("reading the constitution: {0}")]
+    Github(#[from] GithubError),
+}
+
+/// Reads `.github/foreman.toml` from the repository's default branch and from the organisation's (owner's)
+/// `.github` repository (same path, as Probot does), through [`Client::file_on_default_branch`]
+/// (ETag-cached), and merges built-in < org < repo ([`merge`]).
+///
+/// A missing file, or a missing (or unreachable: the installation may not include it) `.github`
+/// repository, is not an error: that layer is skipped. When `repo` is itself the owner's `.github`
+/// repository its file is read once, as the repository's.
+///
+/// # Errors
+/// [`FetchError::Invalid`] with every error of both files; [`FetchError::Github`] when GitHub fails.
+pub async fn load(client: &Client, inst: InstallationId, repo: &RepoName) -> Result<Loaded, FetchError> {
+    let org_repo = RepoName::new(repo.owner(), ORG_REPO).ok();
+    let org_text = match org_repo {
+        Some(org) if org != *repo => client.file_on_default_branch(inst, &org, PATH).await?,
+        _ => None,
+    };
+    let repo_text = client.file_on_default_branch(inst, repo, PATH).await?;
+    let effective = merge(org_text.as_deref(), repo_text.as_deref()).map_err(FetchError::Invalid)?;
+    Ok(Loaded { effective, org_text, repo_text })
+}
