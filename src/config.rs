@@ -26,6 +26,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("GITHUB_PRIVATE_KEY", "github.private_key"),
     ("GITHUB_PRIVATE_KEY_PATH", "github.private_key_path"),
     ("GITHUB_API_URL", "github.api_url"),
+    ("GITHUB_MUTATION_INTERVAL_MS", "github.mutation_interval_ms"),
     ("FOREMAN_INBOX_RETENTION_DAYS", "inbox.retention_days"),
     ("FOREMAN_STORE_CACHE_MB", "store.cache_mb"),
     ("FOREMAN_PUBLIC_URL", "public_url"),
@@ -111,6 +112,15 @@ pub struct GithubConfig {
     pub private_key_path: Option<PathBuf>,
     /// REST base URL. Default `https://api.github.com`; GitHub Enterprise Server uses `https://HOST/api/v3`.
     pub api_url: String,
+    /// Least time between two mutations (POST, PATCH, PUT, DELETE, GraphQL mutation) for one installation, in
+    /// milliseconds. Default 1000, GitHub's guidance against secondary rate limits ("Best practices for using
+    /// the REST API"); a GitHub Enterprise Server with its own limits, or a simulator, may take less.
+    #[serde(default = "default_mutation_interval_ms")]
+    pub mutation_interval_ms: u64,
+}
+
+fn default_mutation_interval_ms() -> u64 {
+    1000
 }
 
 impl GithubConfig {

@@ -114,8 +114,9 @@ async fn drain(store: &Store, consumer: &impl Consumer, shutdown: &CancellationT
                 repository = meta.repository.as_deref(),
                 installation = meta.installation.map(|i| i.0),
             );
+            let consumed = tracing::Instrument::instrument(consumer.consume(&meta, &body), span.clone()).await;
             let _guard = span.enter();
-            let state = match consumer.consume(&meta, &body).await {
+            let state = match consumed {
                 Ok(Processed::Done(summary)) => {
                     tracing::info!(%summary, "delivery processed");
                     DeliveryState::Processed { at: OffsetDateTime::now_utc(), summary }

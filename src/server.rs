@@ -155,7 +155,9 @@ async fn github_parts(
     config: &Config,
     scheduler: crate::scheduler::Scheduler,
 ) -> anyhow::Result<(crate::runner::Parts, crate::github::Client, crate::report::outbox::Outbox)> {
-    let client = crate::github::Client::from_config(&config.github, crate::github::ClientOptions::default())
+    let mut options = crate::github::ClientOptions::default();
+    options.retry.mutation_interval = Duration::from_millis(config.github.mutation_interval_ms);
+    let client = crate::github::Client::from_config(&config.github, options)
         .map_err(|e| anyhow::anyhow!("GitHub App credentials: {e}"))?;
     let sessions = crate::session::SessionRunner::new(
         &config.data_dir,

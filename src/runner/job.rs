@@ -81,9 +81,13 @@ struct Attempt {
 /// Runs one claimed job to its end. Never panics on GitHub, git or agent failures: each becomes the job's
 /// recorded outcome.
 pub async fn run(parts: &Parts, claimed: Claimed, cancel: CancellationToken, shutdown: &CancellationToken) {
+    let span =
+        tracing::info_span!("job", repo = %claimed.job.repo, issue = %claimed.job.issue, kind = ?claimed.job.kind);
+    tracing::Instrument::instrument(run_in_span(parts, claimed, cancel, shutdown), span).await
+}
+
+async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken, shutdown: &CancellationToken) {
     let Claimed { job, claim } = claimed;
-    let span = tracing::info_span!("job", repo = %job.repo, issue = %job.issue, kind = ?job.kind);
-    let _enter = span.enter();
     let started = Instant::now();
     tracing::info!(attempt = job.attempts, "claimed");
     metrics::counter!("foreman_jobs_claimed_total").increment(1);

@@ -55,6 +55,11 @@ impl World {
     /// Starts the simulator with `acme/widgets` (users alice: write, bob: read) and Foreman with a command
     /// agent running `agent` (a shell script body) plus `env`.
     pub async fn start(agent: &str, env: &[(&str, &str)]) -> World {
+        Self::start_with(&[], agent, env).await
+    }
+
+    /// [`Self::start`], with more repositories in `ORG` before Foreman starts: (name, files).
+    pub async fn start_with(repos: &[(&str, &[(&str, &str)])], agent: &str, env: &[(&str, &str)]) -> World {
         let dir = tempfile::tempdir().unwrap();
         let mut config = SimConfig::new(dir.path().join("sim"));
         config.webhook_secret = SECRET.into();
@@ -62,6 +67,9 @@ impl World {
         sim.create_user("alice", github_sim::Permission::Write, "User");
         sim.create_user("bob", github_sim::Permission::Read, "User");
         sim.create_repo(ORG, "widgets", &[("README.md", "# widgets\n"), ("src/lib.rs", "pub fn f() {}\n")]).unwrap();
+        for (name, files) in repos {
+            sim.create_repo(ORG, name, files).unwrap();
+        }
         let script = agent_script(dir.path(), "agent.sh", agent);
         let mut all: Vec<(String, String)> = vec![
             ("GITHUB_APP_ID".into(), sim.app_id().to_string()),
@@ -71,6 +79,9 @@ impl World {
             ("FOREMAN_AGENT_BACKEND".into(), "command".into()),
             ("FOREMAN_AGENT_COMMAND".into(), script.display().to_string()),
             ("HOME".into(), dir.path().display().to_string()),
+            // The simulator has no secondary rate limit to respect; 1 s between mutations would make each
+            // lifecycle take ~10 s of pacing alone.
+            ("GITHUB_MUTATION_INTERVAL_MS".into(), "20".into()),
         ];
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut world = World { sim, foreman: None, dir, env: all };
@@ -160,6 +171,16 @@ impl World {
     /// Foreman's job for `number`, from its admin API (loopback needs no token).
     pub async fn job(&self, number: u64) -> Value {
         let url = self.foreman.as_ref().unwrap().url(&format!("/api/jobs/{REPO}/{number}"));
+        let resp = reqwest::get(url).await.unwrap();
+        if resp.status() == 404 {
+            return Value::Null;
+        }
+        resp.json().await.unwrap()
+    }
+
+    /// Foreman's job for `repo#number` (any repository), from its admin API.
+    pub async fn job_in(&self, repo: &str, number: u64) -> Value {
+        let url = self.foreman.as_ref().unwrap().url(&format!("/api/jobs/{repo}/{number}"));
         let resp = reqwest::get(url).await.unwrap();
         if resp.status() == 404 {
             return Value::Null;

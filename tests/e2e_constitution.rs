@@ -1,0 +1,96 @@
+//! End to end: every checkable rule of a repository's constitution is enforced by Foreman before anything is
+//! pushed. One agent breaks each rule in its own repository; for each, no pull request opens, nothing is
+//! pushed, and the reason (rule, file, line) is posted on the issue. An invalid `.github/foreman.toml` is
+//! reported with its line and column, and the agent never runs.
+
+mod e2e_support;
+
+use std::time::Duration;
+
+use e2e_support::{ORG, World};
+use serde_json::Value;
+
+/// One agent for every repository: it breaks the rule its repository is named after.
+const RULE_BREAKER: &str = r#"case "$FOREMAN_REPO" in
+  acme/protected) mkdir -p .github/workflows; echo "on: push" > .github/workflows/ci.yml ;;
+  acme/secret) echo "token = ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ" > settings.txt ;;
+  acme/tdd) echo "pub fn g() {}" >> src/lib.rs ;;
+  acme/size) echo a > a.txt; echo b > b.txt; echo c > c.txt ;;
+  acme/command) echo "ok" > change.txt ;;
+  *) echo "the agent ran in $FOREMAN_REPO" > ran.txt ;;
+esac
+git add -A
+git commit -q -m "Work on #$FOREMAN_ISSUE""#;
+
+const SOURCE: (&str, &str) = ("src/lib.rs", "pub fn f() {}\n");
+
+fn comments_on(state: &Value, repo: &str, number: u64) -> Vec<String> {
+    let repo = state["repos"].as_array().unwrap().iter().find(|r| r["full_name"] == repo).unwrap();
+    let issue = repo["issues"].as_array().unwrap().iter().find(|i| i["number"] == number).unwrap();
+    issue["comments"].as_array().unwrap().iter().map(|c| c["body"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+fn pulls_of(state: &Value, repo: &str) -> usize {
+    let repo = state["repos"].as_array().unwrap().iter().find(|r| r["full_name"] == repo).unwrap();
+    repo["pulls"].as_array().map_or(0, Vec::len)
+}
+
+fn branches(world: &World, repo: &str) -> String {
+    let out = std::process::Command::new("git")
+        .args(["for-each-ref", "--format=%(refname)", "refs/heads/"])
+        .current_dir(world.sim.git_dir(repo).unwrap())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rule_broken_by_an_agent_stops_the_push_and_the_reason_is_posted() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let toml = |rules: &str| format!("[rules]\n{rules}\n");
+        let protected = toml(r#"protected_paths = [".github/workflows/**"]"#);
+        let secret = toml("builtin_secret_patterns = true");
+        let tdd = "[rules.tdd]\nrequired = true\n".to_owned();
+        let size = toml("max_files_changed = 2");
+        let command =
+            "[[rules.required_commands]]\nname = \"tests\"\nrun = \"echo the tests failed; exit 3\"\n".to_owned();
+        let invalid = "[rules]\nmax_files_changed = 2\nprotect_paths = [\"x\"]\n".to_owned();
+        let repos: Vec<(&str, String, &str)> = vec![
+            ("protected", protected, "protected_paths (.github/workflows/ci.yml"),
+            ("secret", secret, "secret_patterns (settings.txt:1)"),
+            ("tdd", tdd, "tdd"),
+            ("size", size, "max_files_changed"),
+            ("command", command, "`tests` failed with exit code 3"),
+            ("invalid", invalid, "line 3, column 1"),
+        ];
+        let files: Vec<[(&str, &str); 2]> =
+            repos.iter().map(|(_, t, _)| [(".github/foreman.toml", t.as_str()), SOURCE]).collect();
+        let with: Vec<(&str, &[(&str, &str)])> = repos.iter().zip(&files).map(|((n, _, _), f)| (*n, &f[..])).collect();
+        let world = World::start_with(&with, RULE_BREAKER, &[("FOREMAN_MAX_SESSIONS", "6")]).await;
+
+        let mut issues = Vec::new();
+        for (name, _, _) in &repos {
+            let repo = format!("{ORG}/{name}");
+            let (number, _) = world.sim.create_issue(&repo, "Do the thing", "Please.", "alice").unwrap();
+            world.sim.add_label(&repo, number, "foreman", "alice").unwrap();
+            issues.push((repo, number));
+        }
+        for ((name, _, reason), (repo, number)) in repos.iter().zip(&issues) {
+            let state = world
+                .wait(&format!("the reason in {repo}#{number}"), |s| {
+                    comments_on(s, repo, *number).iter().any(|c| c.contains(reason))
+                })
+                .await;
+            assert_eq!(pulls_of(&state, repo), 0, "{name}: no pull request");
+            assert!(!branches(&world, repo).contains("foreman/"), "{name}: nothing pushed: {}", branches(&world, repo));
+            let job = world.job_in(repo, *number).await;
+            assert_eq!(job["last_failure"]["class"], "validation", "{name}: {job}");
+        }
+        // The invalid file's job never started an agent: no session log mentions acme/invalid's agent.
+        let state = world.sim.state();
+        let invalid = comments_on(&state, "acme/invalid", issues[5].1);
+        assert!(invalid.iter().any(|c| c.contains("protect_paths")), "the unknown key is named: {invalid:?}");
+    })
+    .await
+    .expect("every rule was enforced in time");
+}
