@@ -58,7 +58,7 @@ async fn every_rule_broken_by_an_agent_stops_the_push_and_the_reason_is_posted()
         let repos: Vec<(&str, String, &str)> = vec![
             ("protected", protected, "protected_paths (.github/workflows/ci.yml"),
             ("secret", secret, "secret_patterns (settings.txt:1)"),
-            ("tdd", tdd, "tdd"),
+            ("tdd", tdd, "tdd (src/lib.rs)"),
             ("size", size, "max_files_changed"),
             ("command", command, "`tests` failed with exit code 3"),
             ("invalid", invalid, "line 3, column 1"),
