@@ -59,6 +59,19 @@ fn budget_spent(
     }
 }
 
+/// The constitution's allow decision in one line, for the job's audit trail (a deny is the failure's reason).
+fn allowed(decision: Option<&crate::constitution::Decision>) -> String {
+    let Some(d) = decision else { return "no constitution check (no changes to check)".into() };
+    let commands: Vec<String> = d.commands.iter().map(|c| format!("`{}` passed", c.name)).collect();
+    let mut line = format!("constitution allowed the change ({} files, {} lines", d.files_changed, d.lines_changed);
+    if !commands.is_empty() {
+        line.push_str("; ");
+        line.push_str(&commands.join(", "));
+    }
+    line.push(')');
+    line
+}
+
 /// The link to a session's log through Foreman's admin API, when Foreman knows its public address.
 fn session_log_link(parts: &Parts, session_id: &str) -> Option<Link> {
     let base = parts.public_url.as_deref()?.trim_end_matches('/');
@@ -520,7 +533,7 @@ async fn conclude(
     Attempt {
         pull_request: Some(Link { text: format!("#{}", pr.number), url: pr.html_url.clone() }),
         summary: Some(summary).filter(|s| !s.trim().is_empty()),
-        ..Attempt::succeeded(&format!("pull request #{}", pr.number))
+        ..Attempt::succeeded(&format!("pull request #{}; {}", pr.number, allowed(outcome.enforcement.as_ref())))
     }
 }
 
