@@ -37,7 +37,10 @@ async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
         let job = world.job(number).await;
         assert_eq!(job["state"], "succeeded", "{job}");
         let decided = job["audit"].as_array().unwrap().last().unwrap()["cause"].as_str().unwrap().to_owned();
-        assert!(decided.contains("constitution allowed the change (1 files"), "the allow decision is audited: {decided}");
+        assert!(
+            decided.contains("constitution allowed the change (1 files"),
+            "the allow decision is audited: {decided}"
+        );
 
         // The tracking comment links the session's log, which Foreman serves to admins (loopback here).
         let session = job["session"].as_str().unwrap();

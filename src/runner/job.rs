@@ -371,6 +371,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         answer_expected: false,
         rules: Some(effective.constitution.rules.clone()),
         session_id: job.session.as_ref().map(|s| s.to_string()),
+        overrides: Some(effective.constitution.agent.clone()),
     };
 
     let live = Mutex::new(render::Progress::default());

@@ -115,6 +115,38 @@ impl Default for AgentConfig {
 const PERMISSION_MODES: &[&str] = &["acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan", "default"];
 
 impl AgentConfig {
+    /// This configuration with a repository's `[agent]` overrides applied: model, turns, cost, allowed tools
+    /// and timeouts replace the server's; disallowed tools are added to the server's, never removing one.
+    /// `backend` is not switched per repository (the server configures one agent command); it is ignored.
+    pub fn overridden(&self, o: Option<&crate::constitution::AgentOverrides>) -> AgentConfig {
+        let mut c = self.clone();
+        let Some(o) = o else { return c };
+        if let Some(m) = &o.model {
+            c.model = Some(m.clone());
+        }
+        if let Some(n) = o.max_turns {
+            c.max_turns = Some(n);
+        }
+        if let Some(usd) = o.max_cost_usd {
+            c.max_cost_usd = Some(usd);
+        }
+        if let Some(tools) = &o.allowed_tools {
+            c.allowed_tools = tools.clone();
+        }
+        for t in &o.disallowed_tools {
+            if !c.disallowed_tools.contains(t) {
+                c.disallowed_tools.push(t.clone());
+            }
+        }
+        if let Some(secs) = o.timeout_secs {
+            c.timeout_secs = secs as f64;
+        }
+        if let Some(secs) = o.idle_timeout_secs {
+            c.stall_timeout_secs = secs as f64;
+        }
+        c
+    }
+
     /// Checks the values; the error names the key (`agent.…`) and what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.backend == Backend::Command && self.command.as_deref().is_none_or(|c| c.trim().is_empty()) {

@@ -85,6 +85,9 @@ pub struct SessionSpec {
     pub resume: Option<String>,
     /// Whether an answer without changes is a success (a question was asked). Always true for `Planning`.
     pub answer_expected: bool,
+    /// The repository's `[agent]` overrides from its constitution (model, turns, cost, tools, timeouts), applied
+    /// over the server's `[agent]` for this session.
+    pub overrides: Option<crate::constitution::AgentOverrides>,
     /// The session's id, as the job store recorded it with the claim; `None`: a fresh UUID. Names the log
     /// (`<owner>-<repo>-<issue>-<id>.jsonl`) and is `FOREMAN_SESSION_ID`.
     pub session_id: Option<String>,
@@ -369,10 +372,13 @@ impl SessionRunner {
                 let identity = self.identity();
                 let mut env = env::build(self.parent_env.iter().cloned(), &self.config.env_allow, &self.config.env);
                 env.extend(identity.clone());
-                match self.config.backend {
-                    Backend::Claude => self.run_claude(&spec, &ws.path, env, text, &cancel, &progress, &mut log).await,
+                let c = self.config.overridden(spec.overrides.as_ref());
+                match c.backend {
+                    Backend::Claude => {
+                        self.run_claude(&c, &spec, &ws.path, env, text, &cancel, &progress, &mut log).await
+                    }
                     Backend::Command => {
-                        self.run_command(&spec, &ws, &session_id, env, text, &cancel, &progress, &mut log).await
+                        self.run_command(&c, &spec, &ws, &session_id, env, text, &cancel, &progress, &mut log).await
                     }
                 }
             }
@@ -467,17 +473,16 @@ impl SessionRunner {
         .collect()
     }
 
-    fn limits(&self) -> Limits {
+    fn limits(c: &AgentConfig) -> Limits {
         Limits {
-            timeout: self.config.timeout(),
-            stall: self.config.stall_timeout(),
-            max_output_bytes: self.config.max_output_bytes,
-            grace: self.config.kill_grace(),
+            timeout: c.timeout(),
+            stall: c.stall_timeout(),
+            max_output_bytes: c.max_output_bytes,
+            grace: c.kill_grace(),
         }
     }
 
-    fn claude_args(&self, resume: Option<&str>) -> Vec<String> {
-        let c = &self.config;
+    fn claude_args(c: &AgentConfig, resume: Option<&str>) -> Vec<String> {
         let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"].map(String::from).to_vec();
         let mut opt = |k: &str, v: String| {
             args.push(k.to_owned());
@@ -508,6 +513,7 @@ impl SessionRunner {
     #[allow(clippy::too_many_arguments)]
     async fn run_claude(
         &self,
+        c: &AgentConfig,
         spec: &SessionSpec,
         cwd: &Path,
         mut env: BTreeMap<String, String>,
@@ -518,12 +524,12 @@ impl SessionRunner {
     ) -> AgentEnd {
         // The CLI is pinned by the installer; it must not replace itself mid-run.
         env.insert("DISABLE_AUTOUPDATER".into(), "1".into());
-        if let Some(n) = self.config.claude_max_retries {
+        if let Some(n) = c.claude_max_retries {
             env.insert("CLAUDE_CODE_MAX_RETRIES".into(), n.to_string());
         }
         let attempts = self.credentials.len().max(1);
         let mut index = self.credentials.current();
-        let max_turns = self.config.max_turns;
+        let max_turns = c.max_turns;
         for attempt in 1..=attempts {
             let mut env = env.clone();
             let mut credential = None;
@@ -536,14 +542,14 @@ impl SessionRunner {
             log.event("agent_start", json!({ "attempt": attempt, "credential": credential }));
             progress(Progress::AgentStarted { attempt: attempt as u32 });
             let spawn = Spawn {
-                program: self.config.claude_path.clone(),
-                args: self.claude_args(spec.resume.as_deref()),
+                program: c.claude_path.clone(),
+                args: Self::claude_args(c, spec.resume.as_deref()),
                 cwd: cwd.to_owned(),
                 env,
                 stdin: prompt.clone().into_bytes(),
             };
             let mut transcript = Transcript::default();
-            let run = process::run(spawn, self.limits(), cancel, |line| {
+            let run = process::run(spawn, Self::limits(c), cancel, |line| {
                 log.agent_line(line);
                 for event in transcript.push_line(line) {
                     match event {
@@ -573,10 +579,8 @@ impl SessionRunner {
             let run = match run {
                 Ok(run) => run,
                 Err(e) => {
-                    end.failure = Some((
-                        FailureClass::Infrastructure,
-                        format!("cannot start {}: {e}", self.config.claude_path.display()),
-                    ));
+                    end.failure =
+                        Some((FailureClass::Infrastructure, format!("cannot start {}: {e}", c.claude_path.display())));
                     return end;
                 }
             };
@@ -620,7 +624,7 @@ impl SessionRunner {
                     FailureClass::Agent,
                     format!("the Claude CLI ended without a result ({status}): {}", last_line(&run.stderr_tail)),
                 )),
-                (ended, _) => Some(self.limit_failure(ended)),
+                (ended, _) => Some(Self::limit_failure(c, ended)),
             };
             end.transcript = Some(transcript);
             return end;
@@ -631,6 +635,7 @@ impl SessionRunner {
     #[allow(clippy::too_many_arguments)]
     async fn run_command(
         &self,
+        c: &AgentConfig,
         spec: &SessionSpec,
         ws: &workspace::Workspace,
         session_id: &str,
@@ -655,7 +660,7 @@ impl SessionRunner {
         ] {
             env.insert(k.into(), v);
         }
-        let command = self.config.command.clone().unwrap_or_default();
+        let command = c.command.clone().unwrap_or_default();
         progress(Progress::AgentStarted { attempt: 1 });
         log.event("agent_start", json!({ "attempt": 1, "command": command }));
         let spawn = Spawn {
@@ -666,7 +671,7 @@ impl SessionRunner {
             stdin: prompt.into_bytes(),
         };
         let mut tail = String::new();
-        let run = process::run(spawn, self.limits(), cancel, |line| {
+        let run = process::run(spawn, Self::limits(c), cancel, |line| {
             log.agent_line(line);
             tail.push_str(line);
             tail.push('\n');
@@ -695,13 +700,12 @@ impl SessionRunner {
             Ended::Exited(status) => {
                 Some((FailureClass::Agent, format!("the agent command {status}: {}", last_line(&run.stderr_tail))))
             }
-            ended => Some(self.limit_failure(ended)),
+            ended => Some(Self::limit_failure(c, ended)),
         };
         AgentEnd { failure, answer: Some(tail), agent_session_id: None, transcript: None, credential: None }
     }
 
-    fn limit_failure(&self, ended: &Ended) -> (FailureClass, String) {
-        let c = &self.config;
+    fn limit_failure(c: &AgentConfig, ended: &Ended) -> (FailureClass, String) {
         match ended {
             Ended::TimedOut => (FailureClass::Timeout, format!("the agent ran longer than {} s", c.timeout_secs)),
             Ended::Stalled => {

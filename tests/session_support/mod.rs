@@ -67,6 +67,7 @@ pub fn spec(remote: &Path, title: &str) -> SessionSpec {
         answer_expected: false,
         rules: None,
         session_id: None,
+        overrides: None,
     }
 }
 
