@@ -10,11 +10,7 @@ use std::time::Duration;
 async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let world = World::start(FIXING_AGENT, &[]).await;
-        let (project, _) = world.sim.create_project(
-            ORG,
-            "Roadmap",
-            &["Backlog", "Ready", "In progress", "In review", "Blocked", "Done"],
-        );
+        let project = world.board();
         let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
         world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
         world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
@@ -36,6 +32,11 @@ async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
         assert_eq!(World::pulls_closing(&state, number).len(), 1, "exactly one pull request");
         let job = world.job(number).await;
         assert_eq!(job["state"], "succeeded", "{job}");
+
+        // The card moved to In review with the pull request, and the running label is gone.
+        let state = world.wait_column(project, number, "In review").await;
+        let labels = World::labels(&state, number);
+        assert!(!labels.iter().any(|l| l.starts_with("foreman:")), "Foreman's labels are removed: {labels:?}");
 
         // The branch on the simulator's git server has the agent's commit.
         let git_dir = world.sim.git_dir(REPO).unwrap();
