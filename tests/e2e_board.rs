@@ -1,0 +1,129 @@
+//! End to end on an organisation's Projects (v2) board: a card moved to Ready becomes a pull request and
+//! ends in In review, with or without the new column in the delivery (without it Foreman reads the item
+//! over GraphQL); an agent that fails three times leaves the issue `foreman:stuck` with its card in
+//! Blocked and the failure explained in the tracking comment. A real `foreman serve` against github-sim
+//! over HTTP, real git, a scripted command agent.
+
+mod e2e_support;
+
+use e2e_support::{FIXING_AGENT, ORG, REPO, Setup, World};
+use std::time::Duration;
+
+/// Bounds each test: one lifecycle is seconds on loopback; the failing one runs three sessions with
+/// one-second backoffs.
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Moves `number`'s card (added to `project` first) into Ready as alice, and waits for a pull request that
+/// closes it, for the job's success, and for the card in In review.
+async fn ready_becomes_a_pull_request(world: &World) {
+    let project = world.board();
+    let (number, _) = world.sim.create_issue(REPO, "Tidy the docs", "They are untidy.", "alice").unwrap();
+    let item = world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
+    world.sim.move_card(ORG, project, &item, "Ready", "alice").unwrap();
+
+    let pull = world.wait_pull(number).await;
+    assert_eq!(pull["head"], format!("foreman/{number}-tidy-the-docs"), "{pull}");
+    let state = world.wait_column(project, number, "In review").await;
+    assert_eq!(World::pulls_closing(&state, number).len(), 1, "exactly one pull request");
+    let state = world
+        .wait("the tracking comment to say the job succeeded", |s| {
+            World::tracking_body(s, number).is_some_and(|b| b.contains("pull request ready"))
+        })
+        .await;
+    assert_eq!(World::tracking_comments(&state, number), 1, "exactly one tracking comment");
+    let body = World::tracking_body(&state, number).unwrap();
+    assert!(body.contains("a card moved on the board from @alice"), "{body}");
+    let job = world.job(number).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["trigger"], "board", "{job}");
+    // Foreman's own card moves (In progress, In review) came back as deliveries from its bot and queued
+    // nothing more: still one pull request and one job attempt.
+    let bot = world.sim.bot_login();
+    let own_moves = state["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["event"] == "projects_v2_item" && d["sender"] == bot.as_str())
+        .count();
+    assert!(own_moves >= 1, "Foreman's card moves are delivered back to it");
+    assert_eq!(job["attempts"], 1, "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_moved_to_ready_becomes_a_pull_request_and_ends_in_review() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let world = World::start(FIXING_AGENT, &[]).await;
+        ready_becomes_a_pull_request(&world).await;
+    })
+    .await
+    .expect("the lifecycle finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_moved_without_from_and_to_is_read_over_graphql_and_becomes_a_pull_request() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let world =
+            World::start_with(FIXING_AGENT, Setup { project_item_from_to: Some(false), ..Setup::default() }).await;
+        ready_becomes_a_pull_request(&world).await;
+        // The delivery really lacked the new column, and Foreman asked GitHub's GraphQL API for the item.
+        let moved = world
+            .sim
+            .deliveries()
+            .into_iter()
+            .find(|d| d["event"] == "projects_v2_item" && d["payload"]["sender"]["login"] == "alice")
+            .expect("alice's card move was delivered");
+        assert!(moved["payload"]["changes"]["field_value"].get("to").is_none(), "{}", moved["payload"]["changes"]);
+        let state = world.sim.state();
+        let graphql = World::requests(&state).iter().filter(|(m, p)| m == "POST" && p == "/graphql").count();
+        assert!(graphql >= 1, "Foreman read the item over GraphQL");
+    })
+    .await
+    .expect("the lifecycle finished in time");
+}
+
+/// An agent that explains itself on stderr and fails.
+const FAILING_AGENT: &str = r#"echo "starting on issue $FOREMAN_ISSUE"
+echo "error: the frobnicator config is missing" >&2
+exit 3"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_failing_three_times_leaves_the_issue_stuck_with_its_card_in_blocked() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        // One-second backoffs between attempts (the default starts at 15 s).
+        let config = "[scheduler]\nbackoff_min_seconds = 1\nbackoff_max_seconds = 1\nmax_failures = 3\n";
+        let world = World::start_with(FAILING_AGENT, Setup { config, ..Setup::default() }).await;
+        let project = world.board();
+        let (number, _) = world.sim.create_issue(REPO, "Frobnicate", "Please.", "alice").unwrap();
+        world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+
+        // The stuck label is added before the running label is removed: wait for both.
+        world
+            .wait("foreman:stuck, and no other state label, on the issue", |s| {
+                let labels = World::labels(s, number);
+                labels.iter().any(|l| l == "foreman:stuck")
+                    && !labels.iter().any(|l| l == "foreman:running" || l == "foreman:queued")
+            })
+            .await;
+        world.wait_column(project, number, "Blocked").await;
+
+        let job = world.job(number).await;
+        assert_eq!(job["state"], "stuck", "{job}");
+        assert_eq!(job["attempts"], 3, "{job}");
+        let state = world
+            .wait("the tracking comment to show the failure", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains("stuck"))
+            })
+            .await;
+        assert_eq!(World::tracking_comments(&state, number), 1, "exactly one tracking comment");
+        let body = World::tracking_body(&state, number).unwrap();
+        assert!(body.contains("#### Failure: `agent`"), "the failure class: {body}");
+        assert!(body.contains("exit"), "the reason names the agent's exit: {body}");
+        assert!(body.contains("Last lines of the session log"), "{body}");
+        assert!(body.contains("the frobnicator config is missing"), "the log tail has the agent's output: {body}");
+        assert!(World::pulls_closing(&state, number).is_empty(), "no pull request");
+        assert!(world.foreman_branches().is_empty(), "nothing pushed: {:?}", world.foreman_branches());
+    })
+    .await
+    .expect("the job became stuck in time");
+}
