@@ -43,9 +43,16 @@ struct Attempt {
 /// Runs one claimed job to its end. Never panics on GitHub, git or agent failures: each becomes the job's
 /// recorded outcome.
 pub async fn run(parts: &Parts, claimed: Claimed, cancel: CancellationToken, shutdown: &CancellationToken) {
+    use tracing::Instrument;
+    // Instrumented rather than entered: a span guard held across awaits leaves the span off the log lines of
+    // this job after its first await (and on other tasks' lines).
+    let span =
+        tracing::info_span!("job", repo = %claimed.job.repo, issue = %claimed.job.issue, kind = ?claimed.job.kind);
+    run_in_span(parts, claimed, cancel, shutdown).instrument(span).await
+}
+
+async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken, shutdown: &CancellationToken) {
     let Claimed { job, claim } = claimed;
-    let span = tracing::info_span!("job", repo = %job.repo, issue = %job.issue, kind = ?job.kind);
-    let _enter = span.enter();
     let started = Instant::now();
     tracing::info!(attempt = job.attempts, "claimed");
     metrics::counter!("foreman_jobs_claimed_total").increment(1);
