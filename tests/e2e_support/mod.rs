@@ -361,4 +361,25 @@ impl World {
     pub fn worktree(&self, number: u64) -> PathBuf {
         self.data_dir().join("worktrees").join(REPO).join(number.to_string())
     }
+
+    /// The delivery the simulator made for comment `id` (`issue_comment.created`), with its payload.
+    pub fn delivery_for_comment(&self, id: u64) -> Value {
+        self.sim
+            .deliveries()
+            .into_iter()
+            .find(|d| d["event"] == "issue_comment" && d["payload"]["comment"]["id"] == id && d["redelivery"] == false)
+            .unwrap_or_else(|| panic!("no delivery for comment {id}"))
+    }
+}
+
+/// Waits until `condition` holds, looking every [`POLL`], or fails the test naming `what`. For facts outside
+/// the simulator (files an agent writes); the simulator's own state has [`World::wait`].
+pub async fn wait_for(what: &str, condition: impl Fn() -> bool) {
+    let found = tokio::time::timeout(LIFECYCLE, async {
+        while !condition() {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "timed out waiting for {what}");
 }
