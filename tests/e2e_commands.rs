@@ -154,7 +154,7 @@ echo "done""#,
         std::fs::write(&go, "").unwrap();
         world
             .wait_log("the job's task to finish", |l| {
-                l["message"] == "finished" && l["span"]["issue"] == number.to_string()
+                l["message"] == "finished" && l["span"]["issue"].as_str() == Some(number.to_string().as_str())
             })
             .await;
 
