@@ -90,6 +90,17 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     t.pull_request = attempt.pull_request;
     t.progress = attempt.progress;
     t.summary = attempt.summary;
+    if after.state == JobState::Cancelled && t.summary.is_none() {
+        // Whoever cancelled (stop, unlabel, a closed issue) said why in their report; this later one keeps it.
+        let cause = parts
+            .scheduler
+            .store()
+            .job_detail(&job.repo, job.issue)
+            .ok()
+            .flatten()
+            .and_then(|d| d.audit.into_iter().rev().find(|a| a.to == JobState::Cancelled).map(|a| a.cause));
+        t.summary = cause.map(|c| format!("Cancelled: {c}."));
+    }
     if let (Outcome::Failed { class, reason, .. }, Shown::Failed | Shown::Stuck) = (&outcome, t.state) {
         t.failure = Some(render::Failure {
             class: class.as_str().to_owned(),
