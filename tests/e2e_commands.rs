@@ -165,13 +165,17 @@ echo "done""#,
         assert!(World::repo_state(&state)["pulls"].as_array().unwrap().is_empty(), "no pull request at all");
         assert_eq!(world.foreman_branches(), Vec::<String>::new(), "nothing pushed");
         assert_eq!(World::tracking_comments(&state, number), 1, "exactly one tracking comment");
-        // The job's last report (after its task finished) takes the running label off.
+        // The job task's last report (the one with the session's figures) lands, with no state label left.
         world
-            .wait("no state label on the cancelled job", |s| {
+            .wait("the job task's cancelled report, and no state label", |s| {
                 !World::labels(s, number).iter().any(|l| l.starts_with("foreman:"))
-                    && World::tracking_body(s, number).is_some_and(|b| b.contains("Foreman: cancelled"))
+                    && World::tracking_body(s, number)
+                        .is_some_and(|b| b.contains("Foreman: cancelled") && b.contains("| turns |"))
             })
             .await;
+        // It still says who stopped the job, as the stop's own report did.
+        let body = World::tracking_body(&world.sim.state(), number).unwrap();
+        assert!(body.contains("Cancelled: `/foreman stop` by alice."), "{body}");
     })
     .await
     .expect("the stop took effect in time");
