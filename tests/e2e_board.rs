@@ -54,6 +54,16 @@ async fn a_card_moved_to_ready_becomes_a_pull_request_and_ends_in_review() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         let world = World::start(FIXING_AGENT, &[]).await;
         ready_becomes_a_pull_request(&world).await;
+        // Foreman moved the card to In progress when it claimed the job, then to In review.
+        let bot = world.sim.bot_login();
+        let moves: Vec<String> = world
+            .sim
+            .deliveries()
+            .iter()
+            .filter(|d| d["event"] == "projects_v2_item" && d["payload"]["sender"]["login"] == bot.as_str())
+            .filter_map(|d| d["payload"]["changes"]["field_value"]["to"]["name"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(moves, ["In progress", "In review"], "Foreman's card moves");
     })
     .await
     .expect("the lifecycle finished in time");

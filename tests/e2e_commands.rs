@@ -205,6 +205,13 @@ async fn the_same_delivery_redelivered_after_the_pull_request_changes_nothing() 
         assert_eq!(World::pulls_closing(&state, number).len(), 1, "still one pull request");
         assert_eq!(World::tracking_comments(&state, number), 1, "still one tracking comment");
         assert_eq!(eyes(&state, number, id), [world.sim.bot_login()], "no second reaction");
+        // Nor a second attempt at one (GitHub, like the simulator, would answer it with the first), nor at
+        // a pull request.
+        let requests = World::requests(&state);
+        let reactions = format!("/repos/{REPO}/issues/comments/{id}/reactions");
+        assert_eq!(requests.iter().filter(|(m, p)| m == "POST" && *p == reactions).count(), 1, "{requests:?}");
+        let pulls = format!("/repos/{REPO}/pulls");
+        assert_eq!(requests.iter().filter(|(m, p)| m == "POST" && *p == pulls).count(), 1, "{requests:?}");
         assert_eq!(bot_comments(&world, &state, number).len(), bot_comments(&world, &before, number).len());
         let job = world.job(number).await;
         assert_eq!(job["state"], "succeeded", "{job}");
