@@ -241,7 +241,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         login: login.to_owned(),
         can_write: matches!(association, "OWNER" | "MEMBER" | "COLLABORATOR"),
     };
-    let issue_author = person(&thread.issue.user.login, "");
+    let issue_author = person(&thread.issue.user.login, &thread.issue.author_association);
     let spec = SessionSpec {
         repo: job.repo.clone(),
         kind,
