@@ -129,7 +129,10 @@ TZ = "UTC"
         // The stub saw the issue in the prompt and the configured key, and was asked exactly the scripted turns.
         let requests = stub.requests();
         assert_eq!(requests.len(), 3, "{:?}", requests.iter().map(|r| r.last_user_text()).collect::<Vec<_>>());
-        assert!(requests[0].last_user_text().contains("Add a greeting"), "{}", requests[0].last_user_text());
+        let prompt = requests[0].last_user_text();
+        assert!(prompt.contains("Add a greeting"), "{prompt}");
+        // alice, the issue's author, has write access: her issue is instructions, not untrusted text.
+        assert!(prompt.contains("Opened by @alice (has write access)"), "{prompt}");
         assert!(requests.iter().all(|r| r.credential.as_deref() == Some("sk-ant-api03-e2e-stub")));
         let job = world.job(number).await;
         assert_eq!(job["state"], "succeeded", "{job}");
