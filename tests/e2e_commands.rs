@@ -57,6 +57,20 @@ async fn a_writers_run_is_acknowledged_and_becomes_a_pull_request() {
         assert_eq!(job["trigger"], "command", "{job}");
         assert_eq!(job["requester"], "alice", "{job}");
         assert_eq!(job["instructions"], "keep it small", "{job}");
+
+        // The pull request: a review asked of the requester, and a successful check run on its head commit.
+        let pull = World::pulls_closing(&state, number).remove(0);
+        let review = format!("/repos/{REPO}/pulls/{}/requested_reviewers", pull["number"]);
+        assert!(World::requests(&state).iter().any(|(m, p)| m == "POST" && *p == review), "a review was requested");
+        let checks: Vec<&Value> = World::repo_state(&state)["check_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["head_sha"] == pull["head_sha"])
+            .collect();
+        assert_eq!(checks.len(), 1, "one check run on the head commit: {checks:?}");
+        assert_eq!(checks[0]["name"], "Foreman");
+        assert_eq!(checks[0]["conclusion"], "success", "{}", checks[0]);
     })
     .await
     .expect("the lifecycle finished in time");
