@@ -1,8 +1,8 @@
 //! End to end with `/foreman` commands in issue comments: a writer's `run` is acknowledged with 👀 and
 //! becomes a pull request; a reader's is refused with a reply naming the permission and queues nothing; a
-//! command in a code block or a quote does nothing; `stop` mid-session cancels the job and nothing is pushed;
-//! the same delivery redelivered after the pull request exists changes nothing. A real `foreman serve`
-//! against github-sim over HTTP, real git, a scripted command agent.
+//! command in a code block or a quote does nothing; `stop` cancels a queued job, and a running one
+//! mid-session with nothing pushed; the same delivery redelivered after the pull request exists changes
+//! nothing. A real `foreman serve` against github-sim over HTTP, real git, a scripted command agent.
 
 mod e2e_support;
 
@@ -130,18 +130,18 @@ async fn a_command_in_a_code_block_or_a_quote_does_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_mid_session_cancels_the_job_and_nothing_is_pushed() {
+async fn stop_cancels_a_running_and_a_queued_job_and_nothing_is_pushed() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         let marks = tempfile::tempdir().unwrap();
-        let started = marks.path().join("started");
         let go = marks.path().join("go");
-        // The agent commits, says it started, then waits for `go` (at most 60 s, then fails): it is
-        // mid-session until the test lets it go. Were it not stopped, it would end with a commit to push.
+        // The agent commits, says it started (`started-<issue>`), then waits for `go` (at most 60 s, then
+        // fails): it is mid-session until the test lets it go. Were it not stopped, it would end with a
+        // commit to push.
         let agent = format!(
             r#"echo "work in progress" > wip.txt
 git add -A
 git commit -q -m "Work in progress on #$FOREMAN_ISSUE"
-touch '{started}'
+touch '{marks}/started-'"$FOREMAN_ISSUE"
 n=0
 while [ ! -e '{go}' ]; do
   n=$((n + 1))
@@ -149,50 +149,72 @@ while [ ! -e '{go}' ]; do
   sleep 0.05
 done
 echo "done""#,
-            started = started.display(),
+            marks = marks.path().display(),
             go = go.display()
         );
-        let world = World::start(&agent, &[]).await;
-        let (number, _) = world.sim.create_issue(REPO, "Long job", "It takes a while.", "alice").unwrap();
-        world.sim.comment(REPO, number, "/foreman run", "alice").unwrap();
-        wait_for("the agent to start", || started.exists()).await;
-        world.wait("foreman:running", |s| World::labels(s, number).iter().any(|l| l == "foreman:running")).await;
+        let started = |n: u64| marks.path().join(format!("started-{n}"));
+        // One session per repository (the default): the second issue waits in the queue behind the first.
+        let world = World::start(&agent, &[("FOREMAN_MAX_SESSIONS_PER_REPO", "1")]).await;
+        let (running, _) = world.sim.create_issue(REPO, "Long job", "It takes a while.", "alice").unwrap();
+        world.sim.comment(REPO, running, "/foreman run", "alice").unwrap();
+        wait_for("the agent to start", || started(running).exists()).await;
+        world.wait("foreman:running", |s| World::labels(s, running).iter().any(|l| l == "foreman:running")).await;
+        let (queued, _) = world.sim.create_issue(REPO, "Next job", "After that one.", "alice").unwrap();
+        world.sim.comment(REPO, queued, "/foreman run", "alice").unwrap();
+        world.wait("foreman:queued", |s| World::labels(s, queued).iter().any(|l| l == "foreman:queued")).await;
 
-        world.sim.comment(REPO, number, "/foreman stop", "alice").unwrap();
+        // The queued job first: cancelled, and it never runs.
+        world.sim.comment(REPO, queued, "/foreman stop", "alice").unwrap();
+        world
+            .wait("the queued job's tracking comment to say cancelled, without the queued label", |s| {
+                World::tracking_body(s, queued).is_some_and(|b| b.contains("Foreman: cancelled"))
+                    && !World::labels(s, queued).iter().any(|l| l.starts_with("foreman:"))
+            })
+            .await;
+        let body = World::tracking_body(&world.sim.state(), queued).unwrap();
+        assert!(body.contains("Cancelled: `/foreman stop` by alice."), "{body}");
+
+        // Then the running one.
+        world.sim.comment(REPO, running, "/foreman stop", "alice").unwrap();
         world
             .wait("the tracking comment to say cancelled", |s| {
-                World::tracking_body(s, number).is_some_and(|b| b.contains("Foreman: cancelled"))
+                World::tracking_body(s, running).is_some_and(|b| b.contains("Foreman: cancelled"))
             })
             .await;
         // Release the agent: a session that was not stopped would now finish and be pushed.
         std::fs::write(&go, "").unwrap();
         world
             .wait_log("the job's task to finish", |l| {
-                l["message"] == "finished" && l["span"]["issue"].as_str() == Some(number.to_string().as_str())
+                l["message"] == "finished" && l["span"]["issue"].as_str() == Some(running.to_string().as_str())
             })
             .await;
 
-        let job = world.job(number).await;
+        let job = world.job(running).await;
         assert_eq!(job["state"], "cancelled", "{job}");
         let state = world.sim.state();
-        assert!(World::pulls_closing(&state, number).is_empty(), "no pull request");
         assert!(World::repo_state(&state)["pulls"].as_array().unwrap().is_empty(), "no pull request at all");
         assert_eq!(world.foreman_branches(), Vec::<String>::new(), "nothing pushed");
-        assert_eq!(World::tracking_comments(&state, number), 1, "exactly one tracking comment");
+        assert_eq!(World::tracking_comments(&state, running), 1, "exactly one tracking comment");
         // The job task's last report (the one with the session's figures) lands, with no state label left.
         world
             .wait("the job task's cancelled report, and no state label", |s| {
-                !World::labels(s, number).iter().any(|l| l.starts_with("foreman:"))
-                    && World::tracking_body(s, number)
+                !World::labels(s, running).iter().any(|l| l.starts_with("foreman:"))
+                    && World::tracking_body(s, running)
                         .is_some_and(|b| b.contains("Foreman: cancelled") && b.contains("| turns |"))
             })
             .await;
         // It still says who stopped the job, as the stop's own report did.
-        let body = World::tracking_body(&world.sim.state(), number).unwrap();
+        let body = World::tracking_body(&world.sim.state(), running).unwrap();
         assert!(body.contains("Cancelled: `/foreman stop` by alice."), "{body}");
+
+        // The slot is free now, and the queued job stayed cancelled: it was never claimed.
+        let job = world.job(queued).await;
+        assert_eq!(job["state"], "cancelled", "{job}");
+        assert_eq!(job["attempts"], 0, "{job}");
+        assert!(!started(queued).exists(), "the cancelled job's agent never started");
     })
     .await
-    .expect("the stop took effect in time");
+    .expect("the stops took effect in time");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
