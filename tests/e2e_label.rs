@@ -136,6 +136,21 @@ TZ = "UTC"
         assert!(requests.iter().all(|r| r.credential.as_deref() == Some("sk-ant-api03-e2e-stub")));
         let job = world.job(number).await;
         assert_eq!(job["state"], "succeeded", "{job}");
+
+        // The session's figures, as the CLI reported them: three turns, two tool calls, one commit.
+        let body = pull["body"].as_str().unwrap();
+        for row in ["| agent | claude (claude-sonnet-4-5) |", "| turns | 3 |", "| tool calls | 2 |", "| commits | 1 |"]
+        {
+            assert!(body.contains(row), "the pull request's figures lack {row:?}: {body}");
+        }
+        let state = world
+            .wait("the tracking comment to say the job succeeded", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains("pull request ready"))
+            })
+            .await;
+        let tracking = World::tracking_body(&state, number).unwrap();
+        assert!(tracking.contains("| 3 | 2 |"), "turns and tool calls in the tracking comment: {tracking}");
+        assert!(tracking.contains("Added hello.txt with a greeting."), "{tracking}");
     })
     .await
     .expect("the lifecycle finished in time");
