@@ -1,12 +1,13 @@
 //! End to end on an organisation's Projects (v2) board: a card moved to Ready becomes a pull request and
 //! ends in In review, with or without the new column in the delivery (without it Foreman reads the item
-//! over GraphQL); an agent that fails three times leaves the issue `foreman:stuck` with its card in
+//! over GraphQL); a card moved back to Backlog mid-session cancels the job with nothing pushed; an agent that
+//! fails three times leaves the issue `foreman:stuck` with its card in
 //! Blocked and the failure explained in the tracking comment. A real `foreman serve` against github-sim
 //! over HTTP, real git, a scripted command agent.
 
 mod e2e_support;
 
-use e2e_support::{FIXING_AGENT, ORG, REPO, Setup, World};
+use e2e_support::{FIXING_AGENT, ORG, REPO, Setup, World, blocking_agent, wait_for};
 use std::time::Duration;
 
 /// Bounds each test: one lifecycle is seconds on loopback; the failing one runs three sessions with
@@ -151,4 +152,49 @@ async fn an_agent_failing_three_times_leaves_the_issue_stuck_with_its_card_in_bl
     })
     .await
     .expect("the job became stuck in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_moved_back_to_backlog_mid_session_cancels_the_job_and_nothing_is_pushed() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let marks = tempfile::tempdir().unwrap();
+        let world = World::start(&blocking_agent(marks.path()), &[]).await;
+        let project = world.board();
+        let (number, _) = world.sim.create_issue(REPO, "Long job", "It takes a while.", "alice").unwrap();
+        let item = world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
+        world.sim.move_card(ORG, project, &item, "Ready", "alice").unwrap();
+        wait_for("the agent to start", || marks.path().join(format!("started-{number}")).exists()).await;
+        world.wait_column(project, number, "In progress").await;
+
+        world.sim.move_card(ORG, project, &item, "Backlog", "alice").unwrap();
+        world
+            .wait("the tracking comment to say cancelled", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains("Foreman: cancelled"))
+            })
+            .await;
+        // Release the agent: a session that was not stopped would now finish and be pushed.
+        std::fs::write(marks.path().join("go"), "").unwrap();
+        world
+            .wait_log("the job's task to finish", |l| {
+                l["message"] == "finished" && l["span"]["issue"].as_str() == Some(number.to_string().as_str())
+            })
+            .await;
+        let job = world.job(number).await;
+        assert_eq!(job["state"], "cancelled", "{job}");
+        let state = world.sim.state();
+        assert!(World::repo_state(&state)["pulls"].as_array().unwrap().is_empty(), "no pull request");
+        assert_eq!(world.foreman_branches(), Vec::<String>::new(), "nothing pushed");
+        // The job task's last report lands; the card stays where alice put it.
+        let state = world
+            .wait("the job task's cancelled report", |s| {
+                World::tracking_body(s, number)
+                    .is_some_and(|b| b.contains("Foreman: cancelled") && b.contains("| turns |"))
+            })
+            .await;
+        assert_eq!(World::card_column(&state, project, number).as_deref(), Some("Backlog"), "the card stays put");
+        let body = World::tracking_body(&state, number).unwrap();
+        assert!(body.contains("Cancelled: ") && body.contains("Backlog"), "says why: {body}");
+    })
+    .await
+    .expect("the move took effect in time");
 }

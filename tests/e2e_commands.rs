@@ -6,7 +6,7 @@
 
 mod e2e_support;
 
-use e2e_support::{FIXING_AGENT, REPO, World, wait_for};
+use e2e_support::{FIXING_AGENT, REPO, World, blocking_agent, wait_for};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -134,24 +134,7 @@ async fn stop_cancels_a_running_and_a_queued_job_and_nothing_is_pushed() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         let marks = tempfile::tempdir().unwrap();
         let go = marks.path().join("go");
-        // The agent commits, says it started (`started-<issue>`), then waits for `go` (at most 60 s, then
-        // fails): it is mid-session until the test lets it go. Were it not stopped, it would end with a
-        // commit to push.
-        let agent = format!(
-            r#"echo "work in progress" > wip.txt
-git add -A
-git commit -q -m "Work in progress on #$FOREMAN_ISSUE"
-touch '{marks}/started-'"$FOREMAN_ISSUE"
-n=0
-while [ ! -e '{go}' ]; do
-  n=$((n + 1))
-  if [ "$n" -gt 1200 ]; then echo "never released" >&2; exit 1; fi
-  sleep 0.05
-done
-echo "done""#,
-            marks = marks.path().display(),
-            go = go.display()
-        );
+        let agent = blocking_agent(marks.path());
         let started = |n: u64| marks.path().join(format!("started-{n}"));
         // One session per repository (the default): the second issue waits in the queue behind the first.
         let world = World::start(&agent, &[("FOREMAN_MAX_SESSIONS_PER_REPO", "1")]).await;

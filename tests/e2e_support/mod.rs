@@ -92,6 +92,26 @@ git add -A
 git commit -q -m "Fix #$FOREMAN_ISSUE"
 echo "Added fix-$FOREMAN_ISSUE.txt""#;
 
+/// An agent that commits, says it started (touches `<marks>/started-<issue>`), then waits until
+/// `<marks>/go` exists (at most 60 s, then fails): it stays mid-session until the test lets it go, and were
+/// it not stopped it would end with a commit to push. Its waiting is its own; the test waits on the files.
+pub fn blocking_agent(marks: &Path) -> String {
+    format!(
+        r#"echo "work in progress" > wip.txt
+git add -A
+git commit -q -m "Work in progress on #$FOREMAN_ISSUE"
+touch '{marks}/started-'"$FOREMAN_ISSUE"
+n=0
+while [ ! -e '{marks}/go' ]; do
+  n=$((n + 1))
+  if [ "$n" -gt 1200 ]; then echo "never released" >&2; exit 1; fi
+  sleep 0.05
+done
+echo "done""#,
+        marks = marks.display()
+    )
+}
+
 impl World {
     /// Starts the simulator with `acme/widgets` (users alice: write, bob: read) and Foreman with a command
     /// agent running `agent` (a shell script body) plus `env`.
