@@ -1,9 +1,9 @@
 //! End to end on an organisation's Projects (v2) board: a card moved to Ready becomes a pull request and
-//! ends in In review, with or without the new column in the delivery (without it Foreman reads the item
-//! over GraphQL); a card moved back to Backlog mid-session cancels the job with nothing pushed; an agent that
-//! fails three times leaves the issue `foreman:stuck` with its card in
-//! Blocked and the failure explained in the tracking comment. A real `foreman serve` against github-sim
-//! over HTTP, real git, a scripted command agent.
+//! ends in In review, with or without the new column in the delivery (Foreman reads the item over GraphQL
+//! either way: the delivery names the issue by node id only); a card moved back to Backlog mid-session
+//! cancels the job with nothing pushed; an agent that fails three times leaves the issue `foreman:stuck`
+//! with its card in Blocked and the failure explained in the tracking comment. A real `foreman serve`
+//! against github-sim over HTTP, real git, a scripted command agent.
 
 mod e2e_support;
 

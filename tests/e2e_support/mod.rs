@@ -62,7 +62,7 @@ pub struct Setup<'a> {
     /// A foreman.toml (written into the world's directory and named by `FOREMAN_CONFIG`); empty: none.
     pub config: &'a str,
     /// Whether `projects_v2_item.edited` deliveries carry `changes.field_value.from`/`to` (the simulator's
-    /// default is yes); `Some(false)` makes Foreman read the item over GraphQL.
+    /// default is yes); with `Some(false)` only Foreman's GraphQL read of the item tells the new column.
     pub project_item_from_to: Option<bool>,
 }
 
