@@ -7,7 +7,7 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{ORG, World};
+use e2e_support::{ORG, Setup, World};
 use serde_json::Value;
 
 /// One agent for every repository: it breaks the rule its repository is named after.
@@ -66,7 +66,8 @@ async fn every_rule_broken_by_an_agent_stops_the_push_and_the_reason_is_posted()
         let files: Vec<[(&str, &str); 2]> =
             repos.iter().map(|(_, t, _)| [(".github/foreman.toml", t.as_str()), SOURCE]).collect();
         let with: Vec<(&str, &[(&str, &str)])> = repos.iter().zip(&files).map(|((n, _, _), f)| (*n, &f[..])).collect();
-        let world = World::start_with(&with, RULE_BREAKER, &[("FOREMAN_MAX_SESSIONS", "6")]).await;
+        let setup = Setup { repos: &with, env: &[("FOREMAN_MAX_SESSIONS", "6")], ..Setup::default() };
+        let world = World::start_with(RULE_BREAKER, setup).await;
 
         let mut issues = Vec::new();
         for (name, _, _) in &repos {

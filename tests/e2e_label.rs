@@ -1,20 +1,19 @@
 //! End to end: a labelled issue becomes a pull request. A real `foreman serve` against github-sim over HTTP,
-//! real git, a scripted command agent.
+//! real git, and a scripted command agent or the real Claude Code CLI against the Messages API stub.
 
 mod e2e_support;
+mod session_support;
 
-use e2e_support::{FIXING_AGENT, ORG, REPO, World};
+use anthropic_stub::{Block, Reply, Stub};
+use e2e_support::{FIXING_AGENT, ORG, REPO, Setup, World};
+use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let world = World::start(FIXING_AGENT, &[("FOREMAN_PUBLIC_URL", "https://foreman.example.com")]).await;
-        let (project, _) = world.sim.create_project(
-            ORG,
-            "Roadmap",
-            &["Backlog", "Ready", "In progress", "In review", "Blocked", "Done"],
-        );
+        let project = world.board();
         let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
         world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
         world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
@@ -63,6 +62,11 @@ async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
         let missing = reqwest::get(world.foreman.as_ref().unwrap().url("/api/sessions/..%2Fstore/log")).await.unwrap();
         assert_eq!(missing.status(), 404);
 
+        // The card moved to In review with the pull request, and the running label is gone.
+        let state = world.wait_column(project, number, "In review").await;
+        let labels = World::labels(&state, number);
+        assert!(!labels.iter().any(|l| l.starts_with("foreman:")), "Foreman's labels are removed: {labels:?}");
+
         // The branch on the simulator's git server has the agent's commit.
         let git_dir = world.sim.git_dir(REPO).unwrap();
         let log = std::process::Command::new("git")
@@ -109,4 +113,106 @@ async fn a_review_requesting_changes_adds_a_commit_to_the_same_pull_request() {
     })
     .await
     .expect("the follow-up finished in time");
+}
+
+/// The real Claude Code CLI (`FOREMAN_TEST_CLAUDE`, or `.ci/node`; the test fails without it) run by
+/// `foreman serve` against the Messages API stub: the stub's scripted tool calls make the CLI write a file
+/// and commit it, and the final text becomes the pull request's summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_claude_cli_a_labelled_issue_becomes_a_pull_request_with_the_agents_edit() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let claude = session_support::claude_path();
+        let stub = Stub::start().await.unwrap();
+        let home = tempfile::tempdir().unwrap();
+        // The CLI's own retries are off, and its non-essential traffic: every request it makes is scripted.
+        let config = format!(
+            r#"[agent]
+backend = "claude"
+claude_path = {claude:?}
+model = "claude-sonnet-4-5"
+max_turns = 10
+claude_max_retries = 0
+timeout_secs = 90
+stall_timeout_secs = 60
+kill_grace_secs = 2
+
+[agent.env]
+ANTHROPIC_BASE_URL = {url:?}
+HOME = {home:?}
+DISABLE_TELEMETRY = "1"
+DISABLE_ERROR_REPORTING = "1"
+DISABLE_AUTOUPDATER = "1"
+CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
+TZ = "UTC"
+"#,
+            claude = claude.display().to_string(),
+            url = stub.url(),
+            home = home.path().display().to_string(),
+        );
+        let env = [("FOREMAN_AGENT_BACKEND", "claude"), ("ANTHROPIC_API_KEY", "sk-ant-api03-e2e-stub")];
+        let world = World::start_with("exit 1", Setup { env: &env, config: &config, ..Setup::default() }).await;
+        let project = world.board();
+        let (number, _) = world.sim.create_issue(REPO, "Add a greeting", "A hello.txt, please.", "alice").unwrap();
+        world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
+
+        let worktree = world.worktree(number);
+        stub.push(Reply::blocks(vec![
+            Block::Text("I'll add the file.".into()),
+            Block::ToolUse {
+                name: "Write".into(),
+                input: json!({ "file_path": worktree.join("hello.txt"), "content": "Hello, world!\n" }),
+            },
+        ]));
+        stub.push(Reply::tool_use(
+            "Bash",
+            json!({ "command": "git add hello.txt && git commit -q -m 'Add hello.txt'", "description": "Commit" }),
+        ));
+        stub.push(Reply::text("Added hello.txt with a greeting."));
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+
+        let pull = world.wait_pull(number).await;
+        let branch = format!("foreman/{number}-add-a-greeting");
+        assert_eq!(pull["head"], branch, "{pull}");
+        assert!(pull["body"].as_str().unwrap().contains("Added hello.txt with a greeting."), "{pull}");
+        let state = world.wait_column(project, number, "In review").await;
+        assert_eq!(World::pulls_closing(&state, number).len(), 1, "exactly one pull request");
+
+        // The file the CLI's Write tool made, in the commit its Bash tool made, on the simulator's git server.
+        let git_dir = world.sim.git_dir(REPO).unwrap();
+        let show = |args: &[&str]| {
+            let out = std::process::Command::new("git").args(args).current_dir(&git_dir).output().unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(show(&["show", &format!("{branch}:hello.txt")]), "Hello, world!\n");
+        assert_eq!(show(&["log", "-1", "--format=%s", &branch]).trim(), "Add hello.txt");
+
+        // The stub saw the issue in the prompt and the configured key, and was asked exactly the scripted turns.
+        let requests = stub.requests();
+        assert_eq!(requests.len(), 3, "{:?}", requests.iter().map(|r| r.last_user_text()).collect::<Vec<_>>());
+        let prompt = requests[0].last_user_text();
+        assert!(prompt.contains("Add a greeting"), "{prompt}");
+        // alice, the issue's author, has write access: her issue is instructions, not untrusted text.
+        assert!(prompt.contains("Opened by @alice (has write access)"), "{prompt}");
+        assert!(requests.iter().all(|r| r.credential.as_deref() == Some("sk-ant-api03-e2e-stub")));
+        let job = world.job(number).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+
+        // The session's figures, as the CLI reported them: three turns, two tool calls, one commit.
+        let body = pull["body"].as_str().unwrap();
+        for row in ["| agent | claude (claude-sonnet-4-5) |", "| turns | 3 |", "| tool calls | 2 |", "| commits | 1 |"]
+        {
+            assert!(body.contains(row), "the pull request's figures lack {row:?}: {body}");
+        }
+        let state = world
+            .wait("the tracking comment to say the job succeeded", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains("pull request ready"))
+            })
+            .await;
+        let tracking = World::tracking_body(&state, number).unwrap();
+        assert!(tracking.contains("| 3 | 2 |"), "turns and tool calls in the tracking comment: {tracking}");
+        assert!(tracking.contains("Added hello.txt with a greeting."), "{tracking}");
+    })
+    .await
+    .expect("the lifecycle finished in time");
 }

@@ -53,6 +53,9 @@ pub struct Issue {
     /// Present when the issue is a pull request.
     #[serde(default)]
     pub pull_request: Option<serde_json::Value>,
+    /// The author's relation to the repository: `OWNER`, `MEMBER`, `COLLABORATOR`, `CONTRIBUTOR`, `NONE`, …
+    #[serde(default)]
+    pub author_association: String,
 }
 
 /// An issue comment.

@@ -148,6 +148,8 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
             Some(cause) => format!("Cancelled: {cause}. Nothing was pushed."),
             None => "Cancelled. Nothing was pushed.".into(),
         });
+        t.progress = attempt.progress;
+        t.session_log = attempt.session_log;
         parts.outbox.update(inst, t);
         parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
         return;
@@ -334,7 +336,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         login: login.to_owned(),
         can_write: matches!(association, "OWNER" | "MEMBER" | "COLLABORATOR"),
     };
-    let issue_author = person(&thread.issue.user.login, "");
+    let issue_author = person(&thread.issue.user.login, &thread.issue.author_association);
     let spec = SessionSpec {
         repo: job.repo.clone(),
         kind,

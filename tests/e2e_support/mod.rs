@@ -31,7 +31,50 @@ pub struct World {
     pub foreman: Option<Foreman>,
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// Every log line Foreman printed so far (its stderr is drained into this as it is read).
+    log: std::sync::Mutex<LogBuf>,
 }
+
+/// Foreman's log lines, gathered from each process's stderr channel.
+#[derive(Default)]
+struct LogBuf {
+    lines: Vec<String>,
+    /// Whether the current process's startup lines are in `lines` already.
+    took_startup: bool,
+}
+
+impl LogBuf {
+    fn drain(&mut self, foreman: &Foreman) {
+        if self.took_startup {
+            self.lines.extend(foreman.stderr.try_iter());
+        } else {
+            self.lines.extend(foreman.logs());
+            self.took_startup = true;
+        }
+    }
+}
+
+/// How a test's world differs from the default one.
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// Extra environment for Foreman.
+    pub env: &'a [(&'a str, &'a str)],
+    /// A foreman.toml (written into the world's directory and named by `FOREMAN_CONFIG`); empty: none.
+    pub config: &'a str,
+    /// Whether `projects_v2_item.edited` deliveries carry `changes.field_value.from`/`to` (the simulator's
+    /// default is yes); with `Some(false)` only Foreman's GraphQL read of the item tells the new column.
+    pub project_item_from_to: Option<bool>,
+    /// More repositories in `ORG`, created before Foreman starts: (name, files).
+    pub repos: &'a [(&'a str, &'a [(&'a str, &'a str)])],
+}
+
+/// The columns of the board every board test uses (Foreman's defaults: trigger `Ready`, then `In progress`,
+/// `In review`, `Blocked`).
+pub const COLUMNS: &[&str] = &["Backlog", "Ready", "In progress", "In review", "Blocked", "Done"];
+
+/// How often [`World::wait_log`] and [`World::wait_processed`] look again at what they wait for. These read
+/// Foreman (its log, its admin API), which has no change notification; each look costs microseconds.
+pub const POLL: Duration = Duration::from_millis(50);
 
 /// A command agent: a shell script run in the worktree with the prompt on stdin.
 pub fn agent_script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -51,23 +94,46 @@ git add -A
 git commit -q -m "Fix #$FOREMAN_ISSUE"
 echo "Added fix-$FOREMAN_ISSUE.txt""#;
 
+/// An agent that commits, says it started (touches `<marks>/started-<issue>`), then waits until
+/// `<marks>/go` exists (at most 60 s, then fails): it stays mid-session until the test lets it go, and were
+/// it not stopped it would end with a commit to push. Its waiting is its own; the test waits on the files.
+pub fn blocking_agent(marks: &Path) -> String {
+    format!(
+        r#"echo "work in progress" > wip.txt
+git add -A
+git commit -q -m "Work in progress on #$FOREMAN_ISSUE"
+touch '{marks}/started-'"$FOREMAN_ISSUE"
+n=0
+while [ ! -e '{marks}/go' ]; do
+  n=$((n + 1))
+  if [ "$n" -gt 1200 ]; then echo "never released" >&2; exit 1; fi
+  sleep 0.05
+done
+echo "done""#,
+        marks = marks.display()
+    )
+}
+
 impl World {
     /// Starts the simulator with `acme/widgets` (users alice: write, bob: read) and Foreman with a command
     /// agent running `agent` (a shell script body) plus `env`.
     pub async fn start(agent: &str, env: &[(&str, &str)]) -> World {
-        Self::start_with(&[], agent, env).await
+        Self::start_with(agent, Setup { env, ..Setup::default() }).await
     }
 
-    /// [`Self::start`], with more repositories in `ORG` before Foreman starts: (name, files).
-    pub async fn start_with(repos: &[(&str, &[(&str, &str)])], agent: &str, env: &[(&str, &str)]) -> World {
+    /// [`Self::start`], with a configuration file and simulator settings from `setup`.
+    pub async fn start_with(agent: &str, setup: Setup<'_>) -> World {
         let dir = tempfile::tempdir().unwrap();
         let mut config = SimConfig::new(dir.path().join("sim"));
         config.webhook_secret = SECRET.into();
+        if let Some(from_to) = setup.project_item_from_to {
+            config.project_item_from_to = from_to;
+        }
         let sim = GithubSim::start(config).await.expect("start github-sim");
         sim.create_user("alice", github_sim::Permission::Write, "User");
         sim.create_user("bob", github_sim::Permission::Read, "User");
         sim.create_repo(ORG, "widgets", &[("README.md", "# widgets\n"), ("src/lib.rs", "pub fn f() {}\n")]).unwrap();
-        for (name, files) in repos {
+        for (name, files) in setup.repos {
             sim.create_repo(ORG, name, files).unwrap();
         }
         let script = agent_script(dir.path(), "agent.sh", agent);
@@ -83,13 +149,18 @@ impl World {
             // lifecycle take ~10 s of pacing alone.
             ("GITHUB_MUTATION_INTERVAL_MS".into(), "20".into()),
         ];
-        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut world = World { sim, foreman: None, dir, env: all };
+        if !setup.config.is_empty() {
+            let path = dir.path().join("foreman.toml");
+            std::fs::write(&path, setup.config).unwrap();
+            all.push(("FOREMAN_CONFIG".into(), path.display().to_string()));
+        }
+        all.extend(setup.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut world = World { sim, foreman: None, dir, env: all, log: Default::default() };
         world.start_foreman();
         world
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
@@ -97,7 +168,11 @@ impl World {
     pub fn start_foreman(&mut self) {
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         std::fs::create_dir_all(self.data_dir()).unwrap();
+        if let Some(old) = self.foreman.take() {
+            self.log.lock().unwrap().drain(&old);
+        }
         let foreman = Foreman::start(&self.data_dir(), &env);
+        self.log.lock().unwrap().took_startup = false;
         self.sim.set_webhook_url(Some(foreman.url("/api/github/webhooks")));
         self.foreman = Some(foreman);
     }
@@ -108,12 +183,41 @@ impl World {
         if let Some(mut f) = self.foreman.take() {
             f.child.kill().unwrap();
             f.child.wait().unwrap();
+            self.log.lock().unwrap().drain(&f);
         }
     }
 
-    /// Foreman's log lines so far.
+    /// Foreman's log lines so far (of every process this world started).
     pub fn logs(&self) -> String {
-        self.foreman.as_ref().map(|f| f.logs().join("\n")).unwrap_or_default()
+        self.log_lines().join("\n")
+    }
+
+    /// Foreman's log lines so far, one JSON object each.
+    pub fn log_lines(&self) -> Vec<String> {
+        let mut log = self.log.lock().unwrap();
+        if let Some(f) = &self.foreman {
+            log.drain(f);
+        }
+        log.lines.clone()
+    }
+
+    /// Waits until Foreman has logged a line (parsed as JSON) that `condition` accepts, or fails the test.
+    pub async fn wait_log(&self, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
+        let found = tokio::time::timeout(LIFECYCLE, async {
+            loop {
+                let hit = self
+                    .log_lines()
+                    .iter()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|l| condition(l));
+                if let Some(line) = hit {
+                    return line;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("timed out waiting for Foreman to log {what}; it said:\n{}", self.logs()))
     }
 
     /// The repository in the simulator's state.
@@ -198,4 +302,122 @@ impl World {
             .map(|r| (r["method"].as_str().unwrap_or("").to_owned(), r["path"].as_str().unwrap_or("").to_owned()))
             .collect()
     }
+
+    /// Creates the organisation board "Roadmap" with [`COLUMNS`]; returns its number.
+    pub fn board(&self) -> u64 {
+        self.sim.create_project(ORG, "Roadmap", COLUMNS).0
+    }
+
+    /// The column of `number`'s card on board `project`, if it has a card in a column.
+    pub fn card_column(state: &Value, project: u64, number: u64) -> Option<String> {
+        let board = state["projects"].as_array()?.iter().find(|p| p["org"] == ORG && p["number"] == project)?;
+        let item = board["items"].as_array()?.iter().find(|i| i["repo"] == REPO && i["issue"] == number)?;
+        item["column"].as_str().map(str::to_owned)
+    }
+
+    /// Waits until `number`'s card on `project` is in `column`.
+    pub async fn wait_column(&self, project: u64, number: u64, column: &str) -> Value {
+        self.wait(&format!("#{number}'s card in {column:?}"), |s| {
+            Self::card_column(s, project, number).as_deref() == Some(column)
+        })
+        .await
+    }
+
+    /// The labels on issue `number`.
+    pub fn labels(state: &Value, number: u64) -> Vec<String> {
+        Self::issue(state, number)["labels"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The comments on issue `number`, oldest first.
+    pub fn comments(state: &Value, number: u64) -> Vec<Value> {
+        Self::issue(state, number)["comments"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The body of `number`'s tracking comment, if there is one.
+    pub fn tracking_body(state: &Value, number: u64) -> Option<String> {
+        Self::comments(state, number)
+            .iter()
+            .filter_map(|c| c["body"].as_str())
+            .find(|b| b.contains("<!-- foreman:tracking"))
+            .map(str::to_owned)
+    }
+
+    /// The comment with `id` on issue `number`.
+    pub fn comment_by_id(state: &Value, number: u64, id: u64) -> Value {
+        Self::comments(state, number).into_iter().find(|c| c["id"] == id).unwrap_or(Value::Null)
+    }
+
+    /// The simulator's last delivery of `event` (as `GET /_sim/state` lists it: id, guid, action, status).
+    pub fn last_delivery(state: &Value, event: &str) -> Value {
+        state["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|d| d["event"] == event)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {event} delivery"))
+    }
+
+    /// Waits until Foreman has processed the delivery `guid` (`GET /api/deliveries/{guid}` says `processed`)
+    /// and returns its record. Replies and reactions are made before a delivery counts as processed.
+    pub async fn wait_processed(&self, guid: &str) -> Value {
+        let url = self.foreman.as_ref().unwrap().url(&format!("/api/deliveries/{guid}"));
+        let found = tokio::time::timeout(LIFECYCLE, async {
+            loop {
+                let resp = reqwest::get(&url).await.unwrap();
+                if resp.status() == 200 {
+                    let record: Value = resp.json().await.unwrap();
+                    if record["processing"]["state"] == "processed" {
+                        return record;
+                    }
+                    assert_ne!(record["processing"]["state"], "dead", "delivery {guid} was dead-lettered: {record}");
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("timed out waiting for delivery {guid} to be processed:\n{}", self.logs()))
+    }
+
+    /// Branches under `foreman/` on the simulator's git server.
+    pub fn foreman_branches(&self) -> Vec<String> {
+        let git_dir = self.sim.git_dir(REPO).unwrap();
+        let out = std::process::Command::new("git")
+            .args(["for-each-ref", "--format=%(refname:short)", "refs/heads/foreman"])
+            .current_dir(&git_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git for-each-ref: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
+    /// The worktree Foreman gives issue `number`'s sessions (`DATA_DIR/worktrees/<owner>/<name>/<issue>`).
+    pub fn worktree(&self, number: u64) -> PathBuf {
+        self.data_dir().join("worktrees").join(REPO).join(number.to_string())
+    }
+
+    /// The delivery the simulator made for comment `id` (`issue_comment.created`), with its payload.
+    pub fn delivery_for_comment(&self, id: u64) -> Value {
+        self.sim
+            .deliveries()
+            .into_iter()
+            .find(|d| d["event"] == "issue_comment" && d["payload"]["comment"]["id"] == id && d["redelivery"] == false)
+            .unwrap_or_else(|| panic!("no delivery for comment {id}"))
+    }
+}
+
+/// Waits until `condition` holds, looking every [`POLL`], or fails the test naming `what`. For facts outside
+/// the simulator (files an agent writes); the simulator's own state has [`World::wait`].
+pub async fn wait_for(what: &str, condition: impl Fn() -> bool) {
+    let found = tokio::time::timeout(LIFECYCLE, async {
+        while !condition() {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "timed out waiting for {what}");
 }
