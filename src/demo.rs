@@ -175,7 +175,8 @@ async fn demo(args: &DemoArgs, logs: &LogTail, dir: &Path, deadline: Instant) ->
     say(format_args!("Foreman listening on http://{} (data in {})", foreman.addr, dir.join("data").display()));
     sim.set_webhook_url(Some(foreman.url("/api/github/webhooks")));
 
-    let result = drive(&sim, &mut foreman, &repo, board, &marker, deadline).await;
+    let timeout = Duration::from_secs(args.timeout);
+    let result = drive(&sim, &mut foreman, &repo, board, &marker, (deadline, timeout)).await;
     foreman.stop().await;
     result
 }
@@ -187,7 +188,7 @@ async fn drive(
     repo: &str,
     board: u64,
     marker: &Path,
-    deadline: Instant,
+    (deadline, timeout): (Instant, Duration),
 ) -> anyhow::Result<()> {
     let (number, _) = sim.create_issue(repo, ISSUE_TITLE, ISSUE_BODY, REQUESTER).context("opening the issue")?;
     say(format_args!("opened #{number}: {ISSUE_TITLE}"));
@@ -201,7 +202,7 @@ async fn drive(
         foreman.check_alive()?;
         let state = sim.state();
         let job = foreman.job(repo, number).await;
-        story.tell(&state, job.as_ref(), marker.exists());
+        story.tell(&state, job.as_ref(), marker.exists()).into_iter().for_each(say);
         if let Some(pull) = story.pull {
             break pull;
         }
@@ -211,7 +212,7 @@ async fn drive(
         let now = Instant::now();
         if now >= deadline {
             let seen = job.as_ref().map(job_summary).unwrap_or_else(|| "Foreman has no job for it".into());
-            bail!("no pull request for #{number} within the timeout; {seen}");
+            bail!("no pull request for #{number} within --timeout ({} s); {seen}", timeout.as_secs());
         }
         let before = story.digest(&state);
         sim.wait_until(POLL.min(deadline - now), |s| story.digest(s) != before).await;
@@ -226,7 +227,7 @@ async fn drive(
     loop {
         foreman.check_alive()?;
         let job = foreman.job(repo, number).await;
-        story.tell(&state, job.as_ref(), true);
+        story.tell(&state, job.as_ref(), true).into_iter().for_each(say);
         let ended = job.as_ref().is_some_and(|j| !matches!(j["state"].as_str(), Some("queued" | "running")));
         let shown = story.tracking(&state).is_some_and(|c| c.contains(&format!("#{pull}")))
             && story.column.as_deref() == Some(report.in_review_column.as_str())
@@ -305,9 +306,10 @@ impl Story {
         })
     }
 
-    /// Tells what is new: the main line (queued, claimed, agent running, pull request opened) in order, and
+    /// The lines that tell what is new: the main line (queued, claimed, agent running, pull request opened) in order, and
     /// Foreman's labels, board moves, tracking comment and failures as they show.
-    fn tell(&mut self, state: &Value, job: Option<&Value>, agent_started: bool) {
+    fn tell(&mut self, state: &Value, job: Option<&Value>, agent_started: bool) -> Vec<String> {
+        let mut lines = Vec::new();
         let n = self.number;
         let issue = issue(state, &self.repo, n);
         let labels: BTreeSet<String> = issue["labels"]
@@ -315,26 +317,27 @@ impl Story {
             .map(|ls| ls.iter().filter_map(|l| l.as_str().map(str::to_owned)).filter(|l| l != TRIGGER_LABEL).collect())
             .unwrap_or_default();
         for added in labels.difference(&self.labels) {
-            say(format_args!("#{n} labelled {added}"));
+            lines.push(format!("#{n} labelled {added}"));
         }
         for removed in self.labels.difference(&labels) {
-            say(format_args!("#{n} unlabelled {removed}"));
+            lines.push(format!("#{n} unlabelled {removed}"));
         }
         self.labels = labels;
         let column = board_column(state, &self.repo, n);
         if column.is_some() && column != self.column {
-            say(format_args!("card #{n} moved to {}", column.as_deref().unwrap_or_default()));
+            lines.push(format!("card #{n} moved to {}", column.as_deref().unwrap_or_default()));
             self.column = column;
         }
         if !self.tracking && self.tracking(state).is_some() {
-            say(format_args!("tracking comment posted on #{n}"));
+            lines.push(format!("tracking comment posted on #{n}"));
             self.tracking = true;
         }
         if let Some(job) = job {
             let failures = job["failures"].as_object().map(|f| f.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
             if failures > self.failures {
+                let class = job["last_failure"]["class"].as_str().unwrap_or("unknown");
                 let reason = job["last_failure"]["reason"].as_str().unwrap_or("no reason recorded");
-                say(format_args!("attempt failed: {reason}"));
+                lines.push(format!("attempt failed ({class}): {reason}"));
                 self.failures = failures;
             }
         }
@@ -360,7 +363,7 @@ impl Story {
             ),
         ];
         while let Some((true, line)) = steps.get(self.told) {
-            say(line);
+            lines.push(line.clone());
             self.told += 1;
         }
         if self.told == steps.len() {
@@ -368,9 +371,10 @@ impl Story {
         }
         let finished = job.filter(|_| self.pull.is_some() && !self.ended).and_then(|j| j["state"].as_str());
         if let Some(s) = finished.filter(|s| !matches!(*s, "queued" | "running")) {
-            say(format_args!("Foreman finished #{n}: {s}"));
+            lines.push(format!("Foreman finished #{n}: {s}"));
             self.ended = true;
         }
+        lines
     }
 }
 
@@ -630,19 +634,60 @@ mod tests {
         assert_eq!(format_log("thread 'main' panicked"), "thread 'main' panicked");
     }
 
+    fn world(labels: &[&str], column: Option<&str>, pulls: Value) -> Value {
+        serde_json::json!({
+            "repos": [{"full_name": "acme/widgets", "issues": [{"number": 1, "labels": labels, "comments": []}],
+                       "pulls": pulls}],
+            "projects": [{"items": [{"repo": "acme/widgets", "issue": 1, "column": column}]}],
+        })
+    }
+
     #[test]
     fn the_story_tells_each_step_once_and_in_order() {
         let mut story = Story::new("acme/widgets", 1, "foreman[bot]".into());
-        let empty =
-            serde_json::json!({"repos": [{"full_name": "acme/widgets", "issues": [{"number": 1}], "pulls": []}]});
-        story.tell(&empty, None, true);
-        assert_eq!(story.told, 0, "the agent's start is not told before the claim");
-        let job = serde_json::json!({"state": "running", "attempts": 1});
-        story.tell(&empty, Some(&job), true);
-        assert_eq!(story.told, 3);
-        let with_pull = serde_json::json!({"repos": [{"full_name": "acme/widgets", "issues": [{"number": 1}],
-            "pulls": [{"number": 2, "title": "t", "body": "x\n\nCloses #1\n", "head": "foreman/1-t", "base": "main"}]}]});
-        story.tell(&with_pull, Some(&job), true);
+        let empty = world(&["foreman"], None, serde_json::json!([]));
+        assert!(story.tell(&empty, None, true).is_empty(), "the agent's start is not told before the claim");
+        let queued = serde_json::json!({"state": "queued", "attempts": 0});
+        assert_eq!(story.tell(&empty, Some(&queued), false), ["Foreman queued #1"]);
+        let running = serde_json::json!({"state": "running", "attempts": 1});
+        let claimed = world(&["foreman", "foreman:running"], Some("In progress"), serde_json::json!([]));
+        assert_eq!(
+            story.tell(&claimed, Some(&running), true),
+            ["#1 labelled foreman:running", "card #1 moved to In progress", "Foreman claimed #1", "agent running"]
+        );
+        assert!(story.tell(&claimed, Some(&running), true).is_empty(), "nothing is told twice");
+        let pulls = serde_json::json!([{"number": 2, "title": "Add a greeting (#1)", "body": "x\n\nCloses #1\n",
+                                        "head": "foreman/1-add-a-greeting", "base": "main"}]);
+        let done = world(&["foreman"], Some("In review"), pulls);
+        let succeeded = serde_json::json!({"state": "succeeded", "attempts": 1});
+        assert_eq!(
+            story.tell(&done, Some(&succeeded), true),
+            [
+                "#1 unlabelled foreman:running",
+                "card #1 moved to In review",
+                "pull request #2 opened: Add a greeting (#1) (foreman/1-add-a-greeting into main)",
+                "Foreman finished #1: succeeded",
+            ]
+        );
         assert_eq!(story.pull, Some(2));
+    }
+
+    #[test]
+    fn a_failed_attempt_is_told_with_its_class_and_reason_and_a_pull_request_for_another_issue_is_not() {
+        let mut story = Story::new("acme/widgets", 1, "foreman[bot]".into());
+        let other = serde_json::json!([{"number": 2, "title": "t", "body": "Closes #12", "head": "h", "base": "main"}]);
+        let state = world(&[], None, other);
+        let failed = serde_json::json!({"state": "failed", "attempts": 1, "failures": {"agent": 1, "validation": 0},
+            "last_failure": {"class": "agent", "reason": "the agent exited with status 1"}});
+        assert_eq!(
+            story.tell(&state, Some(&failed), true),
+            [
+                "attempt failed (agent): the agent exited with status 1",
+                "Foreman queued #1",
+                "Foreman claimed #1",
+                "agent running"
+            ]
+        );
+        assert_eq!(story.pull, None);
     }
 }

@@ -74,6 +74,7 @@ fn the_demo_narrates_a_labelled_issue_becoming_a_pull_request_and_exits_0() {
         "Foreman claimed #1",
         "agent running",
         "pull request #2 opened: ",
+        "card #1 moved to In review",
         "tracking comment on #1:",
     ];
     let mut at = 0;
@@ -118,4 +119,17 @@ fn without_github_api_descriptions_the_demo_says_why_and_exits_1() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
     assert!(stderr.contains("api.github.com.json") && stderr.contains("--shared-dir"), "{stderr}");
+}
+
+#[test]
+fn when_the_pull_request_does_not_open_in_time_the_demo_says_so_with_foremans_last_log_lines_and_exits_1() {
+    let home = tempfile::tempdir().unwrap();
+    // A timeout of 0 s runs out at the first look after the label, before any pull request can exist.
+    let out = demo(&["--timeout", "0"], home.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("labelled #1 foreman"), "it got as far as the label:\n{stdout}");
+    assert!(stderr.contains("no pull request for #1 within --timeout (0 s)"), "{stderr}");
+    assert!(stderr.contains("Foreman's last") && stderr.contains("foreman::server: listening"), "{stderr}");
 }
