@@ -94,8 +94,8 @@ pub struct DemoArgs {
     pub shared_dir: PathBuf,
 }
 
-/// Runs the demo. Exit code 0 once the pull request exists, 1 (with the reason and Foreman's last log
-/// lines on standard error) otherwise.
+/// Runs the demo. Exit code 0 once the pull request exists, 130 on Ctrl-C, 1 (with the reason and
+/// Foreman's last log lines on standard error) otherwise.
 pub fn main(args: DemoArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -108,6 +108,10 @@ pub fn main(args: DemoArgs) -> ExitCode {
     let result = runtime.block_on(run(&args, &logs));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!("foreman demo: interrupted");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("foreman demo: {e:#}");
             let tail = logs.last(LOG_LINES_SHOWN);
@@ -123,6 +127,11 @@ pub fn main(args: DemoArgs) -> ExitCode {
         }
     }
 }
+
+/// The demo was stopped with Ctrl-C (SIGINT): exit code 130, as a shell reports it.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+struct Interrupted;
 
 /// One narration line on standard output. A closed standard output (`| head`) is not an error.
 fn say(line: impl std::fmt::Display) {
@@ -142,7 +151,11 @@ async fn run(args: &DemoArgs, logs: &LogTail) -> anyhow::Result<()> {
         );
     }
     let dir = tempfile::Builder::new().prefix("foreman-demo-").tempdir().context("creating a temporary directory")?;
-    let result = demo(args, logs, dir.path(), deadline).await;
+    // Ctrl-C drops the demo: Foreman (killed on drop) and the simulator stop, and the directory is removed.
+    let result = tokio::select! {
+        r = demo(args, logs, dir.path(), deadline) => r,
+        _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
+    };
     if args.keep {
         let kept = dir.keep();
         say(format_args!("kept {}", kept.display()));

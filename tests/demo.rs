@@ -8,8 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The whole demo's bound: a lifecycle on loopback takes seconds; this is for a loaded 2-core CI machine.
-/// The demo's own `--timeout` is shorter, so a stuck demo explains itself before the test gives up on it.
 const TEST_TIMEOUT: Duration = Duration::from_secs(150);
+/// The demo's `--timeout`: below [`TEST_TIMEOUT`], so a demo that cannot finish says why and exits 1 first.
 const DEMO_TIMEOUT_SECS: &str = "90";
 
 /// Runs `foreman demo ARGS` with a clean environment, killing it after [`TEST_TIMEOUT`].
