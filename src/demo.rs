@@ -150,6 +150,10 @@ async fn run(args: &DemoArgs, logs: &LogTail) -> anyhow::Result<()> {
             openapi.display()
         );
     }
+    let git = std::process::Command::new("git").arg("--version").output();
+    if !git.is_ok_and(|o| o.status.success()) {
+        bail!("the demo needs git on PATH: Foreman and github-sim shell out to it");
+    }
     let dir = tempfile::Builder::new().prefix("foreman-demo-").tempdir().context("creating a temporary directory")?;
     // Ctrl-C drops the demo: Foreman (killed on drop) and the simulator stop, and the directory is removed.
     let result = tokio::select! {
@@ -262,6 +266,8 @@ async fn drive(
         }
         None => say(format_args!("(no tracking comment on #{number} yet)")),
     }
+    let started = deadline - timeout;
+    say(format_args!("done in {:.1} s: pull request #{pull} closes #{number}", started.elapsed().as_secs_f64()));
     Ok(())
 }
 

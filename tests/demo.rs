@@ -91,6 +91,7 @@ fn the_demo_narrates_a_labelled_issue_becoming_a_pull_request_and_exits_0() {
     assert!(comment.iter().any(|l| l.contains("pull request ready")), "stdout:\n{stdout}");
     assert!(comment.iter().any(|l| l.contains("Pull request:") && l.contains("#2")), "stdout:\n{stdout}");
     assert!(!stdout.contains("<!-- foreman:tracking"), "the hidden marker is not narrated");
+    assert!(lines.iter().any(|l| l.starts_with("done in ") && l.ends_with("pull request #2 closes #1")), "{stdout}");
 
     // Quiet by default: Foreman's log lines are not printed.
     assert!(!stderr.contains("listening") && !stdout.contains("\"level\""), "stderr:\n{stderr}");
