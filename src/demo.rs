@@ -266,6 +266,8 @@ async fn drive(
         }
         None => say(format_args!("(no tracking comment on #{number} yet)")),
     }
+    let (api, git) = requests(&sim.state());
+    say(format_args!("Foreman made {api} GitHub API requests and {git} git requests"));
     let started = deadline - timeout;
     say(format_args!("done in {:.1} s: pull request #{pull} closes #{number}", started.elapsed().as_secs_f64()));
     Ok(())
@@ -426,6 +428,15 @@ fn board_column(state: &Value, repo: &str, number: u64) -> Option<String> {
             .as_str()
             .map(str::to_owned)
     })
+}
+
+/// The requests the simulator served, as (API, git smart HTTP) counts. The demo sets the world up in
+/// process, so every request is Foreman's.
+fn requests(state: &Value) -> (usize, usize) {
+    let paths: Vec<&str> =
+        state["requests"].as_array().map(|r| r.iter().filter_map(|r| r["path"].as_str()).collect()).unwrap_or_default();
+    let git = paths.iter().filter(|p| p.contains(".git/")).count();
+    (paths.len() - git, git)
 }
 
 /// One line on a job from `GET /api/jobs/...`: state, attempts, failures, the last failure's reason.
