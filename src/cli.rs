@@ -50,6 +50,10 @@ pub enum Command {
         #[arg(long, env = "FOREMAN_SERVER", value_name = "URL", default_value = "http://127.0.0.1:3000")]
         server: String,
     },
+    /// See Foreman work without a GitHub App: starts github-sim, Foreman and a scripted agent on loopback,
+    /// labels an issue, and narrates until its pull request is open. See README.md ("See it work").
+    #[cfg(feature = "demo")]
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Parses the command line and runs the subcommand. Exit code 0 on success, 1 on a runtime error,
@@ -64,5 +68,7 @@ pub fn main() -> ExitCode {
         }
         Command::Constitution { command } => crate::constitution::cli_main(command),
         Command::Status { server } => crate::scheduler::status::status_main(&server),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => crate::demo::main(args),
     }
 }

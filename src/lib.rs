@@ -13,6 +13,8 @@ pub mod cli;
 pub mod config;
 pub mod constitution;
 pub mod decide;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod dispatch;
 pub mod event;
 pub mod github;
