@@ -569,6 +569,8 @@ impl Foreman {
             .env("GITHUB_PRIVATE_KEY_PATH", &key)
             .env("GITHUB_API_URL", sim.url())
             .env("GITHUB_WEBHOOK_SECRET", sim.webhook_secret())
+            // The simulator has no secondary rate limit; GitHub's 1 s between mutations would only slow the show.
+            .env("GITHUB_MUTATION_INTERVAL_MS", "50")
             .env("FOREMAN_AGENT_BACKEND", "command")
             .env("FOREMAN_AGENT_COMMAND", agent)
             .current_dir(dir)
