@@ -316,7 +316,11 @@ impl Decider {
                     // The runner may have claimed the job already; its report wins if it comes later, and
                     // the outbox applies reports in the order they were posted.
                     if job.state == crate::store::jobs::JobState::Queued {
-                        github.outbox.update(*inst, self.tracking(job, crate::report::render::JobState::Queued));
+                        github.outbox.update(
+                            *inst,
+                            self.tracking(job, crate::report::render::JobState::Queued),
+                            crate::store::jobs::nanos(job.updated_at),
+                        );
                     }
                 }
                 Ok(match outcome {
@@ -338,7 +342,7 @@ impl Decider {
                             if let Some(inst) = installation.or(job.installation) {
                                 let mut t = self.tracking(&job, crate::report::render::JobState::Cancelled);
                                 t.summary = Some(format!("Cancelled: {reason}."));
-                                github.outbox.update(inst, t);
+                                github.outbox.update(inst, t, crate::store::jobs::nanos(job.updated_at));
                             }
                         }
                         Ok("cancelled".into())
@@ -351,7 +355,11 @@ impl Decider {
                 match self.scheduler.retry(repo, *issue, requester, "retry", now).await {
                     Ok(job) => {
                         if let (Some(github), Some(inst)) = (&self.github, installation.or(job.installation)) {
-                            github.outbox.update(inst, self.tracking(&job, crate::report::render::JobState::Queued));
+                            github.outbox.update(
+                                inst,
+                                self.tracking(&job, crate::report::render::JobState::Queued),
+                                crate::store::jobs::nanos(job.updated_at),
+                            );
                         }
                         Ok("queued".into())
                     }

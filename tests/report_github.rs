@@ -637,3 +637,27 @@ async fn a_failed_progress_edit_waits_out_the_interval() {
     .await
     .expect("bounded");
 }
+
+/// The outbox applies one job's reports in order and never lets an older job state undo a newer one: the
+/// inbox worker's "queued" arriving after the runner's "running" (the claim came first) is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_drops_a_report_older_than_one_already_posted() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let (n, _) = w.issue("Race");
+        let outbox = foreman::report::outbox::Outbox::new(w.reporter(ReportConfig::default()));
+        outbox.update(w.inst, tracking(n, JobState::Running), 2);
+        outbox.update(w.inst, tracking(n, JobState::Queued), 1);
+        assert!(outbox.flush(&w.repo, n, LIMIT).await, "the reports were applied");
+        assert_eq!(w.labels(n), vec!["foreman", "foreman:running"]);
+        let body = w.tracking_comments(n)[0]["body"].as_str().unwrap().to_owned();
+        assert!(body.contains("working on it"), "{body}");
+
+        // The same version again (the runner's final report after a cancel) is applied.
+        outbox.update(w.inst, tracking(n, JobState::Cancelled), 2);
+        assert!(outbox.flush(&w.repo, n, LIMIT).await);
+        assert_eq!(w.labels(n), vec!["foreman"]);
+    })
+    .await
+    .expect("in time");
+}

@@ -39,6 +39,8 @@ struct Slot {
     /// Whether a task is applying this slot's reports.
     working: bool,
     posted: u64,
+    /// The newest job version posted (see [`Outbox::update`]).
+    version: u64,
     applied: watch::Sender<u64>,
 }
 
@@ -64,25 +66,34 @@ impl Outbox {
     }
 
     /// Reports a state change of the job `tracking` describes: applied in full (comment, labels, board).
-    pub fn update(&self, inst: InstallationId, tracking: Tracking) {
-        self.post(inst, tracking, Kind::Update);
+    /// `version` is when the job reached that state (the job's `updated_at`, [`crate::store::jobs::nanos`]): a
+    /// report of an older version than one already posted is dropped, so a slow reporter (the inbox worker
+    /// saying "queued") never undoes a faster one (the runner saying "running").
+    pub fn update(&self, inst: InstallationId, tracking: Tracking, version: u64) {
+        self.post(inst, tracking, Kind::Update, version);
     }
 
     /// Reports live progress: an edit of the tracking comment at most once per the reporter's interval;
-    /// dropped when a newer report arrives first.
-    pub fn progress(&self, inst: InstallationId, tracking: Tracking) {
-        self.post(inst, tracking, Kind::Progress);
+    /// dropped when a newer report arrives first. `version` as for [`Self::update`].
+    pub fn progress(&self, inst: InstallationId, tracking: Tracking, version: u64) {
+        self.post(inst, tracking, Kind::Progress, version);
     }
 
-    fn post(&self, inst: InstallationId, tracking: Tracking, kind: Kind) {
+    fn post(&self, inst: InstallationId, tracking: Tracking, kind: Kind, version: u64) {
         let key = (tracking.repo.clone(), tracking.issue);
         let mut slots = self.slots.lock().expect("outbox lock");
         let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
             pending: None,
             working: false,
             posted: 0,
+            version: 0,
             applied: watch::channel(0).0,
         });
+        if version < slot.version {
+            tracing::debug!(repo = %key.0, issue = %key.1, "a report older than one already posted is dropped");
+            return;
+        }
+        slot.version = version;
         slot.posted += 1;
         // A state change not yet applied stays a state change when progress replaces it.
         let kind = slot.pending.as_ref().map_or(kind, |p| p.kind.max(kind));

@@ -19,7 +19,7 @@ use crate::report::render::{self, JobState as Shown, Link, Tracking};
 use crate::session::{self, GitAuth, PromptKind, SessionOutcome, SessionSpec, Verdict};
 use crate::store::claims::{Claim, Claimed};
 use crate::store::failures::{FailureClass, Outcome};
-use crate::store::jobs::{Job, JobError, JobKind, JobState};
+use crate::store::jobs::{Job, JobError, JobKind, JobState, nanos};
 
 /// The check run's name on the pull request's head commit.
 pub const CHECK_RUN_NAME: &str = "Foreman";
@@ -150,7 +150,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
         });
         t.progress = attempt.progress;
         t.session_log = attempt.session_log;
-        parts.outbox.update(inst, t);
+        parts.outbox.update(inst, t, nanos(after.updated_at));
         parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
         return;
     }
@@ -168,7 +168,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
             log_tail: attempt.log_tail,
         });
     }
-    parts.outbox.update(inst, t);
+    parts.outbox.update(inst, t, nanos(after.updated_at));
     parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
 }
 
@@ -257,7 +257,7 @@ fn github_failed(what: &str, e: &GithubError) -> Attempt {
 
 async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &CancellationToken) -> Attempt {
     let client = &parts.client;
-    parts.outbox.update(inst, tracking(parts, job, Shown::Running));
+    parts.outbox.update(inst, tracking(parts, job, Shown::Running), nanos(job.updated_at));
 
     let repo_info = match client.repository(inst, &job.repo).await {
         Ok(r) => r,
@@ -393,7 +393,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
             shown.elapsed_secs = session_started.elapsed().as_secs();
             let mut t = tracking(parts, job, Shown::Running);
             t.progress = Some(shown.clone());
-            parts.outbox.progress(inst, t);
+            parts.outbox.progress(inst, t, nanos(job.updated_at));
         })
         .await;
     if let (Some(cost), Some(session)) = (outcome.summary.cost_usd, &job.session)
