@@ -13,6 +13,8 @@ use github_sim::{GithubSim, SimConfig, SimHandle};
 use serde_json::Value;
 pub use support::Foreman;
 
+pub mod measure;
+
 /// How long a test waits for an issue's whole lifecycle (delivery, claim, worktree, agent, push, pull
 /// request). Each step is milliseconds on loopback; the bound is for a loaded 2-core CI machine.
 pub const LIFECYCLE: Duration = Duration::from_secs(90);
