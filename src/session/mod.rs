@@ -310,7 +310,7 @@ impl SessionRunner {
         log.event(
             "start",
             json!({ "session_id": session_id, "repo": spec.repo.to_string(), "issue": spec.issue.number,
-                    "kind": spec.kind, "branch": branch, "attempt": spec.attempt,
+                    "prompt": spec.kind, "branch": branch, "attempt": spec.attempt,
                     "backend": format!("{:?}", self.config.backend).to_lowercase() }),
         );
         let mut outcome = SessionOutcome {
