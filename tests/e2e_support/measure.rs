@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{REPO, World};
+use super::World;
 
 /// How often a file an agent writes is looked at while a test waits for a line in it. Agents append a
 /// line in microseconds; 20 ms keeps the wait short without spinning.
@@ -128,25 +128,27 @@ pub fn median(values: &[f64]) -> Option<f64> {
 /// From the triggering delivery to the agent process start, per issue, in milliseconds, less the time the
 /// session spent preparing its workspace (`start` to `workspace` in the session log). The delivery's time is
 /// when Foreman stored it (`received_at` from `GET /api/deliveries/{guid}`); the triggering delivery of an
-/// issue is its first `issues.labeled` delivery in the simulator's log. Returns (issue, total ms, queue
-/// part ms): the queue part is from the delivery to the session's `start`, which includes waiting for a
+/// issue is its first `issues.labeled` delivery in the simulator's log. `issues` are (repository, number).
+/// Returns (issue, total ms, queue part ms): the queue part is from the delivery to the session's `start`, which includes waiting for a
 /// free slot when every slot is taken.
-pub async fn delivery_to_agent_start(world: &World, numbers: &[u64]) -> Vec<(u64, f64, f64)> {
+pub async fn delivery_to_agent_start(world: &World, issues: &[(String, u64)]) -> Vec<(String, f64, f64)> {
     let foreman = world.foreman.as_ref().expect("foreman runs");
     let deliveries = world.sim.deliveries();
     let logs = session_logs(&foreman.data_dir);
     let mut out = Vec::new();
-    for &n in numbers {
+    for (repo, n) in issues {
+        let n = *n;
         let Some(guid) = deliveries
             .iter()
             .find(|d| {
                 d["event"] == "issues"
                     && d["action"] == "labeled"
                     && d["payload"]["issue"]["number"] == n
-                    && d["payload"]["repository"]["full_name"] == REPO
+                    && d["payload"]["repository"]["full_name"] == repo.as_str()
             })
             .and_then(|d| d["guid"].as_str().map(str::to_owned))
         else {
+            eprintln!("no labeled delivery of {repo}#{n}");
             continue;
         };
         let url = foreman.url(&format!("/api/deliveries/{guid}"));
@@ -159,19 +161,105 @@ pub async fn delivery_to_agent_start(world: &World, numbers: &[u64]) -> Vec<(u64
         // The first session of the issue.
         let Some(log) = logs
             .iter()
-            .filter(|l| l.iter().any(|r| r["kind"] == "start" && r["issue"] == n))
+            .filter(|l| l.iter().any(|r| r["kind"] == "start" && r["issue"] == n && r["repo"] == repo.as_str()))
             .min_by_key(|l| event_at(l, "start"))
         else {
+            eprintln!(
+                "no session log of {repo}#{n} among {} in {}: {:?}",
+                logs.len(),
+                foreman.data_dir.display(),
+                logs.first().and_then(|l| l.first())
+            );
             continue;
         };
         let (Some(start), Some(ws), Some(agent)) =
             (event_at(log, "start"), event_at(log, "workspace"), event_at(log, "agent_start"))
         else {
+            eprintln!("no start, workspace or agent_start in the session log of {repo}#{n}");
             continue;
         };
         let ms = |d: jiff::SignedDuration| d.as_secs_f64() * 1000.0;
         let total = ms(agent.duration_since(received)) - ms(ws.duration_since(start));
-        out.push((n, total, ms(start.duration_since(received))));
+        out.push((format!("{repo}#{n}"), total, ms(start.duration_since(received))));
     }
     out
+}
+
+/// The repository `repo` in the simulator's state.
+pub fn repo_in<'a>(state: &'a Value, repo: &str) -> &'a Value {
+    state["repos"].as_array().unwrap().iter().find(|r| r["full_name"] == repo).expect("the repository")
+}
+
+/// The issue `repo#number` in the simulator's state (`Null` when there is none).
+pub fn issue_in(state: &Value, repo: &str, number: u64) -> Value {
+    repo_in(state, repo)["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["number"] == number)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Whether `body` says `Closes #number`, with the number ending there (`#1` is not `#10`).
+pub fn closes(body: &str, number: u64) -> bool {
+    let closes = format!("Closes #{number}");
+    body.match_indices(&closes).any(|(i, m)| !body[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// Pull requests of `repo` whose body closes `#number`.
+pub fn pulls_closing_in(state: &Value, repo: &str, number: u64) -> Vec<Value> {
+    repo_in(state, repo)["pulls"]
+        .as_array()
+        .map(|p| p.iter().filter(|p| p["body"].as_str().is_some_and(|b| closes(b, number))).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Comments on `repo#number` carrying Foreman's tracking marker.
+pub fn tracking_comments_in(state: &Value, repo: &str, number: u64) -> usize {
+    issue_in(state, repo, number)["comments"]
+        .as_array()
+        .map(|c| c.iter().filter(|c| c["body"].as_str().is_some_and(|b| b.contains("<!-- foreman:tracking"))).count())
+        .unwrap_or(0)
+}
+
+/// The label names on `repo#number`, sorted.
+pub fn labels_in(state: &Value, repo: &str, number: u64) -> Vec<String> {
+    let mut labels: Vec<String> = issue_in(state, repo, number)["labels"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|l| l.as_str().or_else(|| l["name"].as_str()).map(str::to_owned)).collect())
+        .unwrap_or_default();
+    labels.sort();
+    labels
+}
+
+/// The column of `repo#number`'s card on any board (`Null` without a card or a column).
+pub fn column_in(state: &Value, repo: &str, number: u64) -> Value {
+    state["projects"]
+        .as_array()
+        .and_then(|p| {
+            p.iter()
+                .flat_map(|p| p["items"].as_array().cloned().unwrap_or_default())
+                .find(|i| i["repo"] == repo && i["issue"] == number)
+        })
+        .map(|i| i["column"].clone())
+        .unwrap_or_default()
+}
+
+/// Whether `repo#number`'s lifecycle is over as GitHub shows it: the tracking comment reports the pull
+/// request, the card is in In review, and neither the queued nor the running label is left.
+pub fn settled(state: &Value, repo: &str, number: u64) -> bool {
+    let reported = issue_in(state, repo, number)["comments"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["body"].as_str().is_some_and(|b| b.contains("pull request ready"))));
+    let labels = labels_in(state, repo, number);
+    reported
+        && !labels.iter().any(|l| l == "foreman:queued" || l == "foreman:running")
+        && column_in(state, repo, number) == "In review"
+}
+
+/// Whether a logged request is git's smart HTTP transport (clone, fetch, push) rather than the REST or
+/// GraphQL API.
+pub fn is_git(r: &Value) -> bool {
+    r["path"].as_str().is_some_and(|p| p.contains(".git/"))
 }
