@@ -125,16 +125,46 @@ pub fn median(values: &[f64]) -> Option<f64> {
     v.get(v.len().saturating_sub(1) / 2).copied()
 }
 
-/// From the triggering delivery to the agent process start, per issue, in milliseconds, less the time the
-/// session spent preparing its workspace (`start` to `workspace` in the session log). The delivery's time is
-/// when Foreman stored it (`received_at` from `GET /api/deliveries/{guid}`); the triggering delivery of an
-/// issue is its first `issues.labeled` delivery in the simulator's log. `issues` are (repository, number).
-/// Returns (issue, total ms, queue part ms): the queue part is from the delivery to the session's `start`, which includes waiting for a
-/// free slot when every slot is taken.
-pub async fn delivery_to_agent_start(world: &World, issues: &[(String, u64)]) -> Vec<(String, f64, f64)> {
+/// From the triggering delivery to the agent process start for one issue, in milliseconds, in parts.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    /// `owner/repo#number`.
+    pub issue: String,
+    /// From the delivery stored to the job enqueued (the inbox worker: decoding, lookups, the decision).
+    pub decide_ms: f64,
+    /// From enqueued to claimed: waiting for a free slot (zero-ish when one is free).
+    pub slot_wait_ms: f64,
+    /// From claimed to the session's start: reading the repository and the issue, minting the session token.
+    pub reads_ms: f64,
+    /// From the session's start to the agent process start, less workspace preparation (prompt, spawn).
+    pub spawn_ms: f64,
+}
+
+impl Latency {
+    /// Delivery to agent start, less workspace preparation.
+    pub fn total_ms(&self) -> f64 {
+        self.decide_ms + self.slot_wait_ms + self.reads_ms + self.spawn_ms
+    }
+
+    /// The same, less waiting for a slot: what Foreman itself adds between the delivery and the agent.
+    pub fn foreman_ms(&self) -> f64 {
+        self.total_ms() - self.slot_wait_ms
+    }
+}
+
+/// [`Latency`] per issue. The delivery's time is when Foreman stored it (`received_at` from
+/// `GET /api/deliveries/{guid}`), the triggering delivery of an issue being its first `issues.labeled`
+/// delivery in the simulator's log; enqueued and claimed come from the job's audit trail
+/// (`GET /api/jobs/...`); the session's `start`, `workspace` and `agent_start` from its session log.
+/// `issues` are (repository, number); an issue with a part missing is left out (and said on stderr).
+pub async fn delivery_to_agent_start(world: &World, issues: &[(String, u64)]) -> Vec<Latency> {
     let foreman = world.foreman.as_ref().expect("foreman runs");
     let deliveries = world.sim.deliveries();
     let logs = session_logs(&foreman.data_dir);
+    let get =
+        |path: String| async move { reqwest::get(foreman.url(&path)).await.unwrap().json::<Value>().await.unwrap() };
+    let at = |v: &Value| v.as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let ms = |d: jiff::SignedDuration| d.as_secs_f64() * 1000.0;
     let mut out = Vec::new();
     for (repo, n) in issues {
         let n = *n;
@@ -151,36 +181,34 @@ pub async fn delivery_to_agent_start(world: &World, issues: &[(String, u64)]) ->
             eprintln!("no labeled delivery of {repo}#{n}");
             continue;
         };
-        let url = foreman.url(&format!("/api/deliveries/{guid}"));
-        let meta: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
-        let received = meta["received_at"]
-            .as_str()
-            .or_else(|| meta["meta"]["received_at"].as_str())
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .unwrap_or_else(|| panic!("no received_at in {meta}"));
-        // The first session of the issue.
-        let Some(log) = logs
+        let meta = get(format!("/api/deliveries/{guid}")).await;
+        let job = get(format!("/api/jobs/{repo}/{n}")).await;
+        let audit_at = |action: &str| {
+            job["audit"].as_array().and_then(|a| a.iter().find(|e| e["action"] == action)).and_then(|e| at(&e["at"]))
+        };
+        let log = logs
             .iter()
             .filter(|l| l.iter().any(|r| r["kind"] == "start" && r["issue"] == n && r["repo"] == repo.as_str()))
-            .min_by_key(|l| event_at(l, "start"))
-        else {
-            eprintln!(
-                "no session log of {repo}#{n} among {} in {}: {:?}",
-                logs.len(),
-                foreman.data_dir.display(),
-                logs.first().and_then(|l| l.first())
-            );
+            .min_by_key(|l| event_at(l, "start"));
+        let times = (
+            at(&meta["received_at"]),
+            audit_at("enqueued"),
+            audit_at("claimed"),
+            log.and_then(|l| event_at(l, "start")),
+            log.and_then(|l| event_at(l, "workspace")),
+            log.and_then(|l| event_at(l, "agent_start")),
+        );
+        let (Some(received), Some(enqueued), Some(claimed), Some(start), Some(ws), Some(agent)) = times else {
+            eprintln!("a time is missing for {repo}#{n}: {times:?}");
             continue;
         };
-        let (Some(start), Some(ws), Some(agent)) =
-            (event_at(log, "start"), event_at(log, "workspace"), event_at(log, "agent_start"))
-        else {
-            eprintln!("no start, workspace or agent_start in the session log of {repo}#{n}");
-            continue;
-        };
-        let ms = |d: jiff::SignedDuration| d.as_secs_f64() * 1000.0;
-        let total = ms(agent.duration_since(received)) - ms(ws.duration_since(start));
-        out.push((format!("{repo}#{n}"), total, ms(start.duration_since(received))));
+        out.push(Latency {
+            issue: format!("{repo}#{n}"),
+            decide_ms: ms(enqueued.duration_since(received)),
+            slot_wait_ms: ms(claimed.duration_since(enqueued)),
+            reads_ms: ms(start.duration_since(claimed)),
+            spawn_ms: ms(agent.duration_since(ws)),
+        });
     }
     out
 }
