@@ -56,6 +56,18 @@ async fn sigkill_mid_session_then_restart_completes_the_job_exactly_once() {
         world.start_foreman();
         let both = wait_lines(&started, 2, LIFECYCLE, "the agent to start again after the restart").await;
         assert_ne!(both[1].split(' ').next(), first[0].split(' ').next(), "a second session, not the first one");
+        // The first session's agent died with the Foreman that ran it: it must not work on unwatched.
+        let first_pid = first[0].split(' ').nth(1).unwrap().to_owned();
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{first_pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')))
+        };
+        let gone = tokio::time::timeout(Duration::from_secs(10), async {
+            while running() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(gone.await.is_ok(), "the first agent (pid {first_pid}) still runs after Foreman was killed");
         std::fs::write(&go, "").unwrap();
 
         let state = wait_done(&world, number).await;
@@ -129,6 +141,7 @@ async fn run_issues(titles: &[&str], faults: Option<Faults>) -> Vec<(Value, Valu
     if let Some(f) = faults {
         world.sim.set_faults(f);
     }
+    let started = std::time::Instant::now();
     for &n in &numbers {
         world.sim.add_label(REPO, n, "foreman", "alice").unwrap();
     }
@@ -156,7 +169,17 @@ async fn run_issues(titles: &[&str], faults: Option<Faults>) -> Vec<(Value, Valu
         .iter()
         .filter(|r| r["status"].as_u64().is_some_and(|s| s >= 400))
         .count();
-    println!("requests answered with an error status: {faulted} of {}", settled["requests"].as_array().unwrap().len());
+    let logs = world.logs();
+    let count = |what: &str| logs.lines().filter(|l| l.contains(what)).count();
+    println!(
+        "settled in {:?}; requests answered with an error status: {faulted} of {}; GitHub calls retried: {}; \
+         deliveries left in the inbox for the next pass: {}; failed attempts: {}",
+        started.elapsed(),
+        settled["requests"].as_array().unwrap().len(),
+        count("retrying GitHub call"),
+        count("left in the inbox"),
+        count("\"outcome\":\"Failed"),
+    );
     out
 }
 
@@ -164,20 +187,20 @@ async fn run_issues(titles: &[&str], faults: Option<Faults>) -> Vec<(Value, Valu
 async fn a_fifth_of_github_requests_failing_leaves_the_same_end_state() {
     tokio::time::timeout(Duration::from_secs(400), async {
         let titles = ["Fix the parser", "Fix the printer", "Fix the linker"];
-        let clean = run_issues(&titles, None).await;
-        for (end, job) in &clean {
-            assert_eq!(end["pulls"], 1, "{end}");
-            assert_eq!(end["tracking_comments"], 1, "{end}");
-            assert_eq!(end["column"], "In review", "{end}");
-            assert_eq!(job, "succeeded");
-        }
         let faults = Faults {
             error_rate: 0.2,
             kinds: ["500", "502", "429", "secondary", "graphql_rate_limit", "latency"].map(String::from).to_vec(),
             latency_ms: 200,
             exhaust_primary_for_secs: None,
         };
-        let faulty = run_issues(&titles, Some(faults)).await;
+        // Two worlds side by side: one without faults, one with.
+        let (clean, faulty) = tokio::join!(run_issues(&titles, None), run_issues(&titles, Some(faults)));
+        for (end, job) in &clean {
+            assert_eq!(end["pulls"], 1, "{end}");
+            assert_eq!(end["tracking_comments"], 1, "{end}");
+            assert_eq!(end["column"], "In review", "{end}");
+            assert_eq!(job, "succeeded");
+        }
         assert_eq!(faulty, clean, "the same end state with GitHub failing a fifth of its requests");
     })
     .await
