@@ -84,7 +84,8 @@ pub struct Run {
 /// Asks Linux to SIGKILL the agent when Foreman dies (`PR_SET_PDEATHSIG`), so a Foreman killed with
 /// SIGKILL (or crashed) leaves no agent running on without it, spending its budget in a worktree the next
 /// start removes. `KillOnDrop` and the group signals cover every orderly end; this covers the disorderly
-/// one. It reaches the group leader only (what it started is orphaned and ends with its pipes closed).
+/// one. It reaches the group leader only: what the leader started (e.g. the script behind `sh -c`) runs on
+/// until its next write to the closed pipes fails, or until the next start ([`kill_orphaned_agents`]).
 /// Linux sends the signal when the *thread* that spawned the child ends: agents are spawned from the
 /// runtime's worker threads, which live as long as the process. Elsewhere it does nothing.
 fn kill_with_parent(cmd: &mut tokio::process::Command) {
