@@ -6,7 +6,7 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::measure::wait_lines;
+use e2e_support::measure::{settled as is_settled, wait_lines};
 use e2e_support::{FIXING_AGENT, LIFECYCLE, ORG, REPO, World};
 use github_sim::Faults;
 use serde_json::Value;
@@ -138,6 +138,7 @@ async fn run_issues(titles: &[&str], faults: Option<Faults>) -> Vec<(Value, Valu
         world.sim.add_project_item(ORG, project, REPO, n, "alice").unwrap();
         numbers.push(n);
     }
+    let faults_on = faults.is_some();
     if let Some(f) = faults {
         world.sim.set_faults(f);
     }
@@ -145,19 +146,15 @@ async fn run_issues(titles: &[&str], faults: Option<Faults>) -> Vec<(Value, Valu
     for &n in &numbers {
         world.sim.add_label(REPO, n, "foreman", "alice").unwrap();
     }
-    for &n in &numbers {
-        wait_done(&world, n).await;
-    }
-    // The job is finished once its final report is out; the last label and card changes follow it.
-    let settled = world
-        .wait("every card in In review and no queued or running label", |s| {
-            numbers.iter().all(|&n| {
-                let e = end_state(s, n);
-                e["column"] == "In review"
-                    && !e["labels"].as_array().unwrap().iter().any(|l| l == "foreman:queued" || l == "foreman:running")
-            })
-        })
-        .await;
+    // The job is finished once its final report is out; the last label and card changes follow it. Under
+    // faults every retried call waits its backoff (1 s and up) on top of the 1 s pacing of mutations: allow
+    // three lifecycles' time.
+    let settled = world.sim.wait_until(LIFECYCLE * 3, |s| numbers.iter().all(|&n| is_settled(s, REPO, n))).await;
+    let Some(settled) = settled else {
+        let s = world.sim.state();
+        let ends: Vec<Value> = numbers.iter().map(|&n| end_state(&s, n)).collect();
+        panic!("not settled (faults: {faults_on}): {ends:?}; foreman said:\n{}", world.logs())
+    };
     world.sim.set_faults(Faults::default());
     let mut out = Vec::new();
     for &n in &numbers {
