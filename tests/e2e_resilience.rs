@@ -168,6 +168,14 @@ async fn run_issues(titles: &[&str], faults: Option<Faults>) -> Vec<(Value, Valu
         .count();
     let logs = world.logs();
     let count = |what: &str| logs.lines().filter(|l| l.contains(what)).count();
+    let longest_wait = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "retrying GitHub call")
+        .max_by_key(|l| l["wait_ms"].as_u64().unwrap_or(0));
+    if let Some(l) = longest_wait {
+        println!("longest retry wait: {} ms, {} after {}", l["wait_ms"], l["endpoint"], l["f"]);
+    }
     println!(
         "settled in {:?}; requests answered with an error status: {faulted} of {}; GitHub calls retried: {}; \
          deliveries left in the inbox for the next pass: {}; failed attempts: {}",

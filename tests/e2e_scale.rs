@@ -177,6 +177,14 @@ async fn twenty_issues_labelled_at_once_run_at_most_three_at_a_time() {
             of(measure::Latency::total_ms),
             of(|l| l.slot_wait_ms),
         );
+        let held: Vec<f64> = latencies.iter().filter_map(|l| l.held_ms).collect();
+        let after: Vec<f64> = latencies.iter().filter_map(|l| l.after_session_ms).collect();
+        println!(
+            "a job holds its slot for a median {:.1} s from claim to success, for an agent that works 1 s; \
+             {:.1} s of it after the session (push, pull request, review request, check run)",
+            median(&held).unwrap_or(f64::NAN) / 1000.0,
+            median(&after).unwrap_or(f64::NAN) / 1000.0
+        );
         for l in &latencies {
             println!(
                 "  {}: {:.0} ms = decide {:.0} + slot wait {:.0} + reads {:.0} + spawn {:.0}",

@@ -138,6 +138,11 @@ pub struct Latency {
     pub reads_ms: f64,
     /// From the session's start to the agent process start, less workspace preparation (prompt, spawn).
     pub spawn_ms: f64,
+    /// From claimed to succeeded: how long the job held its slot (`None` when it has not succeeded).
+    pub held_ms: Option<f64>,
+    /// From the session's end (its `summary`) to succeeded: push, pull request, review request, check run
+    /// (`None` when it has not succeeded).
+    pub after_session_ms: Option<f64>,
 }
 
 impl Latency {
@@ -208,6 +213,10 @@ pub async fn delivery_to_agent_start(world: &World, issues: &[(String, u64)]) ->
             slot_wait_ms: ms(claimed.duration_since(enqueued)),
             reads_ms: ms(start.duration_since(claimed)),
             spawn_ms: ms(agent.duration_since(ws)),
+            held_ms: audit_at("succeeded").map(|done| ms(done.duration_since(claimed))),
+            after_session_ms: audit_at("succeeded")
+                .zip(log.and_then(|l| event_at(l, "summary")))
+                .map(|(done, end)| ms(done.duration_since(end))),
         });
     }
     out
