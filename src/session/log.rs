@@ -78,8 +78,11 @@ impl SessionLog {
         let mut record = serde_json::Map::new();
         record.insert("ts".into(), jiff::Timestamp::now().to_string().into());
         record.insert("kind".into(), kind.into());
+        // The record's own `ts` and `kind` win over same-named fields, so every event stays findable by kind.
         if let Value::Object(m) = fields {
-            record.extend(m);
+            for (k, v) in m {
+                record.entry(k).or_insert(v);
+            }
         }
         let mut line = Value::Object(record).to_string();
         line.push('\n');
@@ -126,6 +129,17 @@ mod tests {
         assert_eq!(last["kind"], "summary");
         assert!(last["log_events_dropped"].as_u64().unwrap() > 0);
         assert!(text.len() < 300 + 200);
+    }
+
+    #[test]
+    fn a_field_named_kind_does_not_hide_the_events_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SessionLog::create(dir.path(), "s", 10_000);
+        log.event("start", json!({ "kind": "coding", "ts": "then" }));
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let record: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(record["kind"], "start");
+        assert_ne!(record["ts"], "then");
     }
 
     #[test]

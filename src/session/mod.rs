@@ -290,8 +290,12 @@ impl SessionRunner {
         &self.workspaces
     }
 
-    /// Removes worktrees left by a crash and session logs past their retention. Call at start.
+    /// Kills agents and removes worktrees left by a crash, and session logs past their retention. Call at start.
     pub async fn prune(&self) -> std::io::Result<()> {
+        let orphans = process::kill_orphaned_agents(self.workspaces.worktrees_root());
+        if orphans > 0 {
+            tracing::warn!(orphans, "killed agents left running by an earlier Foreman process");
+        }
         self.workspaces.prune().await?;
         log::prune(&self.logs_dir, self.config.log_retention_days);
         Ok(())
@@ -316,7 +320,7 @@ impl SessionRunner {
         log.event(
             "start",
             json!({ "session_id": session_id, "repo": spec.repo.to_string(), "issue": spec.issue.number,
-                    "kind": spec.kind, "branch": branch, "attempt": spec.attempt,
+                    "prompt": spec.kind, "branch": branch, "attempt": spec.attempt,
                     "backend": format!("{:?}", self.config.backend).to_lowercase() }),
         );
         let mut outcome = SessionOutcome {

@@ -81,6 +81,86 @@ pub struct Run {
     pub output_bytes: u64,
 }
 
+/// Asks Linux to SIGKILL the agent when Foreman dies (`PR_SET_PDEATHSIG`), so a Foreman killed with
+/// SIGKILL (or crashed) leaves no agent running on without it, spending its budget in a worktree the next
+/// start removes. `KillOnDrop` and the group signals cover every orderly end; this covers the disorderly
+/// one. It reaches the group leader only: what the leader started (e.g. the script behind `sh -c`) runs on
+/// until its next write to the closed pipes fails, or until the next start ([`kill_orphaned_agents`]).
+/// Linux sends the signal when the *thread* that spawned the child ends: agents are spawned from the
+/// runtime's worker threads, which live as long as the process. Elsewhere it does nothing.
+fn kill_with_parent(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2) and getppid(2),
+    // which are async-signal-safe.
+    unsafe {
+        let parent = libc::getpid();
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl: then nobody will send the signal. (No allocation here:
+            // between fork and exec only async-signal-safe calls are allowed.)
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+/// Kills the process groups of agents that an earlier Foreman process left running when it died (SIGKILL, a
+/// crash, the OOM killer): processes whose environment names a session (`FOREMAN_SESSION_ID`) and whose
+/// working directory or `FOREMAN_WORKSPACE` lies under `worktrees` (this data directory's, so another
+/// Foreman's agents on the same host are left alone). Call at start, before any session runs and before the
+/// worktrees are pruned. Returns how many processes were found. Linux only (reads `/proc`); elsewhere 0.
+pub fn kill_orphaned_agents(worktrees: &std::path::Path) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(root) = std::fs::canonicalize(worktrees) else { return 0 };
+        let under_root = |p: &str| std::path::Path::new(p.trim_end_matches(" (deleted)")).starts_with(&root);
+        let me = std::process::id();
+        let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+        let mut found = 0;
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if pid == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+            let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+            if !vars.iter().any(|v| v.starts_with(b"FOREMAN_SESSION_ID=")) {
+                continue;
+            }
+            let workspace = vars
+                .iter()
+                .find_map(|v| v.strip_prefix(b"FOREMAN_WORKSPACE="))
+                .is_some_and(|w| std::str::from_utf8(w).is_ok_and(under_root));
+            let cwd =
+                std::fs::read_link(entry.path().join("cwd")).ok().is_some_and(|c| c.to_str().is_some_and(under_root));
+            if !(workspace || cwd) {
+                continue;
+            }
+            found += 1;
+            // SAFETY: getpgid and kill only read their arguments.
+            unsafe {
+                let pgid = libc::getpgid(pid as libc::pid_t);
+                if pgid > 1 && pgid != libc::getpgid(0) {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        found
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = worktrees;
+        0
+    }
+}
+
 /// Runs `spawn` under `limits`, calling `on_line` for each stdout line (without its newline). Errors only
 /// when the process cannot be started.
 pub async fn run(
@@ -97,6 +177,7 @@ pub async fn run(
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        kill_with_parent(c);
     });
     cmd.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
     let mut child = cmd.spawn()?;

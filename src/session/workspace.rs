@@ -160,6 +160,11 @@ impl Workspaces {
         &self.askpass
     }
 
+    /// The directory every worktree lives under (`<data dir>/worktrees`).
+    pub fn worktrees_root(&self) -> &Path {
+        &self.worktrees
+    }
+
     /// The mirror of `repo`.
     pub fn mirror_path(&self, repo: &RepoName) -> PathBuf {
         self.mirrors.join(repo.owner()).join(format!("{}.git", repo.name()))

@@ -13,6 +13,8 @@ use github_sim::{GithubSim, SimConfig, SimHandle};
 use serde_json::Value;
 pub use support::Foreman;
 
+pub mod measure;
+
 /// How long a test waits for an issue's whole lifecycle (delivery, claim, worktree, agent, push, pull
 /// request). Each step is milliseconds on loopback; the bound is for a loaded 2-core CI machine.
 pub const LIFECYCLE: Duration = Duration::from_secs(90);
@@ -236,13 +238,9 @@ impl World {
             .unwrap_or(Value::Null)
     }
 
-    /// Pull requests whose body closes `#number`.
+    /// Pull requests whose body closes `#number` (and not `#number0`: the number must end there).
     pub fn pulls_closing(state: &Value, number: u64) -> Vec<Value> {
-        let closes = format!("Closes #{number}");
-        Self::repo_state(state)["pulls"]
-            .as_array()
-            .map(|p| p.iter().filter(|p| p["body"].as_str().is_some_and(|b| b.contains(&closes))).cloned().collect())
-            .unwrap_or_default()
+        measure::pulls_closing_in(state, REPO, number)
     }
 
     /// Comments on `number` carrying Foreman's tracking marker.
