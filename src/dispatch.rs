@@ -156,6 +156,11 @@ pub struct Decider {
     github: Option<GithubSide>,
 }
 
+/// How long a "queued" report waits before it is applied. A job with a free slot is claimed within
+/// milliseconds and its "running" report replaces the queued one, which then costs no GitHub call; a job that
+/// really waits shows "queued" (its acknowledgement, for a label or board trigger) after this long.
+pub const QUEUED_REPORT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the decider needs to act on GitHub.
 pub struct GithubSide {
     /// The client.
@@ -316,10 +321,11 @@ impl Decider {
                     // The runner may have claimed the job already; its report wins if it comes later, and
                     // the outbox applies reports in the order they were posted.
                     if job.state == crate::store::jobs::JobState::Queued {
-                        github.outbox.update(
+                        github.outbox.update_deferred(
                             *inst,
                             self.tracking(job, crate::report::render::JobState::Queued),
                             crate::store::jobs::nanos(job.updated_at),
+                            QUEUED_REPORT_DELAY,
                         );
                     }
                 }

@@ -203,21 +203,9 @@ impl Client {
         repo: &RepoName,
         label: &LabelSpec,
     ) -> Result<bool, GithubError> {
-        const GET: &str = "GET /repos/{owner}/{repo}/labels/{name}";
         const POST: &str = "POST /repos/{owner}/{repo}/labels";
-        let get = Call::new(
-            Method::GET,
-            GET,
-            format!("{}/labels/{}", repo_path(repo), seg(&label.name)),
-            Auth::Installation(inst),
-        )
-        .conditional();
-        match self.send(get).await {
-            Ok(_) => return Ok(false),
-            Err(GithubError::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        // Creating a label twice is refused with 422 already_exists, so this POST is safe to retry.
+        // Create first: one call whether or not the label exists (GitHub refuses a second one with 422
+        // already_exists), where a look first would cost two for a new label. Safe to retry for the same reason.
         let post = Call::new(Method::POST, POST, format!("{}/labels", repo_path(repo)), Auth::Installation(inst))
             .body(json!({ "name": label.name, "color": label.color, "description": label.description }));
         match self.send(post).await {
@@ -378,8 +366,10 @@ impl Client {
         self.send(call).await?.json(EP)
     }
 
-    /// The open pull request for `pull.head`, with its title and body brought up to date, or a new one.
-    /// Never opens a second: after an ambiguous create, or GitHub's 422 that one already exists, it looks again.
+    /// A new pull request for `pull.head`, or the open one, with its title and body brought up to date.
+    /// Creates first (one call in the common case) and never opens a second: GitHub refuses a second open
+    /// pull request for the same head with 422 "A pull request already exists", and after an ambiguous
+    /// create (a 5xx or no answer) it looks by head before trying again.
     pub async fn upsert_pull(
         &self,
         inst: InstallationId,
@@ -388,22 +378,41 @@ impl Client {
     ) -> Result<PullRequest, GithubError> {
         let mut last = None;
         for _ in 0..=self.inner.options.retry.max_retries {
+            if last.is_none() {
+                match self.create_pull(inst, repo, pull).await {
+                    Ok(created) => return Ok(created),
+                    Err(e @ GithubError::Ambiguous { .. }) => last = Some(e),
+                    Err(GithubError::Unprocessable { message, .. }) if message.contains("already exists") => {}
+                    Err(e) => return Err(e),
+                }
+            }
             let open = self.pulls_by_head(inst, repo, &pull.head).await?.into_iter().find(|p| p.state == "open");
-            if let Some(existing) = open {
-                if existing.title == pull.title && existing.body.as_deref() == Some(pull.body.as_str()) {
+            match open {
+                Some(existing) if existing.title == pull.title && existing.body.as_deref() == Some(&pull.body) => {
                     return Ok(existing);
                 }
-                let update =
-                    PullRequestUpdate { title: Some(pull.title.clone()), body: Some(pull.body.clone()), state: None };
-                return self.update_pull(inst, repo, existing.number, &update).await;
-            }
-            match self.create_pull(inst, repo, pull).await {
-                Err(e @ GithubError::Ambiguous { .. }) => last = Some(e),
-                Err(e @ GithubError::Unprocessable { .. }) if last.is_some() => last = Some(e),
-                other => return other,
+                Some(existing) => {
+                    let update = PullRequestUpdate {
+                        title: Some(pull.title.clone()),
+                        body: Some(pull.body.clone()),
+                        state: None,
+                    };
+                    return self.update_pull(inst, repo, existing.number, &update).await;
+                }
+                // The ambiguous create did not happen: try it again.
+                None if last.is_some() => last = None,
+                None => {
+                    return Err(GithubError::Unexpected {
+                        endpoint: "POST /repos/{owner}/{repo}/pulls",
+                        message: "GitHub said a pull request exists for the branch, but none is open".into(),
+                    });
+                }
             }
         }
-        Err(last.expect("the loop ran at least once"))
+        Err(last.unwrap_or(GithubError::Unexpected {
+            endpoint: "POST /repos/{owner}/{repo}/pulls",
+            message: "no answer after every retry".into(),
+        }))
     }
 
     /// A file's text on the repository's default branch (`GET /repos/{owner}/{repo}/contents/{path}`), or

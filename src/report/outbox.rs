@@ -32,6 +32,8 @@ struct Pending {
     tracking: Tracking,
     kind: Kind,
     ticket: u64,
+    /// Not applied before this: a report that a newer one is likely to replace within moments.
+    not_before: Option<tokio::time::Instant>,
 }
 
 struct Slot {
@@ -70,16 +72,30 @@ impl Outbox {
     /// report of an older version than one already posted is dropped, so a slow reporter (the inbox worker
     /// saying "queued") never undoes a faster one (the runner saying "running").
     pub fn update(&self, inst: InstallationId, tracking: Tracking, version: u64) {
-        self.post(inst, tracking, Kind::Update, version);
+        self.post(inst, tracking, Kind::Update, version, None);
+    }
+
+    /// [`Self::update`], applied only after `delay` unless a newer report replaces it first. For "queued": a
+    /// job with a free slot is claimed within milliseconds, and its "running" report then replaces "queued",
+    /// saving the calls of a state nobody would have seen (a comment edit, a label added and removed).
+    pub fn update_deferred(&self, inst: InstallationId, tracking: Tracking, version: u64, delay: Duration) {
+        self.post(inst, tracking, Kind::Update, version, Some(tokio::time::Instant::now() + delay));
     }
 
     /// Reports live progress: an edit of the tracking comment at most once per the reporter's interval;
     /// dropped when a newer report arrives first. `version` as for [`Self::update`].
     pub fn progress(&self, inst: InstallationId, tracking: Tracking, version: u64) {
-        self.post(inst, tracking, Kind::Progress, version);
+        self.post(inst, tracking, Kind::Progress, version, None);
     }
 
-    fn post(&self, inst: InstallationId, tracking: Tracking, kind: Kind, version: u64) {
+    fn post(
+        &self,
+        inst: InstallationId,
+        tracking: Tracking,
+        kind: Kind,
+        version: u64,
+        not_before: Option<tokio::time::Instant>,
+    ) {
         let key = (tracking.repo.clone(), tracking.issue);
         let mut slots = self.slots.lock().expect("outbox lock");
         let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
@@ -97,7 +113,7 @@ impl Outbox {
         slot.posted += 1;
         // A state change not yet applied stays a state change when progress replaces it.
         let kind = slot.pending.as_ref().map_or(kind, |p| p.kind.max(kind));
-        slot.pending = Some(Pending { inst, tracking, kind, ticket: slot.posted });
+        slot.pending = Some(Pending { inst, tracking, kind, ticket: slot.posted, not_before });
         if !slot.working {
             slot.working = true;
             let outbox = self.clone();
@@ -107,6 +123,17 @@ impl Outbox {
 
     async fn work(self, key: Key) {
         loop {
+            let wait = {
+                let slots = self.slots.lock().expect("outbox lock");
+                slots.get(&key).and_then(|s| s.pending.as_ref()).and_then(|p| p.not_before)
+            };
+            if let Some(at) = wait
+                && at > tokio::time::Instant::now()
+            {
+                // A newer report posted meanwhile replaces this one (and carries no delay).
+                tokio::time::sleep_until(at).await;
+                continue;
+            }
             let next = {
                 let mut slots = self.slots.lock().expect("outbox lock");
                 let Some(slot) = slots.get_mut(&key) else { return };
