@@ -107,6 +107,9 @@ pub enum CancelReason {
     /// The issue is gone: GitHub answered 404 (deleted, transferred, or no longer visible to the
     /// installation) or 410 (deleted, or issues turned off).
     Gone,
+    /// The job was queued by a board move, and the issue's card now sits in a stop column
+    /// (`triggers.stop_columns`), as a `projects_v2_item` delivery Foreman missed would have said.
+    MovedOff,
 }
 
 impl CancelReason {
@@ -116,6 +119,7 @@ impl CancelReason {
             CancelReason::Closed => "issue closed (reconciliation)".into(),
             CancelReason::Unlabeled => format!("label '{label}' removed (reconciliation)"),
             CancelReason::Gone => "issue deleted or transferred (reconciliation)".into(),
+            CancelReason::MovedOff => "card moved to a stop column (reconciliation)".into(),
         }
     }
 
@@ -125,6 +129,7 @@ impl CancelReason {
             CancelReason::Closed => "closed",
             CancelReason::Unlabeled => "unlabeled",
             CancelReason::Gone => "gone",
+            CancelReason::MovedOff => "moved_off",
         }
     }
 }
@@ -334,6 +339,14 @@ impl Reconciler {
         }
     }
 
+    /// Whether any of the issue's cards (on organisation boards) is in a stop column.
+    async fn card_in_stop_column(&self, inst: InstallationId, job: &Job) -> Result<bool, crate::github::GithubError> {
+        let items = self.client.issue_project_items(inst, &job.repo, job.issue, &self.triggers.status_field).await?;
+        Ok(items.iter().any(|(item, _, _)| {
+            item.column.as_deref().is_some_and(|c| self.triggers.stop_columns.iter().any(|s| s.eq_ignore_ascii_case(c)))
+        }))
+    }
+
     /// Step 1: every live job against its issue, then the dependencies they wait on.
     async fn jobs(&self, now: OffsetDateTime, report: &mut Report) -> Result<(), ReconcileError> {
         let store = self.scheduler.store();
@@ -366,6 +379,20 @@ impl Reconciler {
                 }
             };
             report.jobs_checked += 1;
+            let v = match v {
+                Verdict::Keep if job.trigger.as_deref() == Some("board") => {
+                    match self.card_in_stop_column(inst, job).await {
+                        Ok(true) => Verdict::Cancel(CancelReason::MovedOff),
+                        Ok(false) => Verdict::Keep,
+                        Err(e) => {
+                            tracing::warn!(issue = %job.issue_ref(), error = %e, "reconciliation could not read the board");
+                            report.unreadable.push(Unreadable { issue: job.issue_ref(), error: e.to_string() });
+                            Verdict::Keep
+                        }
+                    }
+                }
+                v => v,
+            };
             match v {
                 Verdict::Keep => {}
                 Verdict::LeaveRunning => report.left_running.push(job.issue_ref()),
@@ -373,9 +400,11 @@ impl Reconciler {
                     // The job may have changed while GitHub was read (a delivery re-queued it, or a
                     // session claimed it): judge the current record again before acting.
                     let Some(current) = store.job(&job.repo, job.issue)? else { continue };
-                    let still = match &seen {
-                        Ok(issue) => verdict(&current, Seen::Issue(issue), &self.triggers),
-                        Err(_) => verdict(&current, Seen::Gone, &self.triggers),
+                    let still = match (&seen, reason) {
+                        // The board was read just now; only the job's own change matters.
+                        (_, CancelReason::MovedOff) => v,
+                        (Ok(issue), _) => verdict(&current, Seen::Issue(issue), &self.triggers),
+                        (Err(_), _) => verdict(&current, Seen::Gone, &self.triggers),
                     };
                     if current.seq != job.seq
                         || !matches!(current.state, JobState::Queued | JobState::Running | JobState::Failed)

@@ -473,3 +473,35 @@ async fn a_failed_job_in_backoff_is_live_and_a_finished_one_is_not_read() {
     .await
     .unwrap();
 }
+
+/// A card moved to a stop column while Foreman was down cancels the job its move to Ready queued; a card
+/// still in Ready, or one queued by the label, is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_moved_to_a_stop_column_while_down_cancels_its_board_job() {
+    tokio::time::timeout(LIMIT, async {
+        let w = world().await;
+        let (board, _) = w.sim.create_project("acme", "Roadmap", &["Backlog", "Ready", "In progress", "Done"]);
+        let mut jobs = Vec::new();
+        for title in ["Moved back", "Still ready"] {
+            let (n, _) = w.sim.create_issue(REPO, title, "", "alice").unwrap();
+            w.sim.add_label(REPO, n, "foreman", "alice").unwrap();
+            let item = w.sim.add_project_item("acme", board, REPO, n, "alice").unwrap();
+            w.sim.move_card("acme", board, &item, "Ready", "alice").unwrap();
+            enqueue(&w, n, title, "", "board");
+            jobs.push((IssueNumber(n), item));
+        }
+        let (moved, item) = &jobs[0];
+        w.sim.move_card("acme", board, item, "Backlog", "alice").unwrap();
+
+        let r = reconciler(&w, DecideConfig::default(), jobs_only());
+        let report = r.run_once(OffsetDateTime::now_utc()).await.unwrap();
+        assert_eq!(cancelled(&report), vec![(moved.0, CancelReason::MovedOff)]);
+        assert_eq!(state(&w, *moved), JobState::Cancelled);
+        assert_eq!(last_cause(&w, *moved), "card moved to a stop column (reconciliation)");
+        assert_eq!(state(&w, jobs[1].0), JobState::Queued);
+        let again = r.run_once(OffsetDateTime::now_utc()).await.unwrap();
+        assert!(again.cancelled.is_empty(), "{again:?}");
+    })
+    .await
+    .expect("in time");
+}

@@ -43,6 +43,8 @@ struct Slot {
     posted: u64,
     /// The newest job version posted (see [`Outbox::update`]).
     version: u64,
+    /// Wakes the slot's task from a deferral when a newer report replaces the deferred one.
+    posted_now: Arc<tokio::sync::Notify>,
     applied: watch::Sender<u64>,
 }
 
@@ -103,6 +105,7 @@ impl Outbox {
             working: false,
             posted: 0,
             version: 0,
+            posted_now: Arc::default(),
             applied: watch::channel(0).0,
         });
         if version < slot.version {
@@ -114,6 +117,9 @@ impl Outbox {
         // A state change not yet applied stays a state change when progress replaces it.
         let kind = slot.pending.as_ref().map_or(kind, |p| p.kind.max(kind));
         slot.pending = Some(Pending { inst, tracking, kind, ticket: slot.posted, not_before });
+        if not_before.is_none() {
+            slot.posted_now.notify_one();
+        }
         if !slot.working {
             slot.working = true;
             let outbox = self.clone();
@@ -125,13 +131,16 @@ impl Outbox {
         loop {
             let wait = {
                 let slots = self.slots.lock().expect("outbox lock");
-                slots.get(&key).and_then(|s| s.pending.as_ref()).and_then(|p| p.not_before)
+                slots.get(&key).and_then(|s| Some((s.pending.as_ref()?.not_before?, s.posted_now.clone())))
             };
-            if let Some(at) = wait
+            if let Some((at, posted_now)) = wait
                 && at > tokio::time::Instant::now()
             {
-                // A newer report posted meanwhile replaces this one (and carries no delay).
-                tokio::time::sleep_until(at).await;
+                // Until the deferral ends, or a newer report (without one) replaces the deferred one.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = posted_now.notified() => {}
+                }
                 continue;
             }
             let next = {
