@@ -212,6 +212,29 @@ TZ = "UTC"
         let tracking = World::tracking_body(&state, number).unwrap();
         assert!(tracking.contains("| 3 | 2 |"), "turns and tool calls in the tracking comment: {tracking}");
         assert!(tracking.contains("Added hello.txt with a greeting."), "{tracking}");
+
+        // A review requesting changes: the follow-up resumes the session that wrote the branch (the CLI sends
+        // that conversation again), in the same worktree, and adds a second commit to the same pull request.
+        let pr = pull["number"].as_u64().unwrap();
+        stub.push(Reply::tool_use(
+            "Bash",
+            json!({ "command": "echo 'Hello again!' >> hello.txt && git commit -qam 'Greet twice'", "description": "Commit" }),
+        ));
+        stub.push(Reply::text("Greeted twice, as the review asked."));
+        world.sim.review(REPO, pr, "CHANGES_REQUESTED", "Please greet twice.", "alice").unwrap();
+        world
+            .wait("a second commit on the pull request", |s| {
+                World::repo_state(s)["pulls"].as_array().is_some_and(|p| {
+                    p.iter().any(|p| p["number"] == pr && p["commits"].as_array().is_some_and(|c| c.len() == 2))
+                })
+            })
+            .await;
+        assert_eq!(show(&["show", &format!("{branch}:hello.txt")]), "Hello, world!\nHello again!\n");
+        let requests = stub.requests();
+        assert_eq!(requests.len(), 5, "three turns, then two for the follow-up");
+        let resumed = requests[3].body.to_string();
+        assert!(resumed.contains("I'll add the file."), "the follow-up carries the first session: {resumed}");
+        assert!(resumed.contains("Please greet twice."), "and the review: {resumed}");
     })
     .await
     .expect("the lifecycle finished in time");

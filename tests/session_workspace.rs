@@ -51,7 +51,13 @@ async fn a_worktree_starts_at_the_default_branch_and_a_warm_mirror_picks_up_new_
     assert_ne!(w2.base_commit, w.base_commit);
     assert!(!w2.path.join("junk.txt").exists(), "a reused worktree is clean");
 
-    // A leftover worktree (a crash before removal) does not stop the next prepare.
+    // While a session uses the worktree, a second session for the same issue is refused, not handed it.
+    let busy = ws.prepare(&req).await.unwrap_err();
+    assert!(busy.stderr.contains("in use by another session"), "{busy:?}");
+
+    // A leftover worktree (a crash before removal: a new process over the same data) does not stop the next
+    // prepare.
+    let ws = Workspaces::new(&dir.path().join("data"), 2).unwrap();
     let w3 = ws.prepare(&req).await.unwrap();
     assert_eq!(w3.path, w2.path);
     ws.prune().await.unwrap();

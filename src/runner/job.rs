@@ -28,6 +28,44 @@ pub const CHECK_RUN_NAME: &str = "Foreman";
 /// applying it afterwards; this only keeps the order of "report, then next job" in the common case.
 const REPORT_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The hidden line in a pull request's body naming the agent session that wrote it, so a follow-up can resume
+/// it: `<!-- foreman:agent-session <id> -->`.
+fn agent_session_comment(id: &str) -> String {
+    format!("<!-- foreman:agent-session {id} -->")
+}
+
+/// The agent session id in a pull request's body, when Foreman put one there.
+fn agent_session_marker(body: &str) -> Option<String> {
+    let rest = &body[body.rfind("<!-- foreman:agent-session ")? + "<!-- foreman:agent-session ".len()..];
+    let id = rest.split_whitespace().next()?;
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then(|| id.to_owned())
+}
+
+/// The follow-up's pull request, with the agent session named in its body brought up to date (the next
+/// follow-up resumes the newest session).
+async fn follow_up_pull(
+    parts: &Parts,
+    job: &Job,
+    inst: InstallationId,
+    session: Option<&str>,
+) -> Result<crate::github::PullRequest, GithubError> {
+    let pr = parts.client.pull(inst, &job.repo, job.issue).await?;
+    let Some(id) = session else { return Ok(pr) };
+    let body = pr.body.clone().unwrap_or_default();
+    if agent_session_marker(&body).as_deref() == Some(id) {
+        return Ok(pr);
+    }
+    let body = match body.rfind("<!-- foreman:agent-session ") {
+        Some(at) => {
+            let end = body[at..].find("-->").map_or(body.len(), |e| at + e + 3);
+            format!("{}{}{}", &body[..at], agent_session_comment(id), &body[end..])
+        }
+        None => format!("{body}\n\n{}", agent_session_comment(id)),
+    };
+    let update = crate::github::PullRequestUpdate { title: None, body: Some(body), state: None };
+    parts.client.update_pull(inst, &job.repo, job.issue, &update).await
+}
+
 /// How a failure caused by an invalid `.github/foreman.toml` begins, so the next attempt knows to mark the
 /// error comment resolved once the file loads.
 const INVALID_CONSTITUTION: &str = "the constitution is invalid";
@@ -272,6 +310,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         Err(e) => return github_failed("reading the issue", &e),
     };
     let mut reviews = Vec::new();
+    let mut resume = None;
     let (kind, branch) = match job.kind {
         JobKind::Code => (PromptKind::Coding, None),
         JobKind::Plan => (PromptKind::Planning, None),
@@ -284,9 +323,18 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
                 Ok(r) => r,
                 Err(e) => return github_failed("reading the pull request's reviews", &e),
             };
+            resume = pr.body.as_deref().and_then(agent_session_marker);
             (PromptKind::FollowUp, Some(pr.head.branch))
         }
     };
+    // A follow-up works in the worktree of the issue its branch was made for (`foreman/<issue>-…`), where the
+    // agent's earlier session ran, so the agent can resume it.
+    let workspace_issue = branch
+        .as_deref()
+        .and_then(|b| b.strip_prefix(parts.pusher.prefix()))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .map(crate::ids::IssueNumber);
     if let Some(branch) = &branch
         && let Err(e) = parts.pusher.check_branch(branch, &default_branch)
     {
@@ -369,11 +417,12 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         constitution: vec![crate::constitution::prompt_markdown(&effective.constitution)],
         attempt: job.attempts.max(1),
         previous_failure: job.last_failure.as_ref().map(|f| f.reason.clone()),
-        resume: None,
+        resume,
         answer_expected: false,
         rules: Some(effective.constitution.rules.clone()),
         session_id: job.session.as_ref().map(|s| s.to_string()),
         overrides: Some(effective.constitution.agent.clone()),
+        workspace_issue,
     };
 
     let live = Mutex::new(render::Progress::default());
@@ -484,7 +533,7 @@ async fn conclude(
         JobKind::FollowUp => None,
         _ => Some(job.issue),
     };
-    let body = render::pull_request_body(&render::PullRequestBody {
+    let mut body = render::pull_request_body(&render::PullRequestBody {
         issue: closes.unwrap_or(job.issue),
         summary: summary.clone(),
         figures,
@@ -492,8 +541,11 @@ async fn conclude(
         tracking_comment: None,
         session_log: session_log_link(parts, &outcome.session_id),
     });
+    if let Some(id) = &outcome.agent_session_id {
+        body.push_str(&format!("\n\n{}", agent_session_comment(id)));
+    }
     let pr = match job.kind {
-        JobKind::FollowUp => parts.client.pull(inst, &job.repo, job.issue).await,
+        JobKind::FollowUp => follow_up_pull(parts, job, inst, outcome.agent_session_id.as_deref()).await,
         _ => {
             let new = NewPullRequest {
                 title: pr_title,
@@ -588,5 +640,18 @@ fn log_tail(path: &std::path::Path) -> String {
     match text.find('\n') {
         Some(i) if len > LOG_TAIL_BYTES => text[i + 1..].to_owned(),
         _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_session_marker_round_trips_and_ignores_anything_else() {
+        let body = format!("Closes #3\n\n{}", agent_session_comment("2f1c-ab"));
+        assert_eq!(agent_session_marker(&body).as_deref(), Some("2f1c-ab"));
+        assert_eq!(agent_session_marker("Closes #3"), None);
+        assert_eq!(agent_session_marker("<!-- foreman:agent-session $(rm -rf) -->"), None);
     }
 }

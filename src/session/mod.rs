@@ -85,6 +85,10 @@ pub struct SessionSpec {
     pub resume: Option<String>,
     /// Whether an answer without changes is a success (a question was asked). Always true for `Planning`.
     pub answer_expected: bool,
+    /// Whose worktree to use, when not the issue's own: a follow-up on a pull request works in the worktree of
+    /// the issue the pull request closes, so the Claude CLI (which keeps sessions per working directory) can
+    /// resume the session that wrote the branch. A worktree is used by one session at a time.
+    pub workspace_issue: Option<IssueNumber>,
     /// The repository's `[agent]` overrides from its constitution (model, turns, cost, tools, timeouts), applied
     /// over the server's `[agent]` for this session.
     pub overrides: Option<crate::constitution::AgentOverrides>,
@@ -339,7 +343,7 @@ impl SessionRunner {
         progress(Progress::Preparing);
         let request = workspace::WorkspaceRequest {
             repo: spec.repo.clone(),
-            issue: IssueNumber(spec.issue.number),
+            issue: spec.workspace_issue.unwrap_or(IssueNumber(spec.issue.number)),
             remote_url: spec.remote_url.clone(),
             auth: spec.auth.clone(),
             branch: branch.clone(),
@@ -534,6 +538,15 @@ impl SessionRunner {
         let attempts = self.credentials.len().max(1);
         let mut index = self.credentials.current();
         let max_turns = c.max_turns;
+        // Resume only a session whose transcript the CLI can find; otherwise it refuses to start, which would
+        // count against the job. Without it the agent starts fresh, with the reviews in its prompt.
+        let resume = spec.resume.clone().filter(|id| {
+            let found = claude_transcript_exists(env.get("HOME").map(Path::new), id);
+            if !found {
+                log.event("resume_unavailable", json!({ "agent_session_id": id }));
+            }
+            found
+        });
         for attempt in 1..=attempts {
             let mut env = env.clone();
             let mut credential = None;
@@ -547,7 +560,7 @@ impl SessionRunner {
             progress(Progress::AgentStarted { attempt: attempt as u32 });
             let spawn = Spawn {
                 program: c.claude_path.clone(),
-                args: Self::claude_args(c, spec.resume.as_deref()),
+                args: Self::claude_args(c, resume.as_deref()),
                 cwd: cwd.to_owned(),
                 env,
                 stdin: prompt.clone().into_bytes(),
@@ -766,4 +779,19 @@ fn refusal(decision: &crate::constitution::Decision) -> String {
         })
         .collect();
     format!("the constitution refused the change: {}", parts.join("; "))
+}
+
+/// Whether the Claude CLI keeps a transcript of session `id` under `home` (`~/.claude/projects/<project>/<id>.jsonl`,
+/// one project directory per working directory), so `--resume <id>` can continue it.
+fn claude_transcript_exists(home: Option<&Path>, id: &str) -> bool {
+    let Some(home) = home else { return false };
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return false;
+    }
+    let file = format!("{id}.jsonl");
+    std::fs::read_dir(home.join(".claude").join("projects"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|project| project.path().join(&file).is_file())
 }

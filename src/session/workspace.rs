@@ -133,6 +133,9 @@ pub struct Workspaces {
     askpass: PathBuf,
     idle_per_repo: usize,
     locks: Mutex<HashMap<RepoName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Worktree paths a session is using now: a second session for the same path (a follow-up sharing its
+    /// issue's worktree, so the agent can resume) is refused rather than handed a worktree in use.
+    busy: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl Workspaces {
@@ -152,7 +155,7 @@ impl Workspaces {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700))?;
         }
-        Ok(Self { mirrors, worktrees, askpass, idle_per_repo, locks: Mutex::default() })
+        Ok(Self { mirrors, worktrees, askpass, idle_per_repo, locks: Mutex::default(), busy: Mutex::default() })
     }
 
     /// The askpass script git runs for credentials (for other git commands that need the token, e.g. a push).
@@ -221,6 +224,27 @@ impl Workspaces {
                 .trim()
                 .to_owned();
         let path = self.worktree_path(&req.repo, req.issue);
+        if !self.busy.lock().unwrap().insert(path.clone()) {
+            return Err(GitError {
+                args: "(worktree)".into(),
+                stderr: format!("the worktree for #{} is in use by another session", req.issue),
+            });
+        }
+        let prepared = self.prepare_at(req, &mirror, path.clone(), base).await;
+        if prepared.is_err() {
+            self.busy.lock().unwrap().remove(&path);
+        }
+        prepared
+    }
+
+    async fn prepare_at(
+        &self,
+        req: &WorkspaceRequest,
+        mirror: &Path,
+        path: PathBuf,
+        base: String,
+    ) -> Result<Workspace, GitError> {
+        let mirror = mirror.to_owned();
         let path_str = path.to_string_lossy().into_owned();
         let reusable = path.exists() && git(&path, &["rev-parse", "--git-dir"], None).await.is_ok();
         if !reusable {
@@ -248,6 +272,7 @@ impl Workspaces {
     pub async fn remove(&self, ws: &Workspace, repo: &RepoName) {
         let lock = self.lock(repo);
         let _guard = lock.lock().await;
+        self.busy.lock().unwrap().remove(&ws.path);
         let idle = self.idle(repo);
         if idle.len() < self.idle_per_repo {
             let cleaned = async {

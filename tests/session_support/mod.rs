@@ -68,6 +68,7 @@ pub fn spec(remote: &Path, title: &str) -> SessionSpec {
         rules: None,
         session_id: None,
         overrides: None,
+        workspace_issue: None,
     }
 }
 
