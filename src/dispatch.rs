@@ -173,6 +173,8 @@ pub struct GithubSide {
     pub pusher: crate::report::push::Pusher,
     /// A directory for scratch clones (`DATA_DIR/scratch`).
     pub scratch: std::path::PathBuf,
+    /// Repositories' constitutions, for their `[triggers]`; shared with the runner.
+    pub constitutions: crate::constitution::fetch::Cache,
 }
 
 /// A lookup's failure: `Err` of [`Decider::lookup`]. Transient ones leave the delivery in the inbox.
@@ -443,6 +445,27 @@ impl Decider {
         }
     }
 
+    /// The `[triggers]` for `repo`: the server's, with what the repository's or its organisation's
+    /// constitution sets (cached for [`crate::constitution::fetch::CACHE_TTL`]). The server's alone when
+    /// there is no GitHub client, or the constitution cannot be read or is invalid (the runner reports an
+    /// invalid file on the issue when a job starts).
+    async fn triggers_for(
+        &self,
+        repo: &crate::ids::RepoName,
+        installation: Option<crate::ids::InstallationId>,
+    ) -> std::borrow::Cow<'_, crate::decide::DecideConfig> {
+        let (Some(github), Some(inst)) = (&self.github, installation) else {
+            return std::borrow::Cow::Borrowed(&self.config);
+        };
+        match github.constitutions.get(inst, repo).await {
+            Ok(loaded) => std::borrow::Cow::Owned(loaded.effective.decide_config(&self.config)),
+            Err(e) => {
+                tracing::debug!(%repo, error = %e, "deciding with the server's triggers");
+                std::borrow::Cow::Borrowed(&self.config)
+            }
+        }
+    }
+
     fn tracking(
         &self,
         job: &crate::store::jobs::Job,
@@ -466,7 +489,11 @@ impl Consumer for Decider {
             Err(e) => return Ok(Processed::Dead(e.to_string())),
         };
         let mut snapshot = self.snapshot(&event)?;
-        let mut actions = crate::decide::decide(&event, &self.config, &snapshot);
+        let config = match event.issue() {
+            Some(issue) => self.triggers_for(&issue.repo, event.installation).await,
+            None => std::borrow::Cow::Borrowed(&self.config),
+        };
+        let mut actions = crate::decide::decide(&event, &config, &snapshot);
         let mut summary = Vec::with_capacity(actions.len() + 1);
         if let (Some(github), [action @ crate::decide::Action::Lookup { what, installation }]) =
             (&self.github, actions.as_slice())
@@ -481,7 +508,14 @@ impl Consumer for Decider {
             actions = if failed {
                 vec![crate::decide::Action::Ignore { reason: "the fact needed to decide could not be read".into() }]
             } else {
-                crate::decide::decide(&event, &self.config, &snapshot)
+                // A board item names its repository only now: decide with that repository's triggers.
+                let config = match &snapshot.item {
+                    Some(crate::decide::ItemFacts {
+                        content: crate::decide::ItemContent::Issue { repo, .. }, ..
+                    }) => self.triggers_for(repo, *installation).await,
+                    _ => config,
+                };
+                crate::decide::decide(&event, &config, &snapshot)
             };
         }
         for action in &actions {

@@ -95,6 +95,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if config.github.has_app_credentials() {
         let (parts, client, outbox) = github_parts(&config, scheduler.clone()).await?;
         let pusher = parts.pusher.clone();
+        let constitutions = parts.constitutions.clone();
         let runner = crate::runner::Runner::new(parts);
         let reconciler = crate::reconcile::Reconciler::new(
             client.clone(),
@@ -109,6 +110,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             runner: runner.clone(),
             pusher,
             scratch: config.data_dir.join("scratch"),
+            constitutions,
         });
         tokio::spawn(reconciler.run(shutdown.clone()));
         runner_task = Some(tokio::spawn(runner.run(shutdown.clone())));
@@ -171,6 +173,7 @@ async fn github_parts(
             .map_err(|e| anyhow::anyhow!("pusher: {e}"))?;
     let reporter = crate::report::github::Reporter::new(client.clone(), config.report.clone());
     let outbox = crate::report::outbox::Outbox::new(reporter);
+    let constitutions = crate::constitution::fetch::Cache::new(client.clone(), crate::constitution::fetch::CACHE_TTL);
     let agent_name = match (&config.agent.backend, &config.agent.model) {
         (crate::session::Backend::Claude, Some(model)) => format!("claude ({model})"),
         (crate::session::Backend::Claude, None) => "claude".to_owned(),
@@ -182,6 +185,7 @@ async fn github_parts(
         sessions,
         pusher,
         outbox: outbox.clone(),
+        constitutions,
         trigger_label: config.triggers.label.clone(),
         public_url: config.public_url.clone(),
         agent_name,

@@ -95,3 +95,46 @@ async fn every_rule_broken_by_an_agent_stops_the_push_and_the_reason_is_posted()
     .await
     .expect("every rule was enforced in time");
 }
+
+/// A repository's own `[triggers]` and `[limits]` apply: its label queues work (the server's does not),
+/// and once its daily session budget is spent the next issue waits for tomorrow and is told so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repositorys_triggers_and_daily_budget_apply() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let custom = "[triggers]\nlabel = \"ai\"\n";
+        let budget = "[limits]\ndaily_sessions = 1\n";
+        let repos: [(&str, &[(&str, &str)]); 2] = [
+            ("custom", &[(".github/foreman.toml", custom), SOURCE]),
+            ("budget", &[(".github/foreman.toml", budget), SOURCE]),
+        ];
+        let setup = Setup { repos: &repos, env: &[("FOREMAN_MAX_SESSIONS", "4")], ..Setup::default() };
+        let world = World::start_with(e2e_support::FIXING_AGENT, setup).await;
+
+        // acme/custom: `foreman` is not its label; `ai` is.
+        let (ignored, _) = world.sim.create_issue("acme/custom", "Not this way", "", "alice").unwrap();
+        world.sim.add_label("acme/custom", ignored, "foreman", "alice").unwrap();
+        let (wanted, _) = world.sim.create_issue("acme/custom", "This way", "", "alice").unwrap();
+        world.sim.add_label("acme/custom", wanted, "ai", "alice").unwrap();
+        world.wait("a pull request in acme/custom", |s| pulls_of(s, "acme/custom") == 1).await;
+        assert_eq!(world.job_in("acme/custom", ignored).await, Value::Null, "the server's label queues nothing there");
+
+        // acme/budget: one session a day.
+        let (first, _) = world.sim.create_issue("acme/budget", "First", "", "alice").unwrap();
+        world.sim.add_label("acme/budget", first, "foreman", "alice").unwrap();
+        world.wait("the first pull request in acme/budget", |s| pulls_of(s, "acme/budget") == 1).await;
+        let (second, _) = world.sim.create_issue("acme/budget", "Second", "", "alice").unwrap();
+        world.sim.add_label("acme/budget", second, "foreman", "alice").unwrap();
+        world
+            .wait("the budget reply", |s| {
+                comments_on(s, "acme/budget", second).iter().any(|c| c.contains("limits.daily_sessions"))
+            })
+            .await;
+        let job = world.job_in("acme/budget", second).await;
+        assert_eq!(job["last_failure"]["class"], "rate-limit", "waiting, not failing: {job}");
+        let tomorrow = time::OffsetDateTime::now_utc().date().next_day().unwrap().to_string();
+        assert!(job["not_before"].as_str().unwrap().starts_with(&tomorrow), "until tomorrow: {job}");
+        assert_eq!(pulls_of(&world.sim.state(), "acme/budget"), 1, "no second session today");
+    })
+    .await
+    .expect("in time");
+}

@@ -58,3 +58,51 @@ pub async fn load(client: &Client, inst: InstallationId, repo: &RepoName) -> Res
     let effective = merge(org_text.as_deref(), repo_text.as_deref()).map_err(FetchError::Invalid)?;
     Ok(Loaded { effective, org_text, repo_text })
 }
+
+/// How long a loaded constitution is trusted before it is read again. The inbox worker reads a
+/// repository's `[triggers]` for each delivery and the runner its rules for each session; a minute keeps
+/// both within two conditional reads per repository per minute, and a changed file takes effect within one.
+pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Cached constitutions by repository, with when each was loaded.
+type Entries = std::collections::HashMap<RepoName, (std::sync::Arc<Loaded>, std::time::Instant)>;
+
+/// Constitutions by repository, loaded through [`load`] and kept for [`CACHE_TTL`]. Only loads that succeed are
+/// kept: an invalid file is read (and reported) again each time. Cheap to clone.
+#[derive(Clone)]
+pub struct Cache {
+    client: Client,
+    ttl: std::time::Duration,
+    entries: std::sync::Arc<std::sync::Mutex<Entries>>,
+}
+
+/// Repositories whose constitution the cache holds at most; the oldest entry goes first beyond it.
+const CACHE_ENTRIES: usize = 1024;
+
+impl Cache {
+    /// A cache reading through `client`, trusting an entry for `ttl`.
+    pub fn new(client: Client, ttl: std::time::Duration) -> Self {
+        Self { client, ttl, entries: Default::default() }
+    }
+
+    /// The repository's constitution: cached, or [`load`]ed.
+    ///
+    /// # Errors
+    /// As [`load`].
+    pub async fn get(&self, inst: InstallationId, repo: &RepoName) -> Result<std::sync::Arc<Loaded>, FetchError> {
+        if let Some((loaded, at)) = self.entries.lock().expect("cache lock").get(repo)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(loaded.clone());
+        }
+        let loaded = std::sync::Arc::new(load(&self.client, inst, repo).await?);
+        let mut entries = self.entries.lock().expect("cache lock");
+        if entries.len() >= CACHE_ENTRIES
+            && let Some(oldest) = entries.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())
+        {
+            entries.remove(&oldest);
+        }
+        entries.insert(repo.clone(), (loaded.clone(), std::time::Instant::now()));
+        Ok(loaded)
+    }
+}

@@ -64,7 +64,8 @@ impl Default for Triggers {
 
 impl Triggers {
     /// The decide configuration for this repository: `base` (the server's `[triggers]`, which carries the
-    /// app slug) with every repository-settable field taken from `self`.
+    /// app slug) with every repository-settable field taken from `self`. See [`Self::over`] to keep the
+    /// server's values where the repository and organisation say nothing.
     pub fn to_decide_config(&self, base: &DecideConfig) -> DecideConfig {
         DecideConfig {
             label: self.label.clone(),
@@ -77,6 +78,54 @@ impl Triggers {
             help_url: self.help_url.clone(),
             permissions: self.permissions.clone(),
         }
+    }
+}
+
+impl super::load::Effective {
+    /// The decide configuration for this repository: the server's `base`, with each `[triggers]` value the
+    /// organisation's or the repository's file sets (its origin is not the built-in default) taken from them.
+    pub fn decide_config(&self, base: &DecideConfig) -> DecideConfig {
+        let t = &self.constitution.triggers;
+        let set = |key: &str| self.origin(&format!("triggers.{key}")) != super::load::Origin::Default;
+        let mut c = base.clone();
+        if set("label") {
+            c.label = t.label.clone();
+        }
+        if set("cancel_on_unlabel") {
+            c.cancel_on_unlabel = t.cancel_on_unlabel;
+        }
+        if set("status_field") {
+            c.status_field = t.status_field.clone();
+        }
+        if set("trigger_columns") {
+            c.trigger_columns = t.trigger_columns.clone();
+        }
+        if set("stop_columns") {
+            c.stop_columns = t.stop_columns.clone();
+        }
+        if set("allowed_bots") {
+            c.allowed_bots = t.allowed_bots.clone();
+        }
+        if set("help_url") {
+            c.help_url = t.help_url.clone();
+        }
+        let (p, from) = (&mut c.permissions, &t.permissions);
+        let fields: [(&str, &mut crate::decide::Level, crate::decide::Level); 8] = [
+            ("run", &mut p.run, from.run),
+            ("plan", &mut p.plan, from.plan),
+            ("stop", &mut p.stop, from.stop),
+            ("retry", &mut p.retry, from.retry),
+            ("status", &mut p.status, from.status),
+            ("help", &mut p.help, from.help),
+            ("constitution", &mut p.constitution, from.constitution),
+            ("constitution_init", &mut p.constitution_init, from.constitution_init),
+        ];
+        for (name, slot, level) in fields {
+            if set(&format!("permissions.{name}")) {
+                *slot = level;
+            }
+        }
+        c
     }
 }
 

@@ -340,8 +340,8 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
     {
         return Attempt::failed(FailureClass::Validation, format!("the pull request's branch is not Foreman's: {e}"));
     }
-    let effective = match crate::constitution::fetch::load(client, inst, &job.repo).await {
-        Ok(loaded) => loaded.effective,
+    let effective = match parts.constitutions.get(inst, &job.repo).await {
+        Ok(loaded) => loaded.effective.clone(),
         Err(crate::constitution::fetch::FetchError::Invalid(errors)) => {
             // Said where people look: one comment on the issue, updated on every retry.
             if let Err(e) =

@@ -48,6 +48,8 @@ pub struct Parts {
     pub pusher: Pusher,
     /// Reports on GitHub, in order per job.
     pub outbox: Outbox,
+    /// Repositories' constitutions, loaded before each session (cached a minute, shared with the inbox worker).
+    pub constitutions: crate::constitution::fetch::Cache,
     /// The trigger label, for the tracking comment's "queued by" line.
     pub trigger_label: String,
     /// Foreman's public address, for session log links (`config.public_url`); no links when `None`.
