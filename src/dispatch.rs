@@ -458,7 +458,10 @@ impl Decider {
             return std::borrow::Cow::Borrowed(&self.config);
         };
         match github.constitutions.get(inst, repo).await {
-            Ok(loaded) => std::borrow::Cow::Owned(loaded.effective.decide_config(&self.config)),
+            Ok(loaded) => {
+                self.scheduler.learn_limits(repo, &loaded.effective);
+                std::borrow::Cow::Owned(loaded.effective.decide_config(&self.config))
+            }
             Err(e) => {
                 tracing::debug!(%repo, error = %e, "deciding with the server's triggers");
                 std::borrow::Cow::Borrowed(&self.config)

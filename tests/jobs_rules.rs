@@ -186,6 +186,32 @@ fn concurrency_limits_global_per_repository_and_per_installation() {
 }
 
 #[test]
+fn a_repositorys_constitution_sets_its_own_concurrency() {
+    bounded(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SchedulerConfig { max_sessions: 4, max_sessions_per_repo: 1, ..SchedulerConfig::default() };
+        let s = Scheduler::new(open(dir.path()), config);
+        for (r, n) in [("o/a", 1), ("o/a", 2), ("o/a", 3), ("o/b", 4), ("o/b", 5)] {
+            s.enqueue(req(r, n, "t"), "x", t0() + secs(n as i64)).unwrap();
+        }
+        // o/a's constitution allows two at once; o/b says nothing (the server's one applies), then sets three.
+        let two = foreman::constitution::merge(None, Some("[limits]\nconcurrency = 2\n")).unwrap();
+        let silent = foreman::constitution::merge(None, Some("[rules]\nmax_files_changed = 9\n")).unwrap();
+        s.learn_limits(&repo("o/a"), &two);
+        s.learn_limits(&repo("o/b"), &silent);
+        let now = t0() + secs(10);
+        let got: Vec<_> = std::iter::from_fn(|| s.claim_next(now).unwrap()).map(|c| c.job.issue.0).collect();
+        assert_eq!(got, [1, 2, 4], "two of o/a, one of o/b");
+        let three = foreman::constitution::merge(None, Some("[limits]\nconcurrency = 3\n")).unwrap();
+        s.learn_limits(&repo("o/b"), &three);
+        assert_eq!(s.claim_next(now).unwrap().map(|c| c.job.issue.0), Some(5), "o/b may run another now");
+        s.learn_limits(&repo("o/a"), &silent);
+        assert!(s.claim_next(now).unwrap().is_none(), "o/a is back at the server's one and the global four");
+        assert_consistent(s.store());
+    });
+}
+
+#[test]
 fn heartbeats_renew_and_an_expired_claim_is_reclaimable_as_an_infrastructure_failure() {
     bounded(|| {
         let dir = tempfile::tempdir().unwrap();

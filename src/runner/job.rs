@@ -341,7 +341,10 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         return Attempt::failed(FailureClass::Validation, format!("the pull request's branch is not Foreman's: {e}"));
     }
     let effective = match parts.constitutions.get(inst, &job.repo).await {
-        Ok(loaded) => loaded.effective.clone(),
+        Ok(loaded) => {
+            parts.scheduler.learn_limits(&job.repo, &loaded.effective);
+            loaded.effective.clone()
+        }
         Err(crate::constitution::fetch::FetchError::Invalid(errors)) => {
             // Said where people look: one comment on the issue, updated on every retry.
             if let Err(e) =

@@ -31,6 +31,11 @@ pub struct SchedulerConfig {
     pub max_sessions_per_repo: u32,
     /// Sessions running at once for one GitHub App installation. Default: no limit beyond `max_sessions`.
     pub max_sessions_per_installation: Option<u32>,
+    /// Per-repository limits from the repositories' constitutions (`[limits] concurrency`), used instead of
+    /// `max_sessions_per_repo` for those repositories (never above `max_sessions`). Learnt at run time, not
+    /// configured.
+    #[serde(skip)]
+    pub repo_limits: RepoLimits,
     /// Priority labels, highest first. Default `priority:critical`, `priority:high`, `priority:medium`,
     /// `priority:low`. A comma-separated string is accepted too (for the environment). Compared
     /// case-insensitively. At most 200.
@@ -54,6 +59,7 @@ impl Default for SchedulerConfig {
             max_sessions: 3,
             max_sessions_per_repo: 1,
             max_sessions_per_installation: None,
+            repo_limits: RepoLimits::default(),
             priority_labels: ["priority:critical", "priority:high", "priority:medium", "priority:low"]
                 .map(String::from)
                 .to_vec(),
@@ -114,3 +120,35 @@ fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     };
     Ok(items.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
 }
+
+/// Sessions allowed at once per repository, as each repository's constitution says (`[limits] concurrency`).
+/// Shared by every clone: the inbox worker and the runner record a repository's limit whenever they load its
+/// constitution, and the claiming transaction reads it.
+#[derive(Clone, Debug, Default)]
+pub struct RepoLimits(std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, u32>>>);
+
+impl RepoLimits {
+    /// Records `repo`'s (`owner/name`) limit.
+    pub fn set(&self, repo: &str, limit: u32) {
+        self.0.write().expect("repo limits lock").insert(repo.to_owned(), limit.max(1));
+    }
+
+    /// Forgets `repo`'s limit (its constitution no longer sets one).
+    pub fn clear(&self, repo: &str) {
+        self.0.write().expect("repo limits lock").remove(repo);
+    }
+
+    /// `repo`'s limit, when its constitution set one.
+    pub fn get(&self, repo: &str) -> Option<u32> {
+        self.0.read().expect("repo limits lock").get(repo).copied()
+    }
+}
+
+impl PartialEq for RepoLimits {
+    /// Learnt limits are not configuration: two configurations compare equal whatever they learnt.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RepoLimits {}

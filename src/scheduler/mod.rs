@@ -226,6 +226,21 @@ impl Scheduler {
         })
     }
 
+    /// Learns `repo`'s `[limits] concurrency` from its effective constitution: used instead of
+    /// `max_sessions_per_repo` when the repository or its organisation sets it, forgotten when neither does.
+    pub fn learn_limits(&self, repo: &RepoName, effective: &crate::constitution::Effective) {
+        let key = repo.to_string();
+        let before = self.config.repo_limits.get(&key);
+        if effective.origin("limits.concurrency") == crate::constitution::Origin::Default {
+            self.config.repo_limits.clear(&key);
+        } else {
+            self.config.repo_limits.set(&key, effective.constitution.limits.concurrency.get());
+        }
+        if self.config.repo_limits.get(&key) != before {
+            self.changed.notify_one();
+        }
+    }
+
     /// Waits until a job may have become runnable (enqueue, finish, cancel, retry, dependency closed).
     /// Spurious wake-ups are possible.
     pub async fn changed(&self) {

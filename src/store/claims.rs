@@ -254,7 +254,8 @@ impl Store {
                     return Ok(Err(Skip::Full));
                 }
                 let repo = slot_repo(&job_key);
-                if slots.repo(&repo) >= config.max_sessions_per_repo {
+                let repo_limit = config.repo_limits.get(&repo).unwrap_or(config.max_sessions_per_repo);
+                if slots.repo(&repo) >= repo_limit {
                     return Ok(Err(Skip::Repo));
                 }
                 if let (Some(limit), Some(i)) = (config.max_sessions_per_installation, job.installation)
