@@ -1,17 +1,9 @@
-//! The group-commit writer: one thread that applies batches of delivery writes, and a second that flushes
-//! them and answers (a pipeline).
+//! The group-commit writer: one thread that applies batches of delivery writes and flushes once per batch.
 //!
-//! Callers hand a request over a channel and wait on a oneshot reply. The writer thread blocks for the
-//! first request, drains whatever else is waiting (up to [`MAX_BATCH`]), applies it and hands the batch
-//! to the flusher thread, which calls one blocking `Db::flush` for every batch waiting for it and only then
-//! answers everyone in them. While the flusher waits on the disk, the writer applies the next batch, so a
-//! delivery that arrives during a flush waits for one flush, not for the end of that flush plus the
-//! applying of its batch plus its own flush. Under load, batches grow by themselves; a lone request is
-//! flushed at once, with no timer to wait on.
-//!
-//! Every answer, duplicates and syncs included, goes out after a flush that began after its batch was
-//! applied: a duplicate of a delivery applied but not yet flushed is not answered before that delivery is
-//! durable, and a sync covers everything written before it.
+//! Callers hand a request over a channel and wait on a oneshot reply. The thread blocks for the first
+//! request, drains whatever else is waiting (up to [`MAX_BATCH`]), applies it, calls one blocking
+//! `Db::flush`, and only then answers everyone in the batch. Under load, batches grow by themselves; a lone
+//! request is flushed at once, with no timer to wait on.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -20,10 +12,6 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::inbox::{NewDelivery, PutOutcome, Trees, encode_record, seq_key};
-
-/// Applied batches that may wait for the flusher. Bounds how far the writer runs ahead of the disk (and
-/// the memory those batches hold); two let the writer fill the next batch while one is being flushed.
-const FLUSH_QUEUE: usize = 2;
 
 /// The most requests applied under one flush. Bounds the time the first request in a batch waits for the
 /// others to be applied (each is a few microseconds) while letting a burst of 64 concurrent deliveries
@@ -78,22 +66,13 @@ pub(super) fn spawn(db: sled::Db, trees: Trees) -> Handle {
     Handle { tx: Some(tx), thread: Some(thread) }
 }
 
-/// A batch applied by the writer, waiting for its flush: its requests and what applying them gave.
-type Applied = (Vec<Request>, Result<std::collections::VecDeque<PutOutcome>, String>);
-
 fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Request>) {
     let mut next_seq = match trees.deliveries.last() {
         Ok(Some((k, _))) => u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])) + 1,
         _ => 1,
     };
-    let (to_flusher, flusher_rx) = mpsc::sync_channel::<Applied>(FLUSH_QUEUE);
-    let flush_db = db.clone();
-    let flusher = std::thread::Builder::new()
-        .name("foreman-store-flusher".into())
-        .spawn(move || flush_loop(flush_db, flusher_rx))
-        .expect("spawn the store flusher thread");
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -101,62 +80,38 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        metrics::histogram!("foreman_store_batch_size").record(batch.len() as f64);
-        let applied = apply(&trees, &mut next_seq, &batch).map_err(|e| e.to_string());
-        if to_flusher.send((batch, applied)).is_err() {
-            break;
-        }
-    }
-    // Every sender is gone: the flusher answers what is left, makes a last flush and stops.
-    drop(to_flusher);
-    let _ = flusher.join();
-}
-
-/// The flusher: takes every applied batch waiting, flushes once for all of them, then answers them.
-fn flush_loop(db: sled::Db, rx: mpsc::Receiver<Applied>) {
-    while let Ok(first) = rx.recv() {
-        let mut batches = vec![first];
-        while let Ok(b) = rx.try_recv() {
-            batches.push(b);
-        }
         let started = std::time::Instant::now();
-        let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        let applied = apply(&trees, &mut next_seq, &batch);
+        let flushed = applied.and_then(|outcomes| db.flush().map(|_| outcomes).map_err(StoreError::from));
         metrics::histogram!("foreman_store_flush_seconds").record(started.elapsed().as_secs_f64());
-        for (batch, applied) in batches {
-            let result = applied.and_then(|outcomes| flushed.clone().map(|()| outcomes));
-            answer(batch, result);
+        metrics::histogram!("foreman_store_batch_size").record(batch.len() as f64);
+        match flushed {
+            Ok(mut outcomes) => {
+                for r in batch.drain(..) {
+                    match r {
+                        Request::Put(_, reply) => {
+                            let _ = reply.send(Ok(outcomes.pop_front().expect("one outcome per put")));
+                        }
+                        Request::Sync(reply) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store write failed");
+                for r in batch.drain(..) {
+                    let err = StoreError::Corrupt(format!("write failed: {e}"));
+                    match r {
+                        Request::Put(_, reply) => drop(reply.send(Err(err))),
+                        Request::Sync(reply) => drop(reply.send(Err(err))),
+                    }
+                }
+            }
         }
     }
-    // Nothing more can arrive: one last flush so nothing applied is left behind.
+    // Every sender is gone: one last flush so nothing applied is left behind.
     let _ = db.flush();
-}
-
-/// Answers every request of a batch: each put its outcome, or everyone the error.
-fn answer(batch: Vec<Request>, result: Result<std::collections::VecDeque<PutOutcome>, String>) {
-    match result {
-        Ok(mut outcomes) => {
-            for r in batch {
-                match r {
-                    Request::Put(_, reply) => {
-                        let _ = reply.send(Ok(outcomes.pop_front().expect("one outcome per put")));
-                    }
-                    Request::Sync(reply) => {
-                        let _ = reply.send(Ok(()));
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "store write failed");
-            for r in batch {
-                let err = StoreError::Corrupt(format!("write failed: {e}"));
-                match r {
-                    Request::Put(_, reply) => drop(reply.send(Err(err))),
-                    Request::Sync(reply) => drop(reply.send(Err(err))),
-                }
-            }
-        }
-    }
 }
 
 /// Applies the puts of a batch; returns one outcome per put, in order.
