@@ -2,11 +2,8 @@
 //!
 //! Trees, all keyed so that time order is key order:
 //! - `deliveries`: sequence number (u64, big-endian) → record: `u32` meta length, [`DeliveryMeta`] as JSON,
-//!   then where the body lies. When the length's top bit is set (every record written since the bodies
-//!   moved out of sled), a [`super::bodies`] pointer: segment, offset and length, 20 bytes; otherwise (records
-//!   written before) the raw body compressed with zstd, inline. Sequence numbers grow with arrival, so inserts
-//!   append to the right edge of the tree instead of touching random leaves, and pruning by age walks from
-//!   the left.
+//!   then the raw body compressed with zstd. Sequence numbers grow with arrival, so inserts append to the
+//!   right edge of the tree instead of touching random leaves, and pruning by age walks from the left.
 //! - `delivery_ids`: `X-GitHub-Delivery` id → sequence number: the deduplication index.
 //! - `inbox`: sequence number → empty, for every delivery not yet processed.
 //! - `delivery_state`: sequence number → [`DeliveryState`] as JSON, once processed or dead-lettered.
@@ -18,7 +15,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::bodies::BodyPointer;
 use super::{Store, StoreError};
 use crate::ids::{DeliveryId, InstallationId};
 
@@ -131,36 +127,21 @@ pub fn compress_body(body: &[u8]) -> Vec<u8> {
     COMPRESSOR.with(|c| c.borrow_mut().compress(body)).expect("zstd compression into a Vec does not fail")
 }
 
-/// The top bit of a record's meta length: the body is in a body file, and a [`BodyPointer`] follows.
-const BODY_IN_FILE: u32 = 1 << 31;
-
-pub(super) fn encode_record(meta: &DeliveryMeta, at: &BodyPointer) -> Vec<u8> {
-    let meta = serde_json::to_vec(meta).expect("metadata serialises");
-    let mut out = Vec::with_capacity(4 + meta.len() + BodyPointer::ENCODED_LEN);
-    out.extend_from_slice(&(meta.len() as u32 | BODY_IN_FILE).to_be_bytes());
+pub(super) fn encode_record(d: &NewDelivery) -> Vec<u8> {
+    let meta = serde_json::to_vec(&d.meta).expect("metadata serialises");
+    let mut out = Vec::with_capacity(4 + meta.len() + d.compressed_body.len());
+    out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
     out.extend_from_slice(&meta);
-    at.encode(&mut out);
+    out.extend_from_slice(&d.compressed_body);
     out
 }
 
-/// Where a record says its compressed body is.
-enum Body<'a> {
-    /// In the record (records written before bodies moved to files).
-    Inline(&'a [u8]),
-    /// In a body file.
-    File(BodyPointer),
-}
-
-fn split_record(raw: &[u8]) -> Result<(DeliveryMeta, Body<'_>), StoreError> {
+fn split_record(raw: &[u8]) -> Result<(DeliveryMeta, &[u8]), StoreError> {
     let corrupt = || StoreError::Corrupt("delivery record is malformed".into());
-    let len = u32::from_be_bytes(raw.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
-    let in_file = len & BODY_IN_FILE != 0;
-    let len = (len & !BODY_IN_FILE) as usize;
+    let len = u32::from_be_bytes(raw.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?) as usize;
     let meta = raw.get(4..4 + len).ok_or_else(corrupt)?;
     let meta = serde_json::from_slice(meta).map_err(|_| corrupt())?;
-    let rest = &raw[4 + len..];
-    let body = if in_file { Body::File(BodyPointer::decode(rest).ok_or_else(corrupt)?) } else { Body::Inline(rest) };
-    Ok((meta, body))
+    Ok((meta, &raw[4 + len..]))
 }
 
 pub(super) fn seq_key(seq: u64) -> [u8; 8] {
@@ -205,17 +186,7 @@ impl Store {
     /// The raw (decompressed) body of the delivery stored under `seq`, or `None` if it is gone.
     pub fn delivery_body(&self, seq: u64) -> Result<Option<(DeliveryMeta, Bytes)>, StoreError> {
         let Some(raw) = self.inner.inbox.deliveries.get(seq_key(seq))? else { return Ok(None) };
-        let (meta, body) = split_record(&raw)?;
-        let from_file;
-        let compressed = match body {
-            Body::Inline(b) => b,
-            Body::File(at) => {
-                from_file = self.inner.bodies.read(at).map_err(|e| {
-                    StoreError::Corrupt(format!("body of delivery {seq} cannot be read from its file: {e}"))
-                })?;
-                &from_file[..]
-            }
-        };
+        let (meta, compressed) = split_record(&raw)?;
         thread_local! {
             static DECOMPRESSOR: std::cell::RefCell<zstd::bulk::Decompressor<'static>> =
                 std::cell::RefCell::new(zstd::bulk::Decompressor::new().expect("a zstd decompression context"));
@@ -258,8 +229,7 @@ impl Store {
     }
 
     /// Removes deliveries received before `cutoff`, with their ids and states, oldest first, but never one
-    /// still in the inbox; then deletes the body files no stored delivery points into. Returns how many
-    /// deliveries were removed.
+    /// still in the inbox. Returns how many were removed.
     pub fn prune_deliveries(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
         let t = &self.inner.inbox;
         let mut removed = 0;
@@ -277,11 +247,6 @@ impl Store {
             t.deliveries.remove(&k)?;
             removed += 1;
         }
-        let oldest_kept = match t.deliveries.first()? {
-            Some((k, _)) => key_seq(&k)?,
-            None => u64::MAX,
-        };
-        self.inner.bodies.prune(oldest_kept).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         Ok(removed)
     }
 }
@@ -330,30 +295,6 @@ mod tests {
         let (meta, body) = store.delivery_body(1).unwrap().unwrap();
         assert_eq!(body.len(), meta.body_len as usize);
         assert!(std::str::from_utf8(&body).unwrap().contains(meta.id.as_str()));
-    }
-
-    #[tokio::test]
-    async fn a_record_with_its_body_inline_as_first_stored_still_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        let d = new_delivery("inline", OffsetDateTime::now_utc());
-        // The first record format: meta length without the top bit, meta, compressed body.
-        let meta = serde_json::to_vec(&d.meta).unwrap();
-        let mut raw = (meta.len() as u32).to_be_bytes().to_vec();
-        raw.extend_from_slice(&meta);
-        raw.extend_from_slice(&d.compressed_body);
-        store.inner.inbox.deliveries.insert(seq_key(7), raw).unwrap();
-        store.inner.inbox.ids.insert("inline", &seq_key(7)).unwrap();
-        let (meta, body) = store.delivery_body(7).unwrap().unwrap();
-        assert_eq!(meta, d.meta);
-        assert_eq!(body.len(), meta.body_len as usize);
-        assert_eq!(store.delivery(&DeliveryId("inline".into())).unwrap().unwrap().seq, 7);
-        // New deliveries go on after it, with their bodies in a file.
-        assert_eq!(
-            store.put_delivery(new_delivery("next", OffsetDateTime::now_utc())).await.unwrap(),
-            PutOutcome::Stored(8)
-        );
-        assert!(std::str::from_utf8(&store.delivery_body(8).unwrap().unwrap().1).unwrap().contains("next"));
     }
 
     #[tokio::test]

@@ -5,12 +5,9 @@
 //!
 //! Durability is by group commit: every write that must be durable before Foreman answers goes through one
 //! writer thread ([`writer`]), which applies a drained batch and calls one blocking `flush` for all of it.
-//! Delivery bodies are kept outside sled, in append-only files ([`bodies`]), made durable by the writer
-//! before the batch's records.
 //! sled 0.34's `flush_async` deadlocks with concurrent callers (<https://github.com/spacejam/sled/issues/1308>),
 //! so nothing else flushes. A sled flush survives a process crash (`kill -9`).
 
-mod bodies;
 pub mod claims;
 pub mod failures;
 pub mod inbox;
@@ -61,7 +58,6 @@ struct Inner {
     db: sled::Db,
     inbox: inbox::Trees,
     jobs: jobs::Trees,
-    bodies: bodies::Bodies,
     writer: writer::Handle,
     pending_changed: tokio::sync::Notify,
 }
@@ -96,12 +92,8 @@ impl Store {
         }
         let inbox = inbox::Trees::open(&db)?;
         let jobs = jobs::Trees::open(&db)?;
-        let appender = bodies::Appender::open(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        let writer = writer::spawn(db.clone(), inbox.clone(), appender);
-        let bodies = bodies::Bodies::new(dir);
-        Ok(Self {
-            inner: Arc::new(Inner { db, inbox, jobs, bodies, writer, pending_changed: tokio::sync::Notify::new() }),
-        })
+        let writer = writer::spawn(db.clone(), inbox.clone());
+        Ok(Self { inner: Arc::new(Inner { db, inbox, jobs, writer, pending_changed: tokio::sync::Notify::new() }) })
     }
 
     /// Waits until every write made before this call is durable on disk. Joins the writer's next group
@@ -123,10 +115,9 @@ impl Store {
         &self.inner.db
     }
 
-    /// Approximate bytes the store occupies on disk: the database and the body files.
+    /// Approximate bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        let bodies = self.inner.bodies.size_on_disk().map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        Ok(self.inner.db.size_on_disk()? + bodies)
+        Ok(self.inner.db.size_on_disk()?)
     }
 }
 

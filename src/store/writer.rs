@@ -11,7 +11,6 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::bodies::{Appender, BodyPointer};
 use super::inbox::{NewDelivery, PutOutcome, Trees, encode_record, seq_key};
 
 /// The most requests applied under one flush. Bounds the time the first request in a batch waits for the
@@ -58,16 +57,16 @@ impl Handle {
     }
 }
 
-pub(super) fn spawn(db: sled::Db, trees: Trees, bodies: Appender) -> Handle {
+pub(super) fn spawn(db: sled::Db, trees: Trees) -> Handle {
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("foreman-store-writer".into())
-        .spawn(move || run(db, trees, bodies, rx))
+        .spawn(move || run(db, trees, rx))
         .expect("spawn the store writer thread");
     Handle { tx: Some(tx), thread: Some(thread) }
 }
 
-fn run(db: sled::Db, trees: Trees, mut bodies: Appender, rx: mpsc::Receiver<Request>) {
+fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Request>) {
     let mut next_seq = match trees.deliveries.last() {
         Ok(Some((k, _))) => u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])) + 1,
         _ => 1,
@@ -82,7 +81,7 @@ fn run(db: sled::Db, trees: Trees, mut bodies: Appender, rx: mpsc::Receiver<Requ
             }
         }
         let started = std::time::Instant::now();
-        let applied = apply(&trees, &mut bodies, &mut next_seq, &batch);
+        let applied = apply(&trees, &mut next_seq, &batch);
         let flushed = applied.and_then(|outcomes| db.flush().map(|_| outcomes).map_err(StoreError::from));
         metrics::histogram!("foreman_store_flush_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("foreman_store_batch_size").record(batch.len() as f64);
@@ -115,20 +114,17 @@ fn run(db: sled::Db, trees: Trees, mut bodies: Appender, rx: mpsc::Receiver<Requ
     let _ = db.flush();
 }
 
-/// Applies the puts of a batch; returns one outcome per put, in order. The new deliveries' bodies are
-/// appended to the body file and made durable first ([`super::bodies`]), then their records, inbox entries
-/// and ids go to sled.
+/// Applies the puts of a batch; returns one outcome per put, in order.
 fn apply(
     trees: &Trees,
-    bodies: &mut Appender,
     next_seq: &mut u64,
     batch: &[Request],
 ) -> Result<std::collections::VecDeque<PutOutcome>, StoreError> {
     let mut outcomes = std::collections::VecDeque::new();
+    let mut records = sled::Batch::default();
+    let mut inbox = sled::Batch::default();
+    let mut ids = sled::Batch::default();
     let mut in_batch: HashMap<&str, u64> = HashMap::new();
-    // The new deliveries: sequence number, delivery, offset of its body in `bytes`.
-    let mut new = Vec::new();
-    let mut bytes = Vec::new();
     for r in batch {
         let Request::Put(d, _) = r else { continue };
         let id = d.meta.id.as_str();
@@ -143,21 +139,11 @@ fn apply(
         }
         let seq = *next_seq;
         *next_seq += 1;
-        new.push((seq, d, bytes.len() as u64));
-        bytes.extend_from_slice(&d.compressed_body);
+        records.insert(&seq_key(seq), encode_record(d));
+        inbox.insert(&seq_key(seq), &[]);
+        ids.insert(id.as_bytes(), &seq_key(seq));
         in_batch.insert(id, seq);
         outcomes.push_back(PutOutcome::Stored(seq));
-    }
-    let Some(&(first, _, _)) = new.first() else { return Ok(outcomes) };
-    let (segment, base) = bodies.append(first, &bytes).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-    let mut records = sled::Batch::default();
-    let mut inbox = sled::Batch::default();
-    let mut ids = sled::Batch::default();
-    for (seq, d, offset) in new {
-        let at = BodyPointer { segment, offset: base + offset, len: d.compressed_body.len() as u32 };
-        records.insert(&seq_key(seq), encode_record(&d.meta, &at));
-        inbox.insert(&seq_key(seq), &[]);
-        ids.insert(d.meta.id.as_str().as_bytes(), &seq_key(seq));
     }
     trees.deliveries.apply_batch(records)?;
     trees.inbox.apply_batch(inbox)?;
