@@ -4,12 +4,20 @@
 #
 #   benches/ingest.sh                          # PEERS="node-octokit foreman" CONNS=64
 #   PEERS="node-octokit node-probot rust-verify foreman" CONNS="1 16 64" benches/ingest.sh
+#   BENCH_DIR=/tmp/bench SKIP_BUILD=1 benches/ingest.sh   # a writable copy of ../shared/bench, tools built
+#
+# The binary is built into $CARGO_TARGET_DIR (or target/) unless FOREMAN_BIN names one. For an A/B of two binaries on a shared machine, run
+# the bench alternately with FOREMAN_BIN set to each (old, new, old, new, …) and compare the rows with the
+# least foreign load: the bench prints, per row, how much CPU other processes used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-cargo build --release --locked --bin foreman
-export FOREMAN_BIN="$root/target/release/foreman"
+if [ -z "${FOREMAN_BIN:-}" ]; then
+  cargo build --release --locked --bin foreman
+  export FOREMAN_BIN="${CARGO_TARGET_DIR:-$root/target}/release/foreman"
+fi
 export PEERS=${PEERS:-"node-octokit foreman"}
 export CONNS=${CONNS:-64}
-cd ../shared/bench
+export PAYLOAD=${PAYLOAD:-$root/../shared/github/webhooks/examples/api.github.com/issues/labeled.payload.json}
+cd "${BENCH_DIR:-../shared/bench}"
 exec ./run.sh

@@ -211,8 +211,9 @@ impl Store {
     /// Before picking it reaps expired claims and moves jobs whose backoff ended into the run-order index,
     /// so everything is judged at `now`. Picking reads the index from its first key and skips only jobs
     /// whose repository or installation is at its limit (cost grows with the number skipped, not with the
-    /// queue). The claim itself is one transaction: index entry out, job running, claim in, slot
-    /// counters up, session record and audit entry written.
+    /// queue). The claim itself is one transaction: index entry out, claim in, slot counters up, session
+    /// record and audit entry written. The job's own record is not rewritten: the claim makes it running
+    /// ([`super::jobs`] explains why and how every read applies it).
     ///
     /// Not flushed: if Foreman crashes before the next group flush, the claim is lost with the process that
     /// held it, and the job is simply queued again.
@@ -231,23 +232,30 @@ impl Store {
         let mut full_repos: Vec<Vec<u8>> = Vec::new();
         let mut full_installations: Vec<InstallationId> = Vec::new();
         for item in t.ready.iter() {
-            let (order_key, job_key) = item?;
+            // The run-order entry holds a copy of the job's record (see `jobs`): everything the claim reads
+            // comes from the front of this tree, which stays in the cache, and the claim does not touch the
+            // job's own record, which with 100,000 jobs is usually a cold page. The claim is the authority
+            // for the running state until the job is next written (`jobs::apply_claim`).
+            let (order_key, raw) = item?;
+            let queued: Job = decode(&raw, "job")?;
+            let job_key = issue_key(&queued.repo, queued.issue);
             if full_repos.iter().any(|r| r[..] == *key_repo_prefix(&job_key)) {
+                continue;
+            }
+            if let Some(i) = queued.installation
+                && full_installations.contains(&i)
+            {
                 continue;
             }
             let session = SessionId::new();
             let result = t.run(|tx| {
-                if tx.ready.get(&order_key)?.is_none() {
-                    return Ok(Err(Skip::Gone));
-                }
-                let Some(mut job) = tx.job(&job_key)? else { return Ok(Err(Skip::Gone)) };
+                let mut job = match tx.ready.get(&order_key)? {
+                    None => return Ok(Err(Skip::Gone)),
+                    Some(now_raw) if now_raw == raw => queued.clone(),
+                    Some(now_raw) => decode(&now_raw, "job").map_err(abort)?,
+                };
                 if job.placement != Placement::Ready || job.state != JobState::Queued {
                     return Ok(Err(Skip::Gone));
-                }
-                if let Some(i) = job.installation
-                    && full_installations.contains(&i)
-                {
-                    return Ok(Err(Skip::Installation(i)));
                 }
                 let mut slots = read_slots(tx)?;
                 if slots.global >= config.max_sessions {
@@ -263,7 +271,7 @@ impl Store {
                 {
                     return Ok(Err(Skip::Installation(i)));
                 }
-                tx.unplace(&job_key, &mut job)?;
+                tx.ready.remove(&order_key)?;
                 slots.take(&repo, job.installation);
                 write_slots(tx, &slots)?;
                 let expires_at = now + config.claim_ttl();
@@ -293,11 +301,8 @@ impl Store {
                     cost_usd: None,
                 };
                 tx.sessions.insert(session.as_str().as_bytes(), encode(&record))?;
-                job.state = JobState::Running;
-                job.attempts += 1;
-                job.session = Some(session.clone());
-                job.updated_at = now;
-                tx.put_job(&job_key, &job)?;
+                // The job's record is left as it is: the claim makes it running (see above).
+                super::jobs::apply_claim(&mut job, &claim);
                 let cause = format!("attempt {} in session {}", job.attempts, session);
                 tx.record(
                     &job_key,
@@ -604,9 +609,17 @@ impl Store {
         let mut ready_seen = 0usize;
         let mut delayed_seen = 0usize;
         let mut running = 0u32;
+        let claims = match self.claims_by_key() {
+            Ok(c) => c,
+            Err(JobError::Store(e)) => return Err(e),
+            Err(e) => {
+                problems.push(e.to_string());
+                Default::default()
+            }
+        };
         for item in t.jobs.iter() {
             let (key, raw) = item?;
-            let job: Job = match decode(&raw, "job") {
+            let mut job: Job = match decode(&raw, "job") {
                 Ok(j) => j,
                 Err(e) => {
                     problems.push(e.to_string());
@@ -614,7 +627,15 @@ impl Store {
                 }
             };
             let name = job.issue_ref().to_string();
-            let has_claim = t.claims.contains_key(&key)?;
+            let claim = claims.get(&key);
+            let has_claim = claim.is_some();
+            if let Some(claim) = claim {
+                // A record left as it was at the claim: placed ready, but out of the run-order index.
+                if super::jobs::may_be_claimed(&job) && t.ready.contains_key(job.order_key().encode())? {
+                    problems.push(format!("{name}: claimed but still in the run-order index"));
+                }
+                super::jobs::apply_claim(&mut job, claim);
+            }
             if (job.state == JobState::Running) != has_claim {
                 problems.push(format!("{name}: state {} but claim present = {has_claim}", job.state.as_str()));
             }
@@ -622,8 +643,8 @@ impl Store {
             match job.placement {
                 Placement::Ready => {
                     ready_seen += 1;
-                    if t.ready.get(job.order_key().encode())?.as_deref() != Some(&key[..]) {
-                        problems.push(format!("{name}: placed ready but not in the run-order index"));
+                    if t.ready.get(job.order_key().encode())?.as_deref() != Some(&raw[..]) {
+                        problems.push(format!("{name}: placed ready but not in the run-order index as stored"));
                     }
                 }
                 Placement::Delayed { until } => {

@@ -3,8 +3,11 @@
 //! Trees (keys big-endian so that key order is the order that matters):
 //! - `jobs`: job key → [`Job`] as JSON. A job key is the lower-cased `owner/name`, a zero byte, and the
 //!   issue number as u64 (GitHub compares repository names case-insensitively).
-//! - `job_ready`: [`OrderKey`] → job key, for every queued job that may run now. Keys sort in run order, so
-//!   the next job is the first key: picking never sorts or scans the queue.
+//! - `job_ready`: [`OrderKey`] → a copy of the [`Job`] record (JSON, byte for byte what `jobs` holds), for
+//!   every queued job that may run now. Keys sort in run order, so the next job is the first key: picking
+//!   never sorts or scans the queue. The copy is what makes a claim cheap: the front of this tree stays in
+//!   sled's cache, while a job's own record in `jobs` is, with 100,000 jobs, usually a cold page.
+//!   ([`Tx::put_job`] writes both, so they cannot drift apart.)
 //! - `job_delayed`: not-before time (unix nanoseconds, u64) · job key → empty: jobs in backoff or waiting
 //!   for a rate-limit reset.
 //! - `job_deps`: dependency's issue key · job key → empty: who waits on an issue.
@@ -19,6 +22,12 @@
 //! A queued job is in exactly one of `job_ready`, `job_delayed` or waiting on a dependency; which one is
 //! recorded in the job itself ([`Placement`]), so that moving it out is exact. Every change to a job and
 //! its index entries is one sled transaction over all the trees it touches.
+//!
+//! Claiming does not rewrite the job's record: the claim (tree `claims`) is the authority for the running
+//! state. A claimed job's record still reads `queued`, placed ready (though no longer in `job_ready`), until
+//! the next write of the job, which writes it as running. Every read of a job applies its claim
+//! ([`apply_claim`]): [`Tx::job`], [`Store::job`], and the scans. This keeps the one cold page of a job's
+//! record out of the claim (issue 4: pick-next + claim median ≤ 100 µs with 100,000 jobs queued).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -450,16 +459,47 @@ pub(super) struct Tx<'a> {
     pub(super) slots: &'a TransactionalTree,
 }
 
+/// Whether a job record, as stored, may belong to a claimed job whose record was not rewritten at the
+/// claim (see the module documentation): only such a record needs its claim looked up.
+pub(super) fn may_be_claimed(job: &Job) -> bool {
+    job.state == JobState::Queued && job.placement == Placement::Ready
+}
+
+/// Applies the live claim on a job to the job as stored when the claim left the record as it was (state
+/// `queued`, placed ready): the job is running, in no index, one attempt further, in the claim's session.
+/// A record already written as running is left alone, so applying twice changes nothing.
+pub(super) fn apply_claim(job: &mut Job, claim: &Claim) {
+    if job.state == JobState::Running {
+        return;
+    }
+    job.state = JobState::Running;
+    job.placement = Placement::None;
+    job.not_before = None;
+    job.attempts += 1;
+    job.session = Some(claim.session.clone());
+    job.updated_at = claim.claimed_at;
+}
+
 impl Tx<'_> {
+    /// The job under `key` with its claim applied ([`apply_claim`]).
     pub(super) fn job(&self, key: &[u8]) -> Result<Option<Job>, Abort> {
-        match self.jobs.get(key)? {
-            Some(raw) => decode(&raw, "job").map(Some).map_err(abort),
-            None => Ok(None),
+        let Some(raw) = self.jobs.get(key)? else { return Ok(None) };
+        let mut job: Job = decode(&raw, "job").map_err(abort)?;
+        if may_be_claimed(&job)
+            && let Some(raw) = self.claims.get(key)?
+        {
+            apply_claim(&mut job, &decode(&raw, "claim").map_err(abort)?);
         }
+        Ok(Some(job))
     }
 
+    /// Writes the job's record and, when it is ready to run, its run-order entry (the same bytes).
     pub(super) fn put_job(&self, key: &[u8], job: &Job) -> Result<(), Abort> {
-        self.jobs.insert(key, encode(job))?;
+        let raw = encode(job);
+        if job.placement == Placement::Ready {
+            self.ready.insert(&job.order_key().encode()[..], &raw[..])?;
+        }
+        self.jobs.insert(key, raw)?;
         Ok(())
     }
 
@@ -488,7 +528,8 @@ impl Tx<'_> {
     }
 
     /// Puts a queued or failed job where it belongs at `now`: waiting on dependencies, delayed until
-    /// `not_before`, or ready. A failed job whose backoff is over becomes queued again (audited).
+    /// `not_before`, or ready. A failed job whose backoff is over becomes queued again (audited). The caller
+    /// then writes the job with [`Tx::put_job`], which writes a ready job's run-order entry.
     pub(super) fn place(&self, key: &[u8], job: &mut Job, now: OffsetDateTime) -> Result<(), Abort> {
         debug_assert_eq!(job.placement, Placement::None);
         if !matches!(job.state, JobState::Queued | JobState::Failed) {
@@ -509,7 +550,7 @@ impl Tx<'_> {
             job.state = JobState::Queued;
             self.record(key, entry(now, "foreman", "ready", Some(JobState::Failed), JobState::Queued, "backoff over"))?;
         }
-        self.ready.insert(&job.order_key().encode()[..], key)?;
+        // The run-order entry is written by the `put_job` that follows (with the job as it is then).
         job.placement = Placement::Ready;
         Ok(())
     }
@@ -746,10 +787,26 @@ impl Store {
 
     /// A job, or `None` when the issue was never queued.
     pub fn job(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<Job>, JobError> {
-        match self.job_trees().jobs.get(issue_key(repo, issue))? {
-            Some(raw) => decode(&raw, "job").map(Some),
-            None => Ok(None),
+        let t = self.job_trees();
+        let key = issue_key(repo, issue);
+        let Some(raw) = t.jobs.get(&key)? else { return Ok(None) };
+        let mut job: Job = decode(&raw, "job")?;
+        if may_be_claimed(&job)
+            && let Some(raw) = t.claims.get(&key)?
+        {
+            apply_claim(&mut job, &decode(&raw, "claim")?);
         }
+        Ok(Some(job))
+    }
+
+    /// Every live claim keyed by job key, for the scans that apply claims to many jobs.
+    pub(super) fn claims_by_key(&self) -> Result<std::collections::HashMap<sled::IVec, Claim>, JobError> {
+        let mut out = std::collections::HashMap::new();
+        for item in self.job_trees().claims.iter() {
+            let (k, raw) = item?;
+            out.insert(k, decode(&raw, "claim")?);
+        }
+        Ok(out)
     }
 
     /// The job's 1-based position in the run order, when it is ready to run (`None` when running, waiting or
@@ -937,12 +994,19 @@ impl Store {
     /// Reads every job record (about 1 µs each, decoding the state alone for finished jobs), so this costs
     /// O(jobs); it serves the periodic reconciliation pass, not the scheduler.
     pub fn live_jobs(&self) -> Result<Vec<Job>, JobError> {
+        let claims = self.claims_by_key()?;
         let mut out = Vec::new();
-        for raw in self.job_trees().jobs.iter().values() {
-            let raw = raw?;
+        for item in self.job_trees().jobs.iter() {
+            let (key, raw) = item?;
             let s: StateOnly = decode(&raw, "job")?;
             if matches!(s.state, JobState::Queued | JobState::Running | JobState::Failed) {
-                out.push(decode(&raw, "job")?);
+                let mut job: Job = decode(&raw, "job")?;
+                if may_be_claimed(&job)
+                    && let Some(claim) = claims.get(&key)
+                {
+                    apply_claim(&mut job, claim);
+                }
+                out.push(job);
             }
         }
         Ok(out)
@@ -1031,12 +1095,19 @@ impl Store {
                 _ => {}
             }
         }
+        // A claimed job's record may still read `queued` (see the module documentation): count it running.
+        for (k, _) in t.claims.iter().flatten() {
+            if let Some(raw) = t.jobs.get(&k)? {
+                let s: StateOnly = decode(&raw, "job")?;
+                if s.state != JobState::Running {
+                    *counts.entry(s.state.as_str().to_owned()).or_default() -= 1;
+                    *counts.entry(JobState::Running.as_str().to_owned()).or_default() += 1;
+                }
+            }
+        }
         let mut queued = Vec::new();
         for (i, v) in t.ready.iter().values().enumerate().take(limit) {
-            let v = v?;
-            if let Some(raw) = t.jobs.get(&v)? {
-                queued.push(queued_entry(&decode(&raw, "job")?, Some(i as u64 + 1)));
-            }
+            queued.push(queued_entry(&decode(&v?, "job")?, Some(i as u64 + 1)));
         }
         let ready_total = counts.get("queued").copied().unwrap_or(0) + counts.get("failed").copied().unwrap_or(0);
         let queued_truncated = ready_total as usize > queued.len() + waiting.len();
@@ -1045,7 +1116,8 @@ impl Store {
         for (k, raw) in t.claims.iter().flatten() {
             let claim: Claim = decode(&raw, "claim")?;
             if let Some(job) = t.jobs.get(&k)? {
-                let job: Job = decode(&job, "job")?;
+                let mut job: Job = decode(&job, "job")?;
+                apply_claim(&mut job, &claim);
                 running.push(RunningJob { repo: job.repo, issue: job.issue, title: job.title, kind: job.kind, claim });
             }
         }
@@ -1097,6 +1169,24 @@ fn set_deps(tx: &Tx<'_>, key: &[u8], old: &[IssueRef], new: &[IssueRef]) -> Resu
     Ok(())
 }
 
+/// Schema 1 → 2: every `job_ready` entry that holds a job key gets the job's record instead. An entry
+/// whose job is gone is dropped (it could only have pointed at nothing). Idempotent.
+pub(super) fn migrate_ready_copies(db: &sled::Db) -> Result<(), StoreError> {
+    let ready = db.open_tree("job_ready")?;
+    let jobs = db.open_tree("jobs")?;
+    for item in ready.iter() {
+        let (k, v) = item?;
+        if v.first() == Some(&b'{') {
+            continue;
+        }
+        match jobs.get(&v)? {
+            Some(raw) => ready.insert(k, raw)?,
+            None => ready.remove(k)?,
+        };
+    }
+    Ok(())
+}
+
 /// Decodes an issue key back into a reference (lower-cased repository name).
 pub(super) fn decode_issue_key(k: &[u8]) -> Option<IssueRef> {
     let split = k.len().checked_sub(9)?;
@@ -1106,4 +1196,57 @@ pub(super) fn decode_issue_key(k: &[u8]) -> Option<IssueRef> {
     let repo = std::str::from_utf8(&k[..split]).ok()?.parse().ok()?;
     let issue = IssueNumber(u64::from_be_bytes(k[split + 1..].try_into().ok()?));
     Some(IssueRef { repo, issue })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    fn new_job(issue: u64) -> NewJob {
+        NewJob {
+            repo: "Octo/Repo".parse().unwrap(),
+            issue: IssueNumber(issue),
+            installation: None,
+            kind: JobKind::Code,
+            title: format!("issue {issue}"),
+            labels: vec![],
+            priority: 2,
+            phase: PhaseKey::None,
+            depends_on: vec![],
+            trigger: None,
+            requester: None,
+            instructions: None,
+            delivery: None,
+            actor: "octocat".into(),
+            cause: "test".into(),
+        }
+    }
+
+    #[test]
+    fn schema_1_run_order_entries_become_copies_of_the_job_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { cache_bytes: 1 << 20 };
+        let now = OffsetDateTime::now_utc();
+        {
+            let store = Store::open(dir.path(), &options).unwrap();
+            for n in 1..=3 {
+                store.enqueue_job(new_job(n), now).unwrap();
+            }
+            // Write the run-order index as schema 1 did: order key → job key; one entry points at nothing.
+            let t = store.job_trees();
+            for item in t.ready.iter() {
+                let (k, raw) = item.unwrap();
+                let job: Job = decode(&raw, "job").unwrap();
+                t.ready.insert(k, issue_key(&job.repo, job.issue)).unwrap();
+            }
+            t.ready.insert([0xff; 30], &b"gone/gone\0\0\0\0\0\0\0\0\x09"[..]).unwrap();
+            store.db().open_tree("meta").unwrap().insert("schema_version", &1u64.to_be_bytes()).unwrap();
+        }
+        let store = Store::open(dir.path(), &options).unwrap();
+        assert_eq!(store.check_job_invariants().unwrap(), Vec::<String>::new());
+        assert_eq!(store.job_trees().ready.len(), 3);
+        let version = store.db().open_tree("meta").unwrap().get("schema_version").unwrap().unwrap();
+        assert_eq!(version.as_ref(), &crate::store::SCHEMA_VERSION.to_be_bytes());
+    }
 }

@@ -22,7 +22,10 @@ pub use inbox::{DeliveryMeta, DeliveryRecord, DeliveryState, NewDelivery, PutOut
 
 /// The store's schema version, kept in the `meta` tree under `schema_version`. A store written by a newer
 /// Foreman is refused rather than misread.
-pub const SCHEMA_VERSION: u64 = 1;
+///
+/// - 1: the first.
+/// - 2: `job_ready` entries hold a copy of the job's record instead of its key ([`jobs`]).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Options for [`Store::open`].
 #[derive(Debug, Clone)]
@@ -118,9 +121,13 @@ impl Store {
     }
 }
 
-/// Steps a store written with an older schema up to [`SCHEMA_VERSION`]. Version 1 is the first, so there
-/// is nothing to do yet; each future version adds its step here, in order, in one pass.
+/// Steps a store written with an older schema up to [`SCHEMA_VERSION`], in order, in one pass; each
+/// version adds its step here. The new version is recorded last, so a crash midway repeats the steps
+/// (each is idempotent).
 fn migrate(db: &sled::Db, from: u64) -> Result<(), StoreError> {
+    if from < 2 {
+        jobs::migrate_ready_copies(db)?;
+    }
     if from < SCHEMA_VERSION {
         db.open_tree("meta")?.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
     }
