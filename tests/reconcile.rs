@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use foreman::decide::DecideConfig;
-use foreman::github::{Client, ClientOptions, RetryPolicy};
+use foreman::github::Client;
 use foreman::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
 use foreman::reconcile::{CancelReason, ReconcileConfig, Reconciler, Report};
 use foreman::scheduler::{EnqueueRequest, IssueRef, Scheduler, SchedulerConfig};
@@ -27,25 +27,8 @@ struct World {
     inst: InstallationId,
 }
 
-/// Retries short enough for tests in milliseconds.
-fn fast() -> ClientOptions {
-    ClientOptions {
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(50),
-            max_retries: 4,
-            max_total_wait: Duration::from_secs(10),
-            secondary_min_wait: Duration::from_millis(20),
-            reset_margin: Duration::from_secs(1),
-            max_rate_limit_wait: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
-            mutation_interval: Duration::from_millis(5),
-            max_concurrent: 4,
-            jitter: true,
-        },
-        ..ClientOptions::default()
-    }
-}
+mod client_support;
+use client_support::fast;
 
 /// A port nothing listens on: bound, then released.
 fn closed_port_url() -> String {

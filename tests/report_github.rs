@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use foreman::decide::{Action, DecideConfig, Snapshot, decide};
-use foreman::github::{Client, ClientOptions, RetryPolicy};
+use foreman::github::Client;
 use foreman::ids::{InstallationId, IssueNumber, RepoName};
 use foreman::report::github::{ReportConfig, Reporter};
 use foreman::report::render::{JobState, Link, Progress, Tracking};
@@ -17,25 +17,8 @@ use serde_json::{Value, json};
 const LIMIT: Duration = Duration::from_secs(120);
 const COLUMNS: [&str; 6] = ["Backlog", "Ready", "In progress", "In review", "Blocked", "Done"];
 
-/// Short waits so retries take milliseconds, except where the simulator's own `retry-after` (1 s) asks for more.
-fn fast() -> ClientOptions {
-    ClientOptions {
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(50),
-            max_retries: 8,
-            max_total_wait: Duration::from_secs(30),
-            secondary_min_wait: Duration::from_millis(20),
-            reset_margin: Duration::from_secs(1),
-            max_rate_limit_wait: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(10),
-            mutation_interval: Duration::from_millis(5),
-            max_concurrent: 4,
-            jitter: true,
-        },
-        ..ClientOptions::default()
-    }
-}
+mod client_support;
+use client_support::fast;
 
 struct World {
     _dir: tempfile::TempDir,
