@@ -38,7 +38,6 @@ async fn git(dir: &Path, args: &[&str]) -> String {
 struct World {
     sim: SimHandle,
     _dir: tempfile::TempDir,
-    workspaces: Workspaces,
     pusher: Pusher,
     token: String,
     url: String,
@@ -67,7 +66,7 @@ async fn world() -> World {
     let workspaces = Workspaces::new(&dir.path().join("data"), 0).unwrap();
     let pusher = Pusher::new(workspaces.askpass_path(), DEFAULT_PREFIX).unwrap();
     let url = sim.clone_url("acme/widgets");
-    World { sim, _dir: dir, workspaces, pusher, token, url }
+    World { sim, _dir: dir, pusher, token, url }
 }
 
 impl World {
@@ -77,8 +76,10 @@ impl World {
 
     /// A session-like worktree on `BRANCH` from `main`, with one commit writing `file`.
     async fn session_commit(&self, file: &str) -> (PathBuf, PathBuf) {
-        let ws = self
-            .workspaces
+        // Each call is a session of its own that leaves its worktree behind (as after a crash): a new
+        // `Workspaces`, as a new process would have, reuses it.
+        let workspaces = Workspaces::new(&self._dir.path().join("data"), 0).unwrap();
+        let ws = workspaces
             .prepare(&WorkspaceRequest {
                 repo: RepoName::new("acme", "widgets").unwrap(),
                 issue: IssueNumber(1),
