@@ -187,6 +187,10 @@ async fn github_parts(
         outbox: outbox.clone(),
         constitutions,
         trigger_label: config.triggers.label.clone(),
+        backend: match config.agent.backend {
+            crate::session::Backend::Claude => "claude".into(),
+            crate::session::Backend::Command => "command".into(),
+        },
         public_url: config.public_url.clone(),
         agent_name,
     };

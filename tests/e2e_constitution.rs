@@ -55,6 +55,7 @@ async fn every_rule_broken_by_an_agent_stops_the_push_and_the_reason_is_posted()
         let command =
             "[[rules.required_commands]]\nname = \"tests\"\nrun = \"echo the tests failed; exit 3\"\n".to_owned();
         let invalid = "[rules]\nmax_files_changed = 2\nprotect_paths = [\"x\"]\n".to_owned();
+        let backend = "[agent]\nbackend = \"claude\"\n".to_owned();
         let repos: Vec<(&str, String, &str)> = vec![
             ("protected", protected, "protected_paths (.github/workflows/ci.yml"),
             ("secret", secret, "secret_patterns (settings.txt:1)"),
@@ -62,11 +63,12 @@ async fn every_rule_broken_by_an_agent_stops_the_push_and_the_reason_is_posted()
             ("size", size, "max_files_changed"),
             ("command", command, "`tests` failed with exit code 3"),
             ("invalid", invalid, "line 3, column 1"),
+            ("backend", backend, "but this Foreman runs \"command\""),
         ];
         let files: Vec<[(&str, &str); 2]> =
             repos.iter().map(|(_, t, _)| [(".github/foreman.toml", t.as_str()), SOURCE]).collect();
         let with: Vec<(&str, &[(&str, &str)])> = repos.iter().zip(&files).map(|((n, _, _), f)| (*n, &f[..])).collect();
-        let setup = Setup { repos: &with, env: &[("FOREMAN_MAX_SESSIONS", "6")], ..Setup::default() };
+        let setup = Setup { repos: &with, env: &[("FOREMAN_MAX_SESSIONS", "7")], ..Setup::default() };
         let world = World::start_with(RULE_BREAKER, setup).await;
 
         let mut issues = Vec::new();

@@ -362,6 +362,17 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
     {
         tracing::warn!(error = %e, "could not mark the constitution error comment resolved");
     }
+    if let Some(wanted) = &effective.constitution.agent.backend
+        && !wanted.eq_ignore_ascii_case(&parts.backend)
+    {
+        return Attempt::failed(
+            FailureClass::Validation,
+            format!(
+                "the constitution asks for agent.backend \"{wanted}\", but this Foreman runs \"{}\"; remove the key or set it to \"{}\"",
+                parts.backend, parts.backend
+            ),
+        );
+    }
     if let Some(wait) = budget_spent(parts, job, &effective.constitution.limits) {
         let (spent, resume_at) = wait;
         let marker = format!("<!-- foreman:budget {} {} -->", job.repo, resume_at.date());

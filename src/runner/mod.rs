@@ -54,6 +54,8 @@ pub struct Parts {
     pub trigger_label: String,
     /// Foreman's public address, for session log links (`config.public_url`); no links when `None`.
     pub public_url: Option<String>,
+    /// The backend's name (`claude` or `command`): a constitution's `agent.backend` must name it.
+    pub backend: String,
     /// The agent, as the pull-request body names it (e.g. `claude (sonnet)` or `command`).
     pub agent_name: String,
 }
