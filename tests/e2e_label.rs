@@ -194,6 +194,9 @@ TZ = "UTC"
         assert!(prompt.contains("Add a greeting"), "{prompt}");
         // alice, the issue's author, has write access: her issue is instructions, not untrusted text.
         assert!(prompt.contains("Opened by @alice (has write access)"), "{prompt}");
+        assert!(prompt.contains("trusted=\"true\""), "{prompt}");
+        // The constitution's rules, one list item each.
+        assert!(prompt.contains("\n- Work on a branch whose name starts with `foreman/`."), "{prompt}");
         assert!(requests.iter().all(|r| r.credential.as_deref() == Some("sk-ant-api03-e2e-stub")));
         let job = world.job(number).await;
         assert_eq!(job["state"], "succeeded", "{job}");

@@ -28,6 +28,24 @@ pub const CHECK_RUN_NAME: &str = "Foreman";
 /// applying it afterwards; this only keeps the order of "report, then next job" in the common case.
 const REPORT_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The constitution's rules as the prompt lists them, one sentence each ([`crate::constitution::prompt_markdown`]'s
+/// list items), then its free-text sections.
+fn prompt_rules(constitution: &crate::constitution::Constitution) -> Vec<String> {
+    let markdown = crate::constitution::prompt_markdown(constitution);
+    let mut rules: Vec<String> = markdown.lines().filter_map(|l| l.strip_prefix("- ")).map(str::to_owned).collect();
+    let r = &constitution.rules;
+    for (title, text) in [
+        ("Deployment target", &r.deployment_target),
+        ("Secret naming", &r.secret_naming),
+        ("Coding standards", &r.coding_standards),
+    ] {
+        if let Some(text) = text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            rules.push(format!("{title}: {text}"));
+        }
+    }
+    rules
+}
+
 /// The hidden line in a pull request's body naming the agent session that wrote it, so a follow-up can resume
 /// it: `<!-- foreman:agent-session <id> -->`.
 fn agent_session_comment(id: &str) -> String {
@@ -428,7 +446,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
             .collect(),
         requester: job.requester.clone().unwrap_or_default(),
         instructions: job.instructions.clone(),
-        constitution: vec![crate::constitution::prompt_markdown(&effective.constitution)],
+        constitution: prompt_rules(&effective.constitution),
         attempt: job.attempts.max(1),
         previous_failure: job.last_failure.as_ref().map(|f| f.reason.clone()),
         resume,
