@@ -84,6 +84,14 @@ async fn every_rule_broken_by_an_agent_stops_the_push_and_the_reason_is_posted()
                     comments_on(s, repo, *number).iter().any(|c| c.contains(reason))
                 })
                 .await;
+            // An invalid file's comment is posted before the job's outcome is recorded.
+            world
+                .wait_log(&format!("{repo}#{number}'s task to finish"), |l| {
+                    l["message"] == "finished"
+                        && l["span"]["repo"] == repo.as_str()
+                        && l["span"]["issue"].as_str() == Some(number.to_string().as_str())
+                })
+                .await;
             assert_eq!(pulls_of(&state, repo), 0, "{name}: no pull request");
             assert!(!branches(&world, repo).contains("foreman/"), "{name}: nothing pushed: {}", branches(&world, repo));
             let job = world.job_in(repo, *number).await;
@@ -129,6 +137,14 @@ async fn a_repositorys_triggers_and_daily_budget_apply() {
         world
             .wait("the budget reply", |s| {
                 comments_on(s, "acme/budget", second).iter().any(|c| c.contains("limits.daily_sessions"))
+            })
+            .await;
+        // The reply comes before the job's outcome is recorded: wait for the job's task to finish.
+        world
+            .wait_log("the second job's task to finish", |l| {
+                l["message"] == "finished"
+                    && l["span"]["repo"] == "acme/budget"
+                    && l["span"]["issue"].as_str() == Some(second.to_string().as_str())
             })
             .await;
         let job = world.job_in("acme/budget", second).await;
