@@ -2,7 +2,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin foreman
+# `demo` (github-sim, for `foreman demo`) is a development feature: the image runs `serve` only.
+RUN cargo build --release --locked --no-default-features --bin foreman
 
 FROM debian:bookworm-slim
 RUN apt-get update \
