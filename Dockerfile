@@ -13,10 +13,12 @@ RUN apt-get update \
  && useradd --create-home --uid 10001 foreman \
  && mkdir /data && chown foreman /data
 COPY --from=build /src/target/release/foreman /usr/local/bin/foreman
+COPY --chmod=755 deploy/entrypoint.sh /usr/local/bin/foreman-entrypoint
 COPY prompts /app/prompts
-USER foreman
 WORKDIR /app
-ENV FOREMAN_DATA_DIR=/data FOREMAN_LISTEN=0.0.0.0:3000
+ENV FOREMAN_DATA_DIR=/data FOREMAN_LISTEN=0.0.0.0:3000 HOME=/home/foreman
 EXPOSE 3000
-ENTRYPOINT ["foreman"]
+# Starts as root only to hand a freshly mounted (root-owned) volume to `foreman`, then runs Foreman as
+# `foreman` (uid 10001) with every capability dropped: deploy/entrypoint.sh.
+ENTRYPOINT ["foreman-entrypoint"]
 CMD ["serve"]

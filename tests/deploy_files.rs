@@ -107,9 +107,48 @@ fn fly_toml_mounts_the_data_directory_checks_health_and_drains_on_sigterm() {
 fn dockerfile_is_multi_stage_with_git_and_ca_certificates() {
     let docker = read("Dockerfile");
     assert!(docker.matches("FROM ").count() >= 2, "multi-stage");
-    for needle in ["git", "ca-certificates", "cargo build --release", "ENTRYPOINT [\"foreman\"]", "CMD [\"serve\"]"] {
+    for needle in ["git", "ca-certificates", "cargo build --release", "ENTRYPOINT [\"foreman-entrypoint\"]", "CMD [\"serve\"]"] {
         assert!(docker.contains(needle), "Dockerfile lacks {needle}");
     }
+}
+
+/// The entry point hands a root-owned volume (as Fly.io mounts one) to the `foreman` user and drops root
+/// before Foreman starts; run as any other user, it just runs Foreman. The commands it runs (`id`, `mkdir`,
+/// `chown`, `setpriv`, `foreman`) are stubs on `PATH` that record their arguments, so both paths run here
+/// without root or a `foreman` user.
+#[test]
+fn the_entry_point_drops_root_after_handing_over_the_data_directory() {
+    let run = |uid: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        for (name, body) in [
+            ("id", format!("echo {uid}")),
+            ("mkdir", format!("echo \"mkdir $*\" >> {log:?}")),
+            ("chown", format!("echo \"chown $*\" >> {log:?}")),
+            ("setpriv", format!("echo \"setpriv $*\" >> {log:?}")),
+            ("foreman", format!("echo \"foreman $*\" >> {log:?}")),
+        ] {
+            let stub = dir.path().join(name);
+            std::fs::write(&stub, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+        let status = std::process::Command::new("/bin/sh")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/entrypoint.sh"))
+            .arg("serve")
+            .env("PATH", path)
+            .env("FOREMAN_DATA_DIR", "/data")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read_to_string(&log).unwrap()
+    };
+    assert_eq!(
+        run("0"),
+        "mkdir -p /data\nchown foreman:foreman /data\n\
+         setpriv --reuid=foreman --regid=foreman --init-groups --inh-caps=-all --bounding-set=-all -- foreman serve\n"
+    );
+    assert_eq!(run("10001"), "foreman serve\n");
 }
 
 #[test]
