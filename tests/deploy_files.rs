@@ -107,7 +107,9 @@ fn fly_toml_mounts_the_data_directory_checks_health_and_drains_on_sigterm() {
 fn dockerfile_is_multi_stage_with_git_and_ca_certificates() {
     let docker = read("Dockerfile");
     assert!(docker.matches("FROM ").count() >= 2, "multi-stage");
-    for needle in ["git", "ca-certificates", "cargo build --release", "ENTRYPOINT [\"foreman-entrypoint\"]", "CMD [\"serve\"]"] {
+    for needle in
+        ["git", "ca-certificates", "cargo build --release", "ENTRYPOINT [\"foreman-entrypoint\"]", "CMD [\"serve\"]"]
+    {
         assert!(docker.contains(needle), "Dockerfile lacks {needle}");
     }
 }
