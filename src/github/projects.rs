@@ -74,6 +74,22 @@ struct ItemNode {
     field_value_by_name: Option<FieldValue>,
 }
 
+/// A single-select field as both board queries read it: its id and its options.
+#[derive(Deserialize)]
+struct Field {
+    #[serde(default)]
+    id: Option<NodeId>,
+    #[serde(default)]
+    options: Option<Vec<Opt>>,
+}
+
+/// One option (column) of a single-select field.
+#[derive(Deserialize)]
+struct Opt {
+    id: String,
+    name: String,
+}
+
 #[derive(Deserialize)]
 struct IdOnly {
     id: NodeId,
@@ -170,17 +186,6 @@ impl Client {
             id: NodeId,
             title: String,
             field: Option<Field>,
-        }
-        #[derive(Deserialize)]
-        struct Field {
-            id: Option<NodeId>,
-            #[serde(default)]
-            options: Option<Vec<Opt>>,
-        }
-        #[derive(Deserialize)]
-        struct Opt {
-            id: String,
-            name: String,
         }
         let vars = json!({ "org": org, "number": number, "field": field });
         let answer = self.graphql::<Data>(inst, PROJECT_STATUS_FIELD, vars).await?;
@@ -402,18 +407,6 @@ impl Client {
         struct Owner {
             #[serde(default)]
             login: Option<String>,
-        }
-        #[derive(Deserialize)]
-        struct Field {
-            #[serde(default)]
-            id: Option<NodeId>,
-            #[serde(default)]
-            options: Option<Vec<Opt>>,
-        }
-        #[derive(Deserialize)]
-        struct Opt {
-            id: String,
-            name: String,
         }
         let vars = json!({ "owner": repo.owner(), "name": repo.name(), "number": number.0, "field": field });
         let answer = self.graphql::<Data>(inst, ISSUE_PROJECT_ITEMS, vars).await?;
