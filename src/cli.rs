@@ -13,6 +13,7 @@ pub struct Cli {
     /// A TOML configuration file. Environment variables override it; see docs/configuration.md.
     #[arg(long, global = true, env = "FOREMAN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,6 +40,7 @@ pub enum Command {
     },
     /// Work with `.github/foreman.toml`, the repository's rules; see docs/constitution.md.
     Constitution {
+        /// `init`.
         #[command(subcommand)]
         command: crate::constitution::ConstitutionCommand,
     },

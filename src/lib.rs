@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Foreman: a self-hosted GitHub App that turns issues into coding-agent pull requests.
 //!
 //! The modules follow the flow in `docs/architecture.md`:

@@ -107,15 +107,24 @@ pub enum Progress {
     /// Preparing the workspace.
     Preparing,
     /// The agent process started (`attempt` counts credential rotations, from 1).
-    AgentStarted { attempt: u32 },
+    AgentStarted {
+        /// 1 for the first credential, then one more per rotation.
+        attempt: u32,
+    },
     /// The Claude CLI announced its session id.
-    AgentSession { id: String },
+    AgentSession {
+        /// The CLI's session id (what `--resume` takes).
+        id: String,
+    },
     /// The agent began API turn `n`.
     Turn(u32),
     /// The agent used a tool.
     ToolUse(String),
     /// The credential was refused; moving on to the one read from `next` (a variable name, not a secret).
-    CredentialRotated { next: String },
+    CredentialRotated {
+        /// The environment variable the next credential is read from.
+        next: String,
+    },
     /// The agent ended; collecting the outcome.
     Finishing,
 }

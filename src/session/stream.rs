@@ -17,13 +17,24 @@ use super::reset;
 #[derive(Clone, Debug, PartialEq)]
 pub enum LineEvent {
     /// `system/init`: the CLI's session id and model.
-    Init { session_id: String },
+    Init {
+        /// The CLI's session id.
+        session_id: String,
+    },
     /// An assistant message started a new API turn.
     Turn(u32),
     /// The assistant asked for a tool.
-    ToolUse { name: String },
+    ToolUse {
+        /// The tool's name, e.g. `Bash`.
+        name: String,
+    },
     /// The CLI is retrying an API call (`system/api_retry`).
-    Retry { attempt: u64, error: String },
+    Retry {
+        /// The CLI's retry count, from 1.
+        attempt: u64,
+        /// The error that caused it, as the CLI names it.
+        error: String,
+    },
     /// The `result` line.
     Result,
     /// Not valid JSON (kept in the log, otherwise ignored).
@@ -266,21 +277,47 @@ fn result_line(v: &Value) -> ResultLine {
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunResult {
     /// `is_error: false`: the final text.
-    Success { text: String },
+    Success {
+        /// The result's text, as the CLI wrote it.
+        text: String,
+    },
     /// A subscription usage limit: reschedule at `resets_at` (unknown when no time could be read).
-    UsageLimit { resets_at: Option<Timestamp>, text: String },
+    UsageLimit {
+        /// When the limit resets, when the text said.
+        resets_at: Option<Timestamp>,
+        /// The result's text, as the CLI wrote it.
+        text: String,
+    },
     /// API rate limit (429 that is not a usage limit): back off.
-    RateLimited { text: String },
+    RateLimited {
+        /// The result's text, as the CLI wrote it.
+        text: String,
+    },
     /// Overload, 5xx or no connection: back off.
-    Overloaded { text: String },
+    Overloaded {
+        /// The result's text, as the CLI wrote it.
+        text: String,
+    },
     /// The credential was refused (401/403, not logged in): try the next credential.
-    Authentication { text: String },
+    Authentication {
+        /// The result's text, as the CLI wrote it.
+        text: String,
+    },
     /// `error_max_turns`.
-    MaxTurns { text: String },
+    MaxTurns {
+        /// The result's text, as the CLI wrote it.
+        text: String,
+    },
     /// `error_max_budget_usd`.
-    MaxCost { text: String },
+    MaxCost {
+        /// The result's text, as the CLI wrote it.
+        text: String,
+    },
     /// Any other error result.
-    Error { text: String },
+    Error {
+        /// The result's text, as the CLI wrote it.
+        text: String,
+    },
     /// The stream ended without a result line.
     NoResult,
 }
