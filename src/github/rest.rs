@@ -194,9 +194,10 @@ impl Client {
         self.send(call).await.map(drop)
     }
 
-    /// Makes sure a label exists in the repository, creating it with its colour and description when missing.
-    /// The read is conditional (a 304 is free). A 422 `already_exists` (a concurrent or retried create) counts
-    /// as success. Returns whether this call created it.
+    /// Makes sure a label exists in the repository, creating it with its colour and description when missing:
+    /// one `POST /repos/{owner}/{repo}/labels`, whose 422 `already_exists` (the label is there, or a concurrent
+    /// or retried create made it) counts as success. Returns whether this call created it. Errors: GitHub's,
+    /// after the client's retries.
     pub async fn ensure_label(
         &self,
         inst: InstallationId,
