@@ -212,6 +212,16 @@ impl Decider {
         let job = store.job(&issue.repo, issue.number).map_err(|e| e.to_string())?;
         let Some(job) = job else { return Ok(Default::default()) };
         let state = seen(job.state);
+        // Only `status` reads the figures, and only comments carry commands: other deliveries (most are
+        // Foreman's own label and comment echoes) skip the queue-position count, O(position).
+        use crate::event::EventKind as K;
+        let commands = matches!(
+            event.kind,
+            K::IssueComment { .. } | K::PullRequestReview { .. } | K::PullRequestReviewComment { .. }
+        );
+        if !commands {
+            return Ok(crate::decide::Snapshot { job: Some(state), ..Default::default() });
+        }
         let rfc3339 = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).ok();
         let facts = crate::decide::JobFacts {
             position: store.queue_position(&job).map_err(|e| e.to_string())?,
@@ -474,13 +484,11 @@ impl Decider {
         job: &crate::store::jobs::Job,
         state: crate::report::render::JobState,
     ) -> crate::report::render::Tracking {
-        let mut t = crate::report::render::Tracking::new(job.repo.clone(), job.issue, state);
-        t.trigger = crate::runner::job::trigger_phrase(&self.config.label, job);
+        let mut t = crate::runner::job::base_tracking(&self.config.label, job, state);
         if state == crate::report::render::JobState::Queued {
             t.queue_position =
                 self.scheduler.store().queue_position(job).ok().flatten().map(|p| u32::try_from(p).unwrap_or(u32::MAX));
         }
-        t.updated_at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok();
         t
     }
 }

@@ -65,13 +65,13 @@ async fn follow_up_pull(
     parts: &Parts,
     job: &Job,
     inst: InstallationId,
+    pr: &crate::github::PullRequest,
     session: Option<&str>,
 ) -> Result<crate::github::PullRequest, GithubError> {
-    let pr = parts.client.pull(inst, &job.repo, job.issue).await?;
-    let Some(id) = session else { return Ok(pr) };
+    let Some(id) = session else { return Ok(pr.clone()) };
     let body = pr.body.clone().unwrap_or_default();
     if agent_session_marker(&body).as_deref() == Some(id) {
-        return Ok(pr);
+        return Ok(pr.clone());
     }
     let body = match body.rfind("<!-- foreman:agent-session ") {
         Some(at) => {
@@ -249,11 +249,18 @@ async fn heartbeat(scheduler: crate::scheduler::Scheduler, claim: Claim, cancel:
     }
 }
 
-/// The tracking comment's view of `job` in `state`.
+/// The tracking comment's view of `job` in `state`, with the attempt (the runner's reports).
 fn tracking(parts: &Parts, job: &Job, state: Shown) -> Tracking {
-    let mut t = Tracking::new(job.repo.clone(), job.issue, state);
-    t.trigger = trigger_phrase(&parts.trigger_label, job);
+    let mut t = base_tracking(&parts.trigger_label, job, state);
     t.attempt = Some((job.attempts.max(1), parts.scheduler.config().max_failures));
+    t
+}
+
+/// What every report of `job` in `state` shows: what queued it (`label` is the trigger label's name) and when
+/// the report was made. The inbox worker's reports (queued, cancelled) and the runner's start from it.
+pub fn base_tracking(label: &str, job: &Job, state: Shown) -> Tracking {
+    let mut t = Tracking::new(job.repo.clone(), job.issue, state);
+    t.trigger = trigger_phrase(label, job);
     t.updated_at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok();
     t
 }
@@ -283,9 +290,10 @@ pub fn shown(job: &Job) -> Shown {
 }
 
 impl Attempt {
-    fn failed(class: FailureClass, reason: impl Into<String>) -> Self {
+    /// An attempt that came to `outcome`, with nothing more to show yet.
+    fn new(outcome: Outcome) -> Self {
         Attempt {
-            outcome: Outcome::Failed { class, reason: reason.into(), retry_at: None },
+            outcome,
             session_log: None,
             pull_request: None,
             progress: None,
@@ -293,20 +301,28 @@ impl Attempt {
             log_tail: String::new(),
         }
     }
+
+    fn failed(class: FailureClass, reason: impl Into<String>) -> Self {
+        Self::new(Outcome::Failed { class, reason: reason.into(), retry_at: None })
+    }
+
+    /// A rate limit or a spent budget: the job waits until `retry_at` (a backoff when unknown), not counted.
+    fn waiting(reason: impl Into<String>, retry_at: Option<OffsetDateTime>) -> Self {
+        Self::new(Outcome::Failed { class: FailureClass::RateLimit, reason: reason.into(), retry_at })
+    }
+
+    fn succeeded(summary: &str) -> Self {
+        Self::new(Outcome::Succeeded { summary: summary.to_owned() })
+    }
 }
 
 /// A GitHub failure before or after the session: Foreman's side, retried with backoff (a rate limit waits
 /// for its reset).
 fn github_failed(what: &str, e: &GithubError) -> Attempt {
     match e {
-        GithubError::RateLimited { reset, .. } => Attempt {
-            outcome: Outcome::Failed {
-                class: FailureClass::RateLimit,
-                reason: format!("{what}: {e}"),
-                retry_at: reset.map(OffsetDateTime::from),
-            },
-            ..Attempt::failed(FailureClass::RateLimit, "")
-        },
+        GithubError::RateLimited { reset, .. } => {
+            Attempt::waiting(format!("{what}: {e}"), reset.map(OffsetDateTime::from))
+        }
         _ => Attempt::failed(FailureClass::Infrastructure, format!("{what}: {e}")),
     }
 }
@@ -329,6 +345,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
     };
     let mut reviews = Vec::new();
     let mut resume = None;
+    let mut follow_up = None;
     let (kind, branch) = match job.kind {
         JobKind::Code => (PromptKind::Coding, None),
         JobKind::Plan => (PromptKind::Planning, None),
@@ -342,7 +359,9 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
                 Err(e) => return github_failed("reading the pull request's reviews", &e),
             };
             resume = pr.body.as_deref().and_then(agent_session_marker);
-            (PromptKind::FollowUp, Some(pr.head.branch))
+            let branch = pr.head.branch.clone();
+            follow_up = Some(pr);
+            (PromptKind::FollowUp, Some(branch))
         }
     };
     // A follow-up works in the worktree of the issue its branch was made for (`foreman/<issue>-…`), where the
@@ -398,14 +417,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         if let Err(e) = client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &text).await {
             tracing::warn!(error = %e, "could not say that the budget is spent");
         }
-        return Attempt {
-            outcome: Outcome::Failed {
-                class: FailureClass::RateLimit,
-                reason: "the repository's daily budget is spent".into(),
-                retry_at: Some(resume_at),
-            },
-            ..Attempt::failed(FailureClass::RateLimit, "")
-        };
+        return Attempt::waiting("the repository's daily budget is spent", Some(resume_at));
     }
     let token = match client.session_token(inst, &job.repo).await {
         Ok(t) => t,
@@ -488,8 +500,18 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         cost_usd: outcome.summary.cost_usd,
         elapsed_secs: outcome.summary.duration_ms / 1000,
     });
-    let mut result =
-        conclude(parts, job, inst, &outcome, &remote_url, &default_branch, &auth, &thread.issue.title).await;
+    let mut result = conclude(
+        parts,
+        job,
+        inst,
+        &outcome,
+        &remote_url,
+        &default_branch,
+        &auth,
+        &thread.issue.title,
+        follow_up.as_ref(),
+    )
+    .await;
     result.progress = progress;
     result.session_log = session_log_link(parts, &outcome.session_id);
     if !matches!(result.outcome, Outcome::Succeeded { .. }) {
@@ -510,6 +532,7 @@ async fn conclude(
     default_branch: &str,
     auth: &GitAuth,
     title: &str,
+    follow_up: Option<&crate::github::PullRequest>,
 ) -> Attempt {
     match &outcome.verdict {
         Verdict::ChangesReady => {}
@@ -557,30 +580,22 @@ async fn conclude(
         lines_deleted: outcome.changes.files.iter().map(|f| f.deleted).sum(),
     };
     let summary = outcome.answer.clone().unwrap_or_default();
-    let pr_title = match job.kind {
-        JobKind::FollowUp => title.to_owned(),
-        _ => format!("{title} (#{})", job.issue),
-    };
-    let closes = match job.kind {
-        JobKind::FollowUp => None,
-        _ => Some(job.issue),
-    };
-    let mut body = render::pull_request_body(&render::PullRequestBody {
-        issue: closes.unwrap_or(job.issue),
-        summary: summary.clone(),
-        figures,
-        requester: job.requester.clone(),
-        tracking_comment: None,
-        session_log: session_log_link(parts, &outcome.session_id),
-    });
-    if let Some(id) = &outcome.agent_session_id {
-        body.push_str(&format!("\n\n{}", agent_session_comment(id)));
-    }
-    let pr = match job.kind {
-        JobKind::FollowUp => follow_up_pull(parts, job, inst, outcome.agent_session_id.as_deref()).await,
-        _ => {
+    let pr = match follow_up {
+        Some(pr) => follow_up_pull(parts, job, inst, pr, outcome.agent_session_id.as_deref()).await,
+        None => {
+            let mut body = render::pull_request_body(&render::PullRequestBody {
+                issue: job.issue,
+                summary: summary.clone(),
+                figures,
+                requester: job.requester.clone(),
+                tracking_comment: None,
+                session_log: session_log_link(parts, &outcome.session_id),
+            });
+            if let Some(id) = &outcome.agent_session_id {
+                body.push_str(&format!("\n\n{}", agent_session_comment(id)));
+            }
             let new = NewPullRequest {
-                title: pr_title,
+                title: format!("{title} (#{})", job.issue),
                 head: outcome.branch.clone(),
                 base: default_branch.to_owned(),
                 body,
@@ -624,19 +639,6 @@ async fn conclude(
     }
 }
 
-impl Attempt {
-    fn succeeded(summary: &str) -> Self {
-        Attempt {
-            outcome: Outcome::Succeeded { summary: summary.to_owned() },
-            session_log: None,
-            pull_request: None,
-            progress: None,
-            summary: None,
-            log_tail: String::new(),
-        }
-    }
-}
-
 /// The job's failure class for a session's: the agent's own failures count toward stuck; limits of the
 /// API wait for their reset; Foreman's side backs off; a cancellation is recorded as such by whoever
 /// cancelled, so it is an infrastructure failure only if the claim is somehow still held.
@@ -648,14 +650,9 @@ fn session_failed(class: &session::FailureClass, reason: &str) -> Attempt {
             Attempt::failed(FailureClass::Agent, reason)
         }
         S::Validation => Attempt::failed(FailureClass::Validation, reason),
-        S::UsageLimit { resets_at } => Attempt {
-            outcome: Outcome::Failed {
-                class: FailureClass::RateLimit,
-                reason,
-                retry_at: resets_at.and_then(|t| OffsetDateTime::from_unix_timestamp(t.as_second()).ok()),
-            },
-            ..Attempt::failed(FailureClass::RateLimit, "")
-        },
+        S::UsageLimit { resets_at } => {
+            Attempt::waiting(reason, resets_at.and_then(|t| OffsetDateTime::from_unix_timestamp(t.as_second()).ok()))
+        }
         S::RateLimited | S::Overloaded => Attempt::failed(FailureClass::RateLimit, reason),
         S::Cancelled | S::Infrastructure => Attempt::failed(FailureClass::Infrastructure, reason),
     }
