@@ -1,5 +1,7 @@
 //! The inbox worker: hands each stored delivery, oldest first, to a [`Consumer`] (the decision core), then
-//! records it processed or dead-lettered. It runs after the HTTP answer, never inside it.
+//! records it processed or dead-lettered. It runs after the HTTP answer, never inside it, and during a burst
+//! of deliveries it waits for the burst to pass ([`Store::ingest_lull`]) at a lower priority
+//! ([`WORKER_NICE`]).
 //!
 //! A delivery interrupted by a crash is still in the inbox on restart and is handed over again; consumers
 //! make that harmless (a replay has no second effect).
@@ -102,8 +104,9 @@ async fn drain(store: &Store, consumer: &impl Consumer, shutdown: &CancellationT
         let page = store.pending_deliveries(after, PAGE)?;
         let Some(&last) = page.last() else { return Ok(finished) };
         for seq in page {
-            if shutdown.is_cancelled() {
-                return Ok(finished);
+            tokio::select! {
+                _ = store.ingest_lull() => {}
+                _ = shutdown.cancelled() => return Ok(finished),
             }
             let Some((meta, body)) = store.delivery_body(seq)? else { continue };
             let span = tracing::info_span!(

@@ -193,6 +193,17 @@ fn installation_events_list_their_repositories() {
 }
 
 #[test]
+fn envelope_fields_of_an_unexpected_shape_are_absent_not_errors() {
+    let body = br#"{"action":"created","installation":{"id":"seven"},"repository":"o/r","sender":5}"#;
+    let e = event::decode("sponsorship", body).unwrap();
+    assert_eq!((e.action.as_deref(), e.installation, e.repo, e.sender), (Some("created"), None, None, None));
+    // A null is absent too, and an action that is not a string is no action.
+    let e = event::decode("sponsorship", br#"{"action":7,"installation":null,"repository":{"full_name":null}}"#);
+    let e = e.unwrap();
+    assert_eq!((e.action, e.installation, e.repo), (None, None, None));
+}
+
+#[test]
 fn undecodable_payloads_are_typed_errors() {
     let not_json = event::decode("issues", b"{not json").unwrap_err();
     assert!(matches!(not_json, DecodeError::NotJson { .. }), "{not_json}");

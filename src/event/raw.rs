@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{
     Actor, ActorKind, AuthorAssociation, Comment, CommentAction, ContentType, DecodeError, Event, EventKind,
@@ -231,17 +232,34 @@ fn repo_names(repos: Vec<RawRepo>, event: &str, action: Option<&str>) -> Result<
 }
 
 /// The envelope every payload shares, read leniently: an ignored event keeps what it has. Each field is
-/// parsed as a `Value` on its own, so a field of an unexpected type is simply absent.
+/// kept as its raw JSON text and read on its own, so a field of an unexpected type is simply absent. Raw
+/// text, not a `Value`: a repository object has about a hundred fields, and building a map of them for
+/// each delivery cost more than the rest of the decoding.
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    action: Option<Value>,
-    #[serde(default)]
-    installation: Option<Value>,
-    #[serde(default)]
-    repository: Option<Value>,
-    #[serde(default)]
-    sender: Option<Value>,
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    action: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    installation: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    repository: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sender: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeInstallation {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeRepository {
+    full_name: String,
+}
+
+/// Reads a raw envelope field as `T`, or `None` when it does not have that shape.
+fn lenient<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+    serde_json::from_str(raw?.get()).ok()
 }
 
 pub(super) fn decode(event_name: &str, body: &[u8]) -> Result<Event, DecodeError> {
@@ -253,16 +271,10 @@ pub(super) fn decode(event_name: &str, body: &[u8]) -> Result<Event, DecodeError
         ));
     }
     let envelope: Envelope = serde_json::from_slice(body).map_err(|e| not_json(e.to_string()))?;
-    let action = envelope.action.as_ref().and_then(Value::as_str).map(str::to_owned);
-    let installation =
-        envelope.installation.as_ref().and_then(|i| i.get("id")).and_then(Value::as_u64).map(InstallationId);
-    let repo = envelope
-        .repository
-        .as_ref()
-        .and_then(|r| r.get("full_name"))
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse::<RepoName>().ok());
-    let sender = envelope.sender.as_ref().and_then(|s| RawUser::deserialize(s).ok()).map(Actor::from);
+    let action: Option<String> = lenient(envelope.action);
+    let installation = lenient::<EnvelopeInstallation>(envelope.installation).map(|i| InstallationId(i.id));
+    let repo = lenient::<EnvelopeRepository>(envelope.repository).and_then(|r| r.full_name.parse::<RepoName>().ok());
+    let sender = lenient::<RawUser>(envelope.sender).map(Actor::from);
     let kind = kind(event_name, action.as_deref(), body)?;
     Ok(Event { name: event_name.to_owned(), action, delivery: None, installation, repo, sender, kind })
 }

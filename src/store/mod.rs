@@ -25,7 +25,8 @@ pub use inbox::{DeliveryMeta, DeliveryRecord, DeliveryState, NewDelivery, PutOut
 ///
 /// - 1: the first.
 /// - 2: `job_ready` entries hold a copy of the job's record instead of its key ([`jobs`]).
-pub const SCHEMA_VERSION: u64 = 2;
+/// - 3: no `inbox` tree; the inbox is the deliveries without a state, above the inbox floor ([`inbox`]).
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Options for [`Store::open`].
 #[derive(Debug, Clone)]
@@ -60,6 +61,10 @@ struct Inner {
     jobs: jobs::Trees,
     writer: writer::Handle,
     pending_changed: tokio::sync::Notify,
+    /// Deliveries between [`Store::put_delivery`]'s call and its answer.
+    puts_in_flight: std::sync::atomic::AtomicUsize,
+    /// Notified when `puts_in_flight` falls below [`inbox::BURST_PUTS`].
+    lull: tokio::sync::Notify,
 }
 
 impl Store {
@@ -93,7 +98,17 @@ impl Store {
         let inbox = inbox::Trees::open(&db)?;
         let jobs = jobs::Trees::open(&db)?;
         let writer = writer::spawn(db.clone(), inbox.clone());
-        Ok(Self { inner: Arc::new(Inner { db, inbox, jobs, writer, pending_changed: tokio::sync::Notify::new() }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                inbox,
+                jobs,
+                writer,
+                pending_changed: tokio::sync::Notify::new(),
+                puts_in_flight: Default::default(),
+                lull: tokio::sync::Notify::new(),
+            }),
+        })
     }
 
     /// Waits until every write made before this call is durable on disk. Joins the writer's next group
@@ -127,6 +142,9 @@ impl Store {
 fn migrate(db: &sled::Db, from: u64) -> Result<(), StoreError> {
     if from < 2 {
         jobs::migrate_ready_copies(db)?;
+    }
+    if from < 3 {
+        inbox::migrate_inbox_tree(db)?;
     }
     if from < SCHEMA_VERSION {
         db.open_tree("meta")?.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;

@@ -1,30 +1,48 @@
-//! The group-commit writer: one thread that applies batches of delivery writes and flushes once per batch.
+//! Group commit: one writer thread applies batches of delivery writes; one flusher thread makes them
+//! durable, one flush for everything applied since its last one.
 //!
-//! Callers hand a request over a channel and wait on a oneshot reply. The thread blocks for the first
-//! request, drains whatever else is waiting (up to [`MAX_BATCH`]), applies it, calls one blocking
-//! `Db::flush`, and only then answers everyone in the batch. Under load, batches grow by themselves; a lone
-//! request is flushed at once, with no timer to wait on.
+//! Callers hand a request over a channel and wait on a oneshot reply. The writer blocks for the first
+//! request, drains whatever else is waiting (up to [`MAX_BATCH`]), applies it and passes the batch, with
+//! its answers, to the flusher. The flusher takes every batch waiting, calls one blocking `Db::flush`, and
+//! only then answers. The writer applies the next batch while the disk syncs the last one. Under load,
+//! batches grow by themselves; a lone request is flushed at once, with no timer to wait on. Every answer,
+//! a duplicate's too, waits for a flush, so "duplicate" is never said of a delivery not yet durable.
+//!
+//! Deduplication reads the `delivery_ids` tree only when a Bloom filter of the stored ids says the id may be
+//! there. Delivery ids are random, so without the filter every delivery read a random leaf of that tree,
+//! usually evicted from sled's cache by the bodies written since: the lookup was a third of the thread's
+//! time under load. The writer is the only thread that adds ids, so the filter needs no lock; it is built
+//! from the tree when the writer starts and only grows (a pruned id stays in it and costs a tree read).
 
-use std::collections::HashMap;
 use std::sync::mpsc;
 
+use fastbloom::BloomFilter;
 use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::inbox::{NewDelivery, PutOutcome, Trees, encode_record, seq_key};
+use crate::ids::DeliveryId;
 
-/// The most requests applied under one flush. Bounds the time the first request in a batch waits for the
-/// others to be applied (each is a few microseconds) while letting a burst of 64 concurrent deliveries
-/// share one flush.
+/// The most requests applied as one batch. Bounds the time the first request in a batch waits for the
+/// others to be applied (each takes tens of microseconds) while letting a burst of 64 concurrent
+/// deliveries share one flush.
 pub const MAX_BATCH: usize = 256;
 
+/// The fewest ids the deduplication filter is sized for, and its false-positive rate at that size. A
+/// million ids at 1% take 1.2 MB; the filter is sized for twice the stored ids when that is more. Past its
+/// size its false-positive rate rises gradually and each false positive costs one tree read; a restart
+/// sizes it anew.
+const FILTER_MIN_IDS: usize = 1_000_000;
+const FILTER_FALSE_POSITIVES: f64 = 0.01;
+
 enum Request {
-    Put(NewDelivery, oneshot::Sender<Result<PutOutcome, StoreError>>),
+    /// A delivery's id and its encoded record, encoded by the caller so the one writer thread does not.
+    Put(DeliveryId, Vec<u8>, oneshot::Sender<Result<PutOutcome, StoreError>>),
     Sync(oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// The sending side. Dropping it stops the writer thread after a last flush and waits for it, so the
-/// database is closed (and its file lock released) when the store is dropped.
+/// The sending side. Dropping it stops the writer and flusher threads after a last flush and waits for
+/// them, so the database is closed (and its file lock released) when the store is dropped.
 pub(super) struct Handle {
     tx: Option<mpsc::Sender<Request>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -46,7 +64,8 @@ impl Handle {
 
     pub(super) async fn put(&self, d: NewDelivery) -> Result<PutOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.sender()?.send(Request::Put(d, reply)).map_err(|_| StoreError::Closed)?;
+        let record = encode_record(&d);
+        self.sender()?.send(Request::Put(d.meta.id, record, reply)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -66,11 +85,37 @@ pub(super) fn spawn(db: sled::Db, trees: Trees) -> Handle {
     Handle { tx: Some(tx), thread: Some(thread) }
 }
 
+/// The Bloom filter of the ids in `delivery_ids`, built by reading the tree. `None` when the tree cannot be
+/// read: the writer then reads the tree for every id.
+fn id_filter(trees: &Trees) -> Option<BloomFilter> {
+    let stored = trees.ids.len();
+    let filter = BloomFilter::with_false_pos(FILTER_FALSE_POSITIVES).expected_items(FILTER_MIN_IDS.max(2 * stored));
+    let mut filter = filter;
+    for key in trees.ids.iter().keys() {
+        match key {
+            Ok(k) => {
+                filter.insert(k.as_ref());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the delivery ids; deduplicating without a filter");
+                return None;
+            }
+        }
+    }
+    Some(filter)
+}
+
 fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Request>) {
     let mut next_seq = match trees.deliveries.last() {
         Ok(Some((k, _))) => u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])) + 1,
         _ => 1,
     };
+    let mut filter = id_filter(&trees);
+    let (applied_tx, applied_rx) = mpsc::channel::<Vec<Applied>>();
+    let flusher = std::thread::Builder::new()
+        .name("foreman-store-flush".into())
+        .spawn(move || flush_loop(db, applied_rx))
+        .expect("spawn the store flusher thread");
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -80,22 +125,23 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let started = std::time::Instant::now();
-        let applied = apply(&trees, &mut next_seq, &batch);
-        let flushed = applied.and_then(|outcomes| db.flush().map(|_| outcomes).map_err(StoreError::from));
-        metrics::histogram!("foreman_store_flush_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("foreman_store_batch_size").record(batch.len() as f64);
-        match flushed {
+        let started = std::time::Instant::now();
+        let applied = apply(&trees, filter.as_mut(), &mut next_seq, &batch);
+        metrics::histogram!("foreman_store_apply_seconds").record(started.elapsed().as_secs_f64());
+        match applied {
             Ok(mut outcomes) => {
-                for r in batch.drain(..) {
-                    match r {
-                        Request::Put(_, reply) => {
-                            let _ = reply.send(Ok(outcomes.pop_front().expect("one outcome per put")));
+                let applied = batch
+                    .drain(..)
+                    .map(|r| match r {
+                        Request::Put(_, _, reply) => {
+                            Applied::Put(reply, outcomes.pop_front().expect("one outcome per put"))
                         }
-                        Request::Sync(reply) => {
-                            let _ = reply.send(Ok(()));
-                        }
-                    }
+                        Request::Sync(reply) => Applied::Sync(reply),
+                    })
+                    .collect();
+                if applied_tx.send(applied).is_err() {
+                    break; // the flusher is gone; answering nothing makes every waiter see the store closed
                 }
             }
             Err(e) => {
@@ -103,50 +149,82 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Request>) {
                 for r in batch.drain(..) {
                     let err = StoreError::Corrupt(format!("write failed: {e}"));
                     match r {
-                        Request::Put(_, reply) => drop(reply.send(Err(err))),
+                        Request::Put(_, _, reply) => drop(reply.send(Err(err))),
                         Request::Sync(reply) => drop(reply.send(Err(err))),
                     }
                 }
             }
         }
     }
-    // Every sender is gone: one last flush so nothing applied is left behind.
+    drop(applied_tx);
+    let _ = flusher.join();
+}
+
+/// A request whose writes are applied and wait for a flush, with its answer.
+enum Applied {
+    Put(oneshot::Sender<Result<PutOutcome, StoreError>>, PutOutcome),
+    Sync(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The flusher: takes every applied batch waiting, calls one blocking `flush` for all of them, then
+/// answers them. It runs while the writer applies the next batch, so the writer's inserts and the disk's
+/// flush overlap instead of taking turns; being the only caller of `flush` keeps clear of sled issue 1308.
+fn flush_loop(db: sled::Db, rx: mpsc::Receiver<Vec<Applied>>) {
+    let mut waiting: Vec<Applied> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        waiting.extend(first);
+        while let Ok(more) = rx.try_recv() {
+            waiting.extend(more);
+        }
+        let started = std::time::Instant::now();
+        let flushed = db.flush();
+        metrics::histogram!("foreman_store_flush_seconds").record(started.elapsed().as_secs_f64());
+        if let Err(e) = &flushed {
+            tracing::error!(error = %e, "store flush failed");
+        }
+        let error = |e: &sled::Error| StoreError::Corrupt(format!("flush failed: {e}"));
+        for a in waiting.drain(..) {
+            match a {
+                Applied::Put(reply, outcome) => drop(reply.send(flushed.as_ref().map(|_| outcome).map_err(error))),
+                Applied::Sync(reply) => drop(reply.send(flushed.as_ref().map(|_| ()).map_err(error))),
+            }
+        }
+    }
+    // Every batch is answered and the writer is gone: one last flush so nothing applied is left behind.
     let _ = db.flush();
 }
 
 /// Applies the puts of a batch; returns one outcome per put, in order.
+///
+/// Each write is a plain insert, the record before its id, not a `sled::Batch`: `Tree::apply_batch` takes
+/// sled's process-wide write lock, which waits for a flush in progress (a flush holds the read side while
+/// the disk syncs) and, once taken, makes every later sled operation go through that lock. Atomicity is
+/// not needed: no answer leaves before the flush that follows, and sled recovers a prefix of its log, so
+/// an id that survives a crash has its record.
 fn apply(
     trees: &Trees,
+    mut filter: Option<&mut BloomFilter>,
     next_seq: &mut u64,
     batch: &[Request],
 ) -> Result<std::collections::VecDeque<PutOutcome>, StoreError> {
     let mut outcomes = std::collections::VecDeque::new();
-    let mut records = sled::Batch::default();
-    let mut inbox = sled::Batch::default();
-    let mut ids = sled::Batch::default();
-    let mut in_batch: HashMap<&str, u64> = HashMap::new();
     for r in batch {
-        let Request::Put(d, _) = r else { continue };
-        let id = d.meta.id.as_str();
-        if let Some(seq) = in_batch.get(id) {
-            outcomes.push_back(PutOutcome::Duplicate(*seq));
-            continue;
-        }
-        if let Some(seq) = trees.ids.get(id)? {
+        let Request::Put(id, record, _) = r else { continue };
+        let id = id.as_str();
+        let maybe_stored = filter.as_ref().is_none_or(|f| f.contains(id.as_bytes()));
+        if maybe_stored && let Some(seq) = trees.ids.get(id)? {
             let seq = u64::from_be_bytes(seq.as_ref().try_into().unwrap_or([0; 8]));
             outcomes.push_back(PutOutcome::Duplicate(seq));
             continue;
         }
         let seq = *next_seq;
         *next_seq += 1;
-        records.insert(&seq_key(seq), encode_record(d));
-        inbox.insert(&seq_key(seq), &[]);
-        ids.insert(id.as_bytes(), &seq_key(seq));
-        in_batch.insert(id, seq);
+        trees.deliveries.insert(seq_key(seq), record.as_slice())?;
+        trees.ids.insert(id.as_bytes(), &seq_key(seq))?;
+        if let Some(f) = filter.as_mut() {
+            f.insert(id.as_bytes());
+        }
         outcomes.push_back(PutOutcome::Stored(seq));
     }
-    trees.deliveries.apply_batch(records)?;
-    trees.inbox.apply_batch(inbox)?;
-    trees.ids.apply_batch(ids)?;
     Ok(outcomes)
 }
