@@ -89,8 +89,7 @@ pub(super) fn spawn(db: sled::Db, trees: Trees) -> Handle {
 /// read: the writer then reads the tree for every id.
 fn id_filter(trees: &Trees) -> Option<BloomFilter> {
     let stored = trees.ids.len();
-    let filter = BloomFilter::with_false_pos(FILTER_FALSE_POSITIVES).expected_items(FILTER_MIN_IDS.max(2 * stored));
-    let mut filter = filter;
+    let mut filter = BloomFilter::with_false_pos(FILTER_FALSE_POSITIVES).expected_items(FILTER_MIN_IDS.max(2 * stored));
     for key in trees.ids.iter().keys() {
         match key {
             Ok(k) => {
