@@ -17,7 +17,9 @@
 //! Within a batch the writer inserts the record, then the id. sled recovers a prefix of its log after a
 //! crash, so an id that survived always has its record.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -49,10 +51,10 @@ pub(super) struct Trees {
     pub(super) state: sled::Tree,
     meta: sled::Tree,
     /// The inbox floor (see the module documentation), as last read or advanced.
-    floor: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    floor: Arc<AtomicU64>,
     /// How many deliveries are in the inbox: counted above the floor at open, then kept by
     /// [`Store::put_delivery`] and [`Store::finish_delivery`].
-    depth: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    depth: Arc<AtomicUsize>,
 }
 
 /// The `meta` key of the inbox floor.
@@ -78,17 +80,17 @@ impl Trees {
             ids: db.open_tree("delivery_ids")?,
             state,
             meta,
-            floor: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(floor)),
-            depth: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(depth)),
+            floor: Arc::new(AtomicU64::new(floor)),
+            depth: Arc::new(AtomicUsize::new(depth)),
         })
     }
 
     fn floor(&self) -> u64 {
-        self.floor.load(std::sync::atomic::Ordering::Relaxed)
+        self.floor.load(Relaxed)
     }
 
     fn raise_floor(&self, to: u64) -> Result<(), StoreError> {
-        if to > self.floor.fetch_max(to, std::sync::atomic::Ordering::Relaxed) {
+        if to > self.floor.fetch_max(to, Relaxed) {
             self.meta.insert(FLOOR_KEY, &seq_key(to))?;
         }
         Ok(())
@@ -127,14 +129,14 @@ struct PutInFlight<'a>(&'a super::Inner);
 
 impl<'a> PutInFlight<'a> {
     fn enter(inner: &'a super::Inner) -> Self {
-        inner.puts_in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        inner.puts_in_flight.fetch_add(1, SeqCst);
         Self(inner)
     }
 }
 
 impl Drop for PutInFlight<'_> {
     fn drop(&mut self) {
-        if self.0.puts_in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == BURST_PUTS {
+        if self.0.puts_in_flight.fetch_sub(1, SeqCst) == BURST_PUTS {
             self.0.lull.notify_waiters();
         }
     }
@@ -275,7 +277,7 @@ impl Store {
         let _counted = PutInFlight::enter(&self.inner);
         let outcome = self.inner.writer.put(delivery).await?;
         if matches!(outcome, PutOutcome::Stored(_)) {
-            self.inner.inbox.depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.inbox.depth.fetch_add(1, Relaxed);
             self.inner.pending_changed.notify_one();
         }
         Ok(outcome)
@@ -342,7 +344,7 @@ impl Store {
 
     /// How many deliveries wait in the inbox (a count kept as they come and go, not a scan).
     pub fn inbox_depth(&self) -> usize {
-        self.inner.inbox.depth.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.inbox.depth.load(Relaxed)
     }
 
     /// Waits until a new delivery may be in the inbox. Spurious wake-ups are possible; callers re-read
@@ -358,7 +360,9 @@ impl Store {
     /// Under the ingest benchmark (64 deliveries at once) this is what lets the answers keep pace; a burst
     /// that never ends would hold processing back for as long as it lasts.
     pub async fn ingest_lull(&self) {
-        use std::sync::atomic::Ordering::SeqCst;
+        if self.inner.puts_in_flight.load(SeqCst) < BURST_PUTS {
+            return; // the usual case: no Notify registration per delivery
+        }
         loop {
             let notified = self.inner.lull.notified();
             tokio::pin!(notified);
@@ -557,5 +561,18 @@ mod tests {
         assert_eq!(store.put_delivery(new_delivery("new", now)).await.unwrap(), PutOutcome::Stored(4));
         assert_eq!(store.pending_deliveries(None, 10).unwrap(), vec![2, 3, 4]);
         assert_eq!(store.put_delivery(new_delivery("old3", now)).await.unwrap(), PutOutcome::Duplicate(3));
+    }
+
+    #[tokio::test]
+    async fn the_lull_waits_while_a_burst_of_deliveries_is_being_stored() {
+        use futures_util::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        assert!(store.ingest_lull().now_or_never().is_some(), "no burst: no wait");
+        let mut burst: Vec<PutInFlight> = (0..BURST_PUTS).map(|_| PutInFlight::enter(&store.inner)).collect();
+        let mut lull = Box::pin(store.ingest_lull());
+        assert!(lull.as_mut().now_or_never().is_none(), "a burst: the worker waits");
+        burst.pop();
+        tokio::time::timeout(std::time::Duration::from_secs(5), lull).await.expect("the lull follows the burst");
     }
 }
