@@ -217,19 +217,36 @@ pub struct DeliveryRecord {
     pub processing: DeliveryState,
 }
 
-/// Compresses a raw body for [`NewDelivery::compressed_body`]: an LZ4 block ([`Codec::Lz4`]).
-pub fn compress_body(body: &[u8]) -> Vec<u8> {
-    lz4_flex::block::compress(body)
+thread_local! {
+    /// Scratch space for [`compress_body`] and [`encode_record`], kept per thread so that the request path
+    /// does not allocate (and glibc does not consolidate) a buffer the size of the body for every delivery.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-pub(super) fn encode_record(d: &NewDelivery) -> Vec<u8> {
-    let meta = serde_json::to_vec(&d.meta).expect("metadata serialises");
-    let mut out = Vec::with_capacity(4 + meta.len() + d.compressed_body.len());
-    out.push(Codec::Lz4 as u8);
-    out.extend_from_slice(&(meta.len() as u32).to_be_bytes()[1..]);
-    out.extend_from_slice(&meta);
-    out.extend_from_slice(&d.compressed_body);
-    out
+/// Compresses a raw body for [`NewDelivery::compressed_body`]: an LZ4 block ([`Codec::Lz4`]), in a vector
+/// of exactly its size.
+pub fn compress_body(body: &[u8]) -> Vec<u8> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        scratch.resize(lz4_flex::block::get_maximum_output_size(body.len()), 0);
+        let n = lz4_flex::block::compress_into(body, scratch).expect("the buffer has the maximum output size");
+        scratch[..n].to_vec()
+    })
+}
+
+/// A delivery's record as stored in the `deliveries` tree: the codec byte, the metadata's length (24 bits,
+/// big-endian), the metadata as JSON, the compressed body. Built as the [`sled::IVec`] the tree keeps, by
+/// the caller, so the one writer thread neither encodes nor copies it.
+pub(super) fn encode_record(d: &NewDelivery) -> sled::IVec {
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        out.extend_from_slice(&[Codec::Lz4 as u8, 0, 0, 0]);
+        serde_json::to_writer(&mut *out, &d.meta).expect("metadata serialises");
+        let meta_len = out.len() - 4;
+        out[1..4].copy_from_slice(&(meta_len as u32).to_be_bytes()[1..]);
+        out.extend_from_slice(&d.compressed_body);
+        sled::IVec::from(out.as_slice())
+    })
 }
 
 /// A record's codec, metadata and compressed body.

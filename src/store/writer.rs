@@ -21,7 +21,6 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::inbox::{NewDelivery, PutOutcome, Trees, encode_record, seq_key};
-use crate::ids::DeliveryId;
 
 /// The most requests applied as one batch. Bounds the time the first request in a batch waits for the
 /// others to be applied (each takes tens of microseconds) while letting a burst of 64 concurrent
@@ -36,8 +35,9 @@ const FILTER_MIN_IDS: usize = 1_000_000;
 const FILTER_FALSE_POSITIVES: f64 = 0.01;
 
 enum Request {
-    /// A delivery's id and its encoded record, encoded by the caller so the one writer thread does not.
-    Put(DeliveryId, Vec<u8>, oneshot::Sender<Result<PutOutcome, StoreError>>),
+    /// A delivery's id and its encoded record, both as the [`sled::IVec`]s the trees keep, built by the
+    /// caller so the one writer thread does not.
+    Put(sled::IVec, sled::IVec, oneshot::Sender<Result<PutOutcome, StoreError>>),
     Sync(oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -65,7 +65,8 @@ impl Handle {
     pub(super) async fn put(&self, d: NewDelivery) -> Result<PutOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         let record = encode_record(&d);
-        self.sender()?.send(Request::Put(d.meta.id, record, reply)).map_err(|_| StoreError::Closed)?;
+        let id = sled::IVec::from(d.meta.id.as_str().as_bytes());
+        self.sender()?.send(Request::Put(id, record, reply)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -171,8 +172,7 @@ fn apply(
     let mut outcomes = std::collections::VecDeque::new();
     for r in batch {
         let Request::Put(id, record, _) = r else { continue };
-        let id = id.as_str();
-        let maybe_stored = filter.as_ref().is_none_or(|f| f.contains(id.as_bytes()));
+        let maybe_stored = filter.as_ref().is_none_or(|f| f.contains(id.as_ref()));
         if maybe_stored && let Some(seq) = trees.ids.get(id)? {
             let seq = u64::from_be_bytes(seq.as_ref().try_into().unwrap_or([0; 8]));
             outcomes.push_back(PutOutcome::Duplicate(seq));
@@ -180,10 +180,10 @@ fn apply(
         }
         let seq = *next_seq;
         *next_seq += 1;
-        trees.deliveries.insert(seq_key(seq), record.as_slice())?;
-        trees.ids.insert(id.as_bytes(), &seq_key(seq))?;
+        trees.deliveries.insert(seq_key(seq), record.clone())?;
+        trees.ids.insert(id.clone(), &seq_key(seq))?;
         if let Some(f) = filter.as_mut() {
-            f.insert(id.as_bytes());
+            f.insert(id.as_ref());
         }
         outcomes.push_back(PutOutcome::Stored(seq));
     }
