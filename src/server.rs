@@ -38,23 +38,6 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// this leaves time for the final flush.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The most malloc arenas glibc may create (`M_ARENA_MAX`). Its default is eight per core; with the handler
-/// threads allocating bodies and the store writer freeing them, each arena kept its own high-water mark and
-/// peak RSS under the ingest benchmark nearly doubled (about 60 MB with 2 arenas, 96–120 MB with the default, same
-/// throughput). The `MALLOC_ARENA_MAX` environment variable still wins when set.
-const MALLOC_ARENAS: i32 = 2;
-
-/// Applies [`MALLOC_ARENAS`] on glibc, before the runtime starts its threads.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; called before the runtime's threads exist.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-        }
-    }
-}
-
 /// Runs `foreman serve` until SIGTERM or SIGINT. Exit code 2 for a configuration error, 1 for a runtime one.
 pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
     let config = match Config::load(config_file) {
@@ -65,7 +48,6 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
         }
     };
     crate::telemetry::init_logging(config.log_format);
-    limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the tokio runtime");
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
