@@ -117,6 +117,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let worker = dispatch::spawn_worker(store.clone(), decider, shutdown.clone())?;
     let pruner = tokio::spawn(prune_loop(store.clone(), config.inbox.retention_days, shutdown.clone()));
+    tokio::spawn(crate::telemetry::upkeep_loop(
+        crate::telemetry::metrics_handle(),
+        crate::telemetry::METRICS_UPKEEP_EVERY,
+        shutdown.clone(),
+    ));
 
     let app = router(state);
     let signal = {

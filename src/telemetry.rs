@@ -4,8 +4,10 @@
 //! be aggregated across instances.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -14,6 +16,12 @@ use crate::config::LogFormat;
 /// a millisecond) as well as a store flush under load and a GitHub API call.
 pub const SECONDS_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// How often recorded histogram samples are folded into their buckets. The recorder keeps every sample
+/// until then (16 bytes each, several per delivery); a scrape of `/metrics` folds them too, but nothing
+/// promises a scrape. Five seconds is the exporter's own default (`PrometheusBuilder::upkeep_timeout`) and
+/// bounds the samples held to a few megabytes at the ingest benchmark's rate.
+pub const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Starts logging to standard error. The filter comes from `RUST_LOG` (default `info`).
 /// Calling it twice keeps the first set-up.
@@ -46,4 +54,19 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Folds the recorder's histogram samples into their buckets every `every` (in production
+/// [`METRICS_UPKEEP_EVERY`]) until `shutdown`. The recorder is built with `build_recorder`, which spawns no
+/// upkeep task of its own (metrics-exporter-prometheus, "Upkeep and maintenance"): without this loop a
+/// process nobody scrapes grows by every sample it records.
+pub async fn upkeep_loop(handle: PrometheusHandle, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => handle.run_upkeep(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
