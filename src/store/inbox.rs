@@ -217,17 +217,31 @@ pub struct DeliveryRecord {
     pub processing: DeliveryState,
 }
 
+/// The most bytes of scratch space a thread keeps between deliveries. Webhook bodies are mostly a few to a
+/// few tens of KB; a rare big one (GitHub sends up to 25 MiB) uses the scratch once and is then let go.
+const SCRATCH_KEPT: usize = 256 * 1024;
+
 thread_local! {
     /// Scratch space for [`compress_body`] and [`encode_record`], kept per thread so that the request path
-    /// does not allocate (and glibc does not consolidate) a buffer the size of the body for every delivery.
+    /// does not allocate a buffer the size of the body for every delivery.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's empty scratch buffer, then gives back what it grew past [`SCRATCH_KEPT`].
+fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        let out = f(scratch);
+        scratch.clear();
+        scratch.shrink_to(SCRATCH_KEPT);
+        out
+    })
 }
 
 /// Compresses a raw body for [`NewDelivery::compressed_body`]: an LZ4 block ([`Codec::Lz4`]), in a vector
 /// of exactly its size.
 pub fn compress_body(body: &[u8]) -> Vec<u8> {
-    SCRATCH.with_borrow_mut(|scratch| {
-        scratch.clear();
+    with_scratch(|scratch| {
         scratch.resize(lz4_flex::block::get_maximum_output_size(body.len()), 0);
         let n = lz4_flex::block::compress_into(body, scratch).expect("the buffer has the maximum output size");
         scratch[..n].to_vec()
@@ -238,8 +252,7 @@ pub fn compress_body(body: &[u8]) -> Vec<u8> {
 /// big-endian), the metadata as JSON, the compressed body. Built as the [`sled::IVec`] the tree keeps, by
 /// the caller, so the one writer thread neither encodes nor copies it.
 pub(super) fn encode_record(d: &NewDelivery) -> sled::IVec {
-    SCRATCH.with_borrow_mut(|out| {
-        out.clear();
+    with_scratch(|out| {
         out.extend_from_slice(&[Codec::Lz4 as u8, 0, 0, 0]);
         serde_json::to_writer(&mut *out, &d.meta).expect("metadata serialises");
         let meta_len = out.len() - 4;
@@ -538,6 +551,29 @@ mod tests {
         // Processed deliveries stay readable below the floor.
         let d1 = store.delivery(&DeliveryId("d1".into())).unwrap().unwrap();
         assert!(matches!(d1.processing, DeliveryState::Processed { .. }));
+    }
+
+    /// A big body goes through the per-thread scratch buffer and comes back whole, and the thread does not
+    /// keep a buffer that size afterwards; a small one after it is stored as usual.
+    #[tokio::test]
+    async fn a_big_body_is_stored_whole_and_its_scratch_space_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let big: Vec<u8> =
+            (0..256 * 1024u32).flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 7).to_le_bytes()).collect();
+        let mut d = new_delivery("big", OffsetDateTime::now_utc());
+        d.compressed_body = compress_body(&big);
+        d.meta.body_len = big.len() as u32;
+        assert!(SCRATCH.with_borrow(|s| s.capacity()) <= SCRATCH_KEPT, "compress_body let its scratch go");
+        let record = encode_record(&d);
+        assert!(SCRATCH.with_borrow(|s| s.capacity()) <= SCRATCH_KEPT, "encode_record let its scratch go");
+        let (codec, meta, compressed) = split_record(&record).unwrap();
+        assert_eq!(meta.id, d.meta.id);
+        assert_eq!(decompress_body(codec, compressed, big.len()).unwrap(), big);
+        let PutOutcome::Stored(seq) = store.put_delivery(d).await.unwrap() else { panic!("stored") };
+        store.put_delivery(new_delivery("small", OffsetDateTime::now_utc())).await.unwrap();
+        assert_eq!(store.delivery_body(seq).unwrap().unwrap().1.as_ref(), big.as_slice());
+        assert!(store.delivery(&DeliveryId("small".into())).unwrap().is_some());
     }
 
     /// A store written by schema 2: an `inbox` tree, and records as they were then (a 32-bit metadata
