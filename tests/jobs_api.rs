@@ -157,3 +157,71 @@ async fn foreman_status_prints_tables_using_the_admin_token() {
     .await
     .expect("within 60 s");
 }
+
+/// A TLS terminator in front of `plain` (as Fly's proxy stands in front of Foreman): it serves a certificate
+/// for `localhost` signed by a CA made for the test, and copies bytes to and from `plain`. Returns the
+/// terminator's `https://localhost:PORT` URL and the CA certificate (PEM).
+async fn tls_in_front_of(plain: &str) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &ca).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    let upstream = plain.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut plain = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (url, ca.pem())
+}
+
+/// A deployed Foreman is reached over HTTPS (Fly terminates TLS in front of it): `foreman status` speaks
+/// TLS, trusts the system's roots (here the test's CA, through `SSL_CERT_FILE`), and says why when a
+/// certificate is not trusted.
+#[tokio::test]
+async fn foreman_status_reaches_a_server_over_https() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (plain, dir, _s) = serve().await;
+        let (url, ca_pem) = tls_in_front_of(&plain).await;
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        let run = |trust: Option<&std::path::Path>| {
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"));
+            cmd.args(["status", "--server", &url]).env("FOREMAN_ADMIN_TOKEN", TOKEN).env_remove("FOREMAN_CONFIG");
+            match trust {
+                Some(f) => cmd.env("SSL_CERT_FILE", f),
+                None => cmd.env("SSL_CERT_FILE", "/dev/null"),
+            };
+            cmd.kill_on_drop(true).output()
+        };
+        let out = run(Some(&ca_file)).await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("running 1") && stdout.contains("octo/app#2"), "{stdout}");
+
+        let untrusted = run(None).await.unwrap();
+        assert_eq!(untrusted.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&untrusted.stderr);
+        assert!(stderr.contains("could not reach Foreman") && stderr.contains("certificate"), "{stderr}");
+    })
+    .await
+    .expect("within 60 s");
+}

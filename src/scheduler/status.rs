@@ -47,10 +47,9 @@ pub async fn fetch(server: &str, token: Option<&SecretString>) -> Result<JobsSta
     if let Some(t) = token {
         request = request.bearer_auth(t.expose_secret());
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("could not reach Foreman at {server} ({e}); is `foreman serve` running there?"))?;
+    let response = request.send().await.map_err(|e| {
+        format!("could not reach Foreman at {server} ({}); is `foreman serve` running there?", cause(&e))
+    })?;
     match response.status().as_u16() {
         200 => response.json().await.map_err(|e| format!("the answer from {url} is not a status: {e}")),
         401 | 403 => Err(format!(
@@ -59,6 +58,16 @@ pub async fn fetch(server: &str, token: Option<&SecretString>) -> Result<JobsSta
         )),
         _ => Err(format!("{url} answered {}", response.status())),
     }
+}
+
+/// The innermost error under a request error (refused connection, certificate not trusted, …): reqwest's
+/// own message only says that sending failed.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    inner.to_string()
 }
 
 /// The status as plain-text tables.
