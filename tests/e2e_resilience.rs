@@ -211,3 +211,35 @@ async fn a_fifth_of_github_requests_failing_leaves_the_same_end_state() {
     .await
     .expect("the fault test finished in time");
 }
+
+/// When an installation has less than a tenth of its hourly quota left, its jobs are queued but not
+/// claimed: a session makes many calls, and what is left goes to replies and reports. When the quota
+/// window resets, the runner looks again and the job runs to its pull request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waits_for_its_installations_quota_window_to_reset() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let world = World::start(FIXING_AGENT, &[]).await;
+        let installation = world.sim.installation_id(ORG);
+        let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
+        let before = time::OffsetDateTime::now_utc();
+        // 100 of 5,000 calls left (2%) until 4 s from now; GitHub gives the reset in whole seconds, so the
+        // window is seen to start again no earlier than 3 s from `before`.
+        world.sim.spend_rate_limit(installation, 100, Duration::from_secs(4));
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+
+        wait_done(&world, number).await;
+        let job = world.job(number).await;
+        let at = |action: &str| {
+            let entry = job["audit"].as_array().unwrap().iter().find(|a| a["action"] == action).unwrap();
+            time::OffsetDateTime::parse(entry["at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
+        let window_starts = before + time::Duration::seconds(3);
+        assert!(at("enqueued") < window_starts, "queued while the quota was low: {job}");
+        assert!(at("claimed") >= window_starts, "claimed only once the window reset: {job}");
+        assert!(world.logs().contains("holding new sessions"), "the hold is logged");
+        assert_eq!(job["state"], "succeeded", "{job}");
+    })
+    .await
+    .expect("within 120 s");
+}

@@ -185,6 +185,34 @@ fn concurrency_limits_global_per_repository_and_per_installation() {
     });
 }
 
+/// The runner refuses installations low on GitHub quota: their jobs stay queued, in their place, and the
+/// next admitted job runs; once admitted again they run first. The refusal is asked once per claim.
+#[test]
+fn jobs_of_a_refused_installation_are_skipped_and_keep_their_place() {
+    bounded(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Scheduler::new(open(dir.path()), roomy());
+        for (r, n, inst) in [("o/a", 1, 1), ("o/b", 2, 1), ("p/c", 3, 2)] {
+            let mut x = req(r, n, "t");
+            x.installation = Some(InstallationId(inst));
+            s.enqueue(x, "x", t0() + secs(n as i64)).unwrap();
+        }
+        let now = t0() + secs(10);
+        let asked = std::cell::Cell::new(0);
+        let low_on_quota = |i: InstallationId| {
+            asked.set(asked.get() + 1);
+            i != InstallationId(1)
+        };
+        let first = s.claim_next_admitting(now, &low_on_quota).unwrap().unwrap();
+        assert_eq!(first.job.issue.0, 3, "installation 2's job runs while installation 1 is held");
+        assert_eq!(asked.get(), 2, "installation 1 once for its two jobs, installation 2 once");
+        assert!(s.claim_next_admitting(now, &low_on_quota).unwrap().is_none(), "installation 1 stays held");
+        let order: Vec<_> = std::iter::from_fn(|| s.claim_next(now).unwrap()).map(|c| c.job.issue.0).collect();
+        assert_eq!(order, [1, 2], "admitted again, its jobs run in their order");
+        assert_consistent(s.store());
+    });
+}
+
 #[test]
 fn a_repositorys_constitution_sets_its_own_concurrency() {
     bounded(|| {

@@ -2,8 +2,11 @@
 //! report. One [`Runner`] per process, started by `foreman serve`.
 //!
 //! The loop ([`Runner::run`]) wakes when the scheduler says a job may have become runnable (enqueue, finish,
-//! cancel, retry), when a backoff or a claim is due, or every [`IDLE_POLL`]; it expires claims, then claims
-//! jobs until the limits say no, and runs each claimed job on a task of its own ([`job`]). The scheduler's
+//! cancel, retry), when a backoff or a claim is due, when a held installation's quota window resets, or every
+//! [`IDLE_POLL`]; it expires claims, then claims jobs until the limits say no, and runs each claimed job on a
+//! task of its own ([`job`]). Jobs of an installation with less than its quota threshold left
+//! ([`Client::quota_ok`], 10% of `x-ratelimit-limit` by default) are held, not claimed, until that
+//! installation's window resets: a session makes many calls, and replies to commands must still go out. The scheduler's
 //! claiming transaction enforces the concurrency limits, so the loop needs no counting of its own.
 //!
 //! A running job can be stopped from outside: `/foreman stop`, an unlabel, a closed issue
@@ -21,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::github::Client;
-use crate::ids::{IssueNumber, RepoName};
+use crate::ids::{InstallationId, IssueNumber, RepoName};
 use crate::report::outbox::Outbox;
 use crate::report::push::Pusher;
 use crate::scheduler::Scheduler;
@@ -30,6 +33,11 @@ use crate::session::SessionRunner;
 /// The longest the loop sleeps with nothing due. Claims expire and backoffs end on their own schedule
 /// (the loop computes the next one), so this only bounds how stale a missed wake-up can leave the queue.
 pub const IDLE_POLL: Duration = Duration::from_secs(30);
+
+/// How long after an installation's quota window resets (`x-ratelimit-reset`, whole seconds) the runner
+/// looks again at the jobs it held for that installation: the reset time is rounded down to the second,
+/// and a little slack keeps the runner from waking just before it.
+pub const QUOTA_RESET_MARGIN: Duration = Duration::from_millis(250);
 
 /// How long shutdown waits for running jobs to give their claims back after their sessions were cancelled.
 /// Inside `server::DRAIN_TIMEOUT` and fly.toml's kill timeout: the agent gets `agent.kill_grace_secs` to exit,
@@ -107,27 +115,52 @@ impl Runner {
                 }
                 Err(e) => tracing::error!(error = %e, "expiring claims failed"),
             }
-            loop {
-                match scheduler.claim_next(OffsetDateTime::now_utc()) {
-                    Ok(Some(claimed)) => {
-                        let key = (claimed.job.repo.clone(), claimed.job.issue);
-                        let token = shutdown.child_token();
-                        self.running.lock().expect("running lock").insert(key.clone(), token.clone());
-                        let runner = self.clone();
-                        let shutdown = shutdown.clone();
-                        tasks.spawn(async move {
-                            job::run(&runner.parts, claimed, token, &shutdown).await;
-                            runner.running.lock().expect("running lock").remove(&key);
+            // Claims until the limits say no; the earliest quota reset of the installations held meanwhile.
+            let held_until = {
+                let quota_reset = std::cell::Cell::new(None::<std::time::SystemTime>);
+                let admit = |installation: InstallationId| {
+                    let ok = self.parts.client.quota_ok(installation);
+                    if !ok {
+                        let reset = self.parts.client.quota(installation).map(|q| q.reset);
+                        tracing::info!(
+                            installation = installation.0,
+                            "holding new sessions: the installation's quota is low"
+                        );
+                        quota_reset.set(match (quota_reset.get(), reset) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
                         });
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "claiming a job failed");
-                        break;
+                    ok
+                };
+                loop {
+                    match scheduler.claim_next_admitting(OffsetDateTime::now_utc(), &admit) {
+                        Ok(Some(claimed)) => {
+                            let key = (claimed.job.repo.clone(), claimed.job.issue);
+                            let token = shutdown.child_token();
+                            self.running.lock().expect("running lock").insert(key.clone(), token.clone());
+                            let runner = self.clone();
+                            let shutdown = shutdown.clone();
+                            tasks.spawn(async move {
+                                job::run(&runner.parts, claimed, token, &shutdown).await;
+                                runner.running.lock().expect("running lock").remove(&key);
+                            });
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "claiming a job failed");
+                            break;
+                        }
                     }
                 }
+                quota_reset.get()
+            };
+            let mut wait = scheduler.sleep_for(OffsetDateTime::now_utc(), IDLE_POLL).unwrap_or(IDLE_POLL);
+            if let Some(reset) = held_until {
+                // A held installation's quota window starts again at `reset`: look again then.
+                let until = reset.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+                wait = wait.min(until + QUOTA_RESET_MARGIN);
             }
-            let wait = scheduler.sleep_for(OffsetDateTime::now_utc(), IDLE_POLL).unwrap_or(IDLE_POLL);
             tokio::select! {
                 _ = scheduler.changed() => {}
                 _ = tokio::time::sleep(wait) => {}

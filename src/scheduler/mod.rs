@@ -139,6 +139,15 @@ impl Scheduler {
         self.store.claim_next(&self.owner, &self.config, now)
     }
 
+    /// Claims the next job whose installation `admit` accepts ([`Store::claim_next_admitting`]).
+    pub fn claim_next_admitting(
+        &self,
+        now: OffsetDateTime,
+        admit: &dyn Fn(InstallationId) -> bool,
+    ) -> Result<Option<Claimed>, JobError> {
+        self.store.claim_next_admitting(&self.owner, &self.config, now, admit)
+    }
+
     /// Renews a claim ([`Store::heartbeat`]); returns the new expiry.
     pub fn heartbeat(&self, claim: &Claim, now: OffsetDateTime) -> Result<OffsetDateTime, JobError> {
         self.store.heartbeat(claim, &self.config, now)

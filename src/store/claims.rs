@@ -223,6 +223,19 @@ impl Store {
         config: &SchedulerConfig,
         now: OffsetDateTime,
     ) -> Result<Option<Claimed>, JobError> {
+        self.claim_next_admitting(owner, config, now, &|_| true)
+    }
+
+    /// [`Store::claim_next`], skipping the jobs of installations `admit` refuses (asked at most once per
+    /// installation per call), as it skips those at their concurrency limit: the runner refuses
+    /// installations low on GitHub quota. A job without an installation is always admitted.
+    pub fn claim_next_admitting(
+        &self,
+        owner: &ClaimOwner,
+        config: &SchedulerConfig,
+        now: OffsetDateTime,
+        admit: &dyn Fn(InstallationId) -> bool,
+    ) -> Result<Option<Claimed>, JobError> {
         self.expire_claims(config, now)?;
         self.promote_due(now)?;
         let t = self.job_trees();
@@ -242,10 +255,14 @@ impl Store {
             if full_repos.iter().any(|r| r[..] == *key_repo_prefix(&job_key)) {
                 continue;
             }
-            if let Some(i) = queued.installation
-                && full_installations.contains(&i)
-            {
-                continue;
+            if let Some(i) = queued.installation {
+                if full_installations.contains(&i) {
+                    continue;
+                }
+                if !admit(i) {
+                    full_installations.push(i);
+                    continue;
+                }
             }
             let session = SessionId::new();
             let result = t.run(|tx| {

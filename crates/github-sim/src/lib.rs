@@ -314,6 +314,11 @@ impl SimHandle {
         let w = self.inner.world();
         w.requests.iter().filter(|r| r.installation == Some(installation)).map(|r| r.in_flight).max().unwrap_or(0)
     }
+    /// Leaves `remaining` calls in `installation`'s primary rate-limit bucket until `reset_in` from now, as
+    /// other users of the same installation would: later answers carry the low `x-ratelimit-remaining`.
+    pub fn spend_rate_limit(&self, installation: u64, remaining: u64, reset_in: Duration) {
+        server::spend_primary(&self.inner, installation, remaining, time::Duration::seconds(reset_in.as_secs() as i64));
+    }
     /// Empties every primary rate-limit bucket until `reset_in` from now.
     pub fn exhaust_rate_limit(&self, reset_in: Duration) {
         server::exhaust_primary(&self.inner, time::Duration::seconds(reset_in.as_secs() as i64));

@@ -370,6 +370,13 @@ fn with_rate_headers(inner: &Inner, auth: &Auth, resp: Resp, count: bool) -> Res
 }
 
 /// Exhausts every primary bucket until `reset_in` from now (the control API's rate-limit fault).
+pub(crate) fn spend_primary(inner: &Inner, installation: u64, remaining: u64, reset_in: time::Duration) {
+    let mut w = inner.world();
+    let b = bucket(&mut w, installation);
+    b.used = b.limit.saturating_sub(remaining);
+    b.reset = OffsetDateTime::now_utc() + reset_in;
+}
+
 pub(crate) fn exhaust_primary(inner: &Inner, reset_in: time::Duration) {
     let mut w = inner.world();
     let keys: Vec<u64> = w.installations.keys().copied().chain([0]).collect();
