@@ -583,7 +583,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
         {
-            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            // Without sled's background flusher, as `Store::open` has it: that thread can hold the database's
+            // file lock for a moment after the last handle is dropped, and the reopen below would fail.
+            let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
             db.open_tree("meta").unwrap().insert("schema_version", &2u64.to_be_bytes()).unwrap();
             let (deliveries, ids) = (db.open_tree("deliveries").unwrap(), db.open_tree("delivery_ids").unwrap());
             let (inbox, state) = (db.open_tree("inbox").unwrap(), db.open_tree("delivery_state").unwrap());
