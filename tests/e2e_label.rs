@@ -83,7 +83,10 @@ async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_review_requesting_changes_adds_a_commit_to_the_same_pull_request() {
     tokio::time::timeout(Duration::from_secs(180), async {
-        let world = World::start(FIXING_AGENT, &[]).await;
+        // The fixing agent, keeping a copy of each prompt it is given.
+        let prompts = tempfile::tempdir().unwrap();
+        let agent = format!("cp \"$FOREMAN_PROMPT_FILE\" '{}/prompt-'$$\n{FIXING_AGENT}", prompts.path().display());
+        let world = World::start(&agent, &[]).await;
         let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
         world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
         let pull = world.wait_pull(number).await;
@@ -97,7 +100,11 @@ async fn a_review_requesting_changes_adds_a_commit_to_the_same_pull_request() {
             })
             .await;
 
-        world.sim.review(REPO, pr, "CHANGES_REQUESTED", "Please also cover the edge case.", "alice").unwrap();
+        let inline = [("fix-1.txt", 1, "Say which issue this fixes in words, too.")];
+        world
+            .sim
+            .review_with_comments(REPO, pr, "CHANGES_REQUESTED", "Please also cover the edge case.", "alice", &inline)
+            .unwrap();
         let state = world
             .wait("a second commit on the same pull request", |s| {
                 World::repo_state(s)["pulls"].as_array().is_some_and(|p| {
@@ -110,6 +117,18 @@ async fn a_review_requesting_changes_adds_a_commit_to_the_same_pull_request() {
         let job = world.job(pr).await;
         assert_eq!(job["kind"], "follow-up", "{job}");
         assert_eq!(job["trigger"], "review", "{job}");
+        // The follow-up's prompt carries the review's summary and its inline comment, with file and line.
+        let prompts: Vec<String> = std::fs::read_dir(prompts.path())
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        let follow_up =
+            prompts.iter().find(|p| p.contains("Please also cover the edge case.")).expect("a follow-up prompt");
+        assert!(
+            follow_up.contains("(review comment on `fix-1.txt`, line 1)")
+                && follow_up.contains("Say which issue this fixes in words, too."),
+            "{follow_up}"
+        );
     })
     .await
     .expect("the follow-up finished in time");

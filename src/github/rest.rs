@@ -653,4 +653,16 @@ impl Client {
         let path = format!("{}/pulls/{number}/reviews?per_page=100", repo_path(repo));
         self.paginate(EP, path, Auth::Installation(inst), Some).await
     }
+
+    /// A pull request's inline review comments, oldest first, every page.
+    pub async fn pull_review_comments(
+        &self,
+        inst: InstallationId,
+        repo: &RepoName,
+        number: IssueNumber,
+    ) -> Result<Vec<ReviewComment>, GithubError> {
+        const EP: &str = "GET /repos/{owner}/{repo}/pulls/{pull_number}/comments";
+        let path = format!("{}/pulls/{number}/comments?per_page=100", repo_path(repo));
+        self.paginate(EP, path, Auth::Installation(inst), Some).await
+    }
 }

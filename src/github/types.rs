@@ -370,3 +370,22 @@ pub struct Review {
     #[serde(default)]
     pub author_association: String,
 }
+
+/// An inline review comment on a pull request (`GET /repos/{owner}/{repo}/pulls/{pull_number}/comments`,
+/// "List review comments on a pull request"): a reviewer's remark on one line of one file of the diff.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReviewComment {
+    /// Who wrote it.
+    pub user: User,
+    /// The comment's text.
+    pub body: String,
+    /// The file it is on, relative to the repository's root.
+    pub path: String,
+    /// The line of the file (as the pull request's head has it) it is on; `None` for a comment on a line
+    /// that is no longer in the diff, or on the whole file.
+    #[serde(default)]
+    pub line: Option<u64>,
+    /// The commenter's relation to the repository.
+    #[serde(default)]
+    pub author_association: String,
+}

@@ -344,6 +344,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         Err(e) => return github_failed("reading the issue", &e),
     };
     let mut reviews = Vec::new();
+    let mut review_comments = Vec::new();
     let mut resume = None;
     let mut follow_up = None;
     let (kind, branch) = match job.kind {
@@ -357,6 +358,10 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
             reviews = match client.pull_reviews(inst, &job.repo, job.issue).await {
                 Ok(r) => r,
                 Err(e) => return github_failed("reading the pull request's reviews", &e),
+            };
+            review_comments = match client.pull_review_comments(inst, &job.repo, job.issue).await {
+                Ok(c) => c,
+                Err(e) => return github_failed("reading the pull request's review comments", &e),
             };
             resume = pr.body.as_deref().and_then(agent_session_marker);
             let branch = pr.head.branch.clone();
@@ -454,6 +459,13 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
                     author: person(&r.user.login, &r.author_association),
                     body: format!("(review: {state})\n\n{body}"),
                 })
+            }))
+            .chain(review_comments.iter().map(|c| session::Comment {
+                author: person(&c.user.login, &c.author_association),
+                body: match c.line {
+                    Some(line) => format!("(review comment on `{}`, line {line})\n\n{}", c.path, c.body),
+                    None => format!("(review comment on `{}`)\n\n{}", c.path, c.body),
+                },
             }))
             .collect(),
         requester: job.requester.clone().unwrap_or_default(),

@@ -114,6 +114,12 @@ fn route(inner: &Inner, req: &Req) -> R {
         }
         ["repos", o, r, "pulls", n, "reviews"] if post => {
             let b = req.json()?;
+            // Inline comments as GitHub's "create a review" takes them: `comments: [{path, line, body}]`.
+            let mut comments = Vec::new();
+            for c in b["comments"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let line = c["line"].as_u64().ok_or_else(|| Resp::error(422, "a review comment needs a line"))?;
+                comments.push((s(c, "path")?, line, s(c, "body")?));
+            }
             let rv = ops::add_review(
                 inner,
                 &format!("{o}/{r}"),
@@ -121,6 +127,7 @@ fn route(inner: &Inner, req: &Req) -> R {
                 s(&b, "state")?,
                 b["body"].as_str().unwrap_or_default(),
                 &user_of(&b)?,
+                &comments,
             )?;
             Ok(Resp::json(201, rv))
         }

@@ -293,7 +293,19 @@ impl SimHandle {
     }
     /// `POST /_sim/repos/{owner}/{repo}/pulls/{number}/reviews`.
     pub fn review(&self, repo: &str, number: u64, state: &str, body: &str, user: &str) -> anyhow::Result<()> {
-        check(ops::add_review(&self.inner, repo, number, state, body, user)).map(drop)
+        self.review_with_comments(repo, number, state, body, user, &[])
+    }
+    /// [`Self::review`] with inline comments, each `(path, line, body)` (`comments` of the same request).
+    pub fn review_with_comments(
+        &self,
+        repo: &str,
+        number: u64,
+        state: &str,
+        body: &str,
+        user: &str,
+        comments: &[(&str, u64, &str)],
+    ) -> anyhow::Result<()> {
+        check(ops::add_review(&self.inner, repo, number, state, body, user, comments)).map(drop)
     }
     /// `POST /_sim/faults`.
     pub fn set_faults(&self, faults: Faults) {

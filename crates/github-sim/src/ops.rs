@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use crate::hooks::emit;
 use crate::server::{Inner, Resp};
 use crate::world::{
-    Comment, Issue, Label, Permission, Project, ProjectItem, Pull, Reaction, Repo, Review, SelectOption, User, World,
-    node_id, ts,
+    Comment, Issue, Label, Permission, Project, ProjectItem, Pull, Reaction, Repo, Review, ReviewComment, SelectOption,
+    User, World, node_id, ts,
 };
 
 fn now() -> String {
@@ -530,6 +530,7 @@ pub(crate) fn add_review(
     state: &str,
     body: &str,
     user: &str,
+    comments: &[(&str, u64, &str)],
 ) -> Result<Value, Resp> {
     let state = match state {
         "APPROVED" | "CHANGES_REQUESTED" | "COMMENTED" => state,
@@ -541,6 +542,14 @@ pub(crate) fn add_review(
     let repo = repo_mut(&mut w, full)?;
     let issue = repo.issues.get_mut(&number).ok_or_else(Resp::not_found)?;
     let Some(p) = issue.pull.as_mut() else { return Err(Resp::not_found()) };
+    let comments = comments
+        .iter()
+        .enumerate()
+        .map(|(k, (path, line, body))| {
+            let id = id * 1000 + k as u64 + 1;
+            ReviewComment { id, node_id: node_id("PRRC", id), path: (*path).into(), line: *line, body: (*body).into() }
+        })
+        .collect();
     let review = Review {
         id,
         node_id: node_id("PRR", id),
@@ -549,6 +558,7 @@ pub(crate) fn add_review(
         body: body.into(),
         commit_id: p.head_sha.clone(),
         submitted_at: now(),
+        comments,
     };
     p.reviews.push(review.clone());
     let issue = issue.clone();

@@ -327,6 +327,20 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             drop(w);
             Ok(paginate(inner, req, list))
         }
+        ["repos", o, r, "pulls", n, "comments"] if get => {
+            let n = number(n)?;
+            let full = access(inner, auth, o, r, "pull_requests", false)?;
+            let w = inner.world();
+            let repo = &w.repos[&full];
+            let p = repo.issues.get(&n).and_then(|i| i.pull.as_ref()).ok_or_else(Resp::not_found)?;
+            let list = p
+                .reviews
+                .iter()
+                .flat_map(|rv| rv.comments.iter().map(|c| w.review_comment_json(repo, n, rv, c)))
+                .collect();
+            drop(w);
+            Ok(paginate(inner, req, list))
+        }
         ["repos", o, r, "branches", branch] if get => {
             let full = access(inner, auth, o, r, "contents", false)?;
             let (git_dir, protected, default_branch, base) = {

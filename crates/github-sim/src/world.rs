@@ -124,6 +124,18 @@ pub struct Review {
     pub body: String,
     pub commit_id: String,
     pub submitted_at: String,
+    /// The review's inline comments, each on one line of a file of the diff.
+    pub comments: Vec<ReviewComment>,
+}
+
+/// An inline review comment: on `line` (of the file as the pull request's head has it) of `path`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewComment {
+    pub id: u64,
+    pub node_id: String,
+    pub path: String,
+    pub line: u64,
+    pub body: String,
 }
 
 /// The pull-request half of an issue (GitHub numbers issues and pull requests together).
@@ -695,6 +707,28 @@ impl World {
             "commit_id": r.commit_id, "submitted_at": r.submitted_at, "state": r.state.to_lowercase(),
             "html_url": html, "pull_request_url": api, "author_association": self.association(repo, &r.user),
             "_links": {"html": {"href": html}, "pull_request": {"href": api}},
+        })
+    }
+
+    /// A review comment as `GET /repos/{owner}/{repo}/pulls/{pull_number}/comments` lists it
+    /// (`pull-request-review-comment` in GitHub's OpenAPI description).
+    pub fn review_comment_json(&self, repo: &Repo, number: u64, r: &Review, c: &ReviewComment) -> Value {
+        let b = &self.base_url;
+        let full = repo.full_name();
+        let url = format!("{b}/repos/{full}/pulls/comments/{}", c.id);
+        let html = format!("{b}/{full}/pull/{number}#discussion_r{}", c.id);
+        let pull = format!("{b}/repos/{full}/pulls/{number}");
+        json!({
+            "url": url, "pull_request_review_id": r.id, "id": c.id, "node_id": c.node_id,
+            "diff_hunk": format!("@@ -{line},1 +{line},1 @@", line = c.line), "path": c.path,
+            "position": 1, "original_position": 1, "commit_id": r.commit_id, "original_commit_id": r.commit_id,
+            "user": self.user_json(&r.user), "body": c.body, "created_at": r.submitted_at,
+            "updated_at": r.submitted_at, "html_url": html, "pull_request_url": pull,
+            "author_association": self.association(repo, &r.user),
+            "_links": {"self": {"href": url}, "html": {"href": html}, "pull_request": {"href": pull}},
+            "line": c.line, "original_line": c.line, "side": "RIGHT", "original_side": "RIGHT",
+            "start_line": Value::Null, "original_start_line": Value::Null, "start_side": Value::Null,
+            "subject_type": "line",
         })
     }
 
