@@ -117,19 +117,12 @@ impl Runner {
             }
             // Claims until the limits say no; the earliest quota reset of the installations held meanwhile.
             let held_until = {
-                let quota_reset = std::cell::Cell::new(None::<std::time::SystemTime>);
+                let held = std::cell::RefCell::new(Vec::<(InstallationId, Option<std::time::SystemTime>)>::new());
                 let admit = |installation: InstallationId| {
                     let ok = self.parts.client.quota_ok(installation);
-                    if !ok {
+                    if !ok && !held.borrow().iter().any(|(i, _)| *i == installation) {
                         let reset = self.parts.client.quota(installation).map(|q| q.reset);
-                        tracing::info!(
-                            installation = installation.0,
-                            "holding new sessions: the installation's quota is low"
-                        );
-                        quota_reset.set(match (quota_reset.get(), reset) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        });
+                        held.borrow_mut().push((installation, reset));
                     }
                     ok
                 };
@@ -153,7 +146,14 @@ impl Runner {
                         }
                     }
                 }
-                quota_reset.get()
+                let held = held.into_inner();
+                for (installation, _) in &held {
+                    tracing::info!(
+                        installation = installation.0,
+                        "holding new sessions: the installation's quota is low"
+                    );
+                }
+                held.iter().filter_map(|(_, reset)| *reset).min()
             };
             let mut wait = scheduler.sleep_for(OffsetDateTime::now_utc(), IDLE_POLL).unwrap_or(IDLE_POLL);
             if let Some(reset) = held_until {
