@@ -654,7 +654,8 @@ impl Client {
         self.paginate(EP, path, Auth::Installation(inst), Some).await
     }
 
-    /// A pull request's inline review comments, oldest first, every page.
+    /// A pull request's inline review comments, oldest first
+    /// (`GET /repos/{owner}/{repo}/pulls/{pull_number}/comments`, 100 per page, all pages).
     pub async fn pull_review_comments(
         &self,
         inst: InstallationId,

@@ -308,36 +308,29 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             drop(w);
             Ok(paginate(inner, req, list))
         }
-        ["repos", o, r, "pulls", n, "reviews"] if get => {
+        ["repos", o, r, "pulls", n, what @ ("reviews" | "comments")] if get => {
             let n = number(n)?;
             let full = access(inner, auth, o, r, "pull_requests", false)?;
             let w = inner.world();
             let repo = &w.repos[&full];
             let p = repo.issues.get(&n).and_then(|i| i.pull.as_ref()).ok_or_else(Resp::not_found)?;
-            // REST gives the state in capitals (APPROVED); webhooks in lower case.
-            let list = p
-                .reviews
-                .iter()
-                .map(|rv| {
-                    let mut v = w.review_json(repo, n, rv);
-                    v["state"] = json!(rv.state);
-                    v
-                })
-                .collect();
-            drop(w);
-            Ok(paginate(inner, req, list))
-        }
-        ["repos", o, r, "pulls", n, "comments"] if get => {
-            let n = number(n)?;
-            let full = access(inner, auth, o, r, "pull_requests", false)?;
-            let w = inner.world();
-            let repo = &w.repos[&full];
-            let p = repo.issues.get(&n).and_then(|i| i.pull.as_ref()).ok_or_else(Resp::not_found)?;
-            let list = p
-                .reviews
-                .iter()
-                .flat_map(|rv| rv.comments.iter().map(|c| w.review_comment_json(repo, n, rv, c)))
-                .collect();
+            let list = if *what == "reviews" {
+                // REST gives the state in capitals (APPROVED); webhooks in lower case.
+                p.reviews
+                    .iter()
+                    .map(|rv| {
+                        let mut v = w.review_json(repo, n, rv);
+                        v["state"] = json!(rv.state);
+                        v
+                    })
+                    .collect()
+            } else {
+                // The inline comments of every review, in review order.
+                p.reviews
+                    .iter()
+                    .flat_map(|rv| rv.comments.iter().map(|c| w.review_comment_json(repo, n, rv, c)))
+                    .collect()
+            };
             drop(w);
             Ok(paginate(inner, req, list))
         }

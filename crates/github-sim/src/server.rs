@@ -369,7 +369,7 @@ fn with_rate_headers(inner: &Inner, auth: &Auth, resp: Resp, count: bool) -> Res
     rate_headers(resp, &b)
 }
 
-/// Exhausts every primary bucket until `reset_in` from now (the control API's rate-limit fault).
+/// Leaves `remaining` calls in `installation`'s primary bucket until `reset_in` from now.
 pub(crate) fn spend_primary(inner: &Inner, installation: u64, remaining: u64, reset_in: time::Duration) {
     let mut w = inner.world();
     let b = bucket(&mut w, installation);
@@ -377,6 +377,7 @@ pub(crate) fn spend_primary(inner: &Inner, installation: u64, remaining: u64, re
     b.reset = OffsetDateTime::now_utc() + reset_in;
 }
 
+/// Exhausts every primary bucket until `reset_in` from now (the control API's rate-limit fault).
 pub(crate) fn exhaust_primary(inner: &Inner, reset_in: time::Duration) {
     let mut w = inner.world();
     let keys: Vec<u64> = w.installations.keys().copied().chain([0]).collect();
