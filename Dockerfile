@@ -1,4 +1,5 @@
-# Multi-stage build: compile in the Rust image, run in a slim Debian with git and CA certificates.
+# Multi-stage build: compile in the Rust image, run in a slim Debian with git, CA certificates and
+# bubblewrap (the agent sandbox: docs/security.md).
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -7,7 +8,7 @@ RUN cargo build --release --locked --no-default-features --bin foreman
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates nodejs npm \
+ && apt-get install -y --no-install-recommends git ca-certificates bubblewrap nodejs npm \
  && npm install -g @anthropic-ai/claude-code@2.1.329 \
  && apt-get purge -y npm && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* /root/.npm \
  && useradd --create-home --uid 10001 foreman \

@@ -58,6 +58,33 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
     }
 }
 
+/// Checks the agent sandbox once at start and says what it found: a warning when it is off by
+/// configuration, an error naming the cause when it cannot be created (no session will start; `/readyz`
+/// answers 503 with the same reason). Returns that reason.
+fn check_sandbox(config: &Config) -> Option<Arc<str>> {
+    use crate::session::sandbox::{Sandbox, SandboxMode};
+    let a = &config.agent;
+    let sandbox =
+        Sandbox::new(&config.data_dir, a.sandbox, a.bwrap_path.clone(), a.sandbox_paths.clone(), a.max_processes);
+    match (sandbox.mode(), sandbox.unavailable()) {
+        (SandboxMode::Off, _) => {
+            tracing::warn!(
+                "agent.sandbox = \"off\": agents run as Foreman's own user and can read its data directory, \
+                 its processes and everything it can reach; use only on a development machine"
+            );
+            None
+        }
+        (SandboxMode::On, Some(why)) => {
+            tracing::error!(reason = why, "the agent sandbox is unavailable: no session will start");
+            Some(Arc::from(why))
+        }
+        (SandboxMode::On, None) => {
+            tracing::info!("agent sandbox: bubblewrap works");
+            None
+        }
+    }
+}
+
 /// Opens the store, binds, and serves until a shutdown signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
@@ -73,12 +100,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let ingress = Ingress::new(store.clone(), Verifier::new(&secrets));
+    let sessions_unavailable = check_sandbox(&config);
     let state = AppState {
         store: store.clone(),
         ingress: ingress.clone(),
         metrics: crate::telemetry::metrics_handle(),
         admin_token: config.admin_token.clone().map(Arc::new),
         sessions_dir: Arc::new(config.data_dir.join("sessions")),
+        sessions_unavailable,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

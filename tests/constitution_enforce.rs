@@ -67,7 +67,7 @@ impl Repo {
 
     async fn enforce(&self, toml: &str) -> Decision {
         let rules = constitution::parse(Origin::Repo, toml).unwrap().rules;
-        tokio::time::timeout(CHECK_TIMEOUT, constitution::enforce(self.path(), &self.base, &rules))
+        tokio::time::timeout(CHECK_TIMEOUT, constitution::enforce(self.path(), &self.base, &rules, None))
             .await
             .expect("enforcement finished in time")
             .expect("the diff was read")
@@ -213,7 +213,7 @@ async fn an_unknown_base_is_an_error_not_an_allow() {
     let rules = constitution::Rules::default();
     let result = tokio::time::timeout(
         CHECK_TIMEOUT,
-        constitution::enforce(repo.path(), "0000000000000000000000000000000000000000", &rules),
+        constitution::enforce(repo.path(), "0000000000000000000000000000000000000000", &rules, None),
     )
     .await
     .unwrap();

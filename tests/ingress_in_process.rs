@@ -16,6 +16,7 @@ const SECRET: &str = "in-process-secret";
 async fn serve(store: Store) -> (SocketAddr, Ingress) {
     let ingress = Ingress::new(store.clone(), Verifier::new(&[SecretString::from(SECRET)]));
     let state = AppState {
+        sessions_unavailable: None,
         store,
         ingress: ingress.clone(),
         metrics: foreman::telemetry::metrics_handle(),

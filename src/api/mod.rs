@@ -1,7 +1,8 @@
 //! The operations endpoints: health, readiness, metrics, and the admin `/api/` routes.
 //!
 //! - `GET /healthz`: 200 while the process is alive.
-//! - `GET /readyz`: 200 when the store is open and takes a durable write, 503 otherwise.
+//! - `GET /readyz`: 200 when the store is open and takes a durable write and agent sessions can start (the
+//!   sandbox works, [`crate::session::sandbox`]); 503 with the reason otherwise.
 //! - `GET /metrics`: Prometheus text; every name starts with `foreman_`.
 //! - `GET /api/deliveries/{id}`: a stored delivery's metadata and processing state; 404 if unknown.
 //! - `GET /api/status` and `GET /api/jobs/{owner}/{repo}/{issue}`: the job queue ([`jobs`]).
@@ -39,6 +40,9 @@ pub struct AppState {
     pub admin_token: Option<Arc<SecretString>>,
     /// Where session logs are (`DATA_DIR/sessions`), for `GET /api/sessions/{id}/log`.
     pub sessions_dir: Arc<std::path::PathBuf>,
+    /// Why no agent session can start (the sandbox cannot be created), reported by `/readyz`; `None` when
+    /// sessions can run.
+    pub sessions_unavailable: Option<Arc<str>>,
 }
 
 impl FromRef<AppState> for Store {
@@ -99,8 +103,11 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(store): State<Store>) -> Response {
-    match store.check_writable().await {
+async fn readyz(State(state): State<AppState>) -> Response {
+    if let Some(why) = &state.sessions_unavailable {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("agent sessions cannot start: {why}\n")).into_response();
+    }
+    match state.store.check_writable().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

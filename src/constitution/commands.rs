@@ -11,6 +11,17 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
 use super::schema::RequiredCommand;
+use crate::session::process::Spawn;
+use crate::session::sandbox::{Mounts, Sandbox};
+
+/// The sandbox a required command runs in, and what it shows.
+#[derive(Clone, Copy, Debug)]
+pub struct Confinement<'a> {
+    /// The sandbox.
+    pub sandbox: &'a Sandbox,
+    /// The workspace, home and files shown.
+    pub mounts: &'a Mounts,
+}
 
 /// How much of a command's combined output is kept: the last 4 KiB, enough for a failing test's summary
 /// and short enough for a comment.
@@ -61,8 +72,10 @@ pub struct CommandOutcome {
     pub output_tail: String,
 }
 
-/// Runs `command` in `workspace` and waits for it, at most `command.timeout_secs`.
-pub async fn run(workspace: &Path, command: &RequiredCommand) -> CommandOutcome {
+/// Runs `command` in `workspace` and waits for it, at most `command.timeout_secs`. With `sandbox`, the
+/// command runs in the agent's sandbox ([`crate::session::sandbox`]): it is the repository's code, as
+/// untrusted as the agent that changed it.
+pub async fn run(workspace: &Path, command: &RequiredCommand, sandbox: Option<Confinement<'_>>) -> CommandOutcome {
     let started = Instant::now();
     let limit = Duration::from_secs(command.timeout_secs.get());
     let mut outcome = CommandOutcome {
@@ -74,13 +87,30 @@ pub async fn run(workspace: &Path, command: &RequiredCommand) -> CommandOutcome 
         duration_ms: 0,
         output_tail: String::new(),
     };
-    let mut wrap = CommandWrap::with_new("sh", |cmd| {
+    let spawn = Spawn {
+        program: "sh".into(),
         // `exec 2>&1` sends stderr into the one pipe, so the tail keeps the order things were written in.
-        cmd.arg("-c")
-            .arg(format!("exec 2>&1\n{}", command.run))
-            .current_dir(workspace)
+        args: vec!["-c".into(), format!("exec 2>&1\n{}", command.run)],
+        cwd: workspace.to_owned(),
+        env: PASSED_ENV.iter().filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v))).collect(),
+        stdin: Vec::new(),
+        max_processes: None,
+    };
+    let spawn = match sandbox {
+        None => spawn,
+        Some(Confinement { sandbox, mounts }) => match sandbox.wrap(spawn, mounts) {
+            Ok(spawn) => spawn,
+            Err(e) => {
+                outcome.output_tail = format!("could not start the command: {e}");
+                return outcome;
+            }
+        },
+    };
+    let mut wrap = CommandWrap::with_new(&spawn.program, |cmd| {
+        cmd.args(&spawn.args)
+            .current_dir(&spawn.cwd)
             .env_clear()
-            .envs(PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))))
+            .envs(&spawn.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());

@@ -229,14 +229,20 @@ pub fn redact(rules: &Rules, text: &str) -> String {
 ///
 /// # Errors
 /// [`DiffError`] when the change cannot be read; the caller must then treat the change as denied.
-pub async fn enforce(worktree: &Path, base: &str, rules: &Rules) -> Result<Decision, DiffError> {
+/// With `sandbox`, the required commands run in it ([`commands::run`]).
+pub async fn enforce(
+    worktree: &Path,
+    base: &str,
+    rules: &Rules,
+    sandbox: Option<commands::Confinement<'_>>,
+) -> Result<Decision, DiffError> {
     let diff = Diff::read(worktree, base).await?;
     let branch = current_branch(worktree).await?;
     let mut violations = check_diff(rules, &diff, branch.as_deref());
     let mut outcomes = Vec::new();
     if violations.is_empty() {
         for command in &rules.required_commands {
-            let mut outcome = commands::run(worktree, command).await;
+            let mut outcome = commands::run(worktree, command, sandbox).await;
             outcome.output_tail = redact(rules, &outcome.output_tail);
             if !outcome.passed {
                 violations.push(Violation {

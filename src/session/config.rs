@@ -78,6 +78,18 @@ pub struct AgentConfig {
     pub log_max_bytes: u64,
     /// Session logs older than this many days are deleted. Default 14.
     pub log_retention_days: u32,
+    /// `"on"` (default): every agent and required command runs in the bubblewrap sandbox
+    /// ([`super::sandbox`]); no session starts when it cannot be created. `"off"`: no sandbox, the agent
+    /// sees what Foreman sees; warned about at every start.
+    pub sandbox: super::sandbox::SandboxMode,
+    /// The bubblewrap executable: a path, or a name looked up on `PATH`. Default `bwrap`.
+    pub bwrap_path: PathBuf,
+    /// Further host paths shown read-only inside the sandbox at the same path (toolchains installed outside
+    /// `/usr`, e.g. `/opt/rust`). A path holding Foreman's data directory is never shown.
+    pub sandbox_paths: Vec<PathBuf>,
+    /// `RLIMIT_NPROC` for each sandbox: how many processes the agent's user may have. Default 4096; it does
+    /// not hold for a Foreman running as root (see [`super::sandbox`]). Unset: no limit.
+    pub max_processes: Option<u64>,
 }
 
 impl Default for AgentConfig {
@@ -107,6 +119,10 @@ impl Default for AgentConfig {
             idle_worktrees_per_repo: 2,
             log_max_bytes: 16 << 20,
             log_retention_days: 14,
+            sandbox: super::sandbox::SandboxMode::On,
+            bwrap_path: PathBuf::from("bwrap"),
+            sandbox_paths: Vec::new(),
+            max_processes: Some(4096),
         }
     }
 }
@@ -180,6 +196,9 @@ impl AgentConfig {
             return Err(
                 "agent.max_output_bytes, agent.log_max_bytes and agent.log_retention_days must be at least 1".into()
             );
+        }
+        if self.max_processes == Some(0) {
+            return Err("agent.max_processes must be at least 1 (or unset for no limit)".into());
         }
         for name in self.env.keys().chain(self.env_allow.iter()) {
             if super::env::is_forbidden(name) {

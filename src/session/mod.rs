@@ -27,6 +27,7 @@ pub mod outcome;
 pub mod process;
 pub mod prompt;
 pub mod reset;
+pub mod sandbox;
 pub mod stream;
 pub mod workspace;
 
@@ -268,6 +269,9 @@ pub struct SessionRunner {
     credentials: Credentials,
     logs_dir: PathBuf,
     scratch_dir: PathBuf,
+    /// The agents' homes when sandboxed: `homes/<owner>/<name>/<issue>`, kept across sessions of an issue.
+    homes_dir: PathBuf,
+    sandbox: sandbox::Sandbox,
     parent_env: Vec<(String, String)>,
 }
 
@@ -284,9 +288,17 @@ impl SessionRunner {
             .map_err(|e| StartError::Io(data_dir.to_owned(), e))?;
         let logs_dir = data_dir.join("sessions");
         let scratch_dir = data_dir.join("scratch");
-        for d in [&logs_dir, &scratch_dir] {
+        let homes_dir = data_dir.join("homes");
+        for d in [&logs_dir, &scratch_dir, &homes_dir] {
             std::fs::create_dir_all(d).map_err(|e| StartError::Io(d.clone(), e))?;
         }
+        let sandbox = sandbox::Sandbox::new(
+            data_dir,
+            config.sandbox,
+            config.bwrap_path.clone(),
+            config.sandbox_paths.clone(),
+            config.max_processes,
+        );
         Ok(Self {
             config,
             prompts,
@@ -294,8 +306,15 @@ impl SessionRunner {
             credentials,
             logs_dir,
             scratch_dir,
+            homes_dir,
+            sandbox,
             parent_env: std::env::vars().collect(),
         })
+    }
+
+    /// The sandbox agents run in; [`sandbox::Sandbox::unavailable`] says why no session can start.
+    pub fn sandbox(&self) -> &sandbox::Sandbox {
+        &self.sandbox
     }
 
     /// The workspaces (mirrors and worktrees), e.g. for the push that follows a session.
@@ -349,6 +368,10 @@ impl SessionRunner {
             enforcement: None,
         };
 
+        if let Some(why) = self.sandbox.unavailable() {
+            outcome.verdict = failed(FailureClass::Infrastructure, format!("the agent sandbox is unavailable: {why}"));
+            return self.finish(outcome, log, started);
+        }
         progress(Progress::Preparing);
         let request = workspace::WorkspaceRequest {
             repo: spec.repo.clone(),
@@ -370,6 +393,19 @@ impl SessionRunner {
         };
         outcome.base_commit = Some(ws.base_commit.clone());
         log.event("workspace", json!({ "path": ws.path, "base": ws.base_commit }));
+        let home = self.homes_dir.join(spec.repo.owner()).join(spec.repo.name()).join(request.issue.to_string());
+        if let Err(e) = std::fs::create_dir_all(&home) {
+            outcome.verdict = failed(FailureClass::Infrastructure, format!("preparing the agent's home: {e}"));
+            self.workspaces.remove(&ws, &spec.repo).await;
+            return self.finish(outcome, log, started);
+        }
+        let mounts = sandbox::Mounts {
+            workspace: ws.path.clone(),
+            home,
+            read_only: borrowed_objects(&ws.path),
+            files: Vec::new(),
+            network: sandbox::NetworkAccess::Open,
+        };
 
         let input = prompt::PromptInput {
             repo: spec.repo.to_string(),
@@ -392,10 +428,11 @@ impl SessionRunner {
                 let c = self.config.overridden(spec.overrides.as_ref());
                 match c.backend {
                     Backend::Claude => {
-                        self.run_claude(&c, &spec, &ws.path, env, text, &cancel, &progress, &mut log).await
+                        self.run_claude(&c, &spec, &mounts, env, text, &cancel, &progress, &mut log).await
                     }
                     Backend::Command => {
-                        self.run_command(&c, &spec, &ws, &session_id, env, text, &cancel, &progress, &mut log).await
+                        self.run_command(&c, &spec, &ws, &mounts, &session_id, env, text, &cancel, &progress, &mut log)
+                            .await
                     }
                 }
             }
@@ -419,7 +456,8 @@ impl SessionRunner {
         let changes = outcome::collect(&ws.path, &ws.base_commit, &leftover, &self.identity()).await;
         let refused = match (&spec.rules, &agent.failure, &changes) {
             (Some(rules), None, Ok(c)) if !c.commits.is_empty() => {
-                match crate::constitution::enforce(&ws.path, &ws.base_commit, rules).await {
+                let confinement = crate::constitution::commands::Confinement { sandbox: &self.sandbox, mounts: &mounts };
+                match crate::constitution::enforce(&ws.path, &ws.base_commit, rules, Some(confinement)).await {
                     Ok(decision) => {
                         log.event("constitution", json!(decision));
                         let refused = (!decision.allowed).then(|| (FailureClass::Validation, refusal(&decision)));
@@ -532,7 +570,7 @@ impl SessionRunner {
         &self,
         c: &AgentConfig,
         spec: &SessionSpec,
-        cwd: &Path,
+        mounts: &sandbox::Mounts,
         mut env: BTreeMap<String, String>,
         prompt: String,
         cancel: &CancellationToken,
@@ -549,8 +587,12 @@ impl SessionRunner {
         let max_turns = c.max_turns;
         // Resume only a session whose transcript the CLI can find; otherwise it refuses to start, which would
         // count against the job. Without it the agent starts fresh, with the reviews in its prompt.
+        let home = match self.sandbox.mode() {
+            sandbox::SandboxMode::On => Some(mounts.home.as_path()),
+            sandbox::SandboxMode::Off => env.get("HOME").map(Path::new),
+        };
         let resume = spec.resume.clone().filter(|id| {
-            let found = claude_transcript_exists(env.get("HOME").map(Path::new), id);
+            let found = claude_transcript_exists(home, id);
             if !found {
                 log.event("resume_unavailable", json!({ "agent_session_id": id }));
             }
@@ -570,9 +612,14 @@ impl SessionRunner {
             let spawn = Spawn {
                 program: c.claude_path.clone(),
                 args: Self::claude_args(c, resume.as_deref()),
-                cwd: cwd.to_owned(),
+                cwd: mounts.workspace.clone(),
                 env,
                 stdin: prompt.clone().into_bytes(),
+                max_processes: None,
+            };
+            let spawn = match self.sandbox.wrap(spawn, mounts) {
+                Ok(spawn) => spawn,
+                Err(e) => return AgentEnd::failed(FailureClass::Infrastructure, e.to_string()),
             };
             let mut transcript = Transcript::default();
             let run = process::run(spawn, Self::limits(c), cancel, |line| {
@@ -664,6 +711,7 @@ impl SessionRunner {
         c: &AgentConfig,
         spec: &SessionSpec,
         ws: &workspace::Workspace,
+        mounts: &sandbox::Mounts,
         session_id: &str,
         mut env: BTreeMap<String, String>,
         prompt: String,
@@ -676,12 +724,14 @@ impl SessionRunner {
         if let Err(e) = std::fs::write(&prompt_file, &prompt) {
             return AgentEnd::failed(FailureClass::Infrastructure, format!("cannot write the prompt file: {e}"));
         }
+        let mut mounts = mounts.clone();
+        mounts.files.push((prompt_file.clone(), "prompt.md".into()));
         for (k, v) in [
             ("FOREMAN_REPO", spec.repo.to_string()),
             ("FOREMAN_ISSUE", spec.issue.number.to_string()),
             ("FOREMAN_BRANCH", ws.branch.clone()),
-            ("FOREMAN_WORKSPACE", ws.path.to_string_lossy().into_owned()),
-            ("FOREMAN_PROMPT_FILE", prompt_file.to_string_lossy().into_owned()),
+            ("FOREMAN_WORKSPACE", self.sandbox.workspace_dir(&ws.path).to_string_lossy().into_owned()),
+            ("FOREMAN_PROMPT_FILE", self.sandbox.file_path(&prompt_file, "prompt.md").to_string_lossy().into_owned()),
             ("FOREMAN_SESSION_ID", session_id.to_owned()),
         ] {
             env.insert(k.into(), v);
@@ -695,6 +745,14 @@ impl SessionRunner {
             cwd: ws.path.clone(),
             env,
             stdin: prompt.into_bytes(),
+            max_processes: None,
+        };
+        let spawn = match self.sandbox.wrap(spawn, &mounts) {
+            Ok(spawn) => spawn,
+            Err(e) => {
+                let _ = std::fs::remove_file(&prompt_file);
+                return AgentEnd::failed(FailureClass::Infrastructure, e.to_string());
+            }
         };
         let mut tail = String::new();
         let run = process::run(spawn, Self::limits(c), cancel, |line| {
@@ -788,6 +846,19 @@ fn refusal(decision: &crate::constitution::Decision) -> String {
         })
         .collect();
     format!("the constitution refused the change: {}", parts.join("; "))
+}
+
+/// The object directories a repository borrows from (`.git/objects/info/alternates`, one absolute path a
+/// line): a clone made with `--shared` reads the mirror's objects there, so the sandbox shows them,
+/// read-only, at the same path.
+fn borrowed_objects(repo: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string(repo.join(".git/objects/info/alternates"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && Path::new(l).is_absolute())
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Whether the Claude CLI keeps a transcript of session `id` under `home` (`~/.claude/projects/<project>/<id>.jsonl`,

@@ -30,6 +30,8 @@ pub struct Spawn {
     pub env: BTreeMap<String, String>,
     /// Written to stdin, which is then closed.
     pub stdin: Vec<u8>,
+    /// `RLIMIT_NPROC` for the process and what it starts ([`super::sandbox::Sandbox::max_processes`]).
+    pub max_processes: Option<u64>,
 }
 
 /// The limits of one run.
@@ -110,6 +112,24 @@ fn kill_with_parent(cmd: &mut tokio::process::Command) {
     let _ = cmd;
 }
 
+/// Sets `RLIMIT_NPROC` to `n` in the child before it starts (see [`super::sandbox`] for where it holds).
+fn limit_processes(cmd: &mut tokio::process::Command, n: u64) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs in the child between fork and exec and only calls setrlimit(2), which is
+    // async-signal-safe, on a value built before the fork.
+    unsafe {
+        let limit = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NPROC, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (cmd, n);
+}
+
 /// Kills the process groups of agents that an earlier Foreman process left running when it died (SIGKILL, a
 /// crash, the OOM killer): processes whose environment names a session (`FOREMAN_SESSION_ID`) and whose
 /// working directory or `FOREMAN_WORKSPACE` lies under `worktrees` (this data directory's, so another
@@ -178,6 +198,9 @@ pub async fn run(
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         kill_with_parent(c);
+        if let Some(n) = spawn.max_processes {
+            limit_processes(c, n);
+        }
     });
     cmd.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
     let mut child = cmd.spawn()?;

@@ -1,0 +1,141 @@
+//! The agent sandbox tried as an attacker would, with a command agent standing in for a misled model:
+//! what it can read of Foreman (environment, processes, data directory, keys), what it leaves running, and
+//! what happens when the sandbox cannot be created. Real bubblewrap, real git, real processes.
+
+mod session_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use foreman::session::sandbox::SandboxMode;
+use foreman::session::{AgentConfig, Credentials, FailureClass, SessionOutcome, SessionRunner, SessionSpec, Verdict};
+use session_support::*;
+use tokio_util::sync::CancellationToken;
+
+/// Bounds every session here: one git fetch and a short script.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn run(runner: &SessionRunner, spec: SessionSpec) -> SessionOutcome {
+    tokio::time::timeout(TEST_TIMEOUT, runner.run(spec, CancellationToken::new(), |_| {}))
+        .await
+        .expect("session timed out")
+}
+
+/// A runner whose data directory holds a private key, as Foreman's does, and a spec for issue 7.
+fn setup(config: AgentConfig) -> (tempfile::TempDir, SessionRunner, SessionSpec) {
+    setup_with(|_| config)
+}
+
+/// [`setup`] with a configuration made knowing the data directory.
+fn setup_with(config: impl FnOnce(&Path) -> AgentConfig) -> (tempfile::TempDir, SessionRunner, SessionSpec) {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin(dir.path(), &[("README.md", "# repo\n")]);
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("keys")).unwrap();
+    std::fs::write(data.join("keys/app.pem"), "-----BEGIN PRIVATE KEY-----\nsecret-key-line\n").unwrap();
+    let runner = runner(&data, config(&data), Credentials::default());
+    let spec = spec(&origin, "Look around");
+    (dir, runner, spec)
+}
+
+/// The files the agent committed, read from the branch in the mirror.
+fn committed(runner: &SessionRunner, file: &str) -> String {
+    let mirror = runner.workspaces().mirror_path(&foreman::ids::RepoName::new("octo", "repo").unwrap());
+    git(&mirror, &["show", &format!("foreman/7-look-around:{file}")])
+}
+
+#[tokio::test]
+async fn the_agent_sees_none_of_foremans_environment_processes_or_data_directory() {
+    // Everything a misled agent would try: the parent's environment and every process's, their command
+    // lines, Foreman's data directory and its key.
+    let script = r#"
+        { tr '\0' '\n' < /proc/$PPID/environ; for p in /proc/[0-9]*; do tr '\0' '\n' < $p/environ; done; } > environ.txt 2>/dev/null
+        for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline; echo; done > processes.txt 2>/dev/null
+        cat "$DATA/keys/app.pem" > key.txt 2>&1
+        ls -a "$DATA" > data.txt 2>&1
+        ls / > root.txt
+        echo "pwd=$(pwd) home=$HOME user=$(id -u)" > where.txt
+        git add -A && git commit -qm "What the agent saw"
+        "#;
+    let (_dir, runner, spec) = setup_with(|data| AgentConfig {
+        env: [("DATA".to_owned(), data.to_string_lossy().into_owned())].into(),
+        ..command_config(script)
+    });
+    let outcome = run(&runner, spec).await;
+    assert_eq!(outcome.verdict, Verdict::ChangesReady, "{outcome:#?}");
+
+    // The test process stands in for Foreman: cargo gives it CARGO_MANIFEST_DIR and its name.
+    let environ = committed(&runner, "environ.txt");
+    assert!(!environ.contains("CARGO_MANIFEST_DIR"), "the agent read Foreman's environment:\n{environ}");
+    let processes = committed(&runner, "processes.txt");
+    let me = std::env::current_exe().unwrap();
+    let me = me.file_name().unwrap().to_str().unwrap();
+    assert!(!processes.contains(me), "the agent saw Foreman's process:\n{processes}");
+    let key = committed(&runner, "key.txt");
+    assert!(!key.contains("secret-key-line") && key.contains("No such file"), "{key}");
+    let listing = committed(&runner, "data.txt");
+    assert!(!listing.contains("keys") && !listing.contains("store"), "{listing}");
+    let where_ = committed(&runner, "where.txt");
+    assert!(where_.contains("pwd=/workspace") && where_.contains("home=/home/agent"), "{where_}");
+    assert!(!where_.contains("user=0"), "the agent runs as a user of its own: {where_}");
+}
+
+/// Whether a process whose command line contains `needle` is running on the host.
+fn running(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn nothing_the_agent_starts_outlives_its_session_setsid_or_not() {
+    // A distinctive argument so the test finds exactly this child on the host.
+    let needle = format!("sleep {}", 100_000 + std::process::id());
+    let script = format!("setsid sh -c '{needle}' </dev/null >/dev/null 2>&1 &\necho started");
+    let (_dir, runner, spec) = setup(command_config(&script));
+    let outcome = run(&runner, SessionSpec { answer_expected: true, ..spec }).await;
+    assert_eq!(outcome.verdict, Verdict::Answered, "{outcome:#?}");
+    // The namespace's processes are killed as its init exits; wait for the kernel to reap them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = running(&needle);
+    while !left.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = running(&needle);
+    }
+    for pid in &left {
+        // SAFETY: kill only reads its arguments; the test cleans up what it found.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    assert!(left.is_empty(), "a setsid child outlived its session: pids {left:?}");
+}
+
+#[tokio::test]
+async fn without_bubblewrap_no_session_starts_and_the_reason_says_what_to_do() {
+    let config = AgentConfig { bwrap_path: "/nonexistent/bwrap".into(), ..command_config("touch ran.txt") };
+    let (_dir, runner, spec) = setup(config);
+    assert!(runner.sandbox().unavailable().is_some_and(|why| why.contains("bubblewrap")));
+    let outcome = run(&runner, spec).await;
+    match &outcome.verdict {
+        Verdict::Failed { class: FailureClass::Infrastructure, reason } => {
+            assert!(reason.contains("bubblewrap") && reason.contains("agent.sandbox = \"off\""), "{reason}");
+        }
+        v => panic!("expected an infrastructure failure, got {v:?}"),
+    }
+    assert!(outcome.changes.commits.is_empty());
+
+    // Off only when said explicitly: then the agent runs, unconfined.
+    let config = AgentConfig {
+        bwrap_path: "/nonexistent/bwrap".into(),
+        sandbox: SandboxMode::Off,
+        ..command_config("touch ran.txt")
+    };
+    let (_dir, runner, spec) = setup(config);
+    assert!(runner.sandbox().unavailable().is_none());
+    assert_eq!(run(&runner, spec).await.verdict, Verdict::ChangesReady);
+}
