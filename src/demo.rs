@@ -7,7 +7,7 @@
 //!    organisation board "Roadmap" (Projects v2, with Foreman's columns);
 //! 2. Foreman, as a child process of this executable (`foreman serve`), with the simulator's App id, key,
 //!    API URL and webhook secret, and the command agent backend;
-//! 3. a scripted agent (a shell script in the temporary directory) that adds a function and commits.
+//! 3. a scripted agent (a shell script given as the command backend's command) that adds a function and commits.
 //!
 //! Then it opens issue #1, puts it on the board, labels it `foreman` as alice, and narrates on standard
 //! output what happens, as GitHub (the simulator) and Foreman's job API show it, until the pull request that
@@ -186,14 +186,13 @@ async fn demo(args: &DemoArgs, logs: &LogTail, dir: &Path, deadline: Instant) ->
     let (board, _) = sim.create_project(OWNER, BOARD, COLUMNS);
     say(format_args!("created board \"{BOARD}\" (Projects v2 #{board} of {OWNER}, columns: {})", COLUMNS.join(", ")));
 
-    let marker = dir.join("agent-started");
-    let agent = write_agent(dir, &marker).context("writing the scripted agent")?;
+    let agent = agent_script();
     let mut foreman = Foreman::start(dir, &sim, &agent, logs).await?;
     say(format_args!("Foreman listening on http://{} (data in {})", foreman.addr, dir.join("data").display()));
     sim.set_webhook_url(Some(foreman.url("/api/github/webhooks")));
 
     let timeout = Duration::from_secs(args.timeout);
-    let result = drive(&sim, &mut foreman, &repo, board, &marker, (deadline, timeout)).await;
+    let result = drive(&sim, &mut foreman, &repo, board, logs, (deadline, timeout)).await;
     foreman.stop().await;
     result
 }
@@ -204,7 +203,7 @@ async fn drive(
     foreman: &mut Foreman,
     repo: &str,
     board: u64,
-    marker: &Path,
+    logs: &LogTail,
     (deadline, timeout): (Instant, Duration),
 ) -> anyhow::Result<()> {
     let (number, _) = sim.create_issue(repo, ISSUE_TITLE, ISSUE_BODY, REQUESTER).context("opening the issue")?;
@@ -219,7 +218,7 @@ async fn drive(
         foreman.check_alive()?;
         let state = sim.state();
         let job = foreman.job(repo, number).await;
-        story.tell(&state, job.as_ref(), marker.exists()).into_iter().for_each(say);
+        story.tell(&state, job.as_ref(), logs.agent_started()).into_iter().for_each(say);
         if let Some(pull) = story.pull {
             break pull;
         }
@@ -455,37 +454,26 @@ fn job_summary(job: &Value) -> String {
     s
 }
 
-/// Writes the scripted agent: it says it started (the marker file, for the narration), adds a function to
-/// `src/lib.rs`, commits, and prints a one-line summary. Foreman runs it in the issue's worktree with the
-/// prompt on stdin and `FOREMAN_ISSUE` set (see [`crate::session`]).
-fn write_agent(dir: &Path, marker: &Path) -> std::io::Result<PathBuf> {
-    let marker = marker.display().to_string().replace('\'', r"'\''");
-    let script = format!(
-        r#"#!/bin/sh
-# foreman demo's scripted agent.
+/// The scripted agent, a shell script given as `agent.command` (so it needs no file the sandbox would have
+/// to show): it adds a function to `src/lib.rs`, commits, and prints a one-line summary. Foreman runs it in
+/// the issue's repository, in the sandbox, with the prompt on stdin and `FOREMAN_ISSUE` set (see
+/// [`crate::session`]). Its start is told from Foreman's "agent started" log line.
+fn agent_script() -> String {
+    r#"# foreman demo's scripted agent.
 set -e
-: > '{marker}'
 cat > /dev/null
 cat >> src/lib.rs <<'RUST'
 
 /// A friendly greeting.
-pub fn greeting() -> &'static str {{
+pub fn greeting() -> &'static str {
     "Hello from Foreman"
-}}
+}
 RUST
 git add -A
 git commit -q -m "Add a greeting (#$FOREMAN_ISSUE)"
 echo "Added \`greeting()\` to \`src/lib.rs\`."
 "#
-    );
-    let path = dir.join("agent.sh");
-    std::fs::write(&path, script)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(path)
+    .to_owned()
 }
 
 /// Foreman's log lines: the last [`LOG_LINES_KEPT`], each also printed to standard error with `--verbose`.
@@ -493,14 +481,23 @@ echo "Added \`greeting()\` to \`src/lib.rs\`."
 struct LogTail {
     lines: Arc<Mutex<VecDeque<String>>>,
     verbose: bool,
+    /// Set when Foreman logged that an agent started (the narration's "agent running").
+    agent_started: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LogTail {
     fn new(verbose: bool) -> Self {
-        LogTail { lines: Arc::new(Mutex::new(VecDeque::new())), verbose }
+        LogTail { lines: Arc::new(Mutex::new(VecDeque::new())), verbose, agent_started: Arc::default() }
+    }
+
+    fn agent_started(&self) -> bool {
+        self.agent_started.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn push(&self, line: String) {
+        if line.contains(": agent started") {
+            self.agent_started.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.verbose {
             eprintln!("foreman: {line}");
         }
@@ -552,7 +549,7 @@ impl Foreman {
     /// Starts `foreman serve` (this executable) on a free loopback port with a clean environment: the
     /// simulator's App credentials, the command backend running `agent`, data under `dir/data`. Waits for
     /// its "listening" line. Its working directory is `dir`, so no `.env` of the caller's is read.
-    async fn start(dir: &Path, sim: &SimHandle, agent: &Path, logs: &LogTail) -> anyhow::Result<Foreman> {
+    async fn start(dir: &Path, sim: &SimHandle, agent: &str, logs: &LogTail) -> anyhow::Result<Foreman> {
         let exe = std::env::current_exe().context("finding this executable to run `foreman serve`")?;
         // github-sim writes the App's private key into its state directory.
         let key = dir.join("sim/app.pem");

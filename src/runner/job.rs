@@ -490,7 +490,8 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
             match p {
                 session::Progress::Turn(n) => shown.turns = n,
                 session::Progress::ToolUse(_) => shown.tool_calls += 1,
-                session::Progress::AgentStarted { .. } => {
+                session::Progress::AgentStarted { attempt } => {
+                    tracing::info!(attempt, "agent started");
                     metrics::counter!("foreman_sessions_started_total").increment(1);
                 }
                 _ => return,

@@ -456,7 +456,8 @@ impl SessionRunner {
         let changes = outcome::collect(&ws.path, &ws.base_commit, &leftover, &self.identity()).await;
         let refused = match (&spec.rules, &agent.failure, &changes) {
             (Some(rules), None, Ok(c)) if !c.commits.is_empty() => {
-                let confinement = crate::constitution::commands::Confinement { sandbox: &self.sandbox, mounts: &mounts };
+                let confinement =
+                    crate::constitution::commands::Confinement { sandbox: &self.sandbox, mounts: &mounts };
                 match crate::constitution::enforce(&ws.path, &ws.base_commit, rules, Some(confinement)).await {
                     Ok(decision) => {
                         log.event("constitution", json!(decision));

@@ -149,8 +149,7 @@ impl Sandbox {
         max_processes: Option<u64>,
     ) -> Self {
         let etc_dir = data_dir.join("sandbox");
-        let mut sandbox =
-            Self { mode, bwrap, extra_read_only, max_processes, etc_dir, unavailable: None };
+        let mut sandbox = Self { mode, bwrap, extra_read_only, max_processes, etc_dir, unavailable: None };
         if mode == SandboxMode::On {
             sandbox.unavailable = sandbox.check().err();
         }
