@@ -63,9 +63,7 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
 /// answers 503 with the same reason). Returns that reason.
 fn check_sandbox(config: &Config) -> Option<Arc<str>> {
     use crate::session::sandbox::{Sandbox, SandboxMode};
-    let a = &config.agent;
-    let sandbox =
-        Sandbox::new(&config.data_dir, a.sandbox, a.bwrap_path.clone(), a.sandbox_paths.clone(), a.max_processes);
+    let sandbox = Sandbox::new(&config.data_dir, &config.agent);
     match (sandbox.mode(), sandbox.unavailable()) {
         (SandboxMode::Off, _) => {
             tracing::warn!(

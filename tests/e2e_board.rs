@@ -158,7 +158,8 @@ async fn an_agent_failing_three_times_leaves_the_issue_stuck_with_its_card_in_bl
 async fn a_card_moved_back_to_backlog_mid_session_cancels_the_job_and_nothing_is_pushed() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         let marks = tempfile::tempdir().unwrap();
-        let world = World::start(&blocking_agent(marks.path()), &[]).await;
+        let (share, dir) = e2e_support::shared(marks.path());
+        let world = World::start(&blocking_agent(marks.path()), &[(share, &dir)]).await;
         let project = world.board();
         let (number, _) = world.sim.create_issue(REPO, "Long job", "It takes a while.", "alice").unwrap();
         let item = world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();

@@ -137,7 +137,8 @@ async fn stop_cancels_a_running_and_a_queued_job_and_nothing_is_pushed() {
         let agent = blocking_agent(marks.path());
         let started = |n: u64| marks.path().join(format!("started-{n}"));
         // One session per repository (the default): the second issue waits in the queue behind the first.
-        let world = World::start(&agent, &[("FOREMAN_MAX_SESSIONS_PER_REPO", "1")]).await;
+        let (share, dir) = e2e_support::shared(marks.path());
+        let world = World::start(&agent, &[("FOREMAN_MAX_SESSIONS_PER_REPO", "1"), (share, &dir)]).await;
         let (running, _) = world.sim.create_issue(REPO, "Long job", "It takes a while.", "alice").unwrap();
         world.sim.comment(REPO, running, "/foreman run", "alice").unwrap();
         wait_for("the agent to start", || started(running).exists()).await;

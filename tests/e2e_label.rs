@@ -86,7 +86,8 @@ async fn a_review_requesting_changes_adds_a_commit_to_the_same_pull_request() {
         // The fixing agent, keeping a copy of each prompt it is given.
         let prompts = tempfile::tempdir().unwrap();
         let agent = format!("cp \"$FOREMAN_PROMPT_FILE\" '{}/prompt-'$$\n{FIXING_AGENT}", prompts.path().display());
-        let world = World::start(&agent, &[]).await;
+        let (share, dir) = e2e_support::shared(prompts.path());
+        let world = World::start(&agent, &[(share, &dir)]).await;
         let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
         world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
         let pull = world.wait_pull(number).await;
@@ -174,7 +175,8 @@ TZ = "UTC"
         let (number, _) = world.sim.create_issue(REPO, "Add a greeting", "A hello.txt, please.", "alice").unwrap();
         world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
 
-        let worktree = world.worktree(number);
+        // The agent sees its repository at the sandbox's fixed path.
+        let worktree = std::path::Path::new(foreman::session::sandbox::WORKSPACE);
         stub.push(Reply::blocks(vec![
             Block::Text("I'll add the file.".into()),
             Block::ToolUse {

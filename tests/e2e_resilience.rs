@@ -42,7 +42,8 @@ async fn sigkill_mid_session_then_restart_completes_the_job_exactly_once() {
             started = started.display(),
             go = go.display(),
         );
-        let mut world = World::start(&agent, &[]).await;
+        let (share, dir) = e2e_support::shared(control.path());
+        let mut world = World::start(&agent, &[(share, &dir)]).await;
         let (project, _) = world.sim.create_project(ORG, "Roadmap", &COLUMNS);
         let (number, _) = world.sim.create_issue(REPO, "Survive a crash", "Please fix it.", "alice").unwrap();
         world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
@@ -56,18 +57,25 @@ async fn sigkill_mid_session_then_restart_completes_the_job_exactly_once() {
         world.start_foreman();
         let both = wait_lines(&started, 2, LIFECYCLE, "the agent to start again after the restart").await;
         assert_ne!(both[1].split(' ').next(), first[0].split(' ').next(), "a second session, not the first one");
-        // The first session's agent died with the Foreman that ran it: it must not work on unwatched.
-        let first_pid = first[0].split(' ').nth(1).unwrap().to_owned();
+        // The first session's agent died with the Foreman that ran it: it must not work on unwatched. (Its
+        // `$$` is a pid in its sandbox's namespace: look for its session's processes on the host instead.)
+        let first_session = first[0].split(' ').next().unwrap().to_owned();
+        let needle = format!("FOREMAN_SESSION_ID={first_session}");
         let running = || {
-            std::fs::read_to_string(format!("/proc/{first_pid}/stat"))
-                .is_ok_and(|stat| stat.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')))
+            std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+                let alive = std::fs::read_to_string(p.path().join("stat"))
+                    .is_ok_and(|stat| stat.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')));
+                alive
+                    && std::fs::read(p.path().join("environ"))
+                        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+            })
         };
         let gone = tokio::time::timeout(Duration::from_secs(10), async {
             while running() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        assert!(gone.await.is_ok(), "the first agent (pid {first_pid}) still runs after Foreman was killed");
+        assert!(gone.await.is_ok(), "the first agent (session {first_session}) still runs after Foreman was killed");
         std::fs::write(&go, "").unwrap();
 
         let state = wait_done(&world, number).await;

@@ -107,8 +107,12 @@ async fn twenty_issues_labelled_at_once_run_at_most_three_at_a_time() {
         // Each agent records its own start and end, and works for a moment so that sessions overlap when
         // Foreman lets them.
         let agent = format!("{}\nsleep 1\n{FIXING_AGENT}", start_end_lines(&lines));
-        let world =
-            World::start(&agent, &[("FOREMAN_MAX_SESSIONS", "3"), ("FOREMAN_MAX_SESSIONS_PER_REPO", "3")]).await;
+        let (share, dir) = e2e_support::shared(control.path());
+        let world = World::start(
+            &agent,
+            &[("FOREMAN_MAX_SESSIONS", "3"), ("FOREMAN_MAX_SESSIONS_PER_REPO", "3"), (share, &dir)],
+        )
+        .await;
         world.sim.create_user("alice", Permission::Write, "User");
         let mut issues: Vec<(String, u64)> = Vec::new();
         for org in ORGS {

@@ -28,6 +28,11 @@ pub const CHECK_RUN_NAME: &str = "Foreman";
 /// applying it afterwards; this only keeps the order of "report, then next job" in the common case.
 const REPORT_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a job waits before it looks at the sandbox again when the sandbox could not be created at
+/// start. The check runs once per start (the operator installs bubblewrap or changes the kernel setting and
+/// restarts), so this only bounds how often the waiting job is reported again: every 10 minutes.
+const SANDBOX_RECHECK: time::Duration = time::Duration::minutes(10);
+
 /// The constitution's rules as the prompt lists them, one sentence each ([`crate::constitution::prompt_markdown`]'s
 /// list items), then its free-text sections.
 fn prompt_rules(constitution: &crate::constitution::Constitution) -> Vec<String> {
@@ -330,6 +335,12 @@ fn github_failed(what: &str, e: &GithubError) -> Attempt {
 async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &CancellationToken) -> Attempt {
     let client = &parts.client;
     parts.outbox.update(inst, tracking(parts, job, Shown::Running), nanos(job.updated_at));
+    if let Some(why) = parts.sessions.sandbox().unavailable() {
+        // Nothing changes until the operator fixes the host and restarts Foreman: wait, without counting
+        // an attempt against the issue, and say why on it.
+        let retry_at = OffsetDateTime::now_utc() + SANDBOX_RECHECK;
+        return Attempt::waiting(format!("the agent sandbox is unavailable: {why}"), Some(retry_at));
+    }
 
     let repo_info = match client.repository(inst, &job.repo).await {
         Ok(r) => r,

@@ -87,6 +87,10 @@ pub struct AgentConfig {
     /// Further host paths shown read-only inside the sandbox at the same path (toolchains installed outside
     /// `/usr`, e.g. `/opt/rust`). A path holding Foreman's data directory is never shown.
     pub sandbox_paths: Vec<PathBuf>,
+    /// Host paths shown read-write inside the sandbox at the same path, shared by every session of every
+    /// repository (a package cache, say): one session can leave there what the next one runs, so list only
+    /// what that risk is acceptable for. A path holding Foreman's data directory is never shown.
+    pub sandbox_writable_paths: Vec<PathBuf>,
     /// `RLIMIT_NPROC` for each sandbox: how many processes the agent's user may have. Default 4096; it does
     /// not hold for a Foreman running as root (see [`super::sandbox`]). Unset: no limit.
     pub max_processes: Option<u64>,
@@ -122,6 +126,7 @@ impl Default for AgentConfig {
             sandbox: super::sandbox::SandboxMode::On,
             bwrap_path: PathBuf::from("bwrap"),
             sandbox_paths: Vec::new(),
+            sandbox_writable_paths: Vec::new(),
             max_processes: Some(4096),
         }
     }

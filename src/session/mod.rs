@@ -292,13 +292,7 @@ impl SessionRunner {
         for d in [&logs_dir, &scratch_dir, &homes_dir] {
             std::fs::create_dir_all(d).map_err(|e| StartError::Io(d.clone(), e))?;
         }
-        let sandbox = sandbox::Sandbox::new(
-            data_dir,
-            config.sandbox,
-            config.bwrap_path.clone(),
-            config.sandbox_paths.clone(),
-            config.max_processes,
-        );
+        let sandbox = sandbox::Sandbox::new(data_dir, &config);
         Ok(Self {
             config,
             prompts,

@@ -9,7 +9,8 @@
 //!   the data directory, so the Claude CLI can resume its sessions), a private `/tmp`, and a fresh `/proc`
 //!   and `/dev`;
 //! - the directory of the agent's program, read-only at the same path (a CLI installed outside `/usr`, e.g.
-//!   under an npm prefix), and the paths listed in `agent.sandbox_paths`, read-only;
+//!   under an npm prefix), the paths listed in `agent.sandbox_paths`, read-only, and those in
+//!   `agent.sandbox_writable_paths`, read-write (shared by every session: caches);
 //! - nothing else: not Foreman's data directory (store, keys, other sessions, mirrors, logs), not Foreman's
 //!   environment (the process starts from the allowlisted environment of [`super::env`]), not Foreman's
 //!   processes (a PID namespace of its own).
@@ -122,6 +123,7 @@ pub struct Sandbox {
     mode: SandboxMode,
     bwrap: PathBuf,
     extra_read_only: Vec<PathBuf>,
+    extra_writable: Vec<PathBuf>,
     max_processes: Option<u64>,
     /// `passwd` and `group` files naming the agent, written once under the data directory.
     etc_dir: PathBuf,
@@ -141,16 +143,17 @@ impl Sandbox {
     /// Prepares the sandbox under `data_dir/sandbox` and checks that it works ([`Self::check`]): one
     /// `bwrap … true` with the namespaces a session uses. Never fails: an unusable sandbox is remembered
     /// and reported by [`Self::unavailable`], and [`Self::wrap`] then refuses.
-    pub fn new(
-        data_dir: &Path,
-        mode: SandboxMode,
-        bwrap: PathBuf,
-        extra_read_only: Vec<PathBuf>,
-        max_processes: Option<u64>,
-    ) -> Self {
-        let etc_dir = data_dir.join("sandbox");
-        let mut sandbox = Self { mode, bwrap, extra_read_only, max_processes, etc_dir, unavailable: None };
-        if mode == SandboxMode::On {
+    pub fn new(data_dir: &Path, config: &super::AgentConfig) -> Self {
+        let mut sandbox = Self {
+            mode: config.sandbox,
+            bwrap: config.bwrap_path.clone(),
+            extra_read_only: config.sandbox_paths.clone(),
+            extra_writable: config.sandbox_writable_paths.clone(),
+            max_processes: config.max_processes,
+            etc_dir: data_dir.join("sandbox"),
+            unavailable: None,
+        };
+        if sandbox.mode == SandboxMode::On {
             sandbox.unavailable = sandbox.check().err();
         }
         sandbox
@@ -297,6 +300,10 @@ impl Sandbox {
                 let p = path.to_string_lossy();
                 push(&["--ro-bind-try", &p, &p]);
             }
+        }
+        for path in self.extra_writable.iter().filter(|p| !data_dir.starts_with(p)) {
+            let p = path.to_string_lossy();
+            push(&["--bind-try", &p, &p]);
         }
         for (host, name) in &mounts.files {
             let inside = format!("{RUN_DIR}/{name}");

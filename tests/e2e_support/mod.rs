@@ -78,16 +78,10 @@ pub const COLUMNS: &[&str] = &["Backlog", "Ready", "In progress", "In review", "
 /// Foreman (its log, its admin API), which has no change notification; each look costs microseconds.
 pub const POLL: Duration = Duration::from_millis(50);
 
-/// A command agent: a shell script run in the worktree with the prompt on stdin.
-pub fn agent_script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    path
+/// The setting that shows `dir` read-write inside the agent's sandbox (`agent.sandbox_writable_paths`), for
+/// a test and its agent to signal each other through files there: pass it in `World::start`'s `env`.
+pub fn shared(dir: &Path) -> (&'static str, String) {
+    ("FOREMAN_AGENT_SANDBOX_WRITABLE_PATHS", format!("[{:?}]", dir.display().to_string()))
 }
 
 /// An agent that writes a file named after the issue and commits it.
@@ -138,14 +132,14 @@ impl World {
         for (name, files) in setup.repos {
             sim.create_repo(ORG, name, files).unwrap();
         }
-        let script = agent_script(dir.path(), "agent.sh", agent);
         let mut all: Vec<(String, String)> = vec![
             ("GITHUB_APP_ID".into(), sim.app_id().to_string()),
             ("GITHUB_PRIVATE_KEY_PATH".into(), dir.path().join("sim/app.pem").display().to_string()),
             ("GITHUB_API_URL".into(), sim.url().to_owned()),
             ("GITHUB_WEBHOOK_SECRET".into(), SECRET.into()),
             ("FOREMAN_AGENT_BACKEND".into(), "command".into()),
-            ("FOREMAN_AGENT_COMMAND".into(), script.display().to_string()),
+            // The script itself is the command: the sandbox shows the agent no file of the test's.
+            ("FOREMAN_AGENT_COMMAND".into(), format!("set -e\n{agent}")),
             ("HOME".into(), dir.path().display().to_string()),
             // The simulator has no secondary rate limit to respect; 1 s between mutations would make each
             // lifecycle take ~10 s of pacing alone.
