@@ -200,9 +200,8 @@ async fn github_parts(
     )
     .map_err(|e| anyhow::anyhow!("agent: {e}"))?;
     sessions.prune().await.map_err(|e| anyhow::anyhow!("cleaning up worktrees left by a crash: {e}"))?;
-    let pusher =
-        crate::report::push::Pusher::new(sessions.workspaces().askpass_path(), crate::report::push::DEFAULT_PREFIX)
-            .map_err(|e| anyhow::anyhow!("pusher: {e}"))?;
+    let pusher = crate::report::push::Pusher::new(crate::report::push::DEFAULT_PREFIX)
+        .map_err(|e| anyhow::anyhow!("pusher: {e}"))?;
     let reporter = crate::report::github::Reporter::new(client.clone(), config.report.clone());
     let outbox = crate::report::outbox::Outbox::new(reporter);
     let constitutions = crate::constitution::fetch::Cache::new(client.clone(), crate::constitution::fetch::CACHE_TTL);

@@ -16,7 +16,6 @@ use foreman::decide::{self, Action, DecideConfig, Snapshot};
 use foreman::github::{Client, ClientOptions, RetryPolicy};
 use foreman::ids::{InstallationId, IssueNumber, RepoName};
 use foreman::report::push::{DEFAULT_PREFIX, Pusher};
-use foreman::session::workspace::Workspaces;
 use github_sim::{GithubSim, Permission as SimPermission, SimConfig, SimHandle};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -302,8 +301,7 @@ async fn init_opens_one_pull_request_with_the_template_even_when_asked_twice() {
         let [Action::InitConstitution { template, requester, .. }] = actions.as_slice() else { panic!("{actions:?}") };
         assert_eq!(*template, Template::Rust);
 
-        let workspaces = Workspaces::new(&w.dir.path().join("data"), 1).unwrap();
-        let pusher = Pusher::new(workspaces.askpass_path(), DEFAULT_PREFIX).unwrap();
+        let pusher = Pusher::new(DEFAULT_PREFIX).unwrap();
         let scratch = w.dir.path().join("scratch");
         std::fs::create_dir_all(&scratch).unwrap();
         let first = init_pull_request(&w.client, w.inst, &w.repo, issue, *template, requester, &pusher, &scratch)

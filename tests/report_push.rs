@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use foreman::ids::{IssueNumber, RepoName};
 use foreman::report::push::{DEFAULT_PREFIX, PushError, PushRequest, Pusher, remote_tracking};
-use foreman::session::workspace::{GitAuth, Start, WorkspaceRequest, Workspaces};
+use foreman::session::workspace::{self, GitAuth, Start, Workspace, WorkspaceRequest, Workspaces, reclaim};
 use github_sim::{GithubSim, SimConfig, SimHandle};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -33,6 +33,18 @@ async fn git(dir: &Path, args: &[&str]) -> String {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "git {args:?}: {text}");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Takes the session clone at `path` into `mirror` as the end of a session does (`BRANCH`, from `main`).
+async fn take(path: &Path, mirror: &Path) {
+    let ws = Workspace {
+        path: path.to_owned(),
+        branch: BRANCH.into(),
+        base_commit: String::new(),
+        mirror: mirror.to_owned(),
+    };
+    reclaim(&ws.path, &ws.mirror).expect("reclaim");
+    workspace::take(&ws).await.expect("take");
 }
 
 struct World {
@@ -63,8 +75,7 @@ async fn world() -> World {
     sim.create_repo("acme", "widgets", &[("README.md", "hello\n")]).unwrap();
     sim.create_repo("acme", "gadgets", &[("README.md", "other\n")]).unwrap();
     let token = token(&sim, "acme", json!({})).await;
-    let workspaces = Workspaces::new(&dir.path().join("data"), 0).unwrap();
-    let pusher = Pusher::new(workspaces.askpass_path(), DEFAULT_PREFIX).unwrap();
+    let pusher = Pusher::new(DEFAULT_PREFIX).unwrap();
     let url = sim.clone_url("acme/widgets");
     World { sim, _dir: dir, pusher, token, url }
 }
@@ -74,9 +85,10 @@ impl World {
         GitAuth::installation_token(SecretString::from(self.token.clone()))
     }
 
-    /// A session-like worktree on `BRANCH` from `main`, with one commit writing `file`.
+    /// A session-like clone on `BRANCH` from `main`, with one commit writing `file`, taken into the mirror
+    /// as a session's end does.
     async fn session_commit(&self, file: &str) -> (PathBuf, PathBuf) {
-        // Each call is a session of its own that leaves its worktree behind (as after a crash): a new
+        // Each call is a session of its own that leaves its clone behind (as after a crash): a new
         // `Workspaces`, as a new process would have, reuses it.
         let workspaces = Workspaces::new(&self._dir.path().join("data"), 0).unwrap();
         let ws = workspaces
@@ -93,6 +105,7 @@ impl World {
         std::fs::write(ws.path.join(file), "fixed\n").unwrap();
         git(&ws.path, &["add", "."]).await;
         git(&ws.path, &["commit", "-q", "-m", &format!("Write {file}")]).await;
+        take(&ws.path, &ws.mirror).await;
         (ws.path, ws.mirror)
     }
 
@@ -221,6 +234,7 @@ async fn someone_elses_commit_on_the_branch_makes_the_push_fail_as_diverged_and_
         std::fs::write(worktree.join("more.txt"), "more\n").unwrap();
         git(&worktree, &["add", "."]).await;
         git(&worktree, &["commit", "-q", "-m", "More"]).await;
+        take(&worktree, &mirror).await;
         let err = w.push(&mirror, BRANCH, Some(&ours)).await.unwrap_err();
         assert_eq!(err, PushError::Diverged { branch: BRANCH.into() });
         // Not knowing of a remote branch at all is no licence either.

@@ -1,5 +1,6 @@
-//! Workspaces against real git: a bare mirror per repository, a worktree per session on its branch, follow-ups
-//! on an existing branch, recovery from a leftover worktree, pruning, and the warm-mirror time budget.
+//! Workspaces against real git: a bare mirror per repository, a clone of it per session on its branch (a `.git`
+//! of its own, sharing nothing writable with the mirror), follow-ups on an existing branch, recovery from a
+//! leftover clone, idle clones reset before reuse, pruning, and the warm-mirror time budget.
 
 mod session_support;
 
@@ -26,7 +27,7 @@ fn main_start() -> Start {
 }
 
 #[tokio::test]
-async fn a_worktree_starts_at_the_default_branch_and_a_warm_mirror_picks_up_new_commits() {
+async fn a_clone_starts_at_the_default_branch_and_a_warm_mirror_picks_up_new_commits() {
     let dir = tempfile::tempdir().unwrap();
     let origin = origin(dir.path(), &[("README.md", "one\n")]);
     let ws = Workspaces::new(&dir.path().join("data"), 2).unwrap();
@@ -37,7 +38,15 @@ async fn a_worktree_starts_at_the_default_branch_and_a_warm_mirror_picks_up_new_
     assert_eq!(git(&w.path, &["branch", "--show-current"]).trim(), "foreman/7-x");
     // The remote URL is not stored in the mirror (it is given to each fetch).
     assert!(!std::fs::read_to_string(w.mirror.join("config")).unwrap().contains("origin.git"));
+    // The clone is a repository of its own: a `.git` directory, objects borrowed from the mirror.
+    assert!(std::fs::symlink_metadata(w.path.join(".git")).unwrap().is_dir());
+    let alternates = std::fs::read_to_string(w.path.join(".git/objects/info/alternates")).unwrap();
+    assert_eq!(Path::new(alternates.trim()), std::fs::canonicalize(w.mirror.join("objects")).unwrap());
+    // What the agent does to its configuration stays there.
+    git(&w.path, &["config", "core.hooksPath", "/somewhere"]);
+    assert!(!std::fs::read_to_string(w.mirror.join("config")).unwrap().contains("hooksPath"));
     std::fs::write(w.path.join("junk.txt"), "left by the agent\n").unwrap();
+    std::fs::write(w.path.join("README.md"), "changed by the agent\n").unwrap();
     ws.remove(&w, &req.repo).await;
     assert!(!w.path.exists());
 
@@ -49,20 +58,57 @@ async fn a_worktree_starts_at_the_default_branch_and_a_warm_mirror_picks_up_new_
     let w2 = ws.prepare(&req).await.unwrap();
     assert_eq!(std::fs::read_to_string(w2.path.join("README.md")).unwrap(), "two\n");
     assert_ne!(w2.base_commit, w.base_commit);
-    assert!(!w2.path.join("junk.txt").exists(), "a reused worktree is clean");
+    assert!(!w2.path.join("junk.txt").exists(), "a reused clone is clean");
+    // The idle clone's `.git` was replaced: nothing the agent configured is left.
+    assert!(!std::fs::read_to_string(w2.path.join(".git/config")).unwrap().contains("hooksPath"));
 
-    // While a session uses the worktree, a second session for the same issue is refused, not handed it.
+    // While a session uses the clone, a second session for the same issue is refused, not handed it.
     let busy = ws.prepare(&req).await.unwrap_err();
     assert!(busy.stderr.contains("in use by another session"), "{busy:?}");
 
-    // A leftover worktree (a crash before removal: a new process over the same data) does not stop the next
+    // A leftover clone (a crash before removal: a new process over the same data) does not stop the next
     // prepare.
     let ws = Workspaces::new(&dir.path().join("data"), 2).unwrap();
     let w3 = ws.prepare(&req).await.unwrap();
     assert_eq!(w3.path, w2.path);
     ws.prune().await.unwrap();
     assert!(!w3.path.exists());
-    assert!(git(&w3.mirror, &["worktree", "list"]).lines().count() == 1, "only the bare mirror is left");
+}
+
+/// A reused clone's files are what the start commit says, even when the previous agent wrote an index whose
+/// stat data claims a changed file is unchanged (so a checkout trusting it would leave the file).
+#[tokio::test]
+async fn an_idle_clone_is_reset_from_the_files_not_from_the_agents_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin(dir.path(), &[("Makefile", "test:\n\ttrue\n"), ("README.md", "one\n")]);
+    let ws = Workspaces::new(&dir.path().join("data"), 1).unwrap();
+    let req = request(&origin, "foreman/7-x", main_start());
+    let w = ws.prepare(&req).await.unwrap();
+    // The planted file is staged (so the index holds its real stat data), then the entry's object id is
+    // swapped back to the original blob and the checksum zeroed (git accepts a null one): `git status` now
+    // says the file is unchanged.
+    let original = hex(git(&w.path, &["rev-parse", "HEAD:Makefile"]).trim());
+    std::fs::write(w.path.join("Makefile"), "test:\n\tevil\n").unwrap();
+    // An hour old, so git does not treat the entry as racily clean and re-read the file.
+    let file = std::fs::File::options().write(true).open(w.path.join("Makefile")).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    drop(file);
+    git(&w.path, &["update-index", "Makefile"]);
+    let planted = hex(git(&w.path, &["rev-parse", ":Makefile"]).trim());
+    let index = w.path.join(".git/index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let at = bytes.windows(planted.len()).position(|win| win == planted).expect("the entry's object id");
+    bytes[at..at + original.len()].copy_from_slice(&original);
+    let end = bytes.len();
+    bytes[end - 20..].fill(0);
+    std::fs::write(&index, bytes).unwrap();
+    assert_eq!(git(&w.path, &["status", "--porcelain"]), "", "the forged index hides the change");
+    ws.remove(&w, &req.repo).await;
+
+    let other = WorkspaceRequest { issue: IssueNumber(8), branch: "foreman/8-y".into(), ..req.clone() };
+    let w2 = ws.prepare(&other).await.unwrap();
+    assert_eq!(w2.path, ws.worktree_path(&other.repo, IssueNumber(8)));
+    assert_eq!(std::fs::read_to_string(w2.path.join("Makefile")).unwrap(), "test:\n\ttrue\n");
 }
 
 #[tokio::test]
@@ -104,6 +150,10 @@ async fn a_warm_mirror_prepares_a_10000_file_workspace_within_a_second() {
     }
     eprintln!("warm prepare of 10,000 files: {best:?}");
     assert!(best <= Duration::from_secs(1), "took {best:?}");
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 /// A bare origin whose `main` holds `n` small files in 100 directories.

@@ -1,12 +1,14 @@
 //! A session's change as git reports it: which files, how many lines, and every added line with its
-//! number. Read by shelling out to git in the workspace (`git diff --name-status`, `--numstat`, `-U0`),
-//! comparing the base commit with `HEAD`; renames count as a deletion plus an addition, so a file
-//! moved out of a protected path is caught.
+//! number. Read by shelling out to Foreman's hardened git ([`crate::git`]) in the repository's mirror
+//! (`git diff --name-status`, `--numstat`, `-U0`), comparing the base commit with the branch's head as
+//! the mirror holds it: what is checked is what is pushed. Renames count as a deletion plus an addition,
+//! so a file moved out of a protected path is caught.
 
 use std::path::Path;
 
 use serde::Serialize;
-use tokio::process::Command;
+
+use crate::git::{Git, GitError, parse_numstat};
 
 /// How a file changed (git's `--name-status` letters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -82,55 +84,32 @@ impl Diff {
         self.files.iter().map(|f| f.added + f.deleted).sum()
     }
 
-    /// Reads the change from `base` to `HEAD` in the git work tree at `worktree`.
+    /// Reads the change from `base` to `head` (commits, or anything `git diff` takes) in the repository
+    /// whose git directory is `git_dir` (a bare mirror; a clone's `.git` works too).
     ///
     /// # Errors
-    /// [`DiffError`] when git cannot run, `base` is unknown, or the output cannot be parsed.
-    pub async fn read(worktree: &Path, base: &str) -> Result<Diff, DiffError> {
-        let range = [base, "HEAD"];
-        let common = ["--no-renames", "--no-color", "--no-ext-diff"];
-        let status = git(worktree, &[&["diff", "--name-status", "-z"][..], &common, &range].concat()).await?;
-        let numstat = git(worktree, &[&["diff", "--numstat", "-z"][..], &common, &range].concat()).await?;
+    /// [`DiffError`] when git cannot run, `base` or `head` is unknown, or the output cannot be parsed.
+    pub async fn read(git_dir: &Path, base: &str, head: &str) -> Result<Diff, DiffError> {
+        let repo = Git::bare(git_dir);
+        let range = [base, head];
+        let common = ["--no-renames", "--no-color", "--no-ext-diff", "--no-textconv"];
+        let status = repo.run(&[&["diff", "--name-status", "-z"][..], &common, &range].concat()).await?;
+        let numstat = repo.run(&[&["diff", "--numstat", "-z"][..], &common, &range].concat()).await?;
         // Explicit prefixes: a user's `diff.noprefix` or `diff.mnemonicPrefix` would change them. `--text`
         // and `--no-textconv`: a `.gitattributes` that marks files binary (or converts them) must not hide
         // added lines from the secret check.
-        let patch_flags = ["-U0", "--text", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"];
-        let patch = git(worktree, &[&["diff"][..], &patch_flags, &common, &range].concat()).await?;
+        let patch_flags = ["-U0", "--text", "--src-prefix=a/", "--dst-prefix=b/"];
+        let patch = repo.run(&[&["diff"][..], &patch_flags, &common, &range].concat()).await?;
         let mut files = parse_name_status(&status)?;
         apply_numstat(&mut files, &numstat)?;
         Ok(Diff { files, added_lines: parse_added_lines(&patch) })
     }
 }
 
-/// The name of the branch checked out at `worktree`, or `None` when HEAD is detached.
-///
-/// # Errors
-/// [`DiffError`] when git cannot run.
-pub async fn current_branch(worktree: &Path) -> Result<Option<String>, DiffError> {
-    let output = Command::new("git")
-        .args(["symbolic-ref", "--quiet", "--short", "HEAD"])
-        .current_dir(worktree)
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok(output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned()))
-}
-
-async fn git(worktree: &Path, args: &[&str]) -> Result<String, DiffError> {
-    let output = Command::new("git")
-        .args(["-c", "core.quotePath=false"])
-        .args(args)
-        .current_dir(worktree)
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    if !output.status.success() {
-        return Err(DiffError::Git {
-            args: args.join(" "),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
+impl From<GitError> for DiffError {
+    fn from(e: GitError) -> Self {
+        DiffError::Git { args: e.args, stderr: e.stderr }
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// `--name-status -z`: `X\0path\0` repeated.
@@ -150,17 +129,13 @@ fn parse_name_status(out: &str) -> Result<Vec<FileChange>, DiffError> {
     Ok(files)
 }
 
-/// `--numstat -z` (no renames): `added\tdeleted\tpath\0` repeated; `-\t-` for binary files.
+/// `--numstat -z` (no renames), parsed by [`parse_numstat`], onto the files `--name-status` named.
 fn apply_numstat(files: &mut [FileChange], out: &str) -> Result<(), DiffError> {
-    for record in out.split('\0').filter(|r| !r.is_empty()) {
-        let mut parts = record.splitn(3, '\t');
-        let (Some(added), Some(deleted), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(DiffError::Parse("diff --numstat"));
-        };
-        if let Some(file) = files.iter_mut().find(|f| f.path == path) {
-            file.binary = added == "-";
-            file.added = added.parse().unwrap_or(0);
-            file.deleted = deleted.parse().unwrap_or(0);
+    for stat in parse_numstat(out).ok_or(DiffError::Parse("diff --numstat"))? {
+        if let Some(file) = files.iter_mut().find(|f| f.path == stat.path) {
+            file.binary = stat.binary;
+            file.added = stat.added;
+            file.deleted = stat.deleted;
         }
     }
     Ok(())

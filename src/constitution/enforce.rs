@@ -1,6 +1,7 @@
 //! Enforcement: a session's change checked against every machine-checkable rule, before anything is
-//! pushed. [`check_diff`] is pure over a [`Diff`]; [`enforce`] reads the diff with git, runs the required
-//! commands and returns the whole [`Decision`] for the job's audit trail.
+//! pushed. [`check_diff`] is pure over a [`Diff`]; [`enforce`] reads the diff with git (in the mirror, where
+//! the push reads it too), runs the required commands in the working tree and returns the whole
+//! [`Decision`] for the job's audit trail.
 
 use std::path::Path;
 use std::sync::LazyLock;
@@ -10,7 +11,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use super::commands::{self, CommandOutcome};
-use super::diff::{ChangeKind, Diff, DiffError, current_branch};
+use super::diff::{ChangeKind, Diff, DiffError};
 use super::schema::{PathGlob, Rules};
 
 /// A rule, by its key in `[rules]`.
@@ -223,22 +224,34 @@ pub fn redact(rules: &Rules, text: &str) -> String {
     text
 }
 
-/// Checks the change from `base` to `HEAD` in `worktree` against `rules`: the diff and branch first,
-/// then, only if those pass, each required command in order, stopping at the first that fails (later
-/// ones would run on a change that is already refused).
+/// The change to check: the repository git reads it from and its two ends.
+#[derive(Clone, Copy, Debug)]
+pub struct Change<'a> {
+    /// The git directory holding both commits: the repository's mirror, which the push reads too.
+    pub git_dir: &'a Path,
+    /// The commit the branch started from.
+    pub base: &'a str,
+    /// The branch's head after the session (a commit, or anything `git diff` takes).
+    pub head: &'a str,
+    /// The branch's name, for `branch_prefix`; `None` skips that rule.
+    pub branch: Option<&'a str>,
+}
+
+/// Checks `change` against `rules`: the diff and branch first, then, only if those pass, each required
+/// command in order in `worktree` (a checkout of the change's head), stopping at the first that fails
+/// (later ones would run on a change that is already refused).
 ///
 /// # Errors
 /// [`DiffError`] when the change cannot be read; the caller must then treat the change as denied.
 /// With `sandbox`, the required commands run in it ([`commands::run`]).
 pub async fn enforce(
     worktree: &Path,
-    base: &str,
+    change: &Change<'_>,
     rules: &Rules,
     sandbox: Option<commands::Confinement<'_>>,
 ) -> Result<Decision, DiffError> {
-    let diff = Diff::read(worktree, base).await?;
-    let branch = current_branch(worktree).await?;
-    let mut violations = check_diff(rules, &diff, branch.as_deref());
+    let diff = Diff::read(change.git_dir, change.base, change.head).await?;
+    let mut violations = check_diff(rules, &diff, change.branch);
     let mut outcomes = Vec::new();
     if violations.is_empty() {
         for command in &rules.required_commands {

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::git::{self as g, Git, GitAuth, GitError};
 use crate::github::{CheckRun, CheckRunOutput as GithubOutput, CheckRunSpec, Client, Comment, GithubError};
 use crate::github::{NewPullRequest, PullRequest};
 use crate::ids::{InstallationId, IssueNumber, RepoName};
 use crate::report::push::{PushError, PushRequest, Pusher};
-use crate::session::workspace::{GitAuth, GitError, git};
 
 use super::fetch::{self, FetchError, ORG_REPO};
 use super::load::{ConstitutionError, Origin, PATH, merge, parse};
@@ -258,11 +258,11 @@ pub async fn init_pull_request(
     let token = client.session_token(inst, repo).await?;
     let auth = GitAuth::installation_token(token.token);
     let dir = Scratch::new(scratch)?;
-    commit_starter(&dir.0, &clone_url, &default_branch, &branch, template, pusher, &auth).await?;
-    let expected = remote_branch(&dir.0, &clone_url, &branch, pusher, &auth).await?;
+    commit_starter(&dir.0, &clone_url, &default_branch, &branch, template, &auth).await?;
+    let expected = remote_branch(&dir.0, &clone_url, &branch, &auth).await?;
     pusher
         .push(&PushRequest {
-            git_dir: &dir.0,
+            git_dir: &dir.0.join(".git"),
             remote_url: &clone_url,
             branch: &branch,
             default_branch: &default_branch,
@@ -322,43 +322,46 @@ async fn commit_starter(
     default_branch: &str,
     branch: &str,
     template: Template,
-    pusher: &Pusher,
     auth: &GitAuth,
 ) -> Result<(), InitError> {
-    let askpass = Some((pusher.askpass(), auth));
-    git(dir, &["init", "-q", "."], None).await?;
+    g::init(dir, false).await?;
+    let repo = Git::work_tree(dir);
+    let remote = if g::is_local_url(clone_url) { repo.clone().local() } else { repo.clone() };
     let fetch = format!("+refs/heads/{default_branch}:refs/remotes/origin/{default_branch}");
-    git(dir, &["fetch", "-q", "--no-tags", "--depth=1", clone_url, &fetch], askpass).await?;
-    git(dir, &["checkout", "-q", "-b", branch, &format!("refs/remotes/origin/{default_branch}")], None).await?;
+    remote.run_with_credentials(&["fetch", "-q", "--no-tags", "--depth=1", clone_url, &fetch], auth).await?;
+    repo.run(&["checkout", "-q", "-b", branch, &format!("refs/remotes/origin/{default_branch}")]).await?;
     let file = dir.join(PATH);
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent).map_err(|e| InitError::Setup(format!("creating {PATH}: {e}")))?;
     }
     std::fs::write(&file, template.text()).map_err(|e| InitError::Setup(format!("writing {PATH}: {e}")))?;
-    git(dir, &["add", "--", PATH], None).await?;
+    repo.run(&["add", "--", PATH]).await?;
     let (name, email) = COMMIT_IDENTITY;
     let message = format!("Add a Foreman constitution ({PATH}, template {})", template.name());
-    git(
-        dir,
-        &["-c", &format!("user.name={name}"), "-c", &format!("user.email={email}"), "commit", "-q", "-m", &message],
-        None,
-    )
+    repo.run(&[
+        "-c",
+        &format!("user.name={name}"),
+        "-c",
+        &format!("user.email={email}"),
+        "-c",
+        "commit.gpgSign=false",
+        "commit",
+        "-q",
+        "--no-verify",
+        "-m",
+        &message,
+    ])
     .await?;
     Ok(())
 }
 
 /// The remote branch's commit, when it exists (an earlier `init` whose pull request was closed): the
 /// lease for replacing it.
-async fn remote_branch(
-    dir: &Path,
-    clone_url: &str,
-    branch: &str,
-    pusher: &Pusher,
-    auth: &GitAuth,
-) -> Result<Option<String>, InitError> {
+async fn remote_branch(dir: &Path, clone_url: &str, branch: &str, auth: &GitAuth) -> Result<Option<String>, InitError> {
+    let repo = Git::work_tree(dir);
+    let repo = if g::is_local_url(clone_url) { repo.local() } else { repo };
     let out =
-        git(dir, &["ls-remote", "--heads", clone_url, &format!("refs/heads/{branch}")], Some((pusher.askpass(), auth)))
-            .await?;
+        repo.run_with_credentials(&["ls-remote", "--heads", clone_url, &format!("refs/heads/{branch}")], auth).await?;
     Ok(out.split_whitespace().next().map(str::to_owned))
 }
 

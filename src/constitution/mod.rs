@@ -25,7 +25,7 @@ use std::process::ExitCode;
 pub use self::budget::{BudgetVerdict, Spent, Usage, check_budget, start_of_utc_day};
 pub use self::commands::CommandOutcome;
 pub use self::diff::{Diff, DiffError};
-pub use self::enforce::{Decision, Rule, Violation, check_diff, enforce};
+pub use self::enforce::{Change, Decision, Rule, Violation, check_diff, enforce};
 pub use self::fetch::{FetchError, Loaded, load as load_from_github};
 pub use self::load::{ConstitutionError, Effective, Origin, PATH, merge, parse};
 pub use self::render::{

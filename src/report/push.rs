@@ -10,23 +10,22 @@
 //!   not exist remotely). Foreman may replace its own earlier push (a retry starts again from the default
 //!   branch), but a commit someone else pushed to the branch makes the push fail with
 //!   [`PushError::Diverged`] and stays on the remote untouched;
-//! - the token is never in a URL, an argument, a log line or an error: git reads it through the askpass script
-//!   of [`crate::session::workspace`] from the push process's environment only, a remote URL with
-//!   credentials in it is refused, and every error message is redacted
-//!   ([`crate::report::redact::redact_exact`]).
+//! - the token is never in a URL, an argument, an environment variable, a log line or an error: git reads it
+//!   from a pipe through [`crate::git`]'s credential helper, a remote URL with credentials in it is refused,
+//!   and every error message is redacted ([`crate::report::redact::redact_exact`]).
 //!
-//! Push hooks are skipped (`--no-verify`): the mirror's hooks directory is reachable from the agent's
-//! worktree, and a hook would run with the token in its environment.
+//! The push runs from the mirror, which only Foreman writes, with [`crate::git`]'s hardened git (no hook,
+//! no configuration but Foreman's); `--no-verify` says the same for the pre-push hook.
 //!
 //! After a successful push the mirror's `refs/remotes/origin/<branch>` is set to the pushed commit, so
 //! [`remote_tracking`] answers "what Foreman last pushed or fetched" for the next push's lease.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use secrecy::ExposeSecret;
 
 use super::redact::redact_exact;
-use crate::session::workspace::{GitAuth, git};
+use crate::git::{Git, GitAuth};
 
 /// The default branch prefix: Foreman only pushes `foreman/…` branches.
 pub const DEFAULT_PREFIX: &str = "foreman/";
@@ -48,7 +47,7 @@ pub enum PushError {
         /// The branch asked for.
         branch: String,
     },
-    /// The remote URL carries credentials; tokens go through askpass only. Nothing was run.
+    /// The remote URL carries credentials; tokens go through the credential helper only. Nothing was run.
     #[error("refusing to push: the remote URL carries credentials")]
     CredentialsInUrl,
     /// The remote branch is not where Foreman left it (someone else pushed to it, or it appeared since):
@@ -82,7 +81,7 @@ pub enum PushError {
 /// One push.
 #[derive(Clone, Debug)]
 pub struct PushRequest<'a> {
-    /// A git directory holding `refs/heads/<branch>`: the repository's bare mirror or a worktree of it.
+    /// The git directory of a bare repository holding `refs/heads/<branch>`: the repository's mirror.
     pub git_dir: &'a Path,
     /// The repository's clone URL (`https://github.com/o/r.git`). Must not carry credentials.
     pub remote_url: &'a str,
@@ -104,28 +103,21 @@ pub struct Pushed {
     pub sha: String,
 }
 
-/// Pushes branches under one prefix with one askpass script.
+/// Pushes branches under one prefix.
 #[derive(Clone, Debug)]
 pub struct Pusher {
-    askpass: PathBuf,
     prefix: String,
 }
 
 impl Pusher {
-    /// `askpass` is the script from [`crate::session::workspace::Workspaces::askpass_path`]; `prefix` the
-    /// branch prefix Foreman owns ([`DEFAULT_PREFIX`]). An empty prefix, or one not ending in `/`, is
-    /// rejected: it would let Foreman push branches it does not own.
-    pub fn new(askpass: impl Into<PathBuf>, prefix: impl Into<String>) -> Result<Self, PushError> {
+    /// `prefix` is the branch prefix Foreman owns ([`DEFAULT_PREFIX`]). An empty prefix, or one not ending
+    /// in `/`, is rejected: it would let Foreman push branches it does not own.
+    pub fn new(prefix: impl Into<String>) -> Result<Self, PushError> {
         let prefix = prefix.into();
         if prefix.is_empty() || !prefix.ends_with('/') || prefix == "/" {
             return Err(PushError::NotForemanBranch { branch: String::new(), prefix });
         }
-        Ok(Self { askpass: askpass.into(), prefix })
-    }
-
-    /// The askpass script git reads the token through.
-    pub fn askpass(&self) -> &Path {
-        &self.askpass
+        Ok(Self { prefix })
     }
 
     /// The branch prefix.
@@ -171,24 +163,26 @@ impl Pusher {
         }
         let secret = req.auth.token.expose_secret();
         let local_ref = format!("refs/heads/{}", req.branch);
-        let sha = git(req.git_dir, &["rev-parse", "--verify", "--quiet", &format!("{local_ref}^{{commit}}")], None)
+        let repo = Git::bare(req.git_dir);
+        let sha = repo
+            .run(&["rev-parse", "--verify", "--quiet", &format!("{local_ref}^{{commit}}")])
             .await
             .map_err(|e| PushError::Git { message: redact_exact(&format!("no local branch: {}", e.stderr), secret) })?
             .trim()
             .to_owned();
         let lease = format!("--force-with-lease={local_ref}:{}", req.expected_remote.unwrap_or(""));
         let refspec = format!("{local_ref}:{local_ref}");
-        let pushed = git(
-            req.git_dir,
-            &["push", "--quiet", "--no-verify", "--no-follow-tags", &lease, req.remote_url, &refspec],
-            Some((&self.askpass, req.auth)),
-        )
-        .await;
+        let pushed = repo
+            .run_with_credentials(
+                &["push", "--quiet", "--no-verify", "--no-follow-tags", &lease, req.remote_url, &refspec],
+                req.auth,
+            )
+            .await;
         if let Err(e) = pushed {
             return Err(classify(req.branch, &redact_exact(&e.stderr, secret)));
         }
         let tracking = format!("refs/remotes/origin/{}", req.branch);
-        git(req.git_dir, &["update-ref", &tracking, &sha], None)
+        repo.run(&["update-ref", &tracking, &sha])
             .await
             .map_err(|e| PushError::Git { message: redact_exact(&e.stderr, secret) })?;
         Ok(Pushed { sha })
@@ -199,7 +193,7 @@ impl Pusher {
 /// `None` when it has none. The mirror's fetches and [`Pusher::push`] keep this ref.
 pub async fn remote_tracking(git_dir: &Path, branch: &str) -> Option<String> {
     let r = format!("refs/remotes/origin/{branch}^{{commit}}");
-    git(git_dir, &["rev-parse", "--verify", "--quiet", &r], None).await.ok().map(|s| s.trim().to_owned())
+    Git::bare(git_dir).run(&["rev-parse", "--verify", "--quiet", &r]).await.ok().map(|s| s.trim().to_owned())
 }
 
 /// Whether `url` has a userinfo part (`scheme://user[:password]@host/…`).
@@ -240,7 +234,7 @@ mod tests {
     use super::*;
 
     fn pusher() -> Pusher {
-        Pusher::new("/nonexistent/askpass", DEFAULT_PREFIX).unwrap()
+        Pusher::new(DEFAULT_PREFIX).unwrap()
     }
 
     #[test]
@@ -268,9 +262,9 @@ mod tests {
         ] {
             assert!(matches!(p.check_branch(bad, "main"), Err(PushError::NotForemanBranch { .. })), "{bad}");
         }
-        assert!(Pusher::new("a", "").is_err());
-        assert!(Pusher::new("a", "foreman").is_err());
-        assert!(Pusher::new("a", "bots/foreman/").is_ok());
+        assert!(Pusher::new("").is_err());
+        assert!(Pusher::new("foreman").is_err());
+        assert!(Pusher::new("bots/foreman/").is_ok());
     }
 
     #[test]

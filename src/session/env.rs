@@ -40,7 +40,6 @@ const FORBIDDEN: &[&str] = &[
     "GITHUB_APP_ID",
     "GITHUB_TOKEN",
     "GH_TOKEN",
-    "FOREMAN_GIT_PASSWORD",
 ];
 
 /// Whether `name` may never be given to an agent (compared case-insensitively).

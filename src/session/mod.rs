@@ -1,10 +1,11 @@
-//! Agent sessions: a git worktree, a rendered prompt, an agent process under limits, a log and an outcome.
+//! Agent sessions: a clone of the repository's mirror, a rendered prompt, an agent process under limits, a log and an outcome.
 //!
 //! [`SessionRunner::new`] is built once at start (it checks the prompt templates and reads the Claude
 //! credentials); [`SessionRunner::run`] runs one session and always returns a [`SessionOutcome`]:
 //!
 //! 1. workspace ([`workspace`]): fetch the start branch into the repository's bare mirror with the session's
-//!    installation token (askpass, never stored), add a worktree on `foreman/<issue>-<slug>`;
+//!    installation token (through a pipe, never stored), and put a clone of the mirror (a `.git` of its own)
+//!    on `foreman/<issue>-<slug>`;
 //! 2. prompt ([`prompt`]): `coding.md`, `follow-up.md` or `planning.md` with the issue, comments (each marked
 //!    with its author's write permission), instructions, repository instruction files, constitution, attempt;
 //! 3. agent ([`process`]): the Claude Code CLI or a command, in its own process group, with an environment
@@ -12,7 +13,9 @@
 //! 4. outcome ([`outcome`]): the commits since the base and the lines changed, and a [`Verdict`];
 //! 5. log ([`log`]): every event as JSON lines, and a summary with the seed's productivity score.
 //!
-//! The worktree is removed at the end; the branch stays in the mirror for the push (not done here).
+//! After the agent, Foreman takes the clone's `.git` back, commits leftovers and fetches the branch into the
+//! mirror ([`outcome::collect`]); the clone is then kept idle or removed, and the branch stays in the mirror
+//! for the push (not done here).
 //!
 //! The command backend's environment: `FOREMAN_REPO` (`owner/name`), `FOREMAN_ISSUE` (number),
 //! `FOREMAN_BRANCH`, `FOREMAN_WORKSPACE` (the worktree, also the working directory), `FOREMAN_PROMPT_FILE`
@@ -447,12 +450,18 @@ impl SessionRunner {
         outcome.summary.credential = agent.credential.clone();
 
         let leftover = format!("Changes left uncommitted by the agent (foreman session {session_id})");
-        let changes = outcome::collect(&ws.path, &ws.base_commit, &leftover, &self.identity()).await;
+        let changes = outcome::collect(&ws, &leftover, &self.identity()).await;
         let refused = match (&spec.rules, &agent.failure, &changes) {
             (Some(rules), None, Ok(c)) if !c.commits.is_empty() => {
+                let change = crate::constitution::Change {
+                    git_dir: &ws.mirror,
+                    base: &ws.base_commit,
+                    head: &c.head,
+                    branch: Some(&ws.branch),
+                };
                 let confinement =
                     crate::constitution::commands::Confinement { sandbox: &self.sandbox, mounts: &mounts };
-                match crate::constitution::enforce(&ws.path, &ws.base_commit, rules, Some(confinement)).await {
+                match crate::constitution::enforce(&ws.path, &change, rules, Some(confinement)).await {
                     Ok(decision) => {
                         log.event("constitution", json!(decision));
                         let refused = (!decision.allowed).then(|| (FailureClass::Validation, refusal(&decision)));

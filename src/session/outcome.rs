@@ -1,11 +1,18 @@
 //! What a session produced on its branch: the commits since the base, and the files and lines changed.
+//!
+//! Read after the agent has ended, in this order: the clone is taken back from the agent
+//! ([`super::workspace::reclaim`]), what the agent left uncommitted is committed there by Foreman's hardened
+//! git ([`commit_leftovers`]: no hook, filter or configuration of the agent's runs), the clone's `HEAD` is
+//! fetched into the mirror as the session's branch ([`super::workspace::take`]), and the commits and
+//! numbers are read from the mirror, the repository the push reads too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::workspace::{GitError, git};
+use super::workspace::{self, GitError, Workspace};
+use crate::git::{Git, parse_numstat};
 
 /// One commit the session made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -16,7 +23,7 @@ pub struct Commit {
     pub subject: String,
 }
 
-/// One changed file (`git diff --numstat base HEAD`).
+/// One changed file (`git diff --numstat base head`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FileChange {
     /// Path relative to the repository root (the new path for a rename).
@@ -30,7 +37,7 @@ pub struct FileChange {
 /// The changes on the branch since the base.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Changes {
-    /// The branch head after the session.
+    /// The branch head after the session, as the mirror holds it.
     pub head: String,
     /// Commits after the base, oldest first.
     pub commits: Vec<Commit>,
@@ -44,52 +51,95 @@ pub struct Changes {
     pub committed_leftovers: bool,
 }
 
-/// Commits what the agent left uncommitted (tracked and untracked, honouring `.gitignore`) with `message`,
-/// then reads the changes since `base`. `env` carries the commit identity.
+/// Takes the clone of `ws` back, commits what the agent left uncommitted with `leftover_message` and the
+/// commit identity in `identity` (`GIT_AUTHOR_NAME`, `GIT_AUTHOR_EMAIL`), puts the result into the mirror
+/// as `ws.branch`, and reads the changes since `ws.base_commit` from the mirror.
+///
+/// # Errors
+/// [`GitError`] when the clone's `.git` is refused (a link, a gitfile, a link inside it), or git fails.
 pub async fn collect(
-    worktree: &Path,
-    base: &str,
+    ws: &Workspace,
     leftover_message: &str,
     identity: &BTreeMap<String, String>,
 ) -> Result<Changes, GitError> {
-    let status = git(worktree, &["status", "--porcelain"], None).await?;
-    let mut committed_leftovers = false;
-    if !status.trim().is_empty() {
-        git(worktree, &["add", "--all"], None).await?;
-        let mut args =
-            vec!["-c".to_owned(), format!("user.name={}", identity.get("GIT_AUTHOR_NAME").map_or("foreman", |s| s))];
-        args.push("-c".into());
-        args.push(format!("user.email={}", identity.get("GIT_AUTHOR_EMAIL").map_or("foreman@localhost", |s| s)));
-        args.extend(["commit", "--quiet", "--no-verify", "-m", leftover_message].map(String::from));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        git(worktree, &args, None).await?;
-        committed_leftovers = true;
+    workspace::reclaim(&ws.path, &ws.mirror)?;
+    let committed_leftovers = commit_leftovers(&ws.path, leftover_message, identity).await?;
+    let head = workspace::take(ws).await?;
+    let mut changes = read(&ws.mirror, &ws.base_commit, &head).await?;
+    changes.committed_leftovers = committed_leftovers;
+    Ok(changes)
+}
+
+/// Commits what is uncommitted in the clone at `dir` (tracked and untracked files, honouring
+/// `.gitignore`) on its `HEAD`, with `message`. Returns whether there was anything. The index is first
+/// rebuilt from `HEAD` and refreshed by hashing the files, so an index the agent wrote cannot hide a
+/// change. Call only on a clone [`workspace::reclaim`] has taken back (or inside the agent's sandbox).
+///
+/// # Errors
+/// [`GitError`] when git fails (no `HEAD` commit among the causes).
+pub async fn commit_leftovers(
+    dir: &Path,
+    message: &str,
+    identity: &BTreeMap<String, String>,
+) -> Result<bool, GitError> {
+    let repo = Git::work_tree(dir);
+    let index = dir.join(".git").join("index");
+    std::fs::remove_file(&index)
+        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        .map_err(|e| GitError::other("removing the index", e))?;
+    repo.run(&["read-tree", "HEAD"]).await?;
+    // Exit status 1 only says that some files differ, which is what is being looked for.
+    let _ = repo.run(&["update-index", "-q", "--ignore-submodules", "--refresh"]).await;
+    let status = repo.run(&["status", "--porcelain", "--ignore-submodules=all"]).await?;
+    if status.trim().is_empty() {
+        return Ok(false);
     }
-    let head = git(worktree, &["rev-parse", "HEAD"], None).await?.trim().to_owned();
+    repo.run(&["add", "--all"]).await?;
+    let name = format!("user.name={}", identity.get("GIT_AUTHOR_NAME").map_or("foreman", |s| s));
+    let email = format!("user.email={}", identity.get("GIT_AUTHOR_EMAIL").map_or("foreman@localhost", |s| s));
+    repo.run(&[
+        "-c",
+        &name,
+        "-c",
+        &email,
+        "-c",
+        "commit.gpgSign=false",
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "-m",
+        message,
+    ])
+    .await?;
+    Ok(true)
+}
+
+/// The commits and changed files from `base` to `head` in the repository at `git_dir` (a mirror).
+///
+/// # Errors
+/// [`GitError`] when git fails or its output cannot be read.
+pub async fn read(git_dir: &Path, base: &str, head: &str) -> Result<Changes, GitError> {
+    let repo = Git::bare(git_dir);
     let range = format!("{base}..{head}");
-    let log = git(worktree, &["log", "--reverse", "--format=%H%x00%s", &range], None).await?;
+    let log = repo.run(&["log", "--reverse", "--no-show-signature", "--format=%H%x00%s", &range]).await?;
     let commits = log
         .lines()
         .filter_map(|l| l.split_once('\0'))
         .map(|(sha, subject)| Commit { sha: sha.into(), subject: subject.into() })
         .collect();
-    let numstat = git(worktree, &["diff", "--numstat", "-z", "--no-renames", base, &head], None).await?;
-    let files: Vec<FileChange> = numstat
-        .split('\0')
-        .filter(|r| !r.is_empty())
-        .filter_map(|r| {
-            let mut parts = r.splitn(3, '\t');
-            let added = parts.next()?.parse().unwrap_or(0);
-            let deleted = parts.next()?.parse().unwrap_or(0);
-            Some(FileChange { added, deleted, path: parts.next()?.to_owned() })
-        })
+    let numstat =
+        repo.run(&["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", base, head]).await?;
+    let files: Vec<FileChange> = parse_numstat(&numstat)
+        .ok_or_else(|| GitError::other("git diff --numstat", "unexpected output"))?
+        .into_iter()
+        .map(|n| FileChange { path: n.path, added: n.added, deleted: n.deleted })
         .collect();
     Ok(Changes {
-        head,
+        head: head.to_owned(),
         commits,
         lines_added: files.iter().map(|f| f.added).sum(),
         lines_deleted: files.iter().map(|f| f.deleted).sum(),
         files,
-        committed_leftovers,
+        committed_leftovers: false,
     })
 }
