@@ -82,9 +82,8 @@ async fn the_command_gets_its_environment_and_prompt_and_its_commits_are_the_out
     ] {
         assert!(env.contains(want), "{want} missing in {env}");
     }
-    let ws_line = env.lines().find(|l| l.starts_with("ws=")).unwrap();
-    assert_eq!(ws_line.trim_start_matches("ws="), ws.to_str().unwrap());
-    assert!(env.contains(&format!("pwd={}", ws.display())));
+    // The agent sees its repository at the sandbox's fixed path.
+    assert!(env.contains("ws=/workspace\n") && env.contains("pwd=/workspace\n"), "{env}");
     let prompt = show("prompt.txt");
     assert_eq!(prompt, show("stdin.txt"), "the prompt is on stdin and in the file");
     assert!(prompt.contains("Add a greeting file") && prompt.contains("Please do it."));
@@ -171,12 +170,6 @@ async fn output_past_the_cap_ends_the_session() {
     assert_eq!(class(&outcome), FailureClass::OutputLimit);
 }
 
-/// Whether the process runs (a zombie awaiting its reaper counts as ended).
-fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
-}
-
 async fn wait_for_file(path: &Path) -> String {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -195,25 +188,29 @@ async fn wait_for_file(path: &Path) -> String {
 #[tokio::test]
 async fn cancellation_ends_the_whole_process_group_even_when_it_ignores_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("pid");
+    let started = dir.path().join("started");
+    let needle = sleep_needle(2);
     // The shell and its child ignore SIGTERM, so only the SIGKILL after the grace period ends them.
-    let script = format!("trap '' TERM; sleep 300 & echo $! > {}; wait", pid_file.display());
-    let config = AgentConfig { kill_grace_secs: 0.5, ..command_config(&script) };
+    let script = format!("trap '' TERM; {needle} & echo started > {}; wait", started.display());
+    let config = AgentConfig {
+        kill_grace_secs: 0.5,
+        sandbox_writable_paths: vec![dir.path().to_owned()],
+        ..command_config(&script)
+    };
     let (_data, runner, spec) = setup_with(config);
     let cancel = CancellationToken::new();
-    let (outcome, pid) = tokio::time::timeout(TEST_TIMEOUT, async {
+    let (outcome, ()) = tokio::time::timeout(TEST_TIMEOUT, async {
         tokio::join!(runner.run(spec, cancel.clone(), |_| {}), async {
-            let pid = wait_for_file(&pid_file).await;
-            assert!(alive(pid.trim()), "the agent's child runs");
+            wait_for_file(&started).await;
+            assert!(!running(&needle).is_empty(), "the agent's child runs");
             cancel.cancel();
-            pid
         })
     })
     .await
     .unwrap();
     assert_eq!(class(&outcome), FailureClass::Cancelled);
     assert!(!FailureClass::Cancelled.counts_as_failure());
-    assert!(!alive(pid.trim()), "the agent's child was killed with the group");
+    assert!(gone(&needle).await.is_empty(), "the agent's child was killed with the group");
 }
 
 #[test]
@@ -227,17 +224,14 @@ fn a_session_can_be_spawned_on_the_runtime() {
 
 #[tokio::test]
 async fn what_the_agent_leaves_running_ends_with_it_and_does_not_hold_the_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("pid");
+    let needle = sleep_needle(3);
     // The background process keeps stdout open after the agent exits.
-    let script =
-        format!("sleep 300 & echo $! > {}; echo changed > f.txt; git add f.txt; git commit -qm f", pid_file.display());
+    let script = format!("{needle} & echo changed > f.txt; git add f.txt; git commit -qm f");
     let config = AgentConfig { kill_grace_secs: 0.5, stall_timeout_secs: 30.0, ..command_config(&script) };
     let (_data, runner, spec) = setup_with(config);
     let t = Instant::now();
     let outcome = run(&runner, spec).await;
     assert_eq!(outcome.verdict, Verdict::ChangesReady, "{outcome:#?}");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
-    let pid = std::fs::read_to_string(&pid_file).unwrap();
-    assert!(!alive(pid.trim()), "the background process was ended with the group");
+    assert!(gone(&needle).await.is_empty(), "the background process was ended with the group");
 }

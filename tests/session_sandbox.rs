@@ -5,7 +5,7 @@
 mod session_support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use foreman::session::sandbox::SandboxMode;
 use foreman::session::{AgentConfig, Credentials, FailureClass, SessionOutcome, SessionRunner, SessionSpec, Verdict};
@@ -80,38 +80,16 @@ async fn the_agent_sees_none_of_foremans_environment_processes_or_data_directory
     assert!(!where_.contains("user=0"), "the agent runs as a user of its own: {where_}");
 }
 
-/// Whether a process whose command line contains `needle` is running on the host.
-fn running(needle: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn nothing_the_agent_starts_outlives_its_session_setsid_or_not() {
     // A distinctive argument so the test finds exactly this child on the host.
-    let needle = format!("sleep {}", 100_000 + std::process::id());
+    let needle = sleep_needle(1);
     let script = format!("setsid sh -c '{needle}' </dev/null >/dev/null 2>&1 &\necho started");
     let (_dir, runner, spec) = setup(command_config(&script));
     let outcome = run(&runner, SessionSpec { answer_expected: true, ..spec }).await;
     assert_eq!(outcome.verdict, Verdict::Answered, "{outcome:#?}");
     // The namespace's processes are killed as its init exits; wait for the kernel to reap them.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut left = running(&needle);
-    while !left.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        left = running(&needle);
-    }
-    for pid in &left {
-        // SAFETY: kill only reads its arguments; the test cleans up what it found.
-        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
-    }
+    let left = gone(&needle).await;
     assert!(left.is_empty(), "a setsid child outlived its session: pids {left:?}");
 }
 

@@ -133,6 +133,43 @@ pub fn claude_config(base_url: &str, home: &Path) -> AgentConfig {
     }
 }
 
+/// The host processes whose command line contains `needle` (zombies excluded): how a test finds what an
+/// agent started, whose own `$!` is a pid in its sandbox's namespace.
+pub fn running(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .map_or(true, |s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')));
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if !zombie && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits up to 10 s for no host process to match `needle` ([`running`]); returns those still running (and
+/// kills them, so a failing test leaves nothing behind).
+pub async fn gone(needle: &str) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut left = running(needle);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        left = running(needle);
+    }
+    for pid in &left {
+        // SAFETY: kill only reads its arguments.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    left
+}
+
+/// A needle for [`running`] unique to this test process and `n`: a `sleep` long enough to outlive any test.
+pub fn sleep_needle(n: u32) -> String {
+    format!("sleep {}", 1_000_000 + std::process::id() * 10 + n)
+}
+
 /// Credentials from `(variable, value)` pairs.
 pub fn credentials(pairs: &[(&str, &str)]) -> Credentials {
     Credentials::from_vars(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
