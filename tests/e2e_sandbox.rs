@@ -1,0 +1,51 @@
+//! End to end, the sandbox as an operator meets it: on a host where it cannot be created (here: bubblewrap
+//! missing), a real `foreman serve` says why at start, in `/readyz` and on the job's issue, and runs no
+//! agent; with the sandbox on (the default), the agent's view of the host is checked in
+//! `tests/session_sandbox.rs` and every other end-to-end test runs sandboxed.
+
+mod e2e_support;
+
+use std::time::Duration;
+
+use e2e_support::{FIXING_AGENT, REPO, World};
+
+/// Bounds the test: one job reaching its first attempt on loopback.
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_bubblewrap_foreman_says_why_at_start_in_readyz_and_on_the_issue_and_runs_nothing() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let world = World::start(FIXING_AGENT, &[("FOREMAN_AGENT_BWRAP_PATH", "/nonexistent/bwrap")]).await;
+        let line = world
+            .wait_log("the sandbox error at start", |l| {
+                l["message"] == "the agent sandbox is unavailable: no session will start"
+            })
+            .await;
+        assert!(line["reason"].as_str().is_some_and(|r| r.contains("bubblewrap")), "{line}");
+
+        let foreman = world.foreman.as_ref().unwrap();
+        let readyz = reqwest::get(foreman.url("/readyz")).await.unwrap();
+        assert_eq!(readyz.status(), 503);
+        let text = readyz.text().await.unwrap();
+        assert!(text.contains("bubblewrap") && text.contains("agent.sandbox"), "{text}");
+
+        let (number, _) = world.sim.create_issue(REPO, "Add a flag", "A --json flag.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let state = world
+            .wait("the tracking comment to say the sandbox is unavailable", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains("sandbox is unavailable"))
+            })
+            .await;
+        let body = World::tracking_body(&state, number).unwrap();
+        assert!(body.contains("bubblewrap"), "{body}");
+        assert!(World::pulls_closing(&state, number).is_empty(), "no pull request");
+        assert!(world.foreman_branches().is_empty(), "nothing pushed");
+        let job = world.job(number).await;
+        // A wait, not a failure of the issue's: nothing counts towards setting it aside.
+        for class in ["agent", "infrastructure", "validation"] {
+            assert_eq!(job["failures"][class], 0, "waiting for the sandbox is no failure: {job}");
+        }
+    })
+    .await
+    .expect("the test finished in time");
+}
