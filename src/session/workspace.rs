@@ -116,6 +116,15 @@ pub struct Workspace {
     pub mirror: PathBuf,
 }
 
+impl Workspace {
+    /// The mirror's object directory, canonical, as the clone's `.git/objects/info/alternates` names it. The
+    /// clone's git needs it to read any commit it did not make: a sandbox shows it to the agent read-only
+    /// at this same path (git never writes into an alternate, and read-only it cannot be changed).
+    pub fn shared_objects(&self) -> std::io::Result<PathBuf> {
+        std::fs::canonicalize(self.mirror.join("objects"))
+    }
+}
+
 /// The mirrors and clones under one data directory. Cheap to share (`Arc`); calls for the same
 /// repository are serialised (one fetch or clone change at a time per mirror).
 ///
