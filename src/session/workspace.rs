@@ -308,10 +308,19 @@ impl Workspaces {
     /// Removes every session clone left behind (after a crash; idle ones stay). Call at start, before any
     /// session runs.
     pub async fn prune(&self) -> std::io::Result<()> {
-        for owner in std::fs::read_dir(&self.worktrees)? {
-            let owner = owner?;
-            for repo in std::fs::read_dir(owner.path())? {
-                for entry in std::fs::read_dir(repo?.path()).into_iter().flatten().flatten() {
+        let dirs = |dir: &Path| -> std::io::Result<Vec<PathBuf>> {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                if is_real_dir(&path) {
+                    found.push(path);
+                }
+            }
+            Ok(found)
+        };
+        for owner in dirs(&self.worktrees)? {
+            for repo in dirs(&owner)? {
+                for entry in std::fs::read_dir(repo).into_iter().flatten().flatten() {
                     let keep = entry.file_name().to_str().is_some_and(|n| n.starts_with("idle-"));
                     if !keep {
                         remove_any(&entry.path())?;
@@ -319,9 +328,9 @@ impl Workspaces {
                 }
             }
         }
-        for owner in std::fs::read_dir(&self.mirrors)? {
-            for mirror in std::fs::read_dir(owner?.path())? {
-                remove_any(&mirror?.path().join("worktrees"))?;
+        for owner in dirs(&self.mirrors)? {
+            for mirror in dirs(&owner)? {
+                remove_any(&mirror.join("worktrees"))?;
             }
         }
         Ok(())
