@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn numstat_records_are_parsed_and_binary_files_flagged() {
-        let out = "3\t1\tsrc/a b.rs\0-\t-\timg.png\00\t2\tgone\0";
+        let out = "3\t1\tsrc/a b.rs\0-\t-\timg.png\x000\t2\tgone\0";
         let got = parse_numstat(out).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!((got[0].path.as_str(), got[0].added, got[0].deleted, got[0].binary), ("src/a b.rs", 3, 1, false));
