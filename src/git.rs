@@ -261,8 +261,9 @@ fn base_command() -> tokio::process::Command {
     cmd
 }
 
-/// `HOME` for git: an empty directory only this process writes, created once (mode 0700) under the
-/// system's temporary directory. `/nonexistent`-like fallbacks are avoided: git must find nothing there.
+/// `HOME` (and `XDG_CONFIG_HOME`) for git: an empty directory of this process, created once (mode 0700)
+/// under the system's temporary directory, so git finds no user file there; `/dev/null` (not a directory,
+/// nothing can be under it) if it cannot be created.
 fn home() -> &'static Path {
     static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
@@ -326,4 +327,60 @@ pub fn parse_numstat(out: &str) -> Option<Vec<Numstat>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numstat_records_are_parsed_and_binary_files_flagged() {
+        let out = "3\t1\tsrc/a b.rs\0-\t-\timg.png\x000\t2\tgone\0";
+        let got = parse_numstat(out).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[0].path.as_str(), got[0].added, got[0].deleted, got[0].binary), ("src/a b.rs", 3, 1, false));
+        assert_eq!((got[1].path.as_str(), got[1].added, got[1].binary), ("img.png", 0, true));
+        assert_eq!(parse_numstat("").unwrap(), vec![]);
+        assert_eq!(parse_numstat("3\t1\0"), None);
+    }
+
+    #[test]
+    fn local_urls_are_told_from_remote_ones() {
+        for local in ["/srv/git/r.git", "file:///srv/git/r.git", "relative/r.git"] {
+            assert!(is_local_url(local), "{local}");
+        }
+        for remote in ["https://github.com/o/r.git", "http://127.0.0.1:1/o/r.git", "git@github.com:o/r.git"] {
+            assert!(!is_local_url(remote), "{remote}");
+        }
+    }
+
+    #[test]
+    fn credentials_with_a_newline_are_refused() {
+        let auth = GitAuth::installation_token(SecretString::from("ghs_x\nprotocol=file".to_owned()));
+        assert!(credential_pipe(&auth).is_err());
+        let auth = GitAuth::installation_token(SecretString::from("ghs_x".to_owned()));
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut credential_pipe(&auth).unwrap(), &mut text).unwrap();
+        assert_eq!(text, "username=x-access-token\npassword=ghs_x\n");
+    }
+
+    /// Git run through [`Git`] sees none of this process's environment but the allowlist (what git hands to
+    /// a program it runs, printed by a shell alias), and no user or system configuration.
+    #[tokio::test]
+    async fn git_sees_only_the_hardened_environment_and_configuration() {
+        let dir = std::env::temp_dir().join(format!("foreman-git-test-{}", uuid::Uuid::new_v4()));
+        init(&dir, true).await.unwrap();
+        let vars = Git::bare(&dir).run(&["var", "-l"]).await.unwrap();
+        assert!(vars.contains("core.hookspath=/dev/null"), "{vars}");
+        assert!(vars.contains("core.fsmonitor=false"), "{vars}");
+        let env = Git::bare(&dir).run(&["-c", "alias.showenv=!env", "showenv"]).await.unwrap();
+        let own = ["HOME", "XDG_CONFIG_HOME", "LC_ALL", "LANG", "PWD", "OLDPWD", "SHLVL", "_"];
+        for name in env.lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k) {
+            let allowed = PASSED_THROUGH.contains(&name) || own.contains(&name) || name.starts_with("GIT_");
+            assert!(allowed, "{name} reached git's environment: {env}");
+        }
+        assert!(env.contains("GIT_CONFIG_NOSYSTEM=1") && env.contains("GIT_CONFIG_GLOBAL=/dev/null"), "{env}");
+        assert!(!dir.join("hooks").exists(), "no template was copied");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

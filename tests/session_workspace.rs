@@ -171,3 +171,38 @@ pub fn big_origin(root: &Path, n: usize) -> std::path::PathBuf {
     git(root, &["clone", "-q", "--bare", work.to_str().unwrap(), bare.to_str().unwrap()]);
     bare
 }
+
+/// Data from the older layout (a worktree whose `.git` is a gitfile into the mirror, an agent's settings in
+/// the mirror's configuration) is taken over: the mirror's configuration is rewritten before any fetch, and
+/// the old worktree becomes a clone.
+#[tokio::test]
+async fn an_older_layout_is_taken_over_without_running_what_its_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin(dir.path(), &[("README.md", "one\n")]);
+    let ws = Workspaces::new(&dir.path().join("data"), 1).unwrap();
+    let req = request(&origin, "foreman/7-x", main_start());
+    let w = ws.prepare(&req).await.unwrap();
+    let marker = dir.path().join("ran");
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let script = format!("#!/bin/sh\ntouch '{}'\n", marker.display());
+    for hook in ["reference-transaction", "post-checkout", "fsmonitor"] {
+        std::fs::write(hooks.join(hook), &script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(hooks.join(hook), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    git(&w.mirror, &["config", "core.hooksPath", hooks.to_str().unwrap()]);
+    git(&w.mirror, &["config", "core.fsmonitor", hooks.join("fsmonitor").to_str().unwrap()]);
+    std::fs::create_dir_all(w.mirror.join("worktrees/7")).unwrap();
+    std::fs::remove_dir_all(w.path.join(".git")).unwrap();
+    std::fs::write(w.path.join(".git"), format!("gitdir: {}\n", w.mirror.join("worktrees/7").display())).unwrap();
+
+    let ws = Workspaces::new(&dir.path().join("data"), 1).unwrap();
+    let w2 = ws.prepare(&req).await.unwrap();
+    assert!(std::fs::symlink_metadata(w2.path.join(".git")).unwrap().is_dir());
+    assert_eq!(git(&w2.path, &["branch", "--show-current"]).trim(), "foreman/7-x");
+    let config = std::fs::read_to_string(w2.mirror.join("config")).unwrap();
+    assert!(!config.contains("hooksPath") && !config.contains("fsmonitor"), "{config}");
+    assert!(!w2.mirror.join("worktrees").exists());
+    assert!(!marker.exists(), "a program named in the old configuration ran");
+}

@@ -116,6 +116,15 @@ pub struct Workspace {
     pub mirror: PathBuf,
 }
 
+impl Workspace {
+    /// The mirror's object directory, canonical, as the clone's `.git/objects/info/alternates` names it. The
+    /// clone's git needs it to read any commit it did not make: a sandbox shows it to the agent read-only
+    /// at this same path (git never writes into an alternate, and read-only it cannot be changed).
+    pub fn shared_objects(&self) -> std::io::Result<PathBuf> {
+        std::fs::canonicalize(self.mirror.join("objects"))
+    }
+}
+
 /// The mirrors and clones under one data directory. Cheap to share (`Arc`); calls for the same
 /// repository are serialised (one fetch or clone change at a time per mirror).
 ///
@@ -299,10 +308,19 @@ impl Workspaces {
     /// Removes every session clone left behind (after a crash; idle ones stay). Call at start, before any
     /// session runs.
     pub async fn prune(&self) -> std::io::Result<()> {
-        for owner in std::fs::read_dir(&self.worktrees)? {
-            let owner = owner?;
-            for repo in std::fs::read_dir(owner.path())? {
-                for entry in std::fs::read_dir(repo?.path()).into_iter().flatten().flatten() {
+        let dirs = |dir: &Path| -> std::io::Result<Vec<PathBuf>> {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                if is_real_dir(&path) {
+                    found.push(path);
+                }
+            }
+            Ok(found)
+        };
+        for owner in dirs(&self.worktrees)? {
+            for repo in dirs(&owner)? {
+                for entry in std::fs::read_dir(repo).into_iter().flatten().flatten() {
                     let keep = entry.file_name().to_str().is_some_and(|n| n.starts_with("idle-"));
                     if !keep {
                         remove_any(&entry.path())?;
@@ -310,9 +328,9 @@ impl Workspaces {
                 }
             }
         }
-        for owner in std::fs::read_dir(&self.mirrors)? {
-            for mirror in std::fs::read_dir(owner?.path())? {
-                remove_any(&mirror?.path().join("worktrees"))?;
+        for owner in dirs(&self.mirrors)? {
+            for mirror in dirs(&owner)? {
+                remove_any(&mirror.join("worktrees"))?;
             }
         }
         Ok(())
