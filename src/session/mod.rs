@@ -269,6 +269,8 @@ pub struct SessionRunner {
     logs_dir: PathBuf,
     scratch_dir: PathBuf,
     parent_env: Vec<(String, String)>,
+    /// What the commit messages Foreman writes are scrubbed of.
+    secrets: crate::github::SecretRegistry,
 }
 
 /// Largest answer kept from a command's stdout, in bytes (its end).
@@ -295,7 +297,16 @@ impl SessionRunner {
             logs_dir,
             scratch_dir,
             parent_env: std::env::vars().collect(),
+            secrets: crate::github::SecretRegistry::default(),
         })
+    }
+
+    /// Shares the registry of secret values (built at start) that the commit messages Foreman writes for an
+    /// agent are scrubbed of, as everything it writes on GitHub is. Default: an empty registry, which still
+    /// redacts token shapes.
+    pub fn with_secrets(mut self, secrets: crate::github::SecretRegistry) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// The workspaces (mirrors and worktrees), e.g. for the push that follows a session.
@@ -416,6 +427,7 @@ impl SessionRunner {
         outcome.summary.credential = agent.credential.clone();
 
         let leftover = format!("Changes left uncommitted by the agent (foreman session {session_id})");
+        let leftover = self.secrets.scrub(&leftover).into_owned();
         let changes = outcome::collect(&ws.path, &ws.base_commit, &leftover, &self.identity()).await;
         let refused = match (&spec.rules, &agent.failure, &changes) {
             (Some(rules), None, Ok(c)) if !c.commits.is_empty() => {
