@@ -33,6 +33,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_APP_SLUG", "triggers.app_slug"),
     ("FOREMAN_AGENT_BACKEND", "agent.backend"),
     ("FOREMAN_AGENT_COMMAND", "agent.command"),
+    ("FOREMAN_AGENT_MAX_COST_USD", "agent.max_cost_usd"),
+    ("FOREMAN_AGENT_DAILY_COST_USD", "agent.daily_cost_usd"),
     ("FOREMAN_CLAIM_TTL_SECONDS", "scheduler.claim_ttl_seconds"),
     ("FOREMAN_MAX_FAILURES", "scheduler.max_failures"),
     ("FOREMAN_MAX_SESSIONS", "scheduler.max_sessions"),

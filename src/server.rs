@@ -199,7 +199,11 @@ async fn github_parts(
             .map_err(|e| anyhow::anyhow!("pusher: {e}"))?;
     let reporter = crate::report::github::Reporter::new(client.clone(), config.report.clone());
     let outbox = crate::report::outbox::Outbox::new(reporter);
-    let constitutions = crate::constitution::fetch::Cache::new(client.clone(), crate::constitution::fetch::CACHE_TTL);
+    let constitutions = crate::constitution::fetch::Cache::new(
+        client.clone(),
+        crate::constitution::fetch::CACHE_TTL,
+        crate::constitution::Ceilings::of(&config.agent),
+    );
     let agent_name = match (&config.agent.backend, &config.agent.model) {
         (crate::session::Backend::Claude, Some(model)) => format!("claude ({model})"),
         (crate::session::Backend::Claude, None) => "claude".to_owned(),
