@@ -22,7 +22,8 @@
 //! token-shaped string ([`redact_tokens`]). Exact values go first so that a token shape inside a longer
 //! secret cannot hide the rest of it. Overlapping values are matched leftmost-longest, so the longer
 //! secret is replaced whole. The client runs the scrub over every string of every request body it sends
-//! ([`super::Client`]), so no caller can forget.
+//! ([`super::Client`]), so no caller can forget; only the branch names, ids and GraphQL documents Foreman
+//! makes itself are left as they are ([`IDENTIFIER_KEYS`]).
 //!
 //! Limits, by decision:
 //! - a value shorter than [`MIN_SECRET_BYTES`] (8 bytes) is not matched: matching it would redact ordinary
@@ -59,6 +60,13 @@ pub const MAX_FRAGMENTED_BYTES: usize = 1024;
 /// How long an installation token stays registered after its `expires_at`. An expired token opens nothing,
 /// but GitHub's clock and this machine's may differ by a few minutes; ten bounds that with room.
 pub const EXPIRED_TOKEN_GRACE: Duration = Duration::from_secs(600);
+
+/// Request body keys whose values [`SecretRegistry::scrub_json`] leaves alone: names GitHub must find as
+/// they are, which Foreman makes itself or read from GitHub (a pull request's `head` and `base` branches, a
+/// check run's `head_sha` and `external_id`, a reaction's `content`, a GraphQL document's `query`). An
+/// ordinary word that happens to share eight bytes with a secret's start or end must not turn
+/// `foreman/12-rotate-the-webhook-secret` into a branch that does not exist.
+pub const IDENTIFIER_KEYS: &[&str] = &["head", "base", "head_sha", "external_id", "content", "query"];
 
 /// Words that mark an environment variable's value as a secret (see [`is_secret_name`]).
 const SECRET_NAME_WORDS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
@@ -266,8 +274,8 @@ impl SecretRegistry {
         }
     }
 
-    /// Scrubs every string in `value` (object values and array items, at any depth; keys are Foreman's own
-    /// and left alone) in place.
+    /// Scrubs every string in `value` (object values and array items, at any depth) in place, but the values
+    /// of [`IDENTIFIER_KEYS`] and object keys, which are Foreman's own and must reach GitHub as they are.
     pub fn scrub_json(&self, value: &mut serde_json::Value) {
         match value {
             serde_json::Value::String(s) => {
@@ -276,7 +284,10 @@ impl SecretRegistry {
                 }
             }
             serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
-            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.scrub_json(v)),
+            serde_json::Value::Object(map) => map
+                .iter_mut()
+                .filter(|(k, _)| !IDENTIFIER_KEYS.contains(&k.as_str()))
+                .for_each(|(_, v)| self.scrub_json(v)),
             _ => {}
         }
     }
@@ -409,6 +420,9 @@ mod tests {
         r.scrub_json(&mut body);
         assert!(!body.to_string().contains("admin-token"), "{body}");
         assert_eq!(body["output"]["annotations"][0]["message"], "[redacted]");
+        let mut pull = serde_json::json!({ "title": "x-token-value", "head": "foreman/1-rotate-x-token-value" });
+        r.scrub_json(&mut pull);
+        assert_eq!(pull, serde_json::json!({ "title": "x[redacted]", "head": "foreman/1-rotate-x-token-value" }));
         assert!(!format!("{r:?}").contains("admin"), "Debug shows counts only: {r:?}");
     }
 }
