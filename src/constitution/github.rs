@@ -274,7 +274,10 @@ pub async fn init_pull_request(
     let token = client.session_token(inst, repo).await?;
     let auth = GitAuth::installation_token(token.token);
     let dir = Scratch::new(scratch)?;
-    commit_starter(&dir.0, &clone_url, &default_branch, &branch, template, pusher, &auth).await?;
+    // Foreman's own commit message, scrubbed as everything it writes on GitHub is.
+    let message =
+        client.scrub(&format!("Add a Foreman constitution ({PATH}, template {})", template.name())).into_owned();
+    commit_starter(&dir.0, &clone_url, &default_branch, &branch, template, &message, pusher, &auth).await?;
     let expected = remote_branch(&dir.0, &clone_url, &branch, pusher, &auth).await?;
     pusher
         .push(&PushRequest {
@@ -331,13 +334,15 @@ impl Drop for Scratch {
 }
 
 /// In `dir`: a new repository whose `refs/heads/<branch>` is the default branch's head plus one commit
-/// adding the starter file.
+/// adding the starter file, committed with `message`.
+#[allow(clippy::too_many_arguments)]
 async fn commit_starter(
     dir: &Path,
     clone_url: &str,
     default_branch: &str,
     branch: &str,
     template: Template,
+    message: &str,
     pusher: &Pusher,
     auth: &GitAuth,
 ) -> Result<(), InitError> {
@@ -353,10 +358,9 @@ async fn commit_starter(
     std::fs::write(&file, template.text()).map_err(|e| InitError::Setup(format!("writing {PATH}: {e}")))?;
     git(dir, &["add", "--", PATH], None).await?;
     let (name, email) = COMMIT_IDENTITY;
-    let message = format!("Add a Foreman constitution ({PATH}, template {})", template.name());
     git(
         dir,
-        &["-c", &format!("user.name={name}"), "-c", &format!("user.email={email}"), "commit", "-q", "-m", &message],
+        &["-c", &format!("user.name={name}"), "-c", &format!("user.email={email}"), "commit", "-q", "-m", message],
         None,
     )
     .await?;
