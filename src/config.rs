@@ -36,6 +36,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_AGENT_SANDBOX", "agent.sandbox"),
     ("FOREMAN_AGENT_BWRAP_PATH", "agent.bwrap_path"),
     ("FOREMAN_AGENT_SANDBOX_WRITABLE_PATHS", "agent.sandbox_writable_paths"),
+    ("FOREMAN_AGENT_MAX_COST_USD", "agent.max_cost_usd"),
+    ("FOREMAN_AGENT_DAILY_COST_USD", "agent.daily_cost_usd"),
     ("FOREMAN_CLAIM_TTL_SECONDS", "scheduler.claim_ttl_seconds"),
     ("FOREMAN_MAX_FAILURES", "scheduler.max_failures"),
     ("FOREMAN_MAX_SESSIONS", "scheduler.max_sessions"),

@@ -176,7 +176,8 @@ pub struct GithubSide {
     pub pusher: crate::report::push::Pusher,
     /// A directory for scratch clones (`DATA_DIR/scratch`).
     pub scratch: std::path::PathBuf,
-    /// Repositories' constitutions, for their `[triggers]`; shared with the runner.
+    /// Repositories' constitutions, for their `[triggers]`, and the server's ceilings they are held to;
+    /// shared with the runner.
     pub constitutions: crate::constitution::fetch::Cache,
 }
 
@@ -411,8 +412,16 @@ impl Decider {
                 let (Some(github), Some(inst)) = (&self.github, installation) else {
                     return Ok("not carried out: no GitHub client".into());
                 };
-                match crate::constitution::github::check_pull_request(&github.client, *inst, repo, *pull, head_sha)
-                    .await
+                let ceilings = github.constitutions.ceilings();
+                match crate::constitution::github::check_pull_request(
+                    &github.client,
+                    *inst,
+                    repo,
+                    *pull,
+                    head_sha,
+                    ceilings,
+                )
+                .await
                 {
                     Ok(Some(run)) => Ok(format!("check run {} posted", run.id)),
                     Ok(None) => Ok("the pull request does not change the constitution".into()),
@@ -423,7 +432,8 @@ impl Decider {
                 let (Some(github), Some(inst)) = (&self.github, installation) else {
                     return Ok("not carried out: no GitHub client".into());
                 };
-                match crate::constitution::github::show(&github.client, *inst, repo, *issue).await {
+                let ceilings = github.constitutions.ceilings();
+                match crate::constitution::github::show(&github.client, *inst, repo, *issue, ceilings).await {
                     Ok(_) => Ok("replied".into()),
                     Err(e) => Ok(format!("reply failed: {e}")),
                 }

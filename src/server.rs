@@ -91,6 +91,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Store::open(&config.data_dir.join("store"), &StoreOptions { cache_bytes: config.store.cache_mb * 1024 * 1024 })
             .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", config.data_dir.display()))?;
     let secrets = webhook_secrets(&config)?;
+    let outgoing = outgoing_secrets(&config, &secrets);
     if !config.github.has_app_credentials() {
         tracing::warn!(
             "no GitHub App credentials: Foreman will accept and store deliveries but cannot act on GitHub. \
@@ -120,7 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut decider = Decider::new(config.triggers.clone(), scheduler.clone());
     let mut runner_task = None;
     if config.github.has_app_credentials() {
-        let (parts, client, outbox) = github_parts(&config, scheduler.clone()).await?;
+        let (parts, client, outbox) = github_parts(&config, scheduler.clone(), outgoing).await?;
         let pusher = parts.pusher.clone();
         let constitutions = parts.constitutions.clone();
         let runner = crate::runner::Runner::new(parts);
@@ -183,28 +184,52 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The registry of secret values scrubbed from everything Foreman writes on GitHub, as known at start: the
+/// webhook secrets, the admin token, and the `agent.env` (and `agent.env_allow`) values whose names mark
+/// them secret. The GitHub client adds the private key's lines and the tokens it mints, and
+/// [`github_parts`] the Claude credentials.
+fn outgoing_secrets(config: &Config, webhook: &[SecretString]) -> crate::github::SecretRegistry {
+    let registry = crate::github::SecretRegistry::new();
+    for secret in webhook {
+        registry.register("github.webhook_secret", secret);
+    }
+    if let Some(token) = &config.admin_token {
+        registry.register("admin_token", token);
+    }
+    registry.register_agent_env(&config.agent.env, &config.agent.env_allow, std::env::vars());
+    registry
+}
+
 /// Builds what acting on GitHub needs: the client, the session runner (its prompts are checked now, so a
-/// bad template stops the start), the pusher and the report outbox.
+/// bad template stops the start), the pusher and the report outbox. `secrets` is shared by all of them.
 async fn github_parts(
     config: &Config,
     scheduler: crate::scheduler::Scheduler,
+    secrets: crate::github::SecretRegistry,
 ) -> anyhow::Result<(crate::runner::Parts, crate::github::Client, crate::report::outbox::Outbox)> {
     let mut options = crate::github::ClientOptions::default();
     options.retry.mutation_interval = Duration::from_millis(config.github.mutation_interval_ms);
+    options.secrets = secrets.clone();
     let client = crate::github::Client::from_config(&config.github, options)
         .map_err(|e| anyhow::anyhow!("GitHub App credentials: {e}"))?;
-    let sessions = crate::session::SessionRunner::new(
-        &config.data_dir,
-        config.agent.clone(),
-        crate::session::Credentials::from_env(),
-    )
-    .map_err(|e| anyhow::anyhow!("agent: {e}"))?;
+    let credentials = crate::session::Credentials::from_env();
+    for credential in credentials.iter() {
+        secrets.register(&credential.source, &credential.secret);
+    }
+    let sessions = crate::session::SessionRunner::new(&config.data_dir, config.agent.clone(), credentials)
+        .map_err(|e| anyhow::anyhow!("agent: {e}"))?
+        .with_secrets(secrets.clone());
+    tracing::info!(secrets = secrets.len(), "secret values scrubbed from what Foreman writes on GitHub");
     sessions.prune().await.map_err(|e| anyhow::anyhow!("cleaning up worktrees left by a crash: {e}"))?;
     let pusher = crate::report::push::Pusher::new(crate::report::push::DEFAULT_PREFIX)
         .map_err(|e| anyhow::anyhow!("pusher: {e}"))?;
     let reporter = crate::report::github::Reporter::new(client.clone(), config.report.clone());
     let outbox = crate::report::outbox::Outbox::new(reporter);
-    let constitutions = crate::constitution::fetch::Cache::new(client.clone(), crate::constitution::fetch::CACHE_TTL);
+    let constitutions = crate::constitution::fetch::Cache::new(
+        client.clone(),
+        crate::constitution::fetch::CACHE_TTL,
+        crate::constitution::Ceilings::of(&config.agent),
+    );
     let agent_name = match (&config.agent.backend, &config.agent.model) {
         (crate::session::Backend::Claude, Some(model)) => format!("claude ({model})"),
         (crate::session::Backend::Claude, None) => "claude".to_owned(),

@@ -11,11 +11,12 @@ use foreman::constitution::github::{
     CHECK_NAME, INVALID_MARKER, InitOutcome, check_pull_request, init_pull_request, report_invalid, resolve_invalid,
     show, show_text,
 };
-use foreman::constitution::{self, FetchError, Origin, PATH, Template, check_budget};
+use foreman::constitution::{self, Ceilings, FetchError, Origin, PATH, Template, check_budget};
 use foreman::decide::{self, Action, DecideConfig, Snapshot};
 use foreman::github::{Client, ClientOptions, RetryPolicy};
 use foreman::ids::{InstallationId, IssueNumber, RepoName};
 use foreman::report::push::{DEFAULT_PREFIX, Pusher};
+use foreman::session::AgentConfig;
 use github_sim::{GithubSim, Permission as SimPermission, SimConfig, SimHandle};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -188,7 +189,7 @@ async fn an_invalid_file_is_one_comment_with_line_and_column_even_when_reported_
         assert!(bodies[0].contains("max_file_changed"), "{}", bodies[0]);
         assert!(bodies[0].contains("the organisation's .github/foreman.toml, line 2"), "{}", bodies[0]);
         // `/foreman constitution` answers with the same errors rather than a table.
-        let shown = show_text(&w.client, w.inst, &w.repo).await.unwrap();
+        let shown = show_text(&w.client, w.inst, &w.repo, &Ceilings::default()).await.unwrap();
         assert!(shown.contains("line 3, column 1") && !shown.contains("| key |"), "{shown}");
 
         // Fixed: the same comment says so; still one comment.
@@ -210,18 +211,32 @@ async fn a_pull_request_changing_the_file_gets_a_check_run_with_annotations() {
         let w = world(Some(REPO_FILE), None).await;
         // Does not touch the file: no check run.
         let (other, other_sha) = pull_with(&w, "docs", &[("docs/a.md", "a\n")]);
-        assert!(check_pull_request(&w.client, w.inst, &w.repo, other, &other_sha).await.unwrap().is_none());
+        assert!(
+            check_pull_request(&w.client, w.inst, &w.repo, other, &other_sha, &Ceilings::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
         // Breaks it: failure, annotated at line 3, column 1.
         let (broken, broken_sha) = pull_with(&w, "break", &[(PATH, INVALID_FILE)]);
-        let run = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha).await.unwrap().unwrap();
+        let run = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha, &Ceilings::default())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(run.conclusion.as_deref(), Some("failure"));
         assert_eq!(run.head_sha, broken_sha);
         // A redelivered event for the same commit finds the run and posts no second one.
-        let again = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha).await.unwrap().unwrap();
+        let again = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha, &Ceilings::default())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again.id, run.id);
         // Changes it validly: success.
         let (good, good_sha) = pull_with(&w, "tighten", &[(PATH, "[rules]\nmax_files_changed = 3\n")]);
-        let ok = check_pull_request(&w.client, w.inst, &w.repo, good, &good_sha).await.unwrap().unwrap();
+        let ok = check_pull_request(&w.client, w.inst, &w.repo, good, &good_sha, &Ceilings::default())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(ok.conclusion.as_deref(), Some("success"));
 
         let runs = repo_state(&w)["check_runs"].as_array().unwrap().clone();
@@ -275,13 +290,14 @@ async fn slash_constitution_replies_with_each_value_and_its_origin() {
             panic!("{actions:?}")
         };
         assert_eq!((repo, *on, *installation), (&w.repo, issue, Some(w.inst)));
-        show(&w.client, w.inst, repo, *on).await.unwrap();
+        show(&w.client, w.inst, repo, *on, &Ceilings::of(&AgentConfig::default())).await.unwrap();
         let bodies = comments(&w, issue);
         assert_eq!(bodies.len(), 1);
         let text = &bodies[0];
         assert!(text.contains("| `max_files_changed` | `5` | repo |"), "{text}");
         assert!(text.contains("| `daily_sessions` | `20` | org |"), "{text}");
         assert!(text.contains("| `label` | `\"foreman\"` | default |"), "{text}");
+        assert!(text.contains("| `max_cost_usd` | `10.0` | server |"), "the server's cap shows: {text}");
     })
     .await
     .expect("within the time limit");

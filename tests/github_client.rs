@@ -645,3 +645,60 @@ async fn mutations_are_paced_per_installation_and_reads_are_not() {
     .await
     .expect("bounded");
 }
+
+/// Every body the client sends is scrubbed of the secrets it knows: a registered value of any shape, the
+/// app's private key lines (registered by `Client::new`) and the tokens it mints. Upserts compare what
+/// GitHub holds with the scrubbed text, so writing the same text twice still changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_is_scrubbed_and_upserts_stay_idempotent() {
+    tokio::time::timeout(LIMIT, async {
+        const ADMIN: &str = "admin-Qv8sLx2Nw7";
+        let options = fast();
+        options.secrets.register("admin_token", &SecretString::from(ADMIN.to_owned()));
+        let w = world_with(|_| {}, options).await;
+        let key_line = w.sim.private_key_pem().lines().nth(3).unwrap().to_owned();
+        let token = w.client.session_token(w.inst, &w.repo).await.unwrap();
+        let leaky = format!("admin {ADMIN}, key {key_line}, token {}", token.token.expose_secret());
+        let n = issue(&w, "Leaky");
+
+        let first = w.client.upsert_marked_comment(w.inst, &w.repo, n, MARKER, &leaky).await.unwrap();
+        let patches = |w: &World| requests(w).iter().filter(|r| r["method"] == "PATCH").count();
+        let before = patches(&w);
+        let again = w.client.upsert_marked_comment(w.inst, &w.repo, n, MARKER, &leaky).await.unwrap();
+        assert_eq!(first.id, again.id);
+        assert_eq!(patches(&w), before, "the same text again is no edit");
+        let plain = w.client.create_comment(w.inst, &w.repo, n, &leaky).await.unwrap();
+
+        let sha = push_branch(&w, "acme/widgets", &token.token, "foreman/leaky").unwrap();
+        let pull = NewPullRequest {
+            title: format!("Fix {ADMIN}"),
+            head: "foreman/leaky".into(),
+            base: "main".into(),
+            body: leaky.clone(),
+            draft: false,
+        };
+        let pr = w.client.upsert_pull(w.inst, &w.repo, &pull).await.unwrap();
+        let same = w.client.upsert_pull(w.inst, &w.repo, &pull).await.unwrap();
+        assert_eq!(pr.number, same.number);
+        let check = CheckRunSpec {
+            name: Some("Foreman".into()),
+            head_sha: Some(sha),
+            status: Some("completed".into()),
+            conclusion: Some("success".into()),
+            external_id: Some("leaky".into()),
+            output: Some(CheckRunOutput { title: format!("t {ADMIN}"), summary: leaky.clone() }),
+        };
+        w.client.create_check_run(w.inst, &w.repo, &check).await.unwrap();
+
+        let state = w.sim.state().to_string();
+        for secret in [ADMIN, key_line.as_str(), token.token.expose_secret()] {
+            assert!(!state.contains(secret), "{secret:?} reached the simulator");
+        }
+        for body in [&first.body, &plain.body, pr.body.as_deref().unwrap_or_default()] {
+            assert!(body.starts_with("admin [redacted], key [redacted], token [redacted]"), "{body}");
+        }
+        assert_eq!(pr.title, "Fix [redacted]");
+    })
+    .await
+    .expect("within the time limit");
+}

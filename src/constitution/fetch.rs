@@ -9,6 +9,7 @@
 use crate::github::{Client, GithubError};
 use crate::ids::{InstallationId, RepoName};
 
+use super::ceilings::Ceilings;
 use super::load::{ConstitutionError, Effective, PATH, merge};
 
 /// The repository that holds an organisation's (or user's) defaults, as Probot and GitHub's community
@@ -67,12 +68,14 @@ pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 /// Cached constitutions by repository, with when each was loaded.
 type Entries = std::collections::HashMap<RepoName, (std::sync::Arc<Loaded>, std::time::Instant)>;
 
-/// Constitutions by repository, loaded through [`load`] and kept for [`CACHE_TTL`]. Only loads that succeed are
-/// kept: an invalid file is read (and reported) again each time. Cheap to clone.
+/// Constitutions by repository, loaded through [`load`], held to the server's [`Ceilings`]
+/// ([`Effective::apply_ceilings`]) and kept for [`CACHE_TTL`]. Only loads that succeed are kept: an invalid
+/// file is read (and reported) again each time. Cheap to clone.
 #[derive(Clone)]
 pub struct Cache {
     client: Client,
     ttl: std::time::Duration,
+    ceilings: std::sync::Arc<Ceilings>,
     entries: std::sync::Arc<std::sync::Mutex<Entries>>,
 }
 
@@ -80,12 +83,18 @@ pub struct Cache {
 const CACHE_ENTRIES: usize = 1024;
 
 impl Cache {
-    /// A cache reading through `client`, trusting an entry for `ttl`.
-    pub fn new(client: Client, ttl: std::time::Duration) -> Self {
-        Self { client, ttl, entries: Default::default() }
+    /// A cache reading through `client`, trusting an entry for `ttl`, holding every constitution to
+    /// `ceilings` (the server's agent limits: [`Ceilings::of`]).
+    pub fn new(client: Client, ttl: std::time::Duration, ceilings: Ceilings) -> Self {
+        Self { client, ttl, ceilings: std::sync::Arc::new(ceilings), entries: Default::default() }
     }
 
-    /// The repository's constitution: cached, or [`load`]ed.
+    /// The server's ceilings every constitution is held to.
+    pub fn ceilings(&self) -> &Ceilings {
+        &self.ceilings
+    }
+
+    /// The repository's constitution, held to the ceilings: cached, or [`load`]ed.
     ///
     /// # Errors
     /// As [`load`].
@@ -95,7 +104,9 @@ impl Cache {
         {
             return Ok(loaded.clone());
         }
-        let loaded = std::sync::Arc::new(load(&self.client, inst, repo).await?);
+        let mut loaded = load(&self.client, inst, repo).await?;
+        loaded.effective.apply_ceilings(&self.ceilings);
+        let loaded = std::sync::Arc::new(loaded);
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() >= CACHE_ENTRIES
             && let Some(oldest) = entries.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())

@@ -10,6 +10,7 @@ use crate::github::{NewPullRequest, PullRequest};
 use crate::ids::{InstallationId, IssueNumber, RepoName};
 use crate::report::push::{PushError, PushRequest, Pusher};
 
+use super::ceilings::Ceilings;
 use super::fetch::{self, FetchError, ORG_REPO};
 use super::load::{ConstitutionError, Origin, PATH, merge, parse};
 use super::render::{check_run_output, effective_markdown, errors_markdown};
@@ -71,7 +72,7 @@ pub async fn resolve_invalid(
 /// Checks a pull request's `.github/foreman.toml` at its head commit `head_sha` and reports it as a check
 /// run named [`CHECK_NAME`] on that commit: conclusion `failure` with one annotation per error (line and
 /// column) when the file does not validate, `success` with the effective constitution (over the
-/// organisation's defaults) when it does.
+/// organisation's defaults, held to the server's `ceilings`) when it does.
 ///
 /// Returns `None`, posting nothing, when the file is absent at the head or the same as on the default
 /// branch: the pull request does not change it. The check run's `external_id` is
@@ -86,6 +87,7 @@ pub async fn check_pull_request(
     repo: &RepoName,
     pull: IssueNumber,
     head_sha: &str,
+    ceilings: &Ceilings,
 ) -> Result<Option<CheckRun>, GithubError> {
     let Some(head) = client.file_at(inst, repo, PATH, Some(head_sha)).await? else {
         return Ok(None);
@@ -114,9 +116,12 @@ pub async fn check_pull_request(
                 _ => None,
             };
             let summary = match merge(org.as_deref(), Some(&head)) {
-                Ok(effective) => format!(
+                Ok(mut effective) => format!(
                     "Pull request #{pull} changes `{PATH}`; it is valid. With it, the rules are:\n\n{}",
-                    effective_markdown(&effective)
+                    effective_markdown({
+                        effective.apply_ceilings(ceilings);
+                        &effective
+                    })
                 ),
                 // The organisation's file is broken: not this pull request's fault, but worth saying.
                 Err(errors) => format!(
@@ -138,14 +143,24 @@ pub async fn check_pull_request(
     client.create_check_run_annotated(inst, repo, &spec, &annotations).await.map(Some)
 }
 
-/// The `/foreman constitution` reply's text: the effective constitution with each value's origin
-/// ([`effective_markdown`]), or, when a file is invalid, its errors ([`errors_markdown`]).
+/// The `/foreman constitution` reply's text: the effective constitution held to the server's `ceilings`,
+/// with each value's origin (`server` for a ceiling, and what a file asked for when it was capped:
+/// [`effective_markdown`]), or, when a file is invalid, its errors ([`errors_markdown`]). Read afresh, not
+/// from the cache, so a change just pushed shows.
 ///
 /// # Errors
 /// GitHub's, after the client's retries.
-pub async fn show_text(client: &Client, inst: InstallationId, repo: &RepoName) -> Result<String, GithubError> {
+pub async fn show_text(
+    client: &Client,
+    inst: InstallationId,
+    repo: &RepoName,
+    ceilings: &Ceilings,
+) -> Result<String, GithubError> {
     match fetch::load(client, inst, repo).await {
-        Ok(loaded) => Ok(effective_markdown(&loaded.effective)),
+        Ok(mut loaded) => {
+            loaded.effective.apply_ceilings(ceilings);
+            Ok(effective_markdown(&loaded.effective))
+        }
         Err(FetchError::Invalid(errors)) => Ok(errors_markdown(&errors)),
         Err(FetchError::Github(e)) => Err(e),
     }
@@ -160,8 +175,9 @@ pub async fn show(
     inst: InstallationId,
     repo: &RepoName,
     issue: IssueNumber,
+    ceilings: &Ceilings,
 ) -> Result<Comment, GithubError> {
-    let text = show_text(client, inst, repo).await?;
+    let text = show_text(client, inst, repo, ceilings).await?;
     client.create_comment(inst, repo, issue, &text).await
 }
 
@@ -258,7 +274,10 @@ pub async fn init_pull_request(
     let token = client.session_token(inst, repo).await?;
     let auth = GitAuth::installation_token(token.token);
     let dir = Scratch::new(scratch)?;
-    commit_starter(&dir.0, &clone_url, &default_branch, &branch, template, &auth).await?;
+    // Foreman's own commit message, scrubbed as everything it writes on GitHub is.
+    let message =
+        client.scrub(&format!("Add a Foreman constitution ({PATH}, template {})", template.name())).into_owned();
+    commit_starter(&dir.0, &clone_url, &default_branch, &branch, template, &message, &auth).await?;
     let expected = remote_branch(&dir.0, &clone_url, &branch, &auth).await?;
     pusher
         .push(&PushRequest {
@@ -315,13 +334,15 @@ impl Drop for Scratch {
 }
 
 /// In `dir`: a new repository whose `refs/heads/<branch>` is the default branch's head plus one commit
-/// adding the starter file.
+/// adding the starter file, committed with `message`.
+#[allow(clippy::too_many_arguments)]
 async fn commit_starter(
     dir: &Path,
     clone_url: &str,
     default_branch: &str,
     branch: &str,
     template: Template,
+    message: &str,
     auth: &GitAuth,
 ) -> Result<(), InitError> {
     g::init(dir, false).await?;
@@ -337,7 +358,6 @@ async fn commit_starter(
     std::fs::write(&file, template.text()).map_err(|e| InitError::Setup(format!("writing {PATH}: {e}")))?;
     repo.run(&["add", "--", PATH]).await?;
     let (name, email) = COMMIT_IDENTITY;
-    let message = format!("Add a Foreman constitution ({PATH}, template {})", template.name());
     repo.run(&[
         "-c",
         &format!("user.name={name}"),
@@ -349,7 +369,7 @@ async fn commit_starter(
         "-q",
         "--no-verify",
         "-m",
-        &message,
+        message,
     ])
     .await?;
     Ok(())

@@ -22,6 +22,9 @@ pub enum Origin {
     Org,
     /// `.github/foreman.toml` in the repository itself.
     Repo,
+    /// The server's configuration: a ceiling the files left unset, or asked to raise
+    /// ([`Effective::apply_ceilings`]).
+    Server,
 }
 
 impl fmt::Display for Origin {
@@ -30,6 +33,7 @@ impl fmt::Display for Origin {
             Origin::Default => "default",
             Origin::Org => "org",
             Origin::Repo => "repo",
+            Origin::Server => "server",
         })
     }
 }
@@ -86,6 +90,21 @@ pub struct Effective {
     /// Dotted key (e.g. `rules.tdd.required`, `triggers.permissions.run`) → the layer that set it. Keys
     /// absent here have their built-in default. An array is set as a whole, so its key is the array's.
     pub origins: BTreeMap<String, Origin>,
+    /// Dotted keys a file set beyond the server's ceiling, with what it asked for; their value is the
+    /// server's (origin [`Origin::Server`]). Filled by [`Effective::apply_ceilings`].
+    pub capped: BTreeMap<String, Capped>,
+    /// The server's ceilings this constitution was held to, for showing the server's values; `None` until
+    /// [`Effective::apply_ceilings`].
+    pub ceilings: Option<super::ceilings::Ceilings>,
+}
+
+/// A value a constitution file asked for beyond the server's ceiling.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Capped {
+    /// What the file set, as JSON (a number, or the list of tools).
+    pub asked: serde_json::Value,
+    /// Which file set it: [`Origin::Org`] or [`Origin::Repo`].
+    pub by: Origin,
 }
 
 impl Effective {
@@ -127,7 +146,7 @@ pub fn merge(org: Option<&str>, repo: Option<&str>) -> Result<Effective, Vec<Con
         return Err(errors);
     }
     match Constitution::deserialize(toml::Value::Table(merged)) {
-        Ok(constitution) => Ok(Effective { constitution, origins }),
+        Ok(constitution) => Ok(Effective { constitution, origins, ..Effective::default() }),
         // Each layer is valid and tables merge key by key, so this is unreachable in practice; the
         // repository's file is the one to blame if it happens.
         Err(e) => Err(vec![ConstitutionError {

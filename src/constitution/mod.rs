@@ -1,5 +1,6 @@
 //! The constitution: a repository's `.github/foreman.toml` governance rules. Read and validated
-//! ([`load`]), merged over the organisation's and Foreman's defaults with each value's origin, enforced
+//! ([`load`]), merged over the organisation's and Foreman's defaults with each value's origin, held to the
+//! server's agent limits ([`ceilings`]: a file can only tighten them), enforced
 //! on a session's change before the push ([`mod@enforce`]), budgets checked ([`budget`]), shown and put
 //! into the prompt ([`render`]), and started from a template ([`templates`]). Every key is documented
 //! in `docs/constitution.md`.
@@ -9,6 +10,7 @@
 //! Everything else here is pure or works on a local git work tree.
 
 pub mod budget;
+pub mod ceilings;
 pub mod commands;
 pub mod diff;
 pub mod enforce;
@@ -23,11 +25,12 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 pub use self::budget::{BudgetVerdict, Spent, Usage, check_budget, start_of_utc_day};
+pub use self::ceilings::Ceilings;
 pub use self::commands::CommandOutcome;
 pub use self::diff::{Diff, DiffError};
 pub use self::enforce::{Change, Decision, Rule, Violation, check_diff, enforce};
 pub use self::fetch::{FetchError, Loaded, load as load_from_github};
-pub use self::load::{ConstitutionError, Effective, Origin, PATH, merge, parse};
+pub use self::load::{Capped, ConstitutionError, Effective, Origin, PATH, merge, parse};
 pub use self::render::{
     CheckRunOutput, check_run_output, decision_markdown, effective_markdown, errors_markdown, prompt_markdown,
 };

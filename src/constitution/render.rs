@@ -14,12 +14,20 @@ use super::schema::{Constitution, PathGlob};
 const CELL_CHARS: usize = 80;
 
 /// The `/foreman constitution` reply: one table per section, a row per key with its effective value
-/// and origin (`default`, `org` or `repo`). Unset optional values show as `—`.
+/// and origin (`default`, `org`, `repo`, or `server` for the server's ceiling). A value a file asked to
+/// raise above the server's ceiling shows the server's value with `server (capped: repo asked for …)`.
+/// Unset optional values show as `—`.
 pub fn effective_markdown(effective: &Effective) -> String {
     let mut out = String::from(
         "### Effective constitution\n\nMerge order: built-in defaults < org (`.github` repository) < repository. \
          `—` is unset (in `[agent]`, the server's setting applies; for a limit, there is none).\n",
     );
+    if effective.ceilings.is_some() {
+        out.push_str(
+            "\nThe server's agent limits (cost, turns, time, output, tools) and daily cost are ceilings: a file \
+             can only tighten them. `server` is the server's value; *capped* marks a value a file asked to raise.\n",
+        );
+    }
     let value = serde_json::to_value(&effective.constitution).unwrap_or_default();
     let Some(sections) = value.as_object() else { return out };
     for section in ["triggers", "agent", "limits", "rules"] {
@@ -29,7 +37,14 @@ pub fn effective_markdown(effective: &Effective) -> String {
         flatten(section, table, &mut rows);
         for (key, value) in rows {
             let shown = key.strip_prefix(&format!("{section}.")).unwrap_or(&key);
-            let _ = writeln!(out, "| `{shown}` | {} | {} |", cell(value), effective.origin(&key));
+            // An unset `[agent]` limit is the server's: show its value.
+            let server = value.is_null().then(|| effective.ceilings.as_ref()?.value_at(&key)).flatten();
+            let value = server.as_ref().unwrap_or(value);
+            let origin = match effective.capped.get(&key) {
+                Some(c) => format!("{} (capped: {} asked for {})", effective.origin(&key), c.by, cell(&c.asked)),
+                None => effective.origin(&key).to_string(),
+            };
+            let _ = writeln!(out, "| `{shown}` | {} | {origin} |", cell(value));
         }
     }
     out

@@ -130,7 +130,8 @@ impl super::load::Effective {
 }
 
 /// The `[agent]` table: what a repository may override about its coding sessions. Unset (`None`) means
-/// the server's own agent configuration applies; the session module maps these onto its settings.
+/// the server's own agent configuration applies; the session module maps these onto its settings. The
+/// server's limits are ceilings ([`super::ceilings`]): a limit set here can only tighten the server's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentOverrides {
@@ -138,21 +139,24 @@ pub struct AgentOverrides {
     pub backend: Option<String>,
     /// The model, passed to the backend as is (e.g. `claude-sonnet-4-5`). Default: the server's.
     pub model: Option<String>,
-    /// The most agent turns in one session. Default: the server's.
+    /// The most agent turns in one session. Default, and ceiling: the server's.
     pub max_turns: Option<u32>,
-    /// The most one session may cost, in US dollars. Default: the server's.
+    /// The most one session may cost, in US dollars. Default, and ceiling: the server's.
     #[serde(deserialize_with = "non_negative")]
     pub max_cost_usd: Option<f64>,
-    /// Tools the agent may use (Claude Code `--allowedTools` syntax, e.g. `Bash(cargo test:*)`).
+    /// Tools the agent may use (Claude Code `--allowedTools` syntax, e.g. `Bash(cargo test:*)`), among the
+    /// server's (a narrowing such as `Bash(cargo test:*)` of a tool the server allows whole counts).
     /// Default: the server's.
     pub allowed_tools: Option<Vec<String>>,
     /// Tools the agent may not use (`--disallowedTools`). Added to the server's, never replacing them.
     /// Default empty.
     pub disallowed_tools: Vec<String>,
-    /// Wall-clock limit of one session, in seconds. Default: the server's.
+    /// Wall-clock limit of one session, in seconds. Default, and ceiling: the server's.
     pub timeout_secs: Option<u64>,
-    /// Limit on a session producing no output, in seconds. Default: the server's.
+    /// Limit on a session producing no output, in seconds. Default, and ceiling: the server's.
     pub idle_timeout_secs: Option<u64>,
+    /// Cap on one session's output (stdout plus stderr), in bytes. Default, and ceiling: the server's.
+    pub max_output_bytes: Option<u64>,
 }
 
 /// The `[limits]` table: how much Foreman does for this repository at once and per day.

@@ -3,6 +3,9 @@
 //! octocrab is used as the HTTP layer only (`Octocrab::execute`, with no octocrab auth and its retry compiled
 //! out), so that this module sees every status and header, sets `Authorization` itself, and decodes GitHub's
 //! answers into Foreman's own types.
+//!
+//! Every request body passes through the [`SecretRegistry`] ([`ClientOptions::secrets`]) in [`Client::send`]
+//! before it is sent: the one choke point that keeps Foreman's secrets out of what it writes on GitHub.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -23,6 +26,7 @@ use super::GithubError;
 use super::accounting::{Accounting, Quota, millis};
 use super::auth::{AppAuth, InstallationToken, parse_expiry};
 use super::retry::{Failure, RetryPolicy, RetryState, Verdict, classify, header_u64};
+use super::secrets::SecretRegistry;
 use crate::config::GithubConfig;
 use crate::ids::InstallationId;
 
@@ -50,6 +54,10 @@ pub struct ClientOptions {
     pub quota_threshold: f64,
     /// Entries kept in the ETag cache. Default 512; the oldest entry is dropped first.
     pub etag_cache_entries: usize,
+    /// The secret values every request body is scrubbed of (see [`super::secrets`]). The client adds the
+    /// private key's lines when built and every installation token when minted. Default: an empty registry
+    /// of this client's own; `foreman serve` passes the one it built at start, shared with the sessions.
+    pub secrets: SecretRegistry,
 }
 
 impl Default for ClientOptions {
@@ -61,6 +69,7 @@ impl Default for ClientOptions {
             project_ttl: Duration::from_secs(600),
             quota_threshold: 0.10,
             etag_cache_entries: 512,
+            secrets: SecretRegistry::default(),
         }
     }
 }
@@ -222,6 +231,8 @@ impl Client {
     /// A client for the app `app_id` with its PEM private key, against `api_url`
     /// (`https://api.github.com`, `https://HOST/api/v3`, or a simulator's `http://127.0.0.1:PORT`).
     ///
+    /// The key's lines are added to [`ClientOptions::secrets`].
+    ///
     /// Errors: [`GithubError::Credentials`] for a key that is not an RSA PEM or a URL that does not parse.
     pub fn new(
         app_id: u64,
@@ -230,6 +241,7 @@ impl Client {
         options: ClientOptions,
     ) -> Result<Self, GithubError> {
         let app = AppAuth::new(app_id, private_key.expose_secret().as_bytes())?;
+        options.secrets.register_private_key(private_key);
         let api = api_url.trim_end_matches('/').to_owned();
         let uri: http::Uri = api.parse().map_err(|_| GithubError::Credentials(format!("'{api}' is not a URL")))?;
         let (scheme, authority) = match (uri.scheme_str(), uri.authority()) {
@@ -285,6 +297,17 @@ impl Client {
     /// The app's id.
     pub fn app_id(&self) -> u64 {
         self.inner.app.app_id()
+    }
+
+    /// The registry every request body is scrubbed against ([`ClientOptions::secrets`]).
+    pub fn secrets(&self) -> &SecretRegistry {
+        &self.inner.options.secrets
+    }
+
+    /// `text` as the client would send it: every secret it knows and every token shape replaced
+    /// ([`SecretRegistry::scrub`]). For comparing what is on GitHub with what would be written.
+    pub fn scrub<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        self.inner.options.secrets.scrub(text)
     }
 
     /// Whether an installation has enough of its hourly quota left (at least
@@ -350,7 +373,8 @@ impl Client {
 
     /// `POST /app/installations/{installation_id}/access_tokens` with an optional scoping body.
     ///
-    /// Minting twice is harmless (the first token simply goes unused), so this is retried like a read.
+    /// Minting twice is harmless (the first token simply goes unused), so this is retried like a read. The
+    /// token is added to [`ClientOptions::secrets`] before it is returned.
     pub(crate) fn mint<'a>(
         &'a self,
         installation: InstallationId,
@@ -373,13 +397,21 @@ impl Client {
                 endpoint: EP,
                 message: format!("expires_at '{}' is not RFC 3339", m.expires_at),
             })?;
+            self.inner.options.secrets.register_minted(&m.token, expires_at);
             Ok(InstallationToken { token: m.token, expires_at })
         })
     }
 
     /// Sends a call through the retry loop. Success is 2xx (or a 304 served from the cache); every other
     /// outcome is a typed error.
-    pub(crate) async fn send(&self, call: Call) -> Result<Reply, GithubError> {
+    ///
+    /// Every string in the body is scrubbed first ([`SecretRegistry::scrub_json`]): whatever an operation
+    /// writes (a comment, a pull request, a check run, a GraphQL mutation), no secret Foreman holds and no
+    /// token-shaped string reaches GitHub.
+    pub(crate) async fn send(&self, mut call: Call) -> Result<Reply, GithubError> {
+        if let Some(body) = call.body.as_mut() {
+            self.inner.options.secrets.scrub_json(body);
+        }
         let policy = &self.inner.options.retry;
         let refreshed = AtomicBool::new(false);
         let attempts = AtomicU32::new(0);

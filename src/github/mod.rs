@@ -8,6 +8,9 @@
 //!   a concurrency bound per installation, and the ETag cache for conditional GETs.
 //! - `rest`, `graphql`, `projects`: the operations Foreman needs, idempotent where GitHub's endpoints are not.
 //! - `accounting`: metrics of calls and quota, and [`Client::quota_ok`] for the scheduler.
+//! - `secrets`: the [`SecretRegistry`] of secret values Foreman holds; the client scrubs every string of
+//!   every request body against it (and against token shapes) before sending, so no text Foreman writes on
+//!   GitHub (comments, pull requests, check runs, anything) carries one.
 
 mod accounting;
 mod auth;
@@ -17,6 +20,7 @@ pub mod graphql;
 mod projects;
 mod rest;
 mod retry;
+pub mod secrets;
 pub mod types;
 
 pub use accounting::Quota;
@@ -26,4 +30,5 @@ pub use error::GithubError;
 pub use graphql::{Document, GraphqlError, GraphqlResponse};
 pub use projects::{ProjectBoard, ProjectItem};
 pub use retry::RetryPolicy;
+pub use secrets::SecretRegistry;
 pub use types::*;

@@ -136,6 +136,8 @@ impl Client {
         body: &str,
     ) -> Result<Comment, GithubError> {
         let body = if body.contains(marker) { body.to_owned() } else { format!("{body}\n\n{marker}") };
+        // Compared with what GitHub holds, which was scrubbed when it was sent.
+        let body = self.scrub(&body).into_owned();
         let mut last = None;
         for _ in 0..=self.inner.options.retry.max_retries {
             if let Some(existing) = self.find_marked_comment(inst, repo, number, marker).await? {
@@ -377,6 +379,12 @@ impl Client {
         repo: &RepoName,
         pull: &NewPullRequest,
     ) -> Result<PullRequest, GithubError> {
+        // Compared with what GitHub holds, which was scrubbed when it was sent.
+        let pull = &NewPullRequest {
+            title: self.scrub(&pull.title).into_owned(),
+            body: self.scrub(&pull.body).into_owned(),
+            ..pull.clone()
+        };
         let mut last = None;
         for _ in 0..=self.inner.options.retry.max_retries {
             if last.is_none() {

@@ -34,8 +34,16 @@ pub struct AgentConfig {
     pub model: Option<String>,
     /// `--max-turns`. Default 60. The CLI may run one turn more than this (its own accounting).
     pub max_turns: Option<u32>,
-    /// `--max-budget-usd`: the CLI stops once the session has cost this much. Unset: no limit.
+    /// `--max-budget-usd`: the CLI stops once the session has cost this much, in US dollars. Default 10 (an
+    /// hour of a capable model on a large task stays under it; a runaway loop stops there). A repository's
+    /// constitution can lower it, never raise it. An operator who wants more sets a larger amount (TOML has
+    /// no way to unset a key that has a default).
     pub max_cost_usd: Option<f64>,
+    /// The most one repository's sessions may cost per UTC day, in US dollars, summed from the costs the
+    /// agent reports. Default 100 (ten sessions at the per-session cap). A constitution's
+    /// `limits.daily_cost_usd` can lower it, never raise it; once spent, new sessions of the repository wait
+    /// for the next UTC day. An operator who wants more sets a larger amount.
+    pub daily_cost_usd: Option<f64>,
     /// `--allowedTools`, e.g. `["Bash", "Edit", "Write"]`. Default: the file and shell tools a coding agent needs,
     /// because `-p` denies anything that would prompt.
     pub allowed_tools: Vec<String>,
@@ -104,7 +112,8 @@ impl Default for AgentConfig {
             claude_path: PathBuf::from("claude"),
             model: None,
             max_turns: Some(60),
-            max_cost_usd: None,
+            max_cost_usd: Some(DEFAULT_MAX_COST_USD),
+            daily_cost_usd: Some(DEFAULT_DAILY_COST_USD),
             allowed_tools: ["Bash", "Edit", "MultiEdit", "Write", "Read", "Glob", "Grep", "LS", "TodoWrite"]
                 .map(String::from)
                 .to_vec(),
@@ -132,39 +141,51 @@ impl Default for AgentConfig {
     }
 }
 
+/// The default `agent.max_cost_usd`: US dollars one session may cost.
+pub const DEFAULT_MAX_COST_USD: f64 = 10.0;
+/// The default `agent.daily_cost_usd`: US dollars one repository's sessions may cost per UTC day.
+pub const DEFAULT_DAILY_COST_USD: f64 = 100.0;
+
 /// Permission modes the CLI 2.1.329 accepts (`claude --help`).
 const PERMISSION_MODES: &[&str] = &["acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan", "default"];
 
 impl AgentConfig {
-    /// This configuration with a repository's `[agent]` overrides applied: model, turns, cost, allowed tools
-    /// and timeouts replace the server's; disallowed tools are added to the server's, never removing one.
-    /// `backend` is not switched per repository (the server configures one agent command); it is ignored.
+    /// This configuration with a repository's `[agent]` overrides applied. The server's limits are ceilings
+    /// ([`crate::constitution::ceilings`]): turns, cost, wall time, stall time and output take the smaller of
+    /// the two; allowed tools are the overrides' among the server's; disallowed tools are the union. The model
+    /// is the repository's choice (the cost cap bounds it). `backend` is not switched per repository (the
+    /// server configures one agent command); it is ignored.
     pub fn overridden(&self, o: Option<&crate::constitution::AgentOverrides>) -> AgentConfig {
+        use crate::constitution::ceilings::{tools_union, tools_within};
+        fn tighter<T: PartialOrd + Copy>(server: Option<T>, asked: Option<T>) -> Option<T> {
+            match (server, asked) {
+                (Some(s), Some(a)) if a < s => Some(a),
+                (Some(s), _) => Some(s),
+                (None, a) => a,
+            }
+        }
         let mut c = self.clone();
         let Some(o) = o else { return c };
         if let Some(m) = &o.model {
             c.model = Some(m.clone());
         }
-        if let Some(n) = o.max_turns {
-            c.max_turns = Some(n);
-        }
-        if let Some(usd) = o.max_cost_usd {
-            c.max_cost_usd = Some(usd);
-        }
+        c.max_turns = tighter(self.max_turns, o.max_turns);
+        c.max_cost_usd = tighter(self.max_cost_usd, o.max_cost_usd);
         if let Some(tools) = &o.allowed_tools {
-            c.allowed_tools = tools.clone();
+            c.allowed_tools = tools_within(&self.allowed_tools, tools);
         }
-        for t in &o.disallowed_tools {
-            if !c.disallowed_tools.contains(t) {
-                c.disallowed_tools.push(t.clone());
-            }
-        }
+        c.disallowed_tools = tools_union(&self.disallowed_tools, &o.disallowed_tools);
         if let Some(secs) = o.timeout_secs {
-            c.timeout_secs = secs as f64;
+            c.timeout_secs = self.timeout_secs.min(secs as f64);
         }
         if let Some(secs) = o.idle_timeout_secs {
-            c.stall_timeout_secs = secs as f64;
+            c.stall_timeout_secs = self.stall_timeout_secs.min(secs as f64);
         }
+        if let Some(bytes) = o.max_output_bytes {
+            c.max_output_bytes = self.max_output_bytes.min(bytes);
+        }
+        // `agent.network` joins here with the network policy: the narrower of the server's and the
+        // repository's (`open` > `allowlist` > `none`; an allowlist within the server's).
         c
     }
 
@@ -186,6 +207,11 @@ impl AgentConfig {
             && !(c.is_finite() && c > 0.0)
         {
             return Err("agent.max_cost_usd must be a positive amount".into());
+        }
+        if let Some(c) = self.daily_cost_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err("agent.daily_cost_usd must be a positive amount".into());
         }
         if self.max_turns == Some(0) {
             return Err("agent.max_turns must be at least 1".into());

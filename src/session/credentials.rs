@@ -56,6 +56,11 @@ impl Credentials {
         self.list.len()
     }
 
+    /// Every credential, in rotation order (for the registry of secrets scrubbed from what Foreman writes).
+    pub fn iter(&self) -> impl Iterator<Item = &Credential> {
+        self.list.iter()
+    }
+
     /// Whether none is configured (the CLI then uses whatever login its `HOME` holds).
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()

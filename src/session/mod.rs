@@ -276,6 +276,8 @@ pub struct SessionRunner {
     homes_dir: PathBuf,
     sandbox: sandbox::Sandbox,
     parent_env: Vec<(String, String)>,
+    /// What the commit messages Foreman writes are scrubbed of.
+    secrets: crate::github::SecretRegistry,
 }
 
 /// Largest answer kept from a command's stdout, in bytes (its end).
@@ -306,12 +308,21 @@ impl SessionRunner {
             homes_dir,
             sandbox,
             parent_env: std::env::vars().collect(),
+            secrets: crate::github::SecretRegistry::default(),
         })
     }
 
     /// The sandbox agents run in; [`sandbox::Sandbox::unavailable`] says why no session can start.
     pub fn sandbox(&self) -> &sandbox::Sandbox {
         &self.sandbox
+    }
+
+    /// Shares the registry of secret values (built at start) that the commit messages Foreman writes for an
+    /// agent are scrubbed of, as everything it writes on GitHub is. Default: an empty registry, which still
+    /// redacts token shapes.
+    pub fn with_secrets(mut self, secrets: crate::github::SecretRegistry) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// The workspaces (mirrors and worktrees), e.g. for the push that follows a session.
@@ -450,6 +461,7 @@ impl SessionRunner {
         outcome.summary.credential = agent.credential.clone();
 
         let leftover = format!("Changes left uncommitted by the agent (foreman session {session_id})");
+        let leftover = self.secrets.scrub(&leftover).into_owned();
         let changes = outcome::collect(&ws, &leftover, &self.identity()).await;
         let refused = match (&spec.rules, &agent.failure, &changes) {
             (Some(rules), None, Ok(c)) if !c.commits.is_empty() => {

@@ -78,6 +78,19 @@ pub const COLUMNS: &[&str] = &["Backlog", "Ready", "In progress", "In review", "
 /// Foreman (its log, its admin API), which has no change notification; each look costs microseconds.
 pub const POLL: Duration = Duration::from_millis(50);
 
+/// An executable shell script `dir/name` running `body` (a stand-in program, e.g. a fake `claude`). The
+/// sandbox shows the agent its program's directory, read-only.
+pub fn agent_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    path
+}
+
 /// The setting that shows `dir` read-write inside the agent's sandbox (`agent.sandbox_writable_paths`), for
 /// a test and its agent to signal each other through files there: pass it in `World::start`'s `env`.
 pub fn shared(dir: &Path) -> (&'static str, String) {
