@@ -761,6 +761,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_owner_is_trusted_without_a_lookup_and_bots_never_are() {
+        let user = |login: &str, kind: &str| crate::github::User {
+            login: login.into(),
+            id: crate::ids::UserId(1),
+            kind: kind.into(),
+        };
+        assert_eq!(trusted_without_lookup(&user("octocat", "User"), "OWNER"), Some(true));
+        for association in ["MEMBER", "COLLABORATOR", "CONTRIBUTOR", "NONE", ""] {
+            assert_eq!(trusted_without_lookup(&user("octocat", "User"), association), None, "{association}");
+        }
+        for (login, kind) in [("foreman[bot]", "Bot"), ("helper", "Bot"), ("old-app[bot]", "User")] {
+            for association in ["OWNER", "MEMBER", "COLLABORATOR", "NONE"] {
+                assert_eq!(
+                    trusted_without_lookup(&user(login, kind), association),
+                    Some(false),
+                    "{login} {association}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_agent_session_marker_round_trips_and_ignores_anything_else() {
         let body = format!("Closes #3\n\n{}", agent_session_comment("2f1c-ab"));
         assert_eq!(agent_session_marker(&body).as_deref(), Some("2f1c-ab"));
