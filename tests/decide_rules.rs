@@ -456,12 +456,12 @@ fn command_rules() {
         ),
         case(
             "run with instructions",
-            comment("/foreman run add a --json flag", "MEMBER"),
+            comment("/foreman run add a --json flag", "OWNER"),
             none(),
             &["enqueue code Codertocat/Hello-World#1 by Codertocat via command [add a --json flag]"],
         ),
-        case("the mention form", comment("@foreman run", "COLLABORATOR"), none(), &["~enqueue code"]),
-        case("the mention form with [bot]", comment("@foreman[bot] plan", "COLLABORATOR"), none(), &["~enqueue plan"]),
+        case("the mention form", comment("@foreman run", "OWNER"), none(), &["~enqueue code"]),
+        case("the mention form with [bot]", comment("@foreman[bot] plan", "OWNER"), none(), &["~enqueue plan"]),
         case(
             "plan",
             comment("/foreman plan", "OWNER"),
@@ -606,7 +606,38 @@ fn edited_comments_run_only_new_commands() {
 #[test]
 fn permissions() {
     run(vec![
-        case("owner, member and collaborator pass", comment("/foreman run", "MEMBER"), none(), &["~enqueue"]),
+        case("the owner passes without a lookup", comment("/foreman run", "OWNER"), none(), &["~enqueue"]),
+        // MEMBER and COLLABORATOR say nothing of write access: a triage collaborator shows as COLLABORATOR too.
+        case(
+            "a member needs a lookup",
+            comment("/foreman run", "MEMBER"),
+            none(),
+            &["lookup permission of Codertocat (needs write)"],
+        ),
+        case(
+            "a collaborator needs a lookup",
+            comment("/foreman run", "COLLABORATOR"),
+            none(),
+            &["lookup permission of Codertocat (needs write)"],
+        ),
+        case(
+            "a collaborator looked up with triage is refused with a reply",
+            comment("/foreman run", "COLLABORATOR"),
+            Snapshot { permission: Some(Level::Triage), ..none() },
+            &["reply: @Codertocat, `/foreman run` needs write permission on Codertocat/Hello-World; you have triage."],
+        ),
+        case(
+            "a member looked up with read is refused with a reply",
+            comment("/foreman stop", "MEMBER"),
+            Snapshot { permission: Some(Level::Read), ..none() },
+            &["~`/foreman stop` needs write permission on Codertocat/Hello-World; you have read."],
+        ),
+        case(
+            "a collaborator looked up with write passes",
+            comment("/foreman run", "COLLABORATOR"),
+            Snapshot { permission: Some(Level::Write), ..none() },
+            &["~enqueue code"],
+        ),
         case(
             "a contributor needs a lookup",
             comment("/foreman run", "CONTRIBUTOR"),
@@ -793,8 +824,20 @@ fn a_review_requesting_changes_on_foremans_pull_request_queues_a_follow_up() {
         case(
             "changes requested by a writer on Foreman's pull request",
             review_of_ours("changes_requested", "COLLABORATOR", "Fix the typo."),
-            none(),
+            Snapshot { permission: Some(Level::Write), ..none() },
             &["enqueue follow-up Codertocat/Hello-World#2 by Codertocat via review [Fix the typo.]"],
+        ),
+        case(
+            "a collaborating reviewer is looked up",
+            review_of_ours("changes_requested", "COLLABORATOR", "Fix the typo."),
+            none(),
+            &["lookup permission of Codertocat (needs write)"],
+        ),
+        case(
+            "a triage collaborator's review starts nothing",
+            review_of_ours("changes_requested", "COLLABORATOR", "Fix the typo."),
+            Snapshot { permission: Some(Level::Triage), ..none() },
+            &["~lacks write permission"],
         ),
         case(
             "an approval queues nothing",
@@ -963,9 +1006,15 @@ fn constitution_rules() {
             &["show constitution Codertocat/Hello-World#1"],
         ),
         case(
-            "init needs write: a member has it",
+            "init needs write: a member is looked up",
             comment("/foreman constitution init rust", "MEMBER"),
             none(),
+            &["lookup permission of Codertocat (needs write)"],
+        ),
+        case(
+            "init needs write: a member looked up with write has it",
+            comment("/foreman constitution init rust", "MEMBER"),
+            Snapshot { permission: Some(Level::Write), ..Snapshot::default() },
             &["init constitution Codertocat/Hello-World#1 from rust by Codertocat"],
         ),
         case(

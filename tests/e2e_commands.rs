@@ -47,6 +47,14 @@ async fn a_writers_run_is_acknowledged_and_becomes_a_pull_request() {
         let id = world.sim.comment(REPO, number, "/foreman run keep it small", "alice").unwrap();
 
         let state = wait_success(&world, number).await;
+        // alice shows as COLLABORATOR, which says nothing of write access: her permission was looked up.
+        let delivery = world.delivery_for_comment(id);
+        assert_eq!(delivery["payload"]["comment"]["author_association"], "COLLABORATOR", "{delivery}");
+        let lookup = format!("/repos/{REPO}/collaborators/alice/permission");
+        assert!(
+            World::requests(&state).iter().any(|(m, p)| m == "GET" && *p == lookup),
+            "alice's permission was looked up"
+        );
         assert_eq!(eyes(&state, number, id), [world.sim.bot_login()], "one 👀 from Foreman on the command");
         assert_eq!(World::pulls_closing(&state, number).len(), 1, "exactly one pull request");
         assert_eq!(World::tracking_comments(&state, number), 1, "exactly one tracking comment");
@@ -95,6 +103,42 @@ async fn a_readers_run_is_refused_naming_the_permission_and_queues_nothing() {
         assert!(eyes(&state, number, id).is_empty(), "no acknowledgement of a refused command");
         assert!(World::tracking_body(&state, number).is_none(), "no tracking comment");
         assert_eq!(world.job(number).await, Value::Null, "no job (GET /api/jobs answers 404)");
+    })
+    .await
+    .expect("the delivery was processed in time");
+}
+
+/// A user with triage permission shows as COLLABORATOR in `author_association`, as a writer does; only the
+/// permission GitHub reports tells them apart. Their `run` is refused after the lookup, like a reader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_triage_collaborators_run_is_refused_after_a_permission_lookup() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let world = World::start(FIXING_AGENT, &[]).await;
+        world.sim.create_user("tess", github_sim::Permission::Triage, "User");
+        let (number, _) = world.sim.create_issue(REPO, "Add a flag", "A --json flag.", "bob").unwrap();
+        let id = world.sim.comment(REPO, number, "/foreman run", "tess").unwrap();
+        let delivery = world.delivery_for_comment(id);
+        assert_eq!(delivery["payload"]["comment"]["author_association"], "COLLABORATOR", "{delivery}");
+        let guid = delivery["guid"].as_str().unwrap().to_owned();
+
+        let record = world.wait_processed(&guid).await;
+        let state = world.sim.state();
+        let lookup = format!("/repos/{REPO}/collaborators/tess/permission");
+        assert!(
+            World::requests(&state).iter().any(|(m, p)| m == "GET" && *p == lookup),
+            "tess's permission was looked up\n{record}"
+        );
+        let replies = bot_comments(&world, &state, number);
+        assert_eq!(replies.len(), 1, "one reply: {replies:?}\n{record}");
+        let reply = replies[0]["body"].as_str().unwrap();
+        assert!(reply.contains("@tess"), "{reply}");
+        assert!(reply.contains("needs write permission"), "names the permission needed: {reply}");
+        assert!(reply.contains("you have triage"), "names the permission held: {reply}");
+        assert!(eyes(&state, number, id).is_empty(), "no acknowledgement of a refused command");
+        assert!(World::tracking_body(&state, number).is_none(), "no tracking comment");
+        assert_eq!(world.job(number).await, Value::Null, "no job (GET /api/jobs answers 404)");
+        assert_eq!(world.foreman_branches(), Vec::<String>::new(), "nothing pushed");
+        assert!(World::repo_state(&state)["pulls"].as_array().unwrap().is_empty(), "no pull request");
     })
     .await
     .expect("the delivery was processed in time");

@@ -213,9 +213,9 @@ TZ = "UTC"
         assert_eq!(requests.len(), 3, "{:?}", requests.iter().map(|r| r.last_user_text()).collect::<Vec<_>>());
         let prompt = requests[0].last_user_text();
         assert!(prompt.contains("Add a greeting"), "{prompt}");
-        // alice, the issue's author, has write access: her issue is instructions, not untrusted text.
+        // alice, the issue's author, has write access (looked up): her issue is instructions, not untrusted text.
         assert!(prompt.contains("Opened by @alice (has write access)"), "{prompt}");
-        assert!(prompt.contains("trusted=\"true\""), "{prompt}");
+        assert!(prompt.contains("<trusted-") && prompt.contains(" author=\"alice\">\nTitle: Add a greeting"), "{prompt}");
         // The constitution's rules, one list item each.
         assert!(prompt.contains("\n- Work on a branch whose name starts with `foreman/`."), "{prompt}");
         assert!(requests.iter().all(|r| r.credential.as_deref() == Some("sk-ant-api03-e2e-stub")));

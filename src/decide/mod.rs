@@ -408,18 +408,13 @@ enum Authorized {
     Unknown,
 }
 
+/// Whether an actor with `association` (from the payload) and the permission `looked_up` (if read already)
+/// may do what needs `needs`. Only OWNER, the repository's owner, passes on the payload's word; everyone
+/// else's permission is looked up: MEMBER and COLLABORATOR say nothing of write access (a collaborator with
+/// triage or read permission shows as COLLABORATOR, an organisation member with no role on the repository
+/// as MEMBER).
 fn authorize(needs: Level, association: &AuthorAssociation, looked_up: Option<Level>) -> Authorized {
-    if needs == Level::Anyone {
-        return Authorized::Yes;
-    }
-    // author_association is the evidence in the payload. OWNER owns the repository (admin); MEMBER and
-    // COLLABORATOR are taken as write access, which the rules grant them. Higher levels need a lookup.
-    let by_association = match association {
-        AuthorAssociation::Owner => Some(Level::Admin),
-        AuthorAssociation::Member | AuthorAssociation::Collaborator => Some(Level::Write),
-        _ => None,
-    };
-    if by_association.is_some_and(|l| l >= needs) {
+    if needs == Level::Anyone || *association == AuthorAssociation::Owner {
         return Authorized::Yes;
     }
     match looked_up {

@@ -332,6 +332,61 @@ fn github_failed(what: &str, e: &GithubError) -> Attempt {
     }
 }
 
+/// At most this many authors' permissions are read for one prompt; the text of any further author is
+/// untrusted. Bounds the GitHub calls one session's prompt makes (each answer is cached by user id for
+/// [`crate::github::ClientOptions::permission_ttl`], 5 minutes by default, and a repeated read is conditional,
+/// so an unchanged answer costs no quota).
+const MAX_PERMISSION_LOOKUPS: usize = 50;
+
+/// Whether `user`'s text is trusted without asking GitHub: `Some(false)` for a bot (`type` `Bot`, or a login
+/// ending in `[bot]`: Foreman's own app among them), `Some(true)` for the repository's owner
+/// (`author_association` OWNER), `None` for everyone else, whose permission must be read: MEMBER and
+/// COLLABORATOR say nothing of write access.
+fn trusted_without_lookup(user: &crate::github::User, association: &str) -> Option<bool> {
+    if user.kind == "Bot" || user.login.ends_with("[bot]") {
+        Some(false)
+    } else if association == "OWNER" {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// Whether each author's text is trusted in the prompt, by user id: [`trusted_without_lookup`], else write
+/// (or higher) permission as `GET /repos/{owner}/{repo}/collaborators/{username}/permission` says. A failed
+/// read, or one past [`MAX_PERMISSION_LOOKUPS`], means untrusted. `authors` are (user, `author_association`)
+/// pairs, repeats allowed.
+async fn trusted_authors<'a>(
+    client: &crate::github::Client,
+    inst: InstallationId,
+    repo: &crate::ids::RepoName,
+    authors: impl Iterator<Item = (&'a crate::github::User, &'a str)>,
+) -> std::collections::HashMap<crate::ids::UserId, bool> {
+    let mut trust = std::collections::HashMap::new();
+    let mut lookups = 0;
+    for (user, association) in authors {
+        if trust.contains_key(&user.id) {
+            continue;
+        }
+        let trusted = match trusted_without_lookup(user, association) {
+            Some(known) => known,
+            None if lookups >= MAX_PERMISSION_LOOKUPS => false,
+            None => {
+                lookups += 1;
+                match client.collaborator_permission(inst, repo, user.id, &user.login).await {
+                    Ok(permission) => permission >= crate::github::Permission::Write,
+                    Err(e) => {
+                        tracing::warn!(user = %user.login, error = %e, "reading a permission failed; their text is untrusted");
+                        false
+                    }
+                }
+            }
+        };
+        trust.insert(user.id, trusted);
+    }
+    trust
+}
+
 async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &CancellationToken) -> Attempt {
     let client = &parts.client;
     parts.outbox.update(inst, tracking(parts, job, Shown::Running), nanos(job.updated_at));
@@ -440,11 +495,33 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         Err(e) => return github_failed("minting the session token", &e),
     };
     let auth = GitAuth::installation_token(token.token.clone());
-    let person = |login: &str, association: &str| session::Person {
-        login: login.to_owned(),
-        can_write: matches!(association, "OWNER" | "MEMBER" | "COLLABORATOR"),
+    let ours = client.app_id();
+    let comments: Vec<&crate::github::Comment> = thread
+        .comments
+        .iter()
+        .filter(|c| !render::is_tracking_comment(&c.body, &job.repo, job.issue))
+        // Foreman's own comments are left out: a bot's text, and often an echo of someone else's.
+        .filter(|c| c.performed_via_github_app.as_ref().is_none_or(|app| app.id != ours))
+        .collect();
+    let authors = std::iter::once((&thread.issue.user, thread.issue.author_association.as_str()))
+        .chain(comments.iter().map(|c| (&c.user, c.author_association.as_str())))
+        .chain(reviews.iter().map(|r| (&r.user, r.author_association.as_str())))
+        .chain(review_comments.iter().map(|c| (&c.user, c.author_association.as_str())));
+    let trust = trusted_authors(client, inst, &job.repo, authors).await;
+    let person = |user: &crate::github::User| session::Person {
+        login: user.login.clone(),
+        trusted: trust.get(&user.id).copied().unwrap_or(false),
     };
-    let issue_author = person(&thread.issue.user.login, &thread.issue.author_association);
+    let requester = job.requester.clone().unwrap_or_default();
+    // The requester's instructions are trusted as their other text here is; someone who wrote nothing the
+    // thread shows (a label or a board move) gives no instructions.
+    let requester_trusted = std::iter::once(&thread.issue.user)
+        .chain(comments.iter().map(|c| &c.user))
+        .chain(reviews.iter().map(|r| &r.user))
+        .chain(review_comments.iter().map(|c| &c.user))
+        .find(|u| u.login.eq_ignore_ascii_case(&requester))
+        .is_some_and(|u| person(u).trusted);
+    let issue_author = person(&thread.issue.user);
     let spec = SessionSpec {
         repo: job.repo.clone(),
         kind,
@@ -458,28 +535,23 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
             body: thread.issue.body.clone().unwrap_or_default(),
             author: issue_author,
         },
-        comments: thread
-            .comments
+        comments: comments
             .iter()
-            .filter(|c| !render::is_tracking_comment(&c.body, &job.repo, job.issue))
-            .map(|c| session::Comment { author: person(&c.user.login, &c.author_association), body: c.body.clone() })
+            .map(|c| session::Comment { author: person(&c.user), body: c.body.clone() })
             .chain(reviews.iter().filter_map(|r| {
                 let body = r.body.as_deref().filter(|b| !b.trim().is_empty())?;
                 let state = r.state.to_lowercase().replace('_', " ");
-                Some(session::Comment {
-                    author: person(&r.user.login, &r.author_association),
-                    body: format!("(review: {state})\n\n{body}"),
-                })
+                Some(session::Comment { author: person(&r.user), body: format!("(review: {state})\n\n{body}") })
             }))
             .chain(review_comments.iter().map(|c| session::Comment {
-                author: person(&c.user.login, &c.author_association),
+                author: person(&c.user),
                 body: match c.line {
                     Some(line) => format!("(review comment on `{}`, line {line})\n\n{}", c.path, c.body),
                     None => format!("(review comment on `{}`)\n\n{}", c.path, c.body),
                 },
             }))
             .collect(),
-        requester: job.requester.clone().unwrap_or_default(),
+        requester: session::Person { login: requester, trusted: requester_trusted },
         instructions: job.instructions.clone(),
         constitution: prompt_rules(&effective.constitution),
         attempt: job.attempts.max(1),
@@ -699,6 +771,28 @@ fn log_tail(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_owner_is_trusted_without_a_lookup_and_bots_never_are() {
+        let user = |login: &str, kind: &str| crate::github::User {
+            login: login.into(),
+            id: crate::ids::UserId(1),
+            kind: kind.into(),
+        };
+        assert_eq!(trusted_without_lookup(&user("octocat", "User"), "OWNER"), Some(true));
+        for association in ["MEMBER", "COLLABORATOR", "CONTRIBUTOR", "NONE", ""] {
+            assert_eq!(trusted_without_lookup(&user("octocat", "User"), association), None, "{association}");
+        }
+        for (login, kind) in [("foreman[bot]", "Bot"), ("helper", "Bot"), ("old-app[bot]", "User")] {
+            for association in ["OWNER", "MEMBER", "COLLABORATOR", "NONE"] {
+                assert_eq!(
+                    trusted_without_lookup(&user(login, kind), association),
+                    Some(false),
+                    "{login} {association}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn the_agent_session_marker_round_trips_and_ignores_anything_else() {

@@ -75,8 +75,8 @@ pub struct SessionSpec {
     pub issue: IssueText,
     /// Its comments, oldest first.
     pub comments: Vec<Comment>,
-    /// Who asked for the run.
-    pub requester: String,
+    /// Who asked for the run, and whether their text (the instructions) is trusted.
+    pub requester: Person,
     /// The requester's instructions (`/foreman run <instructions>`).
     pub instructions: Option<String>,
     /// The constitution's rules.

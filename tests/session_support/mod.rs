@@ -43,7 +43,7 @@ pub fn origin(root: &Path, files: &[(&str, &str)]) -> PathBuf {
 
 /// A spec for issue 7 of `octo/repo` at `remote`.
 pub fn spec(remote: &Path, title: &str) -> SessionSpec {
-    let person = |login: &str, can_write| Person { login: login.into(), can_write };
+    let person = |login: &str, trusted| Person { login: login.into(), trusted };
     SessionSpec {
         repo: RepoName::new("octo", "repo").unwrap(),
         kind: PromptKind::Coding,
@@ -58,7 +58,7 @@ pub fn spec(remote: &Path, title: &str) -> SessionSpec {
             author: person("alice", true),
         },
         comments: vec![],
-        requester: "alice".into(),
+        requester: person("alice", true),
         instructions: None,
         constitution: vec![],
         attempt: 1,
