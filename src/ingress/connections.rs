@@ -542,23 +542,23 @@ pub const FD_RESERVE: u64 = 256;
 /// the configuration's.
 #[cfg(unix)]
 pub fn ensure_open_file_limit(max_connections: usize) {
-    let wanted = max_connections as u64 + FD_RESERVE;
+    let wanted = (max_connections as libc::rlim_t).saturating_add(FD_RESERVE as libc::rlim_t);
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes the struct we pass; setrlimit reads it.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return;
         }
-        if (limit.rlim_cur as u64) < wanted {
-            let raised = libc::rlimit { rlim_cur: wanted.min(limit.rlim_max as u64) as libc::rlim_t, ..limit };
+        if limit.rlim_cur < wanted {
+            let raised = libc::rlimit { rlim_cur: wanted.min(limit.rlim_max), ..limit };
             if raised.rlim_cur > limit.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 limit = raised;
             }
         }
     }
-    if (limit.rlim_cur as u64) < wanted {
+    if limit.rlim_cur < wanted {
         tracing::warn!(
-            open_file_limit = limit.rlim_cur as u64,
+            open_file_limit = limit.rlim_cur,
             max_connections,
             "the open-file limit is below server.max_connections + {FD_RESERVE}: a flood of connections can \
              exhaust file descriptors (Foreman then backs off and closes idle connections). Raise the limit \
