@@ -570,3 +570,45 @@ pub fn ensure_open_file_limit(max_connections: usize) {
 /// Does nothing where there is no `RLIMIT_NOFILE`.
 #[cfg(not(unix))]
 pub fn ensure_open_file_limit(_max_connections: usize) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ConnectionLimits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: 8,
+    };
+
+    #[test]
+    fn deadlines_tell_a_new_connection_headers_in_progress_and_an_idle_kept_alive_one_apart() {
+        let a = Arc::new(Activity::new(0));
+        a.waiting_since.store(1_000, Ordering::Release);
+        assert_eq!(a.deadline(&LIMITS), Some((11_000, "header_timeout")), "new: headers from the opening");
+        a.read();
+        let request = a.begin_request();
+        assert_eq!(a.deadline(&LIMITS), None, "no timeout of this module while a request is in flight");
+        drop(request);
+        a.waiting_since.store(2_000, Ordering::Release);
+        assert_eq!(a.deadline(&LIMITS), Some((62_000, "idle_timeout")), "kept alive: idle until a byte comes");
+        a.head_started.store(5_000, Ordering::Release);
+        assert_eq!(a.deadline(&LIMITS), Some((15_000, "header_timeout")), "then headers from their first byte");
+    }
+
+    #[test]
+    fn at_the_cap_the_connection_waiting_longest_goes_first_and_one_in_a_request_never() {
+        let table = Table::default();
+        let (old, busy, young) = (table.insert(), table.insert(), table.insert());
+        old.waiting_since.store(100, Ordering::Release);
+        busy.waiting_since.store(50, Ordering::Release);
+        young.waiting_since.store(900, Ordering::Release);
+        let _request = busy.begin_request();
+        assert!(table.evict_one());
+        assert!(old.evicting.load(Ordering::Acquire) && !young.evicting.load(Ordering::Acquire));
+        assert!(table.evict_one());
+        assert!(young.evicting.load(Ordering::Acquire));
+        assert!(!table.evict_one(), "the one in a request is never chosen");
+        assert!(!busy.evicting.load(Ordering::Acquire));
+    }
+}
