@@ -175,7 +175,8 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u64,
     /// Connections served at once. Default 512: room within the usual open-file limit of 1024 for the store,
     /// git and agents. At the cap, the connection that has waited longest for a request is closed to admit a
-    /// new one. Foreman raises its soft open-file limit to this plus 256 where the hard limit allows.
+    /// new one. Foreman raises its soft open-file limit to this plus 256 where the hard limit allows, and
+    /// serves fewer where it does not (`ingress::connections::fit_open_file_limit`).
     pub max_connections: usize,
     /// MiB of request bodies held at once, across all requests, before their signature is checked. Beyond
     /// it a request is answered 503 with `Retry-After`. Default 64; at least 25, so GitHub's largest

@@ -203,7 +203,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (FOREMAN_LISTEN): {e}", config.listen))?;
-    crate::ingress::connections::ensure_open_file_limit(config.server.max_connections);
+    let mut limits = config.server.connection_limits();
+    limits.max_connections = crate::ingress::connections::fit_open_file_limit(limits.max_connections);
     let local = listener.local_addr()?;
     tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
 
@@ -255,7 +256,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     };
-    let server = ingress::connections::serve(listener, app, config.server.connection_limits(), signal);
+    let server = ingress::connections::serve(listener, app, limits, signal);
     let drained = async {
         shutdown.cancelled().await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;

@@ -272,9 +272,10 @@ async fn at_the_connection_cap_idle_connections_make_room_for_a_delivery_and_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn out_of_file_descriptors_the_server_backs_off_closes_idle_connections_and_keeps_answering() {
+async fn short_of_file_descriptors_the_server_closes_idle_connections_and_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
-    // 64 descriptors in all: fewer than the connections the cap allows, so accept fails with EMFILE.
+    // 64 descriptors in all, far fewer than the connections configured: Foreman serves fewer, and what
+    // the store, the runtime and the listener hold leaves little room, so accept may fail with EMFILE too.
     let mut foreman = Foreman::start_adjusted(
         &dir.path().join("data"),
         &[("GITHUB_WEBHOOK_SECRET", SECRET), ("FOREMAN_MAX_CONNECTIONS", "1000")],
@@ -304,7 +305,7 @@ async fn out_of_file_descriptors_the_server_backs_off_closes_idle_connections_an
         at_least_closed(&mut idle, 1).await;
         assert!(foreman.child.try_wait().unwrap().is_none(), "foreman is still running");
         let logs = foreman.logs();
-        assert_eq!(count(&logs, "connection flood: cannot accept connections"), 1, "one warning per flood");
+        assert_eq!(count(&logs, "connection flood:"), 1, "one warning per flood");
         assert_eq!(count(&logs, "the open-file limit is below server.max_connections"), 1, "said at start");
     })
     .await;

@@ -19,9 +19,10 @@
 //!   delivery from GitHub, which sends its request as soon as it connects, is answered while the cap is full
 //!   of idle connections.
 //!
-//! Accept errors that mean the process or the system is out of file descriptors or memory (EMFILE, ENFILE,
-//! ENOBUFS, ENOMEM) close the longest-idle connection and back off ([`ACCEPT_BACKOFF_MIN`] doubling to
-//! [`ACCEPT_BACKOFF_MAX`]) rather than spin or stop. A flood (the cap reached, or accept errors) is logged
+//! The cap is fitted to the open-file limit at start ([`fit_open_file_limit`]). Accept errors that still
+//! mean the process or the system is out of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+//! close the longest-idle connection and retry once it has closed, or, with none to close, back off
+//! ([`ACCEPT_BACKOFF_MIN`] doubling to [`ACCEPT_BACKOFF_MAX`]), rather than spin or stop. A flood (the cap reached, or accept errors) is logged
 //! once when it starts and once when it is over, with its totals, never once per connection.
 //!
 //! Request bodies are bounded elsewhere: per request by [`super::MAX_BODY_BYTES`], across requests by the
@@ -54,13 +55,15 @@ use tower::ServiceExt;
 /// 32 MiB at the default cap, and is still large enough to read bodies in big frames.
 pub const MAX_READ_BUFFER: usize = 64 * 1024;
 
-/// The first wait after an accept error such as EMFILE. Closing one idle connection frees a descriptor at
-/// once, so the first retry comes soon.
+/// The first wait after an accept error such as EMFILE when no connection can be closed to free a
+/// descriptor (every one is in a request, which ends within the request timeout). Short, since a request
+/// may end at any moment.
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 
 /// The longest wait between accept attempts while errors persist (ENFILE: the whole system is out of file
-/// descriptors). Doubling up to a second keeps a lasting error from spinning a core, and the listener is
-/// tried again within a second of the condition clearing.
+/// descriptors), and the longest wait for a connection closed to free a descriptor. Doubling up to a
+/// second keeps a lasting error from spinning a core, and the listener is tried again within a second of
+/// the condition clearing.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// While at the cap with every connection in a request, how often the accept loop looks again for a
@@ -123,14 +126,21 @@ pub async fn serve(
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 flood.accept_error(&e, max);
-                if table.evict_one() {
+                // Closing a connection frees a descriptor: retry as soon as it has closed. With none to close
+                // (or another process took the descriptor), back off.
+                let wait = if table.evict_one() {
                     flood.evicted += 1;
-                }
+                    ACCEPT_BACKOFF_MAX
+                } else {
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    wait
+                };
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = table.closed.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = &mut signal => break,
                 }
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
@@ -163,6 +173,7 @@ pub async fn serve(
             table.remove(id);
             metrics::gauge!("foreman_connections_open").decrement(1.0);
             drop(permit);
+            table.closed.notify_one();
         });
     }
     drop(listener);
@@ -259,6 +270,8 @@ impl Flood {
 struct Table {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Activity>>>,
+    /// A connection has closed (its socket and slot are free).
+    closed: Notify,
 }
 
 impl Table {
@@ -500,6 +513,9 @@ async fn serve_connection(
         let deadline = activity.deadline(&limits);
         let at = deadline.map(|(ms, _)| tokio::time::Instant::from_std(epoch() + Duration::from_millis(ms)));
         tokio::select! {
+            // The connection first: a request whose head has arrived begins before an eviction is looked at,
+            // so a connection chosen before its task ran is not closed with its request unread.
+            biased;
             served = connection.as_mut() => {
                 if let Err(e) = served {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -536,18 +552,19 @@ async fn serve_connection(
 /// pipes, the mirrors' files. 256 leaves room for several sessions at once.
 pub const FD_RESERVE: u64 = 256;
 
-/// Makes room for `max_connections` connections in the process's open-file limit (`RLIMIT_NOFILE`): raises
-/// the soft limit towards the hard one when it is below `max_connections` + [`FD_RESERVE`], and warns,
-/// naming the key, when even the hard limit is too low. Accept errors then stay an attack's symptom, not
-/// the configuration's.
+/// Fits `max_connections` into the process's open-file limit (`RLIMIT_NOFILE`) and returns how many
+/// connections to serve at once. The soft limit is raised towards the hard one when it is below
+/// `max_connections` + [`FD_RESERVE`]. When even the hard limit is too low, Foreman serves fewer connections
+/// (the limit less [`FD_RESERVE`], and at least half the limit) and warns, naming the key: the cap then
+/// closes idle connections before accept runs out of descriptors.
 #[cfg(unix)]
-pub fn ensure_open_file_limit(max_connections: usize) {
+pub fn fit_open_file_limit(max_connections: usize) -> usize {
     let wanted = (max_connections as libc::rlim_t).saturating_add(FD_RESERVE as libc::rlim_t);
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes the struct we pass; setrlimit reads it.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
+            return max_connections;
         }
         if limit.rlim_cur < wanted {
             let raised = libc::rlimit { rlim_cur: wanted.min(limit.rlim_max), ..limit };
@@ -556,20 +573,27 @@ pub fn ensure_open_file_limit(max_connections: usize) {
             }
         }
     }
-    if limit.rlim_cur < wanted {
-        tracing::warn!(
-            open_file_limit = limit.rlim_cur,
-            max_connections,
-            "the open-file limit is below server.max_connections + {FD_RESERVE}: a flood of connections can \
-             exhaust file descriptors (Foreman then backs off and closes idle connections). Raise the limit \
-             (ulimit -n, LimitNOFILE=) or lower server.max_connections (FOREMAN_MAX_CONNECTIONS)"
-        );
+    if limit.rlim_cur >= wanted {
+        return max_connections;
     }
+    let fitting = limit.rlim_cur.saturating_sub(FD_RESERVE as libc::rlim_t).max(limit.rlim_cur / 2).max(1);
+    let serving = usize::try_from(fitting).unwrap_or(max_connections).min(max_connections);
+    tracing::warn!(
+        open_file_limit = limit.rlim_cur,
+        max_connections,
+        serving,
+        "the open-file limit is below server.max_connections + {FD_RESERVE}: serving at most {serving} \
+         connections at once. Raise the limit (ulimit -n, LimitNOFILE=) or lower server.max_connections \
+         (FOREMAN_MAX_CONNECTIONS)"
+    );
+    serving
 }
 
-/// Does nothing where there is no `RLIMIT_NOFILE`.
+/// `max_connections`, where there is no `RLIMIT_NOFILE`.
 #[cfg(not(unix))]
-pub fn ensure_open_file_limit(_max_connections: usize) {}
+pub fn fit_open_file_limit(max_connections: usize) -> usize {
+    max_connections
+}
 
 #[cfg(test)]
 mod tests {
