@@ -45,7 +45,17 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_MAX_SESSIONS_PER_INSTALLATION", "scheduler.max_sessions_per_installation"),
     ("FOREMAN_PRIORITY_LABELS", "scheduler.priority_labels"),
     ("FOREMAN_RECONCILE_INTERVAL_SECS", "reconcile.interval_secs"),
+    ("FOREMAN_HEADER_READ_TIMEOUT_SECS", "server.header_read_timeout_secs"),
+    ("FOREMAN_IDLE_TIMEOUT_SECS", "server.idle_timeout_secs"),
+    ("FOREMAN_MAX_CONNECTIONS", "server.max_connections"),
+    ("FOREMAN_MAX_UNVERIFIED_BODY_MB", "server.max_unverified_body_mb"),
 ];
+
+/// The variables of [`ENV_KEYS`] that hold a secret or point at one. `foreman serve` removes them from its
+/// environment once the configuration is read, so no process it starts inherits them (see
+/// `server::forget_secret_environment`).
+pub const SECRET_ENV_KEYS: &[&str] =
+    &["FOREMAN_ADMIN_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"];
 
 /// Foreman's whole configuration, as read at start.
 #[derive(Debug, Deserialize)]
@@ -71,6 +81,9 @@ pub struct Config {
     pub inbox: InboxConfig,
     /// The sled store.
     pub store: StoreConfig,
+    /// The HTTP server's bounds on connections and unverified bodies.
+    #[serde(default)]
+    pub server: ServerConfig,
     /// What labels, board moves and commands mean work, and who may give commands (docs/commands.md).
     #[serde(default)]
     pub triggers: crate::decide::DecideConfig,
@@ -152,6 +165,66 @@ pub struct StoreConfig {
     pub cache_mb: u64,
 }
 
+/// The `[server]` table: how long a client may take, and how many connections and unverified bytes Foreman
+/// holds at once, so that the webhook endpoint stays up for GitHub while others flood it without the secret
+/// (`ingress::connections`, `ingress::budget`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Seconds a client has to send a request's headers: from the connection's opening for its first
+    /// request, from its first byte for a later one. Default 10, GitHub's own time limit for a whole delivery
+    /// (its headers arrive at once); a connection that sends nothing, or headers a byte at a time, is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request before it is closed. Default 60: long
+    /// enough for a proxy in front (Fly.io's) to reuse connections, short enough that idle ones do not pile up.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once. Default 512: room within the usual open-file limit of 1024 for the store,
+    /// git and agents. At the cap, the connection that has waited longest for a request is closed to admit a
+    /// new one. Foreman raises its soft open-file limit to this plus 256 where the hard limit allows, and
+    /// serves fewer where it does not (`ingress::connections::fit_open_file_limit`).
+    pub max_connections: usize,
+    /// MiB of request bodies held at once, across all requests, before their signature is checked. Beyond
+    /// it a request is answered 503 with `Retry-After`. Default 64; at least 25, so GitHub's largest
+    /// payload (25 MB) fits.
+    pub max_unverified_body_mb: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { header_read_timeout_secs: 10, idle_timeout_secs: 60, max_connections: 512, max_unverified_body_mb: 64 }
+    }
+}
+
+impl ServerConfig {
+    /// The connection bounds, as [`crate::ingress::connections::serve`] takes them.
+    pub fn connection_limits(&self) -> crate::ingress::connections::ConnectionLimits {
+        crate::ingress::connections::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// [`Self::max_unverified_body_mb`] in bytes.
+    pub fn max_unverified_body_bytes(&self) -> usize {
+        self.max_unverified_body_mb.saturating_mul(1024 * 1024)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let at_least = |value: u64, least: u64, key: &str, env: &str| {
+            if value < least {
+                Err(ConfigError(format!("server.{key} ({env}) must be at least {least}")))
+            } else {
+                Ok(())
+            }
+        };
+        at_least(self.header_read_timeout_secs, 1, "header_read_timeout_secs", "FOREMAN_HEADER_READ_TIMEOUT_SECS")?;
+        at_least(self.idle_timeout_secs, 1, "idle_timeout_secs", "FOREMAN_IDLE_TIMEOUT_SECS")?;
+        at_least(self.max_connections as u64, 1, "max_connections", "FOREMAN_MAX_CONNECTIONS")?;
+        at_least(self.max_unverified_body_mb as u64, 25, "max_unverified_body_mb", "FOREMAN_MAX_UNVERIFIED_BODY_MB")
+    }
+}
+
 /// A configuration that could not be read: which key, and what was wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -199,6 +272,7 @@ impl Config {
             return Err(ConfigError("store.cache_mb (FOREMAN_STORE_CACHE_MB) must be at least 1".into()));
         }
         self.scheduler.validate().map_err(ConfigError)?;
+        self.server.validate()?;
         self.report.validate().map_err(ConfigError)?;
         if !(self.github.api_url.starts_with("http://") || self.github.api_url.starts_with("https://")) {
             return Err(ConfigError(format!(
@@ -274,6 +348,11 @@ mod tests {
             assert!(c.github.webhook_secret.is_empty());
             assert!(!c.github.has_app_credentials());
             assert_eq!(c.inbox.retention_days, 7);
+            assert_eq!(
+                (c.server.header_read_timeout_secs, c.server.idle_timeout_secs, c.server.max_connections),
+                (10, 60, 512)
+            );
+            assert_eq!(c.server.max_unverified_body_bytes(), 64 * 1024 * 1024);
             Ok(())
         });
     }
@@ -306,6 +385,18 @@ mod tests {
             jail.create_file("f.toml", "[github]\nap_id = 5\n")?;
             let e = Config::load(Some(Path::new("f.toml"))).unwrap_err().to_string();
             assert!(e.contains("unknown key 'github.ap_id'"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOREMAN_MAX_UNVERIFIED_BODY_MB", "10");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("server.max_unverified_body_mb") && e.contains("FOREMAN_MAX_UNVERIFIED_BODY_MB"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("f.toml", "[server]\nheader_read_timeout_secs = 0\n")?;
+            let e = Config::load(Some(Path::new("f.toml"))).unwrap_err().to_string();
+            assert!(e.contains("server.header_read_timeout_secs"), "{e}");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {

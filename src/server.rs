@@ -1,11 +1,11 @@
 //! `foreman serve`: the HTTP server, its background tasks, and graceful shutdown.
 //!
-//! Start-up: read the configuration, open the store in the data directory, make sure there is a webhook
-//! secret, then serve. On SIGTERM or SIGINT: answer new deliveries 503, stop accepting connections, finish
+//! Start-up: make the process non-dumpable, read the configuration, take Foreman's secrets out of the
+//! environment, open the store in the data directory, make sure there is a webhook secret, then serve
+//! ([`crate::ingress::connections`]: timeouts and a cap on connections). On SIGTERM or SIGINT: answer new deliveries 503, stop accepting connections, finish
 //! the requests in flight, flush the store, exit 0 (well inside fly.toml's `kill_timeout`).
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,7 +39,12 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs `foreman serve` until SIGTERM or SIGINT. Exit code 2 for a configuration error, 1 for a runtime one.
+///
+/// Before anything else the process is made non-dumpable ([`make_undumpable`]); once the configuration is
+/// read, and before the runtime starts its threads, Foreman's secrets leave the environment
+/// ([`forget_secret_environment`]).
 pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
+    let undumpable = make_undumpable();
     let config = match Config::load(config_file) {
         Ok(c) => c,
         Err(e) => {
@@ -47,7 +52,16 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // SAFETY: the process has one thread: no runtime, no logging thread, no child yet (jemalloc's
+    // background thread never reads the environment after its start).
+    let forgotten = unsafe { forget_secret_environment() };
     crate::telemetry::init_logging(config.log_format);
+    if let Err(e) = undumpable {
+        tracing::warn!(error = %e, "could not make the process non-dumpable (prctl PR_SET_DUMPABLE)");
+    }
+    if !forgotten.is_empty() {
+        tracing::info!(variables = ?forgotten, "secrets read from the environment and removed from it");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the tokio runtime");
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,6 +97,108 @@ fn check_sandbox(config: &Config) -> Option<Arc<str>> {
     }
 }
 
+/// Makes the process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`, Linux): no core dump, no ptrace attach, and
+/// its `/proc/<pid>/` files (environ, mem, maps, fd) owned by root, so a process of the same user that lacks
+/// `CAP_SYS_PTRACE`, an agent in particular, cannot read Foreman's memory or environment. The flag is not
+/// inherited across `execve`: git and agents stay ordinary processes. Does nothing elsewhere.
+pub fn make_undumpable() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with PR_SET_DUMPABLE takes integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Removes Foreman's secrets ([`crate::config::SECRET_ENV_KEYS`], names compared ignoring case as the
+/// configuration reads them) from the process environment once the configuration holds them, so that no
+/// process Foreman starts (git, agents, required commands, helpers) inherits them. Returns the names removed.
+///
+/// `remove_var` only takes the variable out of the list the C library keeps; the kernel still shows the
+/// environment the process was started with as `/proc/<pid>/environ`, read from the block at the top of
+/// the initial stack. On Linux each secret's `NAME=VALUE` string in that block is therefore overwritten
+/// with NUL bytes too. Whoever could read the block before this ran (a parent, root) has seen it anyway;
+/// [`make_undumpable`] and the agent sandbox keep other processes of Foreman's user out of `/proc/<pid>/`.
+///
+/// # Safety
+///
+/// Call it while the process has a single thread (before the tokio runtime starts): it changes the
+/// environment and writes into the initial environment block, which nothing else may read meanwhile.
+pub unsafe fn forget_secret_environment() -> Vec<String> {
+    let secret = |name: &str| crate::config::SECRET_ENV_KEYS.iter().any(|k| k.eq_ignore_ascii_case(name));
+    let names: Vec<String> =
+        std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).filter(|k| secret(k)).collect();
+    for name in &names {
+        // SAFETY: single-threaded, as the caller promises.
+        unsafe { std::env::remove_var(name) };
+    }
+    #[cfg(target_os = "linux")]
+    if let Some((start, end)) = initial_environment_block() {
+        // SAFETY: [start, end) is the process's initial environment block (kernel-given, on the main
+        // thread's stack, writable, never freed); the C library's list no longer points into the entries
+        // overwritten, since their variables were removed above; single-threaded, as the caller promises.
+        unsafe { scrub_environment_block(start, end, &secret) };
+    }
+    names
+}
+
+/// The address range of the initial environment block, fields 50 and 51 (`env_start`, `env_end`) of
+/// `/proc/self/stat` (proc(5)); `None` when it cannot be read.
+#[cfg(target_os = "linux")]
+fn initial_environment_block() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain anything: field 3 is first.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let start = fields.get(50 - 3)?.parse().ok()?;
+    let end = fields.get(51 - 3)?.trim().parse().ok()?;
+    (start != 0 && start < end).then_some((start, end))
+}
+
+/// Overwrites with NUL bytes each `NAME=VALUE` string in `[start, end)` whose name `secret` accepts.
+///
+/// # Safety
+///
+/// `[start, end)` must be writable memory of this process that nothing else reads or writes meanwhile.
+#[cfg(target_os = "linux")]
+unsafe fn scrub_environment_block(start: usize, end: usize, secret: &dyn Fn(&str) -> bool) {
+    let block: *mut u8 = std::ptr::with_exposed_provenance_mut(start);
+    // SAFETY: the caller promises the range is this process's memory, used by nothing else now.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(block, end - start) };
+    for entry in bytes.split_mut(|b| *b == 0) {
+        let name = entry.split(|b| *b == b'=').next().unwrap_or_default();
+        if std::str::from_utf8(name).is_ok_and(secret) {
+            entry.fill(0);
+        }
+    }
+}
+
+/// Warns, naming the file, its mode and the fix, when the App's private key file can be read by its group
+/// or by others: it must be readable by Foreman's user only.
+fn check_private_key_file(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().mode() & 0o044 != 0 => {
+                let mode = format!("{:04o}", meta.permissions().mode() & 0o7777);
+                tracing::warn!(
+                    path = %path.display(),
+                    mode,
+                    "the GitHub App's private key file can be read by other users (mode {mode}); make it readable \
+                     by Foreman's user only: chmod 600 {}",
+                    path.display()
+                );
+            }
+            Ok(_) => {}
+            // Reading the key reports a missing or unreadable file with its cause.
+            Err(_) => {}
+        }
+    }
+}
+
 /// Opens the store, binds, and serves until a shutdown signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
@@ -92,13 +208,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", config.data_dir.display()))?;
     let secrets = webhook_secrets(&config)?;
     let outgoing = outgoing_secrets(&config, &secrets);
+    if let Some(path) = &config.github.private_key_path {
+        check_private_key_file(path);
+    }
     if !config.github.has_app_credentials() {
         tracing::warn!(
             "no GitHub App credentials: Foreman will accept and store deliveries but cannot act on GitHub. \
              Set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)"
         );
     }
-    let ingress = Ingress::new(store.clone(), Verifier::new(&secrets));
+    let ingress = Ingress::new(store.clone(), Verifier::new(&secrets))
+        .with_unverified_body_limit(config.server.max_unverified_body_bytes());
     let sessions_unavailable = check_sandbox(&config);
     let state = AppState {
         store: store.clone(),
@@ -111,6 +231,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (FOREMAN_LISTEN): {e}", config.listen))?;
+    let mut limits = config.server.connection_limits();
+    limits.max_connections = crate::ingress::connections::fit_open_file_limit(limits.max_connections);
     let local = listener.local_addr()?;
     tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
 
@@ -162,15 +284,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     };
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = ingress::connections::serve(listener, app, limits, signal);
     let drained = async {
         shutdown.cancelled().await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;
     };
     tokio::select! {
-        r = server => r?,
+        () = server => {}
         _ = drained => tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway"),
     }
     shutdown.cancel();

@@ -14,8 +14,14 @@
 //! | 401 | signature missing or wrong |
 //! | 413 | body over [`MAX_BODY_BYTES`] |
 //! | 415 | a content type other than JSON or form-encoded `payload=` |
-//! | 503 | shutting down, or the store cannot take the write |
+//! | 503 | shutting down, the store cannot take the write, or the unverified-body budget is full (with `Retry-After`) |
+//!
+//! Bodies are held until their signature has been checked; the bytes held that way across all requests are
+//! bounded ([`budget`]). Connections are served by [`connections`], which bounds their number and how long
+//! they may take to send a request's headers or stay idle.
 
+pub mod budget;
+pub mod connections;
 pub mod signature;
 
 use std::sync::Arc;
@@ -24,14 +30,17 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::ids::{DeliveryId, InstallationId};
 use crate::store::inbox::compress_body;
 use crate::store::{DeliveryMeta, NewDelivery, PutOutcome, Store};
+pub use budget::BodyBudget;
 pub use signature::Verifier;
 
 /// The path GitHub posts deliveries to.
@@ -40,6 +49,17 @@ pub const WEBHOOK_PATH: &str = "/api/github/webhooks";
 /// The largest body accepted: GitHub caps webhook payloads at 25 MB
 /// (<https://docs.github.com/en/webhooks/webhook-events-and-payloads#payload-cap>).
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+/// The default bound on bytes of not-yet-verified bodies held across all requests (`server.max_unverified_body_mb`,
+/// 64 MiB): two of GitHub's largest payloads at once, far above what GitHub sends concurrently to one App, and
+/// small enough that the process stays well within a 256 MB machine while it is full.
+pub const DEFAULT_MAX_UNVERIFIED_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The `Retry-After` value, in seconds, of a 503 for a full unverified-body budget. Every byte held is given
+/// back within the request timeout ([`crate::server::REQUEST_TIMEOUT`], 9 s), so the budget has room again
+/// after at most that long. GitHub does not retry by itself; a delivery refused this way is redelivered by
+/// reconciliation or by hand (docs/operations.md).
+pub const OVER_BUDGET_RETRY_AFTER_SECS: u64 = 10;
 
 /// The events Foreman acts on. Other verified events are answered 204 and not stored.
 pub const USED_EVENTS: &[&str] = &[
@@ -63,12 +83,30 @@ pub struct Ingress {
     store: Store,
     verifier: Arc<Verifier>,
     shutting_down: Arc<AtomicBool>,
+    budget: BodyBudget,
 }
 
 impl Ingress {
-    /// An ingress that verifies with `verifier` and stores into `store`.
+    /// An ingress that verifies with `verifier` and stores into `store`, holding at most
+    /// [`DEFAULT_MAX_UNVERIFIED_BODY_BYTES`] of unverified bodies at once.
     pub fn new(store: Store, verifier: Verifier) -> Self {
-        Self { store, verifier: Arc::new(verifier), shutting_down: Arc::new(AtomicBool::new(false)) }
+        Self {
+            store,
+            verifier: Arc::new(verifier),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            budget: BodyBudget::new(DEFAULT_MAX_UNVERIFIED_BODY_BYTES),
+        }
+    }
+
+    /// The same, holding at most `bytes` of unverified bodies at once across all requests.
+    pub fn with_unverified_body_limit(mut self, bytes: usize) -> Self {
+        self.budget = BodyBudget::new(bytes);
+        self
+    }
+
+    /// The unverified-body budget, e.g. to see how much of it is taken.
+    pub fn body_budget(&self) -> &BodyBudget {
+        &self.budget
     }
 
     /// From now on, answer every delivery 503 so GitHub records a failure that can be redelivered.
@@ -127,6 +165,57 @@ fn content_kind(headers: &HeaderMap) -> Option<ContentKind> {
     }
 }
 
+/// Why a body was not read whole.
+enum BodyRefused {
+    /// Over [`MAX_BODY_BYTES`], or the connection failed while sending it.
+    TooLarge,
+    /// The unverified-body budget cannot hold it.
+    OverBudget,
+}
+
+/// Reads a body whole within [`MAX_BODY_BYTES`] and the budget: its declared length is taken from the budget
+/// before a byte is read; a body without one (chunked) takes what each frame brings as it arrives. The
+/// returned reservation holds the body's bytes until dropped.
+async fn read_body(
+    mut body: Body,
+    declared_len: Option<u64>,
+    budget: &BodyBudget,
+) -> Result<(Bytes, budget::Reservation), BodyRefused> {
+    let declared = declared_len.map_or(0, |n| n as usize);
+    let mut held = budget.reserve(declared).ok_or(BodyRefused::OverBudget)?;
+    // One frame is kept as it came (the usual case: no copy); more are gathered.
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyRefused::TooLarge)?.into_data() else { continue };
+        len += data.len();
+        if len > MAX_BODY_BYTES {
+            return Err(BodyRefused::TooLarge);
+        }
+        if len > held.bytes() && !held.grow(len - held.bytes()) {
+            return Err(BodyRefused::OverBudget);
+        }
+        match (&mut first, &mut gathered) {
+            (None, None) => first = Some(data),
+            (Some(one), None) => {
+                let mut all = BytesMut::with_capacity(declared.max(len));
+                all.extend_from_slice(one);
+                all.extend_from_slice(&data);
+                first = None;
+                gathered = Some(all);
+            }
+            (_, Some(all)) => all.extend_from_slice(&data),
+        }
+    }
+    let raw = match (first, gathered) {
+        (_, Some(all)) => all.freeze(),
+        (Some(one), None) => one,
+        (None, None) => Bytes::new(),
+    };
+    Ok((raw, held))
+}
+
 /// The webhook handler. See the module documentation for the answers.
 pub async fn receive(State(ingress): State<Ingress>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
@@ -160,12 +249,24 @@ async fn receive_inner(ingress: &Ingress, headers: &HeaderMap, body: Body) -> (&
     if declared_len.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return refused("too_large", StatusCode::PAYLOAD_TOO_LARGE, "body over 25 MiB");
     }
-    let raw = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(raw) => raw,
-        Err(_) => return refused("too_large", StatusCode::PAYLOAD_TOO_LARGE, "body over 25 MiB or not readable"),
+    let (raw, held) = match read_body(body, declared_len, &ingress.budget).await {
+        Ok(read) => read,
+        Err(BodyRefused::TooLarge) => {
+            return refused("too_large", StatusCode::PAYLOAD_TOO_LARGE, "body over 25 MiB or not readable");
+        }
+        Err(BodyRefused::OverBudget) => {
+            tracing::debug!(delivery, event, "unverified-body budget full: delivery refused 503");
+            let mut response =
+                answer(StatusCode::SERVICE_UNAVAILABLE, "too many unverified bodies in progress; redeliver later");
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(OVER_BUDGET_RETRY_AFTER_SECS));
+            return ("overloaded", "unverified".to_owned(), response);
+        }
     };
     let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
-    if let Err(e) = ingress.verifier.verify(signature, &raw) {
+    let verified = ingress.verifier.verify(signature, &raw);
+    // Checked: the body is no longer unverified, whatever the answer.
+    drop(held);
+    if let Err(e) = verified {
         tracing::debug!(delivery, event, reason = %e, "delivery refused");
         return refused("bad_signature", StatusCode::UNAUTHORIZED, "signature missing or wrong");
     }

@@ -52,7 +52,18 @@ impl Foreman {
         Self::spawn(data_dir, env)
     }
 
+    /// As [`Foreman::start`], with `adjust` applied to the command before it is spawned (a user id, a
+    /// resource limit). A restart does not apply it again.
+    pub fn start_adjusted(data_dir: &Path, env: &[(&str, &str)], adjust: impl FnOnce(&mut Command)) -> Foreman {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::spawn_adjusted(data_dir, env, adjust)
+    }
+
     fn spawn(data_dir: &Path, env: Vec<(String, String)>) -> Foreman {
+        Self::spawn_adjusted(data_dir, env, |_| {})
+    }
+
+    fn spawn_adjusted(data_dir: &Path, env: Vec<(String, String)>, adjust: impl FnOnce(&mut Command)) -> Foreman {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_foreman"));
         cmd.arg("serve")
             .env_clear()
@@ -68,6 +79,7 @@ impl Foreman {
         for (k, v) in &env {
             cmd.env(k, v);
         }
+        adjust(&mut cmd);
         let mut child = cmd.spawn().expect("start foreman");
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
