@@ -310,7 +310,7 @@ async fn init_opens_one_pull_request_with_the_template_even_when_asked_twice() {
         let issue = IssueNumber(w.sim.create_issue("acme/widgets", "Adopt rules", "", "alice").unwrap().0);
         let event = foreman::event::decode(
             "issue_comment",
-            &comment_payload(&w, issue, "/foreman constitution init rust", "MEMBER"),
+            &comment_payload(&w, issue, "/foreman constitution init rust", "OWNER"),
         )
         .unwrap();
         let actions = decide::decide(&event, &DecideConfig::default(), &Snapshot::default());
