@@ -537,3 +537,27 @@ async fn the_bridge_does_not_load_the_repositorys_env_file_into_the_programs_env
     let (code, stdout, stderr) = run_bridge(cmd).await;
     assert_eq!((code, stdout.as_str()), (0, "unset"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_listed_name_is_resolved_by_the_proxy_and_an_unreachable_target_gets_502() {
+    let (port, accepted) = echo_server().await;
+    let closed = free_port();
+    let mut p =
+        Proxy::start(&allowed(&[format!("localhost:{port}"), format!("127.0.0.1:{closed}")]), ProxyLimits::default());
+    // `localhost` may resolve to ::1 first; the proxy tries each address until one connects.
+    let mut s = p.connect().await;
+    s.write_all(format!("CONNECT LocalHost:{port} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+    assert!(read_head(&mut s).await.starts_with("HTTP/1.1 200"));
+    s.write_all(b"via a name").await.unwrap();
+    let mut back = [0u8; 10];
+    timeout(WAIT, s.read_exact(&mut back)).await.unwrap().unwrap();
+    assert_eq!(&back, b"via a name");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(p.event().await, ProxyEvent::Allowed { target: format!("localhost:{port}"), method: "CONNECT".into() });
+
+    let mut s = p.connect().await;
+    s.write_all(format!("CONNECT 127.0.0.1:{closed} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+    let response = read_to_end(&mut s).await;
+    assert!(response.starts_with("HTTP/1.1 502") && response.contains("cannot connect to 127.0.0.1:"), "{response}");
+    assert!(matches!(p.event().await, ProxyEvent::Failed { target, .. } if target == format!("127.0.0.1:{closed}")));
+}
