@@ -56,11 +56,20 @@ pub enum Command {
     /// labels an issue, and narrates until its pull request is open. See README.md ("See it work").
     #[cfg(feature = "demo")]
     Demo(crate::demo::DemoArgs),
+    /// Inside an agent's sandbox: relay TCP connections on a loopback address to the network proxy's Unix
+    /// socket, run a program and exit with its status. Foreman starts it; see `session::netproxy::bridge`.
+    #[command(hide = true)]
+    SandboxBridge(crate::session::netproxy::bridge::BridgeArgs),
 }
 
 /// Parses the command line and runs the subcommand. Exit code 0 on success, 1 on a runtime error,
 /// 2 on a usage or configuration error.
 pub fn main() -> ExitCode {
+    // The bridge runs in the agent's working directory inside its sandbox: it reads no `.env` (the
+    // repository's variables would reach the agent through it) and no configuration.
+    if let Ok(Cli { command: Command::SandboxBridge(args), .. }) = Cli::try_parse() {
+        return crate::session::netproxy::bridge::main(args);
+    }
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     match cli.command {
@@ -72,5 +81,6 @@ pub fn main() -> ExitCode {
         Command::Status { server } => crate::scheduler::status::status_main(&server),
         #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::main(args),
+        Command::SandboxBridge(args) => crate::session::netproxy::bridge::main(args),
     }
 }

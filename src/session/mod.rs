@@ -26,6 +26,7 @@ pub mod config;
 pub mod credentials;
 pub mod env;
 pub mod log;
+pub mod netproxy;
 pub mod outcome;
 pub mod process;
 pub mod prompt;
