@@ -34,6 +34,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_AGENT_BACKEND", "agent.backend"),
     ("FOREMAN_AGENT_COMMAND", "agent.command"),
     ("FOREMAN_AGENT_SANDBOX", "agent.sandbox"),
+    ("FOREMAN_AGENT_NETWORK", "agent.network"),
+    ("FOREMAN_AGENT_ALLOWED_HOSTS", "agent.allowed_hosts"),
     ("FOREMAN_AGENT_BWRAP_PATH", "agent.bwrap_path"),
     ("FOREMAN_AGENT_SANDBOX_WRITABLE_PATHS", "agent.sandbox_writable_paths"),
     ("FOREMAN_AGENT_MAX_COST_USD", "agent.max_cost_usd"),

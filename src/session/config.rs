@@ -102,6 +102,16 @@ pub struct AgentConfig {
     /// `RLIMIT_NPROC` for each sandbox: how many processes the agent's user may have. Default 4096; it does
     /// not hold for a Foreman running as root (see [`super::sandbox`]). Unset: no limit.
     pub max_processes: Option<u64>,
+    /// What the sandbox can reach: `open` (default: the host's network), `none` (nothing), or `allowlist`
+    /// (only [`Self::allowed_hosts`], through Foreman's proxy; see [`super::netproxy`]). `none` and
+    /// `allowlist` need the sandbox.
+    pub network: super::netproxy::NetworkMode,
+    /// For `network = "allowlist"`: `host`, `host:port`, `*.domain` or IP literal entries. Default
+    /// `["api.anthropic.com"]`; a list set here replaces it (add the package registries the agent needs).
+    pub allowed_hosts: Vec<String>,
+    /// The `foreman` executable run as the sandbox's network bridge (`foreman sandbox-bridge`) when
+    /// `network = "allowlist"`. Default: this process's own executable.
+    pub bridge_path: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -137,6 +147,9 @@ impl Default for AgentConfig {
             sandbox_paths: Vec::new(),
             sandbox_writable_paths: Vec::new(),
             max_processes: Some(4096),
+            network: super::netproxy::NetworkMode::Open,
+            allowed_hosts: super::netproxy::default_allowed_hosts(),
+            bridge_path: None,
         }
     }
 }
@@ -191,6 +204,13 @@ impl AgentConfig {
 
     /// Checks the values; the error names the key (`agent.…`) and what is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        super::netproxy::Allowlist::parse(&self.allowed_hosts, "agent.allowed_hosts")?;
+        if self.network != super::netproxy::NetworkMode::Open && self.sandbox == super::sandbox::SandboxMode::Off {
+            return Err(format!(
+                "agent.network = \"{}\" needs the sandbox: remove agent.sandbox = \"off\"",
+                if self.network == super::netproxy::NetworkMode::None { "none" } else { "allowlist" }
+            ));
+        }
         if self.backend == Backend::Command && self.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
             return Err("agent.command (FOREMAN_AGENT_COMMAND) is required when agent.backend is \"command\"".into());
         }

@@ -275,6 +275,8 @@ pub struct SessionRunner {
     scratch_dir: PathBuf,
     /// The agents' homes when sandboxed: `homes/<owner>/<name>/<issue>`, kept across sessions of an issue.
     homes_dir: PathBuf,
+    /// The network proxies' Unix sockets, one per session with `agent.network = "allowlist"` (mode 0700).
+    proxy_dir: PathBuf,
     sandbox: sandbox::Sandbox,
     parent_env: Vec<(String, String)>,
     /// What the commit messages Foreman writes are scrubbed of.
@@ -295,8 +297,16 @@ impl SessionRunner {
         let logs_dir = data_dir.join("sessions");
         let scratch_dir = data_dir.join("scratch");
         let homes_dir = data_dir.join("homes");
-        for d in [&logs_dir, &scratch_dir, &homes_dir] {
+        let proxy_dir = data_dir.join("proxy");
+        for d in [&logs_dir, &scratch_dir, &homes_dir, &proxy_dir] {
             std::fs::create_dir_all(d).map_err(|e| StartError::Io(d.clone(), e))?;
+        }
+        // The proxies' sockets: reachable by Foreman's user only, from the moment each is bound.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&proxy_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| StartError::Io(proxy_dir.clone(), e))?;
         }
         let sandbox = sandbox::Sandbox::new(data_dir, &config);
         Ok(Self {
@@ -307,6 +317,7 @@ impl SessionRunner {
             logs_dir,
             scratch_dir,
             homes_dir,
+            proxy_dir,
             sandbox,
             parent_env: std::env::vars().collect(),
             secrets: crate::github::SecretRegistry::default(),
@@ -408,12 +419,21 @@ impl SessionRunner {
             self.workspaces.remove(&ws, &spec.repo).await;
             return self.finish(outcome, log, started);
         }
+        let c = self.config.overridden(spec.overrides.as_ref());
+        let (network, proxy) = match self.network(&c, &session_id) {
+            Ok(network) => network,
+            Err(e) => {
+                outcome.verdict = failed(FailureClass::Infrastructure, e);
+                self.workspaces.remove(&ws, &spec.repo).await;
+                return self.finish(outcome, log, started);
+            }
+        };
         let mounts = sandbox::Mounts {
             workspace: ws.path.clone(),
             home,
-            read_only: borrowed_objects(&ws.path),
+            read_only: ws.shared_objects().into_iter().collect(),
             files: Vec::new(),
-            network: sandbox::NetworkAccess::Open,
+            network,
         };
 
         let input = prompt::PromptInput {
@@ -434,7 +454,6 @@ impl SessionRunner {
                 let identity = self.identity();
                 let mut env = env::build(self.parent_env.iter().cloned(), &self.config.env_allow, &self.config.env);
                 env.extend(identity.clone());
-                let c = self.config.overridden(spec.overrides.as_ref());
                 match c.backend {
                     Backend::Claude => {
                         self.run_claude(&c, &spec, &mounts, env, text, &cancel, &progress, &mut log).await
@@ -486,6 +505,16 @@ impl SessionRunner {
             }
             _ => None,
         };
+        if let Some((proxy, mut events)) = proxy {
+            let dropped = proxy.dropped_events();
+            proxy.shutdown().await;
+            while let Ok(event) = events.try_recv() {
+                log.event("network", json!(event));
+            }
+            if dropped > 0 {
+                log.event("network_events_dropped", json!({ "count": dropped }));
+            }
+        }
         self.workspaces.remove(&ws, &spec.repo).await;
         outcome.verdict = match (agent.failure, changes) {
             (Some((class, reason)), Ok(changes)) => {
@@ -865,17 +894,41 @@ fn refusal(decision: &crate::constitution::Decision) -> String {
     format!("the constitution refused the change: {}", parts.join("; "))
 }
 
-/// The object directories a repository borrows from (`.git/objects/info/alternates`, one absolute path a
-/// line): a clone made with `--shared` reads the mirror's objects there, so the sandbox shows them,
-/// read-only, at the same path.
-fn borrowed_objects(repo: &Path) -> Vec<PathBuf> {
-    std::fs::read_to_string(repo.join(".git/objects/info/alternates"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && Path::new(l).is_absolute())
-        .map(PathBuf::from)
-        .collect()
+/// How many network decisions wait to be written to the session log; past it they are counted, not kept
+/// (the proxy never waits on the log). A session's agent makes a few hundred connections at most.
+const NETWORK_EVENTS: usize = 4096;
+
+impl SessionRunner {
+    /// The sandbox's network for a session configured as `c`, and for `allowlist` the proxy serving it
+    /// (with its decisions, for the session log). The error says why the proxy could not start.
+    fn network(
+        &self,
+        c: &AgentConfig,
+        session_id: &str,
+    ) -> Result<
+        (sandbox::NetworkAccess, Option<(netproxy::NetProxy, tokio::sync::mpsc::Receiver<netproxy::ProxyEvent>)>),
+        String,
+    > {
+        match c.network {
+            netproxy::NetworkMode::Open => Ok((sandbox::NetworkAccess::Open, None)),
+            netproxy::NetworkMode::None => Ok((sandbox::NetworkAccess::None, None)),
+            netproxy::NetworkMode::Allowlist => {
+                let allowlist = netproxy::Allowlist::parse(&c.allowed_hosts, "agent.allowed_hosts")?;
+                let socket = self.proxy_dir.join(format!("{session_id}.sock"));
+                let _ = std::fs::remove_file(&socket);
+                let (tx, rx) = tokio::sync::mpsc::channel(NETWORK_EVENTS);
+                let proxy = netproxy::NetProxy::bind(
+                    &socket,
+                    allowlist,
+                    netproxy::ProxyLimits::default(),
+                    tx,
+                    &tokio_util::sync::CancellationToken::new(),
+                )
+                .map_err(|e| format!("starting the network proxy on {}: {e}", socket.display()))?;
+                Ok((sandbox::NetworkAccess::Proxy { socket }, Some((proxy, rx))))
+            }
+        }
+    }
 }
 
 /// Whether the Claude CLI keeps a transcript of session `id` under `home` (`~/.claude/projects/<project>/<id>.jsonl`,

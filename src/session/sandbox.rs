@@ -75,6 +75,14 @@ pub const ETC_FILES: &[&str] = &[
 /// otherwise.
 const SYSTEM_DIRS: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 
+/// Where the network bridge listens inside a sandbox whose network is the proxy: the sandbox's own
+/// loopback, so the port cannot clash with anything outside.
+pub const PROXY_LISTEN: &str = "127.0.0.1:3128";
+
+/// The variables that point the agent's HTTP clients at the bridge: curl reads only the lowercase
+/// `http_proxy`, Node.js and most others either case.
+const PROXY_VARIABLES: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"];
+
 /// `agent.sandbox`: whether agents run in the sandbox.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,6 +133,8 @@ pub struct Sandbox {
     extra_read_only: Vec<PathBuf>,
     extra_writable: Vec<PathBuf>,
     max_processes: Option<u64>,
+    /// `foreman`, run first inside a sandbox whose network is the proxy ([`super::netproxy::bridge`]).
+    bridge: PathBuf,
     /// `passwd` and `group` files naming the agent, written once under the data directory.
     etc_dir: PathBuf,
     /// Why sessions cannot run, found by [`Self::check`]; `None` when they can.
@@ -150,6 +160,11 @@ impl Sandbox {
             extra_read_only: config.sandbox_paths.clone(),
             extra_writable: config.sandbox_writable_paths.clone(),
             max_processes: config.max_processes,
+            bridge: config
+                .bridge_path
+                .clone()
+                .or_else(|| std::env::current_exe().ok())
+                .unwrap_or_else(|| PathBuf::from("foreman")),
             etc_dir: data_dir.join("sandbox"),
             unavailable: None,
         };
@@ -290,7 +305,10 @@ impl Sandbox {
         let group = self.etc_dir.join("group").to_string_lossy().into_owned();
         push(&["--ro-bind", &passwd, "/etc/passwd", "--ro-bind", &group, "/etc/group"]);
         push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]);
-        let program_dirs = program_dirs(&spawn.program, spawn.env.get("PATH").map(String::as_str));
+        let mut program_dirs = program_dirs(&spawn.program, spawn.env.get("PATH").map(String::as_str));
+        if matches!(mounts.network, NetworkAccess::Proxy { .. }) {
+            program_dirs.extend(program_dirs_of(&self.bridge));
+        }
         // A program's directory or an operator's path that holds the data directory would show it all.
         let data_dir = self.etc_dir.parent().unwrap_or(&self.etc_dir);
         let shown = program_dirs.iter().chain(&self.extra_read_only).filter(|p| !data_dir.starts_with(p));
@@ -316,6 +334,18 @@ impl Sandbox {
         push(&["--bind", &mounts.home.to_string_lossy(), HOME]);
         push(&["--bind", &mounts.workspace.to_string_lossy(), WORKSPACE]);
         push(&["--chdir", WORKSPACE, "--"]);
+        if matches!(mounts.network, NetworkAccess::Proxy { .. }) {
+            let socket = format!("{RUN_DIR}/proxy.sock");
+            let bridge = self.bridge.to_string_lossy();
+            push(&[&bridge, "sandbox-bridge", "--listen", PROXY_LISTEN, "--socket", &socket, "--"]);
+            let proxy = format!("http://{PROXY_LISTEN}");
+            for name in PROXY_VARIABLES {
+                spawn.env.insert((*name).to_owned(), proxy.clone());
+            }
+            for name in ["NO_PROXY", "no_proxy"] {
+                spawn.env.remove(name);
+            }
+        }
         a.push(spawn.program.to_string_lossy().into_owned());
         a.append(&mut spawn.args);
         spawn.env.insert("HOME".into(), HOME.into());
@@ -342,12 +372,16 @@ fn program_dirs(program: &Path, path: Option<&str>) -> Vec<PathBuf> {
     } else {
         path.unwrap_or_default().split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
     };
-    let Some(found) = found else { return Vec::new() };
+    found.map(|f| program_dirs_of(&f)).unwrap_or_default()
+}
+
+/// The directory of the program at `found` and, when it is a symlink, of its target.
+fn program_dirs_of(found: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(dir) = found.parent() {
         dirs.push(dir.to_owned());
     }
-    if let Ok(real) = std::fs::canonicalize(&found)
+    if let Ok(real) = std::fs::canonicalize(found)
         && let Some(dir) = real.parent()
         && !dirs.iter().any(|d| d == dir)
     {
