@@ -117,3 +117,64 @@ async fn without_bubblewrap_no_session_starts_and_the_reason_says_what_to_do() {
     assert!(runner.sandbox().unavailable().is_none());
     assert_eq!(run(&runner, spec).await.verdict, Verdict::ChangesReady);
 }
+
+#[tokio::test]
+async fn an_allowlisted_session_reaches_the_messages_api_and_nothing_else_on_loopback() {
+    use anthropic_stub::{Reply, Stub};
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin(dir.path(), &[("README.md", "# repo\n")]);
+    let stub = Stub::start().await.unwrap();
+    let stub_port = stub.url().rsplit(':').next().unwrap().to_owned();
+    // Another service on loopback, standing in for Foreman's own port or a metadata endpoint.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while other.accept().await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = AgentConfig {
+        network: foreman::session::netproxy::NetworkMode::Allowlist,
+        allowed_hosts: vec![format!("127.0.0.1:{stub_port}")],
+        bridge_path: Some(env!("CARGO_BIN_EXE_foreman").into()),
+        ..claude_config(&stub.url(), &home)
+    };
+    let runner = runner(&dir.path().join("data"), config, credentials(&[("ANTHROPIC_API_KEY", "sk-ant-api03-stub")]));
+    // The model asks for the other service through the proxy, then around it.
+    let url = format!("http://127.0.0.1:{other_port}/");
+    stub.push(Reply::tool_use(
+        "Bash",
+        serde_json::json!({
+            "command": format!("curl -s -m 5 -o /dev/null -w 'proxied=%{{http_code}}' {url}; echo \" exit=$?\"; curl -s -m 5 --noproxy '*' {url}; echo \" direct=$?\""),
+            "description": "Try the other service",
+        }),
+    ));
+    stub.push(Reply::text("The other service is out of reach."));
+    let spec = SessionSpec { answer_expected: true, ..spec(&origin, "Look around") };
+    let outcome = run(&runner, spec).await;
+    let log = std::fs::read_to_string(&outcome.log_path).unwrap();
+    assert_eq!(outcome.verdict, Verdict::Answered, "{outcome:#?}\n{log}");
+
+    // The CLI reached the stub (through the proxy) for both turns; the tool's result came back.
+    let requests = stub.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let result = requests[1].body.to_string();
+    assert!(result.contains("proxied=403"), "the proxy refused the other service: {result}");
+    assert!(result.contains("direct=7"), "no route around the proxy: {result}");
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0, "the other service saw no connection");
+
+    // Each decision is in the session log: the stub allowed, the other service refused.
+    let network: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == "network")
+        .collect();
+    let to = |port: &str| network.iter().find(|e| e["target"] == format!("127.0.0.1:{port}").as_str());
+    assert_eq!(to(&stub_port).map(|e| e["decision"].clone()), Some("allowed".into()), "{network:#?}");
+    let refused = to(&other_port.to_string()).expect("the refusal is logged");
+    assert_eq!(refused["decision"], "refused", "{refused}");
+}
