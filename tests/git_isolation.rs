@@ -128,7 +128,12 @@ impl World {
     }
 
     fn runner(&self, script: &str) -> SessionRunner {
-        let config = AgentConfig { idle_worktrees_per_repo: 1, ..command_config(script) };
+        // The agent copies its hooks from `evil`, shown read-only in its sandbox.
+        let config = AgentConfig {
+            idle_worktrees_per_repo: 1,
+            sandbox_paths: vec![self.evil.clone()],
+            ..command_config(script)
+        };
         SessionRunner::new(&self.data_dir(), config, Credentials::default()).unwrap()
     }
 
