@@ -2,8 +2,9 @@
 //!
 //! Start-up: make the process non-dumpable, read the configuration, take Foreman's secrets out of the
 //! environment, open the store in the data directory, make sure there is a webhook secret, then serve
-//! ([`crate::ingress::connections`]: timeouts and a cap on connections). On SIGTERM or SIGINT: answer new deliveries 503, stop accepting connections, finish
-//! the requests in flight, flush the store, exit 0 (well inside fly.toml's `kill_timeout`).
+//! ([`crate::ingress::connections`]: timeouts and a cap on connections). On SIGTERM or SIGINT: answer new
+//! deliveries 503, stop accepting connections, finish the requests in flight, flush the store, exit 0 (well
+//! inside fly.toml's `kill_timeout`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

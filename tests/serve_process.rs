@@ -56,6 +56,8 @@ fn serve_is_not_dumpable_forgets_its_secrets_and_warns_about_a_readable_key() {
         "a process of Foreman's user read its environment: {:?}",
         String::from_utf8_lossy(&read.stdout)
     );
+    let refused = String::from_utf8_lossy(&read.stderr);
+    assert!(refused.contains("Permission denied"), "refused for another reason: {refused}");
 
     // Whoever can still read it (root) finds the secrets overwritten in the block the process started with.
     if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) {

@@ -17,13 +17,15 @@
 //!   this. Only when every connection is in a request does the new one wait, in the kernel's listen backlog,
 //!   until one ends: a request ends within the request timeout ([`crate::server::REQUEST_TIMEOUT`]). So a
 //!   delivery from GitHub, which sends its request as soon as it connects, is answered while the cap is full
-//!   of idle connections.
+//!   of idle connections: a connection that has not sent its request yet is safe until `max_connections`
+//!   newer ones have arrived.
 //!
 //! The cap is fitted to the open-file limit at start ([`fit_open_file_limit`]). Accept errors that still
 //! mean the process or the system is out of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)
 //! close the longest-idle connection and retry once it has closed, or, with none to close, back off
-//! ([`ACCEPT_BACKOFF_MIN`] doubling to [`ACCEPT_BACKOFF_MAX`]), rather than spin or stop. A flood (the cap reached, or accept errors) is logged
-//! once when it starts and once when it is over, with its totals, never once per connection.
+//! ([`ACCEPT_BACKOFF_MIN`] doubling to [`ACCEPT_BACKOFF_MAX`]), rather than spin or stop. A flood (the cap
+//! reached, or accept errors) is logged once when it starts and once when it is over, with its totals, never
+//! once per connection.
 //!
 //! Request bodies are bounded elsewhere: per request by [`super::MAX_BODY_BYTES`], across requests by the
 //! unverified-body budget ([`super::budget`]), and in time by the request timeout.
