@@ -894,6 +894,9 @@ fn refusal(decision: &crate::constitution::Decision) -> String {
     format!("the constitution refused the change: {}", parts.join("; "))
 }
 
+/// A session's network proxy and the decisions it reported, for the session log.
+type SessionProxy = (netproxy::NetProxy, tokio::sync::mpsc::Receiver<netproxy::ProxyEvent>);
+
 /// How many network decisions wait to be written to the session log; past it they are counted, not kept
 /// (the proxy never waits on the log). A session's agent makes a few hundred connections at most.
 const NETWORK_EVENTS: usize = 4096;
@@ -905,10 +908,7 @@ impl SessionRunner {
         &self,
         c: &AgentConfig,
         session_id: &str,
-    ) -> Result<
-        (sandbox::NetworkAccess, Option<(netproxy::NetProxy, tokio::sync::mpsc::Receiver<netproxy::ProxyEvent>)>),
-        String,
-    > {
+    ) -> Result<(sandbox::NetworkAccess, Option<SessionProxy>), String> {
         match c.network {
             netproxy::NetworkMode::Open => Ok((sandbox::NetworkAccess::Open, None)),
             netproxy::NetworkMode::None => Ok((sandbox::NetworkAccess::None, None)),
