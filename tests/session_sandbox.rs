@@ -178,3 +178,32 @@ async fn an_allowlisted_session_reaches_the_messages_api_and_nothing_else_on_loo
     let refused = to(&other_port.to_string()).expect("the refusal is logged");
     assert_eq!(refused["decision"], "refused", "{refused}");
 }
+
+#[tokio::test]
+async fn with_no_network_the_agent_reaches_nothing_not_even_loopback() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let script = format!("curl -s -m 5 http://127.0.0.1:{port}/; echo \"direct=$?\"");
+    let config = AgentConfig { network: foreman::session::netproxy::NetworkMode::None, ..command_config(&script) };
+    let (_dir, runner, spec) = setup(config);
+    let outcome = run(&runner, SessionSpec { answer_expected: true, ..spec }).await;
+    assert_eq!(outcome.verdict, Verdict::Answered, "{outcome:#?}");
+    assert!(outcome.answer.as_deref().is_some_and(|a| a.contains("direct=7")), "{:?}", outcome.answer);
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0, "the service saw no connection");
+
+    // Without the sandbox a closed network cannot be kept: the configuration says so.
+    let off = AgentConfig {
+        network: foreman::session::netproxy::NetworkMode::None,
+        sandbox: SandboxMode::Off,
+        ..AgentConfig::default()
+    };
+    let e = off.validate().unwrap_err();
+    assert!(e.contains("agent.network") && e.contains("agent.sandbox"), "{e}");
+}
