@@ -207,3 +207,18 @@ async fn with_no_network_the_agent_reaches_nothing_not_even_loopback() {
     let e = off.validate().unwrap_err();
     assert!(e.contains("agent.network") && e.contains("agent.sandbox"), "{e}");
 }
+
+#[tokio::test]
+async fn an_agent_cannot_allocate_past_its_memory_limit() {
+    // One line of 700 MB: `tail` holds it whole, so it needs that much heap.
+    let script = "head -c 700000000 /dev/zero | tail -n 1 2> tail.txt | wc -c > size.txt; \
+                  git add -A; git commit -qm sizes";
+    let config = AgentConfig { max_memory_mb: Some(256), ..command_config(script) };
+    let (_dir, runner, spec) = setup(config);
+    let outcome = run(&runner, spec).await;
+    assert_eq!(outcome.verdict, Verdict::ChangesReady, "{outcome:#?}");
+    let mirror = runner.workspaces().mirror_path(&foreman::ids::RepoName::new("octo", "repo").unwrap());
+    let show = |f: &str| git(&mirror, &["show", &format!("foreman/7-look-around:{f}")]);
+    assert_eq!(show("size.txt").trim(), "0", "the allocation failed");
+    assert!(show("tail.txt").contains("memory exhausted"), "{}", show("tail.txt"));
+}

@@ -94,7 +94,7 @@ pub async fn run(workspace: &Path, command: &RequiredCommand, sandbox: Option<Co
         cwd: workspace.to_owned(),
         env: PASSED_ENV.iter().filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v))).collect(),
         stdin: Vec::new(),
-        max_processes: None,
+        limits: Default::default(),
     };
     let spawn = match sandbox {
         None => spawn,
@@ -114,6 +114,7 @@ pub async fn run(workspace: &Path, command: &RequiredCommand, sandbox: Option<Co
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        crate::session::process::apply_limits(cmd, spawn.limits);
     });
     wrap.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
     let mut child = match wrap.spawn() {

@@ -102,6 +102,10 @@ pub struct AgentConfig {
     /// `RLIMIT_NPROC` for each sandbox: how many processes the agent's user may have. Default 4096; it does
     /// not hold for a Foreman running as root (see [`super::sandbox`]). Unset: no limit.
     pub max_processes: Option<u64>,
+    /// `RLIMIT_DATA` for each process in the sandbox, in MiB: its heap and private writable memory; an
+    /// allocation past it fails. Default 8192 (a large compile or test run fits; a runaway loop does not).
+    /// Unset: no limit. See [`super::sandbox`].
+    pub max_memory_mb: Option<u64>,
     /// What the sandbox can reach: `open` (default: the host's network), `none` (nothing), or `allowlist`
     /// (only [`Self::allowed_hosts`], through Foreman's proxy; see [`super::netproxy`]). `none` and
     /// `allowlist` need the sandbox.
@@ -147,6 +151,7 @@ impl Default for AgentConfig {
             sandbox_paths: Vec::new(),
             sandbox_writable_paths: Vec::new(),
             max_processes: Some(4096),
+            max_memory_mb: Some(8192),
             network: super::netproxy::NetworkMode::Open,
             allowed_hosts: super::netproxy::default_allowed_hosts(),
             bridge_path: None,
@@ -250,6 +255,9 @@ impl AgentConfig {
         }
         if self.max_processes == Some(0) {
             return Err("agent.max_processes must be at least 1 (or unset for no limit)".into());
+        }
+        if self.max_memory_mb.is_some_and(|mb| mb < 64) {
+            return Err("agent.max_memory_mb must be at least 64 MiB (or unset for no limit)".into());
         }
         for name in self.env.keys().chain(self.env_allow.iter()) {
             if super::env::is_forbidden(name) {

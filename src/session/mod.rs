@@ -661,7 +661,7 @@ impl SessionRunner {
                 cwd: mounts.workspace.clone(),
                 env,
                 stdin: prompt.clone().into_bytes(),
-                max_processes: None,
+                limits: Default::default(),
             };
             let spawn = match self.sandbox.wrap(spawn, mounts) {
                 Ok(spawn) => spawn,
@@ -791,7 +791,7 @@ impl SessionRunner {
             cwd: ws.path.clone(),
             env,
             stdin: prompt.into_bytes(),
-            max_processes: None,
+            limits: Default::default(),
         };
         let spawn = match self.sandbox.wrap(spawn, &mounts) {
             Ok(spawn) => spawn,

@@ -30,8 +30,29 @@ pub struct Spawn {
     pub env: BTreeMap<String, String>,
     /// Written to stdin, which is then closed.
     pub stdin: Vec<u8>,
-    /// `RLIMIT_NPROC` for the process and what it starts ([`super::sandbox::Sandbox::max_processes`]).
-    pub max_processes: Option<u64>,
+    /// Resource limits for the process and what it starts ([`super::sandbox::Sandbox::limits`]).
+    pub limits: ResourceLimits,
+}
+
+/// Kernel resource limits (setrlimit(2)) set on a process before it starts, inherited by its children.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// `RLIMIT_NPROC`: processes of the user. Not applied by the kernel to uid 0.
+    pub processes: Option<u64>,
+    /// `RLIMIT_DATA`, in bytes: each process's heap and private writable memory (Linux 4.7 and later). An
+    /// allocation past it fails (a `MemoryError`, "memory exhausted"); address space only reserved, as the
+    /// Claude CLI's JavaScript engine does, does not count.
+    pub memory_bytes: Option<u64>,
+}
+
+/// Sets `limits` on the child before it starts (every process run under limits goes through here).
+pub fn apply_limits(cmd: &mut tokio::process::Command, limits: ResourceLimits) {
+    if let Some(n) = limits.processes {
+        set_rlimit(cmd, Rlimit::Processes, n);
+    }
+    if let Some(bytes) = limits.memory_bytes {
+        set_rlimit(cmd, Rlimit::Data, bytes);
+    }
 }
 
 /// The limits of one run.
@@ -112,22 +133,34 @@ fn kill_with_parent(cmd: &mut tokio::process::Command) {
     let _ = cmd;
 }
 
-/// Sets `RLIMIT_NPROC` to `n` in the child before it starts (see [`super::sandbox`] for where it holds).
-fn limit_processes(cmd: &mut tokio::process::Command, n: u64) {
+/// Which limit [`set_rlimit`] sets.
+#[derive(Clone, Copy)]
+enum Rlimit {
+    Processes,
+    Data,
+}
+
+/// Sets one limit, soft and hard, to `n` in the child before it starts (see [`super::sandbox`] for where
+/// each holds). Lowering the hard limit means the agent cannot raise it again.
+fn set_rlimit(cmd: &mut tokio::process::Command, which: Rlimit, n: u64) {
     #[cfg(target_os = "linux")]
     // SAFETY: the closure runs in the child between fork and exec and only calls setrlimit(2), which is
-    // async-signal-safe, on a value built before the fork.
+    // async-signal-safe, on values built before the fork.
     unsafe {
+        let resource = match which {
+            Rlimit::Processes => libc::RLIMIT_NPROC,
+            Rlimit::Data => libc::RLIMIT_DATA,
+        };
         let limit = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
         cmd.pre_exec(move || {
-            if libc::setrlimit(libc::RLIMIT_NPROC, &limit) != 0 {
+            if libc::setrlimit(resource, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (cmd, n);
+    let _ = (cmd, which, n);
 }
 
 /// Kills the process groups of agents that an earlier Foreman process left running when it died (SIGKILL, a
@@ -198,9 +231,7 @@ pub async fn run(
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         kill_with_parent(c);
-        if let Some(n) = spawn.max_processes {
-            limit_processes(c, n);
-        }
+        apply_limits(c, spawn.limits);
     });
     cmd.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
     let mut child = cmd.spawn()?;

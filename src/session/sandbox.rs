@@ -21,11 +21,18 @@
 //! PID namespace's first process: when the agent's main process exits, init exits and the kernel kills every
 //! process left in the namespace, `setsid` or not. `--new-session` keeps the agent off Foreman's terminal.
 //!
-//! Limits: `agent.max_processes` sets `RLIMIT_NPROC` for the sandbox. The kernel counts it per user, and
-//! does not apply it to a Foreman running as root (uid 0 is exempt even inside a user namespace), so it
-//! holds for the Docker image (uid 10001) and not for a root Foreman. Memory is not limited here: the Claude
-//! CLI reserves tens of GiB of address space, so `RLIMIT_AS` cannot bound it; bound the whole Foreman with
-//! its cgroup (Docker `--memory`, systemd `MemoryMax=`, the VM size on Fly.io). See docs/security.md.
+//! Limits, set on bwrap before it starts and inherited by everything in the sandbox, which cannot raise them
+//! (it has no capability outside its user namespace):
+//! - `agent.max_memory_mb` sets `RLIMIT_DATA` (Linux 4.7 and later): each process's heap and private
+//!   writable memory; an allocation past it fails. It holds for a root Foreman too. It bounds each process,
+//!   not their sum. `RLIMIT_AS` would not do: the Claude CLI reserves tens of GiB of address space it never
+//!   uses (measured: it starts under `RLIMIT_DATA` = 2 GiB).
+//! - `agent.max_processes` sets `RLIMIT_NPROC`. The kernel counts it per user and does not apply it to uid 0
+//!   (exempt even inside a user namespace), so it holds for the Docker image (uid 10001) and not for a root
+//!   Foreman.
+//!
+//! For a bound on the sum, run Foreman in a cgroup (Docker `--memory`, systemd `MemoryMax=`, the VM size on
+//! Fly.io). See docs/security.md.
 //!
 //! Without bubblewrap or user namespaces, [`Sandbox::check`] says why, and no session starts; running
 //! without a sandbox needs `agent.sandbox = "off"`, which Foreman warns about at every start.
@@ -34,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::process::Spawn;
+use super::process::{ResourceLimits, Spawn};
 
 /// Where the session's repository is inside the sandbox (read-write), and the agent's working directory.
 pub const WORKSPACE: &str = "/workspace";
@@ -132,7 +139,7 @@ pub struct Sandbox {
     bwrap: PathBuf,
     extra_read_only: Vec<PathBuf>,
     extra_writable: Vec<PathBuf>,
-    max_processes: Option<u64>,
+    limits: ResourceLimits,
     /// `foreman`, run first inside a sandbox whose network is the proxy ([`super::netproxy::bridge`]).
     bridge: PathBuf,
     /// `passwd` and `group` files naming the agent, written once under the data directory.
@@ -159,7 +166,10 @@ impl Sandbox {
             bwrap: config.bwrap_path.clone(),
             extra_read_only: config.sandbox_paths.clone(),
             extra_writable: config.sandbox_writable_paths.clone(),
-            max_processes: config.max_processes,
+            limits: ResourceLimits {
+                processes: config.max_processes,
+                memory_bytes: config.max_memory_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            },
             bridge: config
                 .bridge_path
                 .clone()
@@ -227,7 +237,7 @@ impl Sandbox {
             cwd: probe.clone(),
             env: Default::default(),
             stdin: Vec::new(),
-            max_processes: None,
+            limits: Default::default(),
         };
         let wrapped = self.build(spawn, &mounts);
         let out = std::process::Command::new(&wrapped.program)
@@ -271,11 +281,12 @@ impl Sandbox {
         }
     }
 
-    /// `RLIMIT_NPROC` for the sandbox's processes, when configured (set on the bwrap process before exec).
-    pub fn max_processes(&self) -> Option<u64> {
+    /// The resource limits of the sandbox's processes (`agent.max_processes`, `agent.max_memory_mb`), set
+    /// on the bwrap process before it starts and inherited by everything in the sandbox; none when off.
+    pub fn limits(&self) -> ResourceLimits {
         match self.mode {
-            SandboxMode::On => self.max_processes,
-            SandboxMode::Off => None,
+            SandboxMode::On => self.limits,
+            SandboxMode::Off => ResourceLimits::default(),
         }
     }
 
@@ -358,7 +369,7 @@ impl Sandbox {
             cwd: mounts.workspace.clone(),
             env: spawn.env,
             stdin: spawn.stdin,
-            max_processes: self.max_processes(),
+            limits: self.limits(),
         }
     }
 }
