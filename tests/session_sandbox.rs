@@ -222,3 +222,12 @@ async fn an_agent_cannot_allocate_past_its_memory_limit() {
     assert_eq!(show("size.txt").trim(), "0", "the allocation failed");
     assert!(show("tail.txt").contains("memory exhausted"), "{}", show("tail.txt"));
 }
+
+#[tokio::test]
+async fn proxy_sockets_left_by_a_crash_are_removed_at_start() {
+    let (dir, runner, _) = setup(command_config("true"));
+    let stale = dir.path().join("data/proxy/3f0c2b0e-0000-4000-8000-000000000000.sock");
+    std::fs::write(&stale, "").unwrap();
+    runner.prune().await.unwrap();
+    assert!(!stale.exists(), "a stale proxy socket survived the start");
+}

@@ -342,7 +342,8 @@ impl SessionRunner {
         &self.workspaces
     }
 
-    /// Kills agents and removes worktrees left by a crash, and session logs past their retention. Call at start.
+    /// Kills agents and removes worktrees and proxy sockets left by a crash, and session logs past their
+    /// retention. Call at start.
     pub async fn prune(&self) -> std::io::Result<()> {
         let orphans = process::kill_orphaned_agents(self.workspaces.worktrees_root());
         if orphans > 0 {
@@ -350,6 +351,10 @@ impl SessionRunner {
         }
         self.workspaces.prune().await?;
         log::prune(&self.logs_dir, self.config.log_retention_days);
+        // Sockets of network proxies whose sessions a crash ended: nothing listens on them any more.
+        for entry in std::fs::read_dir(&self.proxy_dir)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
         Ok(())
     }
 
