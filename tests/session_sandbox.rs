@@ -231,3 +231,31 @@ async fn proxy_sockets_left_by_a_crash_are_removed_at_start() {
     runner.prune().await.unwrap();
     assert!(!stale.exists(), "a stale proxy socket survived the start");
 }
+
+#[tokio::test]
+async fn a_path_holding_the_data_directory_is_never_shown_under_any_name() {
+    let (_dir, runner, spec) = setup_with(|data| {
+        let root = data.parent().unwrap().to_owned();
+        let alias = root.parent().unwrap().join(format!("alias-{}", std::process::id()));
+        let _ = std::fs::remove_file(&alias);
+        std::os::unix::fs::symlink(&root, &alias).unwrap();
+        AgentConfig {
+            env: [
+                ("DATA".to_owned(), data.to_string_lossy().into_owned()),
+                ("ALIAS".to_owned(), alias.to_string_lossy().into_owned()),
+            ]
+            .into(),
+            // The test directory, which holds the data directory: once as it is, once through a link.
+            sandbox_paths: vec![root.clone()],
+            sandbox_writable_paths: vec![alias],
+            ..command_config(
+                "{ cat \"$DATA/keys/app.pem\"; cat \"$ALIAS/data/keys/app.pem\"; } > key.txt 2>&1 || true
+                 git add -A; git commit -qm key",
+            )
+        }
+    });
+    let outcome = run(&runner, spec).await;
+    assert_eq!(outcome.verdict, Verdict::ChangesReady, "{outcome:#?}");
+    let key = committed(&runner, "key.txt");
+    assert!(!key.contains("secret-key-line") && key.contains("No such file"), "{key}");
+}

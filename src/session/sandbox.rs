@@ -175,7 +175,8 @@ impl Sandbox {
                 .clone()
                 .or_else(|| std::env::current_exe().ok())
                 .unwrap_or_else(|| PathBuf::from("foreman")),
-            etc_dir: data_dir.join("sandbox"),
+            // Canonical, so that no shown path can hold it under another name ([`Self::build`]).
+            etc_dir: std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned()).join("sandbox"),
             unavailable: None,
         };
         if sandbox.mode == SandboxMode::On {
@@ -322,7 +323,8 @@ impl Sandbox {
         }
         // A program's directory or an operator's path that holds the data directory would show it all.
         let data_dir = self.etc_dir.parent().unwrap_or(&self.etc_dir);
-        let shown = program_dirs.iter().chain(&self.extra_read_only).filter(|p| !data_dir.starts_with(p));
+        let holds_data = |p: &&PathBuf| data_dir.starts_with(std::fs::canonicalize(p).unwrap_or_else(|_| (*p).clone()));
+        let shown = program_dirs.iter().chain(&self.extra_read_only).filter(|p| !holds_data(p));
         for path in shown.chain(&mounts.read_only) {
             let system = path.starts_with("/usr") || SYSTEM_DIRS.iter().any(|d| path.starts_with(d));
             if !system {
@@ -330,7 +332,7 @@ impl Sandbox {
                 push(&["--ro-bind-try", &p, &p]);
             }
         }
-        for path in self.extra_writable.iter().filter(|p| !data_dir.starts_with(p)) {
+        for path in self.extra_writable.iter().filter(|p| !holds_data(p)) {
             let p = path.to_string_lossy();
             push(&["--bind-try", &p, &p]);
         }
