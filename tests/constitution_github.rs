@@ -290,7 +290,7 @@ async fn slash_constitution_replies_with_each_value_and_its_origin() {
             panic!("{actions:?}")
         };
         assert_eq!((repo, *on, *installation), (&w.repo, issue, Some(w.inst)));
-        show(&w.client, w.inst, repo, *on, &Ceilings::of(&AgentConfig::default())).await.unwrap();
+        show(&w.client, w.inst, repo, *on, &AgentConfig::default().ceilings()).await.unwrap();
         let bodies = comments(&w, issue);
         assert_eq!(bodies.len(), 1);
         let text = &bodies[0];

@@ -84,7 +84,7 @@ const CACHE_ENTRIES: usize = 1024;
 
 impl Cache {
     /// A cache reading through `client`, trusting an entry for `ttl`, holding every constitution to
-    /// `ceilings` (the server's agent limits: [`Ceilings::of`]).
+    /// `ceilings` (the server's agent limits: `AgentConfig::ceilings` of the session).
     pub fn new(client: Client, ttl: std::time::Duration, ceilings: Ceilings) -> Self {
         Self { client, ttl, ceilings: std::sync::Arc::new(ceilings), entries: Default::default() }
     }

@@ -390,7 +390,7 @@ async fn trusted_authors<'a>(
 async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &CancellationToken) -> Attempt {
     let client = &parts.client;
     parts.outbox.update(inst, tracking(parts, job, Shown::Running), nanos(job.updated_at));
-    if let Some(why) = parts.sessions.sandbox().unavailable() {
+    if let Some(why) = parts.sessions.executor().unavailable() {
         // Nothing changes until the operator fixes the host and restarts Foreman: wait, without counting
         // an attempt against the issue, and say why on it.
         let retry_at = OffsetDateTime::now_utc() + SANDBOX_RECHECK;
