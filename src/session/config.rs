@@ -83,8 +83,8 @@ pub struct AgentConfig {
     /// Session logs older than this many days are deleted. Default 14.
     pub log_retention_days: u32,
     /// `"on"` (default): every agent and required command runs in the bubblewrap sandbox
-    /// ([`crate::executor::local::sandbox`]); no session starts when it cannot be created. `"off"`: no sandbox, the agent
-    /// sees what Foreman sees; warned about at every start.
+    /// ([`crate::executor::local::sandbox`]); no session starts when it cannot be created. `"off"`: no
+    /// sandbox, the agent sees what Foreman sees; warned about at every start.
     pub sandbox: SandboxMode,
     /// The bubblewrap executable: a path, or a name looked up on `PATH`. Default `bwrap`.
     pub bwrap_path: PathBuf,
