@@ -6,18 +6,17 @@
 //! [`Snapshot`] and decides again. So a decision never acts on a guess, and a comment with several commands
 //! is answered once, after every fact is known.
 //!
-//! The rules are listed in `docs/commands.md`; `foreman replay` ([`replay`]) prints a decision for any payload.
+//! The rules are listed in `docs/commands.md`; `foreman replay` ([`crate::cli::replay`]) prints a decision for any payload.
 
 pub mod command;
 pub mod config;
 pub mod markdown;
-pub mod replay;
 
 use std::fmt;
 
 use serde::Serialize;
 
-pub use self::command::{Command, CommandName, ParseError};
+pub use self::command::{Command, CommandName, ParseError, Template};
 pub use self::config::{CommandPermissions, DecideConfig, Level};
 use crate::event::{
     Actor, AuthorAssociation, Comment, CommentAction, ContentType, Event, EventKind, FieldValue, IssueRef,
