@@ -14,7 +14,6 @@ use std::fmt;
 use serde::Serialize;
 
 use super::markdown;
-use crate::constitution::Template;
 
 /// The prefix of the slash form. The mention form uses the configured app slug.
 pub const SLASH_PREFIX: &str = "/foreman";
@@ -117,6 +116,41 @@ impl CommandName {
 impl fmt::Display for CommandName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A starter constitution's flavour, as `/foreman constitution init <template>` and
+/// `foreman constitution init --template` name it. Its text is [`Template::text`] (in `crate::constitution`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Template {
+    /// A Cargo project: `cargo test`, `cargo clippy`.
+    Rust,
+    /// An npm project: `npm test`, `npm run lint`.
+    Node,
+    /// A Python project: `pytest`, `ruff`.
+    Python,
+    /// Any project: the rules without commands.
+    Generic,
+}
+
+impl Template {
+    /// Every template, for tests and help.
+    pub const ALL: [Template; 4] = [Template::Rust, Template::Node, Template::Python, Template::Generic];
+
+    /// The template's name as the command line takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Rust => "rust",
+            Template::Node => "node",
+            Template::Python => "python",
+            Template::Generic => "generic",
+        }
+    }
+
+    /// The template by name (`rust`, `node`, `python`, `generic`), case-insensitively.
+    pub fn from_name(name: &str) -> Option<Template> {
+        Template::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
     }
 }
 

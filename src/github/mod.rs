@@ -11,6 +11,8 @@
 //! - `secrets`: the [`SecretRegistry`] of secret values Foreman holds; the client scrubs every string of
 //!   every request body against it (and against token shapes) before sending, so no text Foreman writes on
 //!   GitHub (comments, pull requests, check runs, anything) carries one.
+//! - `redact`: the token shapes ([`redact::redact_tokens`]) that net, also used on text Foreman writes
+//!   elsewhere (reports, push errors, answers).
 
 mod accounting;
 mod auth;
@@ -18,6 +20,7 @@ mod client;
 mod error;
 pub mod graphql;
 mod projects;
+pub mod redact;
 mod rest;
 mod retry;
 pub mod secrets;

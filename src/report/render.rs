@@ -19,7 +19,7 @@ use minijinja::value::Serde;
 use minijinja::{Environment, context};
 use serde::Serialize;
 
-use super::redact::redact_tokens;
+use crate::github::redact::redact_tokens;
 use crate::ids::{IssueNumber, RepoName};
 
 /// The tracking comment's template. Its first line is always the marker ([`tracking_marker`]).

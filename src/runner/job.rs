@@ -635,7 +635,7 @@ async fn conclude(
         Verdict::Answered => {
             let answer = outcome.answer.clone().unwrap_or_default();
             let marker = format!("<!-- foreman:answer {} -->", outcome.session_id);
-            let body = format!("{}\n\n{marker}", crate::report::redact::redact_tokens(&answer));
+            let body = format!("{}\n\n{marker}", crate::github::redact::redact_tokens(&answer));
             if let Err(e) = parts.client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &body).await {
                 return github_failed("posting the answer", &e);
             }
