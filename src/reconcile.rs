@@ -33,6 +33,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::DecideConfig;
+use crate::dispatch::{Cancelled, Canceller};
 use crate::github::{Client, GithubError, HookDelivery, Issue};
 use crate::ids::{DeliveryId, InstallationId};
 use crate::scheduler::{IssueRef, Scheduler};
@@ -167,10 +168,10 @@ pub fn verdict(job: &Job, seen: Seen<'_>, triggers: &DecideConfig) -> Verdict {
     let by_label = job.trigger.as_deref() == Some("label");
     let labelled = issue.labels.iter().any(|l| l.name.eq_ignore_ascii_case(&triggers.label));
     if by_label && !labelled {
-        return if job.state == JobState::Running && !triggers.cancel_on_unlabel {
-            Verdict::LeaveRunning
-        } else {
+        return if crate::decide::unlabel_cancels(job.state == JobState::Running, triggers) {
             Verdict::Cancel(CancelReason::Unlabeled)
+        } else {
+            Verdict::LeaveRunning
         };
     }
     Verdict::Keep
@@ -277,21 +278,23 @@ pub struct Reconciler {
     config: ReconcileConfig,
     /// GUIDs this process asked GitHub to redeliver, with when.
     requested: Mutex<HashMap<DeliveryId, OffsetDateTime>>,
-    /// Stops the sessions of running jobs it cancels, when set.
-    runner: Option<crate::runner::Runner>,
+    /// The one cancel path: records, stops a running session, reports.
+    canceller: Canceller,
 }
 
 impl Reconciler {
     /// A reconciler reading GitHub through `client`, acting on `scheduler`'s jobs, judging labels by
     /// `triggers` (`label`, `cancel_on_unlabel`).
     pub fn new(client: Client, scheduler: Scheduler, triggers: DecideConfig, config: ReconcileConfig) -> Self {
-        Self { client, scheduler, triggers, config, requested: Mutex::new(HashMap::new()), runner: None }
+        let canceller = Canceller::new(scheduler.clone(), triggers.label.clone());
+        Self { client, scheduler, triggers, config, requested: Mutex::new(HashMap::new()), canceller }
     }
 
-    /// The same, stopping the session of a running job it cancels through `runner` at once (without it,
-    /// the session stops at its next heartbeat, when it finds its claim gone).
-    pub fn with_runner(mut self, runner: crate::runner::Runner) -> Self {
-        self.runner = Some(runner);
+    /// The same, cancelling through `canceller`: the one cancel path, which stops a running job's session at
+    /// once and reports the cancellation on the issue. (Without it, cancellations are recorded only: a
+    /// session stops at its next heartbeat, when it finds its claim gone, and nothing is reported.)
+    pub fn with_canceller(mut self, canceller: Canceller) -> Self {
+        self.canceller = canceller;
         self
     }
 
@@ -413,13 +416,10 @@ impl Reconciler {
                         continue;
                     }
                     let cause = reason.cause(&self.triggers.label);
-                    if let Some((_, session)) =
-                        self.scheduler.cancel(&job.repo, job.issue, "foreman", &cause, now).await?
+                    if let Cancelled::Cancelled { session, .. } =
+                        self.canceller.cancel(&job.repo, job.issue, "foreman", &cause, Some(inst), now).await?
                     {
                         tracing::info!(issue = %job.issue_ref(), %cause, "reconciliation cancelled a job");
-                        if let (Some(runner), Some(_)) = (&self.runner, &session) {
-                            runner.stop(&job.repo, job.issue);
-                        }
                         metrics::counter!("foreman_reconcile_cancelled_total", "reason" => reason.as_str())
                             .increment(1);
                         report.cancelled.push(Cancellation {
@@ -606,7 +606,7 @@ mod tests {
     }
 
     #[test]
-    fn the_unlabel_rule_matches_the_decision_core() {
+    fn the_verdict_reads_state_labels_and_trigger() {
         let t = DecideConfig::default();
         let on = DecideConfig { cancel_on_unlabel: true, ..DecideConfig::default() };
         let (queued, running) = (job(JobState::Queued, "label"), job(JobState::Running, "label"));

@@ -314,6 +314,13 @@ pub enum ItemContent {
     DraftIssue,
 }
 
+/// The unlabel rule, for the decision core (an `unlabeled` delivery) and reconciliation (a label found gone)
+/// alike: removing the trigger label cancels a job, except a `running` one while
+/// `triggers.cancel_on_unlabel` is off, which is left to finish.
+pub fn unlabel_cancels(running: bool, config: &DecideConfig) -> bool {
+    !running || config.cancel_on_unlabel
+}
+
 /// Decides what to do about `event`. Pure: the same inputs give the same actions.
 ///
 /// Returns at least one action. A [`Action::Lookup`] is always alone, and deciding again with the fact
@@ -490,7 +497,7 @@ impl Cx<'_> {
                 } else {
                     let reason = format!("label '{}' removed by {}", self.config.label, sender.login);
                     match self.snapshot.job {
-                        Some(JobState::Running) if !self.config.cancel_on_unlabel => ignore(format!(
+                        Some(state) if !unlabel_cancels(state == JobState::Running, self.config) => ignore(format!(
                             "{reason}; the running job for {repo}#{number} is left to finish (triggers.cancel_on_unlabel is off)"
                         )),
                         _ => self.cancel_if_live(repo, number, reason),
