@@ -18,51 +18,51 @@ use super::markdown;
 /// The prefix of the slash form. The mention form uses the configured app slug.
 pub const SLASH_PREFIX: &str = "/foreman";
 
-/// The commands, by name. Adding one here fails to compile until it has help text and a permission key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CommandName {
+/// Declares [`CommandName`], [`CommandName::ALL`] and [`CommandName::as_str`] from one list, so a command
+/// cannot be declared without being in `ALL`, and so in the parser, help and every test that walks `ALL`.
+macro_rules! command_names {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)+) => {
+        /// The commands, by name. Adding one here fails to compile until it has help text and a
+        /// permission key ([`super::CommandPermissions::for_command`]).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum CommandName {
+            $($(#[doc = $doc])* $variant,)+
+        }
+
+        impl CommandName {
+            /// Every command, in the order help lists them (the order of their declaration).
+            pub const ALL: [CommandName; [$($name),+].len()] = [$(CommandName::$variant),+];
+
+            /// The name as written in a comment (lowercase; also its serde name and its key in
+            /// `[triggers.permissions]`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(CommandName::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+command_names! {
     /// `run [instructions]`.
-    Run,
+    Run => "run",
     /// `plan`.
-    Plan,
+    Plan => "plan",
     /// `stop`.
-    Stop,
+    Stop => "stop",
     /// `retry`.
-    Retry,
+    Retry => "retry",
     /// `status`.
-    Status,
+    Status => "status",
     /// `help`.
-    Help,
+    Help => "help",
     /// `constitution [init [template]]`.
-    Constitution,
+    Constitution => "constitution",
 }
 
 impl CommandName {
-    /// Every command, in the order help lists them.
-    pub const ALL: [CommandName; 7] = [
-        CommandName::Run,
-        CommandName::Plan,
-        CommandName::Stop,
-        CommandName::Retry,
-        CommandName::Status,
-        CommandName::Help,
-        CommandName::Constitution,
-    ];
-
-    /// The name as written in a comment.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandName::Run => "run",
-            CommandName::Plan => "plan",
-            CommandName::Stop => "stop",
-            CommandName::Retry => "retry",
-            CommandName::Status => "status",
-            CommandName::Help => "help",
-            CommandName::Constitution => "constitution",
-        }
-    }
-
     /// The arguments' shape, for help.
     pub fn usage(self) -> &'static str {
         match self {
