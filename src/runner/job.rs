@@ -417,14 +417,6 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
             (PromptKind::FollowUp, Some(branch))
         }
     };
-    // A follow-up works in the worktree of the issue its branch was made for (`foreman/<issue>-…`), where the
-    // agent's earlier session ran, so the agent can resume it.
-    let workspace_issue = branch
-        .as_deref()
-        .and_then(|b| b.strip_prefix(parts.pusher.prefix()))
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .map(crate::ids::IssueNumber);
     if let Some(branch) = &branch
         && let Err(e) = parts.pusher.check_branch(branch, &default_branch)
     {
@@ -543,7 +535,8 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         rules: Some(effective.constitution.rules.clone()),
         session_id: job.session.as_ref().map(|s| s.to_string()),
         overrides: Some(effective.constitution.agent.clone()),
-        workspace_issue,
+        // A follow-up's session finds the worktree its branch was made in itself.
+        workspace_issue: None,
     };
 
     let live = Mutex::new(render::Progress::default());

@@ -81,13 +81,16 @@ pub struct SessionSpec {
     pub attempt: u32,
     /// Why the previous attempt failed.
     pub previous_failure: Option<String>,
-    /// A Claude session id to continue (`--resume`), kept from an earlier session of the same job.
+    /// The agent's own session id to continue ([`SessionOutcome::agent_session_id`] of an earlier session of
+    /// the same job). The backend decides whether it can: Claude resumes (`--resume`) when its transcript is
+    /// in the agent's home; the command backend starts fresh.
     pub resume: Option<String>,
     /// Whether an answer without changes is a success (a question was asked). Always true for `Planning`.
     pub answer_expected: bool,
-    /// Whose worktree to use, when not the issue's own: a follow-up on a pull request works in the worktree of
-    /// the issue the pull request closes, so the Claude CLI (which keeps sessions per working directory) can
-    /// resume the session that wrote the branch. A worktree is used by one session at a time.
+    /// Whose worktree to use, when not the issue's own. `None`: for a follow-up, the issue its branch was made
+    /// for (`foreman/<issue>-…`, [`workspace::issue_of_branch`]), where the agent's earlier session ran, so
+    /// the Claude CLI (which keeps sessions per working directory) can resume it; otherwise the issue's own.
+    /// A worktree is used by one session at a time.
     pub workspace_issue: Option<IssueNumber>,
     /// The repository's `[agent]` overrides from its constitution (model, turns, cost, tools, timeouts), applied
     /// over the server's `[agent]` for this session.
@@ -391,7 +394,13 @@ impl SessionRunner {
         progress(Progress::Preparing);
         let request = workspace::WorkspaceRequest {
             repo: spec.repo.clone(),
-            issue: spec.workspace_issue.unwrap_or(IssueNumber(spec.issue.number)),
+            issue: spec
+                .workspace_issue
+                .or_else(|| match spec.kind {
+                    PromptKind::FollowUp => spec.branch.as_deref().and_then(workspace::issue_of_branch),
+                    _ => None,
+                })
+                .unwrap_or(IssueNumber(spec.issue.number)),
             remote_url: spec.remote_url.clone(),
             auth: spec.auth.clone(),
             branch: branch.clone(),
