@@ -126,7 +126,7 @@ pub enum Action {
         installation: Option<InstallationId>,
     },
     /// Check a pull request's `.github/foreman.toml` at its head commit and report it as a check run
-    /// (`crate::constitution::github::check_pull_request`; nothing is posted when the pull request does
+    /// (`constitution::github::check_pull_request`; nothing is posted when the pull request does
     /// not change the file).
     CheckConstitution {
         /// The repository.
@@ -158,7 +158,7 @@ pub enum Action {
         /// The issue or pull request the command was written on (the reply goes there).
         issue: IssueNumber,
         /// The starter file's template.
-        template: crate::constitution::Template,
+        template: Template,
         /// Who asked.
         requester: String,
         /// The installation to act through.

@@ -17,6 +17,7 @@
 mod accounting;
 mod auth;
 mod client;
+mod config;
 mod error;
 pub mod graphql;
 mod projects;
@@ -29,6 +30,7 @@ pub mod types;
 pub use accounting::Quota;
 pub use auth::InstallationToken;
 pub use client::{Client, ClientOptions};
+pub use config::GithubConfig;
 pub use error::GithubError;
 pub use graphql::{Document, GraphqlError, GraphqlResponse};
 pub use projects::{ProjectBoard, ProjectItem};
