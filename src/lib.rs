@@ -22,6 +22,7 @@ pub mod git;
 pub mod github;
 pub mod ids;
 pub mod ingress;
+pub mod job;
 pub mod reconcile;
 pub mod report;
 pub mod runner;
