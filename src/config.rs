@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
 pub use crate::github::GithubConfig;
+use serde::{Deserialize, Serialize};
 
 /// The environment variables Foreman reads, and the configuration key each one sets.
 ///

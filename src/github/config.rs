@@ -1,5 +1,4 @@
-//! The `[github]` table of Foreman's configuration: the App's credentials, the webhook secrets and the API
-//! the client talks to. Loaded by [`crate::config`] with the other tables; read by [`super::Client::from_config`].
+//! The `[github]` configuration section: App credentials, webhook secrets, where the API is.
 
 use std::path::PathBuf;
 
