@@ -128,6 +128,15 @@ string_id!(
     DeliveryId
 );
 string_id!(
+    /// A GitHub login (`login` of a user, organisation or bot, e.g. `octocat` or `foreman[bot]`). Logins can
+    /// be renamed; [`UserId`] is the stable id.
+    Login
+);
+string_id!(
+    /// A commit's SHA-1 as 40 lower-case hex digits (`head.sha`, `after`), as GitHub sends it.
+    CommitSha
+);
+string_id!(
     /// A GraphQL global node id (`node_id` in REST payloads), e.g. `PVTI_…` for a Projects v2 item.
     NodeId
 );

@@ -6,14 +6,8 @@ use time::{Duration, OffsetDateTime, Time};
 
 use super::schema::Limits;
 
-/// A repository's usage so far in the current UTC day.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Usage {
-    /// Cost of the sessions started today, US dollars (as the agent reported it).
-    pub cost_usd: f64,
-    /// Sessions started today.
-    pub sessions: u32,
-}
+/// A repository's usage so far in the current UTC day (the job vocabulary's usage since a time).
+pub use crate::job::Usage;
 
 /// Which daily budget is spent.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

@@ -123,6 +123,14 @@ impl Effective {
     }
 }
 
+/// `[limits] concurrency` when the repository or its organisation sets it; `None` when the default applies
+/// (the scheduler's `max_sessions_per_repo` then holds).
+impl crate::job::RepoConcurrency for Effective {
+    fn concurrency(&self) -> Option<u32> {
+        (self.origin("limits.concurrency") != Origin::Default).then(|| self.constitution.limits.concurrency.get())
+    }
+}
+
 /// Merges built-in defaults < `org` < `repo` (either file may be missing). Tables merge key by key;
 /// any other value, arrays included, replaces the one below it.
 ///

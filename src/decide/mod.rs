@@ -12,8 +12,6 @@ pub mod command;
 pub mod config;
 pub mod markdown;
 
-use std::fmt;
-
 use serde::Serialize;
 
 pub use self::command::{Command, CommandName, ParseError, Template};
@@ -24,34 +22,10 @@ use crate::event::{
 };
 use crate::ids::{DeliveryId, InstallationId, IssueNumber, NodeId, RepoName, UserId};
 
-/// What a job does: the job store's own kind, so a decision enqueues exactly what the store keeps.
-pub use crate::store::jobs::JobKind;
-
-/// What asked for the work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    /// The trigger label was added.
-    Label,
-    /// A Projects v2 card was moved into a trigger column.
-    Board,
-    /// A command in a comment.
-    Command,
-    /// A review requesting changes on Foreman's pull request.
-    Review,
-}
-
-impl Trigger {
-    /// The name as serialised and recorded on the job: `label`, `board` or `command`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Label => "label",
-            Trigger::Board => "board",
-            Trigger::Command => "command",
-            Trigger::Review => "review",
-        }
-    }
-}
+/// What a job does, what asked for it, and where it stands: the job vocabulary's own types, so a decision
+/// enqueues exactly what the store keeps. A decision reads a job's state through
+/// [`JobState::as_decided`]: stuck reads as failed (both need `retry`).
+pub use crate::job::{JobKind, JobState, Trigger};
 
 /// One thing to do about an event. Serialised as one JSON object with a `decision` tag, e.g.
 /// `{"decision":"enqueue","kind":"code","repo":"owner/name","issue":12,"trigger":"label","requester":"octocat"}`.
@@ -126,7 +100,7 @@ pub enum Action {
         installation: Option<InstallationId>,
     },
     /// Check a pull request's `.github/foreman.toml` at its head commit and report it as a check run
-    /// (`crate::constitution::github::check_pull_request`; nothing is posted when the pull request does
+    /// (`constitution::github::check_pull_request`; nothing is posted when the pull request does
     /// not change the file).
     CheckConstitution {
         /// The repository.
@@ -158,7 +132,7 @@ pub enum Action {
         /// The issue or pull request the command was written on (the reply goes there).
         issue: IssueNumber,
         /// The starter file's template.
-        template: crate::constitution::Template,
+        template: Template,
         /// Who asked.
         requester: String,
         /// The installation to act through.
@@ -217,46 +191,12 @@ pub enum Lookup {
     },
 }
 
-/// The state of a job, as the job store reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Waiting to be claimed.
-    Queued,
-    /// Claimed and running.
-    Running,
-    /// Finished with a result.
-    Succeeded,
-    /// Finished without one.
-    Failed,
-    /// Cancelled before it finished.
-    Cancelled,
-}
-
-impl JobState {
-    /// Queued or running.
-    pub fn is_live(self) -> bool {
-        matches!(self, JobState::Queued | JobState::Running)
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        })
-    }
-}
-
 /// A read-only view of what is already known, for one decision. Empty by default: `foreman replay` decides
 /// with an empty snapshot, so only the payload counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The state of the job for the issue the event concerns, if there is one.
+    /// The state of the job for the issue the event concerns, if there is one. Decisions read it as
+    /// [`JobState::as_decided`] says.
     pub job: Option<JobState>,
     /// The acting user's permission on the repository, once looked up ([`Lookup::Permission`];
     /// [`Level::from_github`] reads GitHub's answer). A user with no role (`none`, or a 404) is
@@ -327,7 +267,7 @@ pub fn unlabel_cancels(running: bool, config: &DecideConfig) -> bool {
 /// it asked for in the snapshot never asks again, so an event needs at most one lookup. Bot senders are
 /// ignored unless their login is in [`DecideConfig::allowed_bots`].
 pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<Action> {
-    let cx = Cx { event, config, snapshot };
+    let cx = Cx { event, config, snapshot, job: snapshot.job.map(JobState::as_decided) };
     match &event.kind {
         EventKind::Issues { action, issue } => vec![cx.issues(action, issue)],
         EventKind::IssueComment { action, issue, comment } => match action {
@@ -434,6 +374,8 @@ struct Cx<'a> {
     event: &'a Event,
     config: &'a DecideConfig,
     snapshot: &'a Snapshot,
+    /// The job's state as decisions read it ([`JobState::as_decided`]).
+    job: Option<JobState>,
 }
 
 impl Cx<'_> {
@@ -457,7 +399,7 @@ impl Cx<'_> {
     }
 
     fn cancel_if_live(&self, repo: &RepoName, issue: IssueNumber, reason: String) -> Action {
-        match self.snapshot.job {
+        match self.job {
             Some(state) if state.is_live() => {
                 Action::Cancel { repo: repo.clone(), issue, reason, installation: self.event.installation }
             }
@@ -490,13 +432,13 @@ impl Cx<'_> {
                     if issue.state == "closed" {
                         return ignore(format!("{repo}#{number} is closed; reopen it to queue it"));
                     }
-                    match self.snapshot.job {
+                    match self.job {
                         Some(state) if state.is_live() => ignore(format!("{repo}#{number} already has a {state} job")),
                         _ => self.enqueue(JobKind::Code, repo, number, Trigger::Label, &sender.login),
                     }
                 } else {
                     let reason = format!("label '{}' removed by {}", self.config.label, sender.login);
-                    match self.snapshot.job {
+                    match self.job {
                         Some(state) if !unlabel_cancels(state == JobState::Running, self.config) => ignore(format!(
                             "{reason}; the running job for {repo}#{number} is left to finish (triggers.cancel_on_unlabel is off)"
                         )),
@@ -610,7 +552,7 @@ impl Cx<'_> {
         };
         let requester = self.event.sender.as_ref().map(|s| s.login.as_str()).unwrap_or("unknown");
         if starts {
-            match self.snapshot.job {
+            match self.job {
                 Some(state) if state.is_live() => ignore(format!("{repo}#{number} already has a {state} job")),
                 _ => self.enqueue(JobKind::Code, repo, number, Trigger::Board, requester),
             }
@@ -621,7 +563,7 @@ impl Cx<'_> {
 
     /// The answer to `status`: state, queue position, failures and the last session.
     fn status_text(&self, number: IssueNumber) -> String {
-        let Some(state) = self.snapshot.job else { return format!("#{number} has no Foreman job.") };
+        let Some(state) = self.job else { return format!("#{number} has no Foreman job.") };
         let mut lines = vec![format!("The Foreman job for #{number} is **{state}**.")];
         if let Some(f) = &self.snapshot.facts {
             if let Some(p) = f.position {
@@ -681,7 +623,7 @@ impl Cx<'_> {
                 "changes requested by {}, who lacks {needs} permission to start work",
                 review.author.login
             ))],
-            Authorized::Yes => match self.snapshot.job {
+            Authorized::Yes => match self.job {
                 Some(state) if state.is_live() => {
                     vec![ignore(format!("the job for #{} is already {state}; the review waits for it", pull.number))]
                 }
@@ -771,7 +713,7 @@ impl Cx<'_> {
 
     fn command(&self, issue: &IssueRef, command: &Command, author: &Actor) -> Action {
         let (repo, number) = (&issue.repo, issue.number);
-        let job = self.snapshot.job;
+        let job = self.job;
         let who = &author.login;
         match command {
             Command::Run { .. } | Command::Plan => {

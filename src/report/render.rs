@@ -124,34 +124,18 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// Where a job stands, as the tracking comment shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    /// Waiting for a slot.
-    Queued,
-    /// A session is running.
-    Running,
-    /// The session succeeded; the pull request is open.
-    Succeeded,
-    /// The session failed and the job will be retried.
-    Failed,
-    /// Failed past the retry limit, set aside (`foreman:stuck`).
-    Stuck,
-    /// Stopped by `/foreman stop`, or the issue was closed.
-    Cancelled,
-}
+/// Where a job stands: the job vocabulary's state, which the tracking comment shows by [`headline`].
+pub use crate::job::JobState;
 
-impl JobState {
-    fn headline(self) -> &'static str {
-        match self {
-            Self::Queued => "⏳ Foreman: queued",
-            Self::Running => "🛠️ Foreman: working on it",
-            Self::Succeeded => "✅ Foreman: pull request ready",
-            Self::Failed => "⚠️ Foreman: the attempt failed, will retry",
-            Self::Stuck => "🛑 Foreman: stuck, needs a human",
-            Self::Cancelled => "⏹️ Foreman: cancelled",
-        }
+/// The tracking comment's headline for a job in `state`.
+pub fn headline(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "⏳ Foreman: queued",
+        JobState::Running => "🛠️ Foreman: working on it",
+        JobState::Succeeded => "✅ Foreman: pull request ready",
+        JobState::Failed => "⚠️ Foreman: the attempt failed, will retry",
+        JobState::Stuck => "🛑 Foreman: stuck, needs a human",
+        JobState::Cancelled => "⏹️ Foreman: cancelled",
     }
 }
 
@@ -326,7 +310,7 @@ pub fn tracking_comment(t: &Tracking) -> String {
     let link = |l: &Option<Link>| l.as_ref().map(|l| format!("[{}]({})", l.text, l.url));
     let ctx = context! {
         marker => crate::markers::tracking(&t.repo, t.issue),
-        headline => t.state.headline(),
+        headline => headline(t.state),
         trigger => t.trigger.clone(),
         queue_position => t.queue_position.filter(|_| t.state == JobState::Queued),
         attempt => t.attempt.map(|a| a.0),

@@ -15,12 +15,11 @@ use tokio_util::sync::CancellationToken;
 use super::Parts;
 use crate::github::{CheckRunOutput, CheckRunSpec, GithubError, NewPullRequest};
 use crate::ids::InstallationId;
+use crate::job::{Claim, Claimed, FailureClass, Job, JobKind, JobState, Outcome, Trigger, nanos};
 use crate::markers;
-use crate::report::render::{self, JobState as Shown, Link, Tracking};
+use crate::report::render::{self, Link, Tracking};
 use crate::session::{self, GitAuth, PromptKind, SessionOutcome, SessionSpec, Verdict};
-use crate::store::claims::{Claim, Claimed};
-use crate::store::failures::{FailureClass, Outcome};
-use crate::store::jobs::{Job, JobError, JobKind, JobState, nanos};
+use crate::store::jobs::JobError;
 
 /// The check run's name on the pull request's head commit.
 pub const CHECK_RUN_NAME: &str = "Foreman";
@@ -177,7 +176,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     if matches!(outcome, Outcome::Released { .. }) {
         return;
     }
-    let mut t = tracking(parts, &after, shown(&after));
+    let mut t = tracking(parts, &after, after.state);
     if after.state == JobState::Cancelled {
         // Stopped while it ran: say why, in the words of whoever stopped it.
         let cause = parts
@@ -201,7 +200,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     t.session_log = attempt.session_log;
     t.progress = attempt.progress;
     t.summary = attempt.summary;
-    if let (Outcome::Failed { class, reason, .. }, Shown::Failed | Shown::Stuck) = (&outcome, t.state) {
+    if let (Outcome::Failed { class, reason, .. }, JobState::Failed | JobState::Stuck) = (&outcome, t.state) {
         t.failure = Some(render::Failure {
             class: class.as_str().to_owned(),
             reason: reason.clone(),
@@ -237,7 +236,7 @@ async fn heartbeat(scheduler: crate::scheduler::Scheduler, claim: Claim, cancel:
 }
 
 /// The tracking comment's view of `job` in `state`, with the attempt (the runner's reports).
-fn tracking(parts: &Parts, job: &Job, state: Shown) -> Tracking {
+fn tracking(parts: &Parts, job: &Job, state: JobState) -> Tracking {
     let mut t = base_tracking(&parts.trigger_label, job, state);
     t.attempt = Some((job.attempts.max(1), parts.scheduler.config().max_failures));
     t
@@ -245,7 +244,7 @@ fn tracking(parts: &Parts, job: &Job, state: Shown) -> Tracking {
 
 /// What every report of `job` in `state` shows: what queued it (`label` is the trigger label's name) and when
 /// the report was made. The inbox worker's reports (queued, cancelled) and the runner's start from it.
-pub fn base_tracking(label: &str, job: &Job, state: Shown) -> Tracking {
+pub fn base_tracking(label: &str, job: &Job, state: JobState) -> Tracking {
     let mut t = Tracking::new(job.repo.clone(), job.issue, state);
     t.trigger = trigger_phrase(label, job);
     t.updated_at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok();
@@ -254,26 +253,13 @@ pub fn base_tracking(label: &str, job: &Job, state: Shown) -> Tracking {
 
 /// How the tracking comment names what queued the job, e.g. ``the `foreman` label from @alice``.
 pub fn trigger_phrase(label: &str, job: &Job) -> Option<String> {
-    let who = job.requester.as_deref().map(|r| format!(" from @{r}")).unwrap_or_default();
-    Some(match job.trigger.as_deref()? {
-        "label" => format!("the `{label}` label{who}"),
-        "board" => format!("a card moved on the board{who}"),
-        "command" => format!("a `/foreman` command{who}"),
-        "review" => format!("a review requesting changes{who}"),
-        other => format!("{other}{who}"),
+    let who = job.requester.as_ref().map(|r| format!(" from @{r}")).unwrap_or_default();
+    Some(match job.trigger? {
+        Trigger::Label => format!("the `{label}` label{who}"),
+        Trigger::Board => format!("a card moved on the board{who}"),
+        Trigger::Command => format!("a `/foreman` command{who}"),
+        Trigger::Review => format!("a review requesting changes{who}"),
     })
-}
-
-/// The tracking comment's state for a job as the store has it.
-pub fn shown(job: &Job) -> Shown {
-    match job.state {
-        JobState::Queued => Shown::Queued,
-        JobState::Running => Shown::Running,
-        JobState::Succeeded => Shown::Succeeded,
-        JobState::Failed => Shown::Failed,
-        JobState::Stuck => Shown::Stuck,
-        JobState::Cancelled => Shown::Cancelled,
-    }
 }
 
 impl Attempt {
@@ -371,7 +357,7 @@ async fn trusted_authors<'a>(
 
 async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &CancellationToken) -> Attempt {
     let client = &parts.client;
-    parts.outbox.update(inst, tracking(parts, job, Shown::Running), nanos(job.updated_at));
+    parts.outbox.update(inst, tracking(parts, job, JobState::Running), nanos(job.updated_at));
     if let Some(why) = parts.sessions.executor().unavailable() {
         // Nothing changes until the operator fixes the host and restarts Foreman: wait, without counting
         // an attempt against the issue, and say why on it.
@@ -486,7 +472,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         login: user.login.clone(),
         trusted: trust.get(&user.id).copied().unwrap_or(false),
     };
-    let requester = job.requester.clone().unwrap_or_default();
+    let requester = job.requester.as_ref().map(|r| r.0.clone()).unwrap_or_default();
     // The requester's instructions are trusted as their other text here is; someone who wrote nothing the
     // thread shows (a label or a board move) gives no instructions.
     let requester_trusted = std::iter::once(&thread.issue.user)
@@ -555,7 +541,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
                 _ => return,
             }
             shown.elapsed_secs = session_started.elapsed().as_secs();
-            let mut t = tracking(parts, job, Shown::Running);
+            let mut t = tracking(parts, job, JobState::Running);
             t.progress = Some(shown.clone());
             parts.outbox.progress(inst, t, nanos(job.updated_at));
         })
@@ -658,7 +644,7 @@ async fn conclude(
                 issue: job.issue,
                 summary: summary.clone(),
                 figures,
-                requester: job.requester.clone(),
+                requester: job.requester.as_ref().map(|r| r.0.clone()),
                 tracking_comment: None,
                 session_log: session_log_link(parts, &outcome.session_id),
             });
@@ -679,7 +665,7 @@ async fn conclude(
         Ok(pr) => pr,
         Err(e) => return github_failed("opening the pull request", &e),
     };
-    if let Some(requester) = job.requester.as_deref().filter(|r| !r.ends_with("[bot]")) {
+    if let Some(requester) = job.requester.as_ref().map(|r| r.as_str()).filter(|r| !r.ends_with("[bot]")) {
         // A requester who may not review (not a collaborator, or the author) is told by GitHub with a 422;
         // the pull request stands either way.
         if let Err(e) = parts.client.request_reviewers(inst, &job.repo, pr.number, &[requester]).await {

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+/// Learnt per-repository limits, kept in the job vocabulary.
+pub use crate::job::RepoLimits;
+
 /// The `[scheduler]` table. Every key has a default, so the table may be absent.
 ///
 /// Environment names are in `crate::config::ENV_KEYS` (`FOREMAN_CLAIM_TTL_SECONDS`, `FOREMAN_MAX_FAILURES`,
@@ -13,18 +16,17 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
-    /// A claim's time-to-live in seconds. Default 1800 (30 minutes, the claim lock of seed 000). A running
+    /// A claim's time-to-live in seconds. Default 1800 (30 minutes). A running
     /// session renews it with a heartbeat; a claim not renewed within this time expires, and the job becomes
     /// runnable again (recorded as an infrastructure failure). Must be at least 10.
     pub claim_ttl_seconds: u64,
-    /// Agent or validation failures after which a job becomes stuck (needs a person). Default 3 (seed 000:
-    /// "issues deprioritised after 3 failures"). Rate-limit failures never count. Must be at least 1.
+    /// Agent or validation failures after which a job becomes stuck (needs a person). Default 3. Rate-limit failures never count. Must be at least 1.
     pub max_failures: u32,
     /// Infrastructure failures (expired claims, lost workspaces) after which a job becomes stuck. Default 10:
     /// such failures are usually not the job's fault, so they get more room, but a job that kills its
     /// session every time must not loop forever. Must be at least 1.
     pub max_infrastructure_failures: u32,
-    /// Sessions running at once across Foreman. Default 3 (seed 000's `--concurrent` default). Must be at
+    /// Sessions running at once across Foreman. Default 3. Must be at
     /// least 1.
     pub max_sessions: u32,
     /// Sessions running at once in one repository. Default 1. Must be at least 1.
@@ -46,7 +48,7 @@ pub struct SchedulerConfig {
     pub default_priority: String,
     /// The first retry's backoff in seconds, before jitter. Default 15. Must be at least 1.
     pub backoff_min_seconds: u64,
-    /// The longest backoff in seconds. Default 300: seed 004 capped its error backoff at 5 minutes.
+    /// The longest backoff in seconds. Default 300 (5 minutes).
     pub backoff_max_seconds: u64,
 }
 
@@ -74,6 +76,11 @@ impl SchedulerConfig {
     /// The claim time-to-live as a duration.
     pub fn claim_ttl(&self) -> Duration {
         Duration::from_secs(self.claim_ttl_seconds)
+    }
+
+    /// `labels`' priority rank among [`SchedulerConfig::priority_labels`] ([`crate::job::priority_rank`]).
+    pub fn priority(&self, labels: &[String]) -> u8 {
+        crate::job::priority_rank(&self.priority_labels, &self.default_priority, labels)
     }
 
     /// The backoff bounds as durations, shortest first.
@@ -121,34 +128,26 @@ fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     Ok(items.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
 }
 
-/// Sessions allowed at once per repository, as each repository's constitution says (`[limits] concurrency`).
-/// Shared by every clone: the inbox worker and the runner record a repository's limit whenever they load its
-/// constitution, and the claiming transaction reads it.
-#[derive(Clone, Debug, Default)]
-pub struct RepoLimits(std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, u32>>>);
-
-impl RepoLimits {
-    /// Records `repo`'s (`owner/name`) limit.
-    pub fn set(&self, repo: &str, limit: u32) {
-        self.0.write().expect("repo limits lock").insert(repo.to_owned(), limit.max(1));
+impl crate::job::Limits for SchedulerConfig {
+    fn claim_ttl(&self) -> Duration {
+        SchedulerConfig::claim_ttl(self)
     }
-
-    /// Forgets `repo`'s limit (its constitution no longer sets one).
-    pub fn clear(&self, repo: &str) {
-        self.0.write().expect("repo limits lock").remove(repo);
+    fn max_sessions(&self) -> u32 {
+        self.max_sessions
     }
-
-    /// `repo`'s limit, when its constitution set one.
-    pub fn get(&self, repo: &str) -> Option<u32> {
-        self.0.read().expect("repo limits lock").get(repo).copied()
+    fn repo_limit(&self, repo: &str) -> u32 {
+        self.repo_limits.get(repo).unwrap_or(self.max_sessions_per_repo)
     }
-}
-
-impl PartialEq for RepoLimits {
-    /// Learnt limits are not configuration: two configurations compare equal whatever they learnt.
-    fn eq(&self, _: &Self) -> bool {
-        true
+    fn installation_limit(&self) -> Option<u32> {
+        self.max_sessions_per_installation
+    }
+    fn max_failures(&self) -> u32 {
+        self.max_failures
+    }
+    fn max_infrastructure_failures(&self) -> u32 {
+        self.max_infrastructure_failures
+    }
+    fn backoff_bounds(&self) -> (Duration, Duration) {
+        SchedulerConfig::backoff_bounds(self)
     }
 }
-
-impl Eq for RepoLimits {}

@@ -1,13 +1,10 @@
 //! The scheduler: picks runnable jobs in order, claims them with a time-to-live, and starts sessions within the limits.
 //!
-//! The rules live here (order, dependencies, backoff, configuration); the durable state and its
-//! transactions live in the store ([`crate::store::jobs`], [`crate::store::claims`]). Every function takes
-//! `now` rather than reading the clock, so tests drive time explicitly.
+//! The rules live in the job vocabulary ([`crate::job`]: order, dependencies, backoff, limits); the
+//! configuration here; the durable state and its transactions in the store. Every function takes `now`
+//! rather than reading the clock, so tests drive time explicitly.
 
-pub mod backoff;
 pub mod config;
-pub mod deps;
-pub mod order;
 pub mod status;
 
 use std::sync::Arc;
@@ -16,19 +13,21 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
+/// The job vocabulary's dependency types, at their former path.
+pub use crate::job::{IssueRef, OrderKey, PhaseKey, parse_dependencies};
 pub use config::SchedulerConfig;
-pub use deps::{IssueRef, parse_dependencies};
-pub use order::{OrderKey, PhaseKey, priority_rank};
 
-use crate::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
+use crate::ids::{DeliveryId, InstallationId, IssueNumber, Login, RepoName};
+use crate::job::backoff;
+use crate::job::{
+    Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, Job, JobKind, NewJob, Outcome, Recovery, RepoConcurrency,
+    SessionId,
+};
 use crate::store::Store;
-use crate::store::claims::{Claim, ClaimOwner, Claimed, Expired, Recovery};
-use crate::store::failures::Outcome;
-use crate::store::jobs::{EnqueueOutcome, Job, JobError, JobKind, NewJob};
-use crate::store::sessions::SessionId;
+use crate::store::jobs::JobError;
 
-/// A request to run an issue, as the decision core produces it with the issue's current title, body
-/// and labels.
+/// A request to run an issue with its trigger and requester as text: the form the inbox worker builds
+/// until it builds a [`NewJob`] (the one type of a job on its way in), into which it converts.
 #[derive(Debug, Clone)]
 pub struct EnqueueRequest {
     /// The repository.
@@ -57,6 +56,27 @@ pub struct EnqueueRequest {
     pub delivery: Option<DeliveryId>,
     /// Why, for the audit trail.
     pub cause: String,
+}
+
+impl From<EnqueueRequest> for NewJob {
+    /// A trigger that is not one of [`Trigger`]'s names is dropped (none is ever recorded).
+    fn from(r: EnqueueRequest) -> NewJob {
+        NewJob {
+            repo: r.repo,
+            issue: r.issue,
+            installation: r.installation,
+            kind: r.kind,
+            title: r.title,
+            body: r.body,
+            labels: r.labels,
+            blocked_by: r.blocked_by,
+            trigger: r.trigger.and_then(|t| serde_json::from_value(serde_json::Value::String(t)).ok()),
+            requester: r.requester.map(Login),
+            instructions: r.instructions,
+            delivery: r.delivery,
+            cause: r.cause,
+        }
+    }
 }
 
 /// The scheduler of one Foreman process: its configuration, its identity as a claim owner, and a
@@ -101,42 +121,24 @@ impl Scheduler {
         self.config.claim_ttl() / 3
     }
 
-    /// Turns a request into a job: priority from the labels, phase key from the title, dependencies from
-    /// the body plus `blocked_by`, and queues it ([`Store::enqueue_job`]). `actor` is the requester's
-    /// login or `foreman`.
-    pub fn enqueue(&self, req: EnqueueRequest, actor: &str, now: OffsetDateTime) -> Result<EnqueueOutcome, JobError> {
-        let mut depends_on = parse_dependencies(&req.body, &req.repo, req.issue);
-        for d in req.blocked_by {
-            let itself = d.repo == req.repo && d.issue == req.issue;
-            if !itself && !depends_on.contains(&d) {
-                depends_on.push(d);
-            }
-        }
-        let new = NewJob {
-            priority: priority_rank(&self.config, &req.labels),
-            phase: PhaseKey::parse(&req.title),
-            repo: req.repo,
-            issue: req.issue,
-            installation: req.installation,
-            kind: req.kind,
-            title: req.title,
-            labels: req.labels,
-            depends_on,
-            trigger: req.trigger,
-            requester: req.requester,
-            instructions: req.instructions,
-            delivery: req.delivery,
-            actor: actor.to_owned(),
-            cause: req.cause,
-        };
-        let outcome = self.store.enqueue_job(new, now)?;
+    /// Queues a job ([`Store::enqueue_job`]) with its priority from the labels ([`SchedulerConfig::priority`]);
+    /// its phase key comes from the title and its dependencies from the body plus `blocked_by`. `actor`
+    /// is the requester's login or `foreman`.
+    pub fn enqueue(
+        &self,
+        req: impl Into<NewJob>,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<EnqueueOutcome, JobError> {
+        let new = req.into();
+        let outcome = self.store.enqueue_job(&new, self.config.priority(&new.labels), actor, now)?;
         self.changed.notify_one();
         Ok(outcome)
     }
 
     /// Claims the next job in run order within the limits ([`Store::claim_next`]).
     pub fn claim_next(&self, now: OffsetDateTime) -> Result<Option<Claimed>, JobError> {
-        self.store.claim_next(&self.owner, &self.config, now)
+        self.store.claim_next(&self.owner, &*self.config, now)
     }
 
     /// Claims the next job whose installation `admit` accepts ([`Store::claim_next_admitting`]).
@@ -145,18 +147,18 @@ impl Scheduler {
         now: OffsetDateTime,
         admit: &dyn Fn(InstallationId) -> bool,
     ) -> Result<Option<Claimed>, JobError> {
-        self.store.claim_next_admitting(&self.owner, &self.config, now, admit)
+        self.store.claim_next_admitting(&self.owner, &*self.config, now, admit)
     }
 
     /// Renews a claim ([`Store::heartbeat`]); returns the new expiry.
     pub fn heartbeat(&self, claim: &Claim, now: OffsetDateTime) -> Result<OffsetDateTime, JobError> {
-        self.store.heartbeat(claim, &self.config, now)
+        self.store.heartbeat(claim, &*self.config, now)
     }
 
     /// Records a session's outcome ([`Store::finish_job`]) with a random backoff jitter, and waits until
     /// it is durable, so that what is reported next survives a crash.
     pub async fn finish(&self, claim: &Claim, outcome: &Outcome, now: OffsetDateTime) -> Result<Job, JobError> {
-        let job = self.store.finish_job(claim, outcome, &self.config, now, backoff::random_jitter())?;
+        let job = self.store.finish_job(claim, outcome, &*self.config, now, backoff::random_jitter())?;
         self.store.sync().await?;
         self.changed.notify_one();
         Ok(job)
@@ -217,7 +219,7 @@ impl Scheduler {
     /// Periodic work: expire claims and end backoffs at `now`. Returns the expired claims (their sessions,
     /// if still running somewhere, must stop).
     pub fn tick(&self, now: OffsetDateTime) -> Result<Vec<Expired>, JobError> {
-        let expired = self.store.expire_claims(&self.config, now)?;
+        let expired = self.store.expire_claims(&*self.config, now)?;
         let promoted = self.store.promote_due(now)?;
         if !expired.is_empty() || promoted > 0 {
             self.changed.notify_one();
@@ -235,15 +237,15 @@ impl Scheduler {
         })
     }
 
-    /// Learns `repo`'s `[limits] concurrency` from its effective constitution: used instead of
-    /// `max_sessions_per_repo` when the repository or its organisation sets it, forgotten when neither does.
-    pub fn learn_limits(&self, repo: &RepoName, effective: &crate::constitution::Effective) {
+    /// Learns `repo`'s `[limits] concurrency` (e.g. from its effective constitution): used instead of
+    /// `max_sessions_per_repo` when the repository or its organisation sets it (`Some`), forgotten when
+    /// neither does (`None`).
+    pub fn learn_limits(&self, repo: &RepoName, source: &impl RepoConcurrency) {
         let key = repo.to_string();
         let before = self.config.repo_limits.get(&key);
-        if effective.origin("limits.concurrency") == crate::constitution::Origin::Default {
-            self.config.repo_limits.clear(&key);
-        } else {
-            self.config.repo_limits.set(&key, effective.constitution.limits.concurrency.get());
+        match source.concurrency() {
+            None => self.config.repo_limits.clear(&key),
+            Some(limit) => self.config.repo_limits.set(&key, limit),
         }
         if self.config.repo_limits.get(&key) != before {
             self.changed.notify_one();

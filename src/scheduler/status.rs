@@ -10,7 +10,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
-use crate::store::jobs::JobsStatus;
+use crate::job::{JobKind, JobsStatus, PhaseKey};
 
 /// How long `foreman status` waits for the server: a status read takes well under a second even with
 /// 100,000 jobs, so 30 s means the server is not answering.
@@ -144,16 +144,16 @@ fn row<const N: usize, S: Into<String>>(cells: [S; N]) -> Vec<String> {
     cells.into_iter().map(Into::into).map(|c: String| c.replace(['\n', '\r', '\t'], " ")).collect()
 }
 
-fn kind(k: crate::store::jobs::JobKind) -> String {
+fn kind(k: JobKind) -> String {
     serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-fn phase(p: super::PhaseKey) -> String {
+fn phase(p: PhaseKey) -> String {
     match p {
-        super::PhaseKey::Meta => "META".into(),
-        super::PhaseKey::Phase { phase, task } => format!("{phase}.{task}"),
-        super::PhaseKey::Id { number } => format!("#{number}"),
-        super::PhaseKey::None => String::new(),
+        PhaseKey::Meta => "META".into(),
+        PhaseKey::Phase { phase, task } => format!("{phase}.{task}"),
+        PhaseKey::Id { number } => format!("#{number}"),
+        PhaseKey::None => String::new(),
     }
 }
 

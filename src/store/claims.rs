@@ -13,172 +13,21 @@
 //! ([`Store::heartbeat`]) or finish the job ([`Store::finish_job`]); once `expires_at` has passed, both
 //! answer [`JobError::ClaimNotHeld`], and [`Store::expire_claims`] puts the job back in the queue.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::failures::{FailureClass, Outcome};
 use super::jobs::{
-    Abort, Job, JobError, JobState, Placement, Tx, abort, decode, encode, entry, from_nanos, issue_key,
-    key_repo_prefix, nanos, time_key,
+    Abort, JobError, Tx, abort, decode, encode, entry, from_nanos, issue_key, key_repo_prefix, nanos, time_key,
 };
-use super::sessions::{SessionId, SessionRecord, SessionState};
 use super::{Store, StoreError};
-use crate::ids::{InstallationId, IssueNumber, RepoName};
-use crate::scheduler::SchedulerConfig;
-use crate::scheduler::deps::IssueRef;
-
-/// Who holds a claim: one running Foreman process (a scheduler instance).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ClaimOwner {
-    /// A random id per scheduler instance (UUID v4), fresh at every start.
-    pub instance: String,
-    /// The operating-system process id, for people reading the status.
-    pub pid: u32,
-    /// The host name (from `HOSTNAME`), for people reading the status; empty when unknown.
-    pub host: String,
-}
-
-impl ClaimOwner {
-    /// A new owner for this process, with a fresh instance id.
-    pub fn new() -> Self {
-        Self {
-            instance: uuid::Uuid::new_v4().to_string(),
-            pid: std::process::id(),
-            host: std::env::var("HOSTNAME").unwrap_or_default(),
-        }
-    }
-
-    /// The actor name used in audit trails: `foreman:<first 8 characters of the instance>`.
-    pub fn actor(&self) -> String {
-        format!("foreman:{}", &self.instance[..self.instance.len().min(8)])
-    }
-}
-
-impl Default for ClaimOwner {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// A claim on a job: its holder, its session and its time-to-live.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claim {
-    /// Unique id of this claim (increasing); a stale holder's id no longer matches.
-    pub id: u64,
-    /// The repository.
-    pub repo: RepoName,
-    /// The issue.
-    pub issue: IssueNumber,
-    /// The installation, for the per-installation limit.
-    pub installation: Option<InstallationId>,
-    /// The process that holds it.
-    pub owner: ClaimOwner,
-    /// The session that runs the job.
-    pub session: SessionId,
-    /// When it was claimed.
-    #[serde(with = "time::serde::rfc3339")]
-    pub claimed_at: OffsetDateTime,
-    /// When it was last renewed (or claimed).
-    #[serde(with = "time::serde::rfc3339")]
-    pub renewed_at: OffsetDateTime,
-    /// When it expires unless renewed.
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
-}
-
-impl Claim {
-    /// The claim's issue as a reference.
-    pub fn issue_ref(&self) -> IssueRef {
-        IssueRef { repo: self.repo.clone(), issue: self.issue }
-    }
-}
-
-/// A job just claimed, and its claim.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Claimed {
-    /// The job, now running.
-    pub job: Job,
-    /// The claim; pass it to heartbeat and finish.
-    pub claim: Claim,
-}
-
-/// A claim that expired and what became of its job.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Expired {
-    /// The claim that expired.
-    pub claim: Claim,
-    /// The job's state afterwards: `queued`, or `stuck` after too many infrastructure failures.
-    pub state: JobState,
-}
-
-/// What [`Store::recover_claims`] found and did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Recovery {
-    /// Jobs whose claim belonged to a process that no longer runs: back in the queue, session interrupted.
-    pub requeued: Vec<IssueRef>,
-    /// Claims still held by live instances.
-    pub kept: usize,
-    /// Whether the slot counters disagreed with the claims and were corrected.
-    pub slots_corrected: bool,
-}
+use crate::ids::InstallationId;
+pub use crate::job::claims::{Claim, ClaimOwner, Claimed, Expired, Recovery, Slots};
+use crate::job::claims::{SlotLimit, apply_claim, may_be_claimed};
+use crate::job::failures::{FailureClass, NewFailure, Outcome};
+use crate::job::key::key_repo;
+use crate::job::{Job, JobState, Limits, Placement, SessionId, SessionRecord, SessionState};
 
 /// The key of the one [`Slots`] record in the `slots` tree.
 const SLOTS_KEY: &[u8] = b"slots";
-
-/// Sessions running, in total and per repository and installation: what the concurrency limits count.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Slots {
-    /// Running in total.
-    pub global: u32,
-    /// Running per repository (lower-cased `owner/name`).
-    pub repos: BTreeMap<String, u32>,
-    /// Running per installation id.
-    pub installations: BTreeMap<u64, u32>,
-}
-
-impl Slots {
-    fn repo(&self, repo: &str) -> u32 {
-        self.repos.get(repo).copied().unwrap_or(0)
-    }
-
-    fn installation(&self, id: InstallationId) -> u32 {
-        self.installations.get(&id.0).copied().unwrap_or(0)
-    }
-
-    fn take(&mut self, repo: &str, installation: Option<InstallationId>) {
-        self.global += 1;
-        *self.repos.entry(repo.to_owned()).or_default() += 1;
-        if let Some(i) = installation {
-            *self.installations.entry(i.0).or_default() += 1;
-        }
-    }
-
-    fn give(&mut self, repo: &str, installation: Option<InstallationId>) {
-        self.global = self.global.saturating_sub(1);
-        if let Some(n) = self.repos.get_mut(repo) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.repos.remove(repo);
-            }
-        }
-        if let Some(i) = installation
-            && let Some(n) = self.installations.get_mut(&i.0)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.installations.remove(&i.0);
-            }
-        }
-    }
-}
-
-/// The repository of a job key as the slot counters name it: lower-cased `owner/name`.
-fn slot_repo(job_key: &[u8]) -> String {
-    let prefix = key_repo_prefix(job_key);
-    String::from_utf8_lossy(&prefix[..prefix.len().saturating_sub(1)]).into_owned()
-}
 
 fn read_slots(tx: &Tx<'_>) -> Result<Slots, Abort> {
     match tx.slots.get(SLOTS_KEY)? {
@@ -196,12 +45,8 @@ fn write_slots(tx: &Tx<'_>, slots: &Slots) -> Result<(), Abort> {
 enum Skip {
     /// Someone else moved it first.
     Gone,
-    /// Its repository is at its limit.
-    Repo,
-    /// Its installation is at its limit.
-    Installation(InstallationId),
-    /// The global limit is reached: stop looking.
-    Full,
+    /// A concurrency limit is reached.
+    Limit(SlotLimit),
 }
 
 impl Store {
@@ -220,10 +65,10 @@ impl Store {
     pub fn claim_next(
         &self,
         owner: &ClaimOwner,
-        config: &SchedulerConfig,
+        limits: &dyn Limits,
         now: OffsetDateTime,
     ) -> Result<Option<Claimed>, JobError> {
-        self.claim_next_admitting(owner, config, now, &|_| true)
+        self.claim_next_admitting(owner, limits, now, &|_| true)
     }
 
     /// [`Store::claim_next`], skipping the jobs of installations `admit` refuses (asked at most once per
@@ -232,14 +77,14 @@ impl Store {
     pub fn claim_next_admitting(
         &self,
         owner: &ClaimOwner,
-        config: &SchedulerConfig,
+        limits: &dyn Limits,
         now: OffsetDateTime,
         admit: &dyn Fn(InstallationId) -> bool,
     ) -> Result<Option<Claimed>, JobError> {
-        self.expire_claims(config, now)?;
+        self.expire_claims(limits, now)?;
         self.promote_due(now)?;
         let t = self.job_trees();
-        if self.slots()?.global >= config.max_sessions {
+        if self.slots()?.global >= limits.max_sessions() {
             return Ok(None);
         }
         let mut full_repos: Vec<Vec<u8>> = Vec::new();
@@ -275,23 +120,14 @@ impl Store {
                     return Ok(Err(Skip::Gone));
                 }
                 let mut slots = read_slots(tx)?;
-                if slots.global >= config.max_sessions {
-                    return Ok(Err(Skip::Full));
-                }
-                let repo = slot_repo(&job_key);
-                let repo_limit = config.repo_limits.get(&repo).unwrap_or(config.max_sessions_per_repo);
-                if slots.repo(&repo) >= repo_limit {
-                    return Ok(Err(Skip::Repo));
-                }
-                if let (Some(limit), Some(i)) = (config.max_sessions_per_installation, job.installation)
-                    && slots.installation(i) >= limit
-                {
-                    return Ok(Err(Skip::Installation(i)));
+                let repo = key_repo(&job_key);
+                if let Err(limit) = slots.admits(limits, &repo, job.installation) {
+                    return Ok(Err(Skip::Limit(limit)));
                 }
                 tx.ready.remove(&order_key)?;
                 slots.take(&repo, job.installation);
                 write_slots(tx, &slots)?;
-                let expires_at = now + config.claim_ttl();
+                let expires_at = now + limits.claim_ttl();
                 let claim = Claim {
                     id: tx.claims.generate_id()?,
                     repo: job.repo.clone(),
@@ -319,7 +155,7 @@ impl Store {
                 };
                 tx.sessions.insert(session.as_str().as_bytes(), encode(&record))?;
                 // The job's record is left as it is: the claim makes it running (see above).
-                super::jobs::apply_claim(&mut job, &claim);
+                apply_claim(&mut job, &claim);
                 let cause = format!("attempt {} in session {}", job.attempts, session);
                 tx.record(
                     &job_key,
@@ -330,9 +166,9 @@ impl Store {
             match result {
                 Ok(claimed) => return Ok(Some(claimed)),
                 Err(Skip::Gone) => {}
-                Err(Skip::Repo) => full_repos.push(key_repo_prefix(&job_key).to_vec()),
-                Err(Skip::Installation(i)) => full_installations.push(i),
-                Err(Skip::Full) => return Ok(None),
+                Err(Skip::Limit(SlotLimit::Repo)) => full_repos.push(key_repo_prefix(&job_key).to_vec()),
+                Err(Skip::Limit(SlotLimit::Installation(i))) => full_installations.push(i),
+                Err(Skip::Limit(SlotLimit::Global)) => return Ok(None),
             }
         }
         Ok(None)
@@ -345,14 +181,14 @@ impl Store {
     pub fn heartbeat(
         &self,
         claim: &Claim,
-        config: &SchedulerConfig,
+        limits: &dyn Limits,
         now: OffsetDateTime,
     ) -> Result<OffsetDateTime, JobError> {
         let key = issue_key(&claim.repo, claim.issue);
         self.job_trees().run(|tx| {
             let mut live = live_claim(tx, &key, claim, now)?;
             live.renewed_at = now;
-            live.expires_at = now + config.claim_ttl();
+            live.expires_at = now + limits.claim_ttl();
             tx.claims.insert(&key[..], encode(&live))?;
             Ok(live.expires_at)
         })
@@ -362,7 +198,7 @@ impl Store {
     /// backoff (or until a rate-limit reset); stuck after too many failures; or, for
     /// [`Outcome::Released`], straight back to the queue without counting anything.
     ///
-    /// `jitter` in `[0, 1]` spreads the backoff ([`crate::scheduler::backoff::backoff_delay`]).
+    /// `jitter` in `[0, 1]` spreads the backoff ([`crate::job::backoff::backoff_delay`]).
     ///
     /// Errors: [`JobError::ClaimNotHeld`] when the claim is no longer live (the outcome is not recorded:
     /// the job was already moved on by expiry, cancellation or recovery).
@@ -370,7 +206,7 @@ impl Store {
         &self,
         claim: &Claim,
         outcome: &Outcome,
-        config: &SchedulerConfig,
+        limits: &dyn Limits,
         now: OffsetDateTime,
         jitter: f64,
     ) -> Result<Job, JobError> {
@@ -403,19 +239,9 @@ impl Store {
                     tx.record(&key, entry(now, &actor, "released", Some(JobState::Running), JobState::Queued, cause))?;
                 }
                 Outcome::Failed { class, reason, retry_at } => {
-                    super::failures::fail_tx(
-                        tx,
-                        &key,
-                        &mut job,
-                        *class,
-                        reason,
-                        *retry_at,
-                        Some(&live.session),
-                        &actor,
-                        config,
-                        now,
-                        jitter,
-                    )?;
+                    let failure =
+                        NewFailure { class: *class, reason, retry_at: *retry_at, session: Some(&live.session) };
+                    fail_tx(tx, &key, &mut job, failure, &actor, limits, now, jitter)?;
                 }
             }
             Ok(job)
@@ -435,12 +261,11 @@ impl Store {
         let Some(raw) = tx.claims.remove(key)? else { return Ok(None) };
         let claim: Claim = decode(&raw, "claim").map_err(abort)?;
         let mut slots = read_slots(tx)?;
-        slots.give(&slot_repo(key), claim.installation.or(job.installation));
+        slots.give(&key_repo(key), claim.installation.or(job.installation));
         write_slots(tx, &slots)?;
         if let Some(raw) = tx.sessions.get(claim.session.as_str().as_bytes())? {
             let mut record: SessionRecord = decode(&raw, "session").map_err(abort)?;
-            record.state = state;
-            record.ended_at = Some(now);
+            record.end(state, now);
             tx.sessions.insert(claim.session.as_str().as_bytes(), encode(&record))?;
         }
         Ok(Some(claim))
@@ -449,7 +274,7 @@ impl Store {
     /// Expires every claim whose time-to-live ended at or before `now`: the job is queued again (runnable
     /// at once) and the expiry is recorded as an infrastructure failure, or the job becomes stuck after
     /// `max_infrastructure_failures`. The session is marked expired.
-    pub fn expire_claims(&self, config: &SchedulerConfig, now: OffsetDateTime) -> Result<Vec<Expired>, JobError> {
+    pub fn expire_claims(&self, limits: &dyn Limits, now: OffsetDateTime) -> Result<Vec<Expired>, JobError> {
         let t = self.job_trees();
         let mut out = Vec::new();
         let mut due = Vec::new();
@@ -475,19 +300,13 @@ impl Store {
                     claim.owner.actor(),
                     claim.expires_at
                 );
-                super::failures::fail_tx(
-                    tx,
-                    &key,
-                    &mut job,
-                    FailureClass::Infrastructure,
-                    &reason,
-                    Some(now),
-                    Some(&claim.session),
-                    "foreman",
-                    config,
-                    now,
-                    0.0,
-                )?;
+                let failure = NewFailure {
+                    class: FailureClass::Infrastructure,
+                    reason: &reason,
+                    retry_at: Some(now),
+                    session: Some(&claim.session),
+                };
+                fail_tx(tx, &key, &mut job, failure, "foreman", limits, now, 0.0)?;
                 Ok(Some(Expired { claim, state: job.state }))
             })?;
             out.extend(expired);
@@ -600,7 +419,7 @@ impl Store {
         for item in self.job_trees().claims.iter() {
             let (key, raw) = item?;
             let claim: Claim = decode(&raw, "claim")?;
-            want.take(&slot_repo(&key), claim.installation);
+            want.take(&key_repo(&key), claim.installation);
         }
         Ok(want)
     }
@@ -648,10 +467,10 @@ impl Store {
             let has_claim = claim.is_some();
             if let Some(claim) = claim {
                 // A record left as it was at the claim: placed ready, but out of the run-order index.
-                if super::jobs::may_be_claimed(&job) && t.ready.contains_key(job.order_key().encode())? {
+                if may_be_claimed(&job) && t.ready.contains_key(job.order_key().encode())? {
                     problems.push(format!("{name}: claimed but still in the run-order index"));
                 }
-                super::jobs::apply_claim(&mut job, claim);
+                apply_claim(&mut job, claim);
             }
             if (job.state == JobState::Running) != has_claim {
                 problems.push(format!("{name}: state {} but claim present = {has_claim}", job.state.as_str()));
@@ -700,16 +519,35 @@ impl Store {
     }
 }
 
-/// The live claim on `key`, if it is `claim`; aborts with [`JobError::ClaimNotHeld`] otherwise.
+/// The live claim on `key`, if it is `claim` ([`Claim::held`]); aborts with [`JobError::ClaimNotHeld`]
+/// otherwise.
 fn live_claim(tx: &Tx<'_>, key: &[u8], claim: &Claim, now: OffsetDateTime) -> Result<Claim, Abort> {
-    let not_held = |reason| abort(JobError::ClaimNotHeld { issue: claim.issue_ref(), reason });
-    let Some(raw) = tx.claims.get(key)? else { return Err(not_held("it was released, expired or cancelled")) };
-    let live: Claim = decode(&raw, "claim").map_err(abort)?;
-    if live.id != claim.id {
-        return Err(not_held("the job was claimed again"));
+    let live: Option<Claim> = match tx.claims.get(key)? {
+        Some(raw) => Some(decode(&raw, "claim").map_err(abort)?),
+        None => None,
+    };
+    match claim.held(live.as_ref(), now) {
+        Ok(()) => Ok(live.expect("a held claim is live")),
+        Err(reason) => Err(abort(JobError::ClaimNotHeld { issue: claim.issue_ref(), reason })),
     }
-    if live.expires_at <= now {
-        return Err(not_held("its time-to-live ran out"));
-    }
-    Ok(live)
+}
+
+/// Records a failure of `job` inside `tx` by the ledger's rule ([`crate::job::failures::record_failure`]):
+/// the failure into the ledger, the job placed (unless stuck) and written, and its audit entry.
+#[allow(clippy::too_many_arguments)]
+fn fail_tx(
+    tx: &Tx<'_>,
+    key: &[u8],
+    job: &mut Job,
+    failure: NewFailure<'_>,
+    actor: &str,
+    limits: &dyn Limits,
+    now: OffsetDateTime,
+    jitter: f64,
+) -> Result<(), Abort> {
+    let (failure, audit) = crate::job::failures::record_failure(job, failure, actor, limits, now, jitter);
+    tx.failures.insert(&tx.failures.generate_id()?.to_be_bytes(), encode(&failure))?;
+    tx.place(key, job, now)?;
+    tx.put_job(key, job)?;
+    tx.record(key, audit)
 }

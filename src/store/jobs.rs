@@ -29,266 +29,24 @@
 //! ([`apply_claim`]): [`Tx::job`], [`Store::job`], and the scans. This keeps the one cold page of a job's
 //! record out of the claim (issue 4: pick-next + claim median ≤ 100 µs with 100,000 jobs queued).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use time::OffsetDateTime;
 
-use super::claims::Claim;
-use super::failures::{Failure, FailureCounts};
-use super::sessions::SessionId;
 use super::{Store, StoreError};
-use crate::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
-use crate::scheduler::deps::IssueRef;
-use crate::scheduler::order::{OrderKey, PhaseKey};
-
-/// How many delivery ids a job remembers, to answer a redelivered or replayed delivery as a duplicate.
-/// GitHub redelivers a delivery under its original id; 32 covers every trigger a busy issue sees between
-/// two runs.
-pub const REMEMBERED_DELIVERIES: usize = 32;
-
-/// What a job asks the agent to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum JobKind {
-    /// Implement the issue and open a pull request.
-    Code,
-    /// Write a plan as a comment; change no code.
-    Plan,
-    /// Address review feedback on Foreman's existing pull request.
-    FollowUp,
-}
-
-/// Where a job is in its life. `queued → running → succeeded | failed | cancelled | stuck`; a failed job
-/// returns to `queued` when its backoff ends, and `retry` returns any job that is not running to `queued`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    /// Waiting to run: runnable, or waiting on a dependency.
-    Queued,
-    /// Claimed: a session runs it.
-    Running,
-    /// Finished with changes ready (or a plan written).
-    Succeeded,
-    /// Failed and will be retried after its backoff (or after a rate-limit reset).
-    Failed,
-    /// Cancelled by a person or an event (unlabelled, closed, `stop`).
-    Cancelled,
-    /// Set aside: too many failures or a dependency cycle. Needs a person (`retry`).
-    Stuck,
-}
-
-impl JobState {
-    /// Every state, in life order.
-    pub const ALL: [JobState; 6] = [
-        JobState::Queued,
-        JobState::Running,
-        JobState::Succeeded,
-        JobState::Failed,
-        JobState::Cancelled,
-        JobState::Stuck,
-    ];
-
-    /// The state's name as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-            JobState::Stuck => "stuck",
-        }
-    }
-}
-
-/// Which index holds a queued or failed job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "in", rename_all = "snake_case")]
-pub enum Placement {
-    /// In no index: running or finished.
-    None,
-    /// In the run-order index: may run now.
-    Ready,
-    /// In the delayed index until this time (unix nanoseconds).
-    Delayed {
-        /// Unix nanoseconds.
-        until: u64,
-    },
-    /// Waiting on open dependencies ([`Job::waiting_on`]).
-    Waiting,
-}
-
-/// A job: one per (repository, issue).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Job {
-    /// The repository.
-    pub repo: RepoName,
-    /// The issue (or pull request, for a follow-up).
-    pub issue: IssueNumber,
-    /// The installation that covers the repository, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub installation: Option<InstallationId>,
-    /// What to do.
-    pub kind: JobKind,
-    /// Where the job is in its life.
-    pub state: JobState,
-    /// The issue title when last queued.
-    pub title: String,
-    /// The issue's labels when last queued.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
-    /// Priority rank from the labels, 0 highest ([`crate::scheduler::order::priority_rank`]).
-    pub priority: u8,
-    /// The phase key parsed from the title.
-    pub phase: PhaseKey,
-    /// Declared dependencies.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<IssueRef>,
-    /// The dependencies not known to be closed; the job waits while this is not empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub waiting_on: Vec<IssueRef>,
-    /// Unique, increasing sequence number of this run request: the last tie-breaker of the order.
-    pub seq: u64,
-    /// When this run was requested (age for ordering).
-    #[serde(with = "time::serde::rfc3339")]
-    pub enqueued_at: OffsetDateTime,
-    /// When the job last changed.
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-    /// Not to run before this time: backoff after a failure, or a rate-limit reset.
-    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
-    pub not_before: Option<OffsetDateTime>,
-    /// Failures by class since the last `retry` or fresh request.
-    #[serde(default, skip_serializing_if = "FailureCounts::is_zero")]
-    pub failures: FailureCounts,
-    /// The most recent failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_failure: Option<Failure>,
-    /// How many times the job was claimed.
-    pub attempts: u32,
-    /// Why it is stuck, when it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stuck_reason: Option<String>,
-    /// What queued it: `label`, `board`, `command`, …
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trigger: Option<String>,
-    /// Who asked for it (a GitHub login).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requester: Option<String>,
-    /// Free-text instructions from `/foreman run …`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instructions: Option<String>,
-    /// The last session that ran it (or runs it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<SessionId>,
-    /// Delivery ids that queued it, most recent last, at most [`REMEMBERED_DELIVERIES`].
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deliveries: Vec<DeliveryId>,
-    /// Which index holds it.
-    pub placement: Placement,
-}
-
-impl Job {
-    /// The job's run-order key.
-    pub fn order_key(&self) -> OrderKey {
-        OrderKey {
-            priority: self.priority,
-            phase: self.phase,
-            failures: self.failures.counted(),
-            enqueued_nanos: nanos(self.enqueued_at),
-            seq: self.seq,
-        }
-    }
-
-    /// The job's issue as a reference.
-    pub fn issue_ref(&self) -> IssueRef {
-        IssueRef { repo: self.repo.clone(), issue: self.issue }
-    }
-}
-
-/// A request to queue an issue. Built by the scheduler from the issue and the decision.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    /// The repository.
-    pub repo: RepoName,
-    /// The issue.
-    pub issue: IssueNumber,
-    /// The installation, when known.
-    pub installation: Option<InstallationId>,
-    /// What to do.
-    pub kind: JobKind,
-    /// The issue title.
-    pub title: String,
-    /// The issue's labels.
-    pub labels: Vec<String>,
-    /// Priority rank, 0 highest.
-    pub priority: u8,
-    /// Phase key from the title.
-    pub phase: PhaseKey,
-    /// Dependencies (from the body and from GitHub's issue dependencies).
-    pub depends_on: Vec<IssueRef>,
-    /// What queued it.
-    pub trigger: Option<String>,
-    /// Who asked.
-    pub requester: Option<String>,
-    /// Free-text instructions.
-    pub instructions: Option<String>,
-    /// The delivery that asked, so a redelivery is answered as a duplicate.
-    pub delivery: Option<DeliveryId>,
-    /// Who (for the audit trail): a login, or `foreman`.
-    pub actor: String,
-    /// Why (for the audit trail), e.g. `label 'foreman' added`.
-    pub cause: String,
-}
-
-/// What [`Store::enqueue_job`] did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EnqueueOutcome {
-    /// A new run was queued.
-    Queued(Job),
-    /// The job was already queued (or in backoff): its title, labels, kind and dependencies were refreshed.
-    Updated(Job),
-    /// The job runs now; nothing changed.
-    AlreadyRunning(Job),
-    /// The job is stuck and needs `retry`; nothing changed.
-    Stuck(Job),
-    /// This delivery already queued the job: nothing changed (a redelivery has no second effect).
-    Duplicate(Job),
-}
-
-impl EnqueueOutcome {
-    /// The job after the call.
-    pub fn job(&self) -> &Job {
-        match self {
-            EnqueueOutcome::Queued(j)
-            | EnqueueOutcome::Updated(j)
-            | EnqueueOutcome::AlreadyRunning(j)
-            | EnqueueOutcome::Stuck(j)
-            | EnqueueOutcome::Duplicate(j) => j,
-        }
-    }
-}
-
-/// One entry of a job's audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// When.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// Who: a GitHub login, `foreman`, or `foreman:<instance>` for a scheduler.
-    pub actor: String,
-    /// What happened: `enqueued`, `updated`, `claimed`, `succeeded`, `failed`, `expired`, `interrupted`,
-    /// `released`, `cancelled`, `stuck`, `retry`, `ready`, `waiting`.
-    pub action: String,
-    /// The state before.
-    pub from: Option<JobState>,
-    /// The state after.
-    pub to: JobState,
-    /// Why, in words.
-    pub cause: String,
-}
+use crate::ids::{IssueNumber, RepoName};
+use crate::job::claims::{Claim, apply_claim, may_be_claimed};
+use crate::job::deps::{cycle_reason, find_cycle};
+use crate::job::key::decode_issue_key;
+pub(super) use crate::job::key::key_repo_prefix;
+pub use crate::job::key::{from_nanos, issue_key, nanos, repo_prefix};
+pub use crate::job::{
+    AuditEntry, EnqueueOutcome, Job, JobDetail, JobKind, JobState, JobsStatus, NewJob, Placement, QueuedJob,
+    REMEMBERED_DELIVERIES, RunningJob, StuckJob,
+};
+use crate::job::{FailureCounts, IssueRef, SessionId};
 
 /// A job operation that could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -327,38 +85,6 @@ impl From<sled::Error> for JobError {
 
 pub(super) fn corrupt(what: &str) -> JobError {
     JobError::Store(StoreError::Corrupt(what.to_owned()))
-}
-
-/// Unix nanoseconds of `t`, clamped to u64 (times before 1970 become 0).
-pub fn nanos(t: OffsetDateTime) -> u64 {
-    t.unix_timestamp_nanos().clamp(0, u64::MAX as i128) as u64
-}
-
-/// The inverse of [`nanos`].
-pub fn from_nanos(n: u64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(n as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// The store key of an issue: lower-cased `owner/name`, a zero byte, the number as u64 big-endian.
-pub fn issue_key(repo: &RepoName, issue: IssueNumber) -> Vec<u8> {
-    let mut k = repo_prefix(repo);
-    k.extend_from_slice(&issue.0.to_be_bytes());
-    k
-}
-
-/// The prefix every issue key of `repo` starts with.
-pub fn repo_prefix(repo: &RepoName) -> Vec<u8> {
-    let mut k = Vec::with_capacity(repo.owner().len() + repo.name().len() + 10);
-    k.extend(repo.owner().bytes().map(|b| b.to_ascii_lowercase()));
-    k.push(b'/');
-    k.extend(repo.name().bytes().map(|b| b.to_ascii_lowercase()));
-    k.push(0);
-    k
-}
-
-/// The repository part (with its zero byte) of an issue key.
-pub(super) fn key_repo_prefix(key: &[u8]) -> &[u8] {
-    &key[..key.len().saturating_sub(8)]
 }
 
 pub(super) fn time_key(t: u64, key: &[u8]) -> Vec<u8> {
@@ -459,27 +185,6 @@ pub(super) struct Tx<'a> {
     pub(super) slots: &'a TransactionalTree,
 }
 
-/// Whether a job record, as stored, may belong to a claimed job whose record was not rewritten at the
-/// claim (see the module documentation): only such a record needs its claim looked up.
-pub(super) fn may_be_claimed(job: &Job) -> bool {
-    job.state == JobState::Queued && job.placement == Placement::Ready
-}
-
-/// Applies the live claim on a job to the job as stored when the claim left the record as it was (state
-/// `queued`, placed ready): the job is running, in no index, one attempt further, in the claim's session.
-/// A record already written as running is left alone, so applying twice changes nothing.
-pub(super) fn apply_claim(job: &mut Job, claim: &Claim) {
-    if job.state == JobState::Running {
-        return;
-    }
-    job.state = JobState::Running;
-    job.placement = Placement::None;
-    job.not_before = None;
-    job.attempts += 1;
-    job.session = Some(claim.session.clone());
-    job.updated_at = claim.claimed_at;
-}
-
 impl Tx<'_> {
     /// The job under `key` with its claim applied ([`apply_claim`]).
     pub(super) fn job(&self, key: &[u8]) -> Result<Option<Job>, Abort> {
@@ -527,31 +232,17 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Puts a queued or failed job where it belongs at `now`: waiting on dependencies, delayed until
-    /// `not_before`, or ready. A failed job whose backoff is over becomes queued again (audited). The caller
-    /// then writes the job with [`Tx::put_job`], which writes a ready job's run-order entry.
+    /// Puts a queued or failed job where it belongs at `now` ([`crate::job::placement::place`]) and writes
+    /// the delayed index entry or the audit entry the rule asks for. The caller then writes the job with
+    /// [`Tx::put_job`], which writes a ready job's run-order entry (with the job as it is then).
     pub(super) fn place(&self, key: &[u8], job: &mut Job, now: OffsetDateTime) -> Result<(), Abort> {
-        debug_assert_eq!(job.placement, Placement::None);
-        if !matches!(job.state, JobState::Queued | JobState::Failed) {
-            return Ok(());
-        }
-        if !job.waiting_on.is_empty() {
-            job.placement = Placement::Waiting;
-            return Ok(());
-        }
-        if let Some(t) = job.not_before.filter(|t| *t > now) {
-            let until = nanos(t);
+        let audit = crate::job::placement::place(job, now);
+        if let Placement::Delayed { until } = job.placement {
             self.delayed.insert(time_key(until, key), &[])?;
-            job.placement = Placement::Delayed { until };
-            return Ok(());
         }
-        job.not_before = None;
-        if job.state == JobState::Failed {
-            job.state = JobState::Queued;
-            self.record(key, entry(now, "foreman", "ready", Some(JobState::Failed), JobState::Queued, "backoff over"))?;
+        if let Some(e) = audit {
+            self.record(key, e)?;
         }
-        // The run-order entry is written by the `put_job` that follows (with the job as it is then).
-        job.placement = Placement::Ready;
         Ok(())
     }
 }
@@ -564,103 +255,7 @@ pub(super) fn entry(
     to: JobState,
     cause: &str,
 ) -> AuditEntry {
-    AuditEntry { at, actor: actor.to_owned(), action: action.to_owned(), from, to, cause: cause.to_owned() }
-}
-
-/// A job with its claim, position and audit trail, as `GET /api/jobs/{owner}/{repo}/{issue}` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobDetail {
-    /// The job.
-    #[serde(flatten)]
-    pub job: Job,
-    /// 1-based position among runnable jobs, when it is runnable now.
-    pub position: Option<u64>,
-    /// The live claim, when running.
-    pub claim: Option<Claim>,
-    /// Every transition, oldest first.
-    pub audit: Vec<AuditEntry>,
-}
-
-/// A queued job in [`JobsStatus`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct QueuedJob {
-    /// 1-based position in run order; `None` for a job that waits (backoff, rate limit, dependency).
-    pub position: Option<u64>,
-    /// `owner/name`.
-    pub repo: RepoName,
-    /// Issue number.
-    pub issue: IssueNumber,
-    /// Title.
-    pub title: String,
-    /// Kind.
-    pub kind: JobKind,
-    /// `queued` or `failed` (in backoff).
-    pub state: JobState,
-    /// Priority rank, 0 highest.
-    pub priority: u8,
-    /// Phase key.
-    pub phase: PhaseKey,
-    /// Counted failures.
-    pub failures: u32,
-    /// When queued.
-    #[serde(with = "time::serde::rfc3339")]
-    pub enqueued_at: OffsetDateTime,
-    /// Not before this time (backoff, rate limit).
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub not_before: Option<OffsetDateTime>,
-    /// Open dependencies it waits on.
-    pub waiting_on: Vec<IssueRef>,
-}
-
-/// A running job in [`JobsStatus`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunningJob {
-    /// `owner/name`.
-    pub repo: RepoName,
-    /// Issue number.
-    pub issue: IssueNumber,
-    /// Title.
-    pub title: String,
-    /// Kind.
-    pub kind: JobKind,
-    /// The claim, with its owner and expiry.
-    pub claim: Claim,
-}
-
-/// A stuck job in [`JobsStatus`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StuckJob {
-    /// `owner/name`.
-    pub repo: RepoName,
-    /// Issue number.
-    pub issue: IssueNumber,
-    /// Title.
-    pub title: String,
-    /// Why.
-    pub reason: Option<String>,
-    /// Failures by class.
-    pub failures: FailureCounts,
-}
-
-/// `GET /api/status`: queued jobs with their positions, running jobs with claim expiry, stuck jobs, recent
-/// failures, and counts by state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobsStatus {
-    /// When this was taken.
-    #[serde(with = "time::serde::rfc3339")]
-    pub now: OffsetDateTime,
-    /// Jobs per state; every state is present.
-    pub counts: BTreeMap<String, u64>,
-    /// Runnable jobs in run order (at most `limit`), then waiting ones (at most `limit`).
-    pub queued: Vec<QueuedJob>,
-    /// Whether `queued` was cut at the limit.
-    pub queued_truncated: bool,
-    /// Running jobs.
-    pub running: Vec<RunningJob>,
-    /// Stuck jobs (at most `limit`).
-    pub stuck: Vec<StuckJob>,
-    /// The most recent failures, newest first (at most `limit`).
-    pub recent_failures: Vec<Failure>,
+    AuditEntry::new(at, actor, action, from, to, cause)
 }
 
 /// Only the fields of a job the counts need; serde skips the rest cheaply.
@@ -681,11 +276,22 @@ impl Store {
     /// that wait would close a cycle of waiting jobs, every job on the cycle becomes stuck with the cycle
     /// as its reason. Not flushed: a crash before the next group flush loses the enqueue, and the inbox,
     /// whose delivery is not yet marked processed, queues it again.
-    pub fn enqueue_job(&self, new: NewJob, now: OffsetDateTime) -> Result<EnqueueOutcome, JobError> {
+    ///
+    /// `priority` is the job's rank ([`crate::job::priority_rank`]); the phase key and the dependencies
+    /// follow from `new` ([`NewJob::phase`], [`NewJob::dependencies`]). `actor` is the requester's login or
+    /// `foreman`, for the audit trail.
+    pub fn enqueue_job(
+        &self,
+        new: &NewJob,
+        priority: u8,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<EnqueueOutcome, JobError> {
         let t = self.job_trees();
         let key = issue_key(&new.repo, new.issue);
+        let (phase, depends_on) = (new.phase(), new.dependencies());
         let mut waiting_on = Vec::new();
-        for dep in &new.depends_on {
+        for dep in &depends_on {
             if t.issues.get(issue_key(&dep.repo, dep.issue))?.as_deref() != Some(b"closed") {
                 waiting_on.push(dep.clone());
             }
@@ -697,13 +303,7 @@ impl Store {
             {
                 return Ok(EnqueueOutcome::Duplicate(job.clone()));
             }
-            let remember = |job: &mut Job| {
-                if let Some(d) = &new.delivery {
-                    job.deliveries.push(d.clone());
-                    let excess = job.deliveries.len().saturating_sub(REMEMBERED_DELIVERIES);
-                    job.deliveries.drain(..excess);
-                }
-            };
+            let remember = |job: &mut Job| job.remember(new.delivery.as_ref());
             match existing {
                 Some(mut job) if job.state == JobState::Running || job.state == JobState::Stuck => {
                     remember(&mut job);
@@ -716,29 +316,29 @@ impl Store {
                 }
                 Some(mut job) if matches!(job.state, JobState::Queued | JobState::Failed) => {
                     tx.unplace(&key, &mut job)?;
-                    set_deps(tx, &key, &job.depends_on, &new.depends_on)?;
+                    set_deps(tx, &key, &job.depends_on, &depends_on)?;
                     job.kind = new.kind;
                     job.title.clone_from(&new.title);
                     job.labels.clone_from(&new.labels);
-                    job.priority = new.priority;
-                    job.phase = new.phase;
+                    job.priority = priority;
+                    job.phase = phase;
                     job.installation = new.installation.or(job.installation);
-                    job.depends_on.clone_from(&new.depends_on);
+                    job.depends_on.clone_from(&depends_on);
                     job.waiting_on.clone_from(&waiting_on);
-                    job.trigger.clone_from(&new.trigger);
+                    job.trigger = new.trigger;
                     job.requester.clone_from(&new.requester);
                     job.instructions.clone_from(&new.instructions);
                     job.updated_at = now;
                     remember(&mut job);
                     tx.place(&key, &mut job, now)?;
                     tx.put_job(&key, &job)?;
-                    tx.record(&key, entry(now, &new.actor, "updated", Some(job.state), job.state, &new.cause))?;
+                    tx.record(&key, entry(now, actor, "updated", Some(job.state), job.state, &new.cause))?;
                     Ok(EnqueueOutcome::Updated(job))
                 }
                 existing => {
                     let from = existing.as_ref().map(|j| j.state);
                     let old_deps = existing.as_ref().map(|j| j.depends_on.clone()).unwrap_or_default();
-                    set_deps(tx, &key, &old_deps, &new.depends_on)?;
+                    set_deps(tx, &key, &old_deps, &depends_on)?;
                     let mut job = Job {
                         repo: new.repo.clone(),
                         issue: new.issue,
@@ -747,9 +347,9 @@ impl Store {
                         state: JobState::Queued,
                         title: new.title.clone(),
                         labels: new.labels.clone(),
-                        priority: new.priority,
-                        phase: new.phase,
-                        depends_on: new.depends_on.clone(),
+                        priority,
+                        phase,
+                        depends_on: depends_on.clone(),
                         waiting_on: waiting_on.clone(),
                         seq: tx.jobs.generate_id()?,
                         enqueued_at: now,
@@ -759,7 +359,7 @@ impl Store {
                         last_failure: None,
                         attempts: 0,
                         stuck_reason: None,
-                        trigger: new.trigger.clone(),
+                        trigger: new.trigger,
                         requester: new.requester.clone(),
                         instructions: new.instructions.clone(),
                         session: existing.as_ref().and_then(|j| j.session.clone()),
@@ -769,7 +369,7 @@ impl Store {
                     remember(&mut job);
                     tx.place(&key, &mut job, now)?;
                     tx.put_job(&key, &job)?;
-                    tx.record(&key, entry(now, &new.actor, "enqueued", from, JobState::Queued, &new.cause))?;
+                    tx.record(&key, entry(now, actor, "enqueued", from, JobState::Queued, &new.cause))?;
                     Ok(EnqueueOutcome::Queued(job))
                 }
             }
@@ -1012,37 +612,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Looks for a cycle of waiting jobs through `start`: `Some(path)` with `start` first and last.
+    /// Looks for a cycle of waiting jobs through `start` ([`find_cycle`]).
     fn find_cycle(&self, start: &IssueRef) -> Result<Option<Vec<IssueRef>>, JobError> {
-        // Depth-first over waiting jobs; graphs are small (a job's declared dependencies).
-        let mut stack: Vec<(IssueRef, Vec<IssueRef>)> = vec![(start.clone(), vec![start.clone()])];
-        let start_key = issue_key(&start.repo, start.issue);
-        let mut seen = HashSet::new();
-        while let Some((node, path)) = stack.pop() {
-            let Some(job) = self.job(&node.repo, node.issue)? else { continue };
-            if job.placement != Placement::Waiting {
-                continue;
-            }
-            for dep in &job.waiting_on {
-                let dep_key = issue_key(&dep.repo, dep.issue);
-                if dep_key == start_key {
-                    let mut cycle = path.clone();
-                    cycle.push(start.clone());
-                    return Ok(Some(cycle));
-                }
-                if seen.insert(dep_key) {
-                    let mut p = path.clone();
-                    p.push(dep.clone());
-                    stack.push((dep.clone(), p));
-                }
-            }
-        }
-        Ok(None)
+        find_cycle(start, |node| {
+            Ok(self.job(&node.repo, node.issue)?.filter(|j| j.placement == Placement::Waiting).map(|j| j.waiting_on))
+        })
     }
 
     fn set_cycle_stuck(&self, cycle: &[IssueRef], now: OffsetDateTime) -> Result<(), JobError> {
-        let reason =
-            format!("dependency cycle: {}", cycle.iter().map(ToString::to_string).collect::<Vec<_>>().join(" → "));
+        let reason = cycle_reason(cycle);
         for r in &cycle[..cycle.len() - 1] {
             let key = issue_key(&r.repo, r.issue);
             self.job_trees().run(|tx| {
@@ -1089,7 +667,7 @@ impl Store {
                 JobState::Queued | JobState::Failed if waiting.len() < limit => {
                     let job: Job = decode(&raw, "job")?;
                     if job.placement != Placement::Ready {
-                        waiting.push(queued_entry(&job, None));
+                        waiting.push(QueuedJob::of(&job, None));
                     }
                 }
                 _ => {}
@@ -1107,7 +685,7 @@ impl Store {
         }
         let mut queued = Vec::new();
         for (i, v) in t.ready.iter().values().enumerate().take(limit) {
-            queued.push(queued_entry(&decode(&v?, "job")?, Some(i as u64 + 1)));
+            queued.push(QueuedJob::of(&decode(&v?, "job")?, Some(i as u64 + 1)));
         }
         let ready_total = counts.get("queued").copied().unwrap_or(0) + counts.get("failed").copied().unwrap_or(0);
         let queued_truncated = ready_total as usize > queued.len() + waiting.len();
@@ -1135,23 +713,6 @@ impl Store {
 
 fn issue_ref_of(job: &Job) -> IssueRef {
     job.issue_ref()
-}
-
-fn queued_entry(job: &Job, position: Option<u64>) -> QueuedJob {
-    QueuedJob {
-        position,
-        repo: job.repo.clone(),
-        issue: job.issue,
-        title: job.title.clone(),
-        kind: job.kind,
-        state: job.state,
-        priority: job.priority,
-        phase: job.phase,
-        failures: job.failures.counted(),
-        enqueued_at: job.enqueued_at,
-        not_before: job.not_before,
-        waiting_on: job.waiting_on.clone(),
-    }
 }
 
 /// Replaces a job's entries in the reverse dependency index.
@@ -1187,17 +748,6 @@ pub(super) fn migrate_ready_copies(db: &sled::Db) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Decodes an issue key back into a reference (lower-cased repository name).
-pub(super) fn decode_issue_key(k: &[u8]) -> Option<IssueRef> {
-    let split = k.len().checked_sub(9)?;
-    if k[split] != 0 {
-        return None;
-    }
-    let repo = std::str::from_utf8(&k[..split]).ok()?.parse().ok()?;
-    let issue = IssueNumber(u64::from_be_bytes(k[split + 1..].try_into().ok()?));
-    Some(IssueRef { repo, issue })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1210,15 +760,13 @@ mod tests {
             installation: None,
             kind: JobKind::Code,
             title: format!("issue {issue}"),
+            body: String::new(),
             labels: vec![],
-            priority: 2,
-            phase: PhaseKey::None,
-            depends_on: vec![],
+            blocked_by: vec![],
             trigger: None,
             requester: None,
             instructions: None,
             delivery: None,
-            actor: "octocat".into(),
             cause: "test".into(),
         }
     }
@@ -1231,7 +779,7 @@ mod tests {
         {
             let store = Store::open(dir.path(), &options).unwrap();
             for n in 1..=3 {
-                store.enqueue_job(new_job(n), now).unwrap();
+                store.enqueue_job(&new_job(n), 2, "octocat", now).unwrap();
             }
             // Write the run-order index as schema 1 did: order key → job key; one entry points at nothing.
             let t = store.job_trees();

@@ -9,7 +9,6 @@
 //! so nothing else flushes. A sled flush survives a process crash (`kill -9`).
 
 pub mod claims;
-pub mod failures;
 pub mod inbox;
 pub mod jobs;
 pub mod sessions;
@@ -19,6 +18,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use inbox::{DeliveryMeta, DeliveryRecord, DeliveryState, NewDelivery, PutOutcome};
+
+/// The failure ledger's vocabulary, at its former path.
+pub mod failures {
+    pub use crate::job::failures::{Failure, FailureClass, FailureCounts, Outcome};
+}
 
 /// The store's schema version, kept in the `meta` tree under `schema_version`. A store written by a newer
 /// Foreman is refused rather than misread.

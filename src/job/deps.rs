@@ -1,5 +1,7 @@
-//! Dependencies written in an issue body: `Depends on #N`, `Blocked by #N`, `owner/repo#N`, or an issue URL.
+//! Dependencies: the [`IssueRef`] a job waits on, the ones an issue body declares (`Depends on #N`, `Blocked
+//! by #N`, `owner/repo#N`, or an issue URL), and the dependency-cycle rule ([`find_cycle`]).
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -30,8 +32,7 @@ const PHRASES: [&str; 3] = ["depends on", "blocked by", "depends upon"];
 /// A line declares dependencies when it contains `Depends on` or `Blocked by` (any case); every reference
 /// after the phrase on that line counts: `#12`, `owner/repo#12`, or
 /// `https://github.com/owner/repo/issues/12`. Lines inside fenced code blocks are skipped. `this_repo`
-/// resolves the short `#12` form. Issue 4: "A line in the issue body `Depends on #N` or `Blocked by #N`
-/// (also `owner/repo#N`) keeps the job waiting until the dependency is closed."
+/// resolves the short `#12` form. Such a line keeps the job waiting until the dependency is closed.
 pub fn parse_dependencies(body: &str, this_repo: &RepoName, this_issue: IssueNumber) -> Vec<IssueRef> {
     let mut out: Vec<IssueRef> = Vec::new();
     let mut fenced = false;
@@ -92,6 +93,43 @@ fn url_ref(token: &str) -> Option<IssueRef> {
     Some(IssueRef { repo: RepoName::new(owner, name).ok()?, issue: number(n.split(['#', '?']).next()?)? })
 }
 
+/// Looks for a cycle of waiting jobs through `start`: `Some(path)` with `start` first and last.
+///
+/// `waiting_on(issue)` answers the open dependencies of the issue's job when that job waits on them
+/// (placed waiting), and `None` when it has no job or does not wait: only waiting jobs can close a cycle.
+/// Depth-first; issues are compared by their key (repository names in any case). The graphs are small (a
+/// job's declared dependencies), so each issue is asked about at most once.
+pub fn find_cycle<E>(
+    start: &IssueRef,
+    mut waiting_on: impl FnMut(&IssueRef) -> Result<Option<Vec<IssueRef>>, E>,
+) -> Result<Option<Vec<IssueRef>>, E> {
+    let mut stack: Vec<(IssueRef, Vec<IssueRef>)> = vec![(start.clone(), vec![start.clone()])];
+    let start_key = super::issue_key(&start.repo, start.issue);
+    let mut seen = HashSet::new();
+    while let Some((node, path)) = stack.pop() {
+        let Some(deps) = waiting_on(&node)? else { continue };
+        for dep in deps {
+            let dep_key = super::issue_key(&dep.repo, dep.issue);
+            if dep_key == start_key {
+                let mut cycle = path.clone();
+                cycle.push(start.clone());
+                return Ok(Some(cycle));
+            }
+            if seen.insert(dep_key) {
+                let mut p = path.clone();
+                p.push(dep.clone());
+                stack.push((dep, p));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Why the jobs on `cycle` (as [`find_cycle`] returns it) are stuck: `dependency cycle: a#1 → b#2 → a#1`.
+pub fn cycle_reason(cycle: &[IssueRef]) -> String {
+    format!("dependency cycle: {}", cycle.iter().map(ToString::to_string).collect::<Vec<_>>().join(" → "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,7 +140,7 @@ mod tests {
     }
 
     #[test]
-    fn the_forms_of_issue_4() {
+    fn the_declared_forms_parse() {
         let here: RepoName = "o/r".parse().unwrap();
         let body = "Intro mentions #99 which is not a dependency.\n\
                     Depends on #3\n\
@@ -113,5 +151,24 @@ mod tests {
         let got = parse_dependencies(body, &here, IssueNumber(5));
         assert_eq!(got, vec![r("o/r#3"), r("other/lib#7"), r("o/r#4"), r("x/y#12")]);
         assert_eq!(r("o/r#3").to_string(), "o/r#3");
+    }
+
+    #[test]
+    fn cycles_are_found_through_waiting_jobs_only() {
+        use std::collections::HashMap;
+        let graph: HashMap<IssueRef, Vec<IssueRef>> = HashMap::from([
+            (r("o/r#1"), vec![r("o/r#2")]),
+            (r("o/r#2"), vec![r("O/R#3"), r("o/r#9")]),
+            (r("o/r#3"), vec![r("o/r#1")]),
+            (r("o/r#4"), vec![r("o/r#5")]),
+        ]);
+        let lookup = |i: &IssueRef| -> Result<_, ()> {
+            let key = crate::job::issue_key(&i.repo, i.issue);
+            Ok(graph.iter().find(|(k, _)| crate::job::issue_key(&k.repo, k.issue) == key).map(|(_, v)| v.clone()))
+        };
+        let cycle = find_cycle(&r("o/r#1"), lookup).unwrap().unwrap();
+        assert_eq!(cycle, vec![r("o/r#1"), r("o/r#2"), r("O/R#3"), r("o/r#1")]);
+        assert_eq!(cycle_reason(&cycle), "dependency cycle: o/r#1 → o/r#2 → O/R#3 → o/r#1");
+        assert_eq!(find_cycle(&r("o/r#4"), lookup).unwrap(), None);
     }
 }

@@ -1,13 +1,10 @@
 //! Run order among runnable jobs: explicit priority, then the phase key from the title, then fewer failures,
-//! then age (the order of issue 4). The store keeps queued jobs in an index tree whose keys sort in exactly
+//! then age. The store keeps queued jobs in an index tree whose keys sort in exactly
 //! this order ([`OrderKey`]), so picking the next job reads the first key instead of sorting.
 
 use serde::{Deserialize, Serialize};
 
-use super::SchedulerConfig;
-
-/// The phase key parsed from an issue title, as the phase-aware sorting of seed 003
-/// (`../shared/reference/seeds/003-autonomous-runner-two-agent.md`, "Task Execution Order"):
+/// The phase key parsed from an issue title, for phase-aware ordering of a project's tasks:
 ///
 /// | title                          | key                       |
 /// |--------------------------------|---------------------------|
@@ -159,17 +156,17 @@ fn after_word(title: &str, word: &str) -> Option<PhaseKey> {
     None
 }
 
-/// A job's rank among the configured priority labels: 0 for the first (highest) label. A job with
-/// several priority labels takes the highest. Without one, it ranks as `default_priority`, or after every
-/// label when `default_priority` is not among them. Labels compare case-insensitively.
-pub fn priority_rank(config: &SchedulerConfig, labels: &[String]) -> u8 {
-    let position = |label: &str| config.priority_labels.iter().position(|p| p.eq_ignore_ascii_case(label));
+/// A job's rank among the `priority_labels` (highest first): 0 for the first label. A job with several
+/// priority labels takes the highest. Without one, it ranks as `default_priority`, or after every label
+/// when `default_priority` is not among them. Labels compare case-insensitively; ranks stop at 255.
+pub fn priority_rank(priority_labels: &[String], default_priority: &str, labels: &[String]) -> u8 {
+    let position = |label: &str| priority_labels.iter().position(|p| p.eq_ignore_ascii_case(label));
     labels
         .iter()
         .filter_map(|l| position(l))
         .min()
-        .or_else(|| position(&config.default_priority))
-        .unwrap_or(config.priority_labels.len())
+        .or_else(|| position(default_priority))
+        .unwrap_or(priority_labels.len())
         .min(u8::MAX as usize) as u8
 }
 
@@ -231,7 +228,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_seed_table_parses() {
+    fn the_documented_table_parses() {
         let cases = [
             ("META: Project Tracker", PhaseKey::Meta),
             ("[AUTH-1.2] Implement login", PhaseKey::Phase { phase: 1, task: 2 }),
@@ -258,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_example_runs_in_the_seed_order() {
+    fn a_project_runs_in_phase_order() {
         let titles = [
             "[AUTH-2.1] Add password reset",
             "[AUTH-1.3] Validate login form",
@@ -283,15 +280,15 @@ mod tests {
 
     #[test]
     fn priority_labels_rank_and_default() {
-        let c = SchedulerConfig::default();
         let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(priority_rank(&c, &l(&["priority:critical"])), 0);
-        assert_eq!(priority_rank(&c, &l(&["bug", "Priority:High"])), 1);
-        assert_eq!(priority_rank(&c, &l(&["bug"])), 2);
-        assert_eq!(priority_rank(&c, &l(&["priority:low", "priority:high"])), 1);
-        assert_eq!(priority_rank(&c, &l(&["priority:low"])), 3);
-        let c = SchedulerConfig { default_priority: "none".into(), ..SchedulerConfig::default() };
-        assert_eq!(priority_rank(&c, &l(&[])), 4);
+        let p = l(&["priority:critical", "priority:high", "priority:medium", "priority:low"]);
+        let rank = |labels: &[&str]| priority_rank(&p, "priority:medium", &l(labels));
+        assert_eq!(rank(&["priority:critical"]), 0);
+        assert_eq!(rank(&["bug", "Priority:High"]), 1);
+        assert_eq!(rank(&["bug"]), 2);
+        assert_eq!(rank(&["priority:low", "priority:high"]), 1);
+        assert_eq!(rank(&["priority:low"]), 3);
+        assert_eq!(priority_rank(&p, "none", &l(&[])), 4);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// The ceiling doubles from `min` with each attempt and stops at `max`; the delay is half the ceiling plus
 /// `jitter` (a number in `[0, 1]`, clamped) times the other half. So the delay always lies in
 /// `[ceiling / 2, ceiling]` and never exceeds `max`, while retries of jobs that failed together spread out
-/// instead of returning at once. Seed 004 capped its error backoff at 5 minutes, the default `max`.
+/// instead of returning at once. The default `max` is 5 minutes.
 ///
 /// `jitter` is a parameter rather than drawn inside, so that tests choose it; [`random_jitter`] draws one.
 pub fn backoff_delay(attempt: u32, min: Duration, max: Duration, jitter: f64) -> Duration {

@@ -1,0 +1,94 @@
+//! Where a job is in its life: the one [`JobState`], with the views the decision core and the reports take
+//! of it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life. `queued → running → succeeded | failed | cancelled | stuck`; a failed job
+/// returns to `queued` when its backoff ends, and `retry` returns any job that is not running to `queued`.
+///
+/// Serialised as its lower-case name (`queued`, `running`, `succeeded`, `failed`, `cancelled`, `stuck`): the
+/// store keeps these strings, and the API and `foreman replay --job` use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting to run: runnable, or waiting on a dependency.
+    Queued,
+    /// Claimed: a session runs it.
+    Running,
+    /// Finished with changes ready (or a plan written).
+    Succeeded,
+    /// Failed and will be retried after its backoff (or after a rate-limit reset).
+    Failed,
+    /// Cancelled by a person or an event (unlabelled, closed, `stop`).
+    Cancelled,
+    /// Set aside: too many failures or a dependency cycle. Needs a person (`retry`).
+    Stuck,
+}
+
+impl JobState {
+    /// Every state, in life order.
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Stuck,
+    ];
+
+    /// The state's name as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Stuck => "stuck",
+        }
+    }
+
+    /// Queued or running: a job an unlabel, a close or `stop` cancels.
+    pub fn is_live(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Running)
+    }
+
+    /// Queued, or failed and waiting for its backoff to end: a job that sits in one of the store's indexes
+    /// (run order, delayed, or waiting on a dependency).
+    pub fn is_placed(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Failed)
+    }
+
+    /// The state as the decision core sees it: stuck reads as failed, since both need `retry` and the
+    /// commands answer them alike. Every other state is itself.
+    pub fn as_decided(self) -> JobState {
+        match self {
+            JobState::Stuck => JobState::Failed,
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_the_decided_view_folds_stuck_into_failed() {
+        for s in JobState::ALL {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<JobState>(&format!("\"{}\"", s.as_str())).unwrap(), s);
+            assert_eq!(s.as_decided() == s, s != JobState::Stuck);
+        }
+        assert_eq!(JobState::Stuck.as_decided(), JobState::Failed);
+        assert!(JobState::Queued.is_live() && JobState::Running.is_live() && !JobState::Stuck.is_live());
+    }
+}
