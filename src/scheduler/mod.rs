@@ -23,8 +23,7 @@ use crate::job::{
     Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, Job, JobKind, NewJob, Outcome, Recovery, RepoConcurrency,
     SessionId,
 };
-use crate::store::Store;
-use crate::store::jobs::JobError;
+use crate::store::{JobError, JobStore, Store};
 
 /// A request to run an issue with its trigger and requester as text: the form the inbox worker builds
 /// until it builds a [`NewJob`] (the one type of a job on its way in), into which it converts.
@@ -80,28 +79,29 @@ impl From<EnqueueRequest> for NewJob {
 }
 
 /// The scheduler of one Foreman process: its configuration, its identity as a claim owner, and a
-/// notification that wakes the loop that starts sessions.
+/// notification that wakes the loop that starts sessions. Works over any job store ([`JobStore`]); the
+/// process's is the sled [`Store`].
 #[derive(Clone)]
-pub struct Scheduler {
-    store: Store,
+pub struct Scheduler<S = Store> {
+    store: S,
     config: Arc<SchedulerConfig>,
     owner: ClaimOwner,
     changed: Arc<Notify>,
 }
 
-impl Scheduler {
+impl<S: JobStore> Scheduler<S> {
     /// A scheduler over `store` with a fresh owner identity.
-    pub fn new(store: Store, config: SchedulerConfig) -> Self {
+    pub fn new(store: S, config: SchedulerConfig) -> Self {
         Self::with_owner(store, config, ClaimOwner::new())
     }
 
     /// A scheduler with a given owner (tests run two schedulers over one store).
-    pub fn with_owner(store: Store, config: SchedulerConfig, owner: ClaimOwner) -> Self {
+    pub fn with_owner(store: S, config: SchedulerConfig, owner: ClaimOwner) -> Self {
         Self { store, config: Arc::new(config), owner, changed: Arc::new(Notify::new()) }
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -138,7 +138,7 @@ impl Scheduler {
 
     /// Claims the next job in run order within the limits ([`Store::claim_next`]).
     pub fn claim_next(&self, now: OffsetDateTime) -> Result<Option<Claimed>, JobError> {
-        self.store.claim_next(&self.owner, &*self.config, now)
+        self.store.claim_next_admitting(&self.owner, &*self.config, now, &|_| true)
     }
 
     /// Claims the next job whose installation `admit` accepts ([`Store::claim_next_admitting`]).
