@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod replay;
+
 /// Foreman: a self-hosted GitHub App that turns labelled issues, board moves and `/foreman run` comments
 /// into coding-agent pull requests.
 #[derive(Debug, Parser)]
@@ -33,7 +35,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         event: String,
         /// Pretend the issue's job is in this state: queued, running, succeeded, failed or cancelled.
-        #[arg(long, value_name = "STATE", value_parser = crate::decide::replay::parse_job_state)]
+        #[arg(long, value_name = "STATE", value_parser = replay::parse_job_state)]
         job: Option<crate::decide::JobState>,
         /// The payload: a webhook body as JSON.
         payload: PathBuf,
@@ -74,9 +76,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve => crate::server::serve_main(cli.config.as_deref()),
-        Command::Replay { event, job, payload } => {
-            crate::decide::replay::main(cli.config.as_deref(), &event, &payload, job)
-        }
+        Command::Replay { event, job, payload } => replay::main(cli.config.as_deref(), &event, &payload, job),
         Command::Constitution { command } => crate::constitution::cli_main(command),
         Command::Status { server } => crate::scheduler::status::status_main(&server),
         #[cfg(feature = "demo")]

@@ -38,8 +38,8 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::ids::{IssueNumber, RepoName};
+use crate::markers::parse_tracking;
 use crate::report::github::ReportConfig;
-use crate::report::render::parse_tracking_marker;
 
 /// The organisation that owns the repository and the board.
 pub const OWNER: &str = "acme";
@@ -321,7 +321,7 @@ impl Story {
         issue(state, &self.repo, self.number)["comments"].as_array()?.iter().find_map(|c| {
             let body = c["body"].as_str()?;
             (c["user"].as_str() == Some(self.bot.as_str())
-                && parse_tracking_marker(body) == Some((repo.clone(), IssueNumber(self.number))))
+                && parse_tracking(body) == Some((repo.clone(), IssueNumber(self.number))))
             .then(|| body.to_owned())
         })
     }

@@ -29,6 +29,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 
 /// Variables passed through from Foreman's environment to git: the program search path, and what HTTPS
 /// through a proxy needs. No credentials of Foreman's live in these.
@@ -298,29 +299,93 @@ pub fn is_local_url(url: &str) -> bool {
     url.starts_with("file://") || url.starts_with('/') || (!url.contains("://") && !url.contains(':'))
 }
 
-/// One line of `git diff --numstat -z --no-renames`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Numstat {
-    /// The path, relative to the repository root.
+/// How a file changed between two commits (git's `--name-status` letters). Renames are not detected
+/// (`--no-renames`): a moved file is a deletion plus an addition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// `A`
+    Added,
+    /// `M`
+    Modified,
+    /// `D`
+    Deleted,
+    /// `T`: the type changed (e.g. a file became a symlink).
+    TypeChanged,
+}
+
+/// One changed file between two commits, as [`changed_files`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileChange {
+    /// The path, relative to the repository root, `/`-separated.
     pub path: String,
+    /// How it changed.
+    pub kind: ChangeKind,
     /// Lines added; 0 for a binary file.
     pub added: u64,
     /// Lines deleted; 0 for a binary file.
     pub deleted: u64,
-    /// Whether git counted it as binary (`-\t-`).
+    /// Whether git counted it as binary (`-\t-` in `--numstat`).
     pub binary: bool,
 }
 
+/// The options every diff Foreman reads is run with: no rename detection, no colour, and no external diff
+/// driver or text conversion (programs a repository's configuration could name).
+pub const DIFF_OPTIONS: [&str; 4] = ["--no-renames", "--no-color", "--no-ext-diff", "--no-textconv"];
+
+/// The files changed from `base` to `head` (commits, or anything `git diff` takes) in `repo`, in git's
+/// order, each with how it changed and its line counts: `git diff --name-status -z` and
+/// `git diff --numstat -z`, both with [`DIFF_OPTIONS`].
+///
+/// # Errors
+/// [`GitError`] when git fails (e.g. `base` is unknown) or its output is not what `-z` promises.
+pub async fn changed_files(repo: &Git, base: &str, head: &str) -> Result<Vec<FileChange>, GitError> {
+    let range = [base, head];
+    let status = repo.run(&[&["diff", "--name-status", "-z"][..], &DIFF_OPTIONS, &range].concat()).await?;
+    let numstat = repo.run(&[&["diff", "--numstat", "-z"][..], &DIFF_OPTIONS, &range].concat()).await?;
+    let mut files =
+        parse_name_status(&status).ok_or_else(|| GitError::other("git diff --name-status", "unexpected output"))?;
+    let counts = parse_numstat(&numstat).ok_or_else(|| GitError::other("git diff --numstat", "unexpected output"))?;
+    for count in counts {
+        if let Some(file) = files.iter_mut().find(|f| f.path == count.path) {
+            file.binary = count.binary;
+            file.added = count.added;
+            file.deleted = count.deleted;
+        }
+    }
+    Ok(files)
+}
+
+/// Parses `git diff --name-status -z --no-renames` output: `X\0path\0` repeated, each file with zero line
+/// counts. `None` when a letter has no path after it.
+fn parse_name_status(out: &str) -> Option<Vec<FileChange>> {
+    let mut fields = out.split('\0').filter(|f| !f.is_empty());
+    let mut files = Vec::new();
+    while let Some(letter) = fields.next() {
+        let path = fields.next()?;
+        let kind = match letter.chars().next() {
+            Some('A') => ChangeKind::Added,
+            Some('D') => ChangeKind::Deleted,
+            Some('T') => ChangeKind::TypeChanged,
+            _ => ChangeKind::Modified,
+        };
+        files.push(FileChange { path: path.to_owned(), kind, added: 0, deleted: 0, binary: false });
+    }
+    Some(files)
+}
+
 /// Parses `git diff --numstat -z --no-renames` output: `added\tdeleted\tpath\0` repeated, `-\t-` for binary
-/// files. `None` when a record has fewer than three fields.
-pub fn parse_numstat(out: &str) -> Option<Vec<Numstat>> {
+/// files; each record as a [`FileChange`] whose kind is [`ChangeKind::Modified`] (numstat does not say).
+/// `None` when a record has fewer than three fields.
+fn parse_numstat(out: &str) -> Option<Vec<FileChange>> {
     out.split('\0')
         .filter(|r| !r.is_empty())
         .map(|record| {
             let mut parts = record.splitn(3, '\t');
             let (added, deleted, path) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(Numstat {
+            Some(FileChange {
                 path: path.to_owned(),
+                kind: ChangeKind::Modified,
                 binary: added == "-",
                 added: added.parse().unwrap_or(0),
                 deleted: deleted.parse().unwrap_or(0),
@@ -342,6 +407,22 @@ mod tests {
         assert_eq!((got[1].path.as_str(), got[1].added, got[1].binary), ("img.png", 0, true));
         assert_eq!(parse_numstat("").unwrap(), vec![]);
         assert_eq!(parse_numstat("3\t1\0"), None);
+    }
+
+    #[test]
+    fn name_status_records_are_parsed_with_their_kind() {
+        let got = parse_name_status("A\0new file\0M\0src/a.rs\0D\0gone\0T\0link\0").unwrap();
+        let kinds: Vec<_> = got.iter().map(|f| (f.path.as_str(), f.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("new file", ChangeKind::Added),
+                ("src/a.rs", ChangeKind::Modified),
+                ("gone", ChangeKind::Deleted),
+                ("link", ChangeKind::TypeChanged)
+            ]
+        );
+        assert_eq!(parse_name_status("M\0"), None);
     }
 
     #[test]

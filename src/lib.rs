@@ -23,6 +23,7 @@ pub mod github;
 pub mod ids;
 pub mod ingress;
 pub mod job;
+pub mod markers;
 pub mod reconcile;
 pub mod report;
 pub mod runner;

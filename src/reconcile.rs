@@ -33,6 +33,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::DecideConfig;
+use crate::dispatch::{Cancelled, Canceller};
 use crate::github::{Client, GithubError, HookDelivery, Issue};
 use crate::ids::{DeliveryId, InstallationId};
 use crate::scheduler::{IssueRef, Scheduler};
@@ -136,7 +137,7 @@ impl CancelReason {
 
 /// What to do with one live job, given its issue as GitHub has it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Remedy {
     /// GitHub agrees with the job.
     Keep,
     /// Cancel it.
@@ -146,7 +147,7 @@ pub enum Verdict {
     LeaveRunning,
 }
 
-/// The issue as read from GitHub, for [`verdict`].
+/// The issue as read from GitHub, for [`remedy`].
 #[derive(Debug, Clone, Copy)]
 pub enum Seen<'a> {
     /// The issue.
@@ -156,24 +157,24 @@ pub enum Seen<'a> {
 }
 
 /// The rule of step 1, without I/O: what a live `job` needs, given its issue as GitHub has it.
-pub fn verdict(job: &Job, seen: Seen<'_>, triggers: &DecideConfig) -> Verdict {
+pub fn remedy(job: &Job, seen: Seen<'_>, triggers: &DecideConfig) -> Remedy {
     let issue = match seen {
-        Seen::Gone => return Verdict::Cancel(CancelReason::Gone),
+        Seen::Gone => return Remedy::Cancel(CancelReason::Gone),
         Seen::Issue(issue) => issue,
     };
     if issue.state.eq_ignore_ascii_case("closed") {
-        return Verdict::Cancel(CancelReason::Closed);
+        return Remedy::Cancel(CancelReason::Closed);
     }
     let by_label = job.trigger.as_deref() == Some("label");
     let labelled = issue.labels.iter().any(|l| l.name.eq_ignore_ascii_case(&triggers.label));
     if by_label && !labelled {
-        return if job.state == JobState::Running && !triggers.cancel_on_unlabel {
-            Verdict::LeaveRunning
+        return if crate::decide::unlabel_cancels(job.state == JobState::Running, triggers) {
+            Remedy::Cancel(CancelReason::Unlabeled)
         } else {
-            Verdict::Cancel(CancelReason::Unlabeled)
+            Remedy::LeaveRunning
         };
     }
-    Verdict::Keep
+    Remedy::Keep
 }
 
 /// A job reconciliation cancelled.
@@ -277,21 +278,23 @@ pub struct Reconciler {
     config: ReconcileConfig,
     /// GUIDs this process asked GitHub to redeliver, with when.
     requested: Mutex<HashMap<DeliveryId, OffsetDateTime>>,
-    /// Stops the sessions of running jobs it cancels, when set.
-    runner: Option<crate::runner::Runner>,
+    /// The one cancel path: records, stops a running session, reports.
+    canceller: Canceller,
 }
 
 impl Reconciler {
     /// A reconciler reading GitHub through `client`, acting on `scheduler`'s jobs, judging labels by
     /// `triggers` (`label`, `cancel_on_unlabel`).
     pub fn new(client: Client, scheduler: Scheduler, triggers: DecideConfig, config: ReconcileConfig) -> Self {
-        Self { client, scheduler, triggers, config, requested: Mutex::new(HashMap::new()), runner: None }
+        let canceller = Canceller::new(scheduler.clone(), triggers.label.clone());
+        Self { client, scheduler, triggers, config, requested: Mutex::new(HashMap::new()), canceller }
     }
 
-    /// The same, stopping the session of a running job it cancels through `runner` at once (without it,
-    /// the session stops at its next heartbeat, when it finds its claim gone).
-    pub fn with_runner(mut self, runner: crate::runner::Runner) -> Self {
-        self.runner = Some(runner);
+    /// The same, cancelling through `canceller`: the one cancel path, which stops a running job's session at
+    /// once and reports the cancellation on the issue. (Without it, cancellations are recorded only: a
+    /// session stops at its next heartbeat, when it finds its claim gone, and nothing is reported.)
+    pub fn with_canceller(mut self, canceller: Canceller) -> Self {
+        self.canceller = canceller;
         self
     }
 
@@ -370,8 +373,8 @@ impl Reconciler {
                 Err(e) => Err(Some(e)),
             };
             let v = match &seen {
-                Ok(issue) => verdict(job, Seen::Issue(issue), &self.triggers),
-                Err(None) => verdict(job, Seen::Gone, &self.triggers),
+                Ok(issue) => remedy(job, Seen::Issue(issue), &self.triggers),
+                Err(None) => remedy(job, Seen::Gone, &self.triggers),
                 Err(Some(e)) => {
                     tracing::warn!(issue = %job.issue_ref(), error = %e, "reconciliation could not read an issue");
                     report.unreadable.push(Unreadable { issue: job.issue_ref(), error: e.to_string() });
@@ -380,31 +383,31 @@ impl Reconciler {
             };
             report.jobs_checked += 1;
             let v = match v {
-                Verdict::Keep if job.trigger.as_deref() == Some("board") => {
+                Remedy::Keep if job.trigger.as_deref() == Some("board") => {
                     match self.card_in_stop_column(inst, job).await {
-                        Ok(true) => Verdict::Cancel(CancelReason::MovedOff),
-                        Ok(false) => Verdict::Keep,
+                        Ok(true) => Remedy::Cancel(CancelReason::MovedOff),
+                        Ok(false) => Remedy::Keep,
                         Err(e) => {
                             tracing::warn!(issue = %job.issue_ref(), error = %e, "reconciliation could not read the board");
                             report.unreadable.push(Unreadable { issue: job.issue_ref(), error: e.to_string() });
-                            Verdict::Keep
+                            Remedy::Keep
                         }
                     }
                 }
                 v => v,
             };
             match v {
-                Verdict::Keep => {}
-                Verdict::LeaveRunning => report.left_running.push(job.issue_ref()),
-                Verdict::Cancel(reason) => {
+                Remedy::Keep => {}
+                Remedy::LeaveRunning => report.left_running.push(job.issue_ref()),
+                Remedy::Cancel(reason) => {
                     // The job may have changed while GitHub was read (a delivery re-queued it, or a
                     // session claimed it): judge the current record again before acting.
                     let Some(current) = store.job(&job.repo, job.issue)? else { continue };
                     let still = match (&seen, reason) {
                         // The board was read just now; only the job's own change matters.
                         (_, CancelReason::MovedOff) => v,
-                        (Ok(issue), _) => verdict(&current, Seen::Issue(issue), &self.triggers),
-                        (Err(_), _) => verdict(&current, Seen::Gone, &self.triggers),
+                        (Ok(issue), _) => remedy(&current, Seen::Issue(issue), &self.triggers),
+                        (Err(_), _) => remedy(&current, Seen::Gone, &self.triggers),
                     };
                     if current.seq != job.seq
                         || !matches!(current.state, JobState::Queued | JobState::Running | JobState::Failed)
@@ -413,13 +416,10 @@ impl Reconciler {
                         continue;
                     }
                     let cause = reason.cause(&self.triggers.label);
-                    if let Some((_, session)) =
-                        self.scheduler.cancel(&job.repo, job.issue, "foreman", &cause, now).await?
+                    if let Cancelled::Cancelled { session, .. } =
+                        self.canceller.cancel(&job.repo, job.issue, "foreman", &cause, Some(inst), now).await?
                     {
                         tracing::info!(issue = %job.issue_ref(), %cause, "reconciliation cancelled a job");
-                        if let (Some(runner), Some(_)) = (&self.runner, &session) {
-                            runner.stop(&job.repo, job.issue);
-                        }
                         metrics::counter!("foreman_reconcile_cancelled_total", "reason" => reason.as_str())
                             .increment(1);
                         report.cancelled.push(Cancellation {
@@ -606,21 +606,21 @@ mod tests {
     }
 
     #[test]
-    fn the_unlabel_rule_matches_the_decision_core() {
+    fn the_verdict_reads_state_labels_and_trigger() {
         let t = DecideConfig::default();
         let on = DecideConfig { cancel_on_unlabel: true, ..DecideConfig::default() };
         let (queued, running) = (job(JobState::Queued, "label"), job(JobState::Running, "label"));
         let bare = issue("open", &["bug"]);
-        assert_eq!(verdict(&queued, Seen::Issue(&bare), &t), Verdict::Cancel(CancelReason::Unlabeled));
-        assert_eq!(verdict(&running, Seen::Issue(&bare), &t), Verdict::LeaveRunning);
-        assert_eq!(verdict(&running, Seen::Issue(&bare), &on), Verdict::Cancel(CancelReason::Unlabeled));
-        assert_eq!(verdict(&queued, Seen::Issue(&issue("open", &["Foreman"])), &t), Verdict::Keep, "any case");
-        assert_eq!(verdict(&job(JobState::Queued, "command"), Seen::Issue(&bare), &t), Verdict::Keep);
+        assert_eq!(remedy(&queued, Seen::Issue(&bare), &t), Remedy::Cancel(CancelReason::Unlabeled));
+        assert_eq!(remedy(&running, Seen::Issue(&bare), &t), Remedy::LeaveRunning);
+        assert_eq!(remedy(&running, Seen::Issue(&bare), &on), Remedy::Cancel(CancelReason::Unlabeled));
+        assert_eq!(remedy(&queued, Seen::Issue(&issue("open", &["Foreman"])), &t), Remedy::Keep, "any case");
+        assert_eq!(remedy(&job(JobState::Queued, "command"), Seen::Issue(&bare), &t), Remedy::Keep);
         assert_eq!(
-            verdict(&running, Seen::Issue(&issue("closed", &["foreman"])), &t),
-            Verdict::Cancel(CancelReason::Closed)
+            remedy(&running, Seen::Issue(&issue("closed", &["foreman"])), &t),
+            Remedy::Cancel(CancelReason::Closed)
         );
-        assert_eq!(verdict(&queued, Seen::Gone, &t), Verdict::Cancel(CancelReason::Gone));
+        assert_eq!(remedy(&queued, Seen::Gone, &t), Remedy::Cancel(CancelReason::Gone));
     }
 
     #[test]

@@ -248,21 +248,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let pusher = parts.pusher.clone();
         let constitutions = parts.constitutions.clone();
         let runner = crate::runner::Runner::new(parts);
+        // Commands, deliveries and reconciliation cancel through one path, which stops and reports.
+        let canceller = dispatch::Canceller::new(scheduler.clone(), config.triggers.label.clone())
+            .with_github(runner.clone(), outbox.clone());
         let reconciler = crate::reconcile::Reconciler::new(
             client.clone(),
             scheduler.clone(),
             config.triggers.clone(),
             config.reconcile.clone(),
         )
-        .with_runner(runner.clone());
-        decider = decider.with_github(dispatch::GithubSide {
-            client,
-            outbox,
-            runner: runner.clone(),
-            pusher,
-            scratch: config.data_dir.join("scratch"),
-            constitutions,
-        });
+        .with_canceller(canceller.clone());
+        decider = decider.with_github(
+            dispatch::GithubSide { client, outbox, pusher, scratch: config.data_dir.join("scratch"), constitutions },
+            canceller,
+        );
         tokio::spawn(reconciler.run(shutdown.clone()));
         runner_task = Some(tokio::spawn(runner.run(shutdown.clone())));
     }

@@ -8,8 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use foreman::constitution::github::{
-    CHECK_NAME, INVALID_MARKER, InitOutcome, check_pull_request, init_pull_request, report_invalid, resolve_invalid,
-    show, show_text,
+    CHECK_NAME, InitOutcome, check_pull_request, init_pull_request, report_invalid, resolve_invalid, show, show_text,
 };
 use foreman::constitution::{self, Ceilings, FetchError, Origin, PATH, Template, check_budget};
 use foreman::decide::{self, Action, DecideConfig, Snapshot};
@@ -184,7 +183,7 @@ async fn an_invalid_file_is_one_comment_with_line_and_column_even_when_reported_
         report_invalid(&w.client, w.inst, &w.repo, issue, &errors).await.unwrap();
         let bodies = comments(&w, issue);
         assert_eq!(bodies.len(), 1, "{bodies:?}");
-        assert!(bodies[0].contains(INVALID_MARKER));
+        assert!(bodies[0].contains(foreman::markers::CONSTITUTION_INVALID));
         assert!(bodies[0].contains(".github/foreman.toml, line 3, column 1"), "{}", bodies[0]);
         assert!(bodies[0].contains("max_file_changed"), "{}", bodies[0]);
         assert!(bodies[0].contains("the organisation's .github/foreman.toml, line 2"), "{}", bodies[0]);

@@ -159,6 +159,19 @@ fn missing_files_give_the_defaults() {
     assert_eq!(only_org.origin("limits.daily_sessions"), Origin::Org);
 }
 
+/// A repository can set every key of `[triggers.permissions]`, and setting one changes that key only.
+#[test]
+fn every_permission_key_can_be_set_by_a_repository() {
+    let base = DecideConfig::default();
+    for (key, _) in base.permissions.entries() {
+        let e = constitution::merge(None, Some(&format!("[triggers.permissions]\n{key} = \"admin\"\n"))).unwrap();
+        let got = e.decide_config(&base).permissions;
+        for ((k, level), (_, default)) in got.entries().into_iter().zip(base.permissions.entries()) {
+            assert_eq!(level, if k == key { Level::Admin } else { default }, "setting {key}: {k}");
+        }
+    }
+}
+
 #[test]
 fn triggers_map_onto_the_decide_configuration_keeping_the_app_slug() {
     let e =

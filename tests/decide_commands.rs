@@ -2,7 +2,7 @@
 //! (never panics; a command inside a code block, inline code, a quote or an HTML comment is never found).
 
 use foreman::decide::command::{self, Command, CommandName, Found, ParseError};
-use foreman::decide::{self, DecideConfig, Snapshot};
+use foreman::decide::{self, CommandPermissions, DecideConfig, Level, Snapshot};
 use foreman::event;
 use proptest::prelude::*;
 
@@ -114,6 +114,55 @@ fn every_command_is_listed_parsed_and_has_a_permission() {
         assert_eq!(found[0].parsed.as_ref().unwrap().name(), c);
         let _ = config.permissions.for_command(c);
         assert!(command::format_help("foreman", None).contains(c.summary()));
+    }
+}
+
+/// Each command's permission is the `[triggers.permissions]` key named as the command, and the keys
+/// [`CommandPermissions::entries`] names are the table's own (its serde field names): a command added
+/// without a key, or a key listed under the wrong field, fails here.
+#[test]
+fn every_command_has_the_permission_key_named_as_it() {
+    let defaults = CommandPermissions::default();
+    let table = serde_json::to_value(&defaults).unwrap();
+    let mut serde_keys: Vec<&str> = table.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = defaults.entries().iter().map(|(k, _)| *k).collect();
+    serde_keys.sort_unstable();
+    keys.sort_unstable();
+    assert_eq!(keys, serde_keys);
+    for (key, _) in defaults.entries() {
+        let mut p = CommandPermissions::default();
+        for (k, slot) in p.entries_mut() {
+            *slot = if k == key { Level::Admin } else { Level::Anyone };
+        }
+        let table = serde_json::to_value(&p).unwrap();
+        for (k, level) in table.as_object().unwrap() {
+            assert_eq!(level, if k == key { "admin" } else { "anyone" }, "{key} sets {k}");
+        }
+    }
+    for c in CommandName::ALL {
+        assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        let mut p = CommandPermissions::default();
+        for (k, slot) in p.entries_mut() {
+            *slot = if k == c.as_str() { Level::Admin } else { Level::Anyone };
+        }
+        for d in CommandName::ALL {
+            assert_eq!(p.for_command(d), if d == c { Level::Admin } else { Level::Anyone }, "{c} / {d}");
+        }
+    }
+}
+
+/// docs/commands.md lists every command in its table and every permission key in its
+/// `[triggers.permissions]` example.
+#[test]
+fn the_command_reference_lists_every_command_and_permission_key() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/commands.md")).unwrap();
+    for c in CommandName::ALL {
+        let listed = docs.contains(&format!("| `{c}` |")) || docs.contains(&format!("| `{c} "));
+        assert!(listed, "docs/commands.md's table lacks `{c}`");
+    }
+    let table = &docs[docs.find("[triggers.permissions]").expect("the permissions example")..];
+    for (key, level) in CommandPermissions::default().entries() {
+        assert!(table.contains(&format!("\n{key} = \"{level}\"")), "docs/commands.md lacks {key} = \"{level}\"");
     }
 }
 

@@ -199,3 +199,44 @@ async fn a_card_moved_back_to_backlog_mid_session_cancels_the_job_and_nothing_is
     .await
     .expect("the move took effect in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_moved_to_ready_queues_its_issue_with_its_priority_phase_and_dependencies() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let world = World::start(FIXING_AGENT, &[]).await;
+        let project = world.board();
+        let (first, _) = world.sim.create_issue(REPO, "Lay the groundwork", "First.", "alice").unwrap();
+        let (number, _) = world
+            .sim
+            .create_issue(
+                REPO,
+                "Phase 2.1 - Tidy the docs",
+                &format!("They are untidy.\n\nDepends on #{first}"),
+                "alice",
+            )
+            .unwrap();
+        world.sim.add_label(REPO, number, "priority:high", "alice").unwrap();
+        let item = world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
+        world.sim.move_card(ORG, project, &item, "Ready", "alice").unwrap();
+
+        // The delivery names the card by node id only; Foreman reads the issue before it queues the job, so
+        // the job orders and waits as one queued by the label would.
+        let job = loop {
+            let job = world.job(number).await;
+            if !job.is_null() {
+                break job;
+            }
+            tokio::time::sleep(e2e_support::POLL).await;
+        };
+        assert_eq!(job["trigger"], "board", "{job}");
+        assert_eq!(job["title"], "Phase 2.1 - Tidy the docs", "{job}");
+        assert_eq!(job["priority"], 1, "priority:high ranks second of four: {job}");
+        assert_eq!(job["phase"], serde_json::json!({"kind": "phase", "phase": 2, "task": 1}), "{job}");
+        let dep = serde_json::json!([{"repo": REPO, "issue": first}]);
+        assert_eq!(job["depends_on"], dep, "{job}");
+        assert_eq!(job["waiting_on"], dep, "it waits for #{first}: {job}");
+        assert_eq!(job["state"], "queued", "{job}");
+    })
+    .await
+    .expect("the card move was queued in time");
+}

@@ -251,3 +251,46 @@ async fn a_job_waits_for_its_installations_quota_window_to_reset() {
     .await
     .expect("within 120 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_whose_issue_closed_while_down_is_cancelled_at_start_and_reported() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let marks = tempfile::tempdir().unwrap();
+        let (share, dir) = e2e_support::shared(marks.path());
+        // Redelivery off: the `issues.closed` delivery Foreman missed stays missed, and only reconciliation
+        // (at start) can find the closed issue.
+        let setup = e2e_support::Setup {
+            env: &[(share, &dir)],
+            config: "[reconcile]\nredeliver = false\n",
+            ..Default::default()
+        };
+        let mut world = World::start_with(&e2e_support::blocking_agent(marks.path()), setup).await;
+        let (running, _) = world.sim.create_issue(REPO, "Hold the slot", "Takes a while.", "alice").unwrap();
+        world.sim.add_label(REPO, running, "foreman", "alice").unwrap();
+        e2e_support::wait_for("the first agent to start", || marks.path().join(format!("started-{running}")).exists())
+            .await;
+        // One session per repository: the second job waits, and says so.
+        let (number, _) = world.sim.create_issue(REPO, "Wait your turn", "Then do it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        world
+            .wait("the second job's queued report", |s| World::labels(s, number).iter().any(|l| l == "foreman:queued"))
+            .await;
+
+        world.kill9();
+        world.sim.set_issue_state(REPO, number, "closed", "alice").unwrap();
+        world.start_foreman();
+
+        let state = world
+            .wait("the cancelled report of the closed issue's job", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains("Foreman: cancelled"))
+                    && !World::labels(s, number).iter().any(|l| l.starts_with("foreman:"))
+            })
+            .await;
+        let body = World::tracking_body(&state, number).unwrap();
+        assert!(body.contains("closed"), "says why: {body}");
+        assert_eq!(world.job(number).await["state"], "cancelled");
+        std::fs::write(marks.path().join("go"), "").unwrap();
+    })
+    .await
+    .expect("reconciliation cancelled and reported the job in time");
+}

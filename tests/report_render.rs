@@ -3,8 +3,7 @@
 
 use foreman::ids::{IssueNumber, RepoName};
 use foreman::report::render::{
-    Failure, Figures, JobState, Link, Progress, PullRequestBody, Tracking, is_tracking_comment, pull_request_body,
-    tracking_comment,
+    Failure, Figures, JobState, Link, Progress, PullRequestBody, Tracking, pull_request_body, tracking_comment,
 };
 
 const TOKEN: &str = "ghs_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
@@ -43,7 +42,7 @@ fn failure() -> Failure {
 
 fn check(body: &str) {
     assert!(body.starts_with("<!-- foreman:tracking acme/widgets#7 -->\n"), "{body}");
-    assert!(is_tracking_comment(body, &repo(), IssueNumber(7)));
+    assert!(foreman::markers::is_tracking_comment(body, &repo(), IssueNumber(7)));
     assert!(!body.contains(TOKEN) && !body.contains("ghs_"), "{body}");
     assert!(body.len() < 65_536);
 }

@@ -6,38 +6,9 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use crate::git::{DIFF_OPTIONS, Git, GitError, changed_files};
 
-use crate::git::{Git, GitError, parse_numstat};
-
-/// How a file changed (git's `--name-status` letters).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    /// `A`
-    Added,
-    /// `M`
-    Modified,
-    /// `D`
-    Deleted,
-    /// `T`: the type changed (e.g. a file became a symlink).
-    TypeChanged,
-}
-
-/// One changed file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FileChange {
-    /// The path, relative to the repository root, `/`-separated.
-    pub path: String,
-    /// How it changed.
-    pub kind: ChangeKind,
-    /// Lines added; 0 for a binary file.
-    pub added: u64,
-    /// Lines deleted; 0 for a binary file.
-    pub deleted: u64,
-    /// Whether git treats the file as binary.
-    pub binary: bool,
-}
+pub use crate::git::{ChangeKind, FileChange};
 
 /// One added line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,9 +44,6 @@ pub enum DiffError {
         /// What git said.
         stderr: String,
     },
-    /// git's output was not what `--name-status -z` / `--numstat -z` promise.
-    #[error("unexpected output from git {0}")]
-    Parse(&'static str),
 }
 
 impl Diff {
@@ -91,17 +59,12 @@ impl Diff {
     /// [`DiffError`] when git cannot run, `base` or `head` is unknown, or the output cannot be parsed.
     pub async fn read(git_dir: &Path, base: &str, head: &str) -> Result<Diff, DiffError> {
         let repo = Git::bare(git_dir);
-        let range = [base, head];
-        let common = ["--no-renames", "--no-color", "--no-ext-diff", "--no-textconv"];
-        let status = repo.run(&[&["diff", "--name-status", "-z"][..], &common, &range].concat()).await?;
-        let numstat = repo.run(&[&["diff", "--numstat", "-z"][..], &common, &range].concat()).await?;
+        let files = changed_files(&repo, base, head).await?;
         // Explicit prefixes: a user's `diff.noprefix` or `diff.mnemonicPrefix` would change them. `--text`
         // and `--no-textconv`: a `.gitattributes` that marks files binary (or converts them) must not hide
         // added lines from the secret check.
         let patch_flags = ["-U0", "--text", "--src-prefix=a/", "--dst-prefix=b/"];
-        let patch = repo.run(&[&["diff"][..], &patch_flags, &common, &range].concat()).await?;
-        let mut files = parse_name_status(&status)?;
-        apply_numstat(&mut files, &numstat)?;
+        let patch = repo.run(&[&["diff"][..], &patch_flags, &DIFF_OPTIONS, &[base, head]].concat()).await?;
         Ok(Diff { files, added_lines: parse_added_lines(&patch) })
     }
 }
@@ -110,35 +73,6 @@ impl From<GitError> for DiffError {
     fn from(e: GitError) -> Self {
         DiffError::Git { args: e.args, stderr: e.stderr }
     }
-}
-
-/// `--name-status -z`: `X\0path\0` repeated.
-fn parse_name_status(out: &str) -> Result<Vec<FileChange>, DiffError> {
-    let mut fields = out.split('\0').filter(|f| !f.is_empty());
-    let mut files = Vec::new();
-    while let Some(letter) = fields.next() {
-        let path = fields.next().ok_or(DiffError::Parse("diff --name-status"))?;
-        let kind = match letter.chars().next() {
-            Some('A') => ChangeKind::Added,
-            Some('D') => ChangeKind::Deleted,
-            Some('T') => ChangeKind::TypeChanged,
-            _ => ChangeKind::Modified,
-        };
-        files.push(FileChange { path: path.to_owned(), kind, added: 0, deleted: 0, binary: false });
-    }
-    Ok(files)
-}
-
-/// `--numstat -z` (no renames), parsed by [`parse_numstat`], onto the files `--name-status` named.
-fn apply_numstat(files: &mut [FileChange], out: &str) -> Result<(), DiffError> {
-    for stat in parse_numstat(out).ok_or(DiffError::Parse("diff --numstat"))? {
-        if let Some(file) = files.iter_mut().find(|f| f.path == stat.path) {
-            file.binary = stat.binary;
-            file.added = stat.added;
-            file.deleted = stat.deleted;
-        }
-    }
-    Ok(())
 }
 
 /// `-U0` patch: added lines with their new line numbers from each hunk's `+start` header.

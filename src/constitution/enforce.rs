@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::commands::{self, CommandOutcome};
 use super::diff::{ChangeKind, Diff, DiffError};
 use super::schema::{PathGlob, Rules};
+use crate::github::redact::REDACTED;
 
 /// A rule, by its key in `[rules]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -207,9 +208,6 @@ pub fn check_diff(rules: &Rules, diff: &Diff, branch: Option<&str>) -> Vec<Viola
     }
     violations
 }
-
-/// What replaces a secret in a command's output.
-pub const REDACTED: &str = "[redacted]";
 
 /// `text` with every match of the secret patterns in force (built-in and the repository's) replaced by
 /// [`REDACTED`]: a command's output goes into the audit trail and a comment, and tests do print tokens.

@@ -15,10 +15,7 @@ use super::fetch::{self, FetchError, ORG_REPO};
 use super::load::{ConstitutionError, Origin, PATH, merge, parse};
 use super::render::{check_run_output, effective_markdown, errors_markdown};
 use super::templates::Template;
-
-/// The hidden marker of the comment reporting an invalid constitution on an issue: one such comment per
-/// issue, updated in place, so a retried job does not repeat it.
-pub const INVALID_MARKER: &str = "<!-- foreman:constitution-invalid -->";
+use crate::markers::CONSTITUTION_INVALID;
 
 /// The name of the check run on pull requests that change `.github/foreman.toml`.
 pub const CHECK_NAME: &str = "Foreman constitution";
@@ -31,7 +28,7 @@ pub const INIT_BRANCH: &str = "constitution-init";
 const COMMIT_IDENTITY: (&str, &str) = ("foreman", "foreman@localhost");
 
 /// Posts `errors` on the issue that triggered the work, as one comment ([`errors_markdown`]) carrying
-/// [`INVALID_MARKER`]: a second report (a retry, a redelivery) updates that comment instead of adding one.
+/// [`CONSTITUTION_INVALID`]: a second report (a retry, a redelivery) updates that comment instead of adding one.
 ///
 /// # Errors
 /// GitHub's, after the client's retries.
@@ -42,7 +39,7 @@ pub async fn report_invalid(
     issue: IssueNumber,
     errors: &[ConstitutionError],
 ) -> Result<Comment, GithubError> {
-    client.upsert_marked_comment(inst, repo, issue, INVALID_MARKER, &errors_markdown(errors)).await
+    client.upsert_marked_comment(inst, repo, issue, CONSTITUTION_INVALID, &errors_markdown(errors)).await
 }
 
 /// Once the constitution loads again, rewrites the comment [`report_invalid`] left on `issue` (if any) to
@@ -57,11 +54,11 @@ pub async fn resolve_invalid(
     repo: &RepoName,
     issue: IssueNumber,
 ) -> Result<bool, GithubError> {
-    let Some(comment) = client.find_marked_comment(inst, repo, issue, INVALID_MARKER).await? else {
+    let Some(comment) = client.find_marked_comment(inst, repo, issue, CONSTITUTION_INVALID).await? else {
         return Ok(false);
     };
     let body = format!(
-        "~~Foreman could not use this repository's constitution.~~ `{PATH}` is valid again.\n\n{INVALID_MARKER}"
+        "~~Foreman could not use this repository's constitution.~~ `{PATH}` is valid again.\n\n{CONSTITUTION_INVALID}"
     );
     if comment.body != body {
         client.update_comment(inst, repo, comment.id, &body).await?;

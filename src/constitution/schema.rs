@@ -109,18 +109,7 @@ impl super::load::Effective {
         if set("help_url") {
             c.help_url = t.help_url.clone();
         }
-        let (p, from) = (&mut c.permissions, &t.permissions);
-        let fields: [(&str, &mut crate::decide::Level, crate::decide::Level); 8] = [
-            ("run", &mut p.run, from.run),
-            ("plan", &mut p.plan, from.plan),
-            ("stop", &mut p.stop, from.stop),
-            ("retry", &mut p.retry, from.retry),
-            ("status", &mut p.status, from.status),
-            ("help", &mut p.help, from.help),
-            ("constitution", &mut p.constitution, from.constitution),
-            ("constitution_init", &mut p.constitution_init, from.constitution_init),
-        ];
-        for (name, slot, level) in fields {
+        for ((name, slot), (_, level)) in c.permissions.entries_mut().into_iter().zip(t.permissions.entries()) {
             if set(&format!("permissions.{name}")) {
                 *slot = level;
             }

@@ -1,39 +1,11 @@
 //! Starter constitutions for `foreman constitution init --template …` and `/foreman constitution init`.
 //! Each is a complete, commented `.github/foreman.toml` that parses with [`super::parse`].
 
-/// A starter file's flavour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Template {
-    /// A Cargo project: `cargo test`, `cargo clippy`.
-    Rust,
-    /// An npm project: `npm test`, `npm run lint`.
-    Node,
-    /// A Python project: `pytest`, `ruff`.
-    Python,
-    /// Any project: the rules without commands.
-    Generic,
-}
+pub use crate::decide::Template;
 
+/// The starter files' text, kept with the constitution they are written in (the names belong to the
+/// command grammar, [`crate::decide::command`]).
 impl Template {
-    /// Every template, for tests and help.
-    pub const ALL: [Template; 4] = [Template::Rust, Template::Node, Template::Python, Template::Generic];
-
-    /// The template's name as the command line takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Template::Rust => "rust",
-            Template::Node => "node",
-            Template::Python => "python",
-            Template::Generic => "generic",
-        }
-    }
-
-    /// The template by name (`rust`, `node`, `python`, `generic`), case-insensitively.
-    pub fn from_name(name: &str) -> Option<Template> {
-        Template::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
-    }
-
     /// The file's text.
     pub fn text(self) -> String {
         let (tdd, commands) = match self {

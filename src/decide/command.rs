@@ -14,56 +14,55 @@ use std::fmt;
 use serde::Serialize;
 
 use super::markdown;
-use crate::constitution::Template;
 
 /// The prefix of the slash form. The mention form uses the configured app slug.
 pub const SLASH_PREFIX: &str = "/foreman";
 
-/// The commands, by name. Adding one here fails to compile until it has help text and a permission key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CommandName {
+/// Declares [`CommandName`], [`CommandName::ALL`] and [`CommandName::as_str`] from one list, so a command
+/// cannot be declared without being in `ALL`, and so in the parser, help and every test that walks `ALL`.
+macro_rules! command_names {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)+) => {
+        /// The commands, by name. Adding one here fails to compile until it has help text and a
+        /// permission key ([`super::CommandPermissions::for_command`]).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum CommandName {
+            $($(#[doc = $doc])* $variant,)+
+        }
+
+        impl CommandName {
+            /// Every command, in the order help lists them (the order of their declaration).
+            pub const ALL: [CommandName; [$($name),+].len()] = [$(CommandName::$variant),+];
+
+            /// The name as written in a comment (lowercase; also its serde name and its key in
+            /// `[triggers.permissions]`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(CommandName::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+command_names! {
     /// `run [instructions]`.
-    Run,
+    Run => "run",
     /// `plan`.
-    Plan,
+    Plan => "plan",
     /// `stop`.
-    Stop,
+    Stop => "stop",
     /// `retry`.
-    Retry,
+    Retry => "retry",
     /// `status`.
-    Status,
+    Status => "status",
     /// `help`.
-    Help,
+    Help => "help",
     /// `constitution [init [template]]`.
-    Constitution,
+    Constitution => "constitution",
 }
 
 impl CommandName {
-    /// Every command, in the order help lists them.
-    pub const ALL: [CommandName; 7] = [
-        CommandName::Run,
-        CommandName::Plan,
-        CommandName::Stop,
-        CommandName::Retry,
-        CommandName::Status,
-        CommandName::Help,
-        CommandName::Constitution,
-    ];
-
-    /// The name as written in a comment.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandName::Run => "run",
-            CommandName::Plan => "plan",
-            CommandName::Stop => "stop",
-            CommandName::Retry => "retry",
-            CommandName::Status => "status",
-            CommandName::Help => "help",
-            CommandName::Constitution => "constitution",
-        }
-    }
-
     /// The arguments' shape, for help.
     pub fn usage(self) -> &'static str {
         match self {
@@ -117,6 +116,41 @@ impl CommandName {
 impl fmt::Display for CommandName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A starter constitution's flavour, as `/foreman constitution init <template>` and
+/// `foreman constitution init --template` name it. Its text is [`Template::text`] (in `crate::constitution`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Template {
+    /// A Cargo project: `cargo test`, `cargo clippy`.
+    Rust,
+    /// An npm project: `npm test`, `npm run lint`.
+    Node,
+    /// A Python project: `pytest`, `ruff`.
+    Python,
+    /// Any project: the rules without commands.
+    Generic,
+}
+
+impl Template {
+    /// Every template, for tests and help.
+    pub const ALL: [Template; 4] = [Template::Rust, Template::Node, Template::Python, Template::Generic];
+
+    /// The template's name as the command line takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Rust => "rust",
+            Template::Node => "node",
+            Template::Python => "python",
+            Template::Generic => "generic",
+        }
+    }
+
+    /// The template by name (`rust`, `node`, `python`, `generic`), case-insensitively.
+    pub fn from_name(name: &str) -> Option<Template> {
+        Template::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
     }
 }
 

@@ -106,6 +106,39 @@ impl CommandPermissions {
         }
     }
 
+    /// Every key of the table with its level, in the table's order: `("run", level)`, …,
+    /// `("constitution_init", level)`. The keys are the serde names of the fields. Written as an
+    /// exhaustive destructuring, so a field added to the table does not compile until it is listed here,
+    /// and so until a repository's constitution can set it ([`crate::constitution::Effective::decide_config`]).
+    pub fn entries(&self) -> [(&'static str, Level); 8] {
+        let CommandPermissions { run, plan, stop, retry, status, help, constitution, constitution_init } = self;
+        [
+            ("run", *run),
+            ("plan", *plan),
+            ("stop", *stop),
+            ("retry", *retry),
+            ("status", *status),
+            ("help", *help),
+            ("constitution", *constitution),
+            ("constitution_init", *constitution_init),
+        ]
+    }
+
+    /// The same keys as [`CommandPermissions::entries`], each with a place to set its level.
+    pub fn entries_mut(&mut self) -> [(&'static str, &mut Level); 8] {
+        let CommandPermissions { run, plan, stop, retry, status, help, constitution, constitution_init } = self;
+        [
+            ("run", run),
+            ("plan", plan),
+            ("stop", stop),
+            ("retry", retry),
+            ("status", status),
+            ("help", help),
+            ("constitution", constitution),
+            ("constitution_init", constitution_init),
+        ]
+    }
+
     /// The level `command` needs (for `constitution`, showing; see [`CommandPermissions::for_parsed`]).
     pub fn for_command(&self, command: CommandName) -> Level {
         match command {

@@ -6,16 +6,15 @@
 //! [`Snapshot`] and decides again. So a decision never acts on a guess, and a comment with several commands
 //! is answered once, after every fact is known.
 //!
-//! The rules are listed in `docs/commands.md`; `foreman replay` ([`replay`]) prints a decision for any payload.
+//! The rules are listed in `docs/commands.md`; `foreman replay` ([`crate::cli::replay`]) prints a decision for any payload.
 
 pub mod command;
 pub mod config;
 pub mod markdown;
-pub mod replay;
 
 use serde::Serialize;
 
-pub use self::command::{Command, CommandName, ParseError};
+pub use self::command::{Command, CommandName, ParseError, Template};
 pub use self::config::{CommandPermissions, DecideConfig, Level};
 use crate::event::{
     Actor, AuthorAssociation, Comment, CommentAction, ContentType, Event, EventKind, FieldValue, IssueRef,
@@ -255,6 +254,13 @@ pub enum ItemContent {
     DraftIssue,
 }
 
+/// The unlabel rule, for the decision core (an `unlabeled` delivery) and reconciliation (a label found gone)
+/// alike: removing the trigger label cancels a job, except a `running` one while
+/// `triggers.cancel_on_unlabel` is off, which is left to finish.
+pub fn unlabel_cancels(running: bool, config: &DecideConfig) -> bool {
+    !running || config.cancel_on_unlabel
+}
+
 /// Decides what to do about `event`. Pure: the same inputs give the same actions.
 ///
 /// Returns at least one action. A [`Action::Lookup`] is always alone, and deciding again with the fact
@@ -433,7 +439,7 @@ impl Cx<'_> {
                 } else {
                     let reason = format!("label '{}' removed by {}", self.config.label, sender.login);
                     match self.job {
-                        Some(JobState::Running) if !self.config.cancel_on_unlabel => ignore(format!(
+                        Some(state) if !unlabel_cancels(state == JobState::Running, self.config) => ignore(format!(
                             "{reason}; the running job for {repo}#{number} is left to finish (triggers.cancel_on_unlabel is off)"
                         )),
                         _ => self.cancel_if_live(repo, number, reason),

@@ -25,9 +25,9 @@ use tokio::sync::Semaphore;
 use super::GithubError;
 use super::accounting::{Accounting, Quota, millis};
 use super::auth::{AppAuth, InstallationToken, parse_expiry};
+use super::config::GithubConfig;
 use super::retry::{Failure, RetryPolicy, RetryState, Verdict, classify, header_u64};
 use super::secrets::SecretRegistry;
-use crate::config::GithubConfig;
 use crate::ids::InstallationId;
 
 /// The REST API version Foreman is written against (`X-GitHub-Api-Version`).

@@ -11,13 +11,17 @@
 //! - `secrets`: the [`SecretRegistry`] of secret values Foreman holds; the client scrubs every string of
 //!   every request body against it (and against token shapes) before sending, so no text Foreman writes on
 //!   GitHub (comments, pull requests, check runs, anything) carries one.
+//! - `redact`: the token shapes ([`redact::redact_tokens`]) that net, also used on text Foreman writes
+//!   elsewhere (reports, push errors, answers).
 
 mod accounting;
 mod auth;
 mod client;
+mod config;
 mod error;
 pub mod graphql;
 mod projects;
+pub mod redact;
 mod rest;
 mod retry;
 pub mod secrets;
@@ -26,6 +30,7 @@ pub mod types;
 pub use accounting::Quota;
 pub use auth::InstallationToken;
 pub use client::{Client, ClientOptions};
+pub use config::GithubConfig;
 pub use error::GithubError;
 pub use graphql::{Document, GraphqlError, GraphqlResponse};
 pub use projects::{ProjectBoard, ProjectItem};

@@ -47,7 +47,7 @@ use std::time::{Duration, SystemTime};
 use aho_corasick::{AhoCorasick, MatchKind};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::report::redact::{REDACTED, redact_tokens};
+use super::redact::{REDACTED, redact_tokens};
 
 /// Shortest value (and fragment of a value) matched, in bytes. See the module docs.
 pub const MIN_SECRET_BYTES: usize = 8;

@@ -223,7 +223,7 @@ impl Reporter {
     }
 
     /// Brings the issue to the state `t` describes: the tracking comment (found by its hidden marker,
-    /// [`render::tracking_marker`], updated in place, created only when missing), the labels for `t.state`
+    /// [`crate::markers::tracking`], updated in place, created only when missing), the labels for `t.state`
     /// ([`ReportConfig::labels_for`]) and the board column for `t.state` ([`ReportConfig::column_for`]) on
     /// every organisation board the issue is on. Not throttled; what is already so costs no call. Returns the
     /// tracking comment's URL (for the pull-request body).
@@ -320,7 +320,7 @@ impl Reporter {
                 Err(e) => return Err(e),
             }
         }
-        let marker = render::tracking_marker(&t.repo, t.issue);
+        let marker = crate::markers::tracking(&t.repo, t.issue);
         let c = client.upsert_marked_comment(inst, &t.repo, t.issue, &marker, body).await?;
         mem.comment = Some((c.id, c.html_url.clone()));
         mem.body = Some(body.to_owned());

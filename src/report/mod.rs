@@ -3,5 +3,4 @@
 pub mod github;
 pub mod outbox;
 pub mod push;
-pub mod redact;
 pub mod render;

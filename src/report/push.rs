@@ -12,7 +12,7 @@
 //!   [`PushError::Diverged`] and stays on the remote untouched;
 //! - the token is never in a URL, an argument, an environment variable, a log line or an error: git reads it
 //!   from a pipe through [`crate::git`]'s credential helper, a remote URL with credentials in it is refused,
-//!   and every error message is redacted ([`crate::report::redact::redact_exact`]).
+//!   and every error message is redacted ([`crate::github::redact::redact_exact`]).
 //!
 //! The push runs from the mirror, which only Foreman writes, with [`crate::git`]'s hardened git (no hook,
 //! no configuration but Foreman's); `--no-verify` says the same for the pre-push hook.
@@ -24,8 +24,8 @@ use std::path::Path;
 
 use secrecy::ExposeSecret;
 
-use super::redact::redact_exact;
 use crate::git::{Git, GitAuth};
+use crate::github::redact::redact_exact;
 
 /// The default branch prefix: Foreman only pushes `foreman/…` branches.
 pub const DEFAULT_PREFIX: &str = "foreman/";

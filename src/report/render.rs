@@ -19,10 +19,10 @@ use minijinja::value::Serde;
 use minijinja::{Environment, context};
 use serde::Serialize;
 
-use super::redact::redact_tokens;
+use crate::github::redact::redact_tokens;
 use crate::ids::{IssueNumber, RepoName};
 
-/// The tracking comment's template. Its first line is always the marker ([`tracking_marker`]).
+/// The tracking comment's template. Its first line is always the marker ([`crate::markers::tracking`]).
 pub const TRACKING_TEMPLATE: &str = r#"{{ marker }}
 ### {{ headline }}
 
@@ -123,33 +123,6 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_template("pull_request", PULL_REQUEST_TEMPLATE).expect("pull request template compiles");
     env
 });
-
-const MARKER_PREFIX: &str = "<!-- foreman:tracking ";
-const MARKER_SUFFIX: &str = " -->";
-
-/// The hidden marker that identifies the tracking comment of `repo#issue`:
-/// `<!-- foreman:tracking acme/widgets#7 -->`. It is the first line of every tracking comment.
-pub fn tracking_marker(repo: &RepoName, issue: IssueNumber) -> String {
-    format!("{MARKER_PREFIX}{repo}#{issue}{MARKER_SUFFIX}")
-}
-
-/// The `repo#issue` a comment body is the tracking comment of, when its first line is a tracking marker
-/// (leading whitespace allowed). A marker further down (quoted, or pasted into a summary) does not count.
-/// Anyone can type a marker: the caller must also check that the comment's author is Foreman's bot.
-pub fn parse_tracking_marker(body: &str) -> Option<(RepoName, IssueNumber)> {
-    let first = body.trim_start().lines().next()?.trim_end();
-    let inner = first.strip_prefix(MARKER_PREFIX)?.strip_suffix(MARKER_SUFFIX)?;
-    let (repo, issue) = inner.rsplit_once('#')?;
-    let (owner, name) = repo.split_once('/')?;
-    let repo = RepoName::new(owner, name).ok()?;
-    let issue = issue.parse::<u64>().ok().filter(|n| *n > 0)?;
-    Some((repo, IssueNumber(issue)))
-}
-
-/// Whether `body` is the tracking comment of `repo#issue` (see [`parse_tracking_marker`]).
-pub fn is_tracking_comment(body: &str, repo: &RepoName, issue: IssueNumber) -> bool {
-    parse_tracking_marker(body).is_some_and(|(r, i)| &r == repo && i == issue)
-}
 
 /// Where a job stands: the job vocabulary's state, which the tracking comment shows by [`headline`].
 pub use crate::job::JobState;
@@ -309,7 +282,7 @@ struct FailureView {
     fence: String,
 }
 
-/// Renders the tracking comment (Markdown, starting with [`tracking_marker`]).
+/// Renders the tracking comment (Markdown, starting with [`crate::markers::tracking`]).
 pub fn tracking_comment(t: &Tracking) -> String {
     let progress = t.progress.as_ref().map(|p| ProgressView {
         turns: p.turns,
@@ -336,7 +309,7 @@ pub fn tracking_comment(t: &Tracking) -> String {
     });
     let link = |l: &Option<Link>| l.as_ref().map(|l| format!("[{}]({})", l.text, l.url));
     let ctx = context! {
-        marker => tracking_marker(&t.repo, t.issue),
+        marker => crate::markers::tracking(&t.repo, t.issue),
         headline => headline(t.state),
         trigger => t.trigger.clone(),
         queue_position => t.queue_position.filter(|_| t.state == JobState::Queued),
@@ -455,26 +428,6 @@ fn fence_for(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn markers_round_trip_and_only_count_on_the_first_line() {
-        let repo = RepoName::new("acme", "widgets").unwrap();
-        let marker = tracking_marker(&repo, IssueNumber(7));
-        assert_eq!(marker, "<!-- foreman:tracking acme/widgets#7 -->");
-        assert_eq!(parse_tracking_marker(&format!("  {marker}\r\nbody")), Some((repo.clone(), IssueNumber(7))));
-        assert!(is_tracking_comment(&marker, &repo, IssueNumber(7)));
-        assert!(!is_tracking_comment(&marker, &repo, IssueNumber(8)));
-        assert!(!is_tracking_comment(&format!("> quoted\n{marker}"), &repo, IssueNumber(7)));
-        for bad in [
-            "",
-            "<!-- foreman:tracking acme#7 -->",
-            "<!-- foreman:tracking acme/widgets#x -->",
-            "<!-- foreman:tracking acme/widgets#0 -->",
-            "<!-- foreman:tracking a/b/c#1 -->",
-        ] {
-            assert_eq!(parse_tracking_marker(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn fences_outgrow_the_text() {

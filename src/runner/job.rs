@@ -16,6 +16,7 @@ use super::Parts;
 use crate::github::{CheckRunOutput, CheckRunSpec, GithubError, NewPullRequest};
 use crate::ids::InstallationId;
 use crate::job::{Claim, Claimed, FailureClass, Job, JobKind, JobState, Outcome, Trigger, nanos};
+use crate::markers;
 use crate::report::render::{self, Link, Tracking};
 use crate::session::{self, GitAuth, PromptKind, SessionOutcome, SessionSpec, Verdict};
 use crate::store::jobs::JobError;
@@ -50,19 +51,6 @@ fn prompt_rules(constitution: &crate::constitution::Constitution) -> Vec<String>
     rules
 }
 
-/// The hidden line in a pull request's body naming the agent session that wrote it, so a follow-up can resume
-/// it: `<!-- foreman:agent-session <id> -->`.
-fn agent_session_comment(id: &str) -> String {
-    format!("<!-- foreman:agent-session {id} -->")
-}
-
-/// The agent session id in a pull request's body, when Foreman put one there.
-fn agent_session_marker(body: &str) -> Option<String> {
-    let rest = &body[body.rfind("<!-- foreman:agent-session ")? + "<!-- foreman:agent-session ".len()..];
-    let id = rest.split_whitespace().next()?;
-    (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then(|| id.to_owned())
-}
-
 /// The follow-up's pull request, with the agent session named in its body brought up to date (the next
 /// follow-up resumes the newest session).
 async fn follow_up_pull(
@@ -74,16 +62,10 @@ async fn follow_up_pull(
 ) -> Result<crate::github::PullRequest, GithubError> {
     let Some(id) = session else { return Ok(pr.clone()) };
     let body = pr.body.clone().unwrap_or_default();
-    if agent_session_marker(&body).as_deref() == Some(id) {
+    if markers::parse_agent_session(&body).as_deref() == Some(id) {
         return Ok(pr.clone());
     }
-    let body = match body.rfind("<!-- foreman:agent-session ") {
-        Some(at) => {
-            let end = body[at..].find("-->").map_or(body.len(), |e| at + e + 3);
-            format!("{}{}{}", &body[..at], agent_session_comment(id), &body[end..])
-        }
-        None => format!("{body}\n\n{}", agent_session_comment(id)),
-    };
+    let body = markers::set_agent_session(&body, id);
     let update = crate::github::PullRequestUpdate { title: None, body: Some(body), state: None };
     parts.client.update_pull(inst, &job.repo, job.issue, &update).await
 }
@@ -415,7 +397,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
                 Ok(c) => c,
                 Err(e) => return github_failed("reading the pull request's review comments", &e),
             };
-            resume = pr.body.as_deref().and_then(agent_session_marker);
+            resume = pr.body.as_deref().and_then(markers::parse_agent_session);
             let branch = pr.head.branch.clone();
             follow_up = Some(pr);
             (PromptKind::FollowUp, Some(branch))
@@ -469,7 +451,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
     }
     if let Some(wait) = budget_spent(parts, job, &effective.constitution.limits) {
         let (spent, resume_at) = wait;
-        let marker = format!("<!-- foreman:budget {} {} -->", job.repo, resume_at.date());
+        let marker = markers::budget(&job.repo, resume_at.date());
         let text = format!("{}\n\n{marker}", crate::constitution::budget::wait_reply(&spent, resume_at));
         if let Err(e) = client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &text).await {
             tracing::warn!(error = %e, "could not say that the budget is spent");
@@ -485,7 +467,7 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
     let comments: Vec<&crate::github::Comment> = thread
         .comments
         .iter()
-        .filter(|c| !render::is_tracking_comment(&c.body, &job.repo, job.issue))
+        .filter(|c| !markers::is_tracking_comment(&c.body, &job.repo, job.issue))
         // Foreman's own comments are left out: a bot's text, and often an echo of someone else's.
         .filter(|c| c.performed_via_github_app.as_ref().is_none_or(|app| app.id != ours))
         .collect();
@@ -620,8 +602,8 @@ async fn conclude(
         Verdict::ChangesReady => {}
         Verdict::Answered => {
             let answer = outcome.answer.clone().unwrap_or_default();
-            let marker = format!("<!-- foreman:answer {} -->", outcome.session_id);
-            let body = format!("{}\n\n{marker}", crate::report::redact::redact_tokens(&answer));
+            let marker = markers::answer(&outcome.session_id);
+            let body = format!("{}\n\n{marker}", crate::github::redact::redact_tokens(&answer));
             if let Err(e) = parts.client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &body).await {
                 return github_failed("posting the answer", &e);
             }
@@ -674,7 +656,7 @@ async fn conclude(
                 session_log: session_log_link(parts, &outcome.session_id),
             });
             if let Some(id) = &outcome.agent_session_id {
-                body.push_str(&format!("\n\n{}", agent_session_comment(id)));
+                body.push_str(&format!("\n\n{}", markers::agent_session(id)));
             }
             let new = NewPullRequest {
                 title: format!("{title} (#{})", job.issue),
@@ -778,13 +760,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn the_agent_session_marker_round_trips_and_ignores_anything_else() {
-        let body = format!("Closes #3\n\n{}", agent_session_comment("2f1c-ab"));
-        assert_eq!(agent_session_marker(&body).as_deref(), Some("2f1c-ab"));
-        assert_eq!(agent_session_marker("Closes #3"), None);
-        assert_eq!(agent_session_marker("<!-- foreman:agent-session $(rm -rf) -->"), None);
     }
 }

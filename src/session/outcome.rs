@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::workspace::{self, GitError, Workspace};
-use crate::git::{Git, parse_numstat};
+use crate::git::Git;
 
 /// One commit the session made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -23,16 +23,7 @@ pub struct Commit {
     pub subject: String,
 }
 
-/// One changed file (`git diff --numstat base head`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FileChange {
-    /// Path relative to the repository root (the new path for a rename).
-    pub path: String,
-    /// Lines added; 0 for a binary file.
-    pub added: u64,
-    /// Lines deleted; 0 for a binary file.
-    pub deleted: u64,
-}
+pub use crate::git::FileChange;
 
 /// The changes on the branch since the base.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -127,13 +118,7 @@ pub async fn read(git_dir: &Path, base: &str, head: &str) -> Result<Changes, Git
         .filter_map(|l| l.split_once('\0'))
         .map(|(sha, subject)| Commit { sha: sha.into(), subject: subject.into() })
         .collect();
-    let numstat =
-        repo.run(&["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", base, head]).await?;
-    let files: Vec<FileChange> = parse_numstat(&numstat)
-        .ok_or_else(|| GitError::other("git diff --numstat", "unexpected output"))?
-        .into_iter()
-        .map(|n| FileChange { path: n.path, added: n.added, deleted: n.deleted })
-        .collect();
+    let files = crate::git::changed_files(&repo, base, head).await?;
     Ok(Changes {
         head: head.to_owned(),
         commits,

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Action, JobState, Snapshot, decide};
 use crate::config::Config;
+use crate::decide::{Action, DecideConfig, JobState, Snapshot, decide};
 use crate::event;
 
 /// Decodes `payload` as an `event` delivery and writes one JSON line per action to `out`.
@@ -15,7 +15,7 @@ use crate::event;
 /// `job` stands in for the job state (none by default). Errors: the payload cannot be read or
 /// decoded (the message says which and why).
 pub fn replay(
-    config: &super::DecideConfig,
+    config: &DecideConfig,
     event_name: &str,
     payload: &Path,
     job: Option<JobState>,

@@ -1,0 +1,328 @@
+//! The effects of decisions: each [`Action`] the decision core returns, carried out on the job store and on
+//! GitHub, with a typed [`Effect`] saying what became of it. A store failure, or GitHub unavailable where a
+//! fact is needed to act, is [`Transient`]: the delivery stays in the inbox and is tried again, and a replay
+//! has no second effect (the job store remembers the deliveries that queued each job; replies carry the
+//! delivery's id in a hidden marker).
+
+use std::fmt;
+
+use time::OffsetDateTime;
+
+use super::Transient;
+use super::cancel::{Cancelled, Canceller};
+use crate::decide::Action;
+use crate::event::{Event, EventKind};
+use crate::github::{Client, GithubError};
+use crate::ids::{InstallationId, IssueNumber, RepoName};
+use crate::report::outbox::Outbox;
+use crate::report::push::Pusher;
+use crate::report::render::JobState as Shown;
+use crate::scheduler::{EnqueueRequest, Scheduler};
+use crate::store::jobs::{EnqueueOutcome, JobError, JobState};
+
+/// How long a "queued" report waits before it is applied. A job with a free slot is claimed within
+/// milliseconds and its "running" report replaces the queued one, which then costs no GitHub call; a job that
+/// really waits shows "queued" (its acknowledgement, for a label or board trigger) after this long.
+pub const QUEUED_REPORT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What carrying out one action came to; its `Display` is the `result` kept in the delivery's summary.
+#[derive(Debug)]
+pub enum Effect {
+    /// `enqueue`: what the job store made of the request.
+    Enqueued(Enqueued),
+    /// `enqueue` of an issue that could not be read (a board card's issue, read to learn its title, labels
+    /// and body): nothing was queued.
+    IssueUnreadable(GithubError),
+    /// `cancel`: the live job was cancelled and the cancellation reported.
+    Cancelled,
+    /// `cancel`: there was no live job.
+    NoLiveJob,
+    /// `retry`: the job is queued again.
+    Requeued,
+    /// The job store refused the change (for example a `retry` of a job that has not failed).
+    Refused(JobError),
+    /// `reply`, or `constitution` shown: the comment is posted (or was already, for a redelivery).
+    Replied,
+    /// The comment could not be posted; the delivery is not tried again for it.
+    ReplyFailed(GithubError),
+    /// `check_constitution`: the check run posted on the pull request's head, by id.
+    CheckRunPosted(u64),
+    /// `check_constitution`: the pull request does not change the constitution; nothing posted.
+    ConstitutionUnchanged,
+    /// `check_constitution`: GitHub failed.
+    CheckFailed(GithubError),
+    /// `init_constitution`: the pull request adding the constitution, by number.
+    InitOpened(IssueNumber),
+    /// `init_constitution`: the pull request from an earlier `init` is still open, by number.
+    InitAlreadyOpen(IssueNumber),
+    /// `init_constitution`: the repository already has a constitution.
+    InitAlreadyPresent,
+    /// `init_constitution` failed; the requester was told why.
+    InitFailed,
+    /// The action needs GitHub and Foreman runs without App credentials: recorded, not carried out.
+    NoGithub,
+    /// `ignore`.
+    Ignored,
+}
+
+/// What the job store made of an `enqueue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new run was queued.
+    Queued,
+    /// The job was already queued; its record was refreshed.
+    Refreshed,
+    /// The job runs now; nothing changed.
+    AlreadyRunning,
+    /// The job is stuck; it needs `/foreman retry`.
+    Stuck,
+    /// This delivery queued the job before: no second effect.
+    Duplicate,
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Effect::Enqueued(Enqueued::Queued) | Effect::Requeued => f.write_str("queued"),
+            Effect::Enqueued(Enqueued::Refreshed) => f.write_str("already queued: refreshed"),
+            Effect::Enqueued(Enqueued::AlreadyRunning) => f.write_str("already running"),
+            Effect::Enqueued(Enqueued::Stuck) => f.write_str("stuck: needs /foreman retry"),
+            Effect::Enqueued(Enqueued::Duplicate) => f.write_str("duplicate delivery: no second effect"),
+            Effect::IssueUnreadable(e) => write!(f, "not queued: the issue could not be read: {e}"),
+            Effect::Cancelled => f.write_str("cancelled"),
+            Effect::NoLiveJob => f.write_str("no live job"),
+            Effect::Refused(e) => write!(f, "refused: {e}"),
+            Effect::Replied => f.write_str("replied"),
+            Effect::ReplyFailed(e) => write!(f, "reply failed: {e}"),
+            Effect::CheckRunPosted(id) => write!(f, "check run {id} posted"),
+            Effect::ConstitutionUnchanged => f.write_str("the pull request does not change the constitution"),
+            Effect::CheckFailed(e) => write!(f, "check failed: {e}"),
+            Effect::InitOpened(n) => write!(f, "opened #{n}"),
+            Effect::InitAlreadyOpen(n) => write!(f, "already proposed in #{n}"),
+            Effect::InitAlreadyPresent => f.write_str("the repository already has one"),
+            Effect::InitFailed => f.write_str("failed; the requester was told"),
+            Effect::NoGithub => f.write_str("not carried out: no GitHub client"),
+            Effect::Ignored => f.write_str("ignored"),
+        }
+    }
+}
+
+/// What the effects need to act on GitHub.
+pub struct GithubSide {
+    /// The client.
+    pub client: Client,
+    /// Reports job states (queued, requeued) in order with the runner's.
+    pub outbox: Outbox,
+    /// Pushes the `/foreman constitution init` branch.
+    pub pusher: Pusher,
+    /// A directory for scratch clones (`DATA_DIR/scratch`).
+    pub scratch: std::path::PathBuf,
+    /// Repositories' constitutions, for their `[triggers]`, and the server's ceilings they are held to;
+    /// shared with the runner.
+    pub constitutions: crate::constitution::fetch::Cache,
+}
+
+/// Carries out actions. Without GitHub, actions on the job store are carried out and the rest recorded.
+pub struct Effects {
+    pub(super) scheduler: Scheduler,
+    pub(super) canceller: Canceller,
+    pub(super) github: Option<GithubSide>,
+}
+
+/// A job store failure: a store error leaves the delivery in the inbox, any other is an answer.
+fn refused(e: JobError) -> Result<Effect, Transient> {
+    match e {
+        e @ JobError::Store(_) => Err(Transient::Jobs(e)),
+        other => Ok(Effect::Refused(other)),
+    }
+}
+
+/// GitHub unavailable or rate limited: worth trying the delivery again later.
+fn is_transient(e: &GithubError) -> bool {
+    matches!(e, GithubError::Unavailable { .. } | GithubError::RateLimited { .. } | GithubError::Ambiguous { .. })
+}
+
+impl Effects {
+    /// Carries out one action of `event`'s decision.
+    pub async fn apply(&self, event: &Event, action: &Action) -> Result<Effect, Transient> {
+        let now = OffsetDateTime::now_utc();
+        match action {
+            Action::Enqueue { kind, repo, issue, trigger, requester, instructions, installation, delivery } => {
+                let about = match self.issue_facts(event, repo, *issue, *installation).await? {
+                    Ok(about) => about,
+                    Err(e) => return Ok(Effect::IssueUnreadable(e)),
+                };
+                let request = EnqueueRequest {
+                    repo: repo.clone(),
+                    issue: *issue,
+                    installation: *installation,
+                    kind: *kind,
+                    title: about.title,
+                    body: about.body,
+                    labels: about.labels,
+                    blocked_by: Vec::new(),
+                    cause: format!("{} by {requester}", trigger.as_str()),
+                    trigger: Some(trigger.as_str().to_owned()),
+                    requester: Some(requester.clone()),
+                    instructions: instructions.clone(),
+                    delivery: delivery.clone(),
+                };
+                let outcome = match self.scheduler.enqueue(request, requester, now) {
+                    Ok(outcome) => outcome,
+                    Err(e) => return refused(e),
+                };
+                if matches!(outcome, EnqueueOutcome::Queued(_))
+                    && let (Some(github), Some(inst)) = (&self.github, installation)
+                {
+                    if let EventKind::IssueComment { comment, .. } = &event.kind
+                        && let Err(e) = github.outbox.reporter().acknowledge(*inst, repo, comment.id).await
+                    {
+                        tracing::warn!(error = %e, "could not acknowledge the command with a reaction");
+                    }
+                    let job = outcome.job();
+                    // The runner may have claimed the job already; its report wins if it comes later, and
+                    // the outbox applies reports in the order they were posted.
+                    if job.state == JobState::Queued {
+                        github.outbox.update_deferred(
+                            *inst,
+                            self.canceller.tracking(job, Shown::Queued),
+                            crate::store::jobs::nanos(job.updated_at),
+                            QUEUED_REPORT_DELAY,
+                        );
+                    }
+                }
+                Ok(Effect::Enqueued(match outcome {
+                    EnqueueOutcome::Queued(_) => Enqueued::Queued,
+                    EnqueueOutcome::Updated(_) => Enqueued::Refreshed,
+                    EnqueueOutcome::AlreadyRunning(_) => Enqueued::AlreadyRunning,
+                    EnqueueOutcome::Stuck(_) => Enqueued::Stuck,
+                    EnqueueOutcome::Duplicate(_) => Enqueued::Duplicate,
+                }))
+            }
+            Action::Cancel { repo, issue, reason, installation } => {
+                match self.canceller.cancel(repo, *issue, "foreman", reason, *installation, now).await {
+                    Ok(Cancelled::Cancelled { .. }) => Ok(Effect::Cancelled),
+                    Ok(Cancelled::NoLiveJob) => Ok(Effect::NoLiveJob),
+                    Err(e) => refused(e),
+                }
+            }
+            Action::Retry { repo, issue, requester, installation } => {
+                let job = match self.scheduler.retry(repo, *issue, requester, "retry", now).await {
+                    Ok(job) => job,
+                    Err(e) => return refused(e),
+                };
+                if let (Some(github), Some(inst)) = (&self.github, installation.or(job.installation)) {
+                    github.outbox.update(
+                        inst,
+                        self.canceller.tracking(&job, Shown::Queued),
+                        crate::store::jobs::nanos(job.updated_at),
+                    );
+                }
+                Ok(Effect::Requeued)
+            }
+            Action::Reply { repo, issue, text, installation } => {
+                let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };
+                // The delivery's id marks the reply, so a redelivery finds it instead of replying twice.
+                let result = match &event.delivery {
+                    Some(id) => {
+                        let marker = format!("<!-- foreman:reply {id} -->");
+                        let body = format!("{text}\n\n{marker}");
+                        github.client.upsert_marked_comment(*inst, repo, *issue, &marker, &body).await
+                    }
+                    None => github.client.create_comment(*inst, repo, *issue, text).await,
+                };
+                Ok(result.map_or_else(Effect::ReplyFailed, |_| Effect::Replied))
+            }
+            Action::Lookup { .. } => Ok(Effect::NoGithub),
+            Action::Ignore { .. } => Ok(Effect::Ignored),
+            Action::CheckConstitution { repo, pull, head_sha, installation } => {
+                let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };
+                let ceilings = github.constitutions.ceilings();
+                let posted = crate::constitution::github::check_pull_request(
+                    &github.client,
+                    *inst,
+                    repo,
+                    *pull,
+                    head_sha,
+                    ceilings,
+                )
+                .await;
+                Ok(match posted {
+                    Ok(Some(run)) => Effect::CheckRunPosted(run.id),
+                    Ok(None) => Effect::ConstitutionUnchanged,
+                    Err(e) => Effect::CheckFailed(e),
+                })
+            }
+            Action::ShowConstitution { repo, issue, installation } => {
+                let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };
+                let ceilings = github.constitutions.ceilings();
+                let shown = crate::constitution::github::show(&github.client, *inst, repo, *issue, ceilings).await;
+                Ok(shown.map_or_else(Effect::ReplyFailed, |_| Effect::Replied))
+            }
+            Action::InitConstitution { repo, issue, template, requester, installation } => {
+                let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };
+                use crate::constitution::github::{InitOutcome, init_pull_request};
+                let outcome = init_pull_request(
+                    &github.client,
+                    *inst,
+                    repo,
+                    *issue,
+                    *template,
+                    requester,
+                    &github.pusher,
+                    &github.scratch,
+                )
+                .await;
+                Ok(match outcome {
+                    Ok(InitOutcome::Opened(pr)) => Effect::InitOpened(pr.number),
+                    Ok(InitOutcome::AlreadyOpen(pr)) => Effect::InitAlreadyOpen(pr.number),
+                    Ok(InitOutcome::AlreadyPresent) => Effect::InitAlreadyPresent,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "opening the constitution pull request failed");
+                        let _ = github.client.create_comment(*inst, repo, *issue, &e.reply(requester)).await;
+                        Effect::InitFailed
+                    }
+                })
+            }
+        }
+    }
+
+    /// The title, body and labels of the issue a job is queued for: from the delivery when it carries the
+    /// issue (a label or a command), read from GitHub otherwise (a card moved on a board: its delivery names
+    /// the item by node id only). Without a GitHub client, empty.
+    ///
+    /// The outer `Err` is transient (GitHub unavailable); the inner one an answer (the issue cannot be read).
+    async fn issue_facts(
+        &self,
+        event: &Event,
+        repo: &RepoName,
+        issue: IssueNumber,
+        installation: Option<InstallationId>,
+    ) -> Result<Result<IssueFacts, GithubError>, Transient> {
+        if let Some(about) = event.issue().filter(|i| &i.repo == repo && i.number == issue) {
+            return Ok(Ok(IssueFacts {
+                title: about.title.clone(),
+                body: about.body.clone(),
+                labels: about.labels.clone(),
+            }));
+        }
+        let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Ok(IssueFacts::default())) };
+        match github.client.issue(inst, repo, issue).await {
+            Ok(read) => Ok(Ok(IssueFacts {
+                title: read.title,
+                body: read.body.unwrap_or_default(),
+                labels: read.labels.into_iter().map(|l| l.name).collect(),
+            })),
+            Err(e) if is_transient(&e) => Err(Transient::Github(e)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+/// What ordering and dependencies read from an issue.
+#[derive(Debug, Default)]
+struct IssueFacts {
+    title: String,
+    body: String,
+    labels: Vec<String>,
+}
