@@ -151,8 +151,10 @@ fn edges() -> BTreeMap<(String, String), String> {
             if to != from {
                 // The first line naming it, for the message (a `use crate::{…}` group may name it on another).
                 let needle = format!("crate::{to}");
-                let line =
-                    text.lines().position(|l| l.contains(&needle)).map_or(String::new(), |i| format!(":{}", i + 1));
+                let line = text
+                    .lines()
+                    .position(|l| l.contains(&needle) && !l.trim_start().starts_with("//"))
+                    .map_or(String::new(), |i| format!(":{}", i + 1));
                 edges.entry((from.clone(), to)).or_insert(format!("{shown}{line}"));
             }
         }

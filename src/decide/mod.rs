@@ -132,7 +132,7 @@ pub enum Action {
         /// The issue or pull request the command was written on (the reply goes there).
         issue: IssueNumber,
         /// The starter file's template.
-        template: crate::constitution::Template,
+        template: Template,
         /// Who asked.
         requester: String,
         /// The installation to act through.
