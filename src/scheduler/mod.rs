@@ -58,7 +58,7 @@ pub struct EnqueueRequest {
 }
 
 impl From<EnqueueRequest> for NewJob {
-    /// A trigger that is not one of [`Trigger`]'s names is dropped (none is ever recorded).
+    /// A trigger that is not one of [`crate::job::Trigger`]'s names is dropped (none is ever recorded).
     fn from(r: EnqueueRequest) -> NewJob {
         NewJob {
             repo: r.repo,
@@ -121,7 +121,7 @@ impl<S: JobStore> Scheduler<S> {
         self.config.claim_ttl() / 3
     }
 
-    /// Queues a job ([`Store::enqueue_job`]) with its priority from the labels ([`SchedulerConfig::priority`]);
+    /// Queues a job ([`JobStore::enqueue_job`]) with its priority from the labels ([`SchedulerConfig::priority`]);
     /// its phase key comes from the title and its dependencies from the body plus `blocked_by`. `actor`
     /// is the requester's login or `foreman`.
     pub fn enqueue(
@@ -136,12 +136,12 @@ impl<S: JobStore> Scheduler<S> {
         Ok(outcome)
     }
 
-    /// Claims the next job in run order within the limits ([`Store::claim_next`]).
+    /// Claims the next job in run order within the limits ([`JobStore::claim_next_admitting`]).
     pub fn claim_next(&self, now: OffsetDateTime) -> Result<Option<Claimed>, JobError> {
         self.store.claim_next_admitting(&self.owner, &*self.config, now, &|_| true)
     }
 
-    /// Claims the next job whose installation `admit` accepts ([`Store::claim_next_admitting`]).
+    /// Claims the next job whose installation `admit` accepts ([`JobStore::claim_next_admitting`]).
     pub fn claim_next_admitting(
         &self,
         now: OffsetDateTime,
@@ -150,12 +150,12 @@ impl<S: JobStore> Scheduler<S> {
         self.store.claim_next_admitting(&self.owner, &*self.config, now, admit)
     }
 
-    /// Renews a claim ([`Store::heartbeat`]); returns the new expiry.
+    /// Renews a claim ([`JobStore::heartbeat`]); returns the new expiry.
     pub fn heartbeat(&self, claim: &Claim, now: OffsetDateTime) -> Result<OffsetDateTime, JobError> {
         self.store.heartbeat(claim, &*self.config, now)
     }
 
-    /// Records a session's outcome ([`Store::finish_job`]) with a random backoff jitter, and waits until
+    /// Records a session's outcome ([`JobStore::finish_job`]) with a random backoff jitter, and waits until
     /// it is durable, so that what is reported next survives a crash.
     pub async fn finish(&self, claim: &Claim, outcome: &Outcome, now: OffsetDateTime) -> Result<Job, JobError> {
         let job = self.store.finish_job(claim, outcome, &*self.config, now, backoff::random_jitter())?;
@@ -164,7 +164,7 @@ impl<S: JobStore> Scheduler<S> {
         Ok(job)
     }
 
-    /// Cancels a job ([`Store::cancel_job`]) and waits until durable. Returns the session to stop, if it
+    /// Cancels a job ([`JobStore::cancel_job`]) and waits until durable. Returns the session to stop, if it
     /// was running; its slot is already free.
     pub async fn cancel(
         &self,
@@ -180,7 +180,7 @@ impl<S: JobStore> Scheduler<S> {
         Ok(out)
     }
 
-    /// `retry` ([`Store::retry_job`]), durable before it returns.
+    /// `retry` ([`JobStore::retry_job`]), durable before it returns.
     pub async fn retry(
         &self,
         repo: &RepoName,
@@ -195,7 +195,7 @@ impl<S: JobStore> Scheduler<S> {
         Ok(job)
     }
 
-    /// An issue was closed or reopened ([`Store::record_issue_state`]).
+    /// An issue was closed or reopened ([`JobStore::record_issue_state`]).
     pub fn issue_state(&self, issue: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError> {
         let n = self.store.record_issue_state(issue, open, now)?;
         if n > 0 {

@@ -56,7 +56,7 @@ impl Store {
     /// whose repository or installation is at its limit (cost grows with the number skipped, not with the
     /// queue). The claim itself is one transaction: index entry out, claim in, slot counters up, session
     /// record and audit entry written. The job's own record is not rewritten: the claim makes it running
-    /// ([`super::jobs`] explains why and how every read applies it).
+    /// (the `jobs` module explains why and how every read applies it).
     ///
     /// Not flushed: if Foreman crashes before the next group flush, the claim is lost with the process that
     /// held it, and the job is simply queued again.

@@ -1,10 +1,10 @@
 //! The sled backend of the store ports: the only code that touches sled.
 //!
-//! It holds the deliveries and the inbox ([`inbox`]), and, in further submodules, jobs, claims, the failure
+//! It holds the deliveries and the inbox (`inbox.rs`), and, in further submodules, jobs, claims, the failure
 //! ledger and sessions. One database, many trees. The rules it applies are [`crate::job`]'s.
 //!
 //! Durability is by group commit: every write that must be durable before Foreman answers goes through one
-//! writer thread ([`writer`]), which applies a drained batch and calls one blocking `flush` for all of it.
+//! writer thread (`writer.rs`), which applies a drained batch and calls one blocking `flush` for all of it.
 //! sled 0.34's `flush_async` deadlocks with concurrent callers (<https://github.com/spacejam/sled/issues/1308>),
 //! so nothing else flushes. A sled flush survives a process crash (`kill -9`).
 
@@ -28,8 +28,8 @@ use SledStore as Store;
 /// Foreman is refused rather than misread.
 ///
 /// - 1: the first.
-/// - 2: `job_ready` entries hold a copy of the job's record instead of its key ([`jobs`]).
-/// - 3: no `inbox` tree; the inbox is the deliveries without a state, above the inbox floor ([`inbox`]).
+/// - 2: `job_ready` entries hold a copy of the job's record instead of its key (`jobs.rs`).
+/// - 3: no `inbox` tree; the inbox is the deliveries without a state, above the inbox floor (`inbox.rs`).
 pub const SCHEMA_VERSION: u64 = 3;
 
 /// Options for [`Store::open`].
