@@ -1,4 +1,4 @@
-//! The constitution's GitHub side (issue 9) against github-sim over real HTTP on loopback, with real git:
+//! The constitution's GitHub side against github-sim over real HTTP on loopback, with real git:
 //! loading with the org's defaults and the ETag cache, the invalid-file comment, the pull request check
 //! run with annotations, `/foreman constitution` from a real comment payload through decide, `init`
 //! opening one pull request, and the daily usage the budgets read from a real sled store.

@@ -17,7 +17,7 @@ use serde_json::Value;
 const COLUMNS: [&str; 6] = ["Backlog", "Ready", "In progress", "In review", "Blocked", "Done"];
 
 /// The issue's target for the GitHub API calls of one lifecycle from the label to the pull request,
-/// without progress edits (issue 8, "Performance"). git's own transport (clone, fetch, push over smart HTTP)
+/// without progress edits. git's own transport (clone, fetch, push over smart HTTP)
 /// is not the API and is counted apart.
 const TARGET_TO_PULL: usize = 15;
 

@@ -20,7 +20,7 @@ async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
 }
 
 fn used(event: &str) -> bool {
-    foreman::ingress::USED_EVENTS.contains(&event)
+    foreman::event::is_handled(event)
 }
 
 #[tokio::test]

@@ -85,31 +85,41 @@ impl super::load::Effective {
     /// The decide configuration for this repository: the server's `base`, with each `[triggers]` value the
     /// organisation's or the repository's file sets (its origin is not the built-in default) taken from them.
     pub fn decide_config(&self, base: &DecideConfig) -> DecideConfig {
-        let t = &self.constitution.triggers;
+        // Destructured without `..`: a key added to `[triggers]` does not compile until it is taken here.
+        let Triggers {
+            label,
+            cancel_on_unlabel,
+            status_field,
+            trigger_columns,
+            stop_columns,
+            allowed_bots,
+            help_url,
+            permissions,
+        } = &self.constitution.triggers;
         let set = |key: &str| self.origin(&format!("triggers.{key}")) != super::load::Origin::Default;
         let mut c = base.clone();
         if set("label") {
-            c.label = t.label.clone();
+            c.label = label.clone();
         }
         if set("cancel_on_unlabel") {
-            c.cancel_on_unlabel = t.cancel_on_unlabel;
+            c.cancel_on_unlabel = *cancel_on_unlabel;
         }
         if set("status_field") {
-            c.status_field = t.status_field.clone();
+            c.status_field = status_field.clone();
         }
         if set("trigger_columns") {
-            c.trigger_columns = t.trigger_columns.clone();
+            c.trigger_columns = trigger_columns.clone();
         }
         if set("stop_columns") {
-            c.stop_columns = t.stop_columns.clone();
+            c.stop_columns = stop_columns.clone();
         }
         if set("allowed_bots") {
-            c.allowed_bots = t.allowed_bots.clone();
+            c.allowed_bots = allowed_bots.clone();
         }
         if set("help_url") {
-            c.help_url = t.help_url.clone();
+            c.help_url = help_url.clone();
         }
-        for ((name, slot), (_, level)) in c.permissions.entries_mut().into_iter().zip(t.permissions.entries()) {
+        for ((name, slot), (_, level)) in c.permissions.entries_mut().into_iter().zip(permissions.entries()) {
             if set(&format!("permissions.{name}")) {
                 *slot = level;
             }

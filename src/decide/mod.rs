@@ -100,7 +100,7 @@ pub enum Action {
         installation: Option<InstallationId>,
     },
     /// Check a pull request's `.github/foreman.toml` at its head commit and report it as a check run
-    /// (the constitution's `check_pull_request`; nothing is posted when the pull request does
+    /// (`constitution::github::check_pull_request`; nothing is posted when the pull request does
     /// not change the file).
     CheckConstitution {
         /// The repository.

@@ -225,7 +225,7 @@ impl Effects {
                 // The delivery's id marks the reply, so a redelivery finds it instead of replying twice.
                 let result = match &event.delivery {
                     Some(id) => {
-                        let marker = format!("<!-- foreman:reply {id} -->");
+                        let marker = crate::markers::reply(id);
                         let body = format!("{text}\n\n{marker}");
                         github.client.upsert_marked_comment(*inst, repo, *issue, &marker, &body).await
                     }

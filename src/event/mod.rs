@@ -11,10 +11,12 @@
 //! Payload shapes: <https://docs.github.com/en/webhooks/webhook-events-and-payloads>, and the examples and
 //! schemas in `../shared/github/webhooks`.
 
+pub mod envelope;
 mod raw;
 
 use serde::Serialize;
 
+pub use self::envelope::{Envelope, HANDLED_EVENTS, is_handled};
 use crate::ids::{DeliveryId, InstallationId, IssueNumber, NodeId, RepoName, UserId};
 
 /// One decoded delivery: who, where, under which installation, and what happened.

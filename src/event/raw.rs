@@ -6,11 +6,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::envelope::{Envelope, is_handled};
 use super::{
     Actor, ActorKind, AuthorAssociation, Comment, CommentAction, ContentType, DecodeError, Event, EventKind,
     FieldValue, FieldValueChange, IssueRef, IssuesAction, ProjectsV2Item, ProjectsV2ItemAction, PullRequestAction,
 };
-use crate::ids::{InstallationId, IssueNumber, NodeId, RepoName, UserId};
+use crate::ids::{IssueNumber, NodeId, RepoName, UserId};
 
 #[derive(Deserialize)]
 struct RawUser {
@@ -231,32 +232,6 @@ fn repo_names(repos: Vec<RawRepo>, event: &str, action: Option<&str>) -> Result<
     repos.iter().map(|r| r.name().map_err(|m| bad_shape(event, action, m))).collect()
 }
 
-/// The envelope every payload shares, read leniently: an ignored event keeps what it has. Each field is
-/// kept as its raw JSON text and read on its own, so a field of an unexpected type is simply absent. Raw
-/// text, not a `Value`: a repository object has about a hundred fields, and building a map of them for
-/// each delivery cost more than the rest of the decoding.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    action: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    installation: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    repository: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    sender: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct EnvelopeInstallation {
-    id: u64,
-}
-
-#[derive(Deserialize)]
-struct EnvelopeRepository {
-    full_name: String,
-}
-
 /// Reads a raw envelope field as `T`, or `None` when it does not have that shape.
 fn lenient<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
     serde_json::from_str(raw?.get()).ok()
@@ -270,10 +245,10 @@ pub(super) fn decode(event_name: &str, body: &[u8]) -> Result<Event, DecodeError
             serde_json::from_slice::<Value>(body).err().map_or("not an object".into(), |e| e.to_string()),
         ));
     }
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| not_json(e.to_string()))?;
-    let action: Option<String> = lenient(envelope.action);
-    let installation = lenient::<EnvelopeInstallation>(envelope.installation).map(|i| InstallationId(i.id));
-    let repo = lenient::<EnvelopeRepository>(envelope.repository).and_then(|r| r.full_name.parse::<RepoName>().ok());
+    let envelope = Envelope::read(body).map_err(|e| not_json(e.to_string()))?;
+    let action: Option<String> = envelope.action.map(std::borrow::Cow::into_owned);
+    let installation = envelope.installation;
+    let repo = envelope.repository.and_then(|r| r.parse::<RepoName>().ok());
     let sender = lenient::<RawUser>(envelope.sender).map(Actor::from);
     let kind = kind(event_name, action.as_deref(), body)?;
     Ok(Event { name: event_name.to_owned(), action, delivery: None, installation, repo, sender, kind })
@@ -287,14 +262,7 @@ fn kind(event: &str, action: Option<&str>, body: &[u8]) -> Result<EventKind, Dec
     let Some(act) = action else {
         return Ok(match event {
             "ping" => ignored("ping: GitHub's test delivery when a webhook is created"),
-            "issues"
-            | "issue_comment"
-            | "pull_request"
-            | "pull_request_review"
-            | "pull_request_review_comment"
-            | "projects_v2_item"
-            | "installation"
-            | "installation_repositories" => {
+            handled if is_handled(handled) => {
                 return Err(bad_shape(event, None, "the payload has no 'action'".into()));
             }
             other => ignored(format!("event '{other}' is not one Foreman acts on")),

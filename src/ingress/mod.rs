@@ -9,7 +9,7 @@
 //! |---|---|
 //! | 202 | a new delivery, stored |
 //! | 200 | a delivery id already stored (`duplicate`), or `ping` |
-//! | 204 | a verified event Foreman does not use (not stored) |
+//! | 204 | a verified event Foreman does not use ([`crate::event::HANDLED_EVENTS`]; not stored) |
 //! | 400 | `X-GitHub-Event` or `X-GitHub-Delivery` missing or malformed, or a body that is not JSON |
 //! | 401 | signature missing or wrong |
 //! | 413 | body over [`MAX_BODY_BYTES`] |
@@ -34,10 +34,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::ids::{DeliveryId, InstallationId};
+use crate::event::{Envelope, is_handled};
+use crate::ids::DeliveryId;
 use crate::store::inbox::compress_body;
 use crate::store::{DeliveryMeta, NewDelivery, PutOutcome, Store};
 pub use budget::BodyBudget;
@@ -60,18 +60,6 @@ pub const DEFAULT_MAX_UNVERIFIED_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// after at most that long. GitHub does not retry by itself; a delivery refused this way is redelivered by
 /// reconciliation or by hand (docs/operations.md).
 pub const OVER_BUDGET_RETRY_AFTER_SECS: u64 = 10;
-
-/// The events Foreman acts on. Other verified events are answered 204 and not stored.
-pub const USED_EVENTS: &[&str] = &[
-    "issues",
-    "issue_comment",
-    "projects_v2_item",
-    "pull_request",
-    "pull_request_review",
-    "pull_request_review_comment",
-    "installation",
-    "installation_repositories",
-];
 
 /// Longest `X-GitHub-Event` or `X-GitHub-Delivery` value accepted. Real ones are short (event names under
 /// 40 characters, delivery ids 36-character GUIDs); the bound keeps junk out of the store and the metrics.
@@ -119,28 +107,6 @@ impl Ingress {
 fn answer(status: StatusCode, message: &'static str) -> Response {
     let body = format!("{{\"message\":\"{message}\"}}");
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// The fields of a payload Foreman keeps beside the body. serde skips the rest while checking it is JSON.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    action: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    installation: Option<Installation>,
-    #[serde(borrow, default)]
-    repository: Option<Repository<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Installation {
-    id: u64,
-}
-
-#[derive(Deserialize)]
-struct Repository<'a> {
-    #[serde(borrow)]
-    full_name: std::borrow::Cow<'a, str>,
 }
 
 fn token_header<'h>(headers: &'h HeaderMap, name: &str, valid: fn(u8) -> bool) -> Option<&'h str> {
@@ -278,22 +244,22 @@ async fn receive_inner(ingress: &Ingress, headers: &HeaderMap, body: Body) -> (&
         },
     };
     let event = event.to_owned();
-    let envelope: Envelope = match serde_json::from_slice(&json) {
+    let envelope = match Envelope::read(&json) {
         Ok(e) => e,
         Err(_) => return ("bad_request", event, answer(StatusCode::BAD_REQUEST, "body is not a JSON object")),
     };
     if event == "ping" {
         return ("ping", event, answer(StatusCode::OK, "pong"));
     }
-    if !USED_EVENTS.contains(&event.as_str()) {
+    if !is_handled(&event) {
         return ("unused", event, StatusCode::NO_CONTENT.into_response());
     }
     let meta = DeliveryMeta {
         id: DeliveryId(delivery.to_owned()),
         event: event.clone(),
         action: envelope.action.map(|a| a.into_owned()),
-        installation: envelope.installation.map(|i| InstallationId(i.id)),
-        repository: envelope.repository.map(|r| r.full_name.into_owned()),
+        installation: envelope.installation,
+        repository: envelope.repository.map(|r| r.into_owned()),
         received_at: OffsetDateTime::now_utc(),
         body_len: json.len() as u32,
     };

@@ -47,8 +47,8 @@ pub struct ReportConfig {
     pub in_review_column: String,
     /// The column a card moves to when its job is stuck. Default `Blocked`.
     pub blocked_column: String,
-    /// Seconds between two progress edits of one job's tracking comment. Default 10 (issue 8: "at most one
-    /// edit per 10 s"): a session streams many events a second, and each edit costs one call of the
+    /// Seconds between two progress edits of one job's tracking comment. Default 10 (at most one edit per
+    /// 10 s): a session streams many events a second, and each edit costs one call of the
     /// installation's 5,000-an-hour quota and notifies no one. 0 turns the throttle off.
     pub min_edit_interval_secs: u64,
 }
@@ -100,7 +100,7 @@ impl ReportConfig {
         Ok(())
     }
 
-    /// The labels a state adds and removes (issue 8, "While a job lives"):
+    /// The labels a state adds and removes while a job lives:
     ///
     /// | state | adds | removes |
     /// |---|---|---|
