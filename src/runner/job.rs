@@ -19,7 +19,7 @@ use crate::job::{Claim, Claimed, FailureClass, Job, JobKind, JobState, Outcome, 
 use crate::markers;
 use crate::report::render::{self, Link, Tracking};
 use crate::session::{self, GitAuth, PromptKind, SessionOutcome, SessionSpec, Verdict};
-use crate::store::jobs::JobError;
+use crate::store::JobError;
 
 /// The check run's name on the pull request's head commit.
 pub const CHECK_RUN_NAME: &str = "Foreman";
