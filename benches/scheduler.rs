@@ -1,4 +1,4 @@
-//! Scheduler benchmarks (issue 4, "Performance"): with 100,000 queued jobs,
+//! Scheduler benchmarks, against the targets: with 100,000 queued jobs,
 //! - pick-next plus claim: median ≤ 100 µs;
 //! - restart with recovery after the process is killed: ≤ 2 s;
 //! - resident memory: under 100 MB.

@@ -27,7 +27,7 @@
 //! state. A claimed job's record still reads `queued`, placed ready (though no longer in `job_ready`), until
 //! the next write of the job, which writes it as running. Every read of a job applies its claim
 //! ([`apply_claim`]): [`Tx::job`], [`Store::job`], and the scans. This keeps the one cold page of a job's
-//! record out of the claim (issue 4: pick-next + claim median ≤ 100 µs with 100,000 jobs queued).
+//! record out of the claim (the target: pick-next + claim median ≤ 100 µs with 100,000 jobs queued).
 
 use serde::Deserialize;
 use time::OffsetDateTime;
