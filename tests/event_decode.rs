@@ -137,7 +137,7 @@ fn pull_request_closed_tells_merged_from_closed() {
     assert_eq!(action, PullRequestAction::Closed { merged: false });
     assert!(pull_request.is_pull_request);
     assert_eq!(head_ref, "changes");
-    assert_eq!(head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+    assert_eq!(head_sha.as_str(), "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
     let mut body = example("pull_request", "closed.payload.json");
     body["pull_request"]["merged"] = json!(true);
     let EventKind::PullRequest { action, .. } = decode("pull_request", &body).unwrap().kind else { panic!() };

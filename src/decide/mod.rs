@@ -17,10 +17,10 @@ use serde::Serialize;
 pub use self::command::{Command, CommandName, ParseError, Template};
 pub use self::config::{CommandPermissions, DecideConfig, Level};
 use crate::event::{
-    Actor, AuthorAssociation, Comment, CommentAction, ContentType, Event, EventKind, FieldValue, IssueRef,
-    IssuesAction, ProjectsV2Item, ProjectsV2ItemAction, PullRequestAction,
+    Actor, AuthorAssociation, Comment, CommentAction, ContentType, Event, EventKind, FieldValue, Issue, IssuesAction,
+    ProjectsV2Item, ProjectsV2ItemAction, PullRequestAction,
 };
-use crate::ids::{DeliveryId, InstallationId, IssueNumber, NodeId, RepoName, UserId};
+use crate::ids::{CommitSha, DeliveryId, InstallationId, IssueNumber, NodeId, RepoName, UserId};
 
 /// What a job does, what asked for it, and where it stands: the job vocabulary's own types, so a decision
 /// enqueues exactly what the store keeps. A decision reads a job's state through
@@ -108,7 +108,7 @@ pub enum Action {
         /// The pull request.
         pull: IssueNumber,
         /// Its head commit (full SHA), from the payload's `pull_request.head.sha`.
-        head_sha: String,
+        head_sha: CommitSha,
         /// The installation to act through.
         #[serde(skip_serializing_if = "Option::is_none")]
         installation: Option<InstallationId>,
@@ -408,11 +408,11 @@ impl Cx<'_> {
         }
     }
 
-    fn reply(&self, issue: &IssueRef, text: String) -> Action {
+    fn reply(&self, issue: &Issue, text: String) -> Action {
         Action::Reply { repo: issue.repo.clone(), issue: issue.number, text, installation: self.event.installation }
     }
 
-    fn issues(&self, action: &IssuesAction, issue: &IssueRef) -> Action {
+    fn issues(&self, action: &IssuesAction, issue: &Issue) -> Action {
         let (repo, number) = (&issue.repo, issue.number);
         match action {
             IssuesAction::Labeled { label } | IssuesAction::Unlabeled { label }
@@ -590,7 +590,7 @@ impl Cx<'_> {
     /// A submitted review: its commands, if it has any; otherwise, a review requesting changes on Foreman's own
     /// pull request (opened by `<app_slug>[bot]`) from someone who may `run` queues a follow-up session on the
     /// pull request's branch, with the review's text as instructions.
-    fn review(&self, pull: &IssueRef, review: &Comment, state: &str) -> Vec<Action> {
+    fn review(&self, pull: &Issue, review: &Comment, state: &str) -> Vec<Action> {
         let has_commands = !command::parse(&review.body, &self.config.app_slug).is_empty();
         if has_commands || !state.eq_ignore_ascii_case("changes_requested") {
             return self.commands(pull, review, None);
@@ -639,7 +639,7 @@ impl Cx<'_> {
         }
     }
 
-    fn commands(&self, issue: &IssueRef, comment: &Comment, previous: Option<&str>) -> Vec<Action> {
+    fn commands(&self, issue: &Issue, comment: &Comment, previous: Option<&str>) -> Vec<Action> {
         if let Some(refused) = self.bot_refused(&comment.author, "comment") {
             return vec![refused];
         }
@@ -711,7 +711,7 @@ impl Cx<'_> {
         merge_replies(actions)
     }
 
-    fn command(&self, issue: &IssueRef, command: &Command, author: &Actor) -> Action {
+    fn command(&self, issue: &Issue, command: &Command, author: &Actor) -> Action {
         let (repo, number) = (&issue.repo, issue.number);
         let job = self.job;
         let who = &author.login;

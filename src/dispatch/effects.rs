@@ -240,7 +240,7 @@ impl Effects {
                     *inst,
                     repo,
                     *pull,
-                    head_sha,
+                    head_sha.as_str(),
                     ceilings,
                 )
                 .await;

@@ -17,7 +17,7 @@ mod raw;
 use serde::Serialize;
 
 pub use self::envelope::{Envelope, HANDLED_EVENTS, is_handled};
-use crate::ids::{DeliveryId, InstallationId, IssueNumber, NodeId, RepoName, UserId};
+use crate::ids::{CommitSha, DeliveryId, InstallationId, IssueNumber, NodeId, RepoName, UserId};
 
 /// One decoded delivery: who, where, under which installation, and what happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -47,7 +47,7 @@ impl Event {
     /// The issue or pull request the event is about, whose job state [`crate::decide::Snapshot::job`]
     /// should hold. `None` for Projects v2 items (the issue is known only after a lookup, see
     /// [`crate::decide::ItemFacts`]), installations and ignored events.
-    pub fn issue(&self) -> Option<&IssueRef> {
+    pub fn issue(&self) -> Option<&Issue> {
         match &self.kind {
             EventKind::Issues { issue, .. } | EventKind::IssueComment { issue, .. } => Some(issue),
             EventKind::PullRequestReview { pull_request, .. }
@@ -144,7 +144,7 @@ impl AuthorAssociation {
 
 /// An issue or pull request, as far as Foreman needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct IssueRef {
+pub struct Issue {
     /// The repository it lives in.
     pub repo: RepoName,
     /// Its number in that repository.
@@ -187,21 +187,21 @@ pub enum EventKind {
         /// The action.
         action: IssuesAction,
         /// The issue.
-        issue: IssueRef,
+        issue: Issue,
     },
     /// `issue_comment`: created, edited, deleted, on an issue or a pull request.
     IssueComment {
         /// The action; for `edited`, the previous body if the payload carries it.
         action: CommentAction,
         /// The issue or pull request commented on.
-        issue: IssueRef,
+        issue: Issue,
         /// The comment.
         comment: Comment,
     },
     /// `pull_request_review`: submitted.
     PullRequestReview {
         /// The pull request reviewed.
-        pull_request: IssueRef,
+        pull_request: Issue,
         /// The review; `body` is its summary text.
         review: Comment,
         /// The review's state, lowercase as sent (`approved`, `commented`, `changes_requested`).
@@ -210,7 +210,7 @@ pub enum EventKind {
     /// `pull_request_review_comment`: created.
     PullRequestReviewComment {
         /// The pull request.
-        pull_request: IssueRef,
+        pull_request: Issue,
         /// The comment on the diff.
         comment: Comment,
     },
@@ -219,11 +219,11 @@ pub enum EventKind {
         /// The action.
         action: PullRequestAction,
         /// The pull request.
-        pull_request: IssueRef,
+        pull_request: Issue,
         /// The head branch name.
         head_ref: String,
         /// The head commit (`pull_request.head.sha`, a full SHA): what a check run reports on.
-        head_sha: String,
+        head_sha: CommitSha,
     },
     /// `projects_v2_item`: created, edited, archived, restored, deleted, converted, reordered.
     ProjectsV2Item {

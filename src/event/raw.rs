@@ -9,9 +9,9 @@ use serde_json::value::RawValue;
 use super::envelope::{Envelope, is_handled};
 use super::{
     Actor, ActorKind, AuthorAssociation, Comment, CommentAction, ContentType, DecodeError, Event, EventKind,
-    FieldValue, FieldValueChange, IssueRef, IssuesAction, ProjectsV2Item, ProjectsV2ItemAction, PullRequestAction,
+    FieldValue, FieldValueChange, Issue, IssuesAction, ProjectsV2Item, ProjectsV2ItemAction, PullRequestAction,
 };
-use crate::ids::{IssueNumber, NodeId, RepoName, UserId};
+use crate::ids::{CommitSha, IssueNumber, NodeId, RepoName, UserId};
 
 #[derive(Deserialize)]
 struct RawUser {
@@ -67,8 +67,8 @@ struct RawIssue {
 }
 
 impl RawIssue {
-    fn into_ref(self, repo: RepoName, is_pull_request: bool) -> IssueRef {
-        IssueRef {
+    fn into_ref(self, repo: RepoName, is_pull_request: bool) -> Issue {
+        Issue {
             repo,
             number: IssueNumber(self.number),
             node_id: NodeId(self.node_id),
@@ -339,7 +339,7 @@ fn kind(event: &str, action: Option<&str>, body: &[u8]) -> Result<EventKind, Dec
             EventKind::PullRequest {
                 action: pr_action,
                 head_ref: p.pull_request.head.ref_,
-                head_sha: p.pull_request.head.sha,
+                head_sha: CommitSha(p.pull_request.head.sha),
                 pull_request: p.pull_request.issue.into_ref(repo, true),
             }
         }
