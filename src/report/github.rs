@@ -6,7 +6,8 @@
 //! remembers per job, in memory, the tracking comment's id and the body it last wrote, the state labels it
 //! believes the issue carries, the boards the issue is on and the column it last moved them to, so a
 //! repeated update costs nothing and a changed state costs only the changed calls. Each label is ensured
-//! (created with its colour and description when missing) at most once per repository per process.
+//! (created with its colour and description when missing) at most once per repository per process, even
+//! when many jobs of a repository are reported at once (they wait on the one create).
 //!
 //! After a restart the memory is empty: the tracking comment is found again by its hidden marker (one
 //! `GET`), never created twice; labels and boards are read back before they are changed. Every write is
@@ -185,12 +186,20 @@ struct Card {
 
 type JobKey = (RepoName, IssueNumber);
 
+/// A repository and a label name, lowercased (GitHub compares label names case-insensitively).
+type LabelKey = (RepoName, String);
+
+/// Set once a label is known to exist; shared by every job waiting on its one create.
+type Ensured = Arc<tokio::sync::OnceCell<()>>;
+
 struct Inner {
     client: Client,
     config: ReportConfig,
     jobs: Mutex<HashMap<JobKey, Arc<tokio::sync::Mutex<JobMemory>>>>,
-    /// (repository, lowercased label) pairs ensured in this process.
-    ensured: Mutex<HashSet<(RepoName, String)>>,
+    /// (repository, lowercased label) pairs ensured in this process, each set once its one create (or the
+    /// create's 422 `already_exists`) has come back; jobs that need the label meanwhile wait on that create
+    /// rather than sending their own.
+    ensured: Mutex<HashMap<LabelKey, Ensured>>,
 }
 
 /// Makes jobs visible on GitHub. Cheap to clone; clones share the memory of what was done.
@@ -363,14 +372,14 @@ impl Reporter {
         names.filter(|n| self.inner.config.is_state_label(n)).map(str::to_lowercase).collect()
     }
 
-    /// Creates `name` in the repository with its colour and description, once per repository per process.
+    /// Creates `name` in the repository with its colour and description, once per repository per process,
+    /// however many jobs of the repository are reported at the same moment (they share the one create).
     async fn ensure_label(&self, inst: InstallationId, repo: &RepoName, name: &str) -> Result<(), GithubError> {
         let key = (repo.clone(), name.to_lowercase());
-        if self.inner.ensured.lock().expect("ensured lock").contains(&key) {
-            return Ok(());
-        }
-        self.inner.client.ensure_label(inst, repo, &self.inner.config.label_spec(name)).await?;
-        self.inner.ensured.lock().expect("ensured lock").insert(key);
+        let once = self.inner.ensured.lock().expect("ensured lock").entry(key).or_default().clone();
+        // A failed create leaves the cell empty: the next update (this job's or another's) tries again.
+        let spec = self.inner.config.label_spec(name);
+        once.get_or_try_init(|| async { self.inner.client.ensure_label(inst, repo, &spec).await.map(drop) }).await?;
         Ok(())
     }
 
