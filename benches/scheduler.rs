@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use foreman::ids::{InstallationId, IssueNumber};
-use foreman::scheduler::{EnqueueRequest, Scheduler, SchedulerConfig};
+use foreman::job::{NewJob, Trigger};
+use foreman::scheduler::{Scheduler, SchedulerConfig};
 use foreman::store::claims::ClaimOwner;
 use foreman::store::failures::Outcome;
 use foreman::store::jobs::JobKind;
@@ -60,10 +61,10 @@ fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
 }
 
-fn request(n: u64) -> EnqueueRequest {
+fn request(n: u64) -> NewJob {
     let titles = ["Fix the thing", "[AUTH-1.2] Login", "Phase 2.1 - tests", "Task 1.5 API", "META: tracker"];
     let labels = ["priority:high", "priority:low", "bug", "priority:medium"];
-    EnqueueRequest {
+    NewJob {
         repo: format!("org{}/repo{}", n % 7, n % REPOS).parse().unwrap(),
         issue: IssueNumber(n + 1),
         installation: Some(InstallationId(n % 7)),
@@ -72,8 +73,8 @@ fn request(n: u64) -> EnqueueRequest {
         body: String::new(),
         labels: vec!["foreman".into(), labels[(n % 4) as usize].into()],
         blocked_by: vec![],
-        trigger: Some("label".into()),
-        requester: Some("octocat".into()),
+        trigger: Some(Trigger::Label),
+        requester: Some(foreman::ids::Login("octocat".into())),
         instructions: None,
         delivery: None,
         cause: "label 'foreman' added".into(),

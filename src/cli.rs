@@ -59,9 +59,9 @@ pub enum Command {
     #[cfg(feature = "demo")]
     Demo(crate::demo::DemoArgs),
     /// Inside an agent's sandbox: relay TCP connections on a loopback address to the network proxy's Unix
-    /// socket, run a program and exit with its status. Foreman starts it; see `session::netproxy::bridge`.
+    /// socket, run a program and exit with its status. Foreman starts it; see `executor::local::netproxy::bridge`.
     #[command(hide = true)]
-    SandboxBridge(crate::session::netproxy::bridge::BridgeArgs),
+    SandboxBridge(crate::executor::local::netproxy::bridge::BridgeArgs),
 }
 
 /// Parses the command line and runs the subcommand. Exit code 0 on success, 1 on a runtime error,
@@ -70,7 +70,7 @@ pub fn main() -> ExitCode {
     // The bridge runs in the agent's working directory inside its sandbox: it reads no `.env` (the
     // repository's variables would reach the agent through it) and no configuration.
     if let Ok(Cli { command: Command::SandboxBridge(args), .. }) = Cli::try_parse() {
-        return crate::session::netproxy::bridge::main(args);
+        return crate::executor::local::netproxy::bridge::main(args);
     }
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
@@ -81,6 +81,6 @@ pub fn main() -> ExitCode {
         Command::Status { server } => crate::scheduler::status::status_main(&server),
         #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::main(args),
-        Command::SandboxBridge(args) => crate::session::netproxy::bridge::main(args),
+        Command::SandboxBridge(args) => crate::executor::local::netproxy::bridge::main(args),
     }
 }

@@ -18,6 +18,7 @@ pub mod decide;
 pub mod demo;
 pub mod dispatch;
 pub mod event;
+pub mod executor;
 pub mod git;
 pub mod github;
 pub mod ids;

@@ -77,8 +77,8 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
 /// configuration, an error naming the cause when it cannot be created (no session will start; `/readyz`
 /// answers 503 with the same reason). Returns that reason.
 fn check_sandbox(config: &Config) -> Option<Arc<str>> {
-    use crate::session::sandbox::{Sandbox, SandboxMode};
-    let sandbox = Sandbox::new(&config.data_dir, &config.agent);
+    use crate::executor::local::sandbox::{Sandbox, SandboxMode};
+    let sandbox = Sandbox::new(&config.data_dir, &config.agent.sandbox_config());
     match (sandbox.mode(), sandbox.unavailable()) {
         (SandboxMode::Off, _) => {
             tracing::warn!(
@@ -348,13 +348,10 @@ async fn github_parts(
     let constitutions = crate::constitution::fetch::Cache::new(
         client.clone(),
         crate::constitution::fetch::CACHE_TTL,
-        crate::constitution::Ceilings::of(&config.agent),
+        config.agent.ceilings(),
     );
-    let agent_name = match (&config.agent.backend, &config.agent.model) {
-        (crate::session::Backend::Claude, Some(model)) => format!("claude ({model})"),
-        (crate::session::Backend::Claude, None) => "claude".to_owned(),
-        (crate::session::Backend::Command, _) => "command".to_owned(),
-    };
+    let agent_name = sessions.agent().describe(&config.agent);
+    let backend = sessions.agent().name().to_owned();
     let parts = crate::runner::Parts {
         scheduler,
         client: client.clone(),
@@ -363,10 +360,7 @@ async fn github_parts(
         outbox: outbox.clone(),
         constitutions,
         trigger_label: config.triggers.label.clone(),
-        backend: match config.agent.backend {
-            crate::session::Backend::Claude => "claude".into(),
-            crate::session::Backend::Command => "command".into(),
-        },
+        backend,
         public_url: config.public_url.clone(),
         agent_name,
     };

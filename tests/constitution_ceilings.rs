@@ -2,7 +2,7 @@
 //! tighten them but never raise them, whether the session reads the constitution through the cache (held to
 //! the ceilings first) or the raw overrides reach [`AgentConfig::overridden`] directly.
 
-use foreman::constitution::{self, Ceilings, Origin};
+use foreman::constitution::{self, Origin};
 use foreman::session::AgentConfig;
 
 fn tools(items: &[&str]) -> Vec<String> {
@@ -62,7 +62,7 @@ fn a_repository_cannot_raise_the_servers_limits_in_the_session() {
     let raw = server.overridden(Some(&effective.constitution.agent));
     // The overrides as the cache hands them over: held to the ceilings first.
     let mut held = effective.clone();
-    held.apply_ceilings(&Ceilings::of(&server));
+    held.apply_ceilings(&server.ceilings());
     let cached = server.overridden(Some(&held.constitution.agent));
     for c in [&raw, &cached] {
         assert_eq!(c.max_cost_usd, Some(2.5), "the cost cap is the server's");
@@ -85,7 +85,7 @@ fn a_repository_cannot_raise_the_servers_limits_in_the_session() {
 fn a_repository_can_tighten_every_limit() {
     let server = server();
     let mut effective = constitution::merge(None, Some(MODEST)).unwrap();
-    effective.apply_ceilings(&Ceilings::of(&server));
+    effective.apply_ceilings(&server.ceilings());
     assert!(effective.capped.is_empty(), "nothing asked beyond a ceiling: {:?}", effective.capped);
     let c = server.overridden(Some(&effective.constitution.agent));
     assert_eq!(c.max_cost_usd, Some(1.0));
@@ -103,7 +103,7 @@ fn a_repository_can_tighten_every_limit() {
 fn an_organisation_is_held_to_the_same_ceilings_and_the_reply_says_so() {
     let org = "[agent]\nmax_cost_usd = 99.0\n";
     let mut effective = constitution::merge(Some(org), None).unwrap();
-    effective.apply_ceilings(&Ceilings::of(&server()));
+    effective.apply_ceilings(&server().ceilings());
     assert_eq!(effective.capped["agent.max_cost_usd"].by, Origin::Org);
     let reply = constitution::effective_markdown(&effective);
     assert!(reply.contains("| `max_cost_usd` | `2.5` | server (capped: org asked for `99.0`) |"), "{reply}");
@@ -117,7 +117,7 @@ fn the_shipped_defaults_cap_cost_per_session_and_per_repository_per_day() {
     assert_eq!(d.max_cost_usd, Some(10.0));
     assert_eq!(d.daily_cost_usd, Some(100.0));
     let mut effective = constitution::merge(None, Some("[agent]\nmax_cost_usd = 11.0\n")).unwrap();
-    effective.apply_ceilings(&Ceilings::of(&d));
+    effective.apply_ceilings(&d.ceilings());
     assert_eq!(d.overridden(Some(&effective.constitution.agent)).max_cost_usd, Some(10.0));
     assert_eq!(effective.constitution.limits.daily_cost_usd, Some(100.0));
 }

@@ -289,7 +289,7 @@ async fn slash_constitution_replies_with_each_value_and_its_origin() {
             panic!("{actions:?}")
         };
         assert_eq!((repo, *on, *installation), (&w.repo, issue, Some(w.inst)));
-        show(&w.client, w.inst, repo, *on, &Ceilings::of(&AgentConfig::default())).await.unwrap();
+        show(&w.client, w.inst, repo, *on, &AgentConfig::default().ceilings()).await.unwrap();
         let bodies = comments(&w, issue);
         assert_eq!(bodies.len(), 1);
         let text = &bodies[0];
@@ -360,7 +360,8 @@ async fn init_opens_one_pull_request_with_the_template_even_when_asked_twice() {
 
 #[test]
 fn repo_usage_counts_todays_sessions_and_their_cost() {
-    use foreman::scheduler::{EnqueueRequest, Scheduler, SchedulerConfig};
+    use foreman::job::{NewJob, Trigger};
+    use foreman::scheduler::{Scheduler, SchedulerConfig};
     use foreman::store::jobs::JobKind;
     use foreman::store::{Store, StoreOptions};
     use time::macros::datetime;
@@ -375,7 +376,7 @@ fn repo_usage_counts_todays_sessions_and_their_cost() {
     let mut n = 0;
     let mut start = |repo: &RepoName, at: time::OffsetDateTime| {
         n += 1;
-        let req = EnqueueRequest {
+        let req = NewJob {
             repo: repo.clone(),
             issue: IssueNumber(n),
             installation: Some(InstallationId(1)),
@@ -384,8 +385,8 @@ fn repo_usage_counts_todays_sessions_and_their_cost() {
             body: String::new(),
             labels: vec![],
             blocked_by: vec![],
-            trigger: Some("label".into()),
-            requester: Some("alice".into()),
+            trigger: Some(Trigger::Label),
+            requester: Some(foreman::ids::Login("alice".into())),
             instructions: None,
             delivery: None,
             cause: "test".into(),

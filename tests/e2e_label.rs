@@ -176,7 +176,7 @@ TZ = "UTC"
         world.sim.add_project_item(ORG, project, REPO, number, "alice").unwrap();
 
         // The agent sees its repository at the sandbox's fixed path.
-        let worktree = std::path::Path::new(foreman::session::sandbox::WORKSPACE);
+        let worktree = std::path::Path::new(foreman::executor::local::sandbox::WORKSPACE);
         stub.push(Reply::blocks(vec![
             Block::Text("I'll add the file.".into()),
             Block::ToolUse {

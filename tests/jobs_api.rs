@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use foreman::ids::{InstallationId, IssueNumber};
-use foreman::scheduler::{EnqueueRequest, Scheduler, SchedulerConfig};
+use foreman::job::{NewJob, Trigger};
+use foreman::scheduler::{Scheduler, SchedulerConfig};
 use foreman::store::failures::{FailureClass, Outcome};
 use foreman::store::jobs::JobKind;
 use foreman::store::{Store, StoreOptions};
@@ -22,8 +23,8 @@ async fn require_token(req: Request, next: Next) -> Response {
     if ok { next.run(req).await } else { StatusCode::UNAUTHORIZED.into_response() }
 }
 
-fn req(repo: &str, n: u64, title: &str) -> EnqueueRequest {
-    EnqueueRequest {
+fn req(repo: &str, n: u64, title: &str) -> NewJob {
+    NewJob {
         repo: repo.parse().unwrap(),
         issue: IssueNumber(n),
         installation: Some(InstallationId(7)),
@@ -32,8 +33,8 @@ fn req(repo: &str, n: u64, title: &str) -> EnqueueRequest {
         body: String::new(),
         labels: vec![],
         blocked_by: vec![],
-        trigger: Some("label".into()),
-        requester: Some("octocat".into()),
+        trigger: Some(Trigger::Label),
+        requester: Some(foreman::ids::Login("octocat".into())),
         instructions: None,
         delivery: None,
         cause: "label 'foreman' added".into(),

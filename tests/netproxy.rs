@@ -1,12 +1,12 @@
 //! The agent's network proxy and the sandbox bridge, over real sockets: a Unix-socket proxy
-//! (`foreman::session::netproxy::NetProxy`), TCP origins on 127.0.0.1, the `foreman sandbox-bridge` binary
+//! (`foreman::executor::local::netproxy::NetProxy`), TCP origins on 127.0.0.1, the `foreman sandbox-bridge` binary
 //! with curl, and once inside a real `bwrap --unshare-net`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use foreman::session::netproxy::{Allowlist, NetProxy, ProxyEvent, ProxyLimits};
+use foreman::executor::local::netproxy::{Allowlist, NetProxy, ProxyEvent, ProxyLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixStream};
 use tokio::sync::mpsc;

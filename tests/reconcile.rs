@@ -7,8 +7,9 @@ use std::time::Duration;
 use foreman::decide::DecideConfig;
 use foreman::github::Client;
 use foreman::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
+use foreman::job::{NewJob, Trigger};
 use foreman::reconcile::{CancelReason, ReconcileConfig, Reconciler, Report};
-use foreman::scheduler::{EnqueueRequest, IssueRef, Scheduler, SchedulerConfig};
+use foreman::scheduler::{IssueRef, Scheduler, SchedulerConfig};
 use foreman::store::jobs::{JobKind, JobState, Placement};
 use foreman::store::{DeliveryMeta, NewDelivery, PutOutcome, Store, StoreOptions};
 use github_sim::{GithubSim, Permission, SimConfig, SimHandle};
@@ -75,7 +76,7 @@ fn labelled_job(w: &World, title: &str, body: &str) -> IssueNumber {
 }
 
 fn enqueue(w: &World, n: u64, title: &str, body: &str, trigger: &str) {
-    let req = EnqueueRequest {
+    let req = NewJob {
         repo: repo(),
         issue: IssueNumber(n),
         installation: Some(w.inst),
@@ -84,8 +85,8 @@ fn enqueue(w: &World, n: u64, title: &str, body: &str, trigger: &str) {
         body: body.into(),
         labels: vec!["foreman".into()],
         blocked_by: Vec::new(),
-        trigger: Some(trigger.into()),
-        requester: Some("alice".into()),
+        trigger: Some(serde_json::from_value(serde_json::Value::String(trigger.into())).unwrap()),
+        requester: Some(foreman::ids::Login("alice".into())),
         instructions: None,
         delivery: None,
         cause: format!("{trigger} by alice"),
@@ -316,7 +317,7 @@ async fn an_unreadable_issue_is_skipped_and_the_pass_goes_on() {
         let (n, _) = w.sim.create_issue(REPO, "Its installation was removed", "", "alice").unwrap();
         // An installation GitHub no longer knows: minting its token answers 404, which says nothing about
         // the issue, so the job must not be taken for deleted.
-        let mut req = EnqueueRequest {
+        let mut req = NewJob {
             repo: repo(),
             issue: IssueNumber(n),
             installation: Some(InstallationId(424_242)),
@@ -325,7 +326,7 @@ async fn an_unreadable_issue_is_skipped_and_the_pass_goes_on() {
             body: String::new(),
             labels: Vec::new(),
             blocked_by: Vec::new(),
-            trigger: Some("label".into()),
+            trigger: Some(Trigger::Label),
             requester: None,
             instructions: None,
             delivery: None,

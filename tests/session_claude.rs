@@ -61,7 +61,7 @@ fn failure(o: &SessionOutcome) -> (FailureClass, String) {
 async fn the_cli_writes_a_file_and_commits_it_on_the_session_branch() {
     let s = setup(credentials(&[("ANTHROPIC_API_KEY", "sk-ant-api03-stub-first")]), |_| {}).await;
     // The agent sees its repository at the sandbox's fixed path.
-    let worktree = std::path::Path::new(foreman::session::sandbox::WORKSPACE);
+    let worktree = std::path::Path::new(foreman::executor::local::sandbox::WORKSPACE);
     s.stub.push(Reply::blocks(vec![
         Block::Text("I'll add the file.".into()),
         Block::ToolUse {

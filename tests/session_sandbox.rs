@@ -7,7 +7,7 @@ mod session_support;
 use std::path::Path;
 use std::time::Duration;
 
-use foreman::session::sandbox::SandboxMode;
+use foreman::executor::local::sandbox::SandboxMode;
 use foreman::session::{AgentConfig, Credentials, FailureClass, SessionOutcome, SessionRunner, SessionSpec, Verdict};
 use session_support::*;
 use tokio_util::sync::CancellationToken;
@@ -97,7 +97,7 @@ async fn nothing_the_agent_starts_outlives_its_session_setsid_or_not() {
 async fn without_bubblewrap_no_session_starts_and_the_reason_says_what_to_do() {
     let config = AgentConfig { bwrap_path: "/nonexistent/bwrap".into(), ..command_config("touch ran.txt") };
     let (_dir, runner, spec) = setup(config);
-    assert!(runner.sandbox().unavailable().is_some_and(|why| why.contains("bubblewrap")));
+    assert!(runner.executor().unavailable().is_some_and(|why| why.contains("bubblewrap")));
     let outcome = run(&runner, spec).await;
     match &outcome.verdict {
         Verdict::Failed { class: FailureClass::Infrastructure, reason } => {
@@ -114,7 +114,7 @@ async fn without_bubblewrap_no_session_starts_and_the_reason_says_what_to_do() {
         ..command_config("touch ran.txt")
     };
     let (_dir, runner, spec) = setup(config);
-    assert!(runner.sandbox().unavailable().is_none());
+    assert!(runner.executor().unavailable().is_none());
     assert_eq!(run(&runner, spec).await.verdict, Verdict::ChangesReady);
 }
 
@@ -138,7 +138,7 @@ async fn an_allowlisted_session_reaches_the_messages_api_and_nothing_else_on_loo
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let config = AgentConfig {
-        network: foreman::session::netproxy::NetworkMode::Allowlist,
+        network: foreman::executor::local::netproxy::NetworkMode::Allowlist,
         allowed_hosts: vec![format!("127.0.0.1:{stub_port}")],
         bridge_path: Some(env!("CARGO_BIN_EXE_foreman").into()),
         ..claude_config(&stub.url(), &home)
@@ -191,7 +191,8 @@ async fn with_no_network_the_agent_reaches_nothing_not_even_loopback() {
         }
     });
     let script = format!("curl -s -m 5 http://127.0.0.1:{port}/; echo \"direct=$?\"");
-    let config = AgentConfig { network: foreman::session::netproxy::NetworkMode::None, ..command_config(&script) };
+    let config =
+        AgentConfig { network: foreman::executor::local::netproxy::NetworkMode::None, ..command_config(&script) };
     let (_dir, runner, spec) = setup(config);
     let outcome = run(&runner, SessionSpec { answer_expected: true, ..spec }).await;
     assert_eq!(outcome.verdict, Verdict::Answered, "{outcome:#?}");
@@ -200,7 +201,7 @@ async fn with_no_network_the_agent_reaches_nothing_not_even_loopback() {
 
     // Without the sandbox a closed network cannot be kept: the configuration says so.
     let off = AgentConfig {
-        network: foreman::session::netproxy::NetworkMode::None,
+        network: foreman::executor::local::netproxy::NetworkMode::None,
         sandbox: SandboxMode::Off,
         ..AgentConfig::default()
     };

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use foreman::session::stream::{RunResult, Transcript};
+use foreman::session::agent::claude::stream::{RunResult, Transcript};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::ids::{IssueNumber, RepoName};
+use crate::store::JobError;
 use crate::store::Store;
-use crate::store::jobs::JobError;
 
 /// The default number of entries per list in `GET /api/status`.
 pub const DEFAULT_STATUS_LIMIT: usize = 50;
@@ -48,7 +48,7 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "the job store is unavailable; see Foreman's log")
 }
 
-/// `GET /api/status[?limit=N]`: [`crate::store::jobs::JobsStatus`] as JSON.
+/// `GET /api/status[?limit=N]`: [`crate::job::JobsStatus`] as JSON.
 async fn status(
     State(store): State<Store>,
     query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
@@ -66,7 +66,7 @@ async fn status(
     }
 }
 
-/// `GET /api/jobs/{owner}/{repo}/{issue}`: [`crate::store::jobs::JobDetail`] as JSON, audit trail included.
+/// `GET /api/jobs/{owner}/{repo}/{issue}`: [`crate::job::JobDetail`] as JSON, audit trail included.
 async fn job(State(store): State<Store>, Path((owner, repo, issue)): Path<(String, String, String)>) -> Response {
     let Ok(repo) = RepoName::new(&owner, &repo) else {
         return error(StatusCode::BAD_REQUEST, format!("'{owner}/{repo}' is not a repository name"));

@@ -2,7 +2,7 @@
 //!
 //! - `GET /healthz`: 200 while the process is alive.
 //! - `GET /readyz`: 200 when the store is open and takes a durable write and agent sessions can start (the
-//!   sandbox works, [`crate::session::sandbox`]); 503 with the reason otherwise.
+//!   sandbox works, [`crate::executor::local::sandbox`]); 503 with the reason otherwise.
 //! - `GET /metrics`: Prometheus text; every name starts with `foreman_`.
 //! - `GET /api/deliveries/{id}`: a stored delivery's metadata and processing state; 404 if unknown.
 //! - `GET /api/status` and `GET /api/jobs/{owner}/{repo}/{issue}`: the job queue ([`jobs`]).

@@ -61,7 +61,7 @@ pub fn check_budget(limits: &Limits, usage: &Usage, now: OffsetDateTime) -> Budg
 }
 
 /// The start of the UTC day holding `now`: the `since` of the day's usage
-/// ([`crate::store::Store::repo_usage`]).
+/// ([`crate::store::JobStore::repo_usage`]).
 pub fn start_of_utc_day(now: OffsetDateTime) -> OffsetDateTime {
     now.to_offset(time::UtcOffset::UTC).date().with_time(Time::MIDNIGHT).assume_utc()
 }

@@ -12,17 +12,16 @@
 //! [`Effective::apply_ceilings`] applies them to an effective constitution and remembers, for the
 //! `/foreman constitution` reply ([`super::render::effective_markdown`]), which values are the server's and
 //! which a file asked to raise (capped). The session applies them again to the agent configuration
-//! ([`crate::session::AgentConfig::overridden`]), so a constitution that bypassed this module still could
+//! (`AgentConfig::overridden` in the session), so a constitution that bypassed this module still could
 //! not raise a limit.
 
 use serde::Serialize;
 
 use super::load::{Capped, Effective, Origin};
-use crate::session::AgentConfig;
 
 /// The server's agent limits, as ceilings for constitutions. `None` (and an empty `disallowed_tools`) is no
-/// ceiling: what a file sets applies as it is. [`Default`] has no ceilings; [`Ceilings::of`] takes the
-/// server's `[agent]` configuration.
+/// ceiling: what a file sets applies as it is. [`Default`] has no ceilings; the session's agent
+/// configuration gives the server's (`AgentConfig::ceilings`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Ceilings {
     /// `agent.max_cost_usd`: US dollars one session may cost.
@@ -48,20 +47,6 @@ pub struct Ceilings {
 }
 
 impl Ceilings {
-    /// The ceilings of the server's `[agent]` configuration.
-    pub fn of(agent: &AgentConfig) -> Self {
-        Self {
-            max_cost_usd: agent.max_cost_usd,
-            max_turns: agent.max_turns,
-            timeout_secs: Some(agent.timeout_secs),
-            idle_timeout_secs: Some(agent.stall_timeout_secs),
-            max_output_bytes: Some(agent.max_output_bytes),
-            allowed_tools: Some(agent.allowed_tools.clone()),
-            disallowed_tools: agent.disallowed_tools.clone(),
-            daily_cost_usd: agent.daily_cost_usd,
-        }
-    }
-
     /// The server's value at the constitution's dotted `key` (`agent.max_cost_usd`,
     /// `limits.daily_cost_usd` …), as JSON, when it has one there.
     pub fn value_at(&self, key: &str) -> Option<serde_json::Value> {

@@ -11,14 +11,13 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
 use super::schema::RequiredCommand;
-use crate::session::process::Spawn;
-use crate::session::sandbox::{Mounts, Sandbox};
+use crate::executor::{Executor, Mounts, Spawn};
 
-/// The sandbox a required command runs in, and what it shows.
+/// Where a required command runs (the session's executor: the agent's sandbox), and what it shows.
 #[derive(Clone, Copy, Debug)]
 pub struct Confinement<'a> {
-    /// The sandbox.
-    pub sandbox: &'a Sandbox,
+    /// The executor the session's agent ran in.
+    pub executor: &'a dyn Executor,
     /// The workspace, home and files shown.
     pub mounts: &'a Mounts,
 }
@@ -73,7 +72,7 @@ pub struct CommandOutcome {
 }
 
 /// Runs `command` in `workspace` and waits for it, at most `command.timeout_secs`. With `sandbox`, the
-/// command runs in the agent's sandbox ([`crate::session::sandbox`]): it is the repository's code, as
+/// command runs in the agent's sandbox ([`crate::executor::local::sandbox`]): it is the repository's code, as
 /// untrusted as the agent that changed it.
 pub async fn run(workspace: &Path, command: &RequiredCommand, sandbox: Option<Confinement<'_>>) -> CommandOutcome {
     let started = Instant::now();
@@ -98,7 +97,7 @@ pub async fn run(workspace: &Path, command: &RequiredCommand, sandbox: Option<Co
     };
     let spawn = match sandbox {
         None => spawn,
-        Some(Confinement { sandbox, mounts }) => match sandbox.wrap(spawn, mounts) {
+        Some(Confinement { executor, mounts }) => match executor.confine(spawn, mounts) {
             Ok(spawn) => spawn,
             Err(e) => {
                 outcome.output_tail = format!("could not start the command: {e}");
@@ -114,7 +113,7 @@ pub async fn run(workspace: &Path, command: &RequiredCommand, sandbox: Option<Co
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        crate::session::process::apply_limits(cmd, spawn.limits);
+        crate::executor::process::apply_limits(cmd, spawn.limits);
     });
     wrap.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
     let mut child = match wrap.spawn() {

@@ -145,7 +145,7 @@ const CACHE_ENTRIES: usize = 1024;
 
 impl Cache {
     /// A cache reading through `client`, trusting an entry for `ttl`, holding every constitution to
-    /// `ceilings` (the server's agent limits: [`Ceilings::of`]).
+    /// `ceilings` (the server's agent limits: `AgentConfig::ceilings` of the session).
     pub fn new(client: Client, ttl: std::time::Duration, ceilings: Ceilings) -> Self {
         let missing = Missing { ttl: MISSING_TTL, at: Default::default() };
         Self {

@@ -70,7 +70,7 @@ impl Outbox {
     }
 
     /// Reports a state change of the job `tracking` describes: applied in full (comment, labels, board).
-    /// `version` is when the job reached that state (the job's `updated_at`, [`crate::store::jobs::nanos`]): a
+    /// `version` is when the job reached that state (the job's `updated_at`, [`crate::job::nanos`]): a
     /// report of an older version than one already posted is dropped, so a slow reporter (the inbox worker
     /// saying "queued") never undoes a faster one (the runner saying "running").
     pub fn update(&self, inst: InstallationId, tracking: Tracking, version: u64) {

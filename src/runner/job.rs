@@ -19,7 +19,7 @@ use crate::job::{Claim, Claimed, FailureClass, Job, JobKind, JobState, Outcome, 
 use crate::markers;
 use crate::report::render::{self, Link, Tracking};
 use crate::session::{self, GitAuth, PromptKind, SessionOutcome, SessionSpec, Verdict};
-use crate::store::jobs::JobError;
+use crate::store::JobError;
 
 /// The check run's name on the pull request's head commit.
 pub const CHECK_RUN_NAME: &str = "Foreman";
@@ -358,7 +358,7 @@ async fn trusted_authors<'a>(
 async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &CancellationToken) -> Attempt {
     let client = &parts.client;
     parts.outbox.update(inst, tracking(parts, job, JobState::Running), nanos(job.updated_at));
-    if let Some(why) = parts.sessions.sandbox().unavailable() {
+    if let Some(why) = parts.sessions.executor().unavailable() {
         // Nothing changes until the operator fixes the host and restarts Foreman: wait, without counting
         // an attempt against the issue, and say why on it.
         let retry_at = OffsetDateTime::now_utc() + SANDBOX_RECHECK;
@@ -403,14 +403,6 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
             (PromptKind::FollowUp, Some(branch))
         }
     };
-    // A follow-up works in the worktree of the issue its branch was made for (`foreman/<issue>-…`), where the
-    // agent's earlier session ran, so the agent can resume it.
-    let workspace_issue = branch
-        .as_deref()
-        .and_then(|b| b.strip_prefix(parts.pusher.prefix()))
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .map(crate::ids::IssueNumber);
     if let Some(branch) = &branch
         && let Err(e) = parts.pusher.check_branch(branch, &default_branch)
     {
@@ -529,7 +521,8 @@ async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &Cancel
         rules: Some(effective.constitution.rules.clone()),
         session_id: job.session.as_ref().map(|s| s.to_string()),
         overrides: Some(effective.constitution.agent.clone()),
-        workspace_issue,
+        // A follow-up's session finds the worktree its branch was made in itself.
+        workspace_issue: None,
     };
 
     let live = Mutex::new(render::Progress::default());

@@ -23,8 +23,7 @@ use crate::job::{
     Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, Job, JobKind, NewJob, Outcome, Recovery, RepoConcurrency,
     SessionId,
 };
-use crate::store::Store;
-use crate::store::jobs::JobError;
+use crate::store::{JobError, JobStore, Store};
 
 /// A request to run an issue with its trigger and requester as text: the form the inbox worker builds
 /// until it builds a [`NewJob`] (the one type of a job on its way in), into which it converts.
@@ -59,7 +58,7 @@ pub struct EnqueueRequest {
 }
 
 impl From<EnqueueRequest> for NewJob {
-    /// A trigger that is not one of [`Trigger`]'s names is dropped (none is ever recorded).
+    /// A trigger that is not one of [`crate::job::Trigger`]'s names is dropped (none is ever recorded).
     fn from(r: EnqueueRequest) -> NewJob {
         NewJob {
             repo: r.repo,
@@ -80,28 +79,29 @@ impl From<EnqueueRequest> for NewJob {
 }
 
 /// The scheduler of one Foreman process: its configuration, its identity as a claim owner, and a
-/// notification that wakes the loop that starts sessions.
+/// notification that wakes the loop that starts sessions. Works over any job store ([`JobStore`]); the
+/// process's is the sled [`Store`].
 #[derive(Clone)]
-pub struct Scheduler {
-    store: Store,
+pub struct Scheduler<S = Store> {
+    store: S,
     config: Arc<SchedulerConfig>,
     owner: ClaimOwner,
     changed: Arc<Notify>,
 }
 
-impl Scheduler {
+impl<S: JobStore> Scheduler<S> {
     /// A scheduler over `store` with a fresh owner identity.
-    pub fn new(store: Store, config: SchedulerConfig) -> Self {
+    pub fn new(store: S, config: SchedulerConfig) -> Self {
         Self::with_owner(store, config, ClaimOwner::new())
     }
 
     /// A scheduler with a given owner (tests run two schedulers over one store).
-    pub fn with_owner(store: Store, config: SchedulerConfig, owner: ClaimOwner) -> Self {
+    pub fn with_owner(store: S, config: SchedulerConfig, owner: ClaimOwner) -> Self {
         Self { store, config: Arc::new(config), owner, changed: Arc::new(Notify::new()) }
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -121,7 +121,7 @@ impl Scheduler {
         self.config.claim_ttl() / 3
     }
 
-    /// Queues a job ([`Store::enqueue_job`]) with its priority from the labels ([`SchedulerConfig::priority`]);
+    /// Queues a job ([`JobStore::enqueue_job`]) with its priority from the labels ([`SchedulerConfig::priority`]);
     /// its phase key comes from the title and its dependencies from the body plus `blocked_by`. `actor`
     /// is the requester's login or `foreman`.
     pub fn enqueue(
@@ -136,12 +136,12 @@ impl Scheduler {
         Ok(outcome)
     }
 
-    /// Claims the next job in run order within the limits ([`Store::claim_next`]).
+    /// Claims the next job in run order within the limits ([`JobStore::claim_next_admitting`]).
     pub fn claim_next(&self, now: OffsetDateTime) -> Result<Option<Claimed>, JobError> {
-        self.store.claim_next(&self.owner, &*self.config, now)
+        self.store.claim_next_admitting(&self.owner, &*self.config, now, &|_| true)
     }
 
-    /// Claims the next job whose installation `admit` accepts ([`Store::claim_next_admitting`]).
+    /// Claims the next job whose installation `admit` accepts ([`JobStore::claim_next_admitting`]).
     pub fn claim_next_admitting(
         &self,
         now: OffsetDateTime,
@@ -150,12 +150,12 @@ impl Scheduler {
         self.store.claim_next_admitting(&self.owner, &*self.config, now, admit)
     }
 
-    /// Renews a claim ([`Store::heartbeat`]); returns the new expiry.
+    /// Renews a claim ([`JobStore::heartbeat`]); returns the new expiry.
     pub fn heartbeat(&self, claim: &Claim, now: OffsetDateTime) -> Result<OffsetDateTime, JobError> {
         self.store.heartbeat(claim, &*self.config, now)
     }
 
-    /// Records a session's outcome ([`Store::finish_job`]) with a random backoff jitter, and waits until
+    /// Records a session's outcome ([`JobStore::finish_job`]) with a random backoff jitter, and waits until
     /// it is durable, so that what is reported next survives a crash.
     pub async fn finish(&self, claim: &Claim, outcome: &Outcome, now: OffsetDateTime) -> Result<Job, JobError> {
         let job = self.store.finish_job(claim, outcome, &*self.config, now, backoff::random_jitter())?;
@@ -164,7 +164,7 @@ impl Scheduler {
         Ok(job)
     }
 
-    /// Cancels a job ([`Store::cancel_job`]) and waits until durable. Returns the session to stop, if it
+    /// Cancels a job ([`JobStore::cancel_job`]) and waits until durable. Returns the session to stop, if it
     /// was running; its slot is already free.
     pub async fn cancel(
         &self,
@@ -180,7 +180,7 @@ impl Scheduler {
         Ok(out)
     }
 
-    /// `retry` ([`Store::retry_job`]), durable before it returns.
+    /// `retry` ([`JobStore::retry_job`]), durable before it returns.
     pub async fn retry(
         &self,
         repo: &RepoName,
@@ -195,7 +195,7 @@ impl Scheduler {
         Ok(job)
     }
 
-    /// An issue was closed or reopened ([`Store::record_issue_state`]).
+    /// An issue was closed or reopened ([`JobStore::record_issue_state`]).
     pub fn issue_state(&self, issue: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError> {
         let n = self.store.record_issue_state(issue, open, now)?;
         if n > 0 {

@@ -6,16 +6,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Which program does the work.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// The Claude Code CLI, headless (`claude -p --output-format stream-json --verbose`).
-    #[default]
-    Claude,
-    /// Any program, run with `sh -c` ([`AgentConfig::command`]).
-    Command,
-}
+use super::agent::claude::ClaudeConfig;
+use super::agent::command::CommandConfig;
+use crate::executor::local::netproxy::{self, NetworkMode};
+use crate::executor::local::sandbox::{SandboxConfig, SandboxMode};
 
 /// The `[agent]` table (env `FOREMAN_AGENT_BACKEND`, `FOREMAN_AGENT_COMMAND`).
 ///
@@ -23,14 +17,22 @@ pub enum Backend {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
-    /// `claude` (default) or `command`.
-    pub backend: Backend,
-    /// For `backend = "command"`: a shell command line run with `sh -c` in the worktree. It gets the prompt on
-    /// stdin and in the file named by `FOREMAN_PROMPT_FILE`; see [`crate::session`] for its environment.
-    pub command: Option<String>,
-    /// The Claude Code executable: a path, or a name looked up on `PATH`. Default `claude`.
-    pub claude_path: PathBuf,
-    /// `--model`; unset leaves the CLI's default.
+    /// Which backend does the work: a name in [`super::agent::BACKENDS`], `claude` (default) or `command`.
+    pub backend: String,
+    /// `[agent.claude]`: the Claude Code CLI backend's section.
+    pub claude: ClaudeConfig,
+    /// `[agent.command]`: the command backend's section (the command line alone is accepted too).
+    pub command: CommandConfig,
+    /// Deprecated spelling of `agent.claude.path` (see [`Self::claude`]); both set to different values are refused.
+    #[serde(rename = "claude_path")]
+    pub deprecated_claude_path: Option<PathBuf>,
+    /// Deprecated spelling of `agent.claude.permission_mode`; both set to different values are refused.
+    #[serde(rename = "permission_mode")]
+    pub deprecated_permission_mode: Option<String>,
+    /// Deprecated spelling of `agent.claude.max_retries`; both set to different values are refused.
+    #[serde(rename = "claude_max_retries")]
+    pub deprecated_claude_max_retries: Option<u32>,
+    /// The model the agent uses (`--model` for Claude); unset leaves the agent's default.
     pub model: Option<String>,
     /// `--max-turns`. Default 60. The CLI may run one turn more than this (its own accounting).
     pub max_turns: Option<u32>,
@@ -49,12 +51,6 @@ pub struct AgentConfig {
     pub allowed_tools: Vec<String>,
     /// `--disallowedTools`. Default: none.
     pub disallowed_tools: Vec<String>,
-    /// `--permission-mode`: `acceptEdits` (default), `auto`, `bypassPermissions`, `dontAsk`, `plan`, `manual`.
-    /// The CLI refuses `bypassPermissions` when run as root.
-    pub permission_mode: String,
-    /// `CLAUDE_CODE_MAX_RETRIES`: how often the CLI itself retries a failed API call (its default is 10,
-    /// about 3 minutes of backoff). Unset leaves the CLI's default.
-    pub claude_max_retries: Option<u32>,
     /// Wall-clock limit for one session, in seconds. Default 3600 (an hour bounds the cost of a runaway agent).
     pub timeout_secs: f64,
     /// Stall limit: the session ends when the agent writes nothing for this many seconds. Default 600
@@ -87,9 +83,9 @@ pub struct AgentConfig {
     /// Session logs older than this many days are deleted. Default 14.
     pub log_retention_days: u32,
     /// `"on"` (default): every agent and required command runs in the bubblewrap sandbox
-    /// ([`super::sandbox`]); no session starts when it cannot be created. `"off"`: no sandbox, the agent
-    /// sees what Foreman sees; warned about at every start.
-    pub sandbox: super::sandbox::SandboxMode,
+    /// ([`crate::executor::local::sandbox`]); no session starts when it cannot be created. `"off"`: no
+    /// sandbox, the agent sees what Foreman sees; warned about at every start.
+    pub sandbox: SandboxMode,
     /// The bubblewrap executable: a path, or a name looked up on `PATH`. Default `bwrap`.
     pub bwrap_path: PathBuf,
     /// Further host paths shown read-only inside the sandbox at the same path (toolchains installed outside
@@ -100,16 +96,16 @@ pub struct AgentConfig {
     /// what that risk is acceptable for. A path holding Foreman's data directory is never shown.
     pub sandbox_writable_paths: Vec<PathBuf>,
     /// `RLIMIT_NPROC` for each sandbox: how many processes the agent's user may have. Default 4096; it does
-    /// not hold for a Foreman running as root (see [`super::sandbox`]). Unset: no limit.
+    /// not hold for a Foreman running as root (see [`crate::executor::local::sandbox`]). Unset: no limit.
     pub max_processes: Option<u64>,
     /// `RLIMIT_DATA` for each process in the sandbox, in MiB: its heap and private writable memory; an
     /// allocation past it fails. Default 8192 (a large compile or test run fits; a runaway loop does not).
-    /// Unset: no limit. See [`super::sandbox`].
+    /// Unset: no limit. See [`crate::executor::local::sandbox`].
     pub max_memory_mb: Option<u64>,
     /// What the sandbox can reach: `open` (default: the host's network), `none` (nothing), or `allowlist`
-    /// (only [`Self::allowed_hosts`], through Foreman's proxy; see [`super::netproxy`]). `none` and
+    /// (only [`Self::allowed_hosts`], through Foreman's proxy; see [`crate::executor::local::netproxy`]). `none` and
     /// `allowlist` need the sandbox.
-    pub network: super::netproxy::NetworkMode,
+    pub network: NetworkMode,
     /// For `network = "allowlist"`: `host`, `host:port`, `*.domain` or IP literal entries. Default
     /// `["api.anthropic.com"]`; a list set here replaces it (add the package registries the agent needs).
     pub allowed_hosts: Vec<String>,
@@ -121,9 +117,12 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
-            backend: Backend::Claude,
-            command: None,
-            claude_path: PathBuf::from("claude"),
+            backend: "claude".into(),
+            claude: ClaudeConfig::default(),
+            command: CommandConfig::default(),
+            deprecated_claude_path: None,
+            deprecated_permission_mode: None,
+            deprecated_claude_max_retries: None,
             model: None,
             max_turns: Some(60),
             max_cost_usd: Some(DEFAULT_MAX_COST_USD),
@@ -132,8 +131,6 @@ impl Default for AgentConfig {
                 .map(String::from)
                 .to_vec(),
             disallowed_tools: Vec::new(),
-            permission_mode: "acceptEdits".into(),
-            claude_max_retries: None,
             timeout_secs: 3600.0,
             stall_timeout_secs: 600.0,
             kill_grace_secs: 10.0,
@@ -146,14 +143,14 @@ impl Default for AgentConfig {
             idle_worktrees_per_repo: 2,
             log_max_bytes: 16 << 20,
             log_retention_days: 14,
-            sandbox: super::sandbox::SandboxMode::On,
+            sandbox: SandboxMode::On,
             bwrap_path: PathBuf::from("bwrap"),
             sandbox_paths: Vec::new(),
             sandbox_writable_paths: Vec::new(),
             max_processes: Some(4096),
             max_memory_mb: Some(8192),
-            network: super::netproxy::NetworkMode::Open,
-            allowed_hosts: super::netproxy::default_allowed_hosts(),
+            network: NetworkMode::Open,
+            allowed_hosts: netproxy::default_allowed_hosts(),
             bridge_path: None,
         }
     }
@@ -163,9 +160,6 @@ impl Default for AgentConfig {
 pub const DEFAULT_MAX_COST_USD: f64 = 10.0;
 /// The default `agent.daily_cost_usd`: US dollars one repository's sessions may cost per UTC day.
 pub const DEFAULT_DAILY_COST_USD: f64 = 100.0;
-
-/// Permission modes the CLI 2.1.329 accepts (`claude --help`).
-const PERMISSION_MODES: &[&str] = &["acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan", "default"];
 
 impl AgentConfig {
     /// This configuration with a repository's `[agent]` overrides applied. The server's limits are ceilings
@@ -209,16 +203,45 @@ impl AgentConfig {
 
     /// Checks the values; the error names the key (`agent.…`) and what is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        super::netproxy::Allowlist::parse(&self.allowed_hosts, "agent.allowed_hosts")?;
-        if self.network != super::netproxy::NetworkMode::Open && self.sandbox == super::sandbox::SandboxMode::Off {
+        netproxy::Allowlist::parse(&self.allowed_hosts, "agent.allowed_hosts")?;
+        if self.network != NetworkMode::Open && self.sandbox == SandboxMode::Off {
             return Err(format!(
                 "agent.network = \"{}\" needs the sandbox: remove agent.sandbox = \"off\"",
-                if self.network == super::netproxy::NetworkMode::None { "none" } else { "allowlist" }
+                if self.network == NetworkMode::None { "none" } else { "allowlist" }
             ));
         }
-        if self.backend == Backend::Command && self.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
-            return Err("agent.command (FOREMAN_AGENT_COMMAND) is required when agent.backend is \"command\"".into());
+        // Both spellings of one key, with different values: which one the operator meant is unknown.
+        let (section, default) = (&self.claude, ClaudeConfig::default());
+        for (old, new, differ) in [
+            (
+                "claude_path",
+                "path",
+                self.deprecated_claude_path
+                    .as_ref()
+                    .is_some_and(|p| section.path != default.path && *p != section.path),
+            ),
+            (
+                "permission_mode",
+                "permission_mode",
+                self.deprecated_permission_mode.as_ref().is_some_and(|m| {
+                    section.permission_mode != default.permission_mode && *m != section.permission_mode
+                }),
+            ),
+            (
+                "claude_max_retries",
+                "max_retries",
+                self.deprecated_claude_max_retries.is_some_and(|n| section.max_retries.is_some_and(|s| s != n)),
+            ),
+        ] {
+            if differ {
+                return Err(format!(
+                    "agent.{old} (deprecated) and agent.claude.{new} are both set, to different values: keep only \
+                     agent.claude.{new}"
+                ));
+            }
         }
+        // The backend's own section (and the name itself).
+        super::agent::build(self, super::agent::claude::Credentials::default())?;
         for (key, v) in [
             ("agent.timeout_secs", self.timeout_secs),
             ("agent.stall_timeout_secs", self.stall_timeout_secs),
@@ -241,13 +264,6 @@ impl AgentConfig {
         if self.max_turns == Some(0) {
             return Err("agent.max_turns must be at least 1".into());
         }
-        if !PERMISSION_MODES.contains(&self.permission_mode.as_str()) {
-            return Err(format!(
-                "agent.permission_mode must be one of {}, got '{}'",
-                PERMISSION_MODES.join(", "),
-                self.permission_mode
-            ));
-        }
         if self.max_output_bytes == 0 || self.log_max_bytes == 0 || self.log_retention_days == 0 {
             return Err(
                 "agent.max_output_bytes, agent.log_max_bytes and agent.log_retention_days must be at least 1".into()
@@ -267,6 +283,54 @@ impl AgentConfig {
             }
         }
         Ok(())
+    }
+
+    /// The Claude backend's section, with the deprecated flat keys (`agent.claude_path`,
+    /// `agent.permission_mode`, `agent.claude_max_retries`) applied over it where set.
+    pub fn claude(&self) -> ClaudeConfig {
+        let mut c = self.claude.clone();
+        if let Some(path) = &self.deprecated_claude_path {
+            c.path = path.clone();
+        }
+        if let Some(mode) = &self.deprecated_permission_mode {
+            c.permission_mode = mode.clone();
+        }
+        if let Some(n) = self.deprecated_claude_max_retries {
+            c.max_retries = Some(n);
+        }
+        c
+    }
+
+    /// The local sandbox's settings (`agent.sandbox` and the keys beside it).
+    pub fn sandbox_config(&self) -> SandboxConfig {
+        SandboxConfig {
+            mode: self.sandbox,
+            bwrap_path: self.bwrap_path.clone(),
+            read_only_paths: self.sandbox_paths.clone(),
+            writable_paths: self.sandbox_writable_paths.clone(),
+            max_processes: self.max_processes,
+            max_memory_mb: self.max_memory_mb,
+            bridge_path: self.bridge_path.clone(),
+        }
+    }
+
+    /// What a session asks of the network (`agent.network`, `agent.allowed_hosts`).
+    pub fn network_policy(&self) -> crate::executor::NetworkPolicy {
+        crate::executor::NetworkPolicy { mode: self.network, allowed_hosts: self.allowed_hosts.clone() }
+    }
+
+    /// The server's agent limits as ceilings for constitutions ([`crate::constitution::ceilings`]).
+    pub fn ceilings(&self) -> crate::constitution::Ceilings {
+        crate::constitution::Ceilings {
+            max_cost_usd: self.max_cost_usd,
+            max_turns: self.max_turns,
+            timeout_secs: Some(self.timeout_secs),
+            idle_timeout_secs: Some(self.stall_timeout_secs),
+            max_output_bytes: Some(self.max_output_bytes),
+            allowed_tools: Some(self.allowed_tools.clone()),
+            disallowed_tools: self.disallowed_tools.clone(),
+            daily_cost_usd: self.daily_cost_usd,
+        }
     }
 
     /// [`Self::timeout_secs`] as a duration.
@@ -298,8 +362,8 @@ mod tests {
             assert!(e.contains("FOREMAN_AGENT_COMMAND"), "{e}");
             jail.set_env("FOREMAN_AGENT_COMMAND", "aider --yes");
             let c = Config::load(None).unwrap();
-            assert_eq!(c.agent.backend, super::Backend::Command);
-            assert_eq!(c.agent.command.as_deref(), Some("aider --yes"));
+            assert_eq!(c.agent.backend, "command");
+            assert_eq!(c.agent.command.run.as_deref(), Some("aider --yes"));
             Ok(())
         });
         figment::Jail::expect_with(|jail| {
@@ -310,10 +374,52 @@ mod tests {
             let c = Config::load(Some(std::path::Path::new("f.toml"))).unwrap();
             assert_eq!(c.agent.max_turns, Some(5));
             assert_eq!(c.agent.stall_timeout().as_millis(), 500);
-            assert_eq!(c.agent.backend, super::Backend::Claude);
+            assert_eq!(c.agent.backend, "claude");
             jail.create_file("g.toml", "[agent]\nenv_allow = [\"GITHUB_WEBHOOK_SECRET\"]\n")?;
             let e = Config::load(Some(std::path::Path::new("g.toml"))).unwrap_err().to_string();
             assert!(e.contains("GITHUB_WEBHOOK_SECRET"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's error type
+    fn backend_sections_old_spellings_and_bad_keys() {
+        let load = |jail: &mut figment::Jail, toml: &str| {
+            jail.create_file("f.toml", toml).unwrap();
+            Config::load(Some(std::path::Path::new("f.toml"))).map_err(|e| e.to_string())
+        };
+        figment::Jail::expect_with(|jail| {
+            let c = load(jail, "[agent.claude]\npath = \"/opt/claude\"\nmax_retries = 2\npermission_mode = \"plan\"\n")
+                .unwrap();
+            let claude = c.agent.claude();
+            assert_eq!(claude.path, std::path::Path::new("/opt/claude"));
+            assert_eq!((claude.max_retries, claude.permission_mode.as_str()), (Some(2), "plan"));
+            // The spellings from before the sections mean what they did.
+            let c = load(
+                jail,
+                "[agent]\nclaude_path = \"/old/claude\"\nclaude_max_retries = 0\npermission_mode = \"auto\"\n",
+            )
+            .unwrap();
+            let claude = c.agent.claude();
+            assert_eq!(claude.path, std::path::Path::new("/old/claude"));
+            assert_eq!((claude.max_retries, claude.permission_mode.as_str()), (Some(0), "auto"));
+            let e = load(jail, "[agent]\nclaude_path = \"/a\"\n[agent.claude]\npath = \"/b\"\n").unwrap_err();
+            assert!(e.contains("agent.claude_path") && e.contains("agent.claude.path"), "{e}");
+            // The command line as a section or alone.
+            let c = load(jail, "[agent]\nbackend = \"command\"\n[agent.command]\nrun = \"aider --yes\"\n").unwrap();
+            assert_eq!(c.agent.command.run.as_deref(), Some("aider --yes"));
+            let c = load(jail, "[agent]\nbackend = \"command\"\ncommand = \"aider --yes\"\n").unwrap();
+            assert_eq!(c.agent.command.run.as_deref(), Some("aider --yes"));
+            // A bad key names the key; an unknown backend names the known ones.
+            let e = load(jail, "[agent.claude]\npaht = \"/x\"\n").unwrap_err();
+            assert!(e.contains("paht"), "{e}");
+            let e = load(jail, "[agent.command]\nrn = \"x\"\n").unwrap_err();
+            assert!(e.contains("rn"), "{e}");
+            let e = load(jail, "[agent.claude]\npermission_mode = \"yolo\"\n").unwrap_err();
+            assert!(e.contains("agent.claude.permission_mode"), "{e}");
+            let e = load(jail, "[agent]\nbackend = \"aider\"\n").unwrap_err();
+            assert!(e.contains("agent.backend") && e.contains("claude, command"), "{e}");
             Ok(())
         });
     }

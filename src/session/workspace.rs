@@ -503,9 +503,24 @@ pub fn branch_name(issue: IssueNumber, title: &str) -> String {
     if slug.is_empty() { format!("foreman/{issue}") } else { format!("foreman/{issue}-{slug}") }
 }
 
+/// The issue a branch of [`branch_name`]'s shape was made for (`foreman/<issue>-…` or `foreman/<issue>`);
+/// `None` for any other branch.
+pub fn issue_of_branch(branch: &str) -> Option<IssueNumber> {
+    let rest = branch.strip_prefix("foreman/")?;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok().map(IssueNumber)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_issue_of_a_branch_is_read_back() {
+        assert_eq!(issue_of_branch(&branch_name(IssueNumber(7), "Fix it")), Some(IssueNumber(7)));
+        assert_eq!(issue_of_branch("foreman/12"), Some(IssueNumber(12)));
+        assert_eq!(issue_of_branch("feature/12-x"), None);
+        assert_eq!(issue_of_branch("foreman/x-12"), None);
+    }
 
     #[test]
     fn branch_names_are_safe_slugs() {

@@ -1,51 +1,35 @@
-//! The store: the only code that touches sled.
+//! The store behind ports: the inbox ([`Inbox`]) and the job store ([`JobStore`]), with what both share
+//! ([`Durable`]) and their errors. The rules a job store obeys live in [`crate::job`] as pure functions; a
+//! backend keeps the records and applies the rules inside its own transactions.
 //!
-//! It holds the deliveries and the inbox ([`inbox`]), and, in further submodules, jobs, claims, the failure
-//! ledger and sessions. One database, many trees.
-//!
-//! Durability is by group commit: every write that must be durable before Foreman answers goes through one
-//! writer thread ([`writer`]), which applies a drained batch and calls one blocking `flush` for all of it.
-//! sled 0.34's `flush_async` deadlocks with concurrent callers (<https://github.com/spacejam/sled/issues/1308>),
-//! so nothing else flushes. A sled flush survives a process crash (`kill -9`).
+//! One backend today, [`sled`] (an embedded database in the data directory), the only code that names sled.
+//! [`Store`] is that backend's handle; code that needs only the ports may be generic over them. A second
+//! backend implements the three traits and passes the conformance suite in `tests/store_conformance/`,
+//! which the sled backend passes too (`tests/store_sled.rs`).
 
-pub mod claims;
 pub mod inbox;
-pub mod jobs;
-pub mod sessions;
-mod writer;
+pub mod sled;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::future::Future;
 
-pub use inbox::{DeliveryMeta, DeliveryRecord, DeliveryState, NewDelivery, PutOutcome};
+use bytes::Bytes;
+use time::OffsetDateTime;
 
-/// The failure ledger's vocabulary, at its former path.
-pub mod failures {
-    pub use crate::job::failures::{Failure, FailureClass, FailureCounts, Outcome};
-}
-
-/// The store's schema version, kept in the `meta` tree under `schema_version`. A store written by a newer
-/// Foreman is refused rather than misread.
-///
-/// - 1: the first.
-/// - 2: `job_ready` entries hold a copy of the job's record instead of its key ([`jobs`]).
-/// - 3: no `inbox` tree; the inbox is the deliveries without a state, above the inbox floor ([`inbox`]).
-pub const SCHEMA_VERSION: u64 = 3;
-
-/// Options for [`Store::open`].
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    /// sled's page cache, in bytes. sled's default is 1 GiB; Foreman's default is 16 MiB.
-    pub cache_bytes: u64,
-}
+pub use self::inbox::{DeliveryMeta, DeliveryRecord, DeliveryState, NewDelivery, PutOutcome};
+pub use self::sled::{SCHEMA_VERSION, SledStore as Store, StoreOptions};
+use crate::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
+use crate::job::{
+    Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobState, JobsStatus, Limits,
+    NewJob, Outcome, Recovery, SessionId, SessionRecord, Slots, Usage,
+};
 
 /// A store operation that failed. Callers answer 503 to GitHub for these, so the delivery can be redelivered.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// sled reported an I/O or corruption error.
+    /// The backend reported an I/O or corruption error.
     #[error("store: {0}")]
-    Sled(#[from] sled::Error),
-    /// The writer thread has stopped (the store is closing).
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// The writer has stopped (the store is closing).
     #[error("store is closed")]
     Closed,
     /// The data on disk is not what this version of Foreman can read.
@@ -53,105 +37,177 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The open store. Cheap to clone; all clones share one database and one writer.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
+/// A job operation that could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The store failed; see [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No job for this issue.
+    #[error("no job for {0}")]
+    NotFound(IssueRef),
+    /// The caller's claim is not the live claim on the job: it expired, was cancelled, or was reclaimed.
+    #[error("the claim on {issue} is no longer held: {reason}")]
+    ClaimNotHeld {
+        /// The job's issue.
+        issue: IssueRef,
+        /// What happened to it.
+        reason: &'static str,
+    },
+    /// The job is in a state where this action does not apply (e.g. `retry` of a running job).
+    #[error("{issue} is {}: cannot {action}", state.as_str())]
+    InvalidState {
+        /// The job's issue.
+        issue: IssueRef,
+        /// Its state.
+        state: JobState,
+        /// The action refused.
+        action: &'static str,
+    },
 }
 
-struct Inner {
-    db: sled::Db,
-    inbox: inbox::Trees,
-    jobs: jobs::Trees,
-    writer: writer::Handle,
-    pending_changed: tokio::sync::Notify,
-    /// Deliveries between [`Store::put_delivery`]'s call and its answer.
-    puts_in_flight: std::sync::atomic::AtomicUsize,
-    /// Notified when `puts_in_flight` falls below [`inbox::BURST_PUTS`].
-    lull: tokio::sync::Notify,
+/// What every store port shares: durability and a writability probe.
+pub trait Durable: Clone + Send + Sync + 'static {
+    /// Waits until every write made before this call is durable (survives `kill -9`).
+    fn sync(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether the store takes writes: a small durable write. Used by `/readyz`.
+    fn check_writable(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-impl Store {
-    /// Opens (or creates) the store in `dir`. Errors when sled cannot open it, when another process holds
-    /// it (sled allows one process per database), or when its schema is newer than [`SCHEMA_VERSION`].
-    pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            // No background flusher: the writer thread is the one place that flushes (group commit).
-            .flush_every_ms(None)
-            .open()?;
-        let meta = db.open_tree("meta")?;
-        match meta.get("schema_version")? {
-            None => {
-                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-            }
-            Some(v) => {
-                let v = u64::from_be_bytes(
-                    v.as_ref().try_into().map_err(|_| StoreError::Corrupt("schema_version is not a u64".into()))?,
-                );
-                if v > SCHEMA_VERSION {
-                    return Err(StoreError::Corrupt(format!(
-                        "schema version {v} is newer than this Foreman's {SCHEMA_VERSION}; upgrade Foreman"
-                    )));
-                }
-                migrate(&db, v)?;
-            }
-        }
-        let inbox = inbox::Trees::open(&db)?;
-        let jobs = jobs::Trees::open(&db)?;
-        let writer = writer::spawn(db.clone(), inbox.clone());
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                inbox,
-                jobs,
-                writer,
-                pending_changed: tokio::sync::Notify::new(),
-                puts_in_flight: Default::default(),
-                lull: tokio::sync::Notify::new(),
-            }),
-        })
-    }
-
-    /// Waits until every write made before this call is durable on disk. Joins the writer's next group
-    /// flush, so concurrent callers share one flush.
-    pub async fn sync(&self) -> Result<(), StoreError> {
-        self.inner.writer.sync().await
-    }
-
-    /// Whether the store takes writes: a small write to the `meta` tree and a durable flush through the
-    /// writer. Used by `/readyz`.
-    pub async fn check_writable(&self) -> Result<(), StoreError> {
-        self.inner.db.open_tree("meta")?.insert("ready_probe", &[1u8])?;
-        self.sync().await
-    }
-
-    /// The sled database, for the store's own submodules.
-    #[allow(dead_code)]
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.inner.db
-    }
-
-    /// Approximate bytes the database occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()?)
-    }
+/// The durable inbox: deliveries stored before GitHub is answered, deduplicated by id, then processed in
+/// arrival order and marked with their final state.
+pub trait Inbox: Durable {
+    /// Stores a delivery durably unless one with the same id is stored; returns after the write is durable.
+    /// Sequence numbers grow with arrival.
+    fn put_delivery(&self, delivery: NewDelivery) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+    /// A stored delivery's metadata and processing state; `None` for an id never stored (or pruned).
+    fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// The raw (decompressed) body stored under `seq`; `None` when gone.
+    fn delivery_body(&self, seq: u64) -> Result<Option<(DeliveryMeta, Bytes)>, StoreError>;
+    /// Up to `limit` sequence numbers of deliveries without a final state, oldest first, after `after`.
+    fn pending_deliveries(&self, after: Option<u64>, limit: usize) -> Result<Vec<u64>, StoreError>;
+    /// How many deliveries wait in the inbox.
+    fn inbox_depth(&self) -> usize;
+    /// Waits until a new delivery may be in the inbox (spurious wake-ups are possible).
+    fn inbox_changed(&self) -> impl Future<Output = ()> + Send;
+    /// Returns when fewer than [`inbox::BURST_PUTS`] deliveries are being stored.
+    fn ingest_lull(&self) -> impl Future<Output = ()> + Send;
+    /// Takes the delivery under `seq` out of the inbox with its final state (processed or dead).
+    fn finish_delivery(&self, seq: u64, state: &DeliveryState) -> Result<(), StoreError>;
+    /// Removes deliveries received before `cutoff` that have a final state; returns how many.
+    fn prune_deliveries(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError>;
 }
 
-/// Steps a store written with an older schema up to [`SCHEMA_VERSION`], in order, in one pass; each
-/// version adds its step here. The new version is recorded last, so a crash midway repeats the steps
-/// (each is idempotent).
-fn migrate(db: &sled::Db, from: u64) -> Result<(), StoreError> {
-    if from < 2 {
-        jobs::migrate_ready_copies(db)?;
-    }
-    if from < 3 {
-        inbox::migrate_inbox_tree(db)?;
-    }
-    if from < SCHEMA_VERSION {
-        db.open_tree("meta")?.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-    }
-    Ok(())
+/// The job store: one job per (repository, issue), their run order, dependencies, claims, failure ledger,
+/// sessions and audit trail. Every change to a job is atomic with its index entries, claim, slot counters,
+/// session record and audit entry; the rules are [`crate::job`]'s.
+pub trait JobStore: Durable {
+    /// Queues a run of an issue, or refreshes a queued one, at rank `priority`; `actor` for the audit trail.
+    fn enqueue_job(
+        &self,
+        new: &NewJob,
+        priority: u8,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<EnqueueOutcome, JobError>;
+    /// A job with its claim applied, or `None` when the issue was never queued.
+    fn job(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<Job>, JobError>;
+    /// The job's 1-based position in run order when it is ready to run.
+    fn queue_position(&self, job: &Job) -> Result<Option<u64>, JobError>;
+    /// A job with its claim, position and audit trail.
+    fn job_detail(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<JobDetail>, JobError>;
+    /// Cancels a queued, delayed or running job; returns it and the session to stop. `Ok(None)` for a
+    /// finished or stuck job; [`JobError::NotFound`] for an issue never queued.
+    fn cancel_job(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        actor: &str,
+        cause: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Job, Option<SessionId>)>, JobError>;
+    /// `retry`: resets the failure counts and queues the job again unless it runs.
+    fn retry_job(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        actor: &str,
+        cause: &str,
+        now: OffsetDateTime,
+    ) -> Result<Job, JobError>;
+    /// Records that an issue is open or closed; releases or holds its dependents. Returns how many changed.
+    fn record_issue_state(&self, dep: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError>;
+    /// Dependencies of waiting jobs whose state is not known yet, at most `limit`.
+    fn unknown_dependencies(&self, limit: usize) -> Result<Vec<IssueRef>, JobError>;
+    /// Every queued, running or failed job, in key order.
+    fn live_jobs(&self) -> Result<Vec<Job>, JobError>;
+    /// Counts by state and the jobs people ask about, each list at most `limit` long.
+    fn jobs_status(&self, now: OffsetDateTime, limit: usize) -> Result<JobsStatus, JobError>;
+    /// Claims the first runnable job in run order that fits `limits` and whose installation `admit`
+    /// accepts, until `now + claim_ttl`; reaps expired claims and ends backoffs first.
+    fn claim_next_admitting(
+        &self,
+        owner: &ClaimOwner,
+        limits: &dyn Limits,
+        now: OffsetDateTime,
+        admit: &dyn Fn(InstallationId) -> bool,
+    ) -> Result<Option<Claimed>, JobError>;
+    /// Renews a live claim until `now + claim_ttl`; [`JobError::ClaimNotHeld`] when it is not live.
+    fn heartbeat(&self, claim: &Claim, limits: &dyn Limits, now: OffsetDateTime) -> Result<OffsetDateTime, JobError>;
+    /// Ends a live claim with the session's outcome and moves the job on by the ledger's rule.
+    fn finish_job(
+        &self,
+        claim: &Claim,
+        outcome: &Outcome,
+        limits: &dyn Limits,
+        now: OffsetDateTime,
+        jitter: f64,
+    ) -> Result<Job, JobError>;
+    /// Expires every claim whose time-to-live ended at or before `now`.
+    fn expire_claims(&self, limits: &dyn Limits, now: OffsetDateTime) -> Result<Vec<Expired>, JobError>;
+    /// Moves jobs whose not-before time has come into the run order; returns how many.
+    fn promote_due(&self, now: OffsetDateTime) -> Result<usize, JobError>;
+    /// The earliest time something becomes due (a backoff ends or a claim expires).
+    fn next_due(&self) -> Result<Option<OffsetDateTime>, JobError>;
+    /// Crash recovery: claims of owners not in `live` are released and their jobs queued again.
+    fn recover_claims(&self, live: &[&str], now: OffsetDateTime) -> Result<Recovery, JobError>;
+    /// The slot counters.
+    fn slots(&self) -> Result<Slots, JobError>;
+    /// Every live claim, in job-key order.
+    fn claims(&self) -> Result<Vec<Claim>, JobError>;
+    /// Every disagreement between the store's records (empty when consistent). Reads everything.
+    fn check_job_invariants(&self) -> Result<Vec<String>, StoreError>;
+    /// Records what a session cost, US dollars; false for an unknown session.
+    fn record_session_cost(&self, id: &SessionId, cost_usd: f64) -> Result<bool, JobError>;
+    /// `repo`'s sessions started at or after `since` and their summed cost.
+    fn repo_usage(&self, repo: &RepoName, since: OffsetDateTime) -> Result<Usage, JobError>;
+    /// A session record, or `None` for an unknown id.
+    fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError>;
+}
+
+/// The job vocabulary and the job store's errors at their former path, for code not yet moved to
+/// [`crate::job`].
+pub mod jobs {
+    pub use super::JobError;
+    pub use crate::job::key::{from_nanos, issue_key, nanos, repo_prefix};
+    pub use crate::job::{
+        AuditEntry, EnqueueOutcome, Job, JobDetail, JobKind, JobState, JobsStatus, NewJob, Placement, QueuedJob,
+        REMEMBERED_DELIVERIES, RunningJob, StuckJob,
+    };
+}
+
+/// Claims at their former path.
+pub mod claims {
+    pub use crate::job::claims::{Claim, ClaimOwner, Claimed, Expired, Recovery, Slots};
+}
+
+/// Sessions at their former path.
+pub mod sessions {
+    pub use crate::job::sessions::{SessionId, SessionRecord, SessionState};
+}
+
+/// The failure ledger's vocabulary at its former path.
+pub mod failures {
+    pub use crate::job::failures::{Failure, FailureClass, FailureCounts, Outcome};
 }

@@ -80,8 +80,8 @@ pub fn runner(data_dir: &Path, config: AgentConfig, credentials: Credentials) ->
 /// A command-backend configuration running `script` with short limits.
 pub fn command_config(script: &str) -> AgentConfig {
     AgentConfig {
-        backend: foreman::session::Backend::Command,
-        command: Some(script.into()),
+        backend: "command".into(),
+        command: foreman::session::agent::command::CommandConfig::line(script),
         timeout_secs: 20.0,
         stall_timeout_secs: 10.0,
         kill_grace_secs: 1.0,
@@ -121,10 +121,13 @@ pub fn claude_config(base_url: &str, home: &Path) -> AgentConfig {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     AgentConfig {
-        claude_path: claude_path(),
+        claude: foreman::session::agent::claude::ClaudeConfig {
+            path: claude_path(),
+            max_retries: Some(0),
+            ..Default::default()
+        },
         model: Some("claude-sonnet-4-5".into()),
         max_turns: Some(10),
-        claude_max_retries: Some(0),
         timeout_secs: 60.0,
         stall_timeout_secs: 30.0,
         kill_grace_secs: 2.0,

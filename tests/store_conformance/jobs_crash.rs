@@ -8,16 +8,17 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use foreman::ids::{InstallationId, IssueNumber};
-use foreman::scheduler::{EnqueueRequest, Scheduler, SchedulerConfig};
-use foreman::store::jobs::{JobKind, JobState};
-use foreman::store::sessions::SessionState;
-use foreman::store::{Store, StoreOptions};
+use foreman::job::{JobKind, JobState, NewJob, SessionId, SessionState};
+use foreman::scheduler::{Scheduler, SchedulerConfig};
+use foreman::store::JobStore;
+
+use super::Open;
 use time::OffsetDateTime;
 
 const DIR_ENV: &str = "FOREMAN_TEST_CRASH_DIR";
 
-fn req(n: u64) -> EnqueueRequest {
-    EnqueueRequest {
+fn req(n: u64) -> NewJob {
+    NewJob {
         repo: format!("o/r{n}").parse().unwrap(),
         issue: IssueNumber(n),
         installation: Some(InstallationId(1)),
@@ -35,11 +36,11 @@ fn req(n: u64) -> EnqueueRequest {
 }
 
 /// The child: claims two of three jobs, makes it durable, says so, and waits to be killed.
-#[tokio::test]
-#[ignore = "run by a_killed_process_loses_no_job as its child"]
-async fn child_claims_and_hangs() {
+/// The child's part, in the process that is killed (the test binary's `child_claims_and_hangs`, ignored so it
+/// runs only when the parent starts it).
+pub async fn child_claims_and_hangs<S: JobStore>(open: Open<S>) {
     let Ok(dir) = std::env::var(DIR_ENV) else { return };
-    let store = Store::open(dir.as_ref(), &StoreOptions { cache_bytes: 8 << 20 }).unwrap();
+    let store = open(dir.as_ref());
     let s = Scheduler::new(store.clone(), SchedulerConfig::default());
     let now = OffsetDateTime::now_utc();
     for n in 1..=3 {
@@ -53,8 +54,7 @@ async fn child_claims_and_hangs() {
     tokio::time::sleep(Duration::from_secs(120)).await;
 }
 
-#[test]
-fn a_killed_process_loses_no_job_and_its_claims_return_to_the_queue() {
+pub fn a_killed_process_loses_no_job_and_its_claims_return_to_the_queue<S: JobStore>(open: Open<S>) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_claims_and_hangs", "--ignored", "--nocapture", "--test-threads=1"])
@@ -85,7 +85,7 @@ fn a_killed_process_loses_no_job_and_its_claims_return_to_the_queue() {
     let (tx, rx) = std::sync::mpsc::channel();
     let path = dir.path().to_owned();
     let handle = std::thread::spawn(move || {
-        let store = Store::open(&path, &StoreOptions { cache_bytes: 8 << 20 }).unwrap();
+        let store = open(&path);
         assert_eq!(store.claims().unwrap().len(), 2, "the killed process's claims survived the kill");
         let s = Scheduler::new(store.clone(), SchedulerConfig::default());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -94,7 +94,7 @@ fn a_killed_process_loses_no_job_and_its_claims_return_to_the_queue() {
         assert_eq!(report.requeued.len(), 2);
         assert!(store.claims().unwrap().is_empty());
         for id in &sessions {
-            let rec = store.session(&foreman::store::sessions::SessionId(id.clone())).unwrap().unwrap();
+            let rec = store.session(&SessionId(id.clone())).unwrap().unwrap();
             assert_eq!(rec.state, SessionState::Interrupted);
             assert_eq!(rec.owner.pid.to_string(), *pid);
         }

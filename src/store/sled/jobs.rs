@@ -29,239 +29,24 @@
 //! ([`apply_claim`]): [`Tx::job`], [`Store::job`], and the scans. This keeps the one cold page of a job's
 //! record out of the claim (issue 4: pick-next + claim median ≤ 100 µs with 100,000 jobs queued).
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{Store, StoreError};
+pub(super) use super::trees::{Abort, Trees, Tx, abort, corrupt, decode, encode, entry, key_repo_prefix, time_key};
+
+pub(super) use super::{JobError, Store, StoreError};
 use crate::ids::{IssueNumber, RepoName};
 use crate::job::claims::{Claim, apply_claim, may_be_claimed};
 use crate::job::deps::{cycle_reason, find_cycle};
 use crate::job::key::decode_issue_key;
-pub(super) use crate::job::key::key_repo_prefix;
-pub use crate::job::key::{from_nanos, issue_key, nanos, repo_prefix};
-pub use crate::job::{
-    AuditEntry, EnqueueOutcome, Job, JobDetail, JobKind, JobState, JobsStatus, NewJob, Placement, QueuedJob,
-    REMEMBERED_DELIVERIES, RunningJob, StuckJob,
-};
+pub(super) use crate::job::key::{from_nanos, issue_key, nanos};
+use crate::job::{EnqueueOutcome, Job, JobState, NewJob, Placement};
 use crate::job::{FailureCounts, IssueRef, SessionId};
-
-/// A job operation that could not be done.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// The store failed; see [`StoreError`].
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// No job for this issue.
-    #[error("no job for {0}")]
-    NotFound(IssueRef),
-    /// The caller's claim is not the live claim on the job: it expired, was cancelled, or was reclaimed.
-    #[error("the claim on {issue} is no longer held: {reason}")]
-    ClaimNotHeld {
-        /// The job's issue.
-        issue: IssueRef,
-        /// What happened to it.
-        reason: &'static str,
-    },
-    /// The job is in a state where this action does not apply (e.g. `retry` of a running job).
-    #[error("{issue} is {}: cannot {action}", state.as_str())]
-    InvalidState {
-        /// The job's issue.
-        issue: IssueRef,
-        /// Its state.
-        state: JobState,
-        /// The action refused.
-        action: &'static str,
-    },
-}
-
-impl From<sled::Error> for JobError {
-    fn from(e: sled::Error) -> Self {
-        JobError::Store(StoreError::Sled(e))
-    }
-}
-
-pub(super) fn corrupt(what: &str) -> JobError {
-    JobError::Store(StoreError::Corrupt(what.to_owned()))
-}
-
-pub(super) fn time_key(t: u64, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&t.to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
-pub(super) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("records serialise")
-}
-
-pub(super) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8], what: &str) -> Result<T, JobError> {
-    serde_json::from_slice(raw).map_err(|e| corrupt(&format!("{what}: {e}")))
-}
-
-/// The trees of the job store.
-#[derive(Clone)]
-pub(crate) struct Trees {
-    pub(super) jobs: sled::Tree,
-    pub(super) ready: sled::Tree,
-    pub(super) delayed: sled::Tree,
-    pub(super) deps: sled::Tree,
-    pub(super) issues: sled::Tree,
-    pub(super) audit: sled::Tree,
-    pub(super) audit_index: sled::Tree,
-    pub(super) claims: sled::Tree,
-    pub(super) failures: sled::Tree,
-    pub(super) sessions: sled::Tree,
-    pub(super) slots: sled::Tree,
-}
-
-impl Trees {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
-        Ok(Self {
-            jobs: db.open_tree("jobs")?,
-            ready: db.open_tree("job_ready")?,
-            delayed: db.open_tree("job_delayed")?,
-            deps: db.open_tree("job_deps")?,
-            issues: db.open_tree("issue_state")?,
-            audit: db.open_tree("job_audit")?,
-            audit_index: db.open_tree("job_audit_index")?,
-            claims: db.open_tree("claims")?,
-            failures: db.open_tree("failures")?,
-            sessions: db.open_tree("sessions")?,
-            slots: db.open_tree("slots")?,
-        })
-    }
-
-    /// Runs `f` as one sled transaction over every job tree. sled retries `f` on conflict, so `f` must have
-    /// no effect outside the transaction.
-    pub(super) fn run<T>(&self, f: impl Fn(&Tx<'_>) -> Result<T, Abort>) -> Result<T, JobError> {
-        let trees = (
-            &self.jobs,
-            &self.ready,
-            &self.delayed,
-            &self.deps,
-            &self.audit,
-            &self.audit_index,
-            &self.claims,
-            &self.failures,
-            &self.sessions,
-            &self.slots,
-        );
-        sled::Transactional::transaction(
-            &trees,
-            |(jobs, ready, delayed, deps, audit, audit_index, claims, failures, sessions, slots)| {
-                f(&Tx { jobs, ready, delayed, deps, audit, audit_index, claims, failures, sessions, slots })
-            },
-        )
-        .map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => e.into(),
-        })
-    }
-}
-
-/// The error type inside a transaction.
-pub(super) type Abort = ConflictableTransactionError<JobError>;
-
-/// Aborts a transaction with `e`.
-pub(super) fn abort(e: JobError) -> Abort {
-    ConflictableTransactionError::Abort(e)
-}
-
-/// The transactional views of every job tree.
-pub(super) struct Tx<'a> {
-    pub(super) jobs: &'a TransactionalTree,
-    pub(super) ready: &'a TransactionalTree,
-    pub(super) delayed: &'a TransactionalTree,
-    pub(super) deps: &'a TransactionalTree,
-    pub(super) audit: &'a TransactionalTree,
-    pub(super) audit_index: &'a TransactionalTree,
-    pub(super) claims: &'a TransactionalTree,
-    pub(super) failures: &'a TransactionalTree,
-    pub(super) sessions: &'a TransactionalTree,
-    pub(super) slots: &'a TransactionalTree,
-}
-
-impl Tx<'_> {
-    /// The job under `key` with its claim applied ([`apply_claim`]).
-    pub(super) fn job(&self, key: &[u8]) -> Result<Option<Job>, Abort> {
-        let Some(raw) = self.jobs.get(key)? else { return Ok(None) };
-        let mut job: Job = decode(&raw, "job").map_err(abort)?;
-        if may_be_claimed(&job)
-            && let Some(raw) = self.claims.get(key)?
-        {
-            apply_claim(&mut job, &decode(&raw, "claim").map_err(abort)?);
-        }
-        Ok(Some(job))
-    }
-
-    /// Writes the job's record and, when it is ready to run, its run-order entry (the same bytes).
-    pub(super) fn put_job(&self, key: &[u8], job: &Job) -> Result<(), Abort> {
-        let raw = encode(job);
-        if job.placement == Placement::Ready {
-            self.ready.insert(&job.order_key().encode()[..], &raw[..])?;
-        }
-        self.jobs.insert(key, raw)?;
-        Ok(())
-    }
-
-    pub(super) fn record(&self, key: &[u8], entry: AuditEntry) -> Result<(), Abort> {
-        let id = self.audit.generate_id()?.to_be_bytes();
-        let mut k = key.to_vec();
-        k.extend_from_slice(&id);
-        self.audit_index.insert(k, &[])?;
-        self.audit.insert(&id, encode(&entry))?;
-        Ok(())
-    }
-
-    /// Takes the job out of whichever index holds it.
-    pub(super) fn unplace(&self, key: &[u8], job: &mut Job) -> Result<(), Abort> {
-        match job.placement {
-            Placement::None | Placement::Waiting => {}
-            Placement::Ready => {
-                self.ready.remove(&job.order_key().encode()[..])?;
-            }
-            Placement::Delayed { until } => {
-                self.delayed.remove(time_key(until, key))?;
-            }
-        }
-        job.placement = Placement::None;
-        Ok(())
-    }
-
-    /// Puts a queued or failed job where it belongs at `now` ([`crate::job::placement::place`]) and writes
-    /// the delayed index entry or the audit entry the rule asks for. The caller then writes the job with
-    /// [`Tx::put_job`], which writes a ready job's run-order entry (with the job as it is then).
-    pub(super) fn place(&self, key: &[u8], job: &mut Job, now: OffsetDateTime) -> Result<(), Abort> {
-        let audit = crate::job::placement::place(job, now);
-        if let Placement::Delayed { until } = job.placement {
-            self.delayed.insert(time_key(until, key), &[])?;
-        }
-        if let Some(e) = audit {
-            self.record(key, e)?;
-        }
-        Ok(())
-    }
-}
-
-pub(super) fn entry(
-    at: OffsetDateTime,
-    actor: &str,
-    action: &str,
-    from: Option<JobState>,
-    to: JobState,
-    cause: &str,
-) -> AuditEntry {
-    AuditEntry::new(at, actor, action, from, to, cause)
-}
 
 /// Only the fields of a job the counts need; serde skips the rest cheaply.
 #[derive(Deserialize)]
-struct StateOnly {
-    state: JobState,
+pub(super) struct StateOnly {
+    pub(super) state: JobState,
 }
 
 impl Store {
@@ -416,30 +201,6 @@ impl Store {
             return Ok(None);
         }
         Ok(Some(self.job_trees().ready.range(..job.order_key().encode()).count() as u64 + 1))
-    }
-
-    /// A job with its claim, position and full audit trail.
-    pub fn job_detail(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<JobDetail>, JobError> {
-        let t = self.job_trees();
-        let Some(job) = self.job(repo, issue)? else { return Ok(None) };
-        let key = issue_key(repo, issue);
-        let claim = match t.claims.get(&key)? {
-            Some(raw) => Some(decode(&raw, "claim")?),
-            None => None,
-        };
-        let position = if job.placement == Placement::Ready {
-            Some(t.ready.range(..job.order_key().encode()).count() as u64 + 1)
-        } else {
-            None
-        };
-        let mut audit = Vec::new();
-        for k in t.audit_index.scan_prefix(&key).keys() {
-            let k = k?;
-            if let Some(raw) = t.audit.get(&k[key.len()..])? {
-                audit.push(decode(&raw, "audit entry")?);
-            }
-        }
-        Ok(Some(JobDetail { job, position, claim, audit }))
     }
 
     /// Cancels a job that is queued, in backoff or running. A running job's claim is released at once, so
@@ -639,76 +400,6 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Visibility: counts by state and the jobs people ask about; each list holds at most `limit` entries.
-    ///
-    /// Counting reads every job record (about 1 µs each), so this costs O(jobs); it serves an admin
-    /// endpoint, not the scheduler.
-    pub fn jobs_status(&self, now: OffsetDateTime, limit: usize) -> Result<JobsStatus, JobError> {
-        let t = self.job_trees();
-        let mut counts: BTreeMap<String, u64> = JobState::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
-        let mut stuck = Vec::new();
-        let mut waiting = Vec::new();
-        for raw in t.jobs.iter().values() {
-            let raw = raw?;
-            let s: StateOnly = decode(&raw, "job")?;
-            *counts.entry(s.state.as_str().to_owned()).or_default() += 1;
-            match s.state {
-                JobState::Stuck if stuck.len() < limit => {
-                    let job: Job = decode(&raw, "job")?;
-                    stuck.push(StuckJob {
-                        repo: job.repo,
-                        issue: job.issue,
-                        title: job.title,
-                        reason: job.stuck_reason,
-                        failures: job.failures,
-                    });
-                }
-                JobState::Queued | JobState::Failed if waiting.len() < limit => {
-                    let job: Job = decode(&raw, "job")?;
-                    if job.placement != Placement::Ready {
-                        waiting.push(QueuedJob::of(&job, None));
-                    }
-                }
-                _ => {}
-            }
-        }
-        // A claimed job's record may still read `queued` (see the module documentation): count it running.
-        for (k, _) in t.claims.iter().flatten() {
-            if let Some(raw) = t.jobs.get(&k)? {
-                let s: StateOnly = decode(&raw, "job")?;
-                if s.state != JobState::Running {
-                    *counts.entry(s.state.as_str().to_owned()).or_default() -= 1;
-                    *counts.entry(JobState::Running.as_str().to_owned()).or_default() += 1;
-                }
-            }
-        }
-        let mut queued = Vec::new();
-        for (i, v) in t.ready.iter().values().enumerate().take(limit) {
-            queued.push(QueuedJob::of(&decode(&v?, "job")?, Some(i as u64 + 1)));
-        }
-        let ready_total = counts.get("queued").copied().unwrap_or(0) + counts.get("failed").copied().unwrap_or(0);
-        let queued_truncated = ready_total as usize > queued.len() + waiting.len();
-        queued.extend(waiting);
-        let mut running = Vec::new();
-        for (k, raw) in t.claims.iter().flatten() {
-            let claim: Claim = decode(&raw, "claim")?;
-            if let Some(job) = t.jobs.get(&k)? {
-                let mut job: Job = decode(&job, "job")?;
-                apply_claim(&mut job, &claim);
-                running.push(RunningJob { repo: job.repo, issue: job.issue, title: job.title, kind: job.kind, claim });
-            }
-        }
-        let recent_failures = t
-            .failures
-            .iter()
-            .values()
-            .rev()
-            .take(limit)
-            .map(|raw| decode(&raw?, "failure"))
-            .collect::<Result<_, _>>()?;
-        Ok(JobsStatus { now, counts, queued, queued_truncated, running, stuck, recent_failures })
-    }
 }
 
 fn issue_ref_of(job: &Job) -> IssueRef {
@@ -751,6 +442,7 @@ pub(super) fn migrate_ready_copies(db: &sled::Db) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::JobKind;
     use crate::store::StoreOptions;
 
     fn new_job(issue: u64) -> NewJob {

@@ -1,4 +1,4 @@
-//! Claude credentials and their rotation, as seed 000 rotated tokens: `CLAUDE_CODE_OAUTH_TOKEN`,
+//! Claude credentials and their rotation: `CLAUDE_CODE_OAUTH_TOKEN`,
 //! `CLAUDE_CODE_OAUTH_TOKEN_2`, `_3` …, then `ANTHROPIC_API_KEY`. When the CLI reports an authentication
 //! failure the next one is used, for this session and the sessions after it.
 

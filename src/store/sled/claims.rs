@@ -15,13 +15,11 @@
 
 use time::OffsetDateTime;
 
-use super::jobs::{
-    Abort, JobError, Tx, abort, decode, encode, entry, from_nanos, issue_key, key_repo_prefix, nanos, time_key,
-};
-use super::{Store, StoreError};
+use super::Store;
+use super::jobs::{Abort, JobError, Tx, abort, decode, encode, entry, from_nanos, issue_key, key_repo_prefix, nanos};
 use crate::ids::InstallationId;
 pub use crate::job::claims::{Claim, ClaimOwner, Claimed, Expired, Recovery, Slots};
-use crate::job::claims::{SlotLimit, apply_claim, may_be_claimed};
+use crate::job::claims::{SlotLimit, apply_claim};
 use crate::job::failures::{FailureClass, NewFailure, Outcome};
 use crate::job::key::key_repo;
 use crate::job::{Job, JobState, Limits, Placement, SessionId, SessionRecord, SessionState};
@@ -58,7 +56,7 @@ impl Store {
     /// whose repository or installation is at its limit (cost grows with the number skipped, not with the
     /// queue). The claim itself is one transaction: index entry out, claim in, slot counters up, session
     /// record and audit entry written. The job's own record is not rewritten: the claim makes it running
-    /// ([`super::jobs`] explains why and how every read applies it).
+    /// (the `jobs` module explains why and how every read applies it).
     ///
     /// Not flushed: if Foreman crashes before the next group flush, the claim is lost with the process that
     /// held it, and the job is simply queued again.
@@ -414,7 +412,7 @@ impl Store {
         Ok(true)
     }
 
-    fn slots_from_claims(&self) -> Result<Slots, JobError> {
+    pub(super) fn slots_from_claims(&self) -> Result<Slots, JobError> {
         let mut want = Slots::default();
         for item in self.job_trees().claims.iter() {
             let (key, raw) = item?;
@@ -435,87 +433,6 @@ impl Store {
     /// Every live claim, in job-key order.
     pub fn claims(&self) -> Result<Vec<Claim>, JobError> {
         self.job_trees().claims.iter().values().map(|raw| decode(&raw?, "claim")).collect()
-    }
-
-    /// Checks that the job trees agree with each other; returns a description of every disagreement
-    /// (empty when consistent). Reads everything: for tests and for `foreman` maintenance, not the hot path.
-    pub fn check_job_invariants(&self) -> Result<Vec<String>, StoreError> {
-        let t = self.job_trees();
-        let mut problems = Vec::new();
-        let mut ready_seen = 0usize;
-        let mut delayed_seen = 0usize;
-        let mut running = 0u32;
-        let claims = match self.claims_by_key() {
-            Ok(c) => c,
-            Err(JobError::Store(e)) => return Err(e),
-            Err(e) => {
-                problems.push(e.to_string());
-                Default::default()
-            }
-        };
-        for item in t.jobs.iter() {
-            let (key, raw) = item?;
-            let mut job: Job = match decode(&raw, "job") {
-                Ok(j) => j,
-                Err(e) => {
-                    problems.push(e.to_string());
-                    continue;
-                }
-            };
-            let name = job.issue_ref().to_string();
-            let claim = claims.get(&key);
-            let has_claim = claim.is_some();
-            if let Some(claim) = claim {
-                // A record left as it was at the claim: placed ready, but out of the run-order index.
-                if may_be_claimed(&job) && t.ready.contains_key(job.order_key().encode())? {
-                    problems.push(format!("{name}: claimed but still in the run-order index"));
-                }
-                apply_claim(&mut job, claim);
-            }
-            if (job.state == JobState::Running) != has_claim {
-                problems.push(format!("{name}: state {} but claim present = {has_claim}", job.state.as_str()));
-            }
-            running += u32::from(has_claim);
-            match job.placement {
-                Placement::Ready => {
-                    ready_seen += 1;
-                    if t.ready.get(job.order_key().encode())?.as_deref() != Some(&raw[..]) {
-                        problems.push(format!("{name}: placed ready but not in the run-order index as stored"));
-                    }
-                }
-                Placement::Delayed { until } => {
-                    delayed_seen += 1;
-                    if !t.delayed.contains_key(time_key(until, &key))? {
-                        problems.push(format!("{name}: placed delayed but not in the delayed index"));
-                    }
-                }
-                Placement::Waiting if job.waiting_on.is_empty() => {
-                    problems.push(format!("{name}: waiting on nothing"));
-                }
-                _ => {}
-            }
-            let queued_like = matches!(job.state, JobState::Queued | JobState::Failed);
-            if queued_like == (job.placement == Placement::None) {
-                problems.push(format!("{name}: state {} with placement {:?}", job.state.as_str(), job.placement));
-            }
-        }
-        if t.ready.len() != ready_seen {
-            problems.push(format!("run-order index has {} entries for {ready_seen} ready jobs", t.ready.len()));
-        }
-        if t.delayed.len() != delayed_seen {
-            problems.push(format!("delayed index has {} entries for {delayed_seen} delayed jobs", t.delayed.len()));
-        }
-        match (self.slots(), self.slots_from_claims()) {
-            (Ok(have), Ok(want)) if have != want => {
-                problems.push(format!("slot counters {have:?} disagree with the claims {want:?}"));
-            }
-            (Err(e), _) | (_, Err(e)) => problems.push(e.to_string()),
-            _ => {}
-        }
-        if running != self.slots().map(|s| s.global).unwrap_or(u32::MAX) {
-            problems.push(format!("{running} claims but the global slot counter disagrees"));
-        }
-        Ok(problems)
     }
 }
 

@@ -1,15 +1,18 @@
-//! One test per rule of the job store and scheduler (issue 4), on a real sled store in a temp dir. Time
-//! is passed in explicitly, so nothing sleeps.
+//! One test per rule of the job store and scheduler, written against the [`JobStore`] port: each is generic
+//! over the backend, which `open` opens in a temp dir. Time is passed in explicitly, so nothing sleeps.
 
 use std::time::Duration;
 
+use foreman::ids::Login;
 use foreman::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
-use foreman::scheduler::{EnqueueRequest, IssueRef, PhaseKey, Scheduler, SchedulerConfig};
-use foreman::store::claims::ClaimOwner;
-use foreman::store::failures::{FailureClass, Outcome};
-use foreman::store::jobs::{EnqueueOutcome, JobKind, JobState};
-use foreman::store::sessions::SessionState;
-use foreman::store::{Store, StoreOptions};
+use foreman::job::{
+    ClaimOwner, EnqueueOutcome, FailureClass, IssueRef, JobKind, JobState, NewJob, Outcome, PhaseKey, SessionState,
+    Trigger,
+};
+use foreman::scheduler::{Scheduler, SchedulerConfig};
+use foreman::store::JobStore;
+
+use super::Open;
 use time::OffsetDateTime;
 
 /// Runs `f` on its own thread and fails the test if it takes longer than 60 s.
@@ -34,16 +37,12 @@ fn secs(n: i64) -> time::Duration {
     time::Duration::seconds(n)
 }
 
-fn open(dir: &std::path::Path) -> Store {
-    Store::open(dir, &StoreOptions { cache_bytes: 8 << 20 }).unwrap()
-}
-
 fn repo(s: &str) -> RepoName {
     s.parse().unwrap()
 }
 
-fn req(r: &str, n: u64, title: &str) -> EnqueueRequest {
-    EnqueueRequest {
+fn req(r: &str, n: u64, title: &str) -> NewJob {
+    NewJob {
         repo: repo(r),
         issue: IssueNumber(n),
         installation: Some(InstallationId(1)),
@@ -52,8 +51,8 @@ fn req(r: &str, n: u64, title: &str) -> EnqueueRequest {
         body: String::new(),
         labels: vec!["foreman".into()],
         blocked_by: vec![],
-        trigger: Some("label".into()),
-        requester: Some("octocat".into()),
+        trigger: Some(Trigger::Label),
+        requester: Some(Login("octocat".into())),
         instructions: None,
         delivery: None,
         cause: "label 'foreman' added".into(),
@@ -64,14 +63,13 @@ fn roomy() -> SchedulerConfig {
     SchedulerConfig { max_sessions: 100, max_sessions_per_repo: 100, ..SchedulerConfig::default() }
 }
 
-fn assert_consistent(store: &Store) {
+fn assert_consistent<S: JobStore>(store: &S) {
     let problems = store.check_job_invariants().unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
-#[test]
-fn one_job_per_issue_and_a_redelivery_has_no_second_effect() {
-    bounded(|| {
+pub fn one_job_per_issue_and_a_redelivery_has_no_second_effect<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let s = Scheduler::new(open(dir.path()), roomy());
         let mut r = req("o/r", 1, "Fix it");
@@ -97,9 +95,8 @@ fn one_job_per_issue_and_a_redelivery_has_no_second_effect() {
     });
 }
 
-#[test]
-fn runnable_jobs_run_by_priority_then_phase_then_failures_then_age() {
-    bounded(|| {
+pub fn runnable_jobs_run_by_priority_then_phase_then_failures_then_age<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let config = SchedulerConfig { max_sessions: 1, ..roomy() };
         let s = Scheduler::new(open(dir.path()), config);
@@ -130,9 +127,8 @@ fn runnable_jobs_run_by_priority_then_phase_then_failures_then_age() {
     });
 }
 
-#[test]
-fn fewer_failures_run_first_within_the_same_priority_and_phase() {
-    bounded(|| {
+pub fn fewer_failures_run_first_within_the_same_priority_and_phase<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let config = SchedulerConfig { max_sessions: 1, backoff_min_seconds: 1, backoff_max_seconds: 1, ..roomy() };
         let s = Scheduler::new(open(dir.path()), config);
@@ -150,9 +146,8 @@ fn fewer_failures_run_first_within_the_same_priority_and_phase() {
     });
 }
 
-#[test]
-fn concurrency_limits_global_per_repository_and_per_installation() {
-    bounded(|| {
+pub fn concurrency_limits_global_per_repository_and_per_installation<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let config = SchedulerConfig {
             max_sessions: 3,
@@ -187,9 +182,8 @@ fn concurrency_limits_global_per_repository_and_per_installation() {
 
 /// The runner refuses installations low on GitHub quota: their jobs stay queued, in their place, and the
 /// next admitted job runs; once admitted again they run first. The refusal is asked once per claim.
-#[test]
-fn jobs_of_a_refused_installation_are_skipped_and_keep_their_place() {
-    bounded(|| {
+pub fn jobs_of_a_refused_installation_are_skipped_and_keep_their_place<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let s = Scheduler::new(open(dir.path()), roomy());
         for (r, n, inst) in [("o/a", 1, 1), ("o/b", 2, 1), ("p/c", 3, 2)] {
@@ -213,9 +207,8 @@ fn jobs_of_a_refused_installation_are_skipped_and_keep_their_place() {
     });
 }
 
-#[test]
-fn a_repositorys_constitution_sets_its_own_concurrency() {
-    bounded(|| {
+pub fn a_repositorys_constitution_sets_its_own_concurrency<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let config = SchedulerConfig { max_sessions: 4, max_sessions_per_repo: 1, ..SchedulerConfig::default() };
         let s = Scheduler::new(open(dir.path()), config);
@@ -239,9 +232,8 @@ fn a_repositorys_constitution_sets_its_own_concurrency() {
     });
 }
 
-#[test]
-fn heartbeats_renew_and_an_expired_claim_is_reclaimable_as_an_infrastructure_failure() {
-    bounded(|| {
+pub fn heartbeats_renew_and_an_expired_claim_is_reclaimable_as_an_infrastructure_failure<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let config = SchedulerConfig::default();
@@ -271,9 +263,8 @@ fn heartbeats_renew_and_an_expired_claim_is_reclaimable_as_an_infrastructure_fai
     });
 }
 
-#[test]
-fn three_agent_or_validation_failures_make_a_job_stuck_and_retry_resets() {
-    bounded(|| {
+pub fn three_agent_or_validation_failures_make_a_job_stuck_and_retry_resets<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let s = Scheduler::new(open(dir.path()), roomy());
         s.enqueue(req("o/r", 1, "t"), "x", t0()).unwrap();
@@ -304,9 +295,8 @@ fn three_agent_or_validation_failures_make_a_job_stuck_and_retry_resets() {
     });
 }
 
-#[test]
-fn rate_limits_never_count_and_wait_until_the_reported_reset() {
-    bounded(|| {
+pub fn rate_limits_never_count_and_wait_until_the_reported_reset<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let s = Scheduler::new(open(dir.path()), SchedulerConfig { max_failures: 1, ..roomy() });
         s.enqueue(req("o/r", 1, "t"), "x", t0()).unwrap();
@@ -330,9 +320,8 @@ fn rate_limits_never_count_and_wait_until_the_reported_reset() {
     });
 }
 
-#[test]
-fn backoff_is_exponential_with_jitter_and_capped_at_five_minutes() {
-    bounded(|| {
+pub fn backoff_is_exponential_with_jitter_and_capped_at_five_minutes<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let config = SchedulerConfig { max_failures: 100, ..roomy() };
         let s = Scheduler::new(open(dir.path()), config);
@@ -351,9 +340,8 @@ fn backoff_is_exponential_with_jitter_and_capped_at_five_minutes() {
     });
 }
 
-#[test]
-fn dependencies_wait_until_closed_and_cycles_are_reported() {
-    bounded(|| {
+pub fn dependencies_wait_until_closed_and_cycles_are_reported<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let s = Scheduler::new(open(dir.path()), roomy());
         let mut a = req("o/r", 1, "needs two things");
@@ -393,9 +381,8 @@ fn dependencies_wait_until_closed_and_cycles_are_reported() {
     });
 }
 
-#[test]
-fn every_transition_is_in_the_audit_trail() {
-    bounded(|| {
+pub fn every_transition_is_in_the_audit_trail<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let s = Scheduler::new(open(dir.path()), roomy());
         s.enqueue(req("o/r", 1, "t"), "octocat", t0()).unwrap();
@@ -420,9 +407,8 @@ fn every_transition_is_in_the_audit_trail() {
     });
 }
 
-#[test]
-fn positions_and_status_show_the_queue() {
-    bounded(|| {
+pub fn positions_and_status_show_the_queue<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let s = Scheduler::new(open(dir.path()), SchedulerConfig { max_sessions: 1, ..roomy() });
         for n in 1..=5 {
@@ -443,9 +429,8 @@ fn positions_and_status_show_the_queue() {
     });
 }
 
-#[test]
-fn a_restart_requeues_jobs_of_the_process_that_died_and_reconciles_claims() {
-    bounded(|| {
+pub fn a_restart_requeues_jobs_of_the_process_that_died_and_reconciles_claims<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let config = SchedulerConfig::default();
         let (claimed, other) = {
@@ -458,7 +443,7 @@ fn a_restart_requeues_jobs_of_the_process_that_died_and_reconciles_claims() {
             (c, d)
         };
         // Reopen (the writer thread of the old store lets go of the database lock shortly after the drop).
-        let store = reopen(dir.path());
+        let store = open(dir.path());
         let s = Scheduler::new(store.clone(), config);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let report = rt.block_on(s.recover(t0() + secs(5))).unwrap();
@@ -476,23 +461,8 @@ fn a_restart_requeues_jobs_of_the_process_that_died_and_reconciles_claims() {
     });
 }
 
-fn reopen(dir: &std::path::Path) -> Store {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match Store::open(dir, &StoreOptions { cache_bytes: 8 << 20 }) {
-            Ok(s) => return s,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                std::thread::yield_now();
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    }
-}
-
-#[test]
-fn two_schedulers_racing_on_threads_never_share_a_job() {
-    bounded(|| {
+pub fn two_schedulers_racing_on_threads_never_share_a_job<S: JobStore>(open: Open<S>) {
+    bounded(move || {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let config = SchedulerConfig { max_sessions: 1000, max_sessions_per_repo: 1, ..SchedulerConfig::default() };

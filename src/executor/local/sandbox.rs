@@ -12,7 +12,7 @@
 //!   under an npm prefix), the paths listed in `agent.sandbox_paths`, read-only, and those in
 //!   `agent.sandbox_writable_paths`, read-write (shared by every session: caches);
 //! - nothing else: not Foreman's data directory (store, keys, other sessions, mirrors, logs), not Foreman's
-//!   environment (the process starts from the allowlisted environment of [`super::env`]), not Foreman's
+//!   environment (the process starts from the allowlisted environment the session builds), not Foreman's
 //!   processes (a PID namespace of its own).
 //!
 //! Namespaces: user, PID, mount, IPC and UTS always; network too unless `agent.network = "open"`. The
@@ -41,7 +41,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::process::{ResourceLimits, Spawn};
+use crate::executor::process::{ResourceLimits, Spawn};
+use crate::executor::{Mounts, NetworkAccess};
 
 /// Where the session's repository is inside the sandbox (read-write), and the agent's working directory.
 pub const WORKSPACE: &str = "/workspace";
@@ -102,34 +103,24 @@ pub enum SandboxMode {
     Off,
 }
 
-/// How the sandbox reaches the network.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NetworkAccess {
-    /// The host's network (no network namespace).
-    Open,
-    /// A network namespace with only its own loopback: nothing can be reached.
-    None,
-    /// A network namespace whose only way out is the allowlisting proxy listening on this Unix socket
-    /// (outside the sandbox); see [`super::netproxy`].
-    Proxy {
-        /// The proxy's socket, outside the sandbox; bound read-only into it.
-        socket: PathBuf,
-    },
-}
-
-/// What one sandboxed process gets to see besides the read-only system.
+/// The sandbox's settings: the `agent.sandbox*`, `agent.bwrap_path`, `agent.max_processes`,
+/// `agent.max_memory_mb` and `agent.bridge_path` keys (see the session's `AgentConfig` for each).
 #[derive(Clone, Debug)]
-pub struct Mounts {
-    /// The repository, shown read-write at [`WORKSPACE`].
-    pub workspace: PathBuf,
-    /// The agent's home, shown read-write at [`HOME`].
-    pub home: PathBuf,
-    /// Further paths shown read-only at the same path (e.g. the mirror's objects a clone borrows).
-    pub read_only: Vec<PathBuf>,
-    /// Files shown read-only under [`RUN_DIR`]: (host path, file name inside).
-    pub files: Vec<(PathBuf, String)>,
-    /// The network.
-    pub network: NetworkAccess,
+pub struct SandboxConfig {
+    /// `agent.sandbox`.
+    pub mode: SandboxMode,
+    /// `agent.bwrap_path`: the bubblewrap executable, a path or a name looked up on `PATH`.
+    pub bwrap_path: PathBuf,
+    /// `agent.sandbox_paths`: host paths shown read-only at the same path.
+    pub read_only_paths: Vec<PathBuf>,
+    /// `agent.sandbox_writable_paths`: host paths shown read-write at the same path.
+    pub writable_paths: Vec<PathBuf>,
+    /// `agent.max_processes`: `RLIMIT_NPROC`; `None`: no limit.
+    pub max_processes: Option<u64>,
+    /// `agent.max_memory_mb`: `RLIMIT_DATA`, in MiB; `None`: no limit.
+    pub max_memory_mb: Option<u64>,
+    /// `agent.bridge_path`: the `foreman` executable run as the network bridge; `None`: this process's own.
+    pub bridge_path: Option<PathBuf>,
 }
 
 /// The sandbox, configured once at start. Cheap to clone.
@@ -160,12 +151,12 @@ impl Sandbox {
     /// Prepares the sandbox under `data_dir/sandbox` and checks that it works ([`Self::check`]): one
     /// `bwrap … true` with the namespaces a session uses. Never fails: an unusable sandbox is remembered
     /// and reported by [`Self::unavailable`], and [`Self::wrap`] then refuses.
-    pub fn new(data_dir: &Path, config: &super::AgentConfig) -> Self {
+    pub fn new(data_dir: &Path, config: &SandboxConfig) -> Self {
         let mut sandbox = Self {
-            mode: config.sandbox,
+            mode: config.mode,
             bwrap: config.bwrap_path.clone(),
-            extra_read_only: config.sandbox_paths.clone(),
-            extra_writable: config.sandbox_writable_paths.clone(),
+            extra_read_only: config.read_only_paths.clone(),
+            extra_writable: config.writable_paths.clone(),
             limits: ResourceLimits {
                 processes: config.max_processes,
                 memory_bytes: config.max_memory_mb.map(|mb| mb.saturating_mul(1 << 20)),
