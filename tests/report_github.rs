@@ -677,3 +677,34 @@ async fn concurrent_jobs_create_each_label_once() {
     .await
     .expect("timed out");
 }
+
+/// A state label seen on an issue exists: after a restart (a new reporter, nothing remembered), reading an
+/// issue that carries `foreman:running` spares every later job of the repository the create of that label
+/// and its 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_seen_on_an_issue_is_not_created_again_after_a_restart() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let (a, _) = w.issue("First");
+        let (b, _) = w.issue("Second");
+        let before_restart = w.reporter(ReportConfig::default());
+        for n in [a, b] {
+            before_restart.update(w.inst, &tracking(n, JobState::Running)).await.unwrap();
+        }
+        let from = w.requests().len();
+        let r = w.reporter(ReportConfig::default());
+        // The first report after the restart reads the issue's labels to remove foreman:running...
+        r.update(w.inst, &tracking(a, JobState::Succeeded)).await.unwrap();
+        // ...so the second job's report adds foreman:running without creating it again.
+        r.update(w.inst, &tracking(b, JobState::Running)).await.unwrap();
+        let creates: Vec<String> = w.requests()[from..]
+            .iter()
+            .filter(|r| r["method"] == "POST" && r["path"] == "/repos/acme/widgets/labels")
+            .map(request_line)
+            .collect();
+        assert_eq!(creates, Vec::<String>::new(), "no label created again");
+        assert_eq!(w.labels(b), ["foreman", "foreman:running"]);
+    })
+    .await
+    .expect("timed out");
+}

@@ -7,7 +7,8 @@
 //! believes the issue carries, the boards the issue is on and the column it last moved them to, so a
 //! repeated update costs nothing and a changed state costs only the changed calls. Each label is ensured
 //! (created with its colour and description when missing) at most once per repository per process, even
-//! when many jobs of a repository are reported at once (they wait on the one create).
+//! when many jobs of a repository are reported at once (they wait on the one create), and never when it has
+//! been seen on one of the repository's issues (after a restart, the first issue read back tells).
 //!
 //! After a restart the memory is empty: the tracking comment is found again by its hidden marker (one
 //! `GET`), never created twice; labels and boards are read back before they are changed. Every write is
@@ -350,10 +351,12 @@ impl Reporter {
             }
             let after = client.add_labels_by_name(inst, &t.repo, t.issue, &add).await?;
             mem.labels = Some(self.state_labels(after.iter().map(|l| l.name.as_str())));
+            self.seen(&t.repo, mem.labels.iter().flatten());
         }
         if mem.labels.is_none() && remove.iter().any(|l| present(mem, l) != Some(false)) {
             let issue = client.issue(inst, &t.repo, t.issue).await?;
             mem.labels = Some(self.state_labels(issue.labels.iter().map(|l| l.name.as_str())));
+            self.seen(&t.repo, mem.labels.iter().flatten());
         }
         for name in remove {
             if present(mem, name) == Some(false) {
@@ -370,6 +373,16 @@ impl Reporter {
 
     fn state_labels<'a>(&self, names: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
         names.filter(|n| self.inner.config.is_state_label(n)).map(str::to_lowercase).collect()
+    }
+
+    /// Remembers state labels (lowercased) seen on one of the repository's issues as existing, so no job of
+    /// the repository creates them again in this process.
+    fn seen<'a>(&self, repo: &RepoName, names: impl Iterator<Item = &'a String>) {
+        let mut ensured = self.inner.ensured.lock().expect("ensured lock");
+        for name in names {
+            // Already set (or being created): nothing to learn.
+            let _ = ensured.entry((repo.clone(), name.clone())).or_default().set(());
+        }
     }
 
     /// Creates `name` in the repository with its colour and description, once per repository per process,
