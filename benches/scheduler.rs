@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use foreman::ids::{InstallationId, IssueNumber};
+use foreman::job::ClaimOwner;
+use foreman::job::JobKind;
+use foreman::job::Outcome;
 use foreman::job::{NewJob, Trigger};
 use foreman::scheduler::{Scheduler, SchedulerConfig};
-use foreman::store::claims::ClaimOwner;
-use foreman::store::failures::Outcome;
-use foreman::store::jobs::JobKind;
 use foreman::store::{Store, StoreOptions};
 use time::OffsetDateTime;
 
@@ -72,7 +72,6 @@ fn request(n: u64) -> NewJob {
         title: format!("{} #{n}", titles[(n % 5) as usize]),
         body: String::new(),
         labels: vec!["foreman".into(), labels[(n % 4) as usize].into()],
-        blocked_by: vec![],
         trigger: Some(Trigger::Label),
         requester: Some(foreman::ids::Login("octocat".into())),
         instructions: None,

@@ -36,10 +36,10 @@ use crate::decide::DecideConfig;
 use crate::dispatch::{Cancelled, Canceller};
 use crate::github::{Client, GithubError, HookDelivery, Issue};
 use crate::ids::{DeliveryId, InstallationId};
-use crate::scheduler::{IssueRef, Scheduler};
+use crate::job::{IssueRef, Job, JobState, SessionId, Trigger};
+use crate::scheduler::Scheduler;
+use crate::store::JobError;
 use crate::store::StoreError;
-use crate::store::jobs::{Job, JobError, JobState};
-use crate::store::sessions::SessionId;
 
 /// How long GitHub keeps a delivery for redelivery: 3 days ("Redelivering webhooks", docs.github.com).
 /// Older entries are never asked for: GitHub would refuse them.
@@ -165,7 +165,7 @@ pub fn remedy(job: &Job, seen: Seen<'_>, triggers: &DecideConfig) -> Remedy {
     if issue.state.eq_ignore_ascii_case("closed") {
         return Remedy::Cancel(CancelReason::Closed);
     }
-    let by_label = job.trigger.as_deref() == Some("label");
+    let by_label = job.trigger == Some(Trigger::Label);
     let labelled = issue.labels.iter().any(|l| l.name.eq_ignore_ascii_case(&triggers.label));
     if by_label && !labelled {
         return if crate::decide::unlabel_cancels(job.state == JobState::Running, triggers) {
@@ -383,7 +383,7 @@ impl Reconciler {
             };
             report.jobs_checked += 1;
             let v = match v {
-                Remedy::Keep if job.trigger.as_deref() == Some("board") => {
+                Remedy::Keep if job.trigger == Some(Trigger::Board) => {
                     match self.card_in_stop_column(inst, job).await {
                         Ok(true) => Remedy::Cancel(CancelReason::MovedOff),
                         Ok(false) => Remedy::Keep,

@@ -360,9 +360,9 @@ async fn init_opens_one_pull_request_with_the_template_even_when_asked_twice() {
 
 #[test]
 fn repo_usage_counts_todays_sessions_and_their_cost() {
+    use foreman::job::JobKind;
     use foreman::job::{NewJob, Trigger};
     use foreman::scheduler::{Scheduler, SchedulerConfig};
-    use foreman::store::jobs::JobKind;
     use foreman::store::{Store, StoreOptions};
     use time::macros::datetime;
 
@@ -384,7 +384,6 @@ fn repo_usage_counts_todays_sessions_and_their_cost() {
             title: format!("Job {n}"),
             body: String::new(),
             labels: vec![],
-            blocked_by: vec![],
             trigger: Some(Trigger::Label),
             requester: Some(foreman::ids::Login("alice".into())),
             instructions: None,
@@ -404,7 +403,7 @@ fn repo_usage_counts_todays_sessions_and_their_cost() {
     assert!(store.record_session_cost(&b, 0.5).unwrap());
     assert!(store.record_session_cost(&b, 0.75).unwrap(), "a later figure replaces the earlier");
     assert!(store.record_session_cost(&other, 4.0).unwrap());
-    assert!(!store.record_session_cost(&foreman::store::sessions::SessionId::new(), 1.0).unwrap());
+    assert!(!store.record_session_cost(&foreman::job::SessionId::new(), 1.0).unwrap());
     assert!(store.record_session_cost(&a, f64::NAN).is_err());
 
     assert_eq!(constitution::start_of_utc_day(midnight + time::Duration::hours(23)), midnight);

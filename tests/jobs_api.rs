@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use foreman::ids::{InstallationId, IssueNumber};
+use foreman::job::JobKind;
+use foreman::job::{FailureClass, Outcome};
 use foreman::job::{NewJob, Trigger};
 use foreman::scheduler::{Scheduler, SchedulerConfig};
-use foreman::store::failures::{FailureClass, Outcome};
-use foreman::store::jobs::JobKind;
 use foreman::store::{Store, StoreOptions};
 use time::OffsetDateTime;
 
@@ -32,7 +32,6 @@ fn req(repo: &str, n: u64, title: &str) -> NewJob {
         title: title.into(),
         body: String::new(),
         labels: vec![],
-        blocked_by: vec![],
         trigger: Some(Trigger::Label),
         requester: Some(foreman::ids::Login("octocat".into())),
         instructions: None,

@@ -7,10 +7,11 @@ use std::time::Duration;
 use foreman::decide::DecideConfig;
 use foreman::github::Client;
 use foreman::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
+use foreman::job::IssueRef;
+use foreman::job::{JobKind, JobState, Placement};
 use foreman::job::{NewJob, Trigger};
 use foreman::reconcile::{CancelReason, ReconcileConfig, Reconciler, Report};
-use foreman::scheduler::{IssueRef, Scheduler, SchedulerConfig};
-use foreman::store::jobs::{JobKind, JobState, Placement};
+use foreman::scheduler::{Scheduler, SchedulerConfig};
 use foreman::store::{DeliveryMeta, NewDelivery, PutOutcome, Store, StoreOptions};
 use github_sim::{GithubSim, Permission, SimConfig, SimHandle};
 use secrecy::SecretString;
@@ -84,7 +85,6 @@ fn enqueue(w: &World, n: u64, title: &str, body: &str, trigger: &str) {
         title: title.into(),
         body: body.into(),
         labels: vec!["foreman".into()],
-        blocked_by: Vec::new(),
         trigger: Some(serde_json::from_value(serde_json::Value::String(trigger.into())).unwrap()),
         requester: Some(foreman::ids::Login("alice".into())),
         instructions: None,
@@ -325,7 +325,6 @@ async fn an_unreadable_issue_is_skipped_and_the_pass_goes_on() {
             title: "t".into(),
             body: String::new(),
             labels: Vec::new(),
-            blocked_by: Vec::new(),
             trigger: Some(Trigger::Label),
             requester: None,
             instructions: None,
@@ -431,7 +430,7 @@ async fn a_guid_with_one_successful_attempt_is_not_redelivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_in_backoff_is_live_and_a_finished_one_is_not_read() {
-    use foreman::store::failures::{FailureClass, Outcome};
+    use foreman::job::{FailureClass, Outcome};
     tokio::time::timeout(LIMIT, async {
         let w = world().await;
         let failing = labelled_job(&w, "Fails once", "");

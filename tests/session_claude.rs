@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anthropic_stub::{Block, Reply, Stub};
 use foreman::session::{
-    AgentConfig, Credentials, FailureClass, Progress, SessionOutcome, SessionRunner, SessionSpec, Verdict,
+    AgentConfig, Credentials, FailureCause, Progress, SessionOutcome, SessionRunner, SessionSpec, Verdict,
 };
 use serde_json::json;
 use session_support::*;
@@ -50,7 +50,7 @@ async fn run(s: &Setup, spec: SessionSpec) -> (SessionOutcome, Vec<Progress>) {
     (outcome, seen.into_inner().unwrap())
 }
 
-fn failure(o: &SessionOutcome) -> (FailureClass, String) {
+fn failure(o: &SessionOutcome) -> (FailureCause, String) {
     match &o.verdict {
         Verdict::Failed { class, reason } => (class.clone(), reason.clone()),
         v => panic!("expected a failure, got {v:?}; log {}", std::fs::read_to_string(&o.log_path).unwrap_or_default()),
@@ -144,7 +144,7 @@ async fn a_refused_credential_rotates_to_the_next_and_all_refused_is_an_infrastr
     s.stub.reject_credential("sk-ant-oat01-second");
     let (outcome, _) = run(&s, spec).await;
     let (class, reason) = failure(&outcome);
-    assert_eq!(class, FailureClass::Infrastructure);
+    assert_eq!(class, FailureCause::Infrastructure);
     assert!(reason.contains("every configured Claude credential was refused"), "{reason}");
 }
 
@@ -154,7 +154,7 @@ async fn a_429_is_a_rate_limit_to_back_off_from() {
     s.stub.set_fallback(Reply::rate_limited());
     let (outcome, _) = run(&s, s.spec.clone()).await;
     let (class, reason) = failure(&outcome);
-    assert_eq!(class, FailureClass::RateLimited, "{reason}");
+    assert_eq!(class, FailureCause::RateLimited, "{reason}");
     assert!(reason.contains("429"), "{reason}");
     assert!(!class.counts_as_failure());
 }
@@ -165,7 +165,7 @@ async fn a_529_is_an_overload_to_back_off_from() {
     s.stub.set_fallback(Reply::overloaded());
     let (outcome, _) = run(&s, s.spec.clone()).await;
     let (class, reason) = failure(&outcome);
-    assert_eq!(class, FailureClass::Overloaded, "{reason}");
+    assert_eq!(class, FailureCause::Overloaded, "{reason}");
     assert!(!class.counts_as_failure());
 }
 
@@ -178,7 +178,7 @@ async fn a_usage_limit_reschedules_at_its_reset_time() {
     let (class, reason) = failure(&outcome);
     assert_eq!(
         class,
-        FailureClass::UsageLimit { resets_at: Some(jiff::Timestamp::from_second(resets_at).unwrap()) },
+        FailureCause::UsageLimit { resets_at: Some(jiff::Timestamp::from_second(resets_at).unwrap()) },
         "{reason}"
     );
     assert!(reason.contains("5-hour limit"), "{reason}");
@@ -191,7 +191,7 @@ async fn the_turn_limit_ends_a_looping_agent() {
     s.stub.set_fallback(Reply::tool_use("Read", json!({ "file_path": "/etc/hostname" })));
     let (outcome, _) = run(&s, s.spec.clone()).await;
     let (class, reason) = failure(&outcome);
-    assert_eq!(class, FailureClass::TurnLimit, "{reason}");
+    assert_eq!(class, FailureCause::TurnLimit, "{reason}");
     assert!(reason.contains("maximum number of turns"), "{reason}");
 }
 
@@ -201,7 +201,7 @@ async fn the_cost_limit_ends_an_expensive_agent() {
     s.stub.set_fallback(Reply::tool_use("Read", json!({ "file_path": "/etc/hostname" })).with_usage(1_000_000, 1_000));
     let (outcome, _) = run(&s, s.spec.clone()).await;
     let (class, reason) = failure(&outcome);
-    assert_eq!(class, FailureClass::CostLimit, "{reason}");
+    assert_eq!(class, FailureCause::CostLimit, "{reason}");
     assert!(outcome.summary.cost_usd.unwrap() > 0.01);
 }
 

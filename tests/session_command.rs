@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use foreman::session::{
-    AgentConfig, Credentials, FailureClass, PromptKind, SessionOutcome, SessionRunner, SessionSpec, Verdict,
+    AgentConfig, Credentials, FailureCause, PromptKind, SessionOutcome, SessionRunner, SessionSpec, Verdict,
 };
 use session_support::*;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,7 @@ fn setup_with(config: AgentConfig) -> (tempfile::TempDir, SessionRunner, Session
     (dir, runner, spec)
 }
 
-fn class(o: &SessionOutcome) -> FailureClass {
+fn class(o: &SessionOutcome) -> FailureCause {
     match &o.verdict {
         Verdict::Failed { class, .. } => class.clone(),
         v => panic!("expected a failure, got {v:?}"),
@@ -129,7 +129,7 @@ async fn a_failing_command_is_an_agent_failure_with_its_last_error_line() {
     let (_dir, runner, spec) = setup("echo 'boom: no such target' >&2; exit 3");
     let outcome = run(&runner, spec).await;
     let Verdict::Failed { class, reason } = &outcome.verdict else { panic!("{:?}", outcome.verdict) };
-    assert_eq!(*class, FailureClass::Agent);
+    assert_eq!(*class, FailureCause::Agent);
     assert!(reason.contains("boom: no such target") && reason.contains('3'), "{reason}");
     assert!(class.counts_as_failure());
 }
@@ -144,7 +144,7 @@ async fn the_wall_clock_timeout_ends_the_session() {
     let (_dir, runner, spec) = setup_with(config);
     let t = Instant::now();
     let outcome = run(&runner, spec).await;
-    assert_eq!(class(&outcome), FailureClass::Timeout);
+    assert_eq!(class(&outcome), FailureCause::Timeout);
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 }
 
@@ -155,7 +155,7 @@ async fn a_silent_agent_is_ended_by_the_stall_timeout() {
     let (_dir, runner, spec) = setup_with(config);
     let t = Instant::now();
     let outcome = run(&runner, spec).await;
-    assert_eq!(class(&outcome), FailureClass::Stalled);
+    assert_eq!(class(&outcome), FailureCause::Stalled);
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 }
 
@@ -167,7 +167,7 @@ async fn output_past_the_cap_ends_the_session() {
     };
     let (_dir, runner, spec) = setup_with(config);
     let outcome = run(&runner, spec).await;
-    assert_eq!(class(&outcome), FailureClass::OutputLimit);
+    assert_eq!(class(&outcome), FailureCause::OutputLimit);
 }
 
 async fn wait_for_file(path: &Path) -> String {
@@ -208,8 +208,8 @@ async fn cancellation_ends_the_whole_process_group_even_when_it_ignores_sigterm(
     })
     .await
     .unwrap();
-    assert_eq!(class(&outcome), FailureClass::Cancelled);
-    assert!(!FailureClass::Cancelled.counts_as_failure());
+    assert_eq!(class(&outcome), FailureCause::Cancelled);
+    assert!(!FailureCause::Cancelled.counts_as_failure());
     assert!(gone(&needle).await.is_empty(), "the agent's child was killed with the group");
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use foreman::executor::local::sandbox::SandboxMode;
-use foreman::session::{AgentConfig, Credentials, FailureClass, SessionOutcome, SessionRunner, SessionSpec, Verdict};
+use foreman::session::{AgentConfig, Credentials, FailureCause, SessionOutcome, SessionRunner, SessionSpec, Verdict};
 use session_support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -100,7 +100,7 @@ async fn without_bubblewrap_no_session_starts_and_the_reason_says_what_to_do() {
     assert!(runner.executor().unavailable().is_some_and(|why| why.contains("bubblewrap")));
     let outcome = run(&runner, spec).await;
     match &outcome.verdict {
-        Verdict::Failed { class: FailureClass::Infrastructure, reason } => {
+        Verdict::Failed { class: FailureCause::Infrastructure, reason } => {
             assert!(reason.contains("bubblewrap") && reason.contains("agent.sandbox = \"off\""), "{reason}");
         }
         v => panic!("expected an infrastructure failure, got {v:?}"),

@@ -10,12 +10,12 @@
 use time::OffsetDateTime;
 
 use crate::ids::{InstallationId, IssueNumber, RepoName};
+use crate::job::{Job, SessionId, nanos};
 use crate::report::outbox::Outbox;
 use crate::report::render::{JobState as Shown, Tracking};
 use crate::runner::Runner;
 use crate::scheduler::Scheduler;
-use crate::store::jobs::{Job, JobError};
-use crate::store::sessions::SessionId;
+use crate::store::JobError;
 
 /// What a cancellation came to.
 #[derive(Debug)]
@@ -77,7 +77,7 @@ impl Canceller {
             if let Some(inst) = job.installation.or(installation) {
                 let mut t = self.tracking(&job, Shown::Cancelled);
                 t.summary = Some(format!("Cancelled: {reason}."));
-                outbox.update(inst, t, crate::store::jobs::nanos(job.updated_at));
+                outbox.update(inst, t, nanos(job.updated_at));
             }
         }
         Ok(Cancelled::Cancelled { job: Box::new(job), session })

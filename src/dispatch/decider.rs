@@ -23,9 +23,10 @@ use crate::decide::{Action, DecideConfig, ItemContent, ItemFacts, JobFacts, Leve
 use crate::event::{Event, EventKind};
 use crate::github::{GithubError, Permission};
 use crate::ids::{InstallationId, IssueNumber, RepoName};
+use crate::job::JobState;
 use crate::scheduler::Scheduler;
 use crate::store::DeliveryMeta;
-use crate::store::jobs::JobError;
+use crate::store::JobError;
 
 /// The consumer of the inbox; see the module's documentation.
 pub struct Decider {
@@ -70,14 +71,14 @@ impl Decider {
     }
 
     fn job_state(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<crate::decide::JobState>, JobError> {
-        Ok(self.scheduler().store().job(repo, issue)?.map(|j| seen(j.state)))
+        Ok(self.scheduler().store().job(repo, issue)?.map(|j| j.state))
     }
 
     fn snapshot(&self, event: &Event) -> Result<Snapshot, JobError> {
         let Some(issue) = event.issue() else { return Ok(Default::default()) };
         let store = self.scheduler().store();
         let Some(job) = store.job(&issue.repo, issue.number)? else { return Ok(Default::default()) };
-        let state = seen(job.state);
+        let state = job.state;
         // Only `status` reads the figures, and only comments carry commands: other deliveries (most are
         // Foreman's own label and comment echoes) skip the queue-position count, O(position).
         let commands = matches!(
@@ -97,7 +98,7 @@ impl Decider {
             last_failure: job.last_failure.as_ref().map(|f| format!("{}: {}", f.class.as_str(), f.reason)),
             stuck_reason: job.stuck_reason.clone(),
             last_session: job.session.as_ref().map(|s| s.to_string()),
-            not_before: job.not_before.filter(|_| job.state == crate::store::jobs::JobState::Failed).and_then(rfc3339),
+            not_before: job.not_before.filter(|_| job.state == JobState::Failed).and_then(rfc3339),
         };
         Ok(Snapshot { job: Some(state), facts: Some(facts), ..Default::default() })
     }
@@ -227,17 +228,4 @@ fn summary_line(action: &Action, result: &dyn fmt::Display) -> String {
         obj.insert("result".into(), result.to_string().into());
     }
     line.to_string()
-}
-
-/// The decision core's view of a job's state: it does not tell stuck from failed (both need `retry`).
-fn seen(state: crate::store::jobs::JobState) -> crate::decide::JobState {
-    use crate::decide::JobState as Seen;
-    use crate::store::jobs::JobState;
-    match state {
-        JobState::Queued => Seen::Queued,
-        JobState::Running => Seen::Running,
-        JobState::Succeeded => Seen::Succeeded,
-        JobState::Failed | JobState::Stuck => Seen::Failed,
-        JobState::Cancelled => Seen::Cancelled,
-    }
 }

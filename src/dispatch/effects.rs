@@ -13,12 +13,14 @@ use super::cancel::{Cancelled, Canceller};
 use crate::decide::Action;
 use crate::event::{Event, EventKind};
 use crate::github::{Client, GithubError};
+use crate::ids::Login;
 use crate::ids::{InstallationId, IssueNumber, RepoName};
+use crate::job::{EnqueueOutcome, JobState, NewJob, nanos};
 use crate::report::outbox::Outbox;
 use crate::report::push::Pusher;
 use crate::report::render::JobState as Shown;
-use crate::scheduler::{EnqueueRequest, Scheduler};
-use crate::store::jobs::{EnqueueOutcome, JobError, JobState};
+use crate::scheduler::Scheduler;
+use crate::store::JobError;
 
 /// How long a "queued" report waits before it is applied. A job with a free slot is claimed within
 /// milliseconds and its "running" report replaces the queued one, which then costs no GitHub call; a job that
@@ -152,7 +154,7 @@ impl Effects {
                     Ok(about) => about,
                     Err(e) => return Ok(Effect::IssueUnreadable(e)),
                 };
-                let request = EnqueueRequest {
+                let request = NewJob {
                     repo: repo.clone(),
                     issue: *issue,
                     installation: *installation,
@@ -160,10 +162,9 @@ impl Effects {
                     title: about.title,
                     body: about.body,
                     labels: about.labels,
-                    blocked_by: Vec::new(),
                     cause: format!("{} by {requester}", trigger.as_str()),
-                    trigger: Some(trigger.as_str().to_owned()),
-                    requester: Some(requester.clone()),
+                    trigger: Some(*trigger),
+                    requester: Some(Login(requester.clone())),
                     instructions: instructions.clone(),
                     delivery: delivery.clone(),
                 };
@@ -186,7 +187,7 @@ impl Effects {
                         github.outbox.update_deferred(
                             *inst,
                             self.canceller.tracking(job, Shown::Queued),
-                            crate::store::jobs::nanos(job.updated_at),
+                            nanos(job.updated_at),
                             QUEUED_REPORT_DELAY,
                         );
                     }
@@ -212,11 +213,7 @@ impl Effects {
                     Err(e) => return refused(e),
                 };
                 if let (Some(github), Some(inst)) = (&self.github, installation.or(job.installation)) {
-                    github.outbox.update(
-                        inst,
-                        self.canceller.tracking(&job, Shown::Queued),
-                        crate::store::jobs::nanos(job.updated_at),
-                    );
+                    github.outbox.update(inst, self.canceller.tracking(&job, Shown::Queued), nanos(job.updated_at));
                 }
                 Ok(Effect::Requeued)
             }

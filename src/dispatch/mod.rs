@@ -29,7 +29,7 @@ pub enum Transient {
     Store(#[from] crate::store::StoreError),
     /// The job store failed to read or write a job.
     #[error(transparent)]
-    Jobs(#[from] crate::store::jobs::JobError),
+    Jobs(#[from] crate::store::JobError),
     /// GitHub is unavailable or rate limited, and a fact it holds is needed.
     #[error(transparent)]
     Github(#[from] crate::github::GithubError),

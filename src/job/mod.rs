@@ -169,8 +169,6 @@ pub struct NewJob {
     pub body: String,
     /// The issue's labels (for priority).
     pub labels: Vec<String>,
-    /// Dependencies from GitHub's issue dependencies API, when known; merged with the body's.
-    pub blocked_by: Vec<IssueRef>,
     /// What queued it.
     pub trigger: Option<Trigger>,
     /// Who asked.
@@ -189,17 +187,10 @@ impl NewJob {
         PhaseKey::parse(&self.title)
     }
 
-    /// The dependencies: the body's `Depends on` lines ([`parse_dependencies`]) and then `blocked_by`, each
-    /// once, never the issue itself.
+    /// The dependencies: the body's `Depends on` / `Blocked by` lines ([`parse_dependencies`]), each once,
+    /// never the issue itself.
     pub fn dependencies(&self) -> Vec<IssueRef> {
-        let mut depends_on = parse_dependencies(&self.body, &self.repo, self.issue);
-        for d in &self.blocked_by {
-            let itself = d.repo == self.repo && d.issue == self.issue;
-            if !itself && !depends_on.contains(d) {
-                depends_on.push(d.clone());
-            }
-        }
-        depends_on
+        parse_dependencies(&self.body, &self.repo, self.issue)
     }
 }
 

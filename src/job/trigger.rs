@@ -35,15 +35,6 @@ impl std::fmt::Display for Trigger {
     }
 }
 
-/// The name as text, so code that compared the recorded trigger with a string
-/// (`job.trigger.as_deref() == Some("label")`) reads the same while it moves to comparing variants.
-impl std::ops::Deref for Trigger {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,7 +49,7 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{name}\""));
             assert_eq!(serde_json::from_str::<Trigger>(&format!("\"{name}\"")).unwrap(), t);
-            assert_eq!(&*t, name);
+            assert_eq!(t.as_str(), name);
         }
     }
 }

@@ -699,8 +699,8 @@ async fn conclude(
 /// The job's failure class for a session's: the agent's own failures count toward stuck; limits of the
 /// API wait for their reset; Foreman's side backs off; a cancellation is recorded as such by whoever
 /// cancelled, so it is an infrastructure failure only if the claim is somehow still held.
-fn session_failed(class: &session::FailureClass, reason: &str) -> Attempt {
-    use session::FailureClass as S;
+fn session_failed(class: &session::FailureCause, reason: &str) -> Attempt {
+    use session::FailureCause as S;
     let reason = reason.to_owned();
     match class {
         S::Agent | S::TurnLimit | S::CostLimit | S::OutputLimit | S::Timeout | S::Stalled => {

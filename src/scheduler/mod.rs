@@ -14,69 +14,15 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 /// The job vocabulary's dependency types, at their former path.
-pub use crate::job::{IssueRef, OrderKey, PhaseKey, parse_dependencies};
 pub use config::SchedulerConfig;
 
-use crate::ids::{DeliveryId, InstallationId, IssueNumber, Login, RepoName};
+use crate::ids::{InstallationId, IssueNumber, RepoName};
 use crate::job::backoff;
 use crate::job::{
-    Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, Job, JobKind, NewJob, Outcome, Recovery, RepoConcurrency,
+    Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, NewJob, Outcome, Recovery, RepoConcurrency,
     SessionId,
 };
 use crate::store::{JobError, JobStore, Store};
-
-/// A request to run an issue with its trigger and requester as text: the form the inbox worker builds
-/// until it builds a [`NewJob`] (the one type of a job on its way in), into which it converts.
-#[derive(Debug, Clone)]
-pub struct EnqueueRequest {
-    /// The repository.
-    pub repo: RepoName,
-    /// The issue.
-    pub issue: IssueNumber,
-    /// The installation, when known (for the per-installation limit).
-    pub installation: Option<InstallationId>,
-    /// What to do.
-    pub kind: JobKind,
-    /// The issue title (for the phase key).
-    pub title: String,
-    /// The issue body (for `Depends on #N` lines).
-    pub body: String,
-    /// The issue's labels (for priority).
-    pub labels: Vec<String>,
-    /// Dependencies from GitHub's issue dependencies API, when known; merged with the body's.
-    pub blocked_by: Vec<IssueRef>,
-    /// What queued it: `label`, `board`, `command`.
-    pub trigger: Option<String>,
-    /// Who asked (login).
-    pub requester: Option<String>,
-    /// Instructions from `/foreman run …`.
-    pub instructions: Option<String>,
-    /// The delivery that asked, so a redelivery has no second effect.
-    pub delivery: Option<DeliveryId>,
-    /// Why, for the audit trail.
-    pub cause: String,
-}
-
-impl From<EnqueueRequest> for NewJob {
-    /// A trigger that is not one of [`crate::job::Trigger`]'s names is dropped (none is ever recorded).
-    fn from(r: EnqueueRequest) -> NewJob {
-        NewJob {
-            repo: r.repo,
-            issue: r.issue,
-            installation: r.installation,
-            kind: r.kind,
-            title: r.title,
-            body: r.body,
-            labels: r.labels,
-            blocked_by: r.blocked_by,
-            trigger: r.trigger.and_then(|t| serde_json::from_value(serde_json::Value::String(t)).ok()),
-            requester: r.requester.map(Login),
-            instructions: r.instructions,
-            delivery: r.delivery,
-            cause: r.cause,
-        }
-    }
-}
 
 /// The scheduler of one Foreman process: its configuration, its identity as a claim owner, and a
 /// notification that wakes the loop that starts sessions. Works over any job store ([`JobStore`]); the
@@ -124,13 +70,7 @@ impl<S: JobStore> Scheduler<S> {
     /// Queues a job ([`JobStore::enqueue_job`]) with its priority from the labels ([`SchedulerConfig::priority`]);
     /// its phase key comes from the title and its dependencies from the body plus `blocked_by`. `actor`
     /// is the requester's login or `foreman`.
-    pub fn enqueue(
-        &self,
-        req: impl Into<NewJob>,
-        actor: &str,
-        now: OffsetDateTime,
-    ) -> Result<EnqueueOutcome, JobError> {
-        let new = req.into();
+    pub fn enqueue(&self, new: NewJob, actor: &str, now: OffsetDateTime) -> Result<EnqueueOutcome, JobError> {
         let outcome = self.store.enqueue_job(&new, self.config.priority(&new.labels), actor, now)?;
         self.changed.notify_one();
         Ok(outcome)

@@ -100,7 +100,7 @@ pub struct SessionSpec {
     pub session_id: Option<String>,
     /// The constitution's checkable rules. When given, changes are checked against them in the worktree
     /// ([`crate::constitution::enforce`]: diff rules, then the required commands) before the worktree is
-    /// removed; a change that breaks one is a [`FailureClass::Validation`] failure and is never pushed.
+    /// removed; a change that breaks one is a [`FailureCause::Validation`] failure and is never pushed.
     pub rules: Option<crate::constitution::Rules>,
 }
 
@@ -132,10 +132,11 @@ pub enum Progress {
     Finishing,
 }
 
-/// Why a session failed, and what the scheduler should do about it.
+/// Why a session did not succeed, in the session's own detail; the runner maps it to the failure ledger's
+/// [`crate::job::FailureClass`] (and a cancellation or a usage limit to no failure at all).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "class", rename_all = "snake_case")]
-pub enum FailureClass {
+pub enum FailureCause {
     /// The agent ran and failed (an error result, a non-zero exit, no result).
     Agent,
     /// It used the allowed turns (`agent.max_turns`).
@@ -165,7 +166,7 @@ pub enum FailureClass {
     Validation,
 }
 
-impl FailureClass {
+impl FailureCause {
     /// Whether the failure counts against the job (towards deprioritising it). Cancellations, usage limits,
     /// rate limits and overloads do not: they say nothing about the issue.
     pub fn counts_as_failure(&self) -> bool {
@@ -190,7 +191,7 @@ pub enum Verdict {
     Failed {
         /// What kind of failure.
         #[serde(flatten)]
-        class: FailureClass,
+        class: FailureCause,
         /// A one-line reason for people (no secrets).
         reason: String,
     },
@@ -388,7 +389,7 @@ impl SessionRunner {
         };
 
         if let Some(why) = self.executor.unavailable() {
-            outcome.verdict = failed(FailureClass::Infrastructure, format!("the agent sandbox is unavailable: {why}"));
+            outcome.verdict = failed(FailureCause::Infrastructure, format!("the agent sandbox is unavailable: {why}"));
             return self.finish(outcome, log, started);
         }
         progress(Progress::Preparing);
@@ -412,7 +413,7 @@ impl SessionRunner {
         let ws = match self.workspaces.prepare(&request).await {
             Ok(ws) => ws,
             Err(e) => {
-                outcome.verdict = failed(FailureClass::Infrastructure, format!("preparing the workspace: {e}"));
+                outcome.verdict = failed(FailureCause::Infrastructure, format!("preparing the workspace: {e}"));
                 return self.finish(outcome, log, started);
             }
         };
@@ -420,7 +421,7 @@ impl SessionRunner {
         log.event("workspace", json!({ "path": ws.path, "base": ws.base_commit }));
         let home = self.homes_dir.join(spec.repo.owner()).join(spec.repo.name()).join(request.issue.to_string());
         if let Err(e) = std::fs::create_dir_all(&home) {
-            outcome.verdict = failed(FailureClass::Infrastructure, format!("preparing the agent's home: {e}"));
+            outcome.verdict = failed(FailureCause::Infrastructure, format!("preparing the agent's home: {e}"));
             self.workspaces.remove(&ws, &spec.repo).await;
             return self.finish(outcome, log, started);
         }
@@ -428,7 +429,7 @@ impl SessionRunner {
         let network = match self.executor.network(&c.network_policy(), &session_id) {
             Ok(network) => network,
             Err(e) => {
-                outcome.verdict = failed(FailureClass::Infrastructure, e);
+                outcome.verdict = failed(FailureCause::Infrastructure, e);
                 self.workspaces.remove(&ws, &spec.repo).await;
                 return self.finish(outcome, log, started);
             }
@@ -475,7 +476,7 @@ impl SessionRunner {
                 };
                 self.agent.run(run).await
             }
-            Err(e) => AgentEnd::failed(FailureClass::Infrastructure, e.to_string()),
+            Err(e) => AgentEnd::failed(FailureCause::Infrastructure, e.to_string()),
         };
         progress(Progress::Finishing);
 
@@ -507,11 +508,11 @@ impl SessionRunner {
                 match crate::constitution::enforce(&ws.path, &change, rules, Some(confinement)).await {
                     Ok(decision) => {
                         log.event("constitution", json!(decision));
-                        let refused = (!decision.allowed).then(|| (FailureClass::Validation, refusal(&decision)));
+                        let refused = (!decision.allowed).then(|| (FailureCause::Validation, refusal(&decision)));
                         outcome.enforcement = Some(decision);
                         refused
                     }
-                    Err(e) => Some((FailureClass::Infrastructure, format!("reading the change to check it: {e}"))),
+                    Err(e) => Some((FailureCause::Infrastructure, format!("reading the change to check it: {e}"))),
                 }
             }
             _ => None,
@@ -530,10 +531,10 @@ impl SessionRunner {
                 failed(class, reason)
             }
             (Some((class, reason)), Err(_)) => failed(class, reason),
-            (None, Err(e)) => failed(FailureClass::Infrastructure, format!("reading the changes: {e}")),
+            (None, Err(e)) => failed(FailureCause::Infrastructure, format!("reading the changes: {e}")),
             (None, Ok(changes)) if refused.is_some() => {
                 outcome.changes = changes;
-                let (class, reason) = refused.unwrap_or((FailureClass::Infrastructure, String::new()));
+                let (class, reason) = refused.unwrap_or((FailureCause::Infrastructure, String::new()));
                 failed(class, reason)
             }
             (None, Ok(changes)) => {
@@ -583,7 +584,7 @@ impl SessionRunner {
     }
 }
 
-fn failed(class: FailureClass, reason: String) -> Verdict {
+fn failed(class: FailureCause, reason: String) -> Verdict {
     Verdict::Failed { class, reason }
 }
 

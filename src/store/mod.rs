@@ -185,29 +185,3 @@ pub trait JobStore: Durable {
     /// A session record, or `None` for an unknown id.
     fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError>;
 }
-
-/// The job vocabulary and the job store's errors at their former path, for code not yet moved to
-/// [`crate::job`].
-pub mod jobs {
-    pub use super::JobError;
-    pub use crate::job::key::{from_nanos, issue_key, nanos, repo_prefix};
-    pub use crate::job::{
-        AuditEntry, EnqueueOutcome, Job, JobDetail, JobKind, JobState, JobsStatus, NewJob, Placement, QueuedJob,
-        REMEMBERED_DELIVERIES, RunningJob, StuckJob,
-    };
-}
-
-/// Claims at their former path.
-pub mod claims {
-    pub use crate::job::claims::{Claim, ClaimOwner, Claimed, Expired, Recovery, Slots};
-}
-
-/// Sessions at their former path.
-pub mod sessions {
-    pub use crate::job::sessions::{SessionId, SessionRecord, SessionState};
-}
-
-/// The failure ledger's vocabulary at its former path.
-pub mod failures {
-    pub use crate::job::failures::{Failure, FailureClass, FailureCounts, Outcome};
-}

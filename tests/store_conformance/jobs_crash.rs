@@ -26,7 +26,6 @@ fn req(n: u64) -> NewJob {
         title: format!("Task 1.{n}"),
         body: String::new(),
         labels: vec![],
-        blocked_by: vec![],
         trigger: None,
         requester: None,
         instructions: None,

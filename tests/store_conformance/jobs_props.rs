@@ -127,7 +127,6 @@ impl<S: JobStore> World<S> {
                     title: TITLES[title as usize].into(),
                     body: String::new(),
                     labels: vec![LABELS[label as usize].into()],
-                    blocked_by: vec![],
                     trigger: None,
                     requester: None,
                     instructions: None,

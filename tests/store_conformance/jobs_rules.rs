@@ -50,7 +50,6 @@ fn req(r: &str, n: u64, title: &str) -> NewJob {
         title: title.into(),
         body: String::new(),
         labels: vec!["foreman".into()],
-        blocked_by: vec![],
         trigger: Some(Trigger::Label),
         requester: Some(Login("octocat".into())),
         instructions: None,

@@ -3,7 +3,7 @@
 //! Each backend is one folder: [`claude`] (the Claude Code CLI) and [`command`] (any program run with
 //! `sh -c`). A backend owns its configuration section (`[agent.claude]`, `[agent.command]`), how it starts its
 //! program, how it reads the program's output into [`Progress`] (its progress parsing), how it classifies
-//! the end into a [`FailureClass`], and whether and how it continues an earlier session (resume).
+//! the end into a [`FailureCause`], and whether and how it continues an earlier session (resume).
 //! Everything around it (workspace, prompt, executor, outcome, log) is the session's, the same for all.
 //!
 //! Adding a backend: a folder here with a type implementing [`Agent`] and a `REGISTRATION`, its section
@@ -22,7 +22,7 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentConfig, FailureClass, Progress, SessionSpec, log::SessionLog};
+use super::{AgentConfig, FailureCause, Progress, SessionSpec, log::SessionLog};
 use crate::executor::{BoxFuture, Ended, Executor, Limits, Mounts};
 
 /// A registered backend: the `agent.backend` value that selects it and how it is built at start.
@@ -116,7 +116,7 @@ pub struct AgentRun<'a> {
 #[derive(Debug, Default)]
 pub struct AgentEnd {
     /// Why it failed; `None`: it finished.
-    pub failure: Option<(FailureClass, String)>,
+    pub failure: Option<(FailureCause, String)>,
     /// Its final text (Claude's `result`, the end of a command's stdout).
     pub answer: Option<String>,
     /// The agent's own session id, for a later session to resume (Claude's; `None` for others).
@@ -129,7 +129,7 @@ pub struct AgentEnd {
 
 impl AgentEnd {
     /// A run that failed before or without the agent's output.
-    pub fn failed(class: FailureClass, reason: String) -> Self {
+    pub fn failed(class: FailureCause, reason: String) -> Self {
         Self { failure: Some((class, reason)), ..Self::default() }
     }
 }
@@ -159,16 +159,16 @@ pub fn limits(c: &AgentConfig) -> Limits {
 
 /// The failure of a process that did not end on its own (a limit, a cancellation, a stop), or exited
 /// where no other reason is known; the same for every backend.
-pub fn limit_failure(c: &AgentConfig, ended: &Ended) -> (FailureClass, String) {
+pub fn limit_failure(c: &AgentConfig, ended: &Ended) -> (FailureCause, String) {
     match ended {
-        Ended::TimedOut => (FailureClass::Timeout, format!("the agent ran longer than {} s", c.timeout_secs)),
-        Ended::Stalled => (FailureClass::Stalled, format!("the agent wrote nothing for {} s", c.stall_timeout_secs)),
+        Ended::TimedOut => (FailureCause::Timeout, format!("the agent ran longer than {} s", c.timeout_secs)),
+        Ended::Stalled => (FailureCause::Stalled, format!("the agent wrote nothing for {} s", c.stall_timeout_secs)),
         Ended::OutputCapped => {
-            (FailureClass::OutputLimit, format!("the agent wrote more than {} bytes", c.max_output_bytes))
+            (FailureCause::OutputLimit, format!("the agent wrote more than {} bytes", c.max_output_bytes))
         }
-        Ended::Cancelled => (FailureClass::Cancelled, "the session was cancelled".into()),
-        Ended::Stopped(why) => (FailureClass::TurnLimit, why.clone()),
-        Ended::Exited(status) => (FailureClass::Agent, format!("the agent {status}")),
+        Ended::Cancelled => (FailureCause::Cancelled, "the session was cancelled".into()),
+        Ended::Stopped(why) => (FailureCause::TurnLimit, why.clone()),
+        Ended::Exited(status) => (FailureCause::Agent, format!("the agent {status}")),
     }
 }
 

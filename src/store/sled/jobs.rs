@@ -454,7 +454,6 @@ mod tests {
             title: format!("issue {issue}"),
             body: String::new(),
             labels: vec![],
-            blocked_by: vec![],
             trigger: None,
             requester: None,
             instructions: None,

@@ -4,7 +4,7 @@
 //! - configuration: [`ClaudeConfig`] (`[agent.claude]`), plus the limits of `[agent]` it passes as flags;
 //! - progress parsing: [`stream::Transcript`] reads the CLI's JSON lines (session id, turns, tool uses, cost);
 //! - failure classification: the result line ([`stream::RunResult`], reset times in [`reset`]) becomes a
-//!   [`FailureClass`]; a refused credential moves on to the next ([`Credentials`]);
+//!   [`FailureCause`]; a refused credential moves on to the next ([`Credentials`]);
 //! - resume: `--resume <id>` when the CLI's transcript of that session is in the agent's home.
 
 pub mod config;
@@ -23,7 +23,7 @@ pub use credentials::Credentials;
 
 use super::{Agent, AgentEnd, AgentRun, AgentStats, Registration, last_line, limit_failure, limits};
 use crate::executor::{BoxFuture, Control, Ended, ExecError, Spawn};
-use crate::session::{AgentConfig, FailureClass, Progress};
+use crate::session::{AgentConfig, FailureCause, Progress};
 use stream::{LineEvent, RunResult, Transcript};
 
 /// `agent.backend = "claude"`.
@@ -152,10 +152,10 @@ impl Claude {
                 AgentEnd { agent_session_id: transcript.session_id.clone(), credential, ..AgentEnd::default() };
             let ran = match ran {
                 Ok(ran) => ran,
-                Err(ExecError::Unavailable(why)) => return AgentEnd::failed(FailureClass::Infrastructure, why),
+                Err(ExecError::Unavailable(why)) => return AgentEnd::failed(FailureCause::Infrastructure, why),
                 Err(ExecError::Start(e)) => {
                     end.failure =
-                        Some((FailureClass::Infrastructure, format!("cannot start {}: {e}", section.path.display())));
+                        Some((FailureCause::Infrastructure, format!("cannot start {}: {e}", section.path.display())));
                     return end;
                 }
             };
@@ -183,20 +183,20 @@ impl Claude {
                         continue;
                     }
                     Some((
-                        FailureClass::Infrastructure,
+                        FailureCause::Infrastructure,
                         format!("every configured Claude credential was refused ({attempts} tried): {text}"),
                     ))
                 }
                 (Ended::Exited(_), RunResult::UsageLimit { resets_at, text }) => {
-                    Some((FailureClass::UsageLimit { resets_at }, text))
+                    Some((FailureCause::UsageLimit { resets_at }, text))
                 }
-                (Ended::Exited(_), RunResult::RateLimited { text }) => Some((FailureClass::RateLimited, text)),
-                (Ended::Exited(_), RunResult::Overloaded { text }) => Some((FailureClass::Overloaded, text)),
-                (Ended::Exited(_), RunResult::MaxTurns { text }) => Some((FailureClass::TurnLimit, text)),
-                (Ended::Exited(_), RunResult::MaxCost { text }) => Some((FailureClass::CostLimit, text)),
-                (Ended::Exited(_), RunResult::Error { text }) => Some((FailureClass::Agent, text)),
+                (Ended::Exited(_), RunResult::RateLimited { text }) => Some((FailureCause::RateLimited, text)),
+                (Ended::Exited(_), RunResult::Overloaded { text }) => Some((FailureCause::Overloaded, text)),
+                (Ended::Exited(_), RunResult::MaxTurns { text }) => Some((FailureCause::TurnLimit, text)),
+                (Ended::Exited(_), RunResult::MaxCost { text }) => Some((FailureCause::CostLimit, text)),
+                (Ended::Exited(_), RunResult::Error { text }) => Some((FailureCause::Agent, text)),
                 (Ended::Exited(status), RunResult::NoResult) => Some((
-                    FailureClass::Agent,
+                    FailureCause::Agent,
                     format!("the Claude CLI ended without a result ({status}): {}", last_line(&ran.stderr_tail)),
                 )),
                 (ended, _) => Some(limit_failure(c, ended)),

@@ -19,7 +19,7 @@ pub use config::CommandConfig;
 
 use super::{Agent, AgentEnd, AgentRun, Registration, claude::Credentials, last_line, limit_failure, limits};
 use crate::executor::{BoxFuture, Control, Ended, ExecError, Spawn};
-use crate::session::{AgentConfig, FailureClass, Progress};
+use crate::session::{AgentConfig, FailureCause, Progress};
 
 /// `agent.backend = "command"`.
 pub const REGISTRATION: Registration = Registration { name: "command", build };
@@ -64,7 +64,7 @@ async fn run_command(run: AgentRun<'_>) -> AgentEnd {
     // Outside the worktree, so the agent cannot commit it by accident; removed when the session ends.
     let prompt_file = scratch_dir.join(format!("{session_id}.prompt.md"));
     if let Err(e) = std::fs::write(&prompt_file, &prompt) {
-        return AgentEnd::failed(FailureClass::Infrastructure, format!("cannot write the prompt file: {e}"));
+        return AgentEnd::failed(FailureCause::Infrastructure, format!("cannot write the prompt file: {e}"));
     }
     let mut mounts = mounts.clone();
     mounts.files.push((prompt_file.clone(), "prompt.md".into()));
@@ -107,9 +107,9 @@ async fn run_command(run: AgentRun<'_>) -> AgentEnd {
     let _ = std::fs::remove_file(&prompt_file);
     let ran = match ran {
         Ok(ran) => ran,
-        Err(ExecError::Unavailable(why)) => return AgentEnd::failed(FailureClass::Infrastructure, why),
+        Err(ExecError::Unavailable(why)) => return AgentEnd::failed(FailureCause::Infrastructure, why),
         Err(ExecError::Start(e)) => {
-            return AgentEnd::failed(FailureClass::Infrastructure, format!("cannot start sh: {e}"));
+            return AgentEnd::failed(FailureCause::Infrastructure, format!("cannot start sh: {e}"));
         }
     };
     log.event(
@@ -120,7 +120,7 @@ async fn run_command(run: AgentRun<'_>) -> AgentEnd {
     let failure = match &ran.ended {
         Ended::Exited(status) if status.success() => None,
         Ended::Exited(status) => {
-            Some((FailureClass::Agent, format!("the agent command {status}: {}", last_line(&ran.stderr_tail))))
+            Some((FailureCause::Agent, format!("the agent command {status}: {}", last_line(&ran.stderr_tail))))
         }
         ended => Some(limit_failure(c, ended)),
     };
