@@ -369,7 +369,8 @@ async fn github_parts(
 
 /// The whole HTTP surface. The webhook route's body limit is enforced inside the handler as well (so a
 /// chunked body over the limit is refused without being buffered whole); the timeout sits inside the
-/// body-limit layer, as tower-http requires for the limit's 413 to win.
+/// body-limit layer, as tower-http requires for the limit's 413 to win; outside both, the webhook answers they
+/// give are counted ([`ingress::count_layer_answers`]).
 pub fn router(state: AppState) -> axum::Router {
     let admin =
         api::admin_routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), api::auth::require_admin));
@@ -379,6 +380,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(admin)
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(RequestBodyLimitLayer::new(ingress::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(ingress::count_layer_answers))
         .with_state(state)
 }
 

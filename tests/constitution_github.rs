@@ -422,3 +422,33 @@ fn repo_usage_counts_todays_sessions_and_their_cost() {
     let roomy = constitution::parse(Origin::Repo, "[limits]\ndaily_cost_usd = 2.5\n").unwrap().limits;
     assert_eq!(check_budget(&roomy, &usage, midnight), constitution::BudgetVerdict::Allowed);
 }
+
+/// A missing file is remembered as missing for [`constitution::fetch::MISSING_TTL`]: with the whole-constitution cache
+/// trusted for no time at all, a second read of the repository makes no call for either missing file, and a
+/// second repository of the same organisation does not ask for the organisation's missing file again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_file_is_cached_as_missing_so_a_second_read_makes_no_call() {
+    tokio::time::timeout(LIMIT, async {
+        let w = world(None, None).await;
+        w.sim.create_repo("acme", "gadgets", &[("README.md", "hello\n")]).unwrap();
+        let gadgets: RepoName = "acme/gadgets".parse().unwrap();
+        let cache = constitution::fetch::Cache::new(w.client.clone(), Duration::ZERO, Ceilings::default());
+        let first = cache.get(w.inst, &w.repo).await.unwrap();
+        assert!(first.repo_text.is_none() && first.org_text.is_none());
+        let after_first = contents_statuses(&w);
+        assert_eq!(after_first.len(), 2, "one read of each file the first time: {after_first:?}");
+        assert!(after_first.iter().all(|(_, status)| *status == 404), "{after_first:?}");
+
+        let second = cache.get(w.inst, &w.repo).await.unwrap();
+        assert_eq!(second.effective, first.effective);
+        assert_eq!(contents_statuses(&w), after_first, "a second read within the time-to-live makes no call");
+
+        cache.get(w.inst, &gadgets).await.unwrap();
+        let reads = contents_statuses(&w);
+        let org_reads = reads.iter().filter(|(path, _)| path.starts_with("/repos/acme/.github/")).count();
+        assert_eq!(org_reads, 1, "the organisation's missing file is read once for all its repositories: {reads:?}");
+        assert_eq!(reads.len(), 3, "{reads:?}");
+    })
+    .await
+    .expect("timed out");
+}

@@ -644,3 +644,67 @@ async fn the_outbox_drops_a_report_older_than_one_already_posted() {
     .await
     .expect("in time");
 }
+
+/// Jobs of one repository reported at the same moment create each state label once between them: the
+/// reporter remembers a label created (or found already there) and makes the others wait for that one
+/// `POST /repos/{owner}/{repo}/labels` rather than each sending its own and collecting a 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_create_each_label_once() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let issues: Vec<IssueNumber> = (0..6).map(|i| w.issue(&format!("Job {i}")).0).collect();
+        let r = w.reporter(ReportConfig::default());
+        for state in [JobState::Queued, JobState::Running] {
+            let updates = issues.iter().map(|n| {
+                let (r, t) = (r.clone(), tracking(*n, state));
+                async move { r.update(w.inst, &t).await }
+            });
+            for result in futures_util::future::join_all(updates).await {
+                result.unwrap();
+            }
+        }
+        let creates: Vec<String> = w
+            .requests()
+            .iter()
+            .filter(|r| r["method"] == "POST" && r["path"] == "/repos/acme/widgets/labels")
+            .map(request_line)
+            .collect();
+        assert_eq!(creates.len(), 2, "one create for each of foreman:queued and foreman:running: {creates:#?}");
+        for n in &issues {
+            assert_eq!(w.labels(*n), ["foreman", "foreman:running"]);
+        }
+    })
+    .await
+    .expect("timed out");
+}
+
+/// A state label seen on an issue exists: after a restart (a new reporter, nothing remembered), reading an
+/// issue that carries `foreman:running` spares every later job of the repository the create of that label
+/// and its 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_seen_on_an_issue_is_not_created_again_after_a_restart() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let (a, _) = w.issue("First");
+        let (b, _) = w.issue("Second");
+        let before_restart = w.reporter(ReportConfig::default());
+        for n in [a, b] {
+            before_restart.update(w.inst, &tracking(n, JobState::Running)).await.unwrap();
+        }
+        let from = w.requests().len();
+        let r = w.reporter(ReportConfig::default());
+        // The first report after the restart reads the issue's labels to remove foreman:running...
+        r.update(w.inst, &tracking(a, JobState::Succeeded)).await.unwrap();
+        // ...so the second job's report adds foreman:running without creating it again.
+        r.update(w.inst, &tracking(b, JobState::Running)).await.unwrap();
+        let creates: Vec<String> = w.requests()[from..]
+            .iter()
+            .filter(|r| r["method"] == "POST" && r["path"] == "/repos/acme/widgets/labels")
+            .map(request_line)
+            .collect();
+        assert_eq!(creates, Vec::<String>::new(), "no label created again");
+        assert_eq!(w.labels(b), ["foreman", "foreman:running"]);
+    })
+    .await
+    .expect("timed out");
+}

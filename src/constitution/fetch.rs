@@ -4,7 +4,10 @@
 //! over Foreman's built-in defaults.
 //!
 //! Both reads go through [`Client::file_on_default_branch`], whose ETag cache makes an unchanged file a
-//! free `304 Not Modified`, so loading before every session costs no quota once the files are cached.
+//! free `304 Not Modified`, so loading before every session costs no quota once the files are cached. A
+//! missing file has no ETag to revalidate (GitHub's 404 carries none), so [`Cache`] remembers it as missing
+//! for [`MISSING_TTL`] instead: most organisations have no `.github/foreman.toml`, and without that entry
+//! every repository of the organisation would ask for it again each [`CACHE_TTL`].
 
 use crate::github::{Client, GithubError};
 use crate::ids::{InstallationId, RepoName};
@@ -50,12 +53,32 @@ pub enum FetchError {
 /// # Errors
 /// [`FetchError::Invalid`] with every error of both files; [`FetchError::Github`] when GitHub fails.
 pub async fn load(client: &Client, inst: InstallationId, repo: &RepoName) -> Result<Loaded, FetchError> {
+    load_with(client, inst, repo, None).await
+}
+
+/// [`load`], skipping the read of a file `missing` remembers as missing and remembering the ones found so.
+async fn load_with(
+    client: &Client,
+    inst: InstallationId,
+    repo: &RepoName,
+    missing: Option<&Missing>,
+) -> Result<Loaded, FetchError> {
+    let read = |from: RepoName| async move {
+        if missing.is_some_and(|m| m.holds(&from)) {
+            return Ok(None);
+        }
+        let text = client.file_on_default_branch(inst, &from, PATH).await?;
+        if let Some(m) = missing {
+            m.record(from, text.is_none());
+        }
+        Ok::<_, GithubError>(text)
+    };
     let org_repo = RepoName::new(repo.owner(), ORG_REPO).ok();
     let org_text = match org_repo {
-        Some(org) if org != *repo => client.file_on_default_branch(inst, &org, PATH).await?,
+        Some(org) if org != *repo => read(org).await?,
         _ => None,
     };
-    let repo_text = client.file_on_default_branch(inst, repo, PATH).await?;
+    let repo_text = read(repo.clone()).await?;
     let effective = merge(org_text.as_deref(), repo_text.as_deref()).map_err(FetchError::Invalid)?;
     Ok(Loaded { effective, org_text, repo_text })
 }
@@ -65,18 +88,56 @@ pub async fn load(client: &Client, inst: InstallationId, repo: &RepoName) -> Res
 /// both within two conditional reads per repository per minute, and a changed file takes effect within one.
 pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a missing `.github/foreman.toml` (of a repository or of an organisation's `.github` repository)
+/// is taken to be still missing without asking GitHub. It bounds both the wait before a newly added file
+/// takes effect (at most five minutes, against [`CACHE_TTL`]'s one for a changed file) and the calls spent on
+/// a file that is not there: one `404` per file per five minutes, however many repositories share an
+/// organisation and however often their constitutions are read. A file found, or a failed read, is not
+/// remembered this way.
+pub const MISSING_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Files found missing (by the repository holding them), with when: the negative entries of [`Cache`].
+struct Missing {
+    ttl: std::time::Duration,
+    at: std::sync::Mutex<std::collections::HashMap<RepoName, std::time::Instant>>,
+}
+
+impl Missing {
+    /// Whether `repo`'s file was found missing less than the time-to-live ago.
+    fn holds(&self, repo: &RepoName) -> bool {
+        self.at.lock().expect("missing lock").get(repo).is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// Records what a read found: missing (a negative entry from now), or there (no entry).
+    fn record(&self, repo: RepoName, is_missing: bool) {
+        let mut at = self.at.lock().expect("missing lock");
+        if !is_missing {
+            at.remove(&repo);
+            return;
+        }
+        if at.len() >= CACHE_ENTRIES {
+            at.retain(|_, found| found.elapsed() < self.ttl);
+        }
+        if at.len() < CACHE_ENTRIES {
+            at.insert(repo, std::time::Instant::now());
+        }
+    }
+}
+
 /// Cached constitutions by repository, with when each was loaded.
 type Entries = std::collections::HashMap<RepoName, (std::sync::Arc<Loaded>, std::time::Instant)>;
 
 /// Constitutions by repository, loaded through [`load`], held to the server's [`Ceilings`]
 /// ([`Effective::apply_ceilings`]) and kept for [`CACHE_TTL`]. Only loads that succeed are kept: an invalid
-/// file is read (and reported) again each time. Cheap to clone.
+/// file is read (and reported) again each time. A file found missing is not asked for again for
+/// [`MISSING_TTL`], whichever repository's constitution needs it. Cheap to clone.
 #[derive(Clone)]
 pub struct Cache {
     client: Client,
     ttl: std::time::Duration,
     ceilings: std::sync::Arc<Ceilings>,
     entries: std::sync::Arc<std::sync::Mutex<Entries>>,
+    missing: std::sync::Arc<Missing>,
 }
 
 /// Repositories whose constitution the cache holds at most; the oldest entry goes first beyond it.
@@ -86,7 +147,14 @@ impl Cache {
     /// A cache reading through `client`, trusting an entry for `ttl`, holding every constitution to
     /// `ceilings` (the server's agent limits: `AgentConfig::ceilings` of the session).
     pub fn new(client: Client, ttl: std::time::Duration, ceilings: Ceilings) -> Self {
-        Self { client, ttl, ceilings: std::sync::Arc::new(ceilings), entries: Default::default() }
+        let missing = Missing { ttl: MISSING_TTL, at: Default::default() };
+        Self {
+            client,
+            ttl,
+            ceilings: std::sync::Arc::new(ceilings),
+            entries: Default::default(),
+            missing: std::sync::Arc::new(missing),
+        }
     }
 
     /// The server's ceilings every constitution is held to.
@@ -104,7 +172,7 @@ impl Cache {
         {
             return Ok(loaded.clone());
         }
-        let mut loaded = load(&self.client, inst, repo).await?;
+        let mut loaded = load_with(&self.client, inst, repo, Some(&self.missing)).await?;
         loaded.effective.apply_ceilings(&self.ceilings);
         let loaded = std::sync::Arc::new(loaded);
         let mut entries = self.entries.lock().expect("cache lock");

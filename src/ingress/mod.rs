@@ -12,9 +12,13 @@
 //! | 204 | a verified event Foreman does not use ([`crate::event::HANDLED_EVENTS`]; not stored) |
 //! | 400 | `X-GitHub-Event` or `X-GitHub-Delivery` missing or malformed, or a body that is not JSON |
 //! | 401 | signature missing or wrong |
+//! | 408 | the body did not arrive within [`crate::server::REQUEST_TIMEOUT`] (the server's timeout layer) |
 //! | 413 | body over [`MAX_BODY_BYTES`] |
 //! | 415 | a content type other than JSON or form-encoded `payload=` |
 //! | 503 | shutting down, the store cannot take the write, or the unverified-body budget is full (with `Retry-After`) |
+//!
+//! Every answer is counted in `foreman_deliveries_total{event, outcome}` (`event="unverified"` until the
+//! signature is checked), the 408 and 413 of the server's layers included ([`count_layer_answers`]).
 //!
 //! Bodies are held until their signature has been checked; the bytes held that way across all requests are
 //! bounded ([`budget`]). Connections are served by [`connections`], which bounds their number and how long
@@ -185,9 +189,43 @@ async fn read_body(
 /// The webhook handler. See the module documentation for the answers.
 pub async fn receive(State(ingress): State<Ingress>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let (outcome, event, response) = receive_inner(&ingress, &headers, body).await;
+    let (outcome, event, mut response) = receive_inner(&ingress, &headers, body).await;
+    count(event, outcome, started);
+    response.extensions_mut().insert(Counted);
+    response
+}
+
+/// Marks a webhook answer [`receive`] has counted, so [`count_layer_answers`] does not count it again.
+#[derive(Clone, Copy)]
+struct Counted;
+
+/// One delivery answered: `foreman_deliveries_total{event, outcome}` and `foreman_ingest_seconds`.
+fn count(event: String, outcome: &'static str, started: Instant) {
     metrics::counter!("foreman_deliveries_total", "event" => event, "outcome" => outcome).increment(1);
     metrics::histogram!("foreman_ingest_seconds").record(started.elapsed().as_secs_f64());
+}
+
+/// Middleware over the server's timeout and body-limit layers that counts the webhook answers those layers
+/// give without [`receive`] finishing: a `408` when the request timeout ([`crate::server::REQUEST_TIMEOUT`])
+/// runs out (`outcome="timeout"`) and a `413` for a declared length over [`MAX_BODY_BYTES`]
+/// (`outcome="too_large"`, as the handler's own), both with `event="unverified"` like every refusal before the
+/// signature is checked. Answers [`receive`] gave are counted there; other paths pass through.
+pub async fn count_layer_answers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.uri().path() != WEBHOOK_PATH {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let response = next.run(request).await;
+    if response.extensions().get::<Counted>().is_none() {
+        let outcome = match response.status() {
+            StatusCode::REQUEST_TIMEOUT => Some("timeout"),
+            StatusCode::PAYLOAD_TOO_LARGE => Some("too_large"),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            count("unverified".to_owned(), outcome, started);
+        }
+    }
     response
 }
 

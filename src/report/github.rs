@@ -6,7 +6,9 @@
 //! remembers per job, in memory, the tracking comment's id and the body it last wrote, the state labels it
 //! believes the issue carries, the boards the issue is on and the column it last moved them to, so a
 //! repeated update costs nothing and a changed state costs only the changed calls. Each label is ensured
-//! (created with its colour and description when missing) at most once per repository per process.
+//! (created with its colour and description when missing) at most once per repository per process, even
+//! when many jobs of a repository are reported at once (they wait on the one create), and never when it has
+//! been seen on one of the repository's issues (after a restart, the first issue read back tells).
 //!
 //! After a restart the memory is empty: the tracking comment is found again by its hidden marker (one
 //! `GET`), never created twice; labels and boards are read back before they are changed. Every write is
@@ -185,12 +187,20 @@ struct Card {
 
 type JobKey = (RepoName, IssueNumber);
 
+/// A repository and a label name, lowercased (GitHub compares label names case-insensitively).
+type LabelKey = (RepoName, String);
+
+/// Set once a label is known to exist; shared by every job waiting on its one create.
+type Ensured = Arc<tokio::sync::OnceCell<()>>;
+
 struct Inner {
     client: Client,
     config: ReportConfig,
     jobs: Mutex<HashMap<JobKey, Arc<tokio::sync::Mutex<JobMemory>>>>,
-    /// (repository, lowercased label) pairs ensured in this process.
-    ensured: Mutex<HashSet<(RepoName, String)>>,
+    /// (repository, lowercased label) pairs ensured in this process, each set once its one create (or the
+    /// create's 422 `already_exists`) has come back; jobs that need the label meanwhile wait on that create
+    /// rather than sending their own.
+    ensured: Mutex<HashMap<LabelKey, Ensured>>,
 }
 
 /// Makes jobs visible on GitHub. Cheap to clone; clones share the memory of what was done.
@@ -341,10 +351,12 @@ impl Reporter {
             }
             let after = client.add_labels_by_name(inst, &t.repo, t.issue, &add).await?;
             mem.labels = Some(self.state_labels(after.iter().map(|l| l.name.as_str())));
+            self.seen(&t.repo, mem.labels.iter().flatten());
         }
         if mem.labels.is_none() && remove.iter().any(|l| present(mem, l) != Some(false)) {
             let issue = client.issue(inst, &t.repo, t.issue).await?;
             mem.labels = Some(self.state_labels(issue.labels.iter().map(|l| l.name.as_str())));
+            self.seen(&t.repo, mem.labels.iter().flatten());
         }
         for name in remove {
             if present(mem, name) == Some(false) {
@@ -363,14 +375,24 @@ impl Reporter {
         names.filter(|n| self.inner.config.is_state_label(n)).map(str::to_lowercase).collect()
     }
 
-    /// Creates `name` in the repository with its colour and description, once per repository per process.
+    /// Remembers state labels (lowercased) seen on one of the repository's issues as existing, so no job of
+    /// the repository creates them again in this process.
+    fn seen<'a>(&self, repo: &RepoName, names: impl Iterator<Item = &'a String>) {
+        let mut ensured = self.inner.ensured.lock().expect("ensured lock");
+        for name in names {
+            // Already set (or being created): nothing to learn.
+            let _ = ensured.entry((repo.clone(), name.clone())).or_default().set(());
+        }
+    }
+
+    /// Creates `name` in the repository with its colour and description, once per repository per process,
+    /// however many jobs of the repository are reported at the same moment (they share the one create).
     async fn ensure_label(&self, inst: InstallationId, repo: &RepoName, name: &str) -> Result<(), GithubError> {
         let key = (repo.clone(), name.to_lowercase());
-        if self.inner.ensured.lock().expect("ensured lock").contains(&key) {
-            return Ok(());
-        }
-        self.inner.client.ensure_label(inst, repo, &self.inner.config.label_spec(name)).await?;
-        self.inner.ensured.lock().expect("ensured lock").insert(key);
+        let once = self.inner.ensured.lock().expect("ensured lock").entry(key).or_default().clone();
+        // A failed create leaves the cell empty: the next update (this job's or another's) tries again.
+        let spec = self.inner.config.label_spec(name);
+        once.get_or_try_init(|| async { self.inner.client.ensure_label(inst, repo, &spec).await.map(drop) }).await?;
         Ok(())
     }
 

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use bytes::Bytes;
 use time::OffsetDateTime;
@@ -39,8 +39,11 @@ pub(super) struct Trees {
     /// The inbox floor (see the module documentation), as last read or advanced.
     floor: Arc<AtomicU64>,
     /// How many deliveries are in the inbox: counted above the floor at open, then kept by
-    /// [`Store::put_delivery`] and [`Store::finish_delivery`].
-    depth: Arc<AtomicUsize>,
+    /// [`Store::put_delivery`] and [`Store::finish_delivery`]. Signed, and never clamped as it changes: the
+    /// worker can finish a delivery between its write and `put_delivery`'s increment, so the count may dip
+    /// below zero for that moment; clamping there would lose the decrement and leave the count one too high
+    /// for good. Readers clamp ([`Store::inbox_depth`]).
+    depth: Arc<AtomicI64>,
 }
 
 /// The `meta` key of the inbox floor.
@@ -67,7 +70,7 @@ impl Trees {
             state,
             meta,
             floor: Arc::new(AtomicU64::new(floor)),
-            depth: Arc::new(AtomicUsize::new(depth)),
+            depth: Arc::new(AtomicI64::new(depth)),
         })
     }
 
@@ -246,9 +249,11 @@ impl Store {
         Ok(pending)
     }
 
-    /// How many deliveries wait in the inbox (a count kept as they come and go, not a scan).
+    /// How many deliveries wait in the inbox (a count kept as they come and go, not a scan). Exact once
+    /// every [`Store::put_delivery`] has returned; while one is between its write and its return the count
+    /// may be one low for it (never below zero).
     pub fn inbox_depth(&self) -> usize {
-        self.inner.inbox.depth.load(Relaxed)
+        self.inner.inbox.depth.load(Relaxed).max(0) as usize
     }
 
     /// Waits until a new delivery may be in the inbox. Spurious wake-ups are possible; callers re-read
@@ -284,7 +289,7 @@ impl Store {
     pub fn finish_delivery(&self, seq: u64, state: &DeliveryState) -> Result<(), StoreError> {
         let t = &self.inner.inbox;
         if t.state.insert(seq_key(seq), serde_json::to_vec(state).expect("state serialises"))?.is_none() {
-            let _ = t.depth.fetch_update(Relaxed, Relaxed, |d| d.checked_sub(1));
+            t.depth.fetch_sub(1, Relaxed);
         }
         Ok(())
     }
