@@ -135,6 +135,9 @@ fn summary(a: &Action) -> String {
             format!("init constitution {repo}#{issue} from {} by {requester}", template.name())
         }
         Action::Ignore { reason } => format!("ignore: {reason}"),
+        Action::IssueState { repo, issue, open } => {
+            format!("{repo}#{issue} is {}", if *open { "open" } else { "closed" })
+        }
     }
 }
 
@@ -276,24 +279,29 @@ fn other_issue_events() {
             "closing cancels the job",
             issues("closed", "x"),
             job(JobState::Running),
-            &["cancel Codertocat/Hello-World#1"],
+            &["cancel Codertocat/Hello-World#1", "Codertocat/Hello-World#1 is closed"],
         ),
-        case("closing without a job", issues("closed", "x"), none(), &["~was closed, but"]),
+        case("closing without a job", issues("closed", "x"), none(), &["~was closed, but", "~is closed"]),
         case(
             "closing after the job finished",
             issues("closed", "x"),
             job(JobState::Succeeded),
-            &["~already succeeded"],
+            &["~already succeeded", "~is closed"],
         ),
         case(
             "a bot closing still cancels",
             by_bot(issues("closed", "x"), "stale[bot]"),
             job(JobState::Queued),
-            &["~cancel"],
+            &["~cancel", "~is closed"],
         ),
         case("deleting cancels", issues("deleted", "x"), job(JobState::Queued), &["~cancel"]),
         case("transferring cancels", issues("transferred", "x"), job(JobState::Queued), &["~cancel"]),
-        case("reopening does not queue", issues("reopened", "foreman"), none(), &["~reopening does not queue"]),
+        case(
+            "reopening does not queue, and its dependents wait again",
+            issues("reopened", "foreman"),
+            none(),
+            &["~reopening does not queue", "Codertocat/Hello-World#1 is open"],
+        ),
         case("opening does not queue", issues("opened", "foreman"), none(), &["~was opened"]),
         case("editing does nothing", issues("edited", "x"), none(), &["~editing"]),
         case("assigning does nothing", issues("assigned", "x"), none(), &["~assignment"]),

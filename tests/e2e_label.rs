@@ -263,3 +263,31 @@ TZ = "UTC"
     .await
     .expect("the lifecycle finished in time");
 }
+
+/// Closing an issue another depends on starts the dependent at once, from the `issues.closed` delivery:
+/// reconciliation, which also reads dependencies, runs only at start and then hourly here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_dependency_starts_its_dependent_at_once() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let setup = Setup { config: "[reconcile]\ninterval_secs = 3600\n", ..Default::default() };
+        let world = World::start_with(FIXING_AGENT, setup).await;
+        let (first, _) = world.sim.create_issue(REPO, "Lay the groundwork", "First.", "alice").unwrap();
+        let (number, _) = world
+            .sim
+            .create_issue(REPO, "Build on it", &format!("Then this.\n\nDepends on #{first}"), "alice")
+            .unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        world
+            .wait("the dependent to be queued", |s| World::labels(s, number).iter().any(|l| l == "foreman:queued"))
+            .await;
+        let job = world.job(number).await;
+        assert_eq!(job["waiting_on"], json!([{"repo": REPO, "issue": first}]), "it waits for #{first}: {job}");
+
+        world.sim.set_issue_state(REPO, first, "closed", "alice").unwrap();
+        world.wait_pull(number).await;
+        let job = world.job(number).await;
+        assert!(job["waiting_on"].is_null(), "{job}");
+    })
+    .await
+    .expect("the dependent ran soon after its dependency closed");
+}

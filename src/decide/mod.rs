@@ -99,6 +99,16 @@ pub enum Action {
         #[serde(skip_serializing_if = "Option::is_none")]
         installation: Option<InstallationId>,
     },
+    /// Record that an issue was closed or reopened, so the jobs that depend on it (`Depends on #N`) are
+    /// unblocked or blocked again at once.
+    IssueState {
+        /// The repository.
+        repo: RepoName,
+        /// The issue.
+        issue: IssueNumber,
+        /// Whether it is open now.
+        open: bool,
+    },
     /// Check a pull request's `.github/foreman.toml` at its head commit and report it as a check run
     /// (`constitution::github::check_pull_request`; nothing is posted when the pull request does
     /// not change the file).
@@ -160,6 +170,7 @@ impl Action {
             Action::Reply { .. } => "reply",
             Action::Lookup { .. } => "lookup",
             Action::Ignore { .. } => "ignore",
+            Action::IssueState { .. } => "issue_state",
         }
     }
 }
@@ -269,7 +280,19 @@ pub fn unlabel_cancels(running: bool, config: &DecideConfig) -> bool {
 pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<Action> {
     let cx = Cx { event, config, snapshot, job: snapshot.job.map(JobState::as_decided) };
     match &event.kind {
-        EventKind::Issues { action, issue } => vec![cx.issues(action, issue)],
+        EventKind::Issues { action, issue } => {
+            let mut actions = vec![cx.issues(action, issue)];
+            // Jobs that depend on the issue follow its state as the delivery says it, from any sender.
+            let open = match action {
+                IssuesAction::Closed => Some(false),
+                IssuesAction::Reopened => Some(true),
+                _ => None,
+            };
+            if let Some(open) = open {
+                actions.push(Action::IssueState { repo: issue.repo.clone(), issue: issue.number, open });
+            }
+            actions
+        }
         EventKind::IssueComment { action, issue, comment } => match action {
             CommentAction::Created => cx.commands(issue, comment, None),
             CommentAction::Edited { previous_body: Some(previous) } => cx.commands(issue, comment, Some(previous)),

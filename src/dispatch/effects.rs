@@ -15,7 +15,7 @@ use crate::event::{Event, EventKind};
 use crate::github::{Client, GithubError};
 use crate::ids::Login;
 use crate::ids::{InstallationId, IssueNumber, RepoName};
-use crate::job::{EnqueueOutcome, JobState, NewJob, nanos};
+use crate::job::{EnqueueOutcome, IssueRef, JobState, NewJob, nanos};
 use crate::report::outbox::Outbox;
 use crate::report::push::Pusher;
 use crate::report::render::JobState as Shown;
@@ -65,6 +65,8 @@ pub enum Effect {
     NoGithub,
     /// `ignore`.
     Ignored,
+    /// `issue_state`: this many jobs that depend on the issue were unblocked or blocked again.
+    Dependents(usize),
 }
 
 /// What the job store made of an `enqueue`.
@@ -105,6 +107,7 @@ impl fmt::Display for Effect {
             Effect::InitFailed => f.write_str("failed; the requester was told"),
             Effect::NoGithub => f.write_str("not carried out: no GitHub client"),
             Effect::Ignored => f.write_str("ignored"),
+            Effect::Dependents(n) => write!(f, "{n} dependent jobs changed"),
         }
     }
 }
@@ -232,6 +235,13 @@ impl Effects {
             }
             Action::Lookup { .. } => Ok(Effect::NoGithub),
             Action::Ignore { .. } => Ok(Effect::Ignored),
+            Action::IssueState { repo, issue, open } => {
+                let issue = IssueRef { repo: repo.clone(), issue: *issue };
+                match self.scheduler.issue_state(&issue, *open, now) {
+                    Ok(n) => Ok(Effect::Dependents(n)),
+                    Err(e) => refused(e),
+                }
+            }
             Action::CheckConstitution { repo, pull, head_sha, installation } => {
                 let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };
                 let ceilings = github.constitutions.ceilings();
