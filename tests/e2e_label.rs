@@ -291,3 +291,30 @@ async fn closing_a_dependency_starts_its_dependent_at_once() {
     .await
     .expect("the dependent ran soon after its dependency closed");
 }
+
+/// A dependency closed before its dependent is queued, while Foreman was not listening, does not hold it:
+/// Foreman reads the dependency's state when it queues the job, without waiting for reconciliation (hourly
+/// here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_closed_already_does_not_block() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        // Redelivery off: the `issues.closed` delivery missed while Foreman was down stays missed.
+        let config = "[reconcile]\ninterval_secs = 3600\nredeliver = false\n";
+        let mut world = World::start_with(FIXING_AGENT, Setup { config, ..Default::default() }).await;
+        let (first, _) = world.sim.create_issue(REPO, "Done long ago", "First.", "alice").unwrap();
+        world.kill9();
+        world.sim.set_issue_state(REPO, first, "closed", "alice").unwrap();
+        world.start_foreman();
+        let (number, _) = world
+            .sim
+            .create_issue(REPO, "Build on it", &format!("Then this.\n\nDepends on #{first}"), "alice")
+            .unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        world.wait_pull(number).await;
+        let job = world.job(number).await;
+        assert_eq!(job["depends_on"], json!([{"repo": REPO, "issue": first}]), "{job}");
+        assert!(job["waiting_on"].is_null(), "{job}");
+    })
+    .await
+    .expect("the dependent ran without waiting for reconciliation");
+}

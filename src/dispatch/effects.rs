@@ -184,6 +184,7 @@ impl Effects {
                         tracing::warn!(error = %e, "could not acknowledge the command with a reaction");
                     }
                     let job = outcome.job();
+                    self.learn_dependencies(&github.client, *inst, &job.waiting_on, now).await;
                     // The runner may have claimed the job already; its report wins if it comes later, and
                     // the outbox applies reports in the order they were posted.
                     if job.state == JobState::Queued {
@@ -290,6 +291,31 @@ impl Effects {
                         Effect::InitFailed
                     }
                 })
+            }
+        }
+    }
+
+    /// Reads the state of the dependencies a newly queued job waits on and Foreman has not seen closed, so
+    /// one already closed does not hold it (one `GET` per such dependency). A failed read leaves the job
+    /// waiting; reconciliation reads the dependency later.
+    async fn learn_dependencies(
+        &self,
+        client: &Client,
+        inst: InstallationId,
+        waiting_on: &[IssueRef],
+        now: OffsetDateTime,
+    ) {
+        for dep in waiting_on {
+            match client.issue(inst, &dep.repo, dep.issue).await {
+                Ok(read) if read.state.eq_ignore_ascii_case("closed") => {
+                    if let Err(e) = self.scheduler.issue_state(dep, false, now) {
+                        tracing::warn!(%dep, error = %e, "could not record a closed dependency");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%dep, error = %e, "a dependency's state could not be read; reconciliation will")
+                }
             }
         }
     }
