@@ -125,7 +125,8 @@ async fn a_full_unverified_body_budget_answers_503_with_retry_after_and_is_count
             assert_eq!(r.status(), 503, "chunked body over the budget");
         }
 
-        let metrics = client.get(foreman.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        // A new connection: the refused request's may be closed by the server under the pooled client.
+        let metrics = reqwest::get(foreman.url("/metrics")).await.unwrap().text().await.unwrap();
         let overloaded = metric(&metrics, r#"foreman_deliveries_total{event="unverified",outcome="overloaded"}"#);
         assert!(overloaded >= 1.0, "refusals are counted:\n{metrics}");
 
