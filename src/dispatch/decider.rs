@@ -114,11 +114,8 @@ impl Decider {
         let Some(inst) = installation else {
             return Ok(Looked::Unreadable("the delivery names no installation".into()));
         };
-        let answer = |e: GithubError| match e {
-            GithubError::Unavailable { .. } | GithubError::RateLimited { .. } | GithubError::Ambiguous { .. } => {
-                Err(Transient::Github(e))
-            }
-            other => Ok(Looked::Unreadable(other.to_string())),
+        let answer = |e: GithubError| {
+            if e.is_transient() { Err(Transient::Github(e)) } else { Ok(Looked::Unreadable(e.to_string())) }
         };
         match what {
             Lookup::Permission { repo, user, user_id, .. } => {

@@ -142,11 +142,6 @@ fn refused(e: JobError) -> Result<Effect, Transient> {
     }
 }
 
-/// GitHub unavailable or rate limited: worth trying the delivery again later.
-fn is_transient(e: &GithubError) -> bool {
-    matches!(e, GithubError::Unavailable { .. } | GithubError::RateLimited { .. } | GithubError::Ambiguous { .. })
-}
-
 impl Effects {
     /// Carries out one action of `event`'s decision.
     pub async fn apply(&self, event: &Event, action: &Action) -> Result<Effect, Transient> {
@@ -346,7 +341,7 @@ impl Effects {
                 body: read.body.unwrap_or_default(),
                 labels: read.labels.into_iter().map(|l| l.name).collect(),
             })),
-            Err(e) if is_transient(&e) => Err(Transient::Github(e)),
+            Err(e) if e.is_transient() => Err(Transient::Github(e)),
             Err(e) => Ok(Err(e)),
         }
     }

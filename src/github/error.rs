@@ -122,4 +122,11 @@ impl GithubError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
     }
+
+    /// Whether the failure says nothing about the thing asked for, only that GitHub could not answer now
+    /// (unavailable, rate limited, or a write whose outcome is unknown): worth asking again later, unlike an
+    /// answer such as not found or forbidden.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::RateLimited { .. } | Self::Ambiguous { .. })
+    }
 }
