@@ -318,3 +318,42 @@ async fn a_dependency_closed_already_does_not_block() {
     .await
     .expect("the dependent ran without waiting for reconciliation");
 }
+
+/// An issue body can list any number of dependencies; queueing its job reads at most
+/// `DEPENDENCY_READS` of them from GitHub, and the rest are left to reconciliation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queueing_reads_a_bounded_number_of_dependencies() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let config = "[reconcile]\ninterval_secs = 3600\nredeliver = false\n";
+        let mut world = World::start_with(FIXING_AGENT, Setup { config, ..Default::default() }).await;
+        let bound = foreman::dispatch::effects::DEPENDENCY_READS;
+        let mut deps = Vec::new();
+        for i in 0..bound + 2 {
+            deps.push(world.sim.create_issue(REPO, &format!("Step {i}"), "Done.", "alice").unwrap().0);
+        }
+        world.kill9();
+        for d in &deps {
+            world.sim.set_issue_state(REPO, *d, "closed", "alice").unwrap();
+        }
+        world.start_foreman();
+        let body: String = deps.iter().map(|d| format!("Depends on #{d}\n")).collect();
+        let (number, _) = world.sim.create_issue(REPO, "Build on them all", &body, "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        // The labelling delivery counts as processed only after its effects, the reads included.
+        let labeled = World::last_delivery(&world.sim.state(), "issues")["guid"].as_str().unwrap().to_owned();
+        world.wait_processed(&labeled).await;
+        let state = world.sim.state();
+        let read: Vec<u64> = deps
+            .iter()
+            .copied()
+            .filter(|d| World::requests(&state).iter().any(|(m, p)| m == "GET" && p.ends_with(&format!("/issues/{d}"))))
+            .collect();
+        assert_eq!(read, deps[..bound], "the first {bound} dependencies were read, no more");
+        let job = world.job(number).await;
+        let waiting: Vec<u64> =
+            job["waiting_on"].as_array().unwrap().iter().map(|d| d["issue"].as_u64().unwrap()).collect();
+        assert_eq!(waiting, deps[bound..], "{job}");
+    })
+    .await
+    .expect("the job was queued in time");
+}

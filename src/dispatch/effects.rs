@@ -27,6 +27,11 @@ use crate::store::JobError;
 /// really waits shows "queued" (its acknowledgement, for a label or board trigger) after this long.
 pub const QUEUED_REPORT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How many dependencies of one queued job are read from GitHub when it is queued. An issue body can list
+/// any number of `Depends on` references; this bounds the calls one delivery makes (and the inbox worker's
+/// time on it) to a handful, and reconciliation reads the rest.
+pub const DEPENDENCY_READS: usize = 10;
+
 /// What carrying out one action came to; its `Display` is the `result` kept in the delivery's summary.
 #[derive(Debug)]
 pub enum Effect {
@@ -179,7 +184,6 @@ impl Effects {
                         tracing::warn!(error = %e, "could not acknowledge the command with a reaction");
                     }
                     let job = outcome.job();
-                    self.learn_dependencies(&github.client, *inst, &job.waiting_on, now).await;
                     // The runner may have claimed the job already; its report wins if it comes later, and
                     // the outbox applies reports in the order they were posted.
                     if job.state == JobState::Queued {
@@ -190,6 +194,14 @@ impl Effects {
                             QUEUED_REPORT_DELAY,
                         );
                     }
+                }
+                // Also for a duplicate: a crash between queueing and these reads replays the delivery.
+                let job = outcome.job();
+                if job.state == JobState::Queued
+                    && !job.waiting_on.is_empty()
+                    && let (Some(github), Some(inst)) = (&self.github, installation)
+                {
+                    self.learn_dependencies(&github.client, *inst, &job.waiting_on, now).await;
                 }
                 Ok(Effect::Enqueued(match outcome {
                     EnqueueOutcome::Queued(_) => Enqueued::Queued,
@@ -290,9 +302,9 @@ impl Effects {
         }
     }
 
-    /// Reads the state of the dependencies a newly queued job waits on and Foreman has not seen closed, so
-    /// one already closed does not hold it (one `GET` per such dependency). A failed read leaves the job
-    /// waiting; reconciliation reads the dependency later.
+    /// Reads the state of the dependencies a queued job waits on and Foreman has not seen closed, so one
+    /// already closed does not hold it: one `GET` each, for the first [`DEPENDENCY_READS`]. A failed read, or
+    /// a dependency past that bound, leaves the job waiting; reconciliation reads it later.
     async fn learn_dependencies(
         &self,
         client: &Client,
@@ -300,7 +312,7 @@ impl Effects {
         waiting_on: &[IssueRef],
         now: OffsetDateTime,
     ) {
-        for dep in waiting_on {
+        for dep in waiting_on.iter().take(DEPENDENCY_READS) {
             match client.issue(inst, &dep.repo, dep.issue).await {
                 Ok(read) if read.state.eq_ignore_ascii_case("closed") => {
                     if let Err(e) = self.scheduler.issue_state(dep, false, now) {
