@@ -195,7 +195,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::job::{JobKind, PhaseKey, Placement};
 
     struct Fixed;
 
@@ -224,34 +223,7 @@ mod tests {
     }
 
     fn running() -> Job {
-        let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        Job {
-            repo: "o/r".parse().unwrap(),
-            issue: IssueNumber(1),
-            installation: None,
-            kind: JobKind::Code,
-            state: JobState::Running,
-            title: "t".into(),
-            labels: vec![],
-            priority: 2,
-            phase: PhaseKey::None,
-            depends_on: vec![],
-            waiting_on: vec![],
-            seq: 1,
-            enqueued_at: t,
-            updated_at: t,
-            not_before: None,
-            failures: FailureCounts::default(),
-            last_failure: None,
-            attempts: 1,
-            stuck_reason: None,
-            trigger: None,
-            requester: None,
-            instructions: None,
-            session: None,
-            deliveries: vec![],
-            placement: Placement::None,
-        }
+        Job { attempts: 1, ..crate::job::sample_job(JobState::Running) }
     }
 
     fn fail(job: &mut Job, class: FailureClass, retry_at: Option<OffsetDateTime>, now: OffsetDateTime) -> AuditEntry {

@@ -254,3 +254,36 @@ impl AuditEntry {
         AuditEntry { at, actor: actor.to_owned(), action: action.to_owned(), from, to, cause: cause.to_owned() }
     }
 }
+
+/// A job of `o/r#1` in `state`, queued at a fixed time with nothing else set: the unit tests' fixture.
+#[cfg(test)]
+pub(crate) fn sample_job(state: JobState) -> Job {
+    let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    Job {
+        repo: "o/r".parse().unwrap(),
+        issue: IssueNumber(1),
+        installation: None,
+        kind: JobKind::Code,
+        state,
+        title: "t".into(),
+        labels: vec![],
+        priority: 2,
+        phase: PhaseKey::None,
+        depends_on: vec![],
+        waiting_on: vec![],
+        seq: 1,
+        enqueued_at: t,
+        updated_at: t,
+        not_before: None,
+        failures: FailureCounts::default(),
+        last_failure: None,
+        attempts: 0,
+        stuck_reason: None,
+        trigger: None,
+        requester: None,
+        instructions: None,
+        session: None,
+        deliveries: vec![],
+        placement: Placement::None,
+    }
+}

@@ -58,37 +58,10 @@ pub fn place(job: &mut Job, now: OffsetDateTime) -> Option<AuditEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{IssueRef, JobKind, PhaseKey};
+    use crate::job::IssueRef;
 
     fn job(state: JobState) -> Job {
-        let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        Job {
-            repo: "o/r".parse().unwrap(),
-            issue: crate::ids::IssueNumber(1),
-            installation: None,
-            kind: JobKind::Code,
-            state,
-            title: "t".into(),
-            labels: vec![],
-            priority: 2,
-            phase: PhaseKey::None,
-            depends_on: vec![],
-            waiting_on: vec![],
-            seq: 1,
-            enqueued_at: t,
-            updated_at: t,
-            not_before: None,
-            failures: Default::default(),
-            last_failure: None,
-            attempts: 0,
-            stuck_reason: None,
-            trigger: None,
-            requester: None,
-            instructions: None,
-            session: None,
-            deliveries: vec![],
-            placement: Placement::None,
-        }
+        crate::job::sample_job(state)
     }
 
     #[test]
