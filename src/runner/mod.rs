@@ -13,6 +13,8 @@
 //! ([`Runner::stop`]), or its claim lost (the heartbeat finds it no longer held). Stopping cancels the
 //! session, which kills the agent's process group; nothing is pushed.
 
+mod attempt;
+mod conclude;
 pub mod job;
 
 use std::collections::HashMap;
