@@ -296,7 +296,7 @@ impl Store {
     ) -> Result<Option<Job>, JobError> {
         let key = issue_key(repo, issue);
         let phase = crate::job::PhaseKey::parse(title);
-        Ok(self.job_trees().run(|tx| {
+        self.job_trees().run(|tx| {
             let Some(mut job) = tx.job(&key)? else { return Ok(None) };
             if !matches!(job.state, JobState::Queued | JobState::Failed)
                 || (job.title == title && job.labels == labels && job.priority == priority && job.phase == phase)
@@ -319,7 +319,7 @@ impl Store {
             tx.put_job(&key, &job)?;
             tx.record(&key, entry(now, "foreman", "reordered", Some(job.state), job.state, &cause))?;
             Ok(Some(job))
-        })?)
+        })
     }
 
     /// Records that an issue is open or closed, as an event or a lookup told Foreman. Closing releases the
