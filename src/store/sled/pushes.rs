@@ -1,0 +1,64 @@
+//! What Foreman pushed for each issue ([`PushRecord`]): tree `pushes`, issue key → the record as JSON. A
+//! tree of its own, read and written outside the job transactions: a push intent is recorded (and made
+//! durable by the caller's [`Store::sync`]) before `git push` runs, and settled after the run's outcome is
+//! recorded. A store from before this tree existed has no records, which reads as "nothing recorded".
+
+use super::Store;
+use super::jobs::{JobError, decode, encode, issue_key};
+use crate::ids::{IssueNumber, RepoName};
+use crate::job::push::{PushIntent, PushRecord};
+
+impl Store {
+    fn pushes(&self) -> Result<sled::Tree, JobError> {
+        Ok(self.db().open_tree("pushes")?)
+    }
+
+    /// What Foreman pushed for `repo#issue`, or `None` when it recorded no push for it.
+    pub fn push_record(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<PushRecord>, JobError> {
+        match self.pushes()?.get(issue_key(repo, issue))? {
+            Some(raw) => decode(&raw, "push record").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Records that run `intent.seq` is about to push `intent.sha` as the head of `branch`
+    /// ([`PushRecord::intend`]; `own`: every commit on the branch since the default branch is Foreman's)
+    /// and returns the record. Not flushed: call [`Store::sync`] before pushing.
+    pub fn record_push_intent(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        branch: &str,
+        intent: &PushIntent,
+        own: bool,
+    ) -> Result<PushRecord, JobError> {
+        self.change(repo, issue, |old| Some(PushRecord::intend(old, branch, intent.clone(), own)))?
+            .ok_or_else(|| super::jobs::corrupt("push record: not written"))
+    }
+
+    /// Settles run `seq`'s pending push, once its outcome is recorded ([`PushRecord::settle`]). Nothing
+    /// recorded is fine. Not flushed.
+    pub fn settle_push(&self, repo: &RepoName, issue: IssueNumber, seq: u64) -> Result<(), JobError> {
+        self.change(repo, issue, |old| old.map(|r| r.settle(seq))).map(|_| ())
+    }
+
+    /// Replaces the record with `f` of it, atomically (compare and swap, again on a race).
+    fn change(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        f: impl Fn(Option<PushRecord>) -> Option<PushRecord>,
+    ) -> Result<Option<PushRecord>, JobError> {
+        let tree = self.pushes()?;
+        let key = issue_key(repo, issue);
+        loop {
+            let old_raw = tree.get(&key)?;
+            let old = old_raw.as_deref().map(|raw| decode::<PushRecord>(raw, "push record")).transpose()?;
+            let new = f(old);
+            let new_raw = new.as_ref().map(encode);
+            if tree.compare_and_swap(&key, old_raw, new_raw)?.is_ok() {
+                return Ok(new);
+            }
+        }
+    }
+}
