@@ -251,3 +251,44 @@ async fn a_branch_with_someone_elses_commit_is_never_pushed_over() {
     .await
     .expect("the test finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_follow_up_and_a_closed_pull_request_a_re_run_starts_over_on_foremans_own_branch() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let marks = tempfile::tempdir().unwrap();
+        let (share, dir) = e2e_support::shared(marks.path());
+        let world = World::start(&counting_agent(marks.path()), &[(share, &dir)]).await;
+        let (number, _) = world.sim.create_issue(REPO, "Start over", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let pull = world.wait_pull(number).await;
+        wait_job(&world, number, "succeeded").await;
+        let (pr, branch) = (pull["number"].as_u64().unwrap(), pull["head"].as_str().unwrap().to_owned());
+        let reference = format!("refs/heads/{branch}");
+        let first = sim_git(&world, &["rev-parse", &reference]);
+
+        // A follow-up adds Foreman's second commit (a job of the pull request's number); then the pull
+        // request is closed. The branch holds Foreman's commits only, so a re-run may start it over.
+        world.sim.review(REPO, pr, "CHANGES_REQUESTED", "One more, please.", "alice").unwrap();
+        let second = wait_head_moves(&world, &branch, &first).await;
+        wait_job(&world, pr, "succeeded").await;
+        assert!(is_ancestor(&world, &first, &second), "the follow-up built on the first commit");
+        world.sim.set_issue_state(REPO, pr, "closed", "alice").unwrap();
+        world.sim.comment(REPO, number, "/foreman run", "alice").unwrap();
+
+        let third = wait_head_moves(&world, &branch, &second).await;
+        let state = world
+            .wait("a new open pull request for the issue", |s| {
+                World::pulls_closing(s, number).iter().any(|p| p["state"] == "open")
+            })
+            .await;
+        assert_eq!(runs(marks.path()), 3, "label, follow-up, re-run");
+        let log = sim_git(&world, &["log", "--format=%s", &format!("main..{third}")]);
+        assert_eq!(log, format!("Run 3 on #{number}"), "started over from the default branch");
+        let open: Vec<Value> =
+            World::pulls_closing(&state, number).into_iter().filter(|p| p["state"] == "open").collect();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_ne!(open[0]["number"], pr, "a new pull request; the closed one stays closed");
+    })
+    .await
+    .expect("the test finished in time");
+}

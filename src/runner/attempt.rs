@@ -141,7 +141,9 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
     let Some(remote_url) = repo_info.clone_url.clone() else {
         return Attempt::failed(FailureClass::Infrastructure, "the repository has no clone URL");
     };
-    if let Some(done) = super::publish::resume_pushed(parts, job, inst, &remote_url).await {
+    if job.kind != JobKind::FollowUp
+        && let Some(done) = super::publish::resume_pushed(parts, job, inst, &remote_url, job.issue).await
+    {
         return done;
     }
     let thread = match client.issue_thread(inst, &job.repo, job.issue).await {
@@ -169,6 +171,10 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
                 Ok(pr) => pr,
                 Err(e) => return github_failed("reading the pull request", &e),
             };
+            let issue = super::publish::record_issue(job, &pr.head.branch);
+            if let Some(done) = super::publish::resume_pushed(parts, job, inst, &remote_url, issue).await {
+                return done;
+            }
             reviews = match client.pull_reviews(inst, &job.repo, job.issue).await {
                 Ok(r) => r,
                 Err(e) => return github_failed("reading the pull request's reviews", &e),

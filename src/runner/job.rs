@@ -68,7 +68,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
         Ok(after) => {
             if matches!(outcome, Outcome::Succeeded { .. }) {
                 // The run's push is concluded: a later attempt of the same run (a `/foreman retry`) works anew.
-                if let Err(e) = parts.scheduler.store().settle_push(&job.repo, job.issue, job.seq) {
+                if let Err(e) = parts.scheduler.store().settle_push(&job.repo, job.seq) {
                     tracing::warn!(error = %e, "settling the push record failed");
                 }
             }

@@ -16,7 +16,7 @@
 use super::Parts;
 use super::job::{Attempt, CHECK_RUN_NAME, github_failed};
 use crate::github::{CheckRunOutput, CheckRunSpec, GithubError, NewPullRequest, PullRequest};
-use crate::ids::InstallationId;
+use crate::ids::{InstallationId, IssueNumber};
 use crate::job::{FailureClass, Job, PullRequestDraft, PushIntent};
 use crate::markers;
 use crate::report::push::{self as push, PushRequest};
@@ -36,6 +36,13 @@ pub(super) struct Target<'a> {
     pub(super) title: &'a str,
     /// The pull request the commits add to (a follow-up's, or the open one a re-run continues).
     pub(super) existing: Option<&'a PullRequest>,
+}
+
+/// The issue whose push record covers `branch`: the issue the branch was made for (`foreman/<issue>-…`), so
+/// a follow-up's pushes (a job keyed by the pull request's number) are recorded with the issue's; the job's
+/// own issue for a branch of another shape.
+pub(super) fn record_issue(job: &Job, branch: &str) -> IssueNumber {
+    crate::session::workspace::issue_of_branch(branch).unwrap_or(job.issue)
 }
 
 /// The follow-up's pull request, with the agent session named in its body brought up to date (the next
@@ -127,16 +134,17 @@ pub(super) async fn publish(
 ) -> Attempt {
     let intent = intent(parts, job, outcome, target);
     let store = parts.scheduler.store();
+    let issue = record_issue(job, &outcome.branch);
     // The branch stays Foreman's own when the session started it from the default branch, or from a head
     // that was Foreman's own.
     let own = match (target.existing, &outcome.base_commit) {
         (None, _) => true,
         (Some(_), Some(base)) => {
-            store.push_record(&job.repo, job.issue).ok().flatten().is_some_and(|r| r.is_ours(&outcome.branch, base))
+            store.push_record(&job.repo, issue).ok().flatten().is_some_and(|r| r.is_ours(&outcome.branch, base))
         }
         (Some(_), None) => false,
     };
-    let recorded = match store.record_push_intent(&job.repo, job.issue, &outcome.branch, &intent, own) {
+    let recorded = match store.record_push_intent(&job.repo, issue, &outcome.branch, &intent, own) {
         Ok(record) => record,
         Err(e) => return Attempt::failed(FailureClass::Infrastructure, format!("recording the push: {e}")),
     };
@@ -185,10 +193,17 @@ async fn push_once(
 
 /// After a crash between a push and its outcome's record (or a failure after the push), the same run's
 /// next attempt: when this run recorded a push and the remote branch is at its commit, the pull request
-/// and check run it was for, without running the agent again. `None`: nothing of this run was pushed, and
-/// the attempt runs the session.
-pub(super) async fn resume_pushed(parts: &Parts, job: &Job, inst: InstallationId, remote_url: &str) -> Option<Attempt> {
-    let record = match parts.scheduler.store().push_record(&job.repo, job.issue) {
+/// and check run it was for, without running the agent again. `issue` is whose record to read
+/// ([`record_issue`]: the job's, or for a follow-up the issue its branch was made for). `None`: nothing of
+/// this run was pushed, and the attempt runs the session.
+pub(super) async fn resume_pushed(
+    parts: &Parts,
+    job: &Job,
+    inst: InstallationId,
+    remote_url: &str,
+    issue: IssueNumber,
+) -> Option<Attempt> {
+    let record = match parts.scheduler.store().push_record(&job.repo, issue) {
         Ok(record) => record?,
         Err(e) => return Some(Attempt::failed(FailureClass::Infrastructure, format!("reading the push record: {e}"))),
     };

@@ -198,7 +198,7 @@ pub trait JobStore: Durable {
         intent: &PushIntent,
         own: bool,
     ) -> Result<PushRecord, JobError>;
-    /// Settles run `seq`'s pending push once its outcome is recorded ([`PushRecord::settle`]); nothing
-    /// recorded is fine.
-    fn settle_push(&self, repo: &RepoName, issue: IssueNumber, seq: u64) -> Result<(), JobError>;
+    /// Settles run `seq`'s pending push in `repo` once its outcome is recorded ([`PushRecord::settle`]),
+    /// whichever issue's record holds it; nothing recorded is fine.
+    fn settle_push(&self, repo: &RepoName, seq: u64) -> Result<(), JobError>;
 }

@@ -45,14 +45,18 @@ pub async fn a_push_intent_survives_a_reopen_for_its_run_until_settled<S: JobSto
     assert_eq!(record.pending_for(4), None, "another run of the issue has no pending push");
     assert!(record.is_ours(branch, "aaa"));
     assert_eq!(store.push_record(&repo, IssueNumber(8)).unwrap(), None, "records are per issue");
+    let other: RepoName = "o/r2".parse().unwrap();
+    store.record_push_intent(&other, issue, branch, &intent(4, "ddd"), true).unwrap();
 
     // A follow-up over someone else's commit: pending, but the branch is no longer Foreman's own at it.
     store.record_push_intent(&repo, issue, branch, &intent(4, "ccc"), false).unwrap();
-    store.settle_push(&repo, issue, 3).unwrap();
+    store.settle_push(&repo, 3).unwrap();
     let record = store.push_record(&repo, issue).unwrap().unwrap();
     assert!(record.pending_for(4).is_some(), "settling another run leaves this one's intent");
-    store.settle_push(&repo, issue, 4).unwrap();
+    store.settle_push(&repo, 4).unwrap();
     let record = store.push_record(&repo, issue).unwrap().unwrap();
     assert_eq!(record.pending, None);
     assert!(record.is_ours(branch, "aaa") && !record.is_ours(branch, "ccc"), "{record:?}");
+    let elsewhere = store.push_record(&other, issue).unwrap().unwrap();
+    assert!(elsewhere.pending_for(4).is_some(), "settling is per repository");
 }

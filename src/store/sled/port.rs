@@ -172,7 +172,7 @@ impl JobStore for SledStore {
     ) -> Result<PushRecord, JobError> {
         SledStore::record_push_intent(self, repo, issue, branch, intent, own)
     }
-    fn settle_push(&self, repo: &RepoName, issue: IssueNumber, seq: u64) -> Result<(), JobError> {
-        SledStore::settle_push(self, repo, issue, seq)
+    fn settle_push(&self, repo: &RepoName, seq: u64) -> Result<(), JobError> {
+        SledStore::settle_push(self, repo, seq)
     }
 }

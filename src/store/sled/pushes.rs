@@ -36,10 +36,21 @@ impl Store {
             .ok_or_else(|| super::jobs::corrupt("push record: not written"))
     }
 
-    /// Settles run `seq`'s pending push, once its outcome is recorded ([`PushRecord::settle`]). Nothing
-    /// recorded is fine. Not flushed.
-    pub fn settle_push(&self, repo: &RepoName, issue: IssueNumber, seq: u64) -> Result<(), JobError> {
-        self.change(repo, issue, |old| old.map(|r| r.settle(seq))).map(|_| ())
+    /// Settles run `seq`'s pending push in `repo`, once its outcome is recorded ([`PushRecord::settle`]):
+    /// the record it is in is the branch's issue's, which for a follow-up is not the job's, so the
+    /// repository's records are looked through (one per issue Foreman pushed for). Nothing recorded is fine.
+    /// Not flushed.
+    pub fn settle_push(&self, repo: &RepoName, seq: u64) -> Result<(), JobError> {
+        let tree = self.pushes()?;
+        for item in tree.scan_prefix(crate::job::key::repo_prefix(repo)) {
+            let (key, raw) = item?;
+            let record: PushRecord = decode(&raw, "push record")?;
+            if record.pending_for(seq).is_some() {
+                // Written back only if unchanged since it was read; a newer intent stays.
+                let _ = tree.compare_and_swap(&key, Some(raw), Some(encode(&record.settle(seq))))?;
+            }
+        }
+        Ok(())
     }
 
     /// Replaces the record with `f` of it, atomically (compare and swap, again on a race).
