@@ -357,3 +357,57 @@ async fn queueing_reads_a_bounded_number_of_dependencies() {
     .await
     .expect("the job was queued in time");
 }
+
+/// A queued job's place follows its issue: a priority label added or removed, or a phase written into the
+/// title, re-places it among the queued jobs at once (here behind a running job that holds the one slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priority_label_or_a_phase_in_the_title_re_places_a_queued_job() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let marks = tempfile::tempdir().unwrap();
+        let agent = e2e_support::blocking_agent(marks.path());
+        let shared = e2e_support::shared(marks.path());
+        let config = "[scheduler]\nmax_sessions = 1\n";
+        let world =
+            World::start_with(&agent, Setup { config, env: &[(shared.0, &shared.1)], ..Default::default() }).await;
+        let (running, _) = world.sim.create_issue(REPO, "Hold the slot", "First.", "alice").unwrap();
+        world.sim.add_label(REPO, running, "foreman", "alice").unwrap();
+        e2e_support::wait_for("the first job to start", || marks.path().join(format!("started-{running}")).exists())
+            .await;
+        let (a, _) = world.sim.create_issue(REPO, "Fix the first thing", "A.", "alice").unwrap();
+        let (b, _) = world.sim.create_issue(REPO, "Fix the second thing", "B.", "alice").unwrap();
+        for n in [a, b] {
+            world.sim.add_label(REPO, n, "foreman", "alice").unwrap();
+        }
+        let positions = || async { (world.job(a).await["position"].clone(), world.job(b).await["position"].clone()) };
+        let until = |want: (u64, u64), what: &'static str| {
+            let positions = &positions;
+            async move {
+                let waited = tokio::time::timeout(Duration::from_secs(30), async {
+                    while positions().await != (json!(want.0), json!(want.1)) {
+                        tokio::time::sleep(e2e_support::POLL).await;
+                    }
+                });
+                if waited.await.is_err() {
+                    panic!("{what}: positions (#{a}, #{b}) are {:?}, not {want:?}", positions().await);
+                }
+            }
+        };
+        until((1, 2), "in the order they were labelled").await;
+
+        world.sim.add_label(REPO, b, "priority:high", "alice").unwrap();
+        until((2, 1), "the priority label puts the second first").await;
+        assert_eq!(world.job(b).await["priority"], 1);
+
+        world.sim.remove_label(REPO, b, "priority:high", "alice").unwrap();
+        until((1, 2), "without it, back in age order").await;
+
+        world.sim.edit_issue(REPO, b, Some("Phase 1.1 - Fix the second thing"), None, "alice").unwrap();
+        until((2, 1), "a phase key in the title orders before no key").await;
+        let job = world.job(b).await;
+        assert_eq!(job["phase"], json!({"kind": "phase", "phase": 1, "task": 1}), "{job}");
+        assert_eq!(job["title"], "Phase 1.1 - Fix the second thing", "{job}");
+        std::fs::write(marks.path().join("go"), "").unwrap();
+    })
+    .await
+    .expect("the queue followed the issues in time");
+}

@@ -135,6 +135,22 @@ impl<S: JobStore> Scheduler<S> {
         Ok(job)
     }
 
+    /// An issue's title or labels changed: re-place its queued job by the new phase key and priority rank
+    /// ([`JobStore::reorder_job`]). `None` when there is no queued job or its order did not change.
+    pub fn reorder(
+        &self,
+        issue: &IssueRef,
+        title: &str,
+        labels: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError> {
+        let job = self.store.reorder_job(&issue.repo, issue.issue, title, labels, self.config.priority(labels), now)?;
+        if job.is_some() {
+            self.changed.notify_one();
+        }
+        Ok(job)
+    }
+
     /// An issue was closed or reopened ([`JobStore::record_issue_state`]).
     pub fn issue_state(&self, issue: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError> {
         let n = self.store.record_issue_state(issue, open, now)?;

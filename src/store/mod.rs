@@ -136,6 +136,16 @@ pub trait JobStore: Durable {
         cause: &str,
         now: OffsetDateTime,
     ) -> Result<Job, JobError>;
+    /// Re-places a queued job after its issue's title or labels changed ([`crate::store::sled::Store::reorder_job`]).
+    fn reorder_job(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        title: &str,
+        labels: &[String],
+        priority: u8,
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError>;
     /// Records that an issue is open or closed; releases or holds its dependents. Returns how many changed.
     fn record_issue_state(&self, dep: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError>;
     /// Dependencies of waiting jobs whose state is not known yet, at most `limit`.

@@ -24,6 +24,7 @@ macro_rules! store_conformance {
         $crate::store_conformance!(@sync $open; jobs_rules::{
             one_job_per_issue_and_a_redelivery_has_no_second_effect,
             runnable_jobs_run_by_priority_then_phase_then_failures_then_age,
+            a_queued_job_is_re_placed_when_its_title_or_labels_change,
             fewer_failures_run_first_within_the_same_priority_and_phase,
             concurrency_limits_global_per_repository_and_per_installation,
             jobs_of_a_refused_installation_are_skipped_and_keep_their_place,

@@ -95,6 +95,18 @@ impl JobStore for SledStore {
     ) -> Result<Job, JobError> {
         SledStore::retry_job(self, repo, issue, actor, cause, now)
     }
+    fn reorder_job(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        title: &str,
+        labels: &[String],
+        priority: u8,
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError> {
+        SledStore::reorder_job(self, repo, issue, title, labels, priority, now)
+    }
+
     fn record_issue_state(&self, dep: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError> {
         SledStore::record_issue_state(self, dep, open, now)
     }
