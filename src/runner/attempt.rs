@@ -12,7 +12,7 @@ use super::Parts;
 use super::conclude::{conclude, log_tail, session_log_link};
 use super::job::{Attempt, github_failed, tracking};
 use crate::ids::InstallationId;
-use crate::job::{FailureClass, Job, JobKind, JobState, Outcome, nanos};
+use crate::job::{FailureClass, Job, JobKind, JobState, Outcome, WaitKind, nanos};
 use crate::markers;
 use crate::report::render::{self};
 use crate::session::{self, GitAuth, PromptKind, SessionSpec};
@@ -130,7 +130,7 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         // Nothing changes until the operator fixes the host and restarts Foreman: wait, without counting
         // an attempt against the issue, and say why on it.
         let retry_at = OffsetDateTime::now_utc() + SANDBOX_RECHECK;
-        return Attempt::waiting(format!("the agent sandbox is unavailable: {why}"), Some(retry_at));
+        return Attempt::waiting(WaitKind::Sandbox, format!("the agent sandbox is unavailable: {why}"), Some(retry_at));
     }
 
     let repo_info = match client.repository(inst, &job.repo).await {
@@ -234,7 +234,7 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         if let Err(e) = client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &text).await {
             tracing::warn!(error = %e, "could not say that the budget is spent");
         }
-        return Attempt::waiting("the repository's daily budget is spent", Some(resume_at));
+        return Attempt::waiting(WaitKind::Budget, "the repository's daily budget is spent", Some(resume_at));
     }
     let token = match client.session_token(inst, &job.repo).await {
         Ok(t) => t,

@@ -62,7 +62,8 @@ fn session_failed(class: &session::FailureCause, reason: &str) -> Attempt {
         }
         S::Validation => Attempt::failed(FailureClass::Validation, reason),
         S::UsageLimit { resets_at } => {
-            Attempt::waiting(reason, resets_at.and_then(|t| OffsetDateTime::from_unix_timestamp(t.as_second()).ok()))
+            let until = resets_at.and_then(|t| OffsetDateTime::from_unix_timestamp(t.as_second()).ok());
+            Attempt::waiting(crate::job::WaitKind::UsageLimit, reason, until)
         }
         S::RateLimited | S::Overloaded => Attempt::failed(FailureClass::RateLimit, reason),
         S::Cancelled | S::Infrastructure => Attempt::failed(FailureClass::Infrastructure, reason),

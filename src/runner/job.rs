@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Parts;
 use super::attempt::attempt;
 use crate::github::GithubError;
-use crate::job::{Claim, Claimed, FailureClass, Job, JobState, Outcome, Trigger, nanos};
+use crate::job::{Claim, Claimed, FailureClass, Job, JobState, Outcome, Trigger, Wait, WaitKind, nanos};
 use crate::report::render::{self, Link, Tracking};
 use crate::store::JobError;
 
@@ -88,6 +88,13 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     if matches!(outcome, Outcome::Released { .. }) {
         return;
     }
+    if after.state == JobState::Queued {
+        // A wait: back in the queue, saying what for and until when.
+        let t = queued_tracking(&parts.trigger_label, &parts.scheduler, &after);
+        parts.outbox.update(inst, t, nanos(after.updated_at));
+        parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+        return;
+    }
     let mut t = tracking(parts, &after, after.state);
     if after.state == JobState::Cancelled {
         // Stopped while it ran: say why, in the words of whoever stopped it.
@@ -150,7 +157,22 @@ async fn heartbeat(scheduler: crate::scheduler::Scheduler, claim: Claim, cancel:
 /// The tracking comment's view of `job` in `state`, with the attempt (the runner's reports).
 pub(super) fn tracking(parts: &Parts, job: &Job, state: JobState) -> Tracking {
     let mut t = base_tracking(&parts.trigger_label, job, state);
-    t.attempt = Some((job.attempts.max(1), parts.scheduler.config().max_failures));
+    let config = parts.scheduler.config();
+    let shown = Job { state, ..job.clone() };
+    t.attempt = crate::job::attempt_counter(&shown, config.max_failures, config.max_infrastructure_failures);
+    t.since_retry = job.retries > 0;
+    t
+}
+
+/// The tracking comment of a queued `job` (`label` is the trigger label's name): what queued it, its place
+/// in the queue when it is ready, and what it waits for ([`crate::scheduler::Scheduler::waiting_for`]).
+/// The inbox worker's queued reports and the runner's after a wait are this.
+pub fn queued_tracking(label: &str, scheduler: &crate::scheduler::Scheduler, job: &Job) -> Tracking {
+    let mut t = base_tracking(label, job, JobState::Queued);
+    t.queue_position =
+        scheduler.store().queue_position(job).ok().flatten().map(|p| u32::try_from(p).unwrap_or(u32::MAX));
+    t.waiting = scheduler.waiting_for(job, OffsetDateTime::now_utc());
+    t.since_retry = job.retries > 0;
     t
 }
 
@@ -191,9 +213,10 @@ impl Attempt {
         Self::new(Outcome::Failed { class, reason: reason.into(), retry_at: None })
     }
 
-    /// A rate limit or a spent budget: the job waits until `retry_at` (a backoff when unknown), not counted.
-    pub(super) fn waiting(reason: impl Into<String>, retry_at: Option<OffsetDateTime>) -> Self {
-        Self::new(Outcome::Failed { class: FailureClass::RateLimit, reason: reason.into(), retry_at })
+    /// A wait without fault (a budget, a usage limit, a quota, the sandbox): the job waits until `until`
+    /// ([`crate::job::wait::UNKNOWN_WAIT`] when unknown); not an attempt, not a failure.
+    pub(super) fn waiting(kind: WaitKind, reason: impl Into<String>, until: Option<OffsetDateTime>) -> Self {
+        Self::new(Outcome::Waiting(Wait { kind, reason: reason.into(), until }))
     }
 
     pub(super) fn succeeded(summary: &str) -> Self {
@@ -206,7 +229,8 @@ impl Attempt {
 pub(super) fn github_failed(what: &str, e: &GithubError) -> Attempt {
     match e {
         GithubError::RateLimited { reset, .. } => {
-            Attempt::waiting(format!("{what}: {e}"), reset.map(OffsetDateTime::from))
+            let reason = format!("the installation's GitHub API quota is spent ({what})");
+            Attempt::waiting(WaitKind::Quota, reason, reset.map(OffsetDateTime::from))
         }
         _ => Attempt::failed(FailureClass::Infrastructure, format!("{what}: {e}")),
     }

@@ -150,6 +150,8 @@ impl Store {
                         session: existing.as_ref().and_then(|j| j.session.clone()),
                         deliveries: existing.map(|j| j.deliveries).unwrap_or_default(),
                         placement: Placement::None,
+                        wait: None,
+                        retries: 0,
                     };
                     remember(&mut job);
                     tx.place(&key, &mut job, now)?;
@@ -263,7 +265,9 @@ impl Store {
             }
             tx.unplace(&key, &mut job)?;
             job.failures = FailureCounts::default();
+            job.retries = job.retries.saturating_add(1);
             job.not_before = None;
+            job.wait = None;
             job.stuck_reason = None;
             job.state = JobState::Queued;
             job.updated_at = now;
