@@ -3,8 +3,10 @@
 //! check run, record the outcome, and say where people look.
 //!
 //! Everything that reaches GitHub is idempotent, so a job that crashed half-way and runs again after
-//! recovery ends in the same place: the push is a lease on Foreman's own branch, the pull request is found
-//! by its head before one is created, the check run by its external id, the tracking comment by its marker.
+//! recovery ends in the same place: the push is recorded before it is made, so a branch already at the
+//! recorded commit goes straight to its pull request without a second agent run ([`super::publish`]), and
+//! is a lease on Foreman's own branch; the pull request is found by its head before one is created, the
+//! check run by its external id, the tracking comment by its marker.
 
 use std::time::Instant;
 
@@ -63,7 +65,15 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     };
     let now = OffsetDateTime::now_utc();
     let after = match parts.scheduler.finish(&claim, &outcome, now).await {
-        Ok(after) => Some(after),
+        Ok(after) => {
+            if matches!(outcome, Outcome::Succeeded { .. }) {
+                // The run's push is concluded: a later attempt of the same run (a `/foreman retry`) works anew.
+                if let Err(e) = parts.scheduler.store().settle_push(&job.repo, job.seq) {
+                    tracing::warn!(error = %e, "settling the push record failed");
+                }
+            }
+            Some(after)
+        }
         Err(JobError::ClaimNotHeld { reason, .. }) => {
             tracing::info!(reason, "the claim was no longer held: the job was stopped or reclaimed");
             parts.scheduler.store().job(&job.repo, job.issue).ok().flatten()

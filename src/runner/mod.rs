@@ -16,6 +16,7 @@
 mod attempt;
 mod conclude;
 pub mod job;
+mod publish;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod jobs_crash;
 pub mod jobs_props;
 pub mod jobs_rules;
+pub mod pushes;
 
 /// Opens (or reopens) the backend under test in a directory. Panics when it cannot; may wait a moment
 /// for a previous handle on the same directory to let go.
@@ -47,6 +48,7 @@ macro_rules! store_conformance {
             inbox_survives_reopening_and_pruning_keeps_pending_and_recent,
             the_inbox_floor_stops_below_a_delivery_left_pending_and_survives_a_restart,
         });
+        $crate::store_conformance!(@async $open; pushes::{a_push_intent_survives_a_reopen_for_its_run_until_settled});
 
         #[tokio::test]
         #[ignore = "run by a_killed_process_loses_no_job_and_its_claims_return_to_the_queue as its child"]
