@@ -31,14 +31,19 @@ pub enum Command {
     /// Print what Foreman would decide for one webhook payload, as JSON lines; touches neither GitHub nor
     /// the data directory. Answers "why didn't Foreman react to this?". See docs/commands.md.
     Replay {
-        /// The X-GitHub-Event name, e.g. `issues` or `issue_comment`.
+        /// The X-GitHub-Event name, e.g. `issues` or `issue_comment`; needed for a file or standard input (a
+        /// stored delivery knows its own).
         #[arg(long, value_name = "NAME")]
-        event: String,
+        event: Option<String>,
         /// Pretend the issue's job is in this state: queued, running, succeeded, failed or cancelled.
         #[arg(long, value_name = "STATE", value_parser = replay::parse_job_state)]
         job: Option<crate::decide::JobState>,
-        /// The payload: a webhook body as JSON.
-        payload: PathBuf,
+        /// The running Foreman to read a stored delivery from. Default: the configured `listen` address.
+        #[arg(long, env = "FOREMAN_SERVER", value_name = "URL")]
+        server: Option<String>,
+        /// The payload: a file with a webhook body as JSON, `-` for standard input, or the id of a delivery a
+        /// running Foreman stored (its `X-GitHub-Delivery`), read with `FOREMAN_ADMIN_TOKEN` when set.
+        payload: String,
     },
     /// Work with `.github/foreman.toml`, the repository's rules; see docs/constitution.md.
     Constitution {
@@ -65,18 +70,6 @@ pub enum Command {
     SandboxBridge(crate::executor::local::netproxy::bridge::BridgeArgs),
 }
 
-/// The URL a command on this machine reaches a server listening on `listen` at: loopback in place of an
-/// unspecified address (`0.0.0.0`, `::`).
-fn local_url(listen: std::net::SocketAddr) -> String {
-    let host = match listen.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
-        ip if ip.is_unspecified() => "[::1]".to_owned(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
-    };
-    format!("http://{host}:{}", listen.port())
-}
-
 /// Parses the command line and runs the subcommand. Exit code 0 on success, 1 on a runtime error,
 /// 2 on a usage or configuration error.
 pub fn main() -> ExitCode {
@@ -89,13 +82,16 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve => crate::server::serve_main(cli.config.as_deref()),
-        Command::Replay { event, job, payload } => replay::main(cli.config.as_deref(), &event, &payload, job),
+        Command::Replay { event, job, server, payload } => {
+            let source = replay::Source { payload: &payload, event: event.as_deref(), server: server.as_deref() };
+            replay::main(cli.config.as_deref(), &source, job)
+        }
         Command::Constitution { command } => crate::constitution::cli_main(command),
         Command::Status { server } => {
             let server = match server {
                 Some(server) => server,
                 None => match crate::config::Config::load(cli.config.as_deref()) {
-                    Ok(config) => local_url(config.listen),
+                    Ok(config) => crate::config::local_url(config.listen),
                     Err(e) => {
                         eprintln!("error: {e}");
                         return ExitCode::from(2);
