@@ -145,6 +145,13 @@ async fn a_kill_between_push_and_record_ends_in_one_pull_request_without_a_secon
         assert_eq!(sim_git(&world, &["rev-parse", &format!("refs/heads/{}", branches[0])]), pushed, "not pushed over");
         let logs = world.logs();
         assert!(!logs.contains("did not make"), "Foreman did not take its own commit for someone else's:\n{logs}");
+        let pr = pulls[0]["number"].as_u64().unwrap();
+        world
+            .wait("the tracking comment to link the pull request", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains(&format!("#{pr}")))
+            })
+            .await;
+        assert_eq!(World::tracking_comments(&world.sim.state(), number), 1, "one tracking comment");
         let checks = World::repo_state(&state)["check_runs"].as_array().cloned().unwrap_or_default();
         assert!(
             checks.iter().any(|c| c["head_sha"] == pushed.as_str()),

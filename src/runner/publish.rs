@@ -165,8 +165,13 @@ pub(super) async fn publish(
             Err(e) => tracing::info!(error = %e, "reading the remote branch after a refused push failed"),
         }
     }
-    if let Err(e) = pushed {
-        return Attempt::failed(FailureClass::Infrastructure, format!("pushing {}: {e}", outcome.branch));
+    match pushed {
+        Ok(p) if p.sha != intent.sha => {
+            // The mirror's branch moved between the session's end and the push: nothing else writes it.
+            tracing::warn!(pushed = %p.sha, recorded = %intent.sha, "the pushed commit is not the one recorded");
+        }
+        Ok(_) => {}
+        Err(e) => return Attempt::failed(FailureClass::Infrastructure, format!("pushing {}: {e}", outcome.branch)),
     }
     open_pull(parts, job, inst, &outcome.branch, &intent, target.existing).await
 }
