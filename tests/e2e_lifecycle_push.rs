@@ -299,3 +299,39 @@ async fn after_a_follow_up_and_a_closed_pull_request_a_re_run_starts_over_on_for
     .await
     .expect("the test finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_run_after_the_branch_was_deleted_pushes_it_anew() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let marks = tempfile::tempdir().unwrap();
+        let (share, dir) = e2e_support::shared(marks.path());
+        let world = World::start(&counting_agent(marks.path()), &[(share, &dir)]).await;
+        let (number, _) = world.sim.create_issue(REPO, "Gone branch", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let pull = world.wait_pull(number).await;
+        wait_job(&world, number, "succeeded").await;
+        let (pr, branch) = (pull["number"].as_u64().unwrap(), pull["head"].as_str().unwrap().to_owned());
+
+        // The pull request is closed and its branch deleted: Foreman's lease (the commit it pushed) no longer
+        // matches, but there is nothing on the remote to keep.
+        world.sim.set_issue_state(REPO, pr, "closed", "alice").unwrap();
+        sim_git(&world, &["update-ref", "-d", &format!("refs/heads/{branch}")]);
+        world.sim.comment(REPO, number, "/foreman run", "alice").unwrap();
+
+        let state = world
+            .wait("a new open pull request for the issue", |s| {
+                World::pulls_closing(s, number).iter().any(|p| p["state"] == "open")
+            })
+            .await;
+        assert_eq!(runs(marks.path()), 2);
+        let head = sim_git(&world, &["rev-parse", &format!("refs/heads/{branch}")]);
+        let log = sim_git(&world, &["log", "--format=%s", &format!("main..{head}")]);
+        assert_eq!(log, format!("Run 2 on #{number}"));
+        let open: Vec<Value> =
+            World::pulls_closing(&state, number).into_iter().filter(|p| p["state"] == "open").collect();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert!(!world.logs().contains("did not make"), "no refused push");
+    })
+    .await
+    .expect("the test finished in time");
+}

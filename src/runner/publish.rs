@@ -157,9 +157,13 @@ pub(super) async fn publish(
     if matches!(pushed, Err(push::PushError::Diverged { .. })) {
         // The mirror's tracking ref may be behind a push of Foreman's own (a crash right after it): the
         // remote branch is Foreman's when it is at a commit Foreman recorded, and then the lease expects it.
+        // A branch deleted since (after its pull request was closed, say) is pushed anew.
         match push::remote_head(&mirror, target.remote_url, &outcome.branch, target.auth).await {
             Ok(Some(head)) if recorded.is_ours(&outcome.branch, &head) => {
                 pushed = push_once(parts, &mirror, &outcome.branch, target, Some(&head)).await;
+            }
+            Ok(None) if target.existing.is_none() => {
+                pushed = push_once(parts, &mirror, &outcome.branch, target, None).await;
             }
             Ok(_) => {}
             Err(e) => tracing::info!(error = %e, "reading the remote branch after a refused push failed"),
