@@ -154,15 +154,17 @@ pub(super) async fn publish(
     let mirror = parts.sessions.workspaces().mirror_path(&job.repo);
     let expected = push::remote_tracking(&mirror, &outcome.branch).await;
     let mut pushed = push_once(parts, &mirror, &outcome.branch, target, expected.as_deref()).await;
-    if matches!(pushed, Err(push::PushError::Diverged { .. })) {
-        // The mirror's tracking ref may be behind a push of Foreman's own (a crash right after it): the
-        // remote branch is Foreman's when it is at a commit Foreman recorded, and then the lease expects it.
-        // A branch deleted since (after its pull request was closed, say) is pushed anew.
+    if target.existing.is_none() && matches!(pushed, Err(push::PushError::Diverged { .. })) {
+        // A branch started again from the default branch replaces Foreman's own. The mirror's tracking ref
+        // may be behind a push of Foreman's (a crash right after it): the remote branch is Foreman's own
+        // when it is at a head Foreman recorded, and then the lease expects it. A branch deleted since
+        // (after its pull request was closed, say) is pushed anew. (A session on an existing branch fetched
+        // it at its start: a refused lease there is someone's push since, kept.)
         match push::remote_head(&mirror, target.remote_url, &outcome.branch, target.auth).await {
             Ok(Some(head)) if recorded.is_ours(&outcome.branch, &head) => {
                 pushed = push_once(parts, &mirror, &outcome.branch, target, Some(&head)).await;
             }
-            Ok(None) if target.existing.is_none() => {
+            Ok(None) => {
                 pushed = push_once(parts, &mirror, &outcome.branch, target, None).await;
             }
             Ok(_) => {}
