@@ -259,12 +259,7 @@ fn label_rules() {
             snapshot: job(JobState::Running),
             expect: &["cancel Codertocat/Hello-World#1"],
         },
-        case(
-            "removing the label without a job",
-            issues("unlabeled", "foreman"),
-            none(),
-            &["~has no queued or running job"],
-        ),
+        case("removing the label without a job", issues("unlabeled", "foreman"), none(), &["~has no job"]),
         case(
             "removing another label re-places a queued job",
             issues("unlabeled", "bug"),
@@ -308,6 +303,18 @@ fn other_issue_events() {
             issues("closed", "x"),
             job(JobState::Running),
             &["cancel Codertocat/Hello-World#1", "Codertocat/Hello-World#1 is closed"],
+        ),
+        case(
+            "closing cancels a job waiting to retry",
+            issues("closed", "x"),
+            job(JobState::Failed),
+            &["cancel Codertocat/Hello-World#1", "Codertocat/Hello-World#1 is closed"],
+        ),
+        case(
+            "closing leaves a stuck job be",
+            issues("closed", "x"),
+            job(JobState::Stuck),
+            &["~already stuck", "~is closed"],
         ),
         case("closing without a job", issues("closed", "x"), none(), &["~was closed, but", "~is closed"]),
         case(
@@ -370,7 +377,7 @@ fn board_rules() {
             "a move to Backlog with no job",
             status_to("Backlog"),
             item(Some("Backlog"), "PVTSSF_status"),
-            &["~has no queued or running job"],
+            &["~has no job"],
         ),
         case(
             "other columns do nothing, without a lookup",
@@ -518,7 +525,36 @@ fn command_rules() {
             job(JobState::Running),
             &["cancel Codertocat/Hello-World#1"],
         ),
-        case("stop with nothing to stop", comment("/foreman stop", "OWNER"), none(), &["~no queued or running job"]),
+        case(
+            "stop with nothing to stop",
+            comment("/foreman stop", "OWNER"),
+            none(),
+            &["~no queued, running or waiting job"],
+        ),
+        case(
+            "stop reaches a job waiting to retry",
+            comment("/foreman stop", "OWNER"),
+            job(JobState::Failed),
+            &["cancel Codertocat/Hello-World#1"],
+        ),
+        case(
+            "stop on a stuck job has nothing to stop",
+            comment("/foreman stop", "OWNER"),
+            job(JobState::Stuck),
+            &["~no queued, running or waiting job"],
+        ),
+        case(
+            "retry a stuck job",
+            comment("/foreman retry", "OWNER"),
+            job(JobState::Stuck),
+            &["retry Codertocat/Hello-World#1 by Codertocat"],
+        ),
+        case(
+            "run on a job waiting to retry refreshes it",
+            comment("/foreman run", "OWNER"),
+            job(JobState::Failed),
+            &["~enqueue code"],
+        ),
         case(
             "retry a failed job",
             comment("/foreman retry", "OWNER"),
@@ -733,7 +769,7 @@ fn permissions() {
             comment("/foreman rnu\n/foreman run\n/foreman stop", "OWNER"),
             none(),
             &[
-                "~Write `/foreman help` for what each does.\n\n---\n\n@Codertocat, there is no queued or running job for #1 to stop.",
+                "~Write `/foreman help` for what each does.\n\n---\n\n@Codertocat, there is no queued, running or waiting job for #1 to stop.",
                 "~enqueue code",
             ],
         ),
