@@ -335,3 +335,42 @@ async fn a_re_run_after_the_branch_was_deleted_pushes_it_anew() {
     .await
     .expect("the test finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_a_follow_ups_push_and_its_record_does_not_run_the_agent_again() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let marks = tempfile::tempdir().unwrap();
+        let tools = tempfile::tempdir().unwrap();
+        let bin = git_wrapper(tools.path(), marks.path());
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let (share, dir) = e2e_support::shared(marks.path());
+        let mut world = World::start(&counting_agent(marks.path()), &[(share, &dir), ("PATH", &path)]).await;
+        let (number, _) = world.sim.create_issue(REPO, "Follow through", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let pull = world.wait_pull(number).await;
+        wait_job(&world, number, "succeeded").await;
+        let (pr, branch) = (pull["number"].as_u64().unwrap(), pull["head"].as_str().unwrap().to_owned());
+
+        // The follow-up's push is held open, and Foreman killed in it.
+        std::fs::write(marks.path().join("hold"), "").unwrap();
+        world.sim.review(REPO, pr, "CHANGES_REQUESTED", "One more, please.", "alice").unwrap();
+        wait_for("the follow-up's push to succeed", || marks.path().join("pushed").exists()).await;
+        world.kill9();
+        std::fs::remove_file(marks.path().join("hold")).unwrap();
+        let pushed = sim_git(&world, &["rev-parse", &format!("refs/heads/{branch}")]);
+        assert_eq!(runs(marks.path()), 2);
+
+        world.start_foreman();
+        let job = wait_job(&world, pr, "succeeded").await;
+        assert_eq!(claims(&job), 2, "claimed before and after the crash: {job}");
+        assert_eq!(runs(marks.path()), 2, "the agent did not run again after the restart");
+        assert_eq!(sim_git(&world, &["rev-parse", &format!("refs/heads/{branch}")]), pushed, "not pushed over");
+        let state = world.sim.state();
+        assert_eq!(World::pulls_closing(&state, number).len(), 1, "one pull request");
+        let checks = World::repo_state(&state)["check_runs"].as_array().cloned().unwrap_or_default();
+        assert!(checks.iter().any(|c| c["head_sha"] == pushed.as_str()), "a check run on the pushed commit");
+        assert!(!world.logs().contains("did not make"));
+    })
+    .await
+    .expect("the test finished in time");
+}
