@@ -374,3 +374,49 @@ async fn a_kill_between_a_follow_ups_push_and_its_record_does_not_run_the_agent_
     .await
     .expect("the test finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_run_on_an_open_pull_request_keeps_someone_elses_commit_on_it() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let marks = tempfile::tempdir().unwrap();
+        let (share, dir) = e2e_support::shared(marks.path());
+        let world = World::start(&counting_agent(marks.path()), &[(share, &dir)]).await;
+        let (number, _) = world.sim.create_issue(REPO, "Share the branch", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let pull = world.wait_pull(number).await;
+        wait_job(&world, number, "succeeded").await;
+        let branch = pull["head"].as_str().unwrap().to_owned();
+        let reference = format!("refs/heads/{branch}");
+        let ours = sim_git(&world, &["rev-parse", &reference]);
+        let tree = sim_git(&world, &["rev-parse", &format!("{ours}^{{tree}}")]);
+        let theirs = sim_git(
+            &world,
+            &[
+                "-c",
+                "user.name=alice",
+                "-c",
+                "user.email=alice@example.com",
+                "commit-tree",
+                &tree,
+                "-p",
+                &ours,
+                "-m",
+                "alice's touch",
+            ],
+        );
+        sim_git(&world, &["update-ref", &reference, &theirs, &ours]);
+
+        world.sim.comment(REPO, number, "/foreman run", "alice").unwrap();
+        let head = wait_head_moves(&world, &branch, &theirs).await;
+        wait_job(&world, number, "succeeded").await;
+        assert!(is_ancestor(&world, &theirs, &head), "alice's commit {theirs} is kept under {head}");
+        let log = sim_git(&world, &["log", "--format=%s", &format!("main..{head}")]);
+        assert_eq!(
+            log.lines().collect::<Vec<_>>(),
+            [format!("Run 2 on #{number}"), "alice's touch".into(), format!("Run 1 on #{number}")]
+        );
+        assert_eq!(World::pulls_closing(&world.sim.state(), number).len(), 1, "the same pull request");
+    })
+    .await
+    .expect("the test finished in time");
+}
