@@ -50,9 +50,10 @@ pub enum Command {
     /// expiry, stuck jobs and recent failures. Asks the server over HTTP (`GET /api/status`), sending
     /// `FOREMAN_ADMIN_TOKEN` as a bearer token when set.
     Status {
-        /// The running server's base URL.
-        #[arg(long, env = "FOREMAN_SERVER", value_name = "URL", default_value = "http://127.0.0.1:3000")]
-        server: String,
+        /// The running server's base URL. Default: the configured `listen` address (`FOREMAN_LISTEN`, the
+        /// configuration file), on loopback when it listens on every interface.
+        #[arg(long, env = "FOREMAN_SERVER", value_name = "URL")]
+        server: Option<String>,
     },
     /// See Foreman work without a GitHub App: starts github-sim, Foreman and a scripted agent on loopback,
     /// labels an issue, and narrates until its pull request is open. See README.md ("See it work").
@@ -62,6 +63,18 @@ pub enum Command {
     /// socket, run a program and exit with its status. Foreman starts it; see `executor::local::netproxy::bridge`.
     #[command(hide = true)]
     SandboxBridge(crate::executor::local::netproxy::bridge::BridgeArgs),
+}
+
+/// The URL a command on this machine reaches a server listening on `listen` at: loopback in place of an
+/// unspecified address (`0.0.0.0`, `::`).
+fn local_url(listen: std::net::SocketAddr) -> String {
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", listen.port())
 }
 
 /// Parses the command line and runs the subcommand. Exit code 0 on success, 1 on a runtime error,
@@ -78,7 +91,19 @@ pub fn main() -> ExitCode {
         Command::Serve => crate::server::serve_main(cli.config.as_deref()),
         Command::Replay { event, job, payload } => replay::main(cli.config.as_deref(), &event, &payload, job),
         Command::Constitution { command } => crate::constitution::cli_main(command),
-        Command::Status { server } => crate::scheduler::status::status_main(&server),
+        Command::Status { server } => {
+            let server = match server {
+                Some(server) => server,
+                None => match crate::config::Config::load(cli.config.as_deref()) {
+                    Ok(config) => local_url(config.listen),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            crate::scheduler::status::status_main(&server)
+        }
         #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::main(args),
         Command::SandboxBridge(args) => crate::executor::local::netproxy::bridge::main(args),
