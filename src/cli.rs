@@ -105,7 +105,18 @@ pub fn main() -> ExitCode {
             crate::scheduler::status::status_main(&server)
         }
         #[cfg(feature = "demo")]
-        Command::Demo(args) => crate::demo::main(args),
+        Command::Demo(args) => {
+            // The demo starts its own Foreman against its own simulator; a configuration would be ignored.
+            if let Some(file) = &cli.config {
+                eprintln!(
+                    "error: foreman demo runs its own configuration on loopback and does not read {} \
+                     (given by --config or FOREMAN_CONFIG); run it without one",
+                    file.display()
+                );
+                return ExitCode::from(2);
+            }
+            crate::demo::main(args)
+        }
         Command::SandboxBridge(args) => crate::executor::local::netproxy::bridge::main(args),
     }
 }
