@@ -30,7 +30,7 @@ pub use self::limits::{Limits, RepoConcurrency, RepoLimits, Usage};
 pub use self::order::{OrderKey, PhaseKey, priority_rank};
 pub use self::placement::Placement;
 pub use self::sessions::{SessionId, SessionRecord, SessionState};
-pub use self::state::JobState;
+pub use self::state::{JobState, Resolution};
 pub use self::trigger::Trigger;
 pub use self::view::{JobDetail, JobsStatus, QueuedJob, RunningJob, StuckJob};
 use crate::ids::{DeliveryId, InstallationId, IssueNumber, Login, RepoName};
