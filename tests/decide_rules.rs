@@ -138,6 +138,9 @@ fn summary(a: &Action) -> String {
         Action::IssueState { repo, issue, open } => {
             format!("{repo}#{issue} is {}", if *open { "open" } else { "closed" })
         }
+        Action::Reorder { repo, issue, title, labels } => {
+            format!("reorder {repo}#{issue} as \"{title}\" [{}]", labels.join(", "))
+        }
     }
 }
 
@@ -256,13 +259,33 @@ fn label_rules() {
             snapshot: job(JobState::Running),
             expect: &["cancel Codertocat/Hello-World#1"],
         },
+        case("removing the label without a job", issues("unlabeled", "foreman"), none(), &["~has no job"]),
         case(
-            "removing the label without a job",
-            issues("unlabeled", "foreman"),
-            none(),
-            &["~has no queued or running job"],
+            "removing another label re-places a queued job",
+            issues("unlabeled", "bug"),
+            job(JobState::Queued),
+            &["~not a trigger label", "~reorder Codertocat/Hello-World#1 as"],
         ),
-        case("removing another label", issues("unlabeled", "bug"), job(JobState::Queued), &["~not a trigger label"]),
+        case(
+            "adding another label re-places a job waiting to retry",
+            issues("labeled", "priority:high"),
+            job(JobState::Failed),
+            &["~not a trigger label", "~reorder Codertocat/Hello-World#1"],
+        ),
+        case(
+            "another label leaves a running job where it is",
+            issues("labeled", "priority:high"),
+            job(JobState::Running),
+            &["~not a trigger label"],
+        ),
+        case("another label without a job", issues("labeled", "priority:high"), none(), &["~not a trigger label"]),
+        case(
+            "editing the title re-places a queued job",
+            issues("edited", "x"),
+            job(JobState::Queued),
+            &["~does not start work", "~reorder Codertocat/Hello-World#1"],
+        ),
+        case("editing without a job", issues("edited", "x"), none(), &["~does not start work"]),
         case(
             "a bot removing the label does nothing",
             by_bot(issues("unlabeled", "foreman"), "x[bot]"),
@@ -280,6 +303,18 @@ fn other_issue_events() {
             issues("closed", "x"),
             job(JobState::Running),
             &["cancel Codertocat/Hello-World#1", "Codertocat/Hello-World#1 is closed"],
+        ),
+        case(
+            "closing cancels a job waiting to retry",
+            issues("closed", "x"),
+            job(JobState::Failed),
+            &["cancel Codertocat/Hello-World#1", "Codertocat/Hello-World#1 is closed"],
+        ),
+        case(
+            "closing leaves a stuck job be",
+            issues("closed", "x"),
+            job(JobState::Stuck),
+            &["~already stuck", "~is closed"],
         ),
         case("closing without a job", issues("closed", "x"), none(), &["~was closed, but", "~is closed"]),
         case(
@@ -342,7 +377,7 @@ fn board_rules() {
             "a move to Backlog with no job",
             status_to("Backlog"),
             item(Some("Backlog"), "PVTSSF_status"),
-            &["~has no queued or running job"],
+            &["~has no job"],
         ),
         case(
             "other columns do nothing, without a lookup",
@@ -490,7 +525,36 @@ fn command_rules() {
             job(JobState::Running),
             &["cancel Codertocat/Hello-World#1"],
         ),
-        case("stop with nothing to stop", comment("/foreman stop", "OWNER"), none(), &["~no queued or running job"]),
+        case(
+            "stop with nothing to stop",
+            comment("/foreman stop", "OWNER"),
+            none(),
+            &["~no queued, running or waiting job"],
+        ),
+        case(
+            "stop reaches a job waiting to retry",
+            comment("/foreman stop", "OWNER"),
+            job(JobState::Failed),
+            &["cancel Codertocat/Hello-World#1"],
+        ),
+        case(
+            "stop on a stuck job has nothing to stop",
+            comment("/foreman stop", "OWNER"),
+            job(JobState::Stuck),
+            &["~no queued, running or waiting job"],
+        ),
+        case(
+            "retry a stuck job",
+            comment("/foreman retry", "OWNER"),
+            job(JobState::Stuck),
+            &["retry Codertocat/Hello-World#1 by Codertocat"],
+        ),
+        case(
+            "run on a job waiting to retry refreshes it",
+            comment("/foreman run", "OWNER"),
+            job(JobState::Failed),
+            &["~enqueue code"],
+        ),
         case(
             "retry a failed job",
             comment("/foreman retry", "OWNER"),
@@ -705,7 +769,7 @@ fn permissions() {
             comment("/foreman rnu\n/foreman run\n/foreman stop", "OWNER"),
             none(),
             &[
-                "~Write `/foreman help` for what each does.\n\n---\n\n@Codertocat, there is no queued or running job for #1 to stop.",
+                "~Write `/foreman help` for what each does.\n\n---\n\n@Codertocat, there is no queued, running or waiting job for #1 to stop.",
                 "~enqueue code",
             ],
         ),

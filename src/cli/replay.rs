@@ -51,7 +51,7 @@ pub fn main(config_file: Option<&Path>, event_name: &str, payload: &Path, job: O
     }
 }
 
-/// Parses `--job`: queued, running, succeeded, failed, cancelled or stuck (which a decision reads as failed).
+/// Parses `--job`: queued, running, succeeded, failed (waiting to retry), cancelled or stuck.
 pub fn parse_job_state(s: &str) -> Result<JobState, String> {
     serde_json::from_value(serde_json::Value::String(s.to_lowercase()))
         .map_err(|_| format!("'{s}' is not a job state: queued, running, succeeded, failed, cancelled or stuck"))

@@ -25,8 +25,8 @@ use crate::event::{
 use crate::ids::{CommitSha, DeliveryId, InstallationId, IssueNumber, RepoName};
 
 /// What a job does, what asked for it, and where it stands: the job vocabulary's own types, so a decision
-/// enqueues exactly what the store keeps. A decision reads a job's state through
-/// [`JobState::as_decided`]: stuck reads as failed (both need `retry`).
+/// enqueues exactly what the store keeps. A live job ([`JobState::is_live`]: queued, running, or failed and
+/// waiting to retry) is what a stop, an unlabel, a close or a card moved off cancels.
 pub use crate::job::{JobKind, JobState, Trigger};
 
 /// One thing to do about an event. Serialised as one JSON object with a `decision` tag, e.g.
@@ -111,6 +111,18 @@ pub enum Action {
         /// Whether it is open now.
         open: bool,
     },
+    /// Re-place the issue's queued job by its title (phase key) and labels (priority) as the delivery shows
+    /// them: a priority label added or removed, or the title edited, while the job waits.
+    Reorder {
+        /// The repository.
+        repo: RepoName,
+        /// The issue.
+        issue: IssueNumber,
+        /// Its title now.
+        title: String,
+        /// Its labels now.
+        labels: Vec<String>,
+    },
     /// Check a pull request's `.github/foreman.toml` at its head commit and report it as a check run
     /// (`constitution::github::check_pull_request`; nothing is posted when the pull request does
     /// not change the file).
@@ -173,6 +185,7 @@ impl Action {
             Action::Lookup { .. } => "lookup",
             Action::Ignore { .. } => "ignore",
             Action::IssueState { .. } => "issue_state",
+            Action::Reorder { .. } => "reorder",
         }
     }
 }
@@ -190,7 +203,7 @@ pub fn unlabel_cancels(running: bool, config: &DecideConfig) -> bool {
 /// it asked for in the snapshot never asks again, so an event needs at most one lookup. Bot senders are
 /// ignored unless their login is in [`DecideConfig::allowed_bots`].
 pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<Action> {
-    let cx = Cx { event, config, snapshot, job: snapshot.job.map(JobState::as_decided) };
+    let cx = Cx { event, config, snapshot, job: snapshot.job };
     match &event.kind {
         EventKind::Issues { action, issue } => {
             let mut actions = vec![cx.issues(action, issue)];
@@ -202,6 +215,23 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
             };
             if let Some(open) = open {
                 actions.push(Action::IssueState { repo: issue.repo.clone(), issue: issue.number, open });
+            }
+            // A waiting job's place follows its issue's labels and title, whoever changed them: the order is
+            // not a budget, and only people with triage access can label.
+            let reorders = match action {
+                IssuesAction::Labeled { label } | IssuesAction::Unlabeled { label } => {
+                    !label.eq_ignore_ascii_case(&cx.config.label)
+                }
+                IssuesAction::Edited => true,
+                _ => false,
+            };
+            if reorders && matches!(cx.job, Some(JobState::Queued | JobState::Failed)) {
+                actions.push(Action::Reorder {
+                    repo: issue.repo.clone(),
+                    issue: issue.number,
+                    title: issue.title.clone(),
+                    labels: issue.labels.clone(),
+                });
             }
             actions
         }
@@ -309,7 +339,7 @@ struct Cx<'a> {
     event: &'a Event,
     config: &'a DecideConfig,
     snapshot: &'a Snapshot,
-    /// The job's state as decisions read it ([`JobState::as_decided`]).
+    /// The job's state, if the issue has a job.
     job: Option<JobState>,
 }
 
@@ -339,7 +369,7 @@ impl Cx<'_> {
                 Action::Cancel { repo: repo.clone(), issue, reason, installation: self.event.installation }
             }
             Some(state) => ignore(format!("{reason}, but the job for {repo}#{issue} already {state}")),
-            None => ignore(format!("{reason}, but {repo}#{issue} has no queued or running job")),
+            None => ignore(format!("{reason}, but {repo}#{issue} has no job")),
         }
     }
 
@@ -368,7 +398,9 @@ impl Cx<'_> {
                         return ignore(format!("{repo}#{number} is closed; reopen it to queue it"));
                     }
                     match self.job {
-                        Some(state) if state.is_live() => ignore(format!("{repo}#{number} already has a {state} job")),
+                        Some(state) if state.is_queued_or_running() => {
+                            ignore(format!("{repo}#{number} already has a {state} job"))
+                        }
                         _ => self.enqueue(JobKind::Code, repo, number, Trigger::Label, &sender.login),
                     }
                 } else {
@@ -488,7 +520,9 @@ impl Cx<'_> {
         let requester = self.event.sender.as_ref().map(|s| s.login.as_str()).unwrap_or("unknown");
         if starts {
             match self.job {
-                Some(state) if state.is_live() => ignore(format!("{repo}#{number} already has a {state} job")),
+                Some(state) if state.is_queued_or_running() => {
+                    ignore(format!("{repo}#{number} already has a {state} job"))
+                }
                 _ => self.enqueue(JobKind::Code, repo, number, Trigger::Board, requester),
             }
         } else {
@@ -559,7 +593,7 @@ impl Cx<'_> {
                 review.author.login
             ))],
             Authorized::Yes => match self.job {
-                Some(state) if state.is_live() => {
+                Some(state) if state.is_queued_or_running() => {
                     vec![ignore(format!("the job for #{} is already {state}; the review waits for it", pull.number))]
                 }
                 _ => {
@@ -652,7 +686,7 @@ impl Cx<'_> {
         let who = &author.login;
         match command {
             Command::Run { .. } | Command::Plan => {
-                if let Some(state) = job.filter(|s| s.is_live()) {
+                if let Some(state) = job.filter(|s| s.is_queued_or_running()) {
                     return self.reply(
                         issue,
                         format!("@{who}, the job for #{number} is already {state}. `/foreman stop` cancels it."),
@@ -679,10 +713,11 @@ impl Cx<'_> {
                     reason: format!("`/foreman stop` by {who}"),
                     installation: self.event.installation,
                 },
-                _ => self.reply(issue, format!("@{who}, there is no queued or running job for #{number} to stop.")),
+                _ => self
+                    .reply(issue, format!("@{who}, there is no queued, running or waiting job for #{number} to stop.")),
             },
             Command::Retry => match job {
-                Some(JobState::Failed | JobState::Cancelled) => Action::Retry {
+                Some(JobState::Failed | JobState::Stuck | JobState::Cancelled) => Action::Retry {
                     repo: repo.clone(),
                     issue: number,
                     requester: who.clone(),

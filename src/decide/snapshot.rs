@@ -38,8 +38,7 @@ pub enum Lookup {
 /// with an empty snapshot, so only the payload counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The state of the job for the issue the event concerns, if there is one. Decisions read it as
-    /// [`JobState::as_decided`] says.
+    /// The state of the job for the issue the event concerns, if there is one.
     pub job: Option<JobState>,
     /// The acting user's permission on the repository, once looked up ([`Lookup::Permission`];
     /// [`Level::from_github`] reads GitHub's answer). A user with no role (`none`, or a 404) is

@@ -85,11 +85,9 @@ impl Canceller {
 
     /// The tracking comment's base for `job` in `state`: what queued it, and, for a queued job, its place.
     pub fn tracking(&self, job: &Job, state: Shown) -> Tracking {
-        let mut t = crate::runner::job::base_tracking(&self.label, job, state);
         if state == Shown::Queued {
-            t.queue_position =
-                self.scheduler.store().queue_position(job).ok().flatten().map(|p| u32::try_from(p).unwrap_or(u32::MAX));
+            return crate::runner::job::queued_tracking(&self.label, &self.scheduler, job);
         }
-        t
+        crate::runner::job::base_tracking(&self.label, job, state)
     }
 }

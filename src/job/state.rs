@@ -50,8 +50,17 @@ impl JobState {
         }
     }
 
-    /// Queued or running: a job an unlabel, a close or `stop` cancels.
+    /// A job still on its way to a result: queued (runnable, or waiting for a dependency), running, or
+    /// failed and waiting to retry (a backoff, a budget or a usage-limit reset). Every live job can be
+    /// stopped: `/foreman stop`, an unlabel, a close and a card moved to a stop column cancel exactly these
+    /// states (the store's `cancel_job` too). Succeeded, cancelled and stuck jobs are not live.
     pub fn is_live(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Running | JobState::Failed)
+    }
+
+    /// Queued or running: a job a new trigger (label, card, `run`, a review) leaves as it is. A job waiting
+    /// to retry is live but not this: a trigger refreshes it (its issue's title, labels and dependencies).
+    pub fn is_queued_or_running(self) -> bool {
         matches!(self, JobState::Queued | JobState::Running)
     }
 
@@ -59,15 +68,6 @@ impl JobState {
     /// (run order, delayed, or waiting on a dependency).
     pub fn is_placed(self) -> bool {
         matches!(self, JobState::Queued | JobState::Failed)
-    }
-
-    /// The state as the decision core sees it: stuck reads as failed, since both need `retry` and the
-    /// commands answer them alike. Every other state is itself.
-    pub fn as_decided(self) -> JobState {
-        match self {
-            JobState::Stuck => JobState::Failed,
-            other => other,
-        }
     }
 }
 
@@ -96,13 +96,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_the_decided_view_folds_stuck_into_failed() {
+    fn names_round_trip_and_a_job_waiting_to_retry_is_live() {
         for s in JobState::ALL {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
             assert_eq!(serde_json::from_str::<JobState>(&format!("\"{}\"", s.as_str())).unwrap(), s);
-            assert_eq!(s.as_decided() == s, s != JobState::Stuck);
         }
-        assert_eq!(JobState::Stuck.as_decided(), JobState::Failed);
-        assert!(JobState::Queued.is_live() && JobState::Running.is_live() && !JobState::Stuck.is_live());
+        let live: Vec<_> = JobState::ALL.into_iter().filter(|s| s.is_live()).collect();
+        assert_eq!(live, [JobState::Queued, JobState::Running, JobState::Failed]);
+        let busy: Vec<_> = JobState::ALL.into_iter().filter(|s| s.is_queued_or_running()).collect();
+        assert_eq!(busy, [JobState::Queued, JobState::Running]);
     }
 }
