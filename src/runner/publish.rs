@@ -17,7 +17,7 @@ use super::Parts;
 use super::job::{Attempt, CHECK_RUN_NAME, github_failed};
 use crate::github::{CheckRunOutput, CheckRunSpec, GithubError, NewPullRequest, PullRequest};
 use crate::ids::{InstallationId, IssueNumber};
-use crate::job::{FailureClass, Job, PullRequestDraft, PushIntent};
+use crate::job::{FailureClass, Job, PullRequestDraft, PushIntent, Resolution};
 use crate::markers;
 use crate::report::push::{self as push, PushRequest};
 use crate::report::render::{self, Link};
@@ -306,7 +306,7 @@ async fn open_pull(
     Attempt {
         pull_request: Some(Link { text: format!("#{}", pr.number), url: pr.html_url.clone() }),
         summary: intent.summary.clone(),
-        ..Attempt::succeeded(&format!("pull request #{}; {}", pr.number, intent.allowed))
+        ..Attempt::succeeded(Resolution::PullRequest, &format!("pull request #{}; {}", pr.number, intent.allowed))
     }
 }
 
