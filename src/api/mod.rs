@@ -65,10 +65,25 @@ impl FromRef<AppState> for Ingress {
     }
 }
 
-/// `/healthz`, `/readyz` and `/metrics`: open to anyone, as load balancers and scrapers expect.
+/// `/healthz`, `/readyz` and `/metrics`: open to anyone, as load balancers and scrapers expect; and the
+/// constitution's documentation ([`crate::constitution::fetch::DOCS_PATH`]), which error messages on GitHub
+/// link to.
 pub fn ops_routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(crate::constitution::fetch::DOCS_PATH, get(constitution_docs))
 }
+
+/// `docs/constitution.md` as built into this Foreman (so it matches the keys this version reads), as
+/// `text/plain; charset=utf-8` (browsers show it; it is Markdown).
+async fn constitution_docs() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], CONSTITUTION_DOCS).into_response()
+}
+
+/// The constitution's documentation, built in.
+const CONSTITUTION_DOCS: &str = include_str!("../../docs/constitution.md");
 
 /// The admin routes under `/api/`, without the auth layer (the server adds it).
 pub fn admin_routes() -> axum::Router<AppState> {
