@@ -86,7 +86,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
             None
         }
     };
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, outcome = ?outcome, "finished");
+    log_finished(&outcome, started.elapsed().as_millis() as u64);
     let (Some(after), Some(inst)) = (after, job.installation) else { return };
     if matches!(outcome, Outcome::Released { .. }) {
         return;
@@ -137,6 +137,32 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     }
     parts.outbox.update(inst, t, nanos(after.updated_at));
     parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+}
+
+/// The job task's last line, in fields: an infrastructure failure at ERROR (the operator's to fix), another
+/// failure at WARN, the rest at INFO.
+fn log_finished(outcome: &Outcome, elapsed_ms: u64) {
+    match outcome {
+        Outcome::Succeeded { summary } => tracing::info!(elapsed_ms, outcome = "succeeded", summary, "finished"),
+        Outcome::Failed { class: FailureClass::Infrastructure, reason, .. } => {
+            tracing::error!(elapsed_ms, outcome = "failed", class = "infrastructure", reason, "finished")
+        }
+        Outcome::Failed { class, reason, .. } => {
+            tracing::warn!(elapsed_ms, outcome = "failed", class = class.as_str(), reason, "finished")
+        }
+        Outcome::Waiting(wait) => {
+            let until = wait.until.map(crate::job::wait::when).unwrap_or_default();
+            tracing::info!(
+                elapsed_ms,
+                outcome = "waiting",
+                wait = wait.kind.as_str(),
+                reason = wait.reason,
+                until,
+                "finished"
+            )
+        }
+        Outcome::Released { cause } => tracing::info!(elapsed_ms, outcome = "released", cause, "finished"),
+    }
 }
 
 /// Renews the claim every third of its time-to-live until aborted. A claim no longer held (stopped,
