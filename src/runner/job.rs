@@ -142,6 +142,14 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
 /// The job task's last line, in fields: an infrastructure failure at ERROR (the operator's to fix), another
 /// failure at WARN, the rest at INFO.
 fn log_finished(outcome: &Outcome, elapsed_ms: u64) {
+    let (name, class) = match outcome {
+        Outcome::Succeeded { .. } => ("succeeded", ""),
+        Outcome::Failed { class, .. } => ("failed", class.as_str()),
+        Outcome::Waiting(wait) => ("waiting", wait.kind.as_str()),
+        Outcome::Released { .. } => ("released", ""),
+    };
+    metrics::counter!("foreman_sessions_finished_total", "outcome" => name, "class" => class).increment(1);
+    metrics::histogram!("foreman_session_duration_seconds", "outcome" => name).record(elapsed_ms as f64 / 1000.0);
     match outcome {
         Outcome::Succeeded { summary } => tracing::info!(elapsed_ms, outcome = "succeeded", summary, "finished"),
         Outcome::Failed { class: FailureClass::Infrastructure, reason, .. } => {
