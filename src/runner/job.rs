@@ -187,6 +187,7 @@ pub fn queued_tracking(label: &str, scheduler: &crate::scheduler::Scheduler, job
 pub fn base_tracking(label: &str, job: &Job, state: JobState) -> Tracking {
     let mut t = Tracking::new(job.repo.clone(), job.issue, state);
     t.trigger = trigger_phrase(label, job);
+    t.resolution = job.resolution.filter(|_| state == JobState::Succeeded);
     t.updated_at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok();
     t
 }
@@ -228,7 +229,10 @@ impl Attempt {
 
     /// A success that came to `resolution`; `summary` is the audit trail's account of it.
     pub(super) fn succeeded(resolution: Resolution, summary: &str) -> Self {
-        Self { resolution: Some(resolution), ..Self::new(Outcome::Succeeded { summary: summary.to_owned() }) }
+        Self {
+            resolution: Some(resolution),
+            ..Self::new(Outcome::Succeeded { summary: summary.to_owned(), resolution })
+        }
     }
 }
 
