@@ -78,6 +78,18 @@ pub const SECRET_ENV_KEYS: &[&str] = &[
     "PRIVATE_KEY_PATH",
 ];
 
+/// The URL a command on this machine reaches a server listening on `listen` at (`foreman status`,
+/// `foreman replay`): loopback in place of an unspecified address (`0.0.0.0`, `::`).
+pub fn local_url(listen: std::net::SocketAddr) -> String {
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", listen.port())
+}
+
 /// Foreman's whole configuration, as read at start.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

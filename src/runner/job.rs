@@ -4,7 +4,7 @@
 //!
 //! Everything that reaches GitHub is idempotent, so a job that crashed half-way and runs again after
 //! recovery ends in the same place: the push is recorded before it is made, so a branch already at the
-//! recorded commit goes straight to its pull request without a second agent run ([`super::publish`]), and
+//! recorded commit goes straight to its pull request without a second agent run (`runner::publish`), and
 //! is a lease on Foreman's own branch; the pull request is found by its head before one is created, the
 //! check run by its external id, the tracking comment by its marker.
 
