@@ -66,6 +66,15 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     } else {
         attempt.outcome.clone()
     };
+    // Reasons are written for people at their source; a path under Foreman's data directory that a tool's
+    // message still carries (git's, say) is not shown on the issue, nor kept in the ledger, all the same.
+    let outcome = match outcome {
+        Outcome::Failed { class, reason, retry_at } => {
+            let data_dir = parts.sessions.workspaces().worktrees_root().parent().map(std::path::Path::to_path_buf);
+            Outcome::Failed { class, reason: without_host_paths(&reason, data_dir.as_deref()), retry_at }
+        }
+        other => other,
+    };
     let now = OffsetDateTime::now_utc();
     let after = match parts.scheduler.finish(&claim, &outcome, now).await {
         Ok(after) => {
@@ -137,6 +146,15 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     }
     parts.outbox.update(inst, t, nanos(after.updated_at));
     parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+}
+
+/// `reason` with every mention of `data_dir` (Foreman's data directory on this host) and of what is under
+/// it written as `<data dir>`, so no host path reaches a comment.
+fn without_host_paths(reason: &str, data_dir: Option<&std::path::Path>) -> String {
+    match data_dir.map(|d| d.to_string_lossy().trim_end_matches('/').to_owned()).filter(|d| d.len() > 1) {
+        Some(dir) => reason.replace(&dir, "<data dir>"),
+        None => reason.to_owned(),
+    }
 }
 
 /// Renews the claim every third of its time-to-live until aborted. A claim no longer held (stopped,
@@ -245,5 +263,21 @@ pub(super) fn github_failed(what: &str, e: &GithubError) -> Attempt {
             Attempt::waiting(WaitKind::Quota, reason, reset.map(OffsetDateTime::from))
         }
         _ => Attempt::failed(FailureClass::Infrastructure, format!("{what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_host_paths;
+
+    #[test]
+    fn paths_under_the_data_directory_are_not_shown() {
+        let dir = std::path::Path::new("/var/lib/foreman/");
+        assert_eq!(
+            without_host_paths("git push failed: fatal: '/var/lib/foreman/mirrors/a/b.git' is locked", Some(dir)),
+            "git push failed: fatal: '<data dir>/mirrors/a/b.git' is locked"
+        );
+        assert_eq!(without_host_paths("as it was", Some(std::path::Path::new("/"))), "as it was");
+        assert_eq!(without_host_paths("as it was", None), "as it was");
     }
 }
