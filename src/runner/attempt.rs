@@ -376,6 +376,9 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
             parts.outbox.progress(inst, t, nanos(job.updated_at));
         })
         .await;
+    if let Some(cost) = outcome.summary.cost_usd {
+        metrics::gauge!("foreman_agent_cost_usd", "repository" => job.repo.to_string()).increment(cost);
+    }
     if let (Some(cost), Some(session)) = (outcome.summary.cost_usd, &job.session)
         && let Err(e) = parts.scheduler.store().record_session_cost(session, cost)
     {

@@ -95,7 +95,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
             None
         }
     };
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, outcome = ?outcome, "finished");
+    log_finished(&outcome, started.elapsed().as_millis() as u64);
     let (Some(after), Some(inst)) = (after, job.installation) else { return };
     if matches!(outcome, Outcome::Released { .. }) {
         return;
@@ -154,6 +154,40 @@ fn without_host_paths(reason: &str, data_dir: Option<&std::path::Path>) -> Strin
     match data_dir.map(|d| d.to_string_lossy().trim_end_matches('/').to_owned()).filter(|d| d.len() > 1) {
         Some(dir) => reason.replace(&dir, "<data dir>"),
         None => reason.to_owned(),
+    }
+}
+
+/// The job task's last line, in fields: an infrastructure failure at ERROR (the operator's to fix), another
+/// failure at WARN, the rest at INFO.
+fn log_finished(outcome: &Outcome, elapsed_ms: u64) {
+    let (name, class) = match outcome {
+        Outcome::Succeeded { .. } => ("succeeded", ""),
+        Outcome::Failed { class, .. } => ("failed", class.as_str()),
+        Outcome::Waiting(wait) => ("waiting", wait.kind.as_str()),
+        Outcome::Released { .. } => ("released", ""),
+    };
+    metrics::counter!("foreman_sessions_finished_total", "outcome" => name, "class" => class).increment(1);
+    metrics::histogram!("foreman_session_duration_seconds", "outcome" => name).record(elapsed_ms as f64 / 1000.0);
+    match outcome {
+        Outcome::Succeeded { summary, .. } => tracing::info!(elapsed_ms, outcome = "succeeded", summary, "finished"),
+        Outcome::Failed { class: FailureClass::Infrastructure, reason, .. } => {
+            tracing::error!(elapsed_ms, outcome = "failed", class = "infrastructure", reason, "finished")
+        }
+        Outcome::Failed { class, reason, .. } => {
+            tracing::warn!(elapsed_ms, outcome = "failed", class = class.as_str(), reason, "finished")
+        }
+        Outcome::Waiting(wait) => {
+            let until = wait.until.map(crate::job::wait::when).unwrap_or_default();
+            tracing::info!(
+                elapsed_ms,
+                outcome = "waiting",
+                wait = wait.kind.as_str(),
+                reason = wait.reason,
+                until,
+                "finished"
+            )
+        }
+        Outcome::Released { cause } => tracing::info!(elapsed_ms, outcome = "released", cause, "finished"),
     }
 }
 
