@@ -291,14 +291,13 @@ impl Walk<'_> {
                 None => self.wrong(key, written, span, found(item)),
             },
             Takes::Tables => {
-                let entries: Option<Vec<Entry<'_>>> =
-                    match (item.as_array_of_tables(), item.as_array()) {
-                        (Some(aot), _) => Some(aot.iter().map(|t| (t as &dyn TableLike, t.span())).collect()),
-                        (_, Some(array)) => {
-                            array.iter().map(|v| v.as_inline_table().map(|t| (t as &dyn TableLike, v.span()))).collect()
-                        }
-                        _ => None,
-                    };
+                let entries: Option<Vec<Entry<'_>>> = match (item.as_array_of_tables(), item.as_array()) {
+                    (Some(aot), _) => Some(aot.iter().map(|t| (t as &dyn TableLike, t.span())).collect()),
+                    (_, Some(array)) => {
+                        array.iter().map(|v| v.as_inline_table().map(|t| (t as &dyn TableLike, v.span()))).collect()
+                    }
+                    _ => None,
+                };
                 let Some(entries) = entries else { return self.wrong(key, written, span, found(item)) };
                 for (entry, at) in entries {
                     self.table(key.path, entry);
