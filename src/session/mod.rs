@@ -569,10 +569,15 @@ impl SessionRunner {
             (Some((class, reason)), Err(_)) => failed(class, reason),
             (None, Err(e)) => {
                 log.event("error", json!({ "step": "changes", "detail": e.to_string() }));
-                failed(
-                    FailureCause::Infrastructure,
-                    "Foreman could not read the agent's changes (a git command failed)".into(),
-                )
+                if e.args == format!("({})", workspace::RECLAIMING) {
+                    // The agent tampered with its clone's `.git`: its work is refused, said in its own terms.
+                    failed(FailureCause::Validation, format!("Foreman refused the agent's workspace: {}", e.stderr))
+                } else {
+                    failed(
+                        FailureCause::Infrastructure,
+                        "Foreman could not read the agent's changes (a git command failed)".into(),
+                    )
+                }
             }
             (None, Ok(changes)) if refused.is_some() => {
                 outcome.changes = changes;
