@@ -105,7 +105,7 @@ fn tracking(n: IssueNumber, state: JobState) -> Tracking {
         JobState::Queued => t.queue_position = Some(2),
         JobState::Running => {
             t.attempt = Some((1, 3));
-            t.progress = Some(Progress { turns: 1, tool_calls: 0, cost_usd: None, elapsed_secs: 1 });
+            t.progress = Some(Progress { turns: 1, tool_calls: 0, cost_usd: None, elapsed_secs: 1, step: None });
         }
         JobState::Succeeded => {
             t.pull_request = Some(Link { text: "#99".into(), url: "http://example.invalid/pull/99".into() });
@@ -187,7 +187,8 @@ async fn one_tracking_comment_across_updates_and_a_restart() {
         let first = r.update(w.inst, &tracking(n, JobState::Queued)).await.unwrap();
         let mut running = tracking(n, JobState::Running);
         r.update(w.inst, &running).await.unwrap();
-        running.progress = Some(Progress { turns: 5, tool_calls: 9, cost_usd: Some(0.12), elapsed_secs: 40 });
+        running.progress =
+            Some(Progress { turns: 5, tool_calls: 9, cost_usd: Some(0.12), elapsed_secs: 40, step: None });
         let third = r.update(w.inst, &running).await.unwrap();
         assert_eq!(first, third, "the same comment");
         assert_eq!(w.tracking_comments(n).len(), 1);
@@ -236,7 +237,8 @@ async fn progress_edits_are_throttled_and_touch_only_the_comment() {
         let r = w.reporter(ReportConfig { min_edit_interval_secs: 1, ..ReportConfig::default() });
         let mut t = tracking(n, JobState::Running);
         let step = |t: &mut Tracking, turns: u32| {
-            t.progress = Some(Progress { turns, tool_calls: turns * 2, cost_usd: None, elapsed_secs: turns.into() })
+            t.progress =
+                Some(Progress { turns, tool_calls: turns * 2, cost_usd: None, elapsed_secs: turns.into(), step: None })
         };
         let before = w.requests().len();
         let first_edit = Instant::now();
@@ -582,7 +584,7 @@ async fn racing_writes_of_one_job_make_one_comment() {
         for i in 0..6u32 {
             let (r, inst) = (r.clone(), w.inst);
             let mut t = tracking(n, JobState::Running);
-            t.progress = Some(Progress { turns: i, tool_calls: i, cost_usd: None, elapsed_secs: 1 });
+            t.progress = Some(Progress { turns: i, tool_calls: i, cost_usd: None, elapsed_secs: 1, step: None });
             tasks.push(tokio::spawn(async move {
                 if i % 2 == 0 { r.update(inst, &t).await.map(drop) } else { r.progress(inst, &t).await.map(drop) }
             }));
@@ -640,6 +642,40 @@ async fn the_outbox_drops_a_report_older_than_one_already_posted() {
         outbox.update(w.inst, tracking(n, JobState::Cancelled), 2);
         assert!(outbox.flush(&w.repo, n, LIMIT).await);
         assert_eq!(w.labels(n), vec!["foreman"]);
+    })
+    .await
+    .expect("in time");
+}
+
+/// A progress report inside the edit interval is not dropped: it waits for the interval's end and is sent
+/// then (the trailing edge), so a session's last figures reach the comment even when it falls quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_sends_the_last_progress_after_the_interval() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let (n, _) = w.issue("Quiet");
+        let r = w.reporter(ReportConfig { min_edit_interval_secs: 1, ..ReportConfig::default() });
+        let outbox = foreman::report::outbox::Outbox::new(r);
+        outbox.update(w.inst, tracking(n, JobState::Running), 1);
+        assert!(outbox.flush(&w.repo, n, LIMIT).await);
+        let written = Instant::now();
+        for turns in 1..=3 {
+            let mut t = tracking(n, JobState::Running);
+            t.progress = Some(Progress {
+                turns,
+                tool_calls: turns,
+                cost_usd: None,
+                elapsed_secs: 1,
+                step: Some("using `Bash`".into()),
+            });
+            outbox.progress(w.inst, t, 1);
+        }
+        // Nothing more is posted: the last progress goes out once the interval after the update has passed.
+        assert!(outbox.flush(&w.repo, n, LIMIT).await, "the last progress was applied");
+        assert!(written.elapsed() >= Duration::from_millis(900), "not inside the interval: {:?}", written.elapsed());
+        let body = w.tracking_comments(n)[0]["body"].as_str().unwrap().to_owned();
+        assert!(body.contains("| 3 | 3 |") && body.contains("Now: using `Bash`"), "{body}");
+        assert_eq!(w.tracking_comments(n).len(), 1);
     })
     .await
     .expect("in time");

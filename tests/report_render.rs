@@ -21,7 +21,7 @@ fn base(state: JobState) -> Tracking {
 }
 
 fn progress() -> Progress {
-    Progress { turns: 12, tool_calls: 34, cost_usd: Some(0.4271), elapsed_secs: 192 }
+    Progress { turns: 12, tool_calls: 34, cost_usd: Some(0.4271), elapsed_secs: 192, step: None }
 }
 
 fn log_link() -> Link {
@@ -58,7 +58,7 @@ fn tracking_queued() {
 fn tracking_running() {
     let body = tracking_comment(&Tracking {
         attempt: Some((1, 3)),
-        progress: Some(progress()),
+        progress: Some(Progress { step: Some(format!("using `Bash`\nwith {TOKEN}")), ..progress() }),
         session_log: Some(log_link()),
         // A queue position is only shown while queued.
         queue_position: Some(2),

@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 
 use minijinja::value::Serde;
 use minijinja::{Environment, context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::github::redact::redact_tokens;
 use crate::ids::{IssueNumber, RepoName};
@@ -33,6 +33,10 @@ pub const TRACKING_TEMPLATE: &str = r#"{{ marker }}
 {% if attempt %}Attempt {{ attempt }}{% if max_attempts %} of {{ max_attempts }}{% endif %}.
 {% endif %}
 {% if progress %}
+{% if progress.step %}
+
+Now: {{ progress.step }}
+{% endif %}
 
 | turns | tool calls | cost so far | elapsed |
 |---:|---:|---:|---:|
@@ -99,6 +103,8 @@ Closes #{{ issue }}
 <sub>Opened by Foreman for #{{ issue }}{% if requester %}, requested by @{{ requester }}{% endif %}.</sub>
 "#;
 
+/// Bound on the current step's length in characters (it names a tool or a phase of the session).
+pub const STEP_LIMIT: usize = 120;
 /// Bound on the summary's length in characters (the agent writes it; a comment body holds 65,536).
 pub const SUMMARY_LIMIT: usize = 20_000;
 /// Bound on the failure reason's length in characters.
@@ -140,8 +146,12 @@ pub fn headline(state: JobState) -> &'static str {
 }
 
 /// Live figures of a running (or finished) session.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
+    /// What the session is doing now, already phrased (e.g. ``using `Bash` ``), while it runs; `None` after
+    /// it ended. Shown as given (cut to [`STEP_LIMIT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     /// Agent turns so far.
     pub turns: u32,
     /// Tool calls so far.
@@ -153,7 +163,7 @@ pub struct Progress {
 }
 
 /// A link with its text.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     /// What is shown, e.g. `#12`.
     pub text: String,
@@ -162,7 +172,7 @@ pub struct Link {
 }
 
 /// Why the last attempt failed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// The failure class, e.g. `agent_error`, `timeout`, `no_changes`, `push_rejected`.
     pub class: String,
@@ -174,8 +184,9 @@ pub struct Failure {
     pub log_tail: String,
 }
 
-/// Everything the tracking comment shows.
-#[derive(Clone, Debug, PartialEq)]
+/// Everything the tracking comment shows. Serialisable: the report outbox stores it as it is posted, so a
+/// report survives a crash (fields added later must be optional, so stored reports still read).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tracking {
     /// The repository.
     pub repo: RepoName,
@@ -267,6 +278,7 @@ pub struct PullRequestBody {
 
 #[derive(Serialize)]
 struct ProgressView {
+    step: Option<String>,
     turns: u32,
     tool_calls: u32,
     cost: String,
@@ -285,6 +297,7 @@ struct FailureView {
 /// Renders the tracking comment (Markdown, starting with [`crate::markers::tracking`]).
 pub fn tracking_comment(t: &Tracking) -> String {
     let progress = t.progress.as_ref().map(|p| ProgressView {
+        step: p.step.as_deref().map(|s| redact_tokens(&one_line(s, STEP_LIMIT)).into_owned()),
         turns: p.turns,
         tool_calls: p.tool_calls,
         cost: cost(p.cost_usd),
@@ -388,6 +401,17 @@ fn duration(secs: u64) -> String {
         s if s < 3600 => format!("{}m {:02}s", s / 60, s % 60),
         s => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
     }
+}
+
+/// `s` on one line (line breaks as spaces), at most `limit` characters (an ellipsis when cut).
+fn one_line(s: &str, limit: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= limit {
+        return flat;
+    }
+    let mut out: String = flat.chars().take(limit.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 /// The first `limit` characters of `s`, with a note when cut.

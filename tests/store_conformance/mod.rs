@@ -1,5 +1,5 @@
-//! The store conformance suite: the rules of the inbox ([`foreman::store::Inbox`]) and of the job store
-//! ([`foreman::store::JobStore`]) as tests generic over the backend. A backend proves itself by
+//! The store conformance suite: the rules of the inbox ([`foreman::store::Inbox`]), of the job store
+//! ([`foreman::store::JobStore`]) and of the report records ([`foreman::store::Reports`]) as tests generic over the backend. A backend proves itself by
 //! instantiating the whole suite with [`store_conformance!`] and a function that opens it in a directory
 //! (`tests/store_sled.rs` does so for sled); the same directory opened again must hold what was durable.
 
@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod jobs_crash;
 pub mod jobs_props;
 pub mod jobs_rules;
+pub mod reports;
 
 /// Opens (or reopens) the backend under test in a directory. Panics when it cannot; may wait a moment
 /// for a previous handle on the same directory to let go.
@@ -45,6 +46,9 @@ macro_rules! store_conformance {
             concurrent_puts_share_flushes_and_each_id_is_stored_once,
             inbox_survives_reopening_and_pruning_keeps_pending_and_recent,
             the_inbox_floor_stops_below_a_delivery_left_pending_and_survives_a_restart,
+        });
+        $crate::store_conformance!(@async $open; reports::{
+            a_jobs_reports_are_kept_with_the_version_applied_and_survive_a_reopen,
         });
 
         #[tokio::test]

@@ -12,6 +12,7 @@ mod claims;
 mod inbox;
 mod jobs;
 mod port;
+mod reports;
 mod sessions;
 mod status;
 mod trees;
@@ -97,6 +98,7 @@ impl SledStore {
                 migrate(&db, v)?;
             }
         }
+        reports::init(&db, time::OffsetDateTime::now_utc())?;
         let inbox = inbox::Trees::open(&db)?;
         let jobs = jobs::Trees::open(&db)?;
         let writer = writer::spawn(db.clone(), inbox.clone());

@@ -12,8 +12,9 @@ use crate::job::{
     Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobsStatus, Limits, NewJob, Outcome,
     Recovery, SessionId, SessionRecord, Slots, Usage,
 };
+use crate::job::{Due, JobState, ReportRecord};
 use crate::store::{
-    DeliveryMeta, DeliveryRecord, DeliveryState, Durable, Inbox, JobError, JobStore, NewDelivery, PutOutcome,
+    DeliveryMeta, DeliveryRecord, DeliveryState, Durable, Inbox, JobError, JobStore, NewDelivery, PutOutcome, Reports,
     StoreError,
 };
 
@@ -158,5 +159,26 @@ impl JobStore for SledStore {
     }
     fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError> {
         SledStore::session(self, id)
+    }
+}
+
+impl Reports for SledStore {
+    fn put_report(&self, record: &ReportRecord) -> Result<bool, JobError> {
+        SledStore::put_report(self, record)
+    }
+    fn report_applied(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        version: u64,
+        state: JobState,
+    ) -> Result<(), JobError> {
+        SledStore::report_applied(self, repo, issue, version, state)
+    }
+    fn report(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<ReportRecord>, JobError> {
+        SledStore::report(self, repo, issue)
+    }
+    fn reports_due(&self, limit: usize) -> Result<Vec<(Job, Option<ReportRecord>, Due)>, JobError> {
+        SledStore::reports_due(self, limit)
     }
 }
