@@ -221,6 +221,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let ingress = Ingress::new(store.clone(), Verifier::new(&secrets))
         .with_unverified_body_limit(config.server.max_unverified_body_bytes());
     let sessions_unavailable = check_sandbox(&config);
+    let hold = crate::scheduler::Hold::default();
     let state = AppState {
         store: store.clone(),
         ingress: ingress.clone(),
@@ -228,6 +229,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         admin_token: config.admin_token.clone().map(Arc::new),
         sessions_dir: Arc::new(config.data_dir.join("sessions")),
         sessions_unavailable,
+        hold: hold.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -238,7 +240,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
 
     let shutdown = CancellationToken::new();
-    let scheduler = crate::scheduler::Scheduler::new(store.clone(), config.scheduler.clone());
+    let scheduler = crate::scheduler::Scheduler::new(store.clone(), config.scheduler.clone()).with_hold(hold);
     let recovery = scheduler.recover(OffsetDateTime::now_utc()).await.map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
     tracing::info!(?recovery, "recovered jobs left by an earlier process");
     let mut decider = Decider::new(config.triggers.clone(), scheduler.clone());

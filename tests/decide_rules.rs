@@ -138,6 +138,9 @@ fn summary(a: &Action) -> String {
         Action::IssueState { repo, issue, open } => {
             format!("{repo}#{issue} is {}", if *open { "open" } else { "closed" })
         }
+        Action::Reorder { repo, issue, title, labels } => {
+            format!("reorder {repo}#{issue} as \"{title}\" [{}]", labels.join(", "))
+        }
     }
 }
 
@@ -257,7 +260,32 @@ fn label_rules() {
             expect: &["cancel Codertocat/Hello-World#1"],
         },
         case("removing the label without a job", issues("unlabeled", "foreman"), none(), &["~has no job"]),
-        case("removing another label", issues("unlabeled", "bug"), job(JobState::Queued), &["~not a trigger label"]),
+        case(
+            "removing another label re-places a queued job",
+            issues("unlabeled", "bug"),
+            job(JobState::Queued),
+            &["~not a trigger label", "~reorder Codertocat/Hello-World#1 as"],
+        ),
+        case(
+            "adding another label re-places a job waiting to retry",
+            issues("labeled", "priority:high"),
+            job(JobState::Failed),
+            &["~not a trigger label", "~reorder Codertocat/Hello-World#1"],
+        ),
+        case(
+            "another label leaves a running job where it is",
+            issues("labeled", "priority:high"),
+            job(JobState::Running),
+            &["~not a trigger label"],
+        ),
+        case("another label without a job", issues("labeled", "priority:high"), none(), &["~not a trigger label"]),
+        case(
+            "editing the title re-places a queued job",
+            issues("edited", "x"),
+            job(JobState::Queued),
+            &["~does not start work", "~reorder Codertocat/Hello-World#1"],
+        ),
+        case("editing without a job", issues("edited", "x"), none(), &["~does not start work"]),
         case(
             "a bot removing the label does nothing",
             by_bot(issues("unlabeled", "foreman"), "x[bot]"),

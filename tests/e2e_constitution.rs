@@ -148,10 +148,27 @@ async fn a_repositorys_triggers_and_daily_budget_apply() {
             })
             .await;
         let job = world.job_in("acme/budget", second).await;
-        assert_eq!(job["last_failure"]["class"], "rate-limit", "waiting, not failing: {job}");
+        // A wait, not a failure and not an attempt.
+        assert_eq!((job["state"].as_str(), job["wait"]["kind"].as_str()), (Some("queued"), Some("budget")), "{job}");
+        assert!(job["last_failure"].is_null() && job["failures"].is_null(), "nothing failed: {job}");
+        assert_eq!(job["attempts"], 0, "{job}");
         let tomorrow = time::OffsetDateTime::now_utc().date().next_day().unwrap().to_string();
         assert!(job["not_before"].as_str().unwrap().starts_with(&tomorrow), "until tomorrow: {job}");
         assert_eq!(pulls_of(&world.sim.state(), "acme/budget"), 1, "no second session today");
+        // The tracking comment shows a ⏳ wait with its reason and end, not a failed attempt.
+        let tracking = format!("⏳ Waiting until {tomorrow} 00:00 UTC: the repository's daily budget is spent.");
+        let state = world
+            .wait("the tracking comment to show the wait", |s| {
+                comments_on(s, "acme/budget", second).iter().any(|c| c.contains(&tracking))
+            })
+            .await;
+        let shown: Vec<String> =
+            comments_on(&state, "acme/budget", second).into_iter().filter(|c| c.contains("foreman:tracking")).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].contains("Foreman: queued"), "{}", shown[0]);
+        for not in ["failed", "Attempt", "rate-limit"] {
+            assert!(!shown[0].contains(not), "no {not}: {}", shown[0]);
+        }
     })
     .await
     .expect("in time");

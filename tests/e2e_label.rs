@@ -357,3 +357,141 @@ async fn queueing_reads_a_bounded_number_of_dependencies() {
     .await
     .expect("the job was queued in time");
 }
+
+/// A queued job's place follows its issue: a priority label added or removed, or a phase written into the
+/// title, re-places it among the queued jobs at once (here behind a running job that holds the one slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priority_label_or_a_phase_in_the_title_re_places_a_queued_job() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let marks = tempfile::tempdir().unwrap();
+        let agent = e2e_support::blocking_agent(marks.path());
+        let shared = e2e_support::shared(marks.path());
+        let config = "[scheduler]\nmax_sessions = 1\n";
+        let world =
+            World::start_with(&agent, Setup { config, env: &[(shared.0, &shared.1)], ..Default::default() }).await;
+        let (running, _) = world.sim.create_issue(REPO, "Hold the slot", "First.", "alice").unwrap();
+        world.sim.add_label(REPO, running, "foreman", "alice").unwrap();
+        e2e_support::wait_for("the first job to start", || marks.path().join(format!("started-{running}")).exists())
+            .await;
+        let (a, _) = world.sim.create_issue(REPO, "Fix the first thing", "A.", "alice").unwrap();
+        let (b, _) = world.sim.create_issue(REPO, "Fix the second thing", "B.", "alice").unwrap();
+        for n in [a, b] {
+            world.sim.add_label(REPO, n, "foreman", "alice").unwrap();
+        }
+        let positions = || async { (world.job(a).await["position"].clone(), world.job(b).await["position"].clone()) };
+        let until = |want: (u64, u64), what: &'static str| {
+            let positions = &positions;
+            async move {
+                let waited = tokio::time::timeout(Duration::from_secs(30), async {
+                    while positions().await != (json!(want.0), json!(want.1)) {
+                        tokio::time::sleep(e2e_support::POLL).await;
+                    }
+                });
+                if waited.await.is_err() {
+                    panic!("{what}: positions (#{a}, #{b}) are {:?}, not {want:?}", positions().await);
+                }
+            }
+        };
+        until((1, 2), "in the order they were labelled").await;
+
+        world.sim.add_label(REPO, b, "priority:high", "alice").unwrap();
+        until((2, 1), "the priority label puts the second first").await;
+        assert_eq!(world.job(b).await["priority"], 1);
+
+        world.sim.remove_label(REPO, b, "priority:high", "alice").unwrap();
+        until((1, 2), "without it, back in age order").await;
+
+        world.sim.edit_issue(REPO, b, Some("Phase 1.1 - Fix the second thing"), None, "alice").unwrap();
+        until((2, 1), "a phase key in the title orders before no key").await;
+        let job = world.job(b).await;
+        assert_eq!(job["phase"], json!({"kind": "phase", "phase": 1, "task": 1}), "{job}");
+        assert_eq!(job["title"], "Phase 1.1 - Fix the second thing", "{job}");
+        std::fs::write(marks.path().join("go"), "").unwrap();
+    })
+    .await
+    .expect("the queue followed the issues in time");
+}
+
+/// A usage limit holds the credential, not the job: once a session hits the Claude usage limit with the
+/// only configured credential, no other job starts (here one in another repository) until the reset; the
+/// jobs say what they wait for, and `GET /api/status` shows the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_limit_holds_every_session_until_the_reset() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let claude = session_support::claude_path();
+        let stub = Stub::start().await.unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let config = format!(
+            r#"[agent]
+backend = "claude"
+claude_path = {claude:?}
+claude_max_retries = 0
+timeout_secs = 90
+kill_grace_secs = 2
+
+[agent.env]
+ANTHROPIC_BASE_URL = {url:?}
+HOME = {home:?}
+DISABLE_TELEMETRY = "1"
+DISABLE_ERROR_REPORTING = "1"
+DISABLE_AUTOUPDATER = "1"
+CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
+TZ = "UTC"
+"#,
+            claude = claude.display().to_string(),
+            url = stub.url(),
+            home = home.path().display().to_string(),
+        );
+        let resets_at = time::OffsetDateTime::now_utc() + Duration::from_secs(3 * 3600);
+        stub.set_fallback(Reply::usage_limit("five_hour", resets_at.unix_timestamp()));
+        let env = [("FOREMAN_AGENT_BACKEND", "claude"), ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-e2e-stub")];
+        let other: [(&str, &[(&str, &str)]); 1] = [("other", &[("README.md", "# other\n")])];
+        let setup = Setup { env: &env, config: &config, repos: &other, ..Setup::default() };
+        let world = World::start_with("exit 1", setup).await;
+
+        let (first, _) = world.sim.create_issue(REPO, "Add a greeting", "A hello.txt, please.", "alice").unwrap();
+        world.sim.add_label(REPO, first, "foreman", "alice").unwrap();
+        world
+            .wait_log("the first job to wait for the usage limit", |l| {
+                l["message"] == "finished" && l["span"]["issue"].as_str() == Some(first.to_string().as_str())
+            })
+            .await;
+        let job = world.job(first).await;
+        assert_eq!(
+            (job["state"].as_str(), job["wait"]["kind"].as_str()),
+            (Some("queued"), Some("usage-limit")),
+            "{job}"
+        );
+        assert_eq!(job["attempts"], 0, "a wait is not an attempt: {job}");
+        let asked = stub.requests().len();
+
+        let (second, _) = world.sim.create_issue("acme/other", "Add a farewell", "A bye.txt.", "alice").unwrap();
+        world.sim.add_label("acme/other", second, "foreman", "alice").unwrap();
+        let until = foreman::job::wait::when(resets_at);
+        let state = world
+            .wait("the second job to say it waits for the usage limit", |s| {
+                let repo = s["repos"].as_array().unwrap().iter().find(|r| r["full_name"] == "acme/other").unwrap();
+                let issue = repo["issues"].as_array().unwrap().iter().find(|i| i["number"] == second).unwrap();
+                issue["comments"].as_array().unwrap().iter().any(|c| {
+                    c["body"]
+                        .as_str()
+                        .is_some_and(|b| b.contains(&format!("⏳ Waiting until {until}: the claude usage limit")))
+                })
+            })
+            .await;
+        assert!(World::pulls_closing(&state, second).is_empty());
+        let job = world.job_in("acme/other", second).await;
+        assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("queued"), Some(0)), "{job}");
+        assert_eq!(stub.requests().len(), asked, "no session started against the held credential");
+        let url = world.foreman_url("/api/status");
+        let status: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        assert_eq!(status["hold"]["kind"], "usage-limit", "{status}");
+        assert_eq!(
+            status["hold"]["until"],
+            resets_at.replace_nanosecond(0).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "{status}"
+        );
+    })
+    .await
+    .expect("the hold was in place in time");
+}

@@ -17,6 +17,7 @@ async fn serve(store: Store) -> (SocketAddr, Ingress) {
     let ingress = Ingress::new(store.clone(), Verifier::new(&[SecretString::from(SECRET)]));
     let state = AppState {
         sessions_unavailable: None,
+        hold: Default::default(),
         store,
         ingress: ingress.clone(),
         metrics: foreman::telemetry::metrics_handle(),

@@ -3,15 +3,16 @@
 
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use foreman::ids::{InstallationId, IssueNumber};
 use foreman::job::JobKind;
-use foreman::job::{FailureClass, Outcome};
+use foreman::job::{FailureClass, Outcome, Wait, WaitKind};
 use foreman::job::{NewJob, Trigger};
-use foreman::scheduler::{Scheduler, SchedulerConfig};
+use foreman::scheduler::{Hold, Scheduler, SchedulerConfig};
 use foreman::store::{Store, StoreOptions};
 use time::OffsetDateTime;
 
@@ -41,11 +42,31 @@ fn req(repo: &str, n: u64, title: &str) -> NewJob {
 }
 
 /// Starts the routes on 127.0.0.1 with three jobs: one running, one queued, one stuck.
+/// What the job endpoints read: the store and the hold on sessions.
+#[derive(Clone)]
+struct ApiState {
+    store: Store,
+    hold: Hold,
+}
+
+impl FromRef<ApiState> for Store {
+    fn from_ref(s: &ApiState) -> Store {
+        s.store.clone()
+    }
+}
+
+impl FromRef<ApiState> for Hold {
+    fn from_ref(s: &ApiState) -> Hold {
+        s.hold.clone()
+    }
+}
+
 async fn serve() -> (String, tempfile::TempDir, Scheduler) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreOptions { cache_bytes: 8 << 20 }).unwrap();
     let config = SchedulerConfig { max_failures: 1, ..SchedulerConfig::default() };
-    let s = Scheduler::new(store.clone(), config);
+    let hold = Hold::default();
+    let s = Scheduler::new(store.clone(), config).with_hold(hold.clone());
     let now = OffsetDateTime::now_utc();
     s.enqueue(req("octo/app", 1, "[WEB-1.1] Login page"), "octocat", now).unwrap();
     s.enqueue(req("octo/app", 2, "[WEB-1.2] Logout"), "octocat", now).unwrap();
@@ -57,7 +78,8 @@ async fn serve() -> (String, tempfile::TempDir, Scheduler) {
     let fail = Outcome::Failed { class: FailureClass::Agent, reason: "no changes".into(), retry_at: None };
     s.finish(&doomed.claim, &fail, now).await.unwrap();
 
-    let app = foreman::api::jobs::routes::<Store>().layer(middleware::from_fn(require_token)).with_state(store);
+    let state = ApiState { store, hold };
+    let app = foreman::api::jobs::routes::<ApiState>().layer(middleware::from_fn(require_token)).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -120,7 +142,14 @@ async fn status_and_job_endpoints_answer_json() {
 #[tokio::test]
 async fn foreman_status_prints_tables_using_the_admin_token() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let (url, _dir, _s) = serve().await;
+        let (url, _dir, s) = serve().await;
+        // The agent's usage limit reached with every credential holds every new session, and says so.
+        let until = OffsetDateTime::now_utc() + time::Duration::hours(2);
+        let reason = "the Claude usage limit of every configured credential";
+        s.set_hold(Some(Wait { kind: WaitKind::UsageLimit, reason: reason.into(), until: Some(until) }));
+        let status: serde_json::Value =
+            client().get(format!("{url}/api/status")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+        assert_eq!(status["hold"]["kind"], "usage-limit", "{status}");
         let run = |token: Option<&str>| {
             let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"));
             cmd.args(["status", "--server", &url]).env_remove("FOREMAN_ADMIN_TOKEN").env_remove("FOREMAN_CONFIG");
@@ -133,6 +162,8 @@ async fn foreman_status_prints_tables_using_the_admin_token() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("running 1"), "{stdout}");
+        let held = format!("New sessions are held until {}: {reason}", foreman::job::wait::when(until));
+        assert!(stdout.contains(&held), "{stdout}");
         assert!(stdout.contains("octo/app#2") && stdout.contains("[WEB-1.2] Logout"), "{stdout}");
         assert!(stdout.contains("octo/app#1") && (stdout.contains("in 29m") || stdout.contains("in 30m")), "{stdout}");
         assert!(stdout.contains("octo/lib#3") && stdout.contains("1 agent or validation failures"), "{stdout}");

@@ -27,6 +27,7 @@ pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Store: FromRef<S>,
+    crate::scheduler::Hold: FromRef<S>,
 {
     Router::new().route("/api/status", get(status)).route("/api/jobs/{owner}/{repo}/{issue}", get(job))
 }
@@ -51,6 +52,7 @@ fn internal(e: impl std::fmt::Display) -> Response {
 /// `GET /api/status[?limit=N]`: [`crate::job::JobsStatus`] as JSON.
 async fn status(
     State(store): State<Store>,
+    State(hold): State<crate::scheduler::Hold>,
     query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let limit = match query {
@@ -60,7 +62,10 @@ async fn status(
     };
     // Counting reads every job record: keep it off the async workers.
     match tokio::task::spawn_blocking(move || store.jobs_status(OffsetDateTime::now_utc(), limit)).await {
-        Ok(Ok(s)) => Json(s).into_response(),
+        Ok(Ok(mut s)) => {
+            s.hold = hold.get(s.now);
+            Json(s).into_response()
+        }
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
     }

@@ -43,6 +43,14 @@ pub struct AppState {
     /// Why no agent session can start (the sandbox cannot be created), reported by `/readyz`; `None` when
     /// sessions can run.
     pub sessions_unavailable: Option<Arc<str>>,
+    /// The hold on new sessions (the agent's usage limit), shown by `GET /api/status`.
+    pub hold: crate::scheduler::Hold,
+}
+
+impl FromRef<AppState> for crate::scheduler::Hold {
+    fn from_ref(s: &AppState) -> crate::scheduler::Hold {
+        s.hold.clone()
+    }
 }
 
 impl FromRef<AppState> for Store {

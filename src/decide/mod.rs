@@ -111,6 +111,18 @@ pub enum Action {
         /// Whether it is open now.
         open: bool,
     },
+    /// Re-place the issue's queued job by its title (phase key) and labels (priority) as the delivery shows
+    /// them: a priority label added or removed, or the title edited, while the job waits.
+    Reorder {
+        /// The repository.
+        repo: RepoName,
+        /// The issue.
+        issue: IssueNumber,
+        /// Its title now.
+        title: String,
+        /// Its labels now.
+        labels: Vec<String>,
+    },
     /// Check a pull request's `.github/foreman.toml` at its head commit and report it as a check run
     /// (`constitution::github::check_pull_request`; nothing is posted when the pull request does
     /// not change the file).
@@ -173,6 +185,7 @@ impl Action {
             Action::Lookup { .. } => "lookup",
             Action::Ignore { .. } => "ignore",
             Action::IssueState { .. } => "issue_state",
+            Action::Reorder { .. } => "reorder",
         }
     }
 }
@@ -202,6 +215,23 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
             };
             if let Some(open) = open {
                 actions.push(Action::IssueState { repo: issue.repo.clone(), issue: issue.number, open });
+            }
+            // A waiting job's place follows its issue's labels and title, whoever changed them: the order is
+            // not a budget, and only people with triage access can label.
+            let reorders = match action {
+                IssuesAction::Labeled { label } | IssuesAction::Unlabeled { label } => {
+                    !label.eq_ignore_ascii_case(&cx.config.label)
+                }
+                IssuesAction::Edited => true,
+                _ => false,
+            };
+            if reorders && matches!(cx.job, Some(JobState::Queued | JobState::Failed)) {
+                actions.push(Action::Reorder {
+                    repo: issue.repo.clone(),
+                    issue: issue.number,
+                    title: issue.title.clone(),
+                    labels: issue.labels.clone(),
+                });
             }
             actions
         }

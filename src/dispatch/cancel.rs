@@ -103,9 +103,9 @@ impl Canceller {
     pub fn report_of(&self, job: &Job) -> Tracking {
         let mut t = self.tracking(job, job.state);
         t.updated_at = job.updated_at.format(&time::format_description::well_known::Rfc3339).ok();
-        if matches!(job.state, Shown::Running | Shown::Failed | Shown::Stuck) {
-            t.attempt = Some((job.attempts.max(1), self.scheduler.config().max_failures));
-        }
+        let config = self.scheduler.config();
+        t.attempt = crate::job::attempt_counter(job, config.max_failures, config.max_infrastructure_failures);
+        t.since_retry = job.retries > 0;
         let last_cause = |action: &str| {
             let detail = self.scheduler.store().job_detail(&job.repo, job.issue).ok().flatten()?;
             detail.audit.iter().rev().find(|e| e.action == action).map(|e| e.cause.clone())
@@ -141,11 +141,9 @@ impl Canceller {
 
     /// The tracking comment's base for `job` in `state`: what queued it, and, for a queued job, its place.
     pub fn tracking(&self, job: &Job, state: Shown) -> Tracking {
-        let mut t = crate::runner::job::base_tracking(&self.label, job, state);
         if state == Shown::Queued {
-            t.queue_position =
-                self.scheduler.store().queue_position(job).ok().flatten().map(|p| u32::try_from(p).unwrap_or(u32::MAX));
+            return crate::runner::job::queued_tracking(&self.label, &self.scheduler, job);
         }
-        t
+        crate::runner::job::base_tracking(&self.label, job, state)
     }
 }

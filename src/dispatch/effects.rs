@@ -72,6 +72,8 @@ pub enum Effect {
     Ignored,
     /// `issue_state`: this many jobs that depend on the issue were unblocked or blocked again.
     Dependents(usize),
+    /// `reorder`: whether the queued job moved (or took the new title and labels).
+    Reordered(bool),
 }
 
 /// What the job store made of an `enqueue`.
@@ -113,6 +115,8 @@ impl fmt::Display for Effect {
             Effect::NoGithub => f.write_str("not carried out: no GitHub client"),
             Effect::Ignored => f.write_str("ignored"),
             Effect::Dependents(n) => write!(f, "{n} dependent jobs changed"),
+            Effect::Reordered(true) => f.write_str("re-placed in the queue"),
+            Effect::Reordered(false) => f.write_str("its place did not change"),
         }
     }
 }
@@ -249,6 +253,22 @@ impl Effects {
                     Ok(n) => Ok(Effect::Dependents(n)),
                     Err(e) => refused(e),
                 }
+            }
+            Action::Reorder { repo, issue, title, labels } => {
+                let issue = IssueRef { repo: repo.clone(), issue: *issue };
+                let job = match self.scheduler.reorder(&issue, title, labels, now) {
+                    Ok(job) => job,
+                    Err(e) => return refused(e),
+                };
+                // The tracking comment shows the new place in the queue.
+                if let (Some(job), Some(github)) = (&job, &self.github)
+                    && job.state == JobState::Queued
+                    && let Some(inst) = job.installation
+                {
+                    let tracking = self.canceller.tracking(job, Shown::Queued);
+                    github.outbox.update_deferred(inst, tracking, nanos(job.updated_at), QUEUED_REPORT_DELAY);
+                }
+                Ok(Effect::Reordered(job.is_some()))
             }
             Action::CheckConstitution { repo, pull, head_sha, installation } => {
                 let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };

@@ -114,6 +114,9 @@ pub enum Outcome {
         /// Why.
         cause: String,
     },
+    /// Held back without fault until `wait` ends (a budget, a usage limit, a quota, the sandbox): queued
+    /// again behind the wait, not an attempt and not a failure ([`super::wait`]).
+    Waiting(super::Wait),
 }
 
 /// A failure as the session layer or the store reports it, before it is recorded.

@@ -14,11 +14,13 @@ pub mod key;
 pub mod limits;
 pub mod order;
 pub mod placement;
+pub mod push;
 pub mod reports;
 pub mod sessions;
 pub mod state;
 pub mod trigger;
 pub mod view;
+pub mod wait;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -30,11 +32,13 @@ pub use self::key::{from_nanos, issue_key, nanos};
 pub use self::limits::{Limits, RepoConcurrency, RepoLimits, Usage};
 pub use self::order::{OrderKey, PhaseKey, priority_rank};
 pub use self::placement::Placement;
+pub use self::push::{PullRequestDraft, PushIntent, PushRecord};
 pub use self::reports::{Due, ReportRecord};
 pub use self::sessions::{SessionId, SessionRecord, SessionState};
 pub use self::state::JobState;
 pub use self::trigger::Trigger;
 pub use self::view::{JobDetail, JobsStatus, QueuedJob, RunningJob, StuckJob};
+pub use self::wait::{Wait, WaitKind, attempt_counter};
 use crate::ids::{DeliveryId, InstallationId, IssueNumber, Login, RepoName};
 
 /// How many delivery ids a job remembers, to answer a redelivered or replayed delivery as a duplicate.
@@ -122,6 +126,17 @@ pub struct Job {
     pub deliveries: Vec<DeliveryId>,
     /// Which index holds it.
     pub placement: Placement,
+    /// What it waits for, while it waits without fault ([`Outcome::Waiting`]); cleared when it next ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Wait>,
+    /// How many times `/foreman retry` reset its failure counts in this run request (the counter the
+    /// tracking comment shows then counts again from 1, and says so).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Job {
@@ -287,5 +302,7 @@ pub(crate) fn sample_job(state: JobState) -> Job {
         session: None,
         deliveries: vec![],
         placement: Placement::None,
+        wait: None,
+        retries: 0,
     }
 }

@@ -103,6 +103,10 @@ pub struct JobsStatus {
     pub stuck: Vec<StuckJob>,
     /// The most recent failures, newest first (at most `limit`).
     pub recent_failures: Vec<Failure>,
+    /// The hold on every new session, while one lasts (the agent's usage limit reached with every
+    /// configured credential): no job is claimed until it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<super::Wait>,
 }
 
 impl QueuedJob {

@@ -7,9 +7,10 @@
 //! - never force over commits Foreman did not make: every push is
 //!   `git push --force-with-lease=refs/heads/<branch>:<expected>` where `<expected>` is the remote branch's
 //!   commit as Foreman last pushed or fetched it ([`PushRequest::expected_remote`]; `None`: the branch must
-//!   not exist remotely). Foreman may replace its own earlier push (a retry starts again from the default
-//!   branch), but a commit someone else pushed to the branch makes the push fail with
-//!   [`PushError::Diverged`] and stays on the remote untouched;
+//!   not exist remotely). Foreman may replace its own earlier push (a run with no open pull request of
+//!   Foreman's starts again from the default branch; the runner first checks that the branch is Foreman's
+//!   own, [`crate::job::PushRecord`]), but a commit someone else pushed to the branch makes the push fail
+//!   with [`PushError::Diverged`] and stays on the remote untouched;
 //! - the token is never in a URL, an argument, an environment variable, a log line or an error: git reads it
 //!   from a pipe through [`crate::git`]'s credential helper, a remote URL with credentials in it is refused,
 //!   and every error message is redacted ([`crate::github::redact::redact_exact`]).
@@ -194,6 +195,48 @@ impl Pusher {
 pub async fn remote_tracking(git_dir: &Path, branch: &str) -> Option<String> {
     let r = format!("refs/remotes/origin/{branch}^{{commit}}");
     Git::bare(git_dir).run(&["rev-parse", "--verify", "--quiet", &r]).await.ok().map(|s| s.trim().to_owned())
+}
+
+/// The commit the remote's `branch` points at now (`git ls-remote`), `None` when it has no such branch.
+/// Read to tell whether a branch is where Foreman recorded pushing it ([`crate::job::PushRecord`]): a crash
+/// between a push and the mirror's `refs/remotes/origin/<branch>` (or the outcome's record) leaves both
+/// behind the remote. Runs in `git_dir` (the mirror) with the installation token from a pipe.
+///
+/// Errors: [`PushError::CredentialsInUrl`] before anything runs; [`PushError::Auth`] or
+/// [`PushError::Git`] from git's answer (redacted).
+pub async fn remote_head(
+    git_dir: &Path,
+    remote_url: &str,
+    branch: &str,
+    auth: &GitAuth,
+) -> Result<Option<String>, PushError> {
+    if url_has_credentials(remote_url) {
+        return Err(PushError::CredentialsInUrl);
+    }
+    let secret = auth.token.expose_secret();
+    let full = format!("refs/heads/{branch}");
+    let out = Git::bare(git_dir)
+        .run_with_credentials(&["ls-remote", "--heads", remote_url, &full], auth)
+        .await
+        .map_err(|e| classify(branch, &redact_exact(&e.stderr, secret)))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(_, name)| *name == full)
+        .map(|(sha, _)| sha.trim().to_owned()))
+}
+
+/// Sets the mirror's `refs/remotes/origin/<branch>` to `sha`: the remote branch was seen there (by
+/// [`remote_head`]), so the next push's lease expects it.
+///
+/// Errors: [`PushError::Git`] when git cannot write the ref (an unknown commit among the causes).
+pub async fn set_remote_tracking(git_dir: &Path, branch: &str, sha: &str) -> Result<(), PushError> {
+    let tracking = format!("refs/remotes/origin/{branch}");
+    Git::bare(git_dir)
+        .run(&["update-ref", &tracking, sha])
+        .await
+        .map(|_| ())
+        .map_err(|e| PushError::Git { message: e.stderr })
 }
 
 /// Whether `url` has a userinfo part (`scheme://user[:password]@host/…`).

@@ -30,7 +30,9 @@ pub const TRACKING_TEMPLATE: &str = r#"{{ marker }}
 {% endif %}
 {% if queue_position %}Position in the queue: **{{ queue_position }}**.
 {% endif %}
-{% if attempt %}Attempt {{ attempt }}{% if max_attempts %} of {{ max_attempts }}{% endif %}.
+{% if waiting %}⏳ {{ waiting }}.
+{% endif %}
+{% if attempt %}Attempt {{ attempt }}{% if max_attempts %} of {{ max_attempts }}{% endif %}{% if since_retry %}, counted again since `/foreman retry`{% endif %}.
 {% endif %}
 {% if progress %}
 {% if progress.step %}
@@ -185,7 +187,8 @@ pub struct Failure {
 }
 
 /// Everything the tracking comment shows. Serialisable: the report outbox stores it as it is posted, so a
-/// report survives a crash (fields added later must be optional, so stored reports still read).
+/// report survives a crash (fields added later must be optional or `#[serde(default)]`, so stored reports
+/// still read; one that does not read is made anew from its job).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tracking {
     /// The repository.
@@ -198,8 +201,14 @@ pub struct Tracking {
     pub trigger: Option<String>,
     /// 1-based position in the queue, while queued.
     pub queue_position: Option<u32>,
-    /// The current attempt (1-based) and the limit, while running or after a failure.
+    /// What a queued job waits for, one sentence without its final stop ([`crate::job::wait::waiting_for`]).
+    pub waiting: Option<String>,
+    /// The attempt (1-based) and the limit of the failure class that applies
+    /// ([`crate::job::attempt_counter`]), while running or after a failure.
     pub attempt: Option<(u32, u32)>,
+    /// Whether `/foreman retry` reset the count (the comment says it counts again).
+    #[serde(default)]
+    pub since_retry: bool,
     /// Live or final session figures.
     pub progress: Option<Progress>,
     /// The pull request.
@@ -223,7 +232,9 @@ impl Tracking {
             state,
             trigger: None,
             queue_position: None,
+            waiting: None,
             attempt: None,
+            since_retry: false,
             progress: None,
             pull_request: None,
             session_log: None,
@@ -326,7 +337,9 @@ pub fn tracking_comment(t: &Tracking) -> String {
         headline => headline(t.state),
         trigger => t.trigger.clone(),
         queue_position => t.queue_position.filter(|_| t.state == JobState::Queued),
+        waiting => t.waiting.clone().filter(|_| t.state == JobState::Queued),
         attempt => t.attempt.map(|a| a.0),
+        since_retry => t.since_retry,
         max_attempts => t.attempt.map(|a| a.1),
         progress => progress.map(Serde),
         pull_request => link(&t.pull_request),

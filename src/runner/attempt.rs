@@ -12,7 +12,7 @@ use super::Parts;
 use super::conclude::{conclude, log_tail, session_log_link};
 use super::job::{Attempt, github_failed, tracking};
 use crate::ids::InstallationId;
-use crate::job::{FailureClass, Job, JobKind, JobState, Outcome, nanos};
+use crate::job::{FailureClass, Job, JobKind, JobState, Outcome, WaitKind, nanos};
 use crate::markers;
 use crate::report::render::{self};
 use crate::session::{self, GitAuth, PromptKind, SessionSpec};
@@ -134,7 +134,7 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         // Nothing changes until the operator fixes the host and restarts Foreman: wait, without counting
         // an attempt against the issue, and say why on it.
         let retry_at = OffsetDateTime::now_utc() + SANDBOX_RECHECK;
-        return Attempt::waiting(format!("the agent sandbox is unavailable: {why}"), Some(retry_at));
+        return Attempt::waiting(WaitKind::Sandbox, format!("the agent sandbox is unavailable: {why}"), Some(retry_at));
     }
 
     let repo_info = match client.repository(inst, &job.repo).await {
@@ -145,6 +145,11 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
     let Some(remote_url) = repo_info.clone_url.clone() else {
         return Attempt::failed(FailureClass::Infrastructure, "the repository has no clone URL");
     };
+    if job.kind != JobKind::FollowUp
+        && let Some(done) = super::publish::resume_pushed(parts, job, inst, &remote_url, job.issue).await
+    {
+        return done;
+    }
     let thread = match client.issue_thread(inst, &job.repo, job.issue).await {
         Ok(t) => t,
         Err(e) => return github_failed("reading the issue", &e),
@@ -154,13 +159,26 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
     let mut resume = None;
     let mut follow_up = None;
     let (kind, branch) = match job.kind {
-        JobKind::Code => (PromptKind::Coding, None),
+        // A re-run while Foreman's pull request is open builds on it: the session starts from its head.
+        JobKind::Code => match super::publish::open_pull_for_issue(parts, job, inst, &default_branch).await {
+            Ok(Some(pr)) => {
+                let branch = pr.head.branch.clone();
+                follow_up = Some(pr);
+                (PromptKind::Coding, Some(branch))
+            }
+            Ok(None) => (PromptKind::Coding, None),
+            Err(e) => return github_failed("looking for the issue's open pull request", &e),
+        },
         JobKind::Plan => (PromptKind::Planning, None),
         JobKind::FollowUp => {
             let pr = match client.pull(inst, &job.repo, job.issue).await {
                 Ok(pr) => pr,
                 Err(e) => return github_failed("reading the pull request", &e),
             };
+            let issue = super::publish::record_issue(job, &pr.head.branch);
+            if let Some(done) = super::publish::resume_pushed(parts, job, inst, &remote_url, issue).await {
+                return done;
+            }
             reviews = match client.pull_reviews(inst, &job.repo, job.issue).await {
                 Ok(r) => r,
                 Err(e) => return github_failed("reading the pull request's reviews", &e),
@@ -220,13 +238,20 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         if let Err(e) = client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &text).await {
             tracing::warn!(error = %e, "could not say that the budget is spent");
         }
-        return Attempt::waiting("the repository's daily budget is spent", Some(resume_at));
+        return Attempt::waiting(WaitKind::Budget, "the repository's daily budget is spent", Some(resume_at));
     }
     let token = match client.session_token(inst, &job.repo).await {
         Ok(t) => t,
         Err(e) => return github_failed("minting the session token", &e),
     };
     let auth = GitAuth::installation_token(token.token.clone());
+    if branch.is_none() && kind == PromptKind::Coding {
+        let new_branch = session::workspace::branch_name(job.issue, &thread.issue.title);
+        if let Some(refused) = super::publish::refuse_foreign_branch(parts, job, &new_branch, &remote_url, &auth).await
+        {
+            return refused;
+        }
+    }
     let ours = client.app_id();
     let comments: Vec<&crate::github::Comment> = thread
         .comments

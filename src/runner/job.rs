@@ -3,8 +3,10 @@
 //! check run, record the outcome, and say where people look.
 //!
 //! Everything that reaches GitHub is idempotent, so a job that crashed half-way and runs again after
-//! recovery ends in the same place: the push is a lease on Foreman's own branch, the pull request is found
-//! by its head before one is created, the check run by its external id, the tracking comment by its marker.
+//! recovery ends in the same place: the push is recorded before it is made, so a branch already at the
+//! recorded commit goes straight to its pull request without a second agent run ([`super::publish`]), and
+//! is a lease on Foreman's own branch; the pull request is found by its head before one is created, the
+//! check run by its external id, the tracking comment by its marker.
 
 use std::time::Instant;
 
@@ -14,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Parts;
 use super::attempt::attempt;
 use crate::github::GithubError;
-use crate::job::{Claim, Claimed, FailureClass, Job, JobState, Outcome, Trigger, nanos};
+use crate::job::{Claim, Claimed, FailureClass, Job, JobState, Outcome, Trigger, Wait, WaitKind, nanos};
 use crate::report::render::{self, Link, Tracking};
 use crate::store::JobError;
 
@@ -79,7 +81,15 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
         })
         .await;
     let after = match finished {
-        Ok(after) => Some(after),
+        Ok(after) => {
+            if matches!(outcome, Outcome::Succeeded { .. }) {
+                // The run's push is concluded: a later attempt of the same run (a `/foreman retry`) works anew.
+                if let Err(e) = parts.scheduler.store().settle_push(&job.repo, job.seq) {
+                    tracing::warn!(error = %e, "settling the push record failed");
+                }
+            }
+            Some(after)
+        }
         Err(JobError::ClaimNotHeld { reason, .. }) => {
             tracing::info!(reason, "the claim was no longer held: the job was stopped or reclaimed");
             parts.scheduler.store().job(&job.repo, job.issue).ok().flatten()
@@ -125,8 +135,13 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
 }
 
 /// The tracking comment of a job whose outcome was just recorded as `after`: the pull request, the session
-/// log and figures, the summary, and for a failure its class, reason, next attempt and log tail.
+/// log and figures, the summary, and for a failure its class, reason, next attempt and log tail; for a wait
+/// (the job queued again), what it waits for.
 fn final_report(parts: &Parts, after: &Job, outcome: &Outcome, attempt: Attempt) -> Tracking {
+    if after.state == JobState::Queued {
+        // A wait: back in the queue, saying what for and until when.
+        return queued_tracking(&parts.trigger_label, &parts.scheduler, after);
+    }
     let mut t = tracking(parts, after, after.state);
     t.pull_request = attempt.pull_request;
     t.session_log = attempt.session_log;
@@ -169,7 +184,22 @@ async fn heartbeat(scheduler: crate::scheduler::Scheduler, claim: Claim, cancel:
 /// The tracking comment's view of `job` in `state`, with the attempt (the runner's reports).
 pub(super) fn tracking(parts: &Parts, job: &Job, state: JobState) -> Tracking {
     let mut t = base_tracking(&parts.trigger_label, job, state);
-    t.attempt = Some((job.attempts.max(1), parts.scheduler.config().max_failures));
+    let config = parts.scheduler.config();
+    let shown = Job { state, ..job.clone() };
+    t.attempt = crate::job::attempt_counter(&shown, config.max_failures, config.max_infrastructure_failures);
+    t.since_retry = job.retries > 0;
+    t
+}
+
+/// The tracking comment of a queued `job` (`label` is the trigger label's name): what queued it, its place
+/// in the queue when it is ready, and what it waits for ([`crate::scheduler::Scheduler::waiting_for`]).
+/// The inbox worker's queued reports and the runner's after a wait are this.
+pub fn queued_tracking(label: &str, scheduler: &crate::scheduler::Scheduler, job: &Job) -> Tracking {
+    let mut t = base_tracking(label, job, JobState::Queued);
+    t.queue_position =
+        scheduler.store().queue_position(job).ok().flatten().map(|p| u32::try_from(p).unwrap_or(u32::MAX));
+    t.waiting = scheduler.waiting_for(job, OffsetDateTime::now_utc());
+    t.since_retry = job.retries > 0;
     t
 }
 
@@ -210,9 +240,10 @@ impl Attempt {
         Self::new(Outcome::Failed { class, reason: reason.into(), retry_at: None })
     }
 
-    /// A rate limit or a spent budget: the job waits until `retry_at` (a backoff when unknown), not counted.
-    pub(super) fn waiting(reason: impl Into<String>, retry_at: Option<OffsetDateTime>) -> Self {
-        Self::new(Outcome::Failed { class: FailureClass::RateLimit, reason: reason.into(), retry_at })
+    /// A wait without fault (a budget, a usage limit, a quota, the sandbox): the job waits until `until`
+    /// ([`crate::job::wait::UNKNOWN_WAIT`] when unknown); not an attempt, not a failure.
+    pub(super) fn waiting(kind: WaitKind, reason: impl Into<String>, until: Option<OffsetDateTime>) -> Self {
+        Self::new(Outcome::Waiting(Wait { kind, reason: reason.into(), until }))
     }
 
     pub(super) fn succeeded(summary: &str) -> Self {
@@ -225,7 +256,8 @@ impl Attempt {
 pub(super) fn github_failed(what: &str, e: &GithubError) -> Attempt {
     match e {
         GithubError::RateLimited { reset, .. } => {
-            Attempt::waiting(format!("{what}: {e}"), reset.map(OffsetDateTime::from))
+            let reason = format!("the installation's GitHub API quota is spent ({what})");
+            Attempt::waiting(WaitKind::Quota, reason, reset.map(OffsetDateTime::from))
         }
         _ => Attempt::failed(FailureClass::Infrastructure, format!("{what}: {e}")),
     }

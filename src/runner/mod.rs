@@ -16,6 +16,7 @@
 mod attempt;
 mod conclude;
 pub mod job;
+mod publish;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::github::Client;
 use crate::ids::{InstallationId, IssueNumber, RepoName};
+use crate::job::{Wait, WaitKind};
 use crate::report::outbox::Outbox;
 use crate::report::push::Pusher;
 use crate::scheduler::Scheduler;
@@ -101,6 +103,35 @@ impl Runner {
         self.running.lock().expect("running lock").len()
     }
 
+    /// The hold on new sessions the agent asks for (every credential at its usage limit), set on the
+    /// scheduler so queued jobs and `GET /api/status` show it; logged when it starts and ends.
+    fn agent_hold(&self, scheduler: &Scheduler) -> Option<Wait> {
+        let now = OffsetDateTime::now_utc();
+        let until = self
+            .parts
+            .sessions
+            .agent()
+            .held_until(jiff::Timestamp::now())
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t.as_second()).ok());
+        let hold = until.map(|until| Wait {
+            kind: WaitKind::UsageLimit,
+            reason: format!(
+                "the {} usage limit, reached with every configured credential",
+                self.parts.sessions.agent().name()
+            ),
+            until: Some(until),
+        });
+        match (scheduler.hold(now).is_some(), &hold) {
+            (false, Some(h)) => {
+                tracing::warn!(until = ?h.until, "holding every new session: the agent's usage limit is reached")
+            }
+            (true, None) => tracing::info!("the agent's usage limit has reset: sessions start again"),
+            _ => {}
+        }
+        scheduler.set_hold(hold.clone());
+        hold
+    }
+
     /// Runs until `shutdown`: claims jobs and runs them. On shutdown, cancels the running sessions, gives
     /// their jobs back to the queue and waits for that at most [`SHUTDOWN_GRACE`].
     pub async fn run(self, shutdown: CancellationToken) {
@@ -117,8 +148,12 @@ impl Runner {
                 }
                 Err(e) => tracing::error!(error = %e, "expiring claims failed"),
             }
+            // The agent's usage limit reached with every credential holds every new session until it resets.
+            let hold = self.agent_hold(&scheduler);
             // Claims until the limits say no; the earliest quota reset of the installations held meanwhile.
-            let held_until = {
+            let held_until = if hold.is_some() {
+                None
+            } else {
                 let held = std::cell::RefCell::new(Vec::<(InstallationId, Option<std::time::SystemTime>)>::new());
                 let admit = |installation: InstallationId| {
                     let ok = self.parts.client.quota_ok(installation);
@@ -158,6 +193,10 @@ impl Runner {
                 held.iter().filter_map(|(_, reset)| *reset).min()
             };
             let mut wait = scheduler.sleep_for(OffsetDateTime::now_utc(), IDLE_POLL).unwrap_or(IDLE_POLL);
+            if let Some(until) = hold.and_then(|h| h.until) {
+                let left = until - OffsetDateTime::now_utc();
+                wait = wait.min(Duration::try_from(left).unwrap_or_default() + QUOTA_RESET_MARGIN);
+            }
             if let Some(reset) = held_until {
                 // A held installation's quota window starts again at `reset`: look again then.
                 let until = reset.duration_since(std::time::SystemTime::now()).unwrap_or_default();

@@ -20,7 +20,7 @@ use crate::ids::{InstallationId, IssueNumber, RepoName};
 use crate::job::backoff;
 use crate::job::{
     Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, NewJob, Outcome, Recovery, RepoConcurrency,
-    SessionId,
+    SessionId, Wait,
 };
 use crate::store::{JobError, JobStore, Store};
 
@@ -33,6 +33,24 @@ pub struct Scheduler<S = Store> {
     config: Arc<SchedulerConfig>,
     owner: ClaimOwner,
     changed: Arc<Notify>,
+    hold: Hold,
+}
+
+/// A hold on every new session, shared by the scheduler, the runner and `GET /api/status`: the agent's usage
+/// limit reached with every configured credential ([`Scheduler::set_hold`]). Clones share one hold.
+#[derive(Clone, Debug, Default)]
+pub struct Hold(Arc<std::sync::Mutex<Option<Wait>>>);
+
+impl Hold {
+    /// Sets (`Some`) or lifts (`None`) the hold.
+    pub fn set(&self, hold: Option<Wait>) {
+        *self.0.lock().expect("hold lock") = hold;
+    }
+
+    /// The hold at `now`, if one lasts: a hold with an end in the past has ended.
+    pub fn get(&self, now: OffsetDateTime) -> Option<Wait> {
+        self.0.lock().expect("hold lock").clone().filter(|w| w.until.is_none_or(|t| t > now))
+    }
 }
 
 impl<S: JobStore> Scheduler<S> {
@@ -43,7 +61,7 @@ impl<S: JobStore> Scheduler<S> {
 
     /// A scheduler with a given owner (tests run two schedulers over one store).
     pub fn with_owner(store: S, config: SchedulerConfig, owner: ClaimOwner) -> Self {
-        Self { store, config: Arc::new(config), owner, changed: Arc::new(Notify::new()) }
+        Self { store, config: Arc::new(config), owner, changed: Arc::new(Notify::new()), hold: Hold::default() }
     }
 
     /// The store.
@@ -59,6 +77,31 @@ impl<S: JobStore> Scheduler<S> {
     /// This scheduler's identity in claims.
     pub fn owner(&self) -> &ClaimOwner {
         &self.owner
+    }
+
+    /// Holds every new session until `hold` ends (`None` lifts it): the agent's usage limit reached with
+    /// every credential. The runner does not claim while a hold lasts; queued jobs say they wait for it
+    /// ([`Self::waiting_for`]) and `GET /api/status` shows it.
+    pub fn set_hold(&self, hold: Option<Wait>) {
+        self.hold.set(hold);
+    }
+
+    /// The hold on new sessions at `now`, if one lasts ([`Self::set_hold`]).
+    pub fn hold(&self, now: OffsetDateTime) -> Option<Wait> {
+        self.hold.get(now)
+    }
+
+    /// This scheduler sharing `hold` (with `GET /api/status`).
+    pub fn with_hold(mut self, hold: Hold) -> Self {
+        self.hold = hold;
+        self
+    }
+
+    /// What a queued job waits for, in one sentence for its tracking comment ([`crate::job::wait::waiting_for`]):
+    /// its own wait, its dependencies, the hold on sessions, or the running jobs that hold the slots.
+    pub fn waiting_for(&self, job: &Job, now: OffsetDateTime) -> Option<String> {
+        let claims = self.store.claims().unwrap_or_default();
+        crate::job::wait::waiting_for(job, &claims, &*self.config, self.hold(now).as_ref(), now)
     }
 
     /// How often a running session should renew its claim: a third of the time-to-live, so two missed
@@ -146,6 +189,22 @@ impl<S: JobStore> Scheduler<S> {
         let job = self.store.retry_job(repo, issue, actor, cause, now)?;
         self.store.sync().await?;
         self.changed.notify_one();
+        Ok(job)
+    }
+
+    /// An issue's title or labels changed: re-place its queued job by the new phase key and priority rank
+    /// ([`JobStore::reorder_job`]). `None` when there is no queued job or its order did not change.
+    pub fn reorder(
+        &self,
+        issue: &IssueRef,
+        title: &str,
+        labels: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError> {
+        let job = self.store.reorder_job(&issue.repo, issue.issue, title, labels, self.config.priority(labels), now)?;
+        if job.is_some() {
+            self.changed.notify_one();
+        }
         Ok(job)
     }
 

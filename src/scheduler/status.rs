@@ -75,6 +75,10 @@ pub fn render(s: &JobsStatus) -> String {
     let mut out = String::new();
     let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(out, "Jobs: {}", counts.join(" · "));
+    if let Some(hold) = &s.hold {
+        let until = hold.until.map(crate::job::wait::when).unwrap_or_else(|| "further notice".into());
+        let _ = writeln!(out, "New sessions are held until {until}: {}", hold.reason);
+    }
     let ago = |t: OffsetDateTime| relative(t - s.now);
 
     out.push_str("\nQUEUED\n");

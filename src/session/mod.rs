@@ -55,8 +55,8 @@ use crate::ids::{IssueNumber, RepoName};
 pub struct SessionSpec {
     /// The repository.
     pub repo: RepoName,
-    /// Which template, and how the branch starts: a new branch for `Coding` and `Planning`, the existing
-    /// pull request branch ([`Self::branch`]) for `FollowUp`.
+    /// Which template, and how the branch starts: the existing pull request branch ([`Self::branch`]) for
+    /// `FollowUp` and whenever a branch is given, else a new branch from the default branch.
     pub kind: PromptKind,
     /// The clone URL (no token in it).
     pub remote_url: String,
@@ -64,8 +64,9 @@ pub struct SessionSpec {
     pub auth: Option<GitAuth>,
     /// The repository's default branch (`repository.default_branch`), where new branches start.
     pub default_branch: String,
-    /// The branch to work on. Required for `FollowUp` (the pull request's head branch); otherwise `None`
-    /// gives `foreman/<issue>-<slug>`.
+    /// The existing remote branch to work on, adding commits to its head: required for `FollowUp` (the pull
+    /// request's head branch), and given for `Coding` when the issue's Foreman pull request is open (a
+    /// re-run builds on it). `None`: a new branch `foreman/<issue>-<slug>` from the default branch.
     pub branch: Option<String>,
     /// The issue (or pull request).
     pub issue: IssueText,
@@ -405,8 +406,8 @@ impl SessionRunner {
             remote_url: spec.remote_url.clone(),
             auth: spec.auth.clone(),
             branch: branch.clone(),
-            start: match spec.kind {
-                PromptKind::FollowUp => workspace::Start::ExistingBranch,
+            start: match (spec.kind, &spec.branch) {
+                (PromptKind::FollowUp, _) | (_, Some(_)) => workspace::Start::ExistingBranch,
                 _ => workspace::Start::DefaultBranch(spec.default_branch.clone()),
             },
         };

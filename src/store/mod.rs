@@ -20,7 +20,7 @@ pub use self::sled::{SCHEMA_VERSION, SledStore as Store, StoreOptions};
 use crate::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
 use crate::job::{
     Claim, ClaimOwner, Claimed, Due, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobState, JobsStatus, Limits,
-    NewJob, Outcome, Recovery, ReportRecord, SessionId, SessionRecord, Slots, Usage,
+    NewJob, Outcome, PushIntent, PushRecord, Recovery, ReportRecord, SessionId, SessionRecord, Slots, Usage,
 };
 
 /// A store operation that failed. Callers answer 503 to GitHub for these, so the delivery can be redelivered.
@@ -136,6 +136,16 @@ pub trait JobStore: Durable {
         cause: &str,
         now: OffsetDateTime,
     ) -> Result<Job, JobError>;
+    /// Re-places a queued job after its issue's title or labels changed ([`crate::store::sled::Store::reorder_job`]).
+    fn reorder_job(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        title: &str,
+        labels: &[String],
+        priority: u8,
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError>;
     /// Records that an issue is open or closed; releases or holds its dependents. Returns how many changed.
     fn record_issue_state(&self, dep: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError>;
     /// Dependencies of waiting jobs whose state is not known yet, at most `limit`.
@@ -184,6 +194,23 @@ pub trait JobStore: Durable {
     fn repo_usage(&self, repo: &RepoName, since: OffsetDateTime) -> Result<Usage, JobError>;
     /// A session record, or `None` for an unknown id.
     fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError>;
+    /// What Foreman pushed for `repo#issue` ([`PushRecord`]: the branch, its heads Foreman made, a pending
+    /// push), or `None` when it recorded no push for it.
+    fn push_record(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<PushRecord>, JobError>;
+    /// Records that run `intent.seq` is about to push `intent.sha` as `branch`'s head
+    /// ([`PushRecord::intend`]; `own`: every commit on the branch since the default branch is Foreman's);
+    /// returns the record. Durable after the next [`Durable::sync`], which the caller awaits before pushing.
+    fn record_push_intent(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        branch: &str,
+        intent: &PushIntent,
+        own: bool,
+    ) -> Result<PushRecord, JobError>;
+    /// Settles run `seq`'s pending push in `repo` once its outcome is recorded ([`PushRecord::settle`]),
+    /// whichever issue's record holds it; nothing recorded is fine.
+    fn settle_push(&self, repo: &RepoName, seq: u64) -> Result<(), JobError>;
 }
 
 /// What GitHub was told of each job: the newest state report of a job ([`ReportRecord`]) and the version

@@ -277,6 +277,11 @@ impl World {
         Self::pulls_closing(&state, number).remove(0)
     }
 
+    /// The address of `path` on the running Foreman (its admin API answers loopback without a token).
+    pub fn foreman_url(&self, path: &str) -> String {
+        self.foreman.as_ref().expect("Foreman runs").url(path)
+    }
+
     /// Foreman's job for `number`, from its admin API (loopback needs no token).
     pub async fn job(&self, number: u64) -> Value {
         let url = self.foreman.as_ref().unwrap().url(&format!("/api/jobs/{REPO}/{number}"));

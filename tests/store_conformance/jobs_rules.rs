@@ -126,6 +126,37 @@ pub fn runnable_jobs_run_by_priority_then_phase_then_failures_then_age<S: JobSto
     });
 }
 
+pub fn a_queued_job_is_re_placed_when_its_title_or_labels_change<S: JobStore>(open: Open<S>) {
+    bounded(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Scheduler::new(open(dir.path()), SchedulerConfig { max_sessions: 1, ..roomy() });
+        s.enqueue(req("o/r", 1, "Older"), "x", t0()).unwrap();
+        s.enqueue(req("o/r", 2, "Younger"), "x", t0() + secs(1)).unwrap();
+        let two = IssueRef { repo: repo("o/r"), issue: IssueNumber(2) };
+        let high = vec!["priority:high".to_owned()];
+        let job = s.reorder(&two, "Younger", &high, t0() + secs(2)).unwrap().expect("re-placed");
+        assert_eq!((job.priority, job.labels.clone()), (1, high.clone()));
+        assert!(s.reorder(&two, "Younger", &high, t0() + secs(3)).unwrap().is_none(), "nothing changed");
+        let position = |n: u64| {
+            let job = s.store().job(&repo("o/r"), IssueNumber(n)).unwrap().unwrap();
+            s.store().queue_position(&job).unwrap()
+        };
+        assert_eq!((position(1), position(2)), (Some(2), Some(1)));
+        // A running job is left alone: its claim is the authority.
+        let c = s.claim_next(t0() + secs(4)).unwrap().unwrap();
+        assert_eq!(c.job.issue.0, 2);
+        assert!(s.reorder(&two, "Phase 1.1 Younger", &[], t0() + secs(5)).unwrap().is_none());
+        // A title's phase key re-places too.
+        let one = IssueRef { repo: repo("o/r"), issue: IssueNumber(1) };
+        let job = s.reorder(&one, "Phase 2.1 Older", &[], t0() + secs(6)).unwrap().expect("re-placed");
+        assert_eq!(job.phase, PhaseKey::Phase { phase: 2, task: 1 });
+        assert_eq!(job.title, "Phase 2.1 Older");
+        assert_consistent(s.store());
+        let detail = s.store().job_detail(&repo("o/r"), IssueNumber(1)).unwrap().unwrap();
+        assert_eq!(detail.audit.last().unwrap().action, "reordered");
+    });
+}
+
 pub fn fewer_failures_run_first_within_the_same_priority_and_phase<S: JobStore>(open: Open<S>) {
     bounded(move || {
         let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod jobs_crash;
 pub mod jobs_props;
 pub mod jobs_rules;
+pub mod pushes;
 pub mod reports;
 
 /// Opens (or reopens) the backend under test in a directory. Panics when it cannot; may wait a moment
@@ -24,6 +25,7 @@ macro_rules! store_conformance {
         $crate::store_conformance!(@sync $open; jobs_rules::{
             one_job_per_issue_and_a_redelivery_has_no_second_effect,
             runnable_jobs_run_by_priority_then_phase_then_failures_then_age,
+            a_queued_job_is_re_placed_when_its_title_or_labels_change,
             fewer_failures_run_first_within_the_same_priority_and_phase,
             concurrency_limits_global_per_repository_and_per_installation,
             jobs_of_a_refused_installation_are_skipped_and_keep_their_place,
@@ -47,6 +49,7 @@ macro_rules! store_conformance {
             inbox_survives_reopening_and_pruning_keeps_pending_and_recent,
             the_inbox_floor_stops_below_a_delivery_left_pending_and_survives_a_restart,
         });
+        $crate::store_conformance!(@async $open; pushes::{a_push_intent_survives_a_reopen_for_its_run_until_settled});
         $crate::store_conformance!(@async $open; reports::{
             a_jobs_reports_are_kept_with_the_version_applied_and_survive_a_reopen,
         });

@@ -265,6 +265,18 @@ impl SimHandle {
     pub fn set_issue_state(&self, repo: &str, number: u64, state: &str, user: &str) -> anyhow::Result<()> {
         check(ops::update_issue(&self.inner, repo, number, None, None, Some(state), None, user)).map(drop)
     }
+    /// `PATCH /repos/{owner}/{repo}/issues/{number}` by `user`: a new title and/or body (`None` keeps it);
+    /// emits `issues.edited` with `changes` when something changed.
+    pub fn edit_issue(
+        &self,
+        repo: &str,
+        number: u64,
+        title: Option<&str>,
+        body: Option<&str>,
+        user: &str,
+    ) -> anyhow::Result<()> {
+        check(ops::update_issue(&self.inner, repo, number, title, body.map(Some), None, None, user)).map(drop)
+    }
     /// `POST /_sim/repos/{owner}/{repo}/pulls`: a pull request from `head` into `base` by `user`.
     pub fn create_pull(&self, repo: &str, head: &str, base: &str, title: &str, user: &str) -> anyhow::Result<u64> {
         let v = check(ops::create_pull(&self.inner, repo, head, base, title, None, false, user))?;

@@ -79,6 +79,14 @@ pub trait Agent: fmt::Debug + Send + Sync {
         self.name().to_owned()
     }
 
+    /// When no session of this agent can start before a time: every credential it has reached its usage
+    /// limit ([`claude::Credentials::held_until`]). The runner then claims no job until that time. `None`
+    /// (the default) when a session can start now.
+    fn held_until(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let _ = now;
+        None
+    }
+
     /// Runs the agent once in a prepared workspace and says how it ended. Never panics on the agent's
     /// failures: they are [`AgentEnd::failure`].
     fn run<'a>(&'a self, run: AgentRun<'a>) -> BoxFuture<'a, AgentEnd>;

@@ -215,10 +215,11 @@ impl Store {
             let session_state = match outcome {
                 Outcome::Succeeded { .. } => SessionState::Succeeded,
                 Outcome::Failed { .. } => SessionState::Failed,
-                Outcome::Released { .. } => SessionState::Interrupted,
+                Outcome::Released { .. } | Outcome::Waiting(_) => SessionState::Interrupted,
             };
             self.release_claim_tx(tx, &key, &job, session_state, now)?;
             let actor = live.owner.actor();
+            job.wait = None;
             match outcome {
                 Outcome::Succeeded { summary } => {
                     job.state = JobState::Succeeded;
@@ -235,6 +236,12 @@ impl Store {
                     tx.place(&key, &mut job, now)?;
                     tx.put_job(&key, &job)?;
                     tx.record(&key, entry(now, &actor, "released", Some(JobState::Running), JobState::Queued, cause))?;
+                }
+                Outcome::Waiting(wait) => {
+                    let audit = crate::job::wait::record_wait(&mut job, wait, &actor, now);
+                    tx.place(&key, &mut job, now)?;
+                    tx.put_job(&key, &job)?;
+                    tx.record(&key, audit)?;
                 }
                 Outcome::Failed { class, reason, retry_at } => {
                     let failure =

@@ -150,6 +150,8 @@ impl Store {
                         session: existing.as_ref().and_then(|j| j.session.clone()),
                         deliveries: existing.map(|j| j.deliveries).unwrap_or_default(),
                         placement: Placement::None,
+                        wait: None,
+                        retries: 0,
                     };
                     remember(&mut job);
                     tx.place(&key, &mut job, now)?;
@@ -263,7 +265,9 @@ impl Store {
             }
             tx.unplace(&key, &mut job)?;
             job.failures = FailureCounts::default();
+            job.retries = job.retries.saturating_add(1);
             job.not_before = None;
+            job.wait = None;
             job.stuck_reason = None;
             job.state = JobState::Queued;
             job.updated_at = now;
@@ -279,6 +283,47 @@ impl Store {
             return self.job(repo, issue)?.ok_or(JobError::NotFound(issue_ref_of(&job)));
         }
         Ok(job)
+    }
+
+    /// Re-places a queued job (or one waiting to retry) after its issue changed: a new title (its phase key)
+    /// or new labels (its `priority` rank). Returns the job as re-placed, or `None` when the issue has no
+    /// such job or neither the order nor the recorded title and labels changed. The claim is the authority
+    /// for a running job, so one that is running, or has ended, is left as it is.
+    pub fn reorder_job(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        title: &str,
+        labels: &[String],
+        priority: u8,
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError> {
+        let key = issue_key(repo, issue);
+        let phase = crate::job::PhaseKey::parse(title);
+        self.job_trees().run(|tx| {
+            let Some(mut job) = tx.job(&key)? else { return Ok(None) };
+            if !matches!(job.state, JobState::Queued | JobState::Failed)
+                || (job.title == title && job.labels == labels && job.priority == priority && job.phase == phase)
+            {
+                return Ok(None);
+            }
+            let cause = match (job.priority != priority, job.phase != phase) {
+                (true, true) => format!("priority rank {} → {priority} and phase from the title", job.priority),
+                (true, false) => format!("priority rank {} → {priority}", job.priority),
+                (false, true) => "phase from the title".to_owned(),
+                (false, false) => "title or labels changed; the order did not".to_owned(),
+            };
+            tx.unplace(&key, &mut job)?;
+            job.title = title.to_owned();
+            job.labels = labels.to_vec();
+            job.priority = priority;
+            job.phase = phase;
+            job.updated_at = now;
+            tx.place(&key, &mut job, now)?;
+            tx.put_job(&key, &job)?;
+            tx.record(&key, entry(now, "foreman", "reordered", Some(job.state), job.state, &cause))?;
+            Ok(Some(job))
+        })
     }
 
     /// Records that an issue is open or closed, as an event or a lookup told Foreman. Closing releases the

@@ -12,6 +12,7 @@ mod claims;
 mod inbox;
 mod jobs;
 mod port;
+mod pushes;
 mod reports;
 mod sessions;
 mod status;

@@ -10,7 +10,7 @@ use super::SledStore;
 use crate::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
 use crate::job::{
     Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobsStatus, Limits, NewJob, Outcome,
-    Recovery, SessionId, SessionRecord, Slots, Usage,
+    PushIntent, PushRecord, Recovery, SessionId, SessionRecord, Slots, Usage,
 };
 use crate::job::{Due, JobState, ReportRecord};
 use crate::store::{
@@ -96,6 +96,18 @@ impl JobStore for SledStore {
     ) -> Result<Job, JobError> {
         SledStore::retry_job(self, repo, issue, actor, cause, now)
     }
+    fn reorder_job(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        title: &str,
+        labels: &[String],
+        priority: u8,
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError> {
+        SledStore::reorder_job(self, repo, issue, title, labels, priority, now)
+    }
+
     fn record_issue_state(&self, dep: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError> {
         SledStore::record_issue_state(self, dep, open, now)
     }
@@ -159,6 +171,22 @@ impl JobStore for SledStore {
     }
     fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError> {
         SledStore::session(self, id)
+    }
+    fn push_record(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<PushRecord>, JobError> {
+        SledStore::push_record(self, repo, issue)
+    }
+    fn record_push_intent(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        branch: &str,
+        intent: &PushIntent,
+        own: bool,
+    ) -> Result<PushRecord, JobError> {
+        SledStore::record_push_intent(self, repo, issue, branch, intent, own)
+    }
+    fn settle_push(&self, repo: &RepoName, seq: u64) -> Result<(), JobError> {
+        SledStore::settle_push(self, repo, seq)
     }
 }
 

@@ -103,7 +103,7 @@ impl Store {
             .take(limit)
             .map(|raw| decode(&raw?, "failure"))
             .collect::<Result<_, _>>()?;
-        Ok(JobsStatus { now, counts, queued, queued_truncated, running, stuck, recent_failures })
+        Ok(JobsStatus { now, counts, queued, queued_truncated, running, stuck, recent_failures, hold: None })
     }
 
     /// Checks that the job trees agree with each other; returns a description of every disagreement

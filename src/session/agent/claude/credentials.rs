@@ -1,8 +1,16 @@
 //! Claude credentials and their rotation: `CLAUDE_CODE_OAUTH_TOKEN`,
 //! `CLAUDE_CODE_OAUTH_TOKEN_2`, `_3` …, then `ANTHROPIC_API_KEY`. When the CLI reports an authentication
 //! failure the next one is used, for this session and the sessions after it.
+//!
+//! A usage limit holds the credential, not the job: the credential that hit it is held until its reset
+//! ([`Credentials::hold`]) and the next free one is used; when every credential is held, no session can
+//! start until the earliest reset ([`Credentials::held_until`]), which the runner turns into a hold on
+//! every new session. With no credential configured the CLI's own login is the one credential held.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use jiff::Timestamp;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -21,10 +29,19 @@ pub struct Credential {
 }
 
 /// The configured credentials, in rotation order, and which one is current.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Credentials {
     list: Vec<Credential>,
     current: AtomicUsize,
+    /// Per credential (one slot when none is configured): held by a usage limit until this time.
+    holds: Mutex<Vec<Option<Timestamp>>>,
+}
+
+impl Default for Credentials {
+    /// None configured: the CLI's own login, as one credential that can be held.
+    fn default() -> Self {
+        Self::from_vars(std::iter::empty())
+    }
 }
 
 impl Credentials {
@@ -48,7 +65,8 @@ impl Credentials {
             push(format!("CLAUDE_CODE_OAUTH_TOKEN_{n}"), "CLAUDE_CODE_OAUTH_TOKEN");
         }
         push("ANTHROPIC_API_KEY".into(), "ANTHROPIC_API_KEY");
-        Self { list, current: AtomicUsize::new(0) }
+        let holds = Mutex::new(vec![None; list.len().max(1)]);
+        Self { list, current: AtomicUsize::new(0), holds }
     }
 
     /// How many credentials are configured.
@@ -85,6 +103,30 @@ impl Credentials {
         self.current()
     }
 
+    /// Holds the credential at `index` until `until`: a usage limit reached with it.
+    pub fn hold(&self, index: usize, until: Timestamp) {
+        let mut holds = self.holds.lock().expect("holds lock");
+        let n = holds.len();
+        let slot = &mut holds[index % n];
+        *slot = Some(slot.map_or(until, |t| t.max(until)));
+    }
+
+    /// The first credential from `from` (in rotation order) not held at `now`, or `Err` with the earliest
+    /// reset when every one is held.
+    pub fn free(&self, from: usize, now: Timestamp) -> Result<usize, Timestamp> {
+        let holds = self.holds.lock().expect("holds lock");
+        let n = holds.len();
+        (0..n)
+            .map(|k| (from + k) % n)
+            .find(|i| holds[*i].is_none_or(|t| t <= now))
+            .ok_or_else(|| holds.iter().flatten().copied().min().unwrap_or(now))
+    }
+
+    /// When every credential is held at `now`: the earliest reset, after which a session can start.
+    pub fn held_until(&self, now: Timestamp) -> Option<Timestamp> {
+        self.free(self.current(), now).err()
+    }
+
     /// The `(variable, value)` pair to put in the agent's environment for the credential at `index`.
     pub(crate) fn env_pair(&self, index: usize) -> Option<(&'static str, String)> {
         self.get(index).map(|c| (c.env_name, c.secret.expose_secret().to_owned()))
@@ -113,5 +155,26 @@ mod tests {
         assert_eq!(c.rotate_from(0), 1, "a stale rotation does not skip a credential");
         assert_eq!(c.rotate_from(1), 2);
         assert_eq!(c.rotate_from(2), 0);
+    }
+
+    #[test]
+    fn a_usage_limit_holds_its_credential_until_the_reset_and_the_next_free_one_is_used() {
+        let c = Credentials::from_vars(
+            [("CLAUDE_CODE_OAUTH_TOKEN", "t1"), ("CLAUDE_CODE_OAUTH_TOKEN_2", "t2")].map(|(a, b)| (a.into(), b.into())),
+        );
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let reset = |h: i64| now + jiff::SignedDuration::from_hours(h);
+        assert_eq!((c.free(0, now), c.held_until(now)), (Ok(0), None));
+        c.hold(0, reset(5));
+        assert_eq!((c.free(0, now), c.held_until(now)), (Ok(1), None));
+        c.hold(1, reset(2));
+        assert_eq!(c.free(0, now), Err(reset(2)), "every one held: the earliest reset");
+        assert_eq!(c.held_until(now), Some(reset(2)));
+        assert_eq!(c.free(0, reset(3)), Ok(1), "the second is free again after its reset");
+        assert_eq!(c.held_until(reset(5)), None);
+        // The CLI's own login, with nothing configured, is one credential too.
+        let none = Credentials::from_vars(std::iter::empty());
+        none.hold(0, reset(1));
+        assert_eq!(none.held_until(now), Some(reset(1)));
     }
 }

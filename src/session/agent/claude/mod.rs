@@ -52,10 +52,18 @@ impl Agent for Claude {
         }
     }
 
+    fn held_until(&self, now: Timestamp) -> Option<Timestamp> {
+        self.credentials.held_until(now)
+    }
+
     fn run<'a>(&'a self, run: AgentRun<'a>) -> BoxFuture<'a, AgentEnd> {
         Box::pin(self.run_cli(run))
     }
 }
+
+/// How long a credential is held after a usage limit whose reset time the CLI did not say: the same
+/// bound as a job's wait of unknown end ([`crate::job::wait::UNKNOWN_WAIT`], 15 minutes).
+const UNKNOWN_RESET: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
 
 /// The CLI's arguments for a session configured as `c`, continuing session `resume` when given.
 fn args(c: &AgentConfig, resume: Option<&str>) -> Vec<String> {
@@ -96,7 +104,14 @@ impl Claude {
             env.insert("CLAUDE_CODE_MAX_RETRIES".into(), n.to_string());
         }
         let attempts = self.credentials.len().max(1);
-        let mut index = self.credentials.current();
+        // A credential held by a usage limit is skipped; with every one held, the session waits.
+        let mut index = match self.credentials.free(self.credentials.current(), Timestamp::now()) {
+            Ok(index) => index,
+            Err(until) => {
+                let reason = format!("every configured Claude credential is at its usage limit until {until}");
+                return AgentEnd::failed(FailureCause::UsageLimit { resets_at: Some(until) }, reason);
+            }
+        };
         let max_turns = c.max_turns;
         // Resume only a session whose transcript the CLI can find; otherwise it refuses to start, which would
         // count against the job. Without it the agent starts fresh, with the reviews in its prompt.
@@ -188,6 +203,22 @@ impl Claude {
                     ))
                 }
                 (Ended::Exited(_), RunResult::UsageLimit { resets_at, text }) => {
+                    // The limit is the credential's: hold it and go on with the next free one, if any.
+                    let now = Timestamp::now();
+                    self.credentials.hold(index, resets_at.unwrap_or(now + UNKNOWN_RESET));
+                    if attempt < attempts
+                        && let Ok(next) = self.credentials.free(index + 1, now)
+                    {
+                        let source = self.credentials.get(next).map(|c| c.source.clone()).unwrap_or_default();
+                        log.event(
+                            "credential_rotated",
+                            json!({ "held": end.credential, "next": source, "reason": text }),
+                        );
+                        progress(Progress::CredentialRotated { next: source });
+                        index = next;
+                        continue;
+                    }
+                    let resets_at = self.credentials.held_until(now).or(resets_at);
                     Some((FailureCause::UsageLimit { resets_at }, text))
                 }
                 (Ended::Exited(_), RunResult::RateLimited { text }) => Some((FailureCause::RateLimited, text)),
