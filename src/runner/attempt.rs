@@ -347,6 +347,10 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
                 shown.tool_calls += 1;
                 shown.step = Some(format!("using `{}`", name.replace('`', "")));
             }
+            session::Progress::Message(line) => {
+                // The agent's words, as code: no Markdown, no mention, nothing that could pass for Foreman's.
+                shown.step = Some(format!("the agent says `{}`", line.replace('`', "'")));
+            }
             session::Progress::CredentialRotated { .. } => {
                 shown.step = Some("moving on to the next agent credential".into());
             }

@@ -124,6 +124,9 @@ pub enum Progress {
     Turn(u32),
     /// The agent used a tool.
     ToolUse(String),
+    /// The agent's latest message to the user: its first non-blank line, as the agent wrote it (untrusted
+    /// text: show it quoted, never as Markdown).
+    Message(String),
     /// The credential was refused; moving on to the one read from `next` (a variable name, not a secret).
     CredentialRotated {
         /// The environment variable the next credential is read from.
