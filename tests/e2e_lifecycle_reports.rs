@@ -139,8 +139,14 @@ async fn sigkill_after_the_finish_before_its_report_ends_with_the_report_applied
             exhaust_primary_for_secs: None,
         });
         std::fs::write(marks.path().join("go"), "").unwrap();
-        wait_job(&world, number, "the job to be recorded as succeeded", |j| j["state"] == "succeeded").await;
+        let job = wait_job(&world, number, "the job to be recorded as succeeded", |j| j["state"] == "succeeded").await;
         world.kill9();
+        assert_eq!(
+            job["report"]["state"],
+            "succeeded",
+            "the final report is stored with the outcome: {job}\n{}",
+            world.logs()
+        );
         world.sim.set_faults(Faults::default());
         let state = world.sim.state();
         let body = World::tracking_body(&state, number).unwrap_or_default();
@@ -162,6 +168,8 @@ async fn sigkill_after_the_finish_before_its_report_ends_with_the_report_applied
         assert!(body.contains(&link), "the comment links the pull request ({link}): {body}");
         assert_eq!(World::tracking_comments(&state, number), 1, "one tracking comment");
         assert_eq!(world.job(number).await["state"], "succeeded");
+        let job = wait_job(&world, number, "the report recorded as applied", |j| j["report"]["pending"] == false).await;
+        assert_eq!(job["report"]["applied_state"], "succeeded", "{job}");
         // It was the stored report (it alone knows the pull request), not one made from the job.
         world
             .wait_log("the stored report resumed", |l| {
