@@ -359,7 +359,8 @@ async fn github_parts(
         client.clone(),
         crate::constitution::fetch::CACHE_TTL,
         config.agent.ceilings(),
-    );
+    )
+    .with_docs(crate::constitution::fetch::docs_url(config.public_url.as_deref()));
     let agent_name = sessions.agent().describe(&config.agent);
     let backend = sessions.agent().name().to_owned();
     let parts = crate::runner::Parts {

@@ -188,7 +188,7 @@ async fn an_invalid_file_is_one_comment_with_line_and_column_even_when_reported_
         assert!(bodies[0].contains("max_file_changed"), "{}", bodies[0]);
         assert!(bodies[0].contains("the organisation's .github/foreman.toml, line 2"), "{}", bodies[0]);
         // `/foreman constitution` answers with the same errors rather than a table.
-        let shown = show_text(&w.client, w.inst, &w.repo, &Ceilings::default()).await.unwrap();
+        let shown = show_text(&w.client, w.inst, &w.repo, &Ceilings::default(), None).await.unwrap();
         assert!(shown.contains("line 3, column 1") && !shown.contains("| key |"), "{shown}");
 
         // Fixed: the same comment says so; still one comment.
@@ -211,28 +211,28 @@ async fn a_pull_request_changing_the_file_gets_a_check_run_with_annotations() {
         // Does not touch the file: no check run.
         let (other, other_sha) = pull_with(&w, "docs", &[("docs/a.md", "a\n")]);
         assert!(
-            check_pull_request(&w.client, w.inst, &w.repo, other, &other_sha, &Ceilings::default())
+            check_pull_request(&w.client, w.inst, &w.repo, other, &other_sha, &Ceilings::default(), None)
                 .await
                 .unwrap()
                 .is_none()
         );
         // Breaks it: failure, annotated at line 3, column 1.
         let (broken, broken_sha) = pull_with(&w, "break", &[(PATH, INVALID_FILE)]);
-        let run = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha, &Ceilings::default())
+        let run = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha, &Ceilings::default(), None)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(run.conclusion.as_deref(), Some("failure"));
         assert_eq!(run.head_sha, broken_sha);
         // A redelivered event for the same commit finds the run and posts no second one.
-        let again = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha, &Ceilings::default())
+        let again = check_pull_request(&w.client, w.inst, &w.repo, broken, &broken_sha, &Ceilings::default(), None)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(again.id, run.id);
         // Changes it validly: success.
         let (good, good_sha) = pull_with(&w, "tighten", &[(PATH, "[rules]\nmax_files_changed = 3\n")]);
-        let ok = check_pull_request(&w.client, w.inst, &w.repo, good, &good_sha, &Ceilings::default())
+        let ok = check_pull_request(&w.client, w.inst, &w.repo, good, &good_sha, &Ceilings::default(), None)
             .await
             .unwrap()
             .unwrap();
@@ -289,7 +289,7 @@ async fn slash_constitution_replies_with_each_value_and_its_origin() {
             panic!("{actions:?}")
         };
         assert_eq!((repo, *on, *installation), (&w.repo, issue, Some(w.inst)));
-        show(&w.client, w.inst, repo, *on, &AgentConfig::default().ceilings()).await.unwrap();
+        show(&w.client, w.inst, repo, *on, &AgentConfig::default().ceilings(), None).await.unwrap();
         let bodies = comments(&w, issue);
         assert_eq!(bodies.len(), 1);
         let text = &bodies[0];

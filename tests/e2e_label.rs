@@ -495,3 +495,31 @@ TZ = "UTC"
     .await
     .expect("the hold was in place in time");
 }
+
+/// The attempt counter tells the truth: "attempt N of M" never passes its limit, and after `/foreman retry`
+/// it counts again from 1 and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attempt_counter_never_passes_its_limit_and_counts_again_after_a_retry() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let config = "[scheduler]\nmax_failures = 2\nbackoff_min_seconds = 1\nbackoff_max_seconds = 1\n";
+        // Changes nothing and says nothing: a failure (a final message alone would be an answer).
+        let world = World::start_with("true", Setup { config, ..Default::default() }).await;
+        let (number, _) = world.sim.create_issue(REPO, "Do the impossible", "Please.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let stuck = |s: &serde_json::Value| World::tracking_body(s, number).is_some_and(|b| b.contains("stuck"));
+        let state = world.wait("the job to be set aside", stuck).await;
+        let body = World::tracking_body(&state, number).unwrap();
+        assert!(body.contains("Attempt 2 of 2."), "{body}");
+
+        world.sim.comment(REPO, number, "/foreman retry", "alice").unwrap();
+        world
+            .wait("the retried job to run", |s| World::tracking_body(s, number).is_some_and(|b| !b.contains("stuck")))
+            .await;
+        let state = world.wait("the job to be set aside again", stuck).await;
+        let body = World::tracking_body(&state, number).unwrap();
+        assert!(body.contains("Attempt 2 of 2, counted again since `/foreman retry`."), "{body}");
+        assert_eq!(world.job(number).await["attempts"], 4, "four sessions ran");
+    })
+    .await
+    .expect("in time");
+}

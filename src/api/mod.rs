@@ -65,15 +65,31 @@ impl FromRef<AppState> for Ingress {
     }
 }
 
-/// `/healthz`, `/readyz` and `/metrics`: open to anyone, as load balancers and scrapers expect.
+/// `/healthz`, `/readyz` and `/metrics`: open to anyone, as load balancers and scrapers expect; and the
+/// constitution's documentation ([`crate::constitution::fetch::DOCS_PATH`]), which error messages on GitHub
+/// link to.
 pub fn ops_routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(crate::constitution::fetch::DOCS_PATH, get(constitution_docs))
 }
+
+/// `docs/constitution.md` as built into this Foreman (so it matches the keys this version reads), as
+/// `text/plain; charset=utf-8` (browsers show it; it is Markdown).
+async fn constitution_docs() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], CONSTITUTION_DOCS).into_response()
+}
+
+/// The constitution's documentation, built in.
+const CONSTITUTION_DOCS: &str = include_str!("../../docs/constitution.md");
 
 /// The admin routes under `/api/`, without the auth layer (the server adds it).
 pub fn admin_routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/deliveries/{id}", get(delivery))
+        .route("/api/deliveries/{id}/payload", get(delivery_payload))
         .route("/api/sessions/{id}/log", get(session_log))
         .merge(jobs::routes())
 }
@@ -127,6 +143,35 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("foreman_inbox_depth").set(state.store.inbox_depth() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// `GET /api/deliveries/{id}/payload`: the stored delivery's body exactly as GitHub sent it
+/// (`application/json`), its event name in `X-GitHub-Event`; what `foreman replay <delivery id>` decides
+/// again. 404 for an unknown id or a delivery pruned after `inbox.retention_days`.
+async fn delivery_payload(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    let not_found =
+        || (StatusCode::NOT_FOUND, Json(serde_json::json!({"message": "no delivery with that id"}))).into_response();
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "reading a delivery failed");
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"message": "store unavailable"}))).into_response()
+    };
+    let seq = match store.delivery(&DeliveryId(id)) {
+        Ok(Some(record)) => record.seq,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(&e),
+    };
+    match store.delivery_body(seq) {
+        Ok(Some((meta, body))) => {
+            let Ok(event) = axum::http::HeaderValue::from_str(&meta.event) else { return not_found() };
+            let headers = [
+                (axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json")),
+                (axum::http::HeaderName::from_static("x-github-event"), event),
+            ];
+            (headers, body).into_response()
+        }
+        Ok(None) => not_found(),
+        Err(e) => unavailable(&e),
+    }
 }
 
 async fn delivery(State(store): State<Store>, Path(id): Path<String>) -> Response {

@@ -3,7 +3,7 @@
 //! what a session may spend, how long it may run and which tools it may use must not be theirs to raise.
 //!
 //! How each limit combines (the server's value is the ceiling, the file's the request):
-//! - numbers (`max_cost_usd`, `max_turns`, `timeout_secs`, `idle_timeout_secs`, `max_output_bytes`,
+//! - numbers (`max_cost_usd`, `max_turns`, `timeout_secs`, `stall_timeout_secs`, `max_output_bytes`,
 //!   `[limits] daily_cost_usd`): the smaller one;
 //! - `allowed_tools`: the file's tools that the server allows, exactly or as a narrowing of a tool the server
 //!   allows whole (`Bash(cargo test:*)` is within `Bash`; `Bash` is not within `Bash(cargo test:*)`);
@@ -30,8 +30,8 @@ pub struct Ceilings {
     pub max_turns: Option<u32>,
     /// `agent.timeout_secs`: wall-clock seconds of one session.
     pub timeout_secs: Option<f64>,
-    /// `agent.stall_timeout_secs`: seconds without output (the constitution's `idle_timeout_secs`).
-    pub idle_timeout_secs: Option<f64>,
+    /// `agent.stall_timeout_secs`: seconds without output (the constitution's `stall_timeout_secs`).
+    pub stall_timeout_secs: Option<f64>,
     /// `agent.max_output_bytes`: bytes of output of one session.
     pub max_output_bytes: Option<u64>,
     /// `agent.allowed_tools`: the tools a file may choose from. An empty list is a ceiling too: the server
@@ -54,7 +54,7 @@ impl Ceilings {
             "agent.max_cost_usd" => serde_json::to_value(self.max_cost_usd?),
             "agent.max_turns" => serde_json::to_value(self.max_turns?),
             "agent.timeout_secs" => serde_json::to_value(self.timeout_secs?),
-            "agent.idle_timeout_secs" => serde_json::to_value(self.idle_timeout_secs?),
+            "agent.stall_timeout_secs" => serde_json::to_value(self.stall_timeout_secs?),
             "agent.max_output_bytes" => serde_json::to_value(self.max_output_bytes?),
             "agent.allowed_tools" => serde_json::to_value(self.allowed_tools.as_ref()?),
             "agent.disallowed_tools" if !self.disallowed_tools.is_empty() => {
@@ -110,7 +110,9 @@ impl Effective {
         held.number("agent.max_cost_usd", &mut agent.max_cost_usd, ceilings.max_cost_usd, |v| v);
         held.number("agent.max_turns", &mut agent.max_turns, ceilings.max_turns.map(f64::from), f64::from);
         held.number("agent.timeout_secs", &mut agent.timeout_secs, ceilings.timeout_secs, |v| v as f64);
-        held.number("agent.idle_timeout_secs", &mut agent.idle_timeout_secs, ceilings.idle_timeout_secs, |v| v as f64);
+        held.number("agent.stall_timeout_secs", &mut agent.stall_timeout_secs, ceilings.stall_timeout_secs, |v| {
+            v as f64
+        });
         held.number(
             "agent.max_output_bytes",
             &mut agent.max_output_bytes,
@@ -223,7 +225,7 @@ mod tests {
             max_cost_usd: Some(10.0),
             max_turns: Some(60),
             timeout_secs: Some(3600.0),
-            idle_timeout_secs: Some(600.0),
+            stall_timeout_secs: Some(600.0),
             max_output_bytes: Some(1 << 20),
             allowed_tools: Some(list(&["Bash", "Edit"])),
             disallowed_tools: list(&["WebSearch"]),
@@ -237,7 +239,7 @@ mod tests {
         assert_eq!(a.allowed_tools, Some(list(&["Bash"])));
         assert_eq!(a.disallowed_tools, list(&["WebSearch", "Write"]));
         assert_eq!(e.constitution.limits.daily_cost_usd, Some(100.0));
-        for key in ["agent.max_cost_usd", "agent.timeout_secs", "agent.idle_timeout_secs", "limits.daily_cost_usd"] {
+        for key in ["agent.max_cost_usd", "agent.timeout_secs", "agent.stall_timeout_secs", "limits.daily_cost_usd"] {
             assert_eq!(e.origin(key), Origin::Server, "{key}");
         }
         assert_eq!(e.origin("agent.max_turns"), Origin::Repo);

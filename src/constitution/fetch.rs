@@ -83,6 +83,16 @@ async fn load_with(
     Ok(Loaded { effective, org_text, repo_text })
 }
 
+/// Where Foreman serves `docs/constitution.md` (the copy built into it: [`DOCS_PATH`] on its HTTP server),
+/// for links from error messages to each key's documentation: `{public_url}/docs/constitution.md`. `None`
+/// without a public address.
+pub fn docs_url(public_url: Option<&str>) -> Option<String> {
+    public_url.map(|u| format!("{}{DOCS_PATH}", u.trim_end_matches('/')))
+}
+
+/// The path of the constitution's documentation on Foreman's HTTP server.
+pub const DOCS_PATH: &str = "/docs/constitution.md";
+
 /// How long a loaded constitution is trusted before it is read again. The inbox worker reads a
 /// repository's `[triggers]` for each delivery and the runner its rules for each session; a minute keeps
 /// both within two conditional reads per repository per minute, and a changed file takes effect within one.
@@ -136,6 +146,7 @@ pub struct Cache {
     client: Client,
     ttl: std::time::Duration,
     ceilings: std::sync::Arc<Ceilings>,
+    docs: Option<std::sync::Arc<str>>,
     entries: std::sync::Arc<std::sync::Mutex<Entries>>,
     missing: std::sync::Arc<Missing>,
 }
@@ -152,9 +163,22 @@ impl Cache {
             client,
             ttl,
             ceilings: std::sync::Arc::new(ceilings),
+            docs: None,
             entries: Default::default(),
             missing: std::sync::Arc::new(missing),
         }
+    }
+
+    /// The same cache, linking errors to the documentation at `docs`, the address of `docs/constitution.md`
+    /// ([`docs_url`]); `None` names the documentation without a link.
+    pub fn with_docs(mut self, docs: Option<String>) -> Self {
+        self.docs = docs.map(Into::into);
+        self
+    }
+
+    /// The address of `docs/constitution.md` error messages link to, when there is one.
+    pub fn docs(&self) -> Option<&str> {
+        self.docs.as_deref()
     }
 
     /// The server's ceilings every constitution is held to.

@@ -12,7 +12,7 @@ use crate::report::push::{PushError, PushRequest, Pusher};
 
 use super::ceilings::Ceilings;
 use super::fetch::{self, FetchError, ORG_REPO};
-use super::load::{ConstitutionError, Origin, PATH, merge, parse};
+use super::load::{ConstitutionError, Origin, PATH, merge, parse_all};
 use super::render::{check_run_output, effective_markdown, errors_markdown};
 use super::templates::Template;
 use crate::markers::CONSTITUTION_INVALID;
@@ -39,7 +39,7 @@ pub async fn report_invalid(
     issue: IssueNumber,
     errors: &[ConstitutionError],
 ) -> Result<Comment, GithubError> {
-    client.upsert_marked_comment(inst, repo, issue, CONSTITUTION_INVALID, &errors_markdown(errors)).await
+    client.upsert_marked_comment(inst, repo, issue, CONSTITUTION_INVALID, &errors_markdown(errors, None)).await
 }
 
 /// Once the constitution loads again, rewrites the comment [`report_invalid`] left on `issue` (if any) to
@@ -85,6 +85,7 @@ pub async fn check_pull_request(
     pull: IssueNumber,
     head_sha: &str,
     ceilings: &Ceilings,
+    docs: Option<&str>,
 ) -> Result<Option<CheckRun>, GithubError> {
     let Some(head) = client.file_at(inst, repo, PATH, Some(head_sha)).await? else {
         return Ok(None);
@@ -102,9 +103,9 @@ pub async fn check_pull_request(
     {
         return Ok(Some(done));
     }
-    let (conclusion, output, annotations) = match parse(Origin::Repo, &head) {
-        Err(e) => {
-            let out = check_run_output(std::slice::from_ref(&e));
+    let (conclusion, output, annotations) = match parse_all(Origin::Repo, &head) {
+        Err(errors) => {
+            let out = check_run_output(&errors, docs);
             ("failure", GithubOutput { title: out.title, summary: out.summary }, out.annotations)
         }
         Ok(_) => {
@@ -123,7 +124,7 @@ pub async fn check_pull_request(
                 // The organisation's file is broken: not this pull request's fault, but worth saying.
                 Err(errors) => format!(
                     "Pull request #{pull} changes `{PATH}`; it is valid on its own, but:\n\n{}",
-                    errors_markdown(&errors)
+                    errors_markdown(&errors, docs)
                 ),
             };
             ("success", GithubOutput { title: format!("{PATH} is valid"), summary }, Vec::new())
@@ -152,13 +153,14 @@ pub async fn show_text(
     inst: InstallationId,
     repo: &RepoName,
     ceilings: &Ceilings,
+    docs: Option<&str>,
 ) -> Result<String, GithubError> {
     match fetch::load(client, inst, repo).await {
         Ok(mut loaded) => {
             loaded.effective.apply_ceilings(ceilings);
             Ok(effective_markdown(&loaded.effective))
         }
-        Err(FetchError::Invalid(errors)) => Ok(errors_markdown(&errors)),
+        Err(FetchError::Invalid(errors)) => Ok(errors_markdown(&errors, docs)),
         Err(FetchError::Github(e)) => Err(e),
     }
 }
@@ -173,8 +175,9 @@ pub async fn show(
     repo: &RepoName,
     issue: IssueNumber,
     ceilings: &Ceilings,
+    docs: Option<&str>,
 ) -> Result<Comment, GithubError> {
-    let text = show_text(client, inst, repo, ceilings).await?;
+    let text = show_text(client, inst, repo, ceilings, docs).await?;
     client.create_comment(inst, repo, issue, &text).await
 }
 

@@ -79,7 +79,39 @@ impl std::error::Error for ConstitutionError {}
 /// TOML syntax errors, unknown keys, wrong types and invalid values (globs, regular expressions, zero
 /// where at least 1 is needed), each with line, column and key where the parser gives a position.
 pub fn parse(origin: Origin, text: &str) -> Result<Constitution, ConstitutionError> {
-    toml::from_str(text).map_err(|e| error_at(origin, text, &e))
+    parse_all(origin, text).map_err(|mut errors| errors.swap_remove(0))
+}
+
+/// Parses and validates one constitution file read from `origin`, reporting every error at once
+/// ([`super::check`]): syntax errors (the rest of the file is read on past each), unknown keys with the
+/// nearest known one, and values of the wrong kind or out of range, each with line, column, the key as
+/// written and what the key takes in words. Unset keys take their defaults; old key names
+/// ([`super::keys::ALIASES`]) are read as their one name.
+///
+/// # Errors
+/// Every error found, in file order (never an empty list).
+pub fn parse_all(origin: Origin, text: &str) -> Result<Constitution, Vec<ConstitutionError>> {
+    let errors = super::check::check(origin, text);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // The checker knows every key; serde is the last word on the shape all the same.
+    toml::from_str(text).map_err(|e| vec![error_at(origin, text, &e)])
+}
+
+/// Renames old key names ([`super::keys::ALIASES`]) in a parsed file to their one name, so origins and
+/// merges know a single key.
+fn unalias(table: &mut toml::Table) {
+    for (old, new) in super::keys::ALIASES {
+        let (Some((section, old_leaf)), Some((_, new_leaf))) = (old.split_once('.'), new.split_once('.')) else {
+            continue;
+        };
+        if let Some(toml::Value::Table(t)) = table.get_mut(section)
+            && let Some(v) = t.remove(old_leaf)
+        {
+            t.entry(new_leaf.to_owned()).or_insert(v);
+        }
+    }
 }
 
 /// The effective constitution of a repository and the origin of each of its values.
@@ -142,10 +174,13 @@ pub fn merge(org: Option<&str>, repo: Option<&str>) -> Result<Effective, Vec<Con
     let mut origins = BTreeMap::new();
     for (origin, text) in [(Origin::Org, org), (Origin::Repo, repo)] {
         let Some(text) = text else { continue };
-        match parse(origin, text) {
-            Err(e) => errors.push(e),
+        match parse_all(origin, text) {
+            Err(e) => errors.extend(e),
             Ok(_) => match text.parse::<toml::Table>() {
-                Ok(table) => overlay(&mut merged, table, "", origin, &mut origins),
+                Ok(mut table) => {
+                    unalias(&mut table);
+                    overlay(&mut merged, table, "", origin, &mut origins);
+                }
                 Err(e) => errors.push(error_at(origin, text, &e)),
             },
         }

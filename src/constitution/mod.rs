@@ -11,11 +11,13 @@
 
 pub mod budget;
 pub mod ceilings;
+pub mod check;
 pub mod commands;
 pub mod diff;
 pub mod enforce;
 pub mod fetch;
 pub mod github;
+pub mod keys;
 pub mod load;
 pub mod render;
 pub mod schema;
@@ -30,7 +32,7 @@ pub use self::commands::CommandOutcome;
 pub use self::diff::{Diff, DiffError};
 pub use self::enforce::{Change, Decision, Rule, Violation, check_diff, enforce};
 pub use self::fetch::{FetchError, Loaded, load as load_from_github};
-pub use self::load::{Capped, ConstitutionError, Effective, Origin, PATH, merge, parse};
+pub use self::load::{Capped, ConstitutionError, Effective, Origin, PATH, merge, parse, parse_all};
 pub use self::render::{
     CheckRunOutput, check_run_output, decision_markdown, effective_markdown, errors_markdown, prompt_markdown,
 };

@@ -203,8 +203,9 @@ pub struct Annotation {
 const MAX_ANNOTATIONS: usize = 50;
 
 /// The check run output for `errors` found in a pull request's `.github/foreman.toml`. Errors of the
-/// organisation's file are listed in the summary only (they are not in this pull request's files).
-pub fn check_run_output(errors: &[ConstitutionError]) -> CheckRunOutput {
+/// organisation's file are listed in the summary only (they are not in this pull request's files). `docs`:
+/// as [`errors_markdown`].
+pub fn check_run_output(errors: &[ConstitutionError], docs: Option<&str>) -> CheckRunOutput {
     let annotations = errors
         .iter()
         .filter(|e| e.origin == Origin::Repo)
@@ -220,16 +221,29 @@ pub fn check_run_output(errors: &[ConstitutionError]) -> CheckRunOutput {
             title: e.key.as_ref().map(|k| format!("`{k}`")),
         })
         .collect();
-    CheckRunOutput { title: format!("{PATH} is invalid"), summary: errors_markdown(errors), annotations }
+    CheckRunOutput { title: format!("{PATH} is invalid"), summary: errors_markdown(errors, docs), annotations }
 }
 
-/// Constitution errors as markdown, for a comment on the triggering issue or a check run's summary.
-pub fn errors_markdown(errors: &[ConstitutionError]) -> String {
-    let mut out = String::from(
-        "Foreman cannot use this repository's constitution; fix it and try again (reference: docs/constitution.md).\n\n",
+/// Constitution errors as markdown, for the tracking comment, the `/foreman constitution` reply or a check
+/// run's summary: one line per error with its file, line and column, the key as written, what is wrong and
+/// what the key takes, and a link to the key's documentation. `docs` is the address of
+/// `docs/constitution.md` (Foreman serves it at `{public_url}/docs/constitution.md`); without one the
+/// documentation is named, not linked.
+pub fn errors_markdown(errors: &[ConstitutionError], docs: Option<&str>) -> String {
+    let reference = match docs {
+        Some(url) => format!("[docs/constitution.md]({url})"),
+        None => "docs/constitution.md".to_owned(),
+    };
+    let mut out = format!(
+        "Foreman cannot use this repository's constitution (reference: {reference}). Work for this repository \
+         waits until the file changes: push a fix to the default branch, or comment `/foreman retry`.\n\n"
     );
     for e in errors {
-        let _ = writeln!(out, "- {}", e.to_string().replace('\n', " "));
+        let link = match (docs, e.key.as_deref()) {
+            (Some(url), Some(k)) => format!(" ([docs]({}))", super::keys::doc_link(url, k)),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "- {}{link}", e.to_string().replace('\n', " "));
     }
     out
 }

@@ -152,8 +152,10 @@ pub struct AgentOverrides {
     pub disallowed_tools: Vec<String>,
     /// Wall-clock limit of one session, in seconds. Default, and ceiling: the server's.
     pub timeout_secs: Option<u64>,
-    /// Limit on a session producing no output, in seconds. Default, and ceiling: the server's.
-    pub idle_timeout_secs: Option<u64>,
+    /// Limit on a session producing no output, in seconds: the server's `agent.stall_timeout_secs`, under
+    /// the same name. `idle_timeout_secs`, its old name, is still read. Default, and ceiling: the server's.
+    #[serde(alias = "idle_timeout_secs")]
+    pub stall_timeout_secs: Option<u64>,
     /// Cap on one session's output (stdout plus stderr), in bytes. Default, and ceiling: the server's.
     pub max_output_bytes: Option<u64>,
 }

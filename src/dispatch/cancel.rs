@@ -124,7 +124,6 @@ impl Canceller {
                         .not_before
                         .filter(|_| job.state == Shown::Failed)
                         .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok()),
-                    log_tail: String::new(),
                 });
             }
             Shown::Cancelled => {

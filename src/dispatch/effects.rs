@@ -280,6 +280,7 @@ impl Effects {
                     *pull,
                     head_sha.as_str(),
                     ceilings,
+                    github.constitutions.docs(),
                 )
                 .await;
                 Ok(match posted {
@@ -291,7 +292,15 @@ impl Effects {
             Action::ShowConstitution { repo, issue, installation } => {
                 let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };
                 let ceilings = github.constitutions.ceilings();
-                let shown = crate::constitution::github::show(&github.client, *inst, repo, *issue, ceilings).await;
+                let shown = crate::constitution::github::show(
+                    &github.client,
+                    *inst,
+                    repo,
+                    *issue,
+                    ceilings,
+                    github.constitutions.docs(),
+                )
+                .await;
                 Ok(shown.map_or_else(Effect::ReplyFailed, |_| Effect::Replied))
             }
             Action::InitConstitution { repo, issue, template, requester, installation } => {

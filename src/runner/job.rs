@@ -4,7 +4,7 @@
 //!
 //! Everything that reaches GitHub is idempotent, so a job that crashed half-way and runs again after
 //! recovery ends in the same place: the push is recorded before it is made, so a branch already at the
-//! recorded commit goes straight to its pull request without a second agent run ([`super::publish`]), and
+//! recorded commit goes straight to its pull request without a second agent run (`runner::publish`), and
 //! is a lease on Foreman's own branch; the pull request is found by its head before one is created, the
 //! check run by its external id, the tracking comment by its marker.
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Parts;
 use super::attempt::attempt;
 use crate::github::GithubError;
-use crate::job::{Claim, Claimed, FailureClass, Job, JobState, Outcome, Trigger, Wait, WaitKind, nanos};
+use crate::job::{Claim, Claimed, FailureClass, Job, JobState, Outcome, Resolution, Trigger, Wait, WaitKind, nanos};
 use crate::report::render::{self, Link, Tracking};
 use crate::store::JobError;
 
@@ -34,7 +34,10 @@ pub(super) struct Attempt {
     pub(super) pull_request: Option<Link>,
     pub(super) progress: Option<render::Progress>,
     pub(super) summary: Option<String>,
-    pub(super) log_tail: String,
+    /// What a success came to (a pull request, an answer, a plan).
+    pub(super) resolution: Option<Resolution>,
+    /// The comment holding the answer or the plan.
+    pub(super) answer: Option<Link>,
 }
 
 /// Runs one claimed job to its end. Never panics on GitHub, git or agent failures: each becomes the job's
@@ -147,6 +150,10 @@ fn final_report(parts: &Parts, after: &Job, outcome: &Outcome, attempt: Attempt)
     t.session_log = attempt.session_log;
     t.progress = attempt.progress;
     t.summary = attempt.summary;
+    if after.state == JobState::Succeeded {
+        t.resolution = attempt.resolution;
+        t.answer = attempt.answer;
+    }
     if let (Outcome::Failed { class, reason, .. }, JobState::Failed | JobState::Stuck) = (outcome, t.state) {
         t.failure = Some(render::Failure {
             class: class.as_str().to_owned(),
@@ -154,7 +161,6 @@ fn final_report(parts: &Parts, after: &Job, outcome: &Outcome, attempt: Attempt)
             retry_at: after
                 .not_before
                 .map(|at| at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
-            log_tail: attempt.log_tail,
         });
     }
     t
@@ -232,7 +238,8 @@ impl Attempt {
             pull_request: None,
             progress: None,
             summary: None,
-            log_tail: String::new(),
+            resolution: None,
+            answer: None,
         }
     }
 
@@ -246,8 +253,9 @@ impl Attempt {
         Self::new(Outcome::Waiting(Wait { kind, reason: reason.into(), until }))
     }
 
-    pub(super) fn succeeded(summary: &str) -> Self {
-        Self::new(Outcome::Succeeded { summary: summary.to_owned() })
+    /// A success that came to `resolution`; `summary` is the audit trail's account of it.
+    pub(super) fn succeeded(resolution: Resolution, summary: &str) -> Self {
+        Self { resolution: Some(resolution), ..Self::new(Outcome::Succeeded { summary: summary.to_owned() }) }
     }
 }
 

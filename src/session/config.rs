@@ -190,7 +190,7 @@ impl AgentConfig {
         if let Some(secs) = o.timeout_secs {
             c.timeout_secs = self.timeout_secs.min(secs as f64);
         }
-        if let Some(secs) = o.idle_timeout_secs {
+        if let Some(secs) = o.stall_timeout_secs {
             c.stall_timeout_secs = self.stall_timeout_secs.min(secs as f64);
         }
         if let Some(bytes) = o.max_output_bytes {
@@ -325,7 +325,7 @@ impl AgentConfig {
             max_cost_usd: self.max_cost_usd,
             max_turns: self.max_turns,
             timeout_secs: Some(self.timeout_secs),
-            idle_timeout_secs: Some(self.stall_timeout_secs),
+            stall_timeout_secs: Some(self.stall_timeout_secs),
             max_output_bytes: Some(self.max_output_bytes),
             allowed_tools: Some(self.allowed_tools.clone()),
             disallowed_tools: self.disallowed_tools.clone(),
