@@ -132,7 +132,7 @@ async fn status_and_job_endpoints_answer_json() {
             let r = c.get(format!("{url}{path}")).bearer_auth(TOKEN).send().await.unwrap();
             assert_eq!(r.status().as_u16(), code, "{path}");
             let body: serde_json::Value = r.json().await.unwrap();
-            assert!(body["error"].is_string(), "{path}: {body}");
+            assert!(body["message"].is_string(), "{path}: {body}");
         }
     })
     .await
