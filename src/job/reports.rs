@@ -70,10 +70,12 @@ pub fn still_shows(reported: JobState, current: JobState) -> bool {
 pub fn due(job: &Job, record: Option<&ReportRecord>, since: u64) -> Option<Due> {
     let version = nanos(job.updated_at);
     let Some(r) = record else { return (version > since).then_some(Due::Rebuild) };
-    if r.applied >= version {
+    if r.applied >= version && r.applied_state.is_none_or(|shown| still_shows(shown, job.state)) {
+        // GitHub took a report of this version (or a later one) that shows the job's state. (Two states can
+        // share a version: a claim made in the same nanosecond as the enqueue.)
         return None;
     }
-    if r.version >= version || still_shows(r.state, job.state) {
+    if still_shows(r.state, job.state) {
         // The stored report shows the job as it is: due when it was not applied.
         return r.pending().then_some(Due::Stored);
     }
@@ -116,6 +118,9 @@ mod tests {
         // Never reported: due when the job changed after records began, not before.
         assert_eq!(due(&job, None, v - 1), Some(Due::Rebuild));
         assert_eq!(due(&job, None, v), None);
+        // A report of the same version that showed another state is not the job's.
+        let queued = Some(JobState::Queued);
+        assert_eq!(due(&job, Some(&record(v, JobState::Queued, v, queued)), 0), Some(Due::Rebuild));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::jobs::{JobError, StoreError, decode, encode, issue_key, nanos};
 use super::{Store, jobs::StateOnly};
 use crate::ids::{IssueNumber, RepoName};
 use crate::job::claims::{apply_claim, may_be_claimed};
-use crate::job::reports::due;
+use crate::job::reports::{due, still_shows};
 use crate::job::{Due, Job, JobState, ReportRecord};
 
 const TREE: &str = "reports";
@@ -121,7 +121,12 @@ impl Store {
             // The cheap check first: a job whose stored report is applied at its version is in line.
             let (state, version): (StateOnly, Version) = (decode(&raw, "job")?, decode(&raw, "job")?);
             let claimed = claims.contains_key(&key) && state.state == JobState::Queued;
-            if !claimed && record.as_ref().is_some_and(|r| r.applied >= nanos(version.updated_at)) {
+            if !claimed
+                && record.as_ref().is_some_and(|r| {
+                    r.applied >= nanos(version.updated_at)
+                        && r.applied_state.is_none_or(|shown| still_shows(shown, state.state))
+                })
+            {
                 continue;
             }
             let mut job: Job = decode(&raw, "job")?;
