@@ -32,7 +32,7 @@ fn record(version: u64, state: JobState, report: &str) -> ReportRecord {
     }
 }
 
-/// What `reports_due` says of issue 1, if anything.
+/// What `reports_due` says of the one job of these tests, if anything.
 fn due_of<S: Reports>(store: &S) -> Option<(JobState, Option<ReportRecord>, Due)> {
     let due = store.reports_due(100).unwrap();
     assert!(due.len() <= 1, "{due:?}");
