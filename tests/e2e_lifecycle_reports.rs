@@ -139,14 +139,12 @@ async fn sigkill_after_the_finish_before_its_report_ends_with_the_report_applied
             exhaust_primary_for_secs: None,
         });
         std::fs::write(marks.path().join("go"), "").unwrap();
-        let job = wait_job(&world, number, "the job to be recorded as succeeded", |j| j["state"] == "succeeded").await;
+        // The job's outcome and its final report are written together and made durable by one flush.
+        wait_job(&world, number, "the job and its final report to be recorded", |j| {
+            j["state"] == "succeeded" && j["report"]["state"] == "succeeded"
+        })
+        .await;
         world.kill9();
-        assert_eq!(
-            job["report"]["state"],
-            "succeeded",
-            "the final report is stored with the outcome: {job}\n{}",
-            world.logs()
-        );
         world.sim.set_faults(Faults::default());
         let state = world.sim.state();
         let body = World::tracking_body(&state, number).unwrap_or_default();
