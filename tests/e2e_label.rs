@@ -75,6 +75,13 @@ async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&log.stdout).contains(&format!("Fix #{number}")));
+
+        // Foreman's log is fields and sentences for operators, never Rust's debug text.
+        let debug_text = ["Some(", "None,", "Ok(", "Err(", " { ", "ExitStatus(", "Os {", "[\\\""];
+        for line in world.log_lines() {
+            let found: Vec<&&str> = debug_text.iter().filter(|d| line.contains(**d)).collect();
+            assert!(found.is_empty(), "debug text {found:?} in a log line: {line}");
+        }
     })
     .await
     .expect("the lifecycle finished in time");

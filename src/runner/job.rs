@@ -66,6 +66,15 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     } else {
         attempt.outcome.clone()
     };
+    // Reasons are written for people at their source; a path under Foreman's data directory that a tool's
+    // message still carries (git's, say) is not shown on the issue, nor kept in the ledger, all the same.
+    let outcome = match outcome {
+        Outcome::Failed { class, reason, retry_at } => {
+            let data_dir = parts.sessions.workspaces().worktrees_root().parent().map(std::path::Path::to_path_buf);
+            Outcome::Failed { class, reason: without_host_paths(&reason, data_dir.as_deref()), retry_at }
+        }
+        other => other,
+    };
     let now = OffsetDateTime::now_utc();
     // The final report is stored in the flush that records the outcome: a crash after the finish leaves the
     // report to be applied at the next start, never a finished job with nothing reported.
@@ -102,7 +111,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
             None
         }
     };
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, outcome = ?outcome, "finished");
+    log_finished(&outcome, started.elapsed().as_millis() as u64);
     if let Some((inst, t, version)) = report {
         parts.outbox.update(inst, t, version);
         parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
@@ -166,6 +175,49 @@ fn final_report(parts: &Parts, after: &Job, outcome: &Outcome, attempt: Attempt)
     t
 }
 
+/// `reason` with every mention of `data_dir` (Foreman's data directory on this host) and of what is under
+/// it written as `<data dir>`, so no host path reaches a comment.
+fn without_host_paths(reason: &str, data_dir: Option<&std::path::Path>) -> String {
+    match data_dir.map(|d| d.to_string_lossy().trim_end_matches('/').to_owned()).filter(|d| d.len() > 1) {
+        Some(dir) => reason.replace(&dir, "<data dir>"),
+        None => reason.to_owned(),
+    }
+}
+
+/// The job task's last line, in fields: an infrastructure failure at ERROR (the operator's to fix), another
+/// failure at WARN, the rest at INFO.
+fn log_finished(outcome: &Outcome, elapsed_ms: u64) {
+    let (name, class) = match outcome {
+        Outcome::Succeeded { .. } => ("succeeded", ""),
+        Outcome::Failed { class, .. } => ("failed", class.as_str()),
+        Outcome::Waiting(wait) => ("waiting", wait.kind.as_str()),
+        Outcome::Released { .. } => ("released", ""),
+    };
+    metrics::counter!("foreman_sessions_finished_total", "outcome" => name, "class" => class).increment(1);
+    metrics::histogram!("foreman_session_duration_seconds", "outcome" => name).record(elapsed_ms as f64 / 1000.0);
+    match outcome {
+        Outcome::Succeeded { summary, .. } => tracing::info!(elapsed_ms, outcome = "succeeded", summary, "finished"),
+        Outcome::Failed { class: FailureClass::Infrastructure, reason, .. } => {
+            tracing::error!(elapsed_ms, outcome = "failed", class = "infrastructure", reason, "finished")
+        }
+        Outcome::Failed { class, reason, .. } => {
+            tracing::warn!(elapsed_ms, outcome = "failed", class = class.as_str(), reason, "finished")
+        }
+        Outcome::Waiting(wait) => {
+            let until = wait.until.map(crate::job::wait::when).unwrap_or_default();
+            tracing::info!(
+                elapsed_ms,
+                outcome = "waiting",
+                wait = wait.kind.as_str(),
+                reason = wait.reason,
+                until,
+                "finished"
+            )
+        }
+        Outcome::Released { cause } => tracing::info!(elapsed_ms, outcome = "released", cause, "finished"),
+    }
+}
+
 /// Renews the claim every third of its time-to-live until aborted. A claim no longer held (stopped,
 /// expired, reclaimed) cancels the session: its work must not be pushed.
 async fn heartbeat(scheduler: crate::scheduler::Scheduler, claim: Claim, cancel: CancellationToken) {
@@ -204,7 +256,14 @@ pub fn queued_tracking(label: &str, scheduler: &crate::scheduler::Scheduler, job
     let mut t = base_tracking(label, job, JobState::Queued);
     t.queue_position =
         scheduler.store().queue_position(job).ok().flatten().map(|p| u32::try_from(p).unwrap_or(u32::MAX));
-    t.waiting = scheduler.waiting_for(job, OffsetDateTime::now_utc());
+    let now = OffsetDateTime::now_utc();
+    t.waiting = scheduler.waiting_for(job, now);
+    t.wait_details = job
+        .wait
+        .as_ref()
+        .filter(|_| job.not_before.is_some_and(|t| t > now))
+        .and_then(|w| w.details())
+        .map(str::to_owned);
     t.since_retry = job.retries > 0;
     t
 }
@@ -214,6 +273,7 @@ pub fn queued_tracking(label: &str, scheduler: &crate::scheduler::Scheduler, job
 pub fn base_tracking(label: &str, job: &Job, state: JobState) -> Tracking {
     let mut t = Tracking::new(job.repo.clone(), job.issue, state);
     t.trigger = trigger_phrase(label, job);
+    t.resolution = job.resolution.filter(|_| state == JobState::Succeeded);
     t.updated_at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok();
     t
 }
@@ -255,7 +315,10 @@ impl Attempt {
 
     /// A success that came to `resolution`; `summary` is the audit trail's account of it.
     pub(super) fn succeeded(resolution: Resolution, summary: &str) -> Self {
-        Self { resolution: Some(resolution), ..Self::new(Outcome::Succeeded { summary: summary.to_owned() }) }
+        Self {
+            resolution: Some(resolution),
+            ..Self::new(Outcome::Succeeded { summary: summary.to_owned(), resolution })
+        }
     }
 }
 
@@ -268,5 +331,21 @@ pub(super) fn github_failed(what: &str, e: &GithubError) -> Attempt {
             Attempt::waiting(WaitKind::Quota, reason, reset.map(OffsetDateTime::from))
         }
         _ => Attempt::failed(FailureClass::Infrastructure, format!("{what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_host_paths;
+
+    #[test]
+    fn paths_under_the_data_directory_are_not_shown() {
+        let dir = std::path::Path::new("/var/lib/foreman/");
+        assert_eq!(
+            without_host_paths("git push failed: fatal: '/var/lib/foreman/mirrors/a/b.git' is locked", Some(dir)),
+            "git push failed: fatal: '<data dir>/mirrors/a/b.git' is locked"
+        );
+        assert_eq!(without_host_paths("as it was", Some(std::path::Path::new("/"))), "as it was");
+        assert_eq!(without_host_paths("as it was", None), "as it was");
     }
 }

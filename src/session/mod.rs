@@ -131,6 +131,9 @@ pub enum Progress {
     /// The agent's latest message to the user: its first non-blank line, as the agent wrote it (untrusted
     /// text: show it quoted, never as Markdown).
     Message(String),
+    /// Time passed while the agent runs (the command backend, every
+    /// [`agent::command::ELAPSED_EVERY`]), for the elapsed time shown.
+    Tick,
     /// The credential was refused; moving on to the one read from `next` (a variable name, not a secret).
     CredentialRotated {
         /// The environment variable the next credential is read from.

@@ -81,8 +81,15 @@ pub async fn a_jobs_reports_are_kept_with_the_version_applied_and_survive_a_reop
     assert_eq!(due_of(&store), None);
 
     // Finished; its report stored but not applied when the process dies.
-    let done =
-        store.finish_job(&claimed.claim, &Outcome::Succeeded { summary: "ok".into() }, &config, t(2), 0.5).unwrap();
+    let done = store
+        .finish_job(
+            &claimed.claim,
+            &Outcome::Succeeded { summary: "ok".into(), resolution: foreman::job::Resolution::PullRequest },
+            &config,
+            t(2),
+            0.5,
+        )
+        .unwrap();
     let v2 = nanos(done.updated_at);
     assert!(store.put_report(&record(v2, JobState::Succeeded, "succeeded with #2")).unwrap());
     // A late report of an older version never replaces it, nor does an older version count as applied.
