@@ -128,6 +128,9 @@ pub enum Progress {
     ToolUse(String),
     /// The agent said what it is doing now (a command's `::foreman progress <text>` line).
     Step(String),
+    /// The agent's latest message to the user: its first non-blank line, as the agent wrote it (untrusted
+    /// text: show it quoted, never as Markdown).
+    Message(String),
     /// Time passed while the agent runs (the command backend, every
     /// [`agent::command::ELAPSED_EVERY`]), for the elapsed time shown.
     Tick,
