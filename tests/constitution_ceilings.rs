@@ -106,7 +106,7 @@ fn an_organisation_is_held_to_the_same_ceilings_and_the_reply_says_so() {
     effective.apply_ceilings(&server().ceilings());
     assert_eq!(effective.capped["agent.max_cost_usd"].by, Origin::Org);
     let reply = constitution::effective_markdown(&effective);
-    assert!(reply.contains("| `max_cost_usd` | `2.5` | server (capped: org asked for `99.0`) |"), "{reply}");
+    assert!(reply.contains("| `max_cost_usd` | `2.5` | server (capped: organisation asked for `99.0`) |"), "{reply}");
     assert!(reply.contains("| `timeout_secs` | `3600.0` | server |"), "unset: the server's value shows: {reply}");
     assert!(reply.contains("| `daily_cost_usd` | `20.0` | server |"), "{reply}");
 }

@@ -154,3 +154,31 @@ fn the_documentation_lists_exactly_the_schemas_keys_and_every_link_lands_on_a_he
         );
     }
 }
+
+/// The server's agent configuration for the reply: a model, the shipped limits.
+fn server() -> foreman::session::AgentConfig {
+    foreman::session::AgentConfig { model: Some("claude-sonnet-4-5".into()), ..Default::default() }
+}
+
+#[test]
+fn the_constitution_reply_shows_every_effective_value_whole_with_where_it_came_from() {
+    let org = "[rules.tdd]\nrequired = true\n";
+    let repo = "[agent]\nmax_turns = 30\nmax_cost_usd = 50.0\n\n[rules]\nmax_files_changed = 20\n\n[rules.tdd]\n\
+                tests = [\"tests/**\", \"crates/*/tests/**\", \"benches/**\", \"**/*_test.rs\", \"**/testdata/**/*.snap\", \"fuzz/**\"]\n";
+    let mut effective = constitution::merge(Some(org), Some(repo)).unwrap();
+    effective.apply_ceilings(&server().ceilings());
+    let reply = constitution::effective_markdown(&effective);
+    insta::assert_snapshot!("constitution_reply", reply);
+    assert!(!reply.contains('…'), "nothing is cut: {reply}");
+    for row in [
+        "| `model` | `\"claude-sonnet-4-5\"` | server |",
+        "| `backend` | `\"claude\"` | server |",
+        "| `max_turns` | `30` | repository | `60` |",
+        "| `max_cost_usd` | `10.0` | server (capped: repository asked for `50.0`) | `10.0` |",
+        "| `tdd.required` | `true` | organisation |",
+        "`\"**/testdata/**/*.snap\"`, `\"fuzz/**\"` | repository |",
+    ] {
+        assert!(reply.contains(row), "missing {row} in\n{reply}");
+    }
+    assert!(!reply.contains("| `model` | — |"), "the model that applies is shown: {reply}");
+}

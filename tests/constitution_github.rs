@@ -293,10 +293,10 @@ async fn slash_constitution_replies_with_each_value_and_its_origin() {
         let bodies = comments(&w, issue);
         assert_eq!(bodies.len(), 1);
         let text = &bodies[0];
-        assert!(text.contains("| `max_files_changed` | `5` | repo |"), "{text}");
-        assert!(text.contains("| `daily_sessions` | `20` | org |"), "{text}");
-        assert!(text.contains("| `label` | `\"foreman\"` | default |"), "{text}");
-        assert!(text.contains("| `max_cost_usd` | `10.0` | server |"), "the server's cap shows: {text}");
+        assert!(text.contains("| `max_files_changed` | `5` | repository |"), "{text}");
+        assert!(text.contains("| `daily_sessions` | `20` | organisation |"), "{text}");
+        assert!(text.contains("| `label` | `\"foreman\"` | built-in |"), "{text}");
+        assert!(text.contains("| `max_cost_usd` | `10.0` | server | `10.0` |"), "the server's cap shows: {text}");
     })
     .await
     .expect("within the time limit");

@@ -199,13 +199,13 @@ fn the_constitution_reply_shows_each_value_with_its_origin() {
     let e = constitution::merge(Some(ORG), Some(REPO)).unwrap();
     let md = constitution::effective_markdown(&e);
     for row in [
-        "| `max_files_changed` | `5` | repo |",
-        "| `tdd.required` | `true` | org |",
-        "| `protected_paths` | `[\"infra/**\"]` | org |",
-        "| `branch_prefix` | `\"foreman/\"` | default |",
-        "| `permissions.run` | `\"maintain\"` | org |",
-        "| `model` | — | default |",
-        "| `concurrency` | `1` | default |",
+        "| `max_files_changed` | `5` | repository |",
+        "| `tdd.required` | `true` | organisation |",
+        "| `protected_paths` | `\"infra/**\"` | organisation |",
+        "| `branch_prefix` | `\"foreman/\"` | built-in |",
+        "| `permissions.run` | `\"maintain\"` | organisation |",
+        "| `model` | — | built-in |",
+        "| `concurrency` | `1` | built-in |",
     ] {
         assert!(md.contains(row), "missing {row} in\n{md}");
     }

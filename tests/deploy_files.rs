@@ -75,7 +75,8 @@ fn app_manifest_uses_only_documented_fields_permissions_and_events() {
             "pull_request",
             "pull_request_review",
             "pull_request_review_comment",
-            "projects_v2_item"
+            "projects_v2_item",
+            "push"
         ]
     );
     let deploy = read("docs/deploy.md");

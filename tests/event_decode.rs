@@ -52,6 +52,7 @@ fn every_example_decodes_or_is_ignored_with_a_reason() {
         "projects_v2_item",
         "installation",
         "installation_repositories",
+        "push",
     ];
     let mut decoded = 0;
     for (name, path) in &all {
@@ -74,6 +75,23 @@ fn every_example_decodes_or_is_ignored_with_a_reason() {
     }
     // 8 event types, ~55 of their files have actions Foreman decodes.
     assert!(decoded >= 50, "only {decoded} examples decoded to a typed event");
+}
+
+#[test]
+fn a_push_carries_its_ref_the_default_branch_and_every_path_its_commits_touched() {
+    let mut body = example("push", "payload.json");
+    body["commits"] = json!([
+        {"id": "a", "added": ["new.txt"], "removed": [], "modified": [".github/foreman.toml"]},
+        {"id": "b", "added": [], "removed": ["old.txt"], "modified": [".github/foreman.toml"]},
+    ]);
+    let e = decode("push", &body).unwrap();
+    let EventKind::Push { git_ref, default_branch, paths, truncated, .. } = e.kind else { panic!("{:?}", e.kind) };
+    assert_eq!((git_ref.as_str(), default_branch.as_str()), ("refs/tags/simple-tag", "master"));
+    assert_eq!(paths, ["new.txt", ".github/foreman.toml", "old.txt"], "each once, in commit order");
+    assert!(!truncated);
+    body["commits"] = json!(vec![json!({"id": "c", "added": [], "removed": [], "modified": []}); 20]);
+    let EventKind::Push { truncated, .. } = decode("push", &body).unwrap().kind else { panic!() };
+    assert!(truncated, "GitHub lists at most 20 commits: more may have been pushed");
 }
 
 #[test]

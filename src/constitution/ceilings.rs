@@ -24,6 +24,12 @@ use super::load::{Capped, Effective, Origin};
 /// configuration gives the server's (`AgentConfig::ceilings`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Ceilings {
+    /// `agent.backend`: the backend this server runs (not a ceiling: a file may only name it). Shown by
+    /// `/foreman constitution` where no file sets it.
+    pub backend: Option<String>,
+    /// `agent.model`: the server's model (not a ceiling: a file may choose another). Shown where no file
+    /// sets it; `None`: the backend's own default.
+    pub model: Option<String>,
     /// `agent.max_cost_usd`: US dollars one session may cost.
     pub max_cost_usd: Option<f64>,
     /// `agent.max_turns`: agent turns in one session.
@@ -47,10 +53,22 @@ pub struct Ceilings {
 }
 
 impl Ceilings {
-    /// The server's value at the constitution's dotted `key` (`agent.max_cost_usd`,
+    /// The server's ceiling at the constitution's dotted `key` (`agent.max_cost_usd`, `limits.daily_cost_usd`
+    /// …), as JSON, when it has one there: what a file can tighten but never raise. `agent.disallowed_tools`
+    /// is the server's list, denied whatever a file says.
+    pub fn ceiling_at(&self, key: &str) -> Option<serde_json::Value> {
+        match key {
+            "agent.backend" | "agent.model" => None,
+            _ => self.value_at(key),
+        }
+    }
+
+    /// The server's value at the constitution's dotted `key` (`agent.model`, `agent.max_cost_usd`,
     /// `limits.daily_cost_usd` …), as JSON, when it has one there.
     pub fn value_at(&self, key: &str) -> Option<serde_json::Value> {
         let v = match key {
+            "agent.backend" => serde_json::to_value(self.backend.as_ref()?),
+            "agent.model" => serde_json::to_value(self.model.as_ref()?),
             "agent.max_cost_usd" => serde_json::to_value(self.max_cost_usd?),
             "agent.max_turns" => serde_json::to_value(self.max_turns?),
             "agent.timeout_secs" => serde_json::to_value(self.timeout_secs?),
@@ -222,6 +240,8 @@ mod tests {
                     disallowed_tools = [\"Write\"]\n[limits]\ndaily_cost_usd = 1000.0\n";
         let mut e = crate::constitution::merge(None, Some(repo)).unwrap();
         let server = Ceilings {
+            backend: None,
+            model: None,
             max_cost_usd: Some(10.0),
             max_turns: Some(60),
             timeout_secs: Some(3600.0),

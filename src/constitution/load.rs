@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::schema::Constitution;
 
 /// Where a constitution file lives, relative to its repository's root.
-pub const PATH: &str = ".github/foreman.toml";
+pub const PATH: &str = crate::decide::CONSTITUTION_PATH;
 
 /// Where an effective value came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -34,7 +34,8 @@ pub use self::enforce::{Change, Decision, Rule, Violation, check_diff, enforce};
 pub use self::fetch::{FetchError, Loaded, load as load_from_github};
 pub use self::load::{Capped, ConstitutionError, Effective, Origin, PATH, merge, parse, parse_all};
 pub use self::render::{
-    CheckRunOutput, check_run_output, decision_markdown, effective_markdown, errors_markdown, prompt_markdown,
+    CheckRunOutput, check_run_output, decision_markdown, effective_markdown, errors_list, errors_markdown,
+    prompt_markdown,
 };
 pub use self::schema::{AgentOverrides, Constitution, Limits, RequiredCommand, Rules, Tdd, Triggers};
 pub use self::templates::Template;

@@ -10,44 +10,65 @@ use super::enforce::{BUILTIN_SECRETS, Decision};
 use super::load::{ConstitutionError, Effective, Origin, PATH};
 use super::schema::{Constitution, PathGlob};
 
-/// The longest a value is shown in the `/foreman constitution` table before it is cut with `…`.
-const CELL_CHARS: usize = 80;
-
-/// The `/foreman constitution` reply: one table per section, a row per key with its effective value
-/// and origin (`default`, `org`, `repo`, or `server` for the server's ceiling). A value a file asked to
-/// raise above the server's ceiling shows the server's value with `server (capped: repo asked for …)`.
-/// Unset optional values show as `—`.
+/// The `/foreman constitution` reply: one table per section, a row per key with the value that applies,
+/// where it came from (`repository`, `organisation`, `server` or `built-in`) and, for the `[agent]` limits
+/// and the daily cost, the operator's ceiling. An `[agent]` key no file sets shows the server's value; a
+/// value a file asked to raise above the ceiling shows the server's with `server (capped: repository asked
+/// for …)`. Values are shown whole, never cut. `—` is unset everywhere.
 pub fn effective_markdown(effective: &Effective) -> String {
     let mut out = String::from(
-        "### Effective constitution\n\nMerge order: built-in defaults < org (`.github` repository) < repository. \
-         `—` is unset (in `[agent]`, the server's setting applies; for a limit, there is none).\n",
+        "### Effective constitution\n\nThe value of every key for this repository and where it came from: \
+         `repository` (its `.github/foreman.toml`), `organisation` (the `.github` repository's), `server` \
+         (Foreman's own configuration) or `built-in` (Foreman's default). `—` is unset everywhere (`model`: the \
+         backend's default; a limit: none).\n",
     );
     if effective.ceilings.is_some() {
         out.push_str(
             "\nThe server's agent limits (cost, turns, time, output, tools) and daily cost are ceilings: a file \
-             can only tighten them. `server` is the server's value; *capped* marks a value a file asked to raise.\n",
+             can only tighten them. *capped* marks a value a file asked to raise.\n",
         );
     }
     let value = serde_json::to_value(&effective.constitution).unwrap_or_default();
     let Some(sections) = value.as_object() else { return out };
     for section in ["triggers", "agent", "limits", "rules"] {
         let Some(table) = sections.get(section) else { continue };
-        let _ = write!(out, "\n#### `[{section}]`\n\n| key | value | origin |\n|---|---|---|\n");
+        let ceilings = effective.ceilings.as_ref().filter(|_| matches!(section, "agent" | "limits"));
+        let _ = write!(out, "\n#### `[{section}]`\n\n");
+        out.push_str(match ceilings {
+            Some(_) => "| key | value | from | ceiling |\n|---|---|---|---|\n",
+            None => "| key | value | from |\n|---|---|---|\n",
+        });
         let mut rows = Vec::new();
         flatten(section, table, &mut rows);
         for (key, value) in rows {
             let shown = key.strip_prefix(&format!("{section}.")).unwrap_or(&key);
-            // An unset `[agent]` limit is the server's: show its value.
+            // An `[agent]` key no file sets is the server's: show its value.
             let server = value.is_null().then(|| effective.ceilings.as_ref()?.value_at(&key)).flatten();
+            let origin = if server.is_some() { Origin::Server } else { effective.origin(&key) };
             let value = server.as_ref().unwrap_or(value);
-            let origin = match effective.capped.get(&key) {
-                Some(c) => format!("{} (capped: {} asked for {})", effective.origin(&key), c.by, cell(&c.asked)),
-                None => effective.origin(&key).to_string(),
+            let from = match effective.capped.get(&key) {
+                Some(c) => format!("{} (capped: {} asked for {})", words(origin), words(c.by), cell(&c.asked)),
+                None => words(origin).to_owned(),
             };
-            let _ = writeln!(out, "| `{shown}` | {} | {origin} |", cell(value));
+            let _ = write!(out, "| `{shown}` | {} | {from} |", cell(value));
+            if let Some(c) = ceilings {
+                let ceiling = c.ceiling_at(&key).map(|v| cell(&v)).unwrap_or_default();
+                let _ = write!(out, " {ceiling} |");
+            }
+            out.push('\n');
         }
     }
     out
+}
+
+/// Where a value came from, as the reply says it.
+fn words(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Default => "built-in",
+        Origin::Org => "organisation",
+        Origin::Repo => "repository",
+        Origin::Server => "server",
+    }
 }
 
 fn flatten<'a>(prefix: &str, value: &'a serde_json::Value, rows: &mut Vec<(String, &'a serde_json::Value)>) {
@@ -61,17 +82,18 @@ fn flatten<'a>(prefix: &str, value: &'a serde_json::Value, rows: &mut Vec<(Strin
     }
 }
 
+/// A value for a table cell, whole: a list as its items, each in code; anything else as JSON in code.
 fn cell(value: &serde_json::Value) -> String {
-    if value.is_null() {
-        return "—".into();
-    }
-    let text = value.to_string().replace(['\n', '\r'], " ");
-    let text = if text.chars().count() > CELL_CHARS {
-        format!("{}…", text.chars().take(CELL_CHARS).collect::<String>())
-    } else {
-        text
+    let code = |v: &serde_json::Value| {
+        let text = v.to_string().replace(['\n', '\r'], " ");
+        format!("`{}`", text.replace('`', "'").replace('|', "\\|"))
     };
-    format!("`{}`", text.replace('`', "'").replace('|', "\\|"))
+    match value {
+        serde_json::Value::Null => "—".into(),
+        serde_json::Value::Array(items) if items.is_empty() => "`[]`".into(),
+        serde_json::Value::Array(items) => items.iter().map(code).collect::<Vec<_>>().join(", "),
+        other => code(other),
+    }
 }
 
 fn globs(list: &[PathGlob]) -> String {
@@ -238,12 +260,27 @@ pub fn errors_markdown(errors: &[ConstitutionError], docs: Option<&str>) -> Stri
         "Foreman cannot use this repository's constitution (reference: {reference}). Work for this repository \
          waits until the file changes: push a fix to the default branch, or comment `/foreman retry`.\n\n"
     );
-    for e in errors {
+    out.push_str(&errors_list(errors, docs));
+    out
+}
+
+/// The most errors listed; past them a line says how many more there are.
+pub const ERRORS_SHOWN: usize = 30;
+
+/// The errors alone, one Markdown list item each (at most [`ERRORS_SHOWN`]), each linked to its key's
+/// documentation when `docs` is given: what [`errors_markdown`] lists, and what a job waiting for the file
+/// shows in its tracking comment.
+pub fn errors_list(errors: &[ConstitutionError], docs: Option<&str>) -> String {
+    let mut out = String::new();
+    for e in errors.iter().take(ERRORS_SHOWN) {
         let link = match (docs, e.key.as_deref()) {
             (Some(url), Some(k)) => format!(" ([docs]({}))", super::keys::doc_link(url, k)),
             _ => String::new(),
         };
         let _ = writeln!(out, "- {}{link}", e.to_string().replace('\n', " "));
+    }
+    if errors.len() > ERRORS_SHOWN {
+        let _ = writeln!(out, "- and {} more", errors.len() - ERRORS_SHOWN);
     }
     out
 }

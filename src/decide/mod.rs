@@ -29,6 +29,10 @@ use crate::ids::{CommitSha, DeliveryId, InstallationId, IssueNumber, RepoName};
 /// waiting to retry) is what a stop, an unlabel, a close or a card moved off cancels.
 pub use crate::job::{JobKind, JobState, Trigger};
 
+/// Where a repository's constitution lives (the constitution module's `PATH`): a push that changes it
+/// queues again the jobs waiting for it.
+pub const CONSTITUTION_PATH: &str = ".github/foreman.toml";
+
 /// One thing to do about an event. Serialised as one JSON object with a `decision` tag, e.g.
 /// `{"decision":"enqueue","kind":"code","repo":"owner/name","issue":12,"trigger":"label","requester":"octocat"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -137,6 +141,14 @@ pub enum Action {
         #[serde(skip_serializing_if = "Option::is_none")]
         installation: Option<InstallationId>,
     },
+    /// `.github/foreman.toml` changed on the default branch of `repo` (or of the owner's `.github`
+    /// repository, for every repository of the owner): queue again the jobs waiting for it to be fixed.
+    ConstitutionChanged {
+        /// The repository pushed to.
+        repo: RepoName,
+        /// The commit that changed it.
+        after: CommitSha,
+    },
     /// Reply with the repository's effective constitution and each value's origin
     /// (`crate::constitution::github::show`).
     ShowConstitution {
@@ -177,6 +189,7 @@ impl Action {
         match self {
             Action::CheckConstitution { .. } => "check_constitution",
             Action::ShowConstitution { .. } => "show_constitution",
+            Action::ConstitutionChanged { .. } => "constitution_changed",
             Action::InitConstitution { .. } => "init_constitution",
             Action::Enqueue { .. } => "enqueue",
             Action::Cancel { .. } => "cancel",
@@ -267,6 +280,16 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
         }],
         EventKind::ProjectsV2Item { action, item, field_change } => {
             vec![cx.board(*action, item, field_change.as_ref())]
+        }
+        EventKind::Push { git_ref, default_branch, after, paths, truncated } => {
+            let path = CONSTITUTION_PATH;
+            let on_default = git_ref.strip_prefix("refs/heads/") == Some(default_branch.as_str());
+            vec![match event.repo.clone() {
+                Some(repo) if on_default && (*truncated || paths.iter().any(|p| p == path)) => {
+                    Action::ConstitutionChanged { repo, after: after.clone() }
+                }
+                _ => ignore(format!("a push to {git_ref} that does not change {path} on the default branch")),
+            }]
         }
         EventKind::Installation { action, account, .. } => {
             vec![ignore(format!("installation {action} for '{account}': nothing to decide"))]

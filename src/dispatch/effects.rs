@@ -74,6 +74,8 @@ pub enum Effect {
     Dependents(usize),
     /// `reorder`: whether the queued job moved (or took the new title and labels).
     Reordered(bool),
+    /// `constitution_changed`: this many jobs waiting for the file were queued again.
+    Released(usize),
 }
 
 /// What the job store made of an `enqueue`.
@@ -117,6 +119,7 @@ impl fmt::Display for Effect {
             Effect::Dependents(n) => write!(f, "{n} dependent jobs changed"),
             Effect::Reordered(true) => f.write_str("re-placed in the queue"),
             Effect::Reordered(false) => f.write_str("its place did not change"),
+            Effect::Released(n) => write!(f, "{n} jobs waiting for the constitution queued again"),
         }
     }
 }
@@ -289,6 +292,10 @@ impl Effects {
                     Err(e) => Effect::CheckFailed(e),
                 })
             }
+            Action::ConstitutionChanged { repo, after } => {
+                let woken = self.constitution_changed(repo, after, now).await?;
+                Ok(Effect::Released(woken))
+            }
             Action::ShowConstitution { repo, issue, installation } => {
                 let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };
                 let ceilings = github.constitutions.ceilings();
@@ -329,6 +336,42 @@ impl Effects {
                 })
             }
         }
+    }
+
+    /// `.github/foreman.toml` changed on `repo`'s default branch in commit `after` (for the owner's `.github`
+    /// repository: the defaults of every repository of the owner): every job waiting for the file
+    /// ([`crate::job::WaitKind::Constitution`]) is queued again, as `/foreman retry` queues it, and its
+    /// tracking comment says so. Returns how many. A job that runs at that moment is left to its run.
+    async fn constitution_changed(
+        &self,
+        repo: &RepoName,
+        after: &crate::ids::CommitSha,
+        now: OffsetDateTime,
+    ) -> Result<usize, Transient> {
+        let org_wide = repo.name() == crate::constitution::fetch::ORG_REPO;
+        let waiting = self.scheduler.store().live_jobs()?.into_iter().filter(|j| {
+            j.state == JobState::Queued
+                && j.wait.as_ref().is_some_and(|w| w.kind == crate::job::WaitKind::Constitution)
+                && (j.repo == *repo || (org_wide && j.repo.owner().eq_ignore_ascii_case(repo.owner())))
+        });
+        let short: String = after.as_str().chars().take(7).collect();
+        let cause = format!("{} changed in {repo}@{short}", crate::decide::CONSTITUTION_PATH);
+        let mut released = 0;
+        for job in waiting {
+            let job = match self.scheduler.retry(&job.repo, job.issue, "push", &cause, now).await {
+                Ok(job) => job,
+                Err(e @ JobError::Store(_)) => return Err(Transient::Jobs(e)),
+                Err(e) => {
+                    tracing::info!(repo = %job.repo, issue = %job.issue, error = %e, "not queued again after the push");
+                    continue;
+                }
+            };
+            released += 1;
+            if let (Some(github), Some(inst)) = (&self.github, job.installation) {
+                github.outbox.update(inst, self.canceller.tracking(&job, Shown::Queued), nanos(job.updated_at));
+            }
+        }
+        Ok(released)
     }
 
     /// Reads the state of the dependencies a queued job waits on and Foreman has not seen closed, so one

@@ -28,6 +28,7 @@ pub const HANDLED_EVENTS: &[&str] = &[
     "pull_request_review_comment",
     "installation",
     "installation_repositories",
+    "push",
 ];
 
 /// Whether Foreman acts on the event named `event` (see [`HANDLED_EVENTS`]).

@@ -56,6 +56,7 @@ impl Event {
             EventKind::ProjectsV2Item { .. }
             | EventKind::Installation { .. }
             | EventKind::InstallationRepositories { .. }
+            | EventKind::Push { .. }
             | EventKind::Ignored { .. } => None,
         }
     }
@@ -252,6 +253,22 @@ pub enum EventKind {
         added: Vec<RepoName>,
         /// Repositories removed from the installation.
         removed: Vec<RepoName>,
+    },
+    /// `push` (it has no action): commits pushed to a branch. Foreman reads it for changes to
+    /// `.github/foreman.toml` on the default branch, which release jobs waiting for that file.
+    Push {
+        /// The full ref pushed, e.g. `refs/heads/main` (`ref`).
+        git_ref: String,
+        /// The repository's default branch (`repository.default_branch`).
+        default_branch: String,
+        /// The branch's new head (`after`; all zeros when the branch was deleted).
+        after: CommitSha,
+        /// Every path the pushed commits added, modified or removed (`commits[].added/modified/removed`),
+        /// without repeats.
+        paths: Vec<String>,
+        /// Whether `commits` may be cut short: GitHub lists at most 20 commits (and none for a forced
+        /// push that only moved the branch back), so a path may be missing from `paths`.
+        truncated: bool,
     },
     /// Any event or action Foreman does not act on, with the reason. Not an error.
     Ignored {

@@ -262,6 +262,7 @@ fn kind(event: &str, action: Option<&str>, body: &[u8]) -> Result<EventKind, Dec
     let Some(act) = action else {
         return Ok(match event {
             "ping" => ignored("ping: GitHub's test delivery when a webhook is created"),
+            "push" => push(body)?,
             handled if is_handled(handled) => {
                 return Err(bad_shape(event, None, "the payload has no 'action'".into()));
             }
@@ -422,6 +423,57 @@ fn kind(event: &str, action: Option<&str>, body: &[u8]) -> Result<EventKind, Dec
             }
         }
         other => ignored(format!("event '{other}' is not one Foreman acts on")),
+    })
+}
+
+/// The fields of a `push` payload Foreman reads (GitHub's webhook schema `push`).
+#[derive(Deserialize)]
+struct PushPayload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    after: String,
+    #[serde(default)]
+    forced: bool,
+    #[serde(default)]
+    commits: Vec<PushCommit>,
+    repository: PushRepo,
+}
+
+#[derive(Deserialize)]
+struct PushRepo {
+    #[serde(default)]
+    default_branch: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PushCommit {
+    #[serde(default)]
+    added: Vec<String>,
+    #[serde(default)]
+    removed: Vec<String>,
+    #[serde(default)]
+    modified: Vec<String>,
+}
+
+/// GitHub lists at most this many commits in a `push` payload.
+const PUSH_COMMITS_LISTED: usize = 20;
+
+fn push(body: &[u8]) -> Result<EventKind, DecodeError> {
+    let p: PushPayload = shape(body, "push", None)?;
+    let mut paths: Vec<String> = Vec::new();
+    for c in &p.commits {
+        for path in c.added.iter().chain(&c.removed).chain(&c.modified) {
+            if !paths.contains(path) {
+                paths.push(path.clone());
+            }
+        }
+    }
+    Ok(EventKind::Push {
+        git_ref: p.git_ref,
+        default_branch: p.repository.default_branch.unwrap_or_default(),
+        after: CommitSha(p.after),
+        paths,
+        truncated: p.commits.len() >= PUSH_COMMITS_LISTED || (p.forced && p.commits.is_empty()),
     })
 }
 

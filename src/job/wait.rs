@@ -15,6 +15,10 @@ use super::{FailureClass, Job, JobState};
 /// that is surely still there, short enough that a limit lifted early costs little. 15 minutes.
 pub const UNKNOWN_WAIT: time::Duration = time::Duration::minutes(15);
 
+/// How long a job waits for a file to change ([`WaitKind::Constitution`]) when no push says it did: a
+/// backstop for a lost delivery, not a retry timer. A day: a broken file is looked at once a day at most.
+pub const FILE_WAIT: time::Duration = time::Duration::days(1);
+
 /// What a job waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -27,6 +31,10 @@ pub enum WaitKind {
     Quota,
     /// The agent sandbox could not be created on this host; looked at again later.
     Sandbox,
+    /// The repository's (or its organisation's) `.github/foreman.toml` is invalid: nothing can change until
+    /// the file does. A push that changes it on the default branch, or `/foreman retry`, queues the job
+    /// again; [`FILE_WAIT`] is only the backstop for a push delivery that never came.
+    Constitution,
 }
 
 impl WaitKind {
@@ -37,6 +45,7 @@ impl WaitKind {
             WaitKind::UsageLimit => "usage-limit",
             WaitKind::Quota => "quota",
             WaitKind::Sandbox => "sandbox",
+            WaitKind::Constitution => "constitution",
         }
     }
 }
@@ -54,9 +63,22 @@ pub struct Wait {
 }
 
 impl Wait {
-    /// When the job may run again: `until`, or [`UNKNOWN_WAIT`] from `now` when unknown or past.
+    /// When the job may run again: `until`, or [`UNKNOWN_WAIT`] from `now` when unknown or past
+    /// ([`FILE_WAIT`] for a wait on a file, which an event ends instead).
     pub fn ends(&self, now: OffsetDateTime) -> OffsetDateTime {
-        self.until.filter(|t| *t > now).unwrap_or(now + UNKNOWN_WAIT)
+        let unknown = if self.kind == WaitKind::Constitution { FILE_WAIT } else { UNKNOWN_WAIT };
+        self.until.filter(|t| *t > now).unwrap_or(now + unknown)
+    }
+
+    /// The first line of the reason: a wait on a file keeps the file's errors (Markdown) after it.
+    pub fn headline(&self) -> &str {
+        self.reason.lines().next().unwrap_or("")
+    }
+
+    /// What follows the reason's first line (a wait on a file: the file's errors, as a Markdown list),
+    /// when there is anything.
+    pub fn details(&self) -> Option<&str> {
+        self.reason.split_once('\n').map(|(_, rest)| rest.trim()).filter(|rest| !rest.is_empty())
     }
 }
 
@@ -97,7 +119,14 @@ pub fn waiting_for(
     if job.state != JobState::Queued {
         return None;
     }
-    let until = |w: &Wait| format!("Waiting until {}: {}", when(w.ends(now)), w.reason);
+    let until = |w: &Wait| match w.kind {
+        WaitKind::Constitution => format!(
+            "Waiting for `.github/foreman.toml` to change: {} A push that changes it on the default branch, or \
+             `/foreman retry`, runs this again",
+            w.headline()
+        ),
+        _ => format!("Waiting until {}: {}", when(w.ends(now)), w.headline()),
+    };
     if let Some(w) = job.wait.as_ref().filter(|_| job.not_before.is_some_and(|t| t > now)) {
         return Some(until(w));
     }

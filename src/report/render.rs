@@ -34,6 +34,10 @@ pub const TRACKING_TEMPLATE: &str = r#"{{ marker }}
 {% if queue_position %}Position in the queue: **{{ queue_position }}**.
 {% endif %}
 {% if waiting %}⏳ {{ waiting }}.
+{% if wait_details %}
+
+{{ wait_details }}
+{% endif %}
 {% endif %}
 {% if attempt %}Attempt {{ attempt }}{% if max_attempts %} of {{ max_attempts }}{% endif %}{% if since_retry %}, counted again since `/foreman retry`{% endif %}.
 {% endif %}
@@ -117,6 +121,8 @@ pub const SUMMARY_LIMIT: usize = 20_000;
 pub const STEP_LIMIT: usize = 200;
 /// Bound on the failure reason's length in characters.
 pub const REASON_LIMIT: usize = 2_000;
+/// Bound on the details under a wait in characters (a constitution's error list, at most 30 lines).
+pub const WAIT_DETAILS_LIMIT: usize = 8_000;
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -217,6 +223,9 @@ pub struct Tracking {
     pub queue_position: Option<u32>,
     /// What a queued job waits for, one sentence without its final stop ([`crate::job::wait::waiting_for`]).
     pub waiting: Option<String>,
+    /// More about the wait, as Markdown shown under it ([`crate::job::Wait::details`]: an invalid
+    /// constitution's errors); redacted and cut to [`WAIT_DETAILS_LIMIT`].
+    pub wait_details: Option<String>,
     /// The attempt (1-based) and the limit of the failure class that applies
     /// ([`crate::job::attempt_counter`]), while running or after a failure.
     pub attempt: Option<(u32, u32)>,
@@ -250,6 +259,7 @@ impl Tracking {
             trigger: None,
             queue_position: None,
             waiting: None,
+            wait_details: None,
             attempt: None,
             since_retry: false,
             progress: None,
@@ -393,6 +403,11 @@ pub fn tracking_comment(t: &Tracking) -> String {
         trigger => t.trigger.clone(),
         queue_position => t.queue_position.filter(|_| t.state == JobState::Queued),
         waiting => t.waiting.clone().filter(|_| t.state == JobState::Queued),
+        wait_details => t
+            .wait_details
+            .as_deref()
+            .filter(|_| t.state == JobState::Queued && t.waiting.is_some())
+            .map(|d| cut(&redact_tokens(d.trim()), WAIT_DETAILS_LIMIT)),
         attempt => t.attempt.map(|a| a.0),
         since_retry => t.since_retry,
         max_attempts => t.attempt.map(|a| a.1),

@@ -38,8 +38,8 @@ fn prompt_rules(constitution: &crate::constitution::Constitution) -> Vec<String>
     }
     rules
 }
-/// How a failure caused by an invalid `.github/foreman.toml` begins, so the next attempt knows to mark the
-/// error comment resolved once the file loads.
+/// How the wait for an invalid `.github/foreman.toml` begins (and how a failure for it began, when it was
+/// one: the next attempt then marks that older separate error comment resolved once the file loads).
 const INVALID_CONSTITUTION: &str = "the constitution is invalid";
 
 /// `Some((what is spent, when it renews))` when the repository's daily budget (`[limits]` of its
@@ -228,17 +228,19 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
             loaded.effective.clone()
         }
         Err(crate::constitution::fetch::FetchError::Invalid(errors)) => {
-            // Said where people look: one comment on the issue, updated on every retry.
-            if let Err(e) =
-                crate::constitution::github::report_invalid(client, inst, &job.repo, job.issue, &errors).await
-            {
-                tracing::warn!(error = %e, "could not report the invalid constitution");
-            }
-            let first = errors.first().map(ToString::to_string).unwrap_or_default();
-            return Attempt::failed(FailureClass::Validation, format!("{INVALID_CONSTITUTION}: {first}"));
+            // Nothing can change until the file does: the job waits for a push that changes it (or
+            // `/foreman retry`), and its tracking comment carries the errors, once.
+            let reason = format!(
+                "{INVALID_CONSTITUTION} ({} error{}).\n\n{}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                crate::constitution::errors_list(&errors, parts.constitutions.docs())
+            );
+            return Attempt::waiting(WaitKind::Constitution, reason, None);
         }
         Err(crate::constitution::fetch::FetchError::Github(e)) => return github_failed("reading the constitution", &e),
     };
+    // A job that failed on the file before waits were made for it has a separate error comment to resolve.
     if job.last_failure.as_ref().is_some_and(|f| f.reason.starts_with(INVALID_CONSTITUTION))
         && let Err(e) = crate::constitution::github::resolve_invalid(client, inst, &job.repo, job.issue).await
     {

@@ -229,7 +229,14 @@ pub fn queued_tracking(label: &str, scheduler: &crate::scheduler::Scheduler, job
     let mut t = base_tracking(label, job, JobState::Queued);
     t.queue_position =
         scheduler.store().queue_position(job).ok().flatten().map(|p| u32::try_from(p).unwrap_or(u32::MAX));
-    t.waiting = scheduler.waiting_for(job, OffsetDateTime::now_utc());
+    let now = OffsetDateTime::now_utc();
+    t.waiting = scheduler.waiting_for(job, now);
+    t.wait_details = job
+        .wait
+        .as_ref()
+        .filter(|_| job.not_before.is_some_and(|t| t > now))
+        .and_then(|w| w.details())
+        .map(str::to_owned);
     t.since_retry = job.retries > 0;
     t
 }

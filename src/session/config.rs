@@ -322,6 +322,8 @@ impl AgentConfig {
     /// The server's agent limits as ceilings for constitutions ([`crate::constitution::ceilings`]).
     pub fn ceilings(&self) -> crate::constitution::Ceilings {
         crate::constitution::Ceilings {
+            backend: Some(self.backend.clone()),
+            model: self.model.clone(),
             max_cost_usd: self.max_cost_usd,
             max_turns: self.max_turns,
             timeout_secs: Some(self.timeout_secs),

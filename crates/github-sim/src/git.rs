@@ -267,3 +267,43 @@ fn after_push(inner: &Inner, full: &str) {
         crate::ops::synchronized(inner, full, n, &before);
     }
 }
+
+/// Commits `content` at `path` on top of `refs/heads/{branch}` (as someone pushing to it would) and moves
+/// the branch; returns `(before, after)` commit ids. Uses a scratch index; the bare repository has no work tree.
+pub fn commit_file(
+    git_dir: &Path,
+    branch: &str,
+    path: &str,
+    content: &str,
+    message: &str,
+) -> anyhow::Result<(String, String)> {
+    let before =
+        rev_parse(git_dir, &format!("refs/heads/{branch}")).ok_or_else(|| anyhow::anyhow!("no branch {branch}"))?;
+    let scratch = tempfile::tempdir()?;
+    let blob_file = scratch.path().join("blob");
+    std::fs::write(&blob_file, content)?;
+    let index = scratch.path().join("index");
+    let run = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(git_dir)
+            .env("GIT_INDEX_FILE", &index)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "github-sim")
+            .env("GIT_AUTHOR_EMAIL", "sim@github-sim.invalid")
+            .env("GIT_COMMITTER_NAME", "github-sim")
+            .env("GIT_COMMITTER_EMAIL", "sim@github-sim.invalid")
+            .stdin(Stdio::null())
+            .output()?;
+        anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    run(&["read-tree", &before])?;
+    let blob = run(&["hash-object", "-w", &blob_file.to_string_lossy()])?;
+    run(&["update-index", "--add", "--cacheinfo", &format!("100644,{blob},{path}")])?;
+    let tree = run(&["write-tree"])?;
+    let after = run(&["commit-tree", &tree, "-p", &before, "-m", message])?;
+    run(&["update-ref", &format!("refs/heads/{branch}"), &after, &before])?;
+    Ok((before, after))
+}

@@ -22,7 +22,8 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The hook id reported in `X-GitHub-Hook-ID` (the app has one webhook).
 pub const HOOK_ID: u64 = 4_242_424;
 
-/// Wraps `body` in the envelope every delivery carries, records it, and queues it for sending.
+/// Wraps `body` in the envelope every delivery carries, records it, and queues it for sending. An empty
+/// `action` is left out (`push` has none).
 ///
 /// `repo` is a full name (`owner/name`) or `None` for events without a repository
 /// (`projects_v2_item`, whose `organization` comes from `org`).
@@ -38,7 +39,10 @@ pub(crate) fn emit(
     body: Map<String, Value>,
 ) {
     let mut payload = Map::new();
-    payload.insert("action".into(), json!(action));
+    // `push` (and a few other events) carry no `action`: pass "" for those.
+    if !action.is_empty() {
+        payload.insert("action".into(), json!(action));
+    }
     payload.extend(body);
     let mut repository_id = None;
     let account = match repo {
@@ -68,7 +72,7 @@ pub(crate) fn emit(
         id,
         guid: uuid::Uuid::new_v4().to_string(),
         event: event.into(),
-        action: Some(action.into()),
+        action: (!action.is_empty()).then(|| action.into()),
         installation_id,
         repository_id,
         delivered_at: ts(OffsetDateTime::now_utc()),

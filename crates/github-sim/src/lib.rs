@@ -243,6 +243,10 @@ impl SimHandle {
         r.protected = protected;
         Ok(())
     }
+    /// Commits `content` at `path` on the default branch as `user` and emits `push`; returns the commit id.
+    pub fn push_file(&self, repo: &str, path: &str, content: &str, user: &str) -> anyhow::Result<String> {
+        check(ops::push_file(&self.inner, repo, path, content, user))
+    }
     /// `POST /_sim/repos/{owner}/{repo}/issues`: returns `(number, node_id)`.
     pub fn create_issue(&self, repo: &str, title: &str, body: &str, user: &str) -> anyhow::Result<(u64, String)> {
         let i = check(ops::create_issue(&self.inner, repo, title, Some(body), user, &[]))?;

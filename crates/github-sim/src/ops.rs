@@ -724,3 +724,41 @@ pub(crate) fn move_item(
     };
     set_item_status(inner, &node, Some(&option), user)
 }
+
+/// Commits `content` at `path` on the repository's default branch as `user` pushing it, and emits `push`
+/// (GitHub's payload: `ref`, `before`, `after`, `commits` with `added`/`modified`/`removed`, `head_commit`,
+/// `pusher`). Returns the new commit's id.
+pub(crate) fn push_file(inner: &Inner, full: &str, path: &str, content: &str, user: &str) -> Result<String, Resp> {
+    let Some(r) = inner.world().repos.get(full).cloned() else { return Err(Resp::error(404, "Not Found")) };
+    let existed = crate::git::read_file(&r.git_dir, &format!("refs/heads/{}", r.default_branch), path).is_some();
+    let message = format!("Update {path}");
+    let (before, after) =
+        crate::git::commit_file(&r.git_dir, &r.default_branch, path, content, &message).map_err(|e| {
+            tracing::error!(error = %e, "committing a file");
+            Resp::error(500, "could not commit the file")
+        })?;
+    let mut w = inner.world();
+    let base = w.base_url.clone();
+    let author = json!({"name": user, "email": format!("{user}@users.noreply.github.invalid"), "username": user});
+    let (added, modified): (Vec<&str>, Vec<&str>) = if existed { (vec![], vec![path]) } else { (vec![path], vec![]) };
+    let commit = json!({
+        "id": after, "tree_id": after, "distinct": true, "message": message, "timestamp": now(),
+        "url": format!("{base}/{full}/commit/{after}"), "author": author, "committer": author,
+        "added": added, "removed": [], "modified": modified,
+    });
+    let payload = obj(vec![
+        ("ref", json!(format!("refs/heads/{}", r.default_branch))),
+        ("before", json!(before)),
+        ("after", json!(after)),
+        ("created", json!(false)),
+        ("deleted", json!(false)),
+        ("forced", json!(false)),
+        ("base_ref", Value::Null),
+        ("compare", json!(format!("{base}/{full}/compare/{before}...{after}"))),
+        ("commits", json!([commit.clone()])),
+        ("head_commit", commit),
+        ("pusher", json!({"name": user, "email": format!("{user}@users.noreply.github.invalid")})),
+    ]);
+    emit(inner, &mut w, "push", "", Some(full), None, user, payload);
+    Ok(after)
+}
