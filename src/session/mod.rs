@@ -569,7 +569,15 @@ impl SessionRunner {
             (Some((class, reason)), Err(_)) => failed(class, reason),
             (None, Err(e)) => {
                 log.event("error", json!({ "step": "changes", "detail": e.to_string() }));
-                failed(FailureCause::Infrastructure, changes_failure(&e))
+                if e.args == format!("({})", workspace::RECLAIMING) {
+                    // The agent tampered with its clone's `.git`: its work is refused, said in its own terms.
+                    failed(FailureCause::Validation, format!("Foreman refused the agent's workspace: {}", e.stderr))
+                } else {
+                    failed(
+                        FailureCause::Infrastructure,
+                        "Foreman could not read the agent's changes (a git command failed)".into(),
+                    )
+                }
             }
             (None, Ok(changes)) if refused.is_some() => {
                 outcome.changes = changes;
@@ -624,17 +632,6 @@ impl SessionRunner {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.clone()))
         .collect()
-    }
-}
-
-/// Why the agent's changes could not be read, for people: what Foreman refused in the workspace the agent
-/// handed back (a `.git` it replaced, a link in it; named relative to the workspace), or that git failed (its
-/// message, which can name paths on this host, goes to the session log).
-fn changes_failure(e: &workspace::GitError) -> String {
-    if e.args == "(reclaiming the workspace)" {
-        format!("Foreman refused the workspace the agent left: {}", e.stderr)
-    } else {
-        "Foreman could not read the agent's changes (a git command failed)".into()
     }
 }
 
