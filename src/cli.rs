@@ -31,14 +31,19 @@ pub enum Command {
     /// Print what Foreman would decide for one webhook payload, as JSON lines; touches neither GitHub nor
     /// the data directory. Answers "why didn't Foreman react to this?". See docs/commands.md.
     Replay {
-        /// The X-GitHub-Event name, e.g. `issues` or `issue_comment`.
+        /// The X-GitHub-Event name, e.g. `issues` or `issue_comment`; needed for a file or standard input (a
+        /// stored delivery knows its own).
         #[arg(long, value_name = "NAME")]
-        event: String,
+        event: Option<String>,
         /// Pretend the issue's job is in this state: queued, running, succeeded, failed or cancelled.
         #[arg(long, value_name = "STATE", value_parser = replay::parse_job_state)]
         job: Option<crate::decide::JobState>,
-        /// The payload: a webhook body as JSON.
-        payload: PathBuf,
+        /// The running Foreman to read a stored delivery from. Default: the configured `listen` address.
+        #[arg(long, env = "FOREMAN_SERVER", value_name = "URL")]
+        server: Option<String>,
+        /// The payload: a file with a webhook body as JSON, `-` for standard input, or the id of a delivery a
+        /// running Foreman stored (its `X-GitHub-Delivery`), read with `FOREMAN_ADMIN_TOKEN` when set.
+        payload: String,
     },
     /// Work with `.github/foreman.toml`, the repository's rules; see docs/constitution.md.
     Constitution {
@@ -50,9 +55,10 @@ pub enum Command {
     /// expiry, stuck jobs and recent failures. Asks the server over HTTP (`GET /api/status`), sending
     /// `FOREMAN_ADMIN_TOKEN` as a bearer token when set.
     Status {
-        /// The running server's base URL.
-        #[arg(long, env = "FOREMAN_SERVER", value_name = "URL", default_value = "http://127.0.0.1:3000")]
-        server: String,
+        /// The running server's base URL. Default: the configured `listen` address (`FOREMAN_LISTEN`, the
+        /// configuration file), on loopback when it listens on every interface.
+        #[arg(long, env = "FOREMAN_SERVER", value_name = "URL")]
+        server: Option<String>,
     },
     /// See Foreman work without a GitHub App: starts github-sim, Foreman and a scripted agent on loopback,
     /// labels an issue, and narrates until its pull request is open. See README.md ("See it work").
@@ -76,11 +82,37 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve => crate::server::serve_main(cli.config.as_deref()),
-        Command::Replay { event, job, payload } => replay::main(cli.config.as_deref(), &event, &payload, job),
+        Command::Replay { event, job, server, payload } => {
+            let source = replay::Source { payload: &payload, event: event.as_deref(), server: server.as_deref() };
+            replay::main(cli.config.as_deref(), &source, job)
+        }
         Command::Constitution { command } => crate::constitution::cli_main(command),
-        Command::Status { server } => crate::scheduler::status::status_main(&server),
+        Command::Status { server } => {
+            let server = match server {
+                Some(server) => server,
+                None => match crate::config::Config::load(cli.config.as_deref()) {
+                    Ok(config) => crate::config::local_url(config.listen),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            crate::scheduler::status::status_main(&server)
+        }
         #[cfg(feature = "demo")]
-        Command::Demo(args) => crate::demo::main(args),
+        Command::Demo(args) => {
+            // The demo starts its own Foreman against its own simulator; a configuration would be ignored.
+            if let Some(file) = &cli.config {
+                eprintln!(
+                    "error: foreman demo runs its own configuration on loopback and does not read {} \
+                     (given by --config or FOREMAN_CONFIG); run it without one",
+                    file.display()
+                );
+                return ExitCode::from(2);
+            }
+            crate::demo::main(args)
+        }
         Command::SandboxBridge(args) => crate::executor::local::netproxy::bridge::main(args),
     }
 }

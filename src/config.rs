@@ -55,11 +55,40 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_MAX_UNVERIFIED_BODY_MB", "server.max_unverified_body_mb"),
 ];
 
-/// The variables of [`ENV_KEYS`] that hold a secret or point at one. `foreman serve` removes them from its
+/// Probot's names for the GitHub App's settings (`APP_ID`, `PRIVATE_KEY`, `PRIVATE_KEY_PATH`,
+/// `WEBHOOK_SECRET`), accepted as aliases of Foreman's (`GITHUB_…`), so an App set up for Probot runs
+/// unchanged. Foreman's own name wins when both are set. Pairs of (alias, Foreman's variable).
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("APP_ID", "GITHUB_APP_ID"),
+    ("PRIVATE_KEY", "GITHUB_PRIVATE_KEY"),
+    ("PRIVATE_KEY_PATH", "GITHUB_PRIVATE_KEY_PATH"),
+    ("WEBHOOK_SECRET", "GITHUB_WEBHOOK_SECRET"),
+];
+
+/// The variables of [`ENV_KEYS`] (and their [`ENV_ALIASES`]) that hold a secret or point at one. `foreman serve` removes them from its
 /// environment once the configuration is read, so no process it starts inherits them (see
 /// `server::forget_secret_environment`).
-pub const SECRET_ENV_KEYS: &[&str] =
-    &["FOREMAN_ADMIN_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"];
+pub const SECRET_ENV_KEYS: &[&str] = &[
+    "FOREMAN_ADMIN_TOKEN",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_PRIVATE_KEY",
+    "GITHUB_PRIVATE_KEY_PATH",
+    "WEBHOOK_SECRET",
+    "PRIVATE_KEY",
+    "PRIVATE_KEY_PATH",
+];
+
+/// The URL a command on this machine reaches a server listening on `listen` at (`foreman status`,
+/// `foreman replay`): loopback in place of an unspecified address (`0.0.0.0`, `::`).
+pub fn local_url(listen: std::net::SocketAddr) -> String {
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", listen.port())
+}
 
 /// Foreman's whole configuration, as read at start.
 #[derive(Debug, Deserialize)]
@@ -220,8 +249,14 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        let env = Env::raw().filter_map(|k| {
-            ENV_KEYS.iter().find(|(env, _)| k.as_str().eq_ignore_ascii_case(env)).map(|(_, key)| (*key).into())
+        let key_of = |name: &str| ENV_KEYS.iter().find(|(env, _)| name.eq_ignore_ascii_case(env)).map(|(_, key)| *key);
+        let env = Env::raw().filter_map(move |k| {
+            if let Some(key) = key_of(k.as_str()) {
+                return Some(key.into());
+            }
+            // A Probot alias counts only when Foreman's own variable is not set.
+            let (_, own) = ENV_ALIASES.iter().find(|(alias, _)| k.as_str().eq_ignore_ascii_case(alias))?;
+            std::env::var_os(own).is_none().then(|| key_of(own)).flatten().map(Into::into)
         });
         // figment nests keys on '.', so `github.app_id` lands in the `[github]` table.
         figment = figment.merge(env);
@@ -322,6 +357,29 @@ mod tests {
             assert_eq!(s, ["old", "new"]);
             Ok(())
         });
+    }
+
+    #[test]
+    fn probots_variable_names_are_aliases_and_foremans_own_win() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("APP_ID", "42");
+            jail.set_env("WEBHOOK_SECRET", "probot-secret");
+            jail.set_env("PRIVATE_KEY_PATH", "/keys/app.pem");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.github.app_id, Some(42));
+            let s: Vec<_> = c.github.webhook_secret.iter().map(|s| s.expose_secret().to_owned()).collect();
+            assert_eq!(s, ["probot-secret"]);
+            assert_eq!(c.github.private_key_path.as_deref(), Some(Path::new("/keys/app.pem")));
+            jail.set_env("GITHUB_APP_ID", "7");
+            assert_eq!(Config::load(None).unwrap().github.app_id, Some(7));
+            Ok(())
+        });
+        for (alias, own) in ENV_ALIASES {
+            assert!(ENV_KEYS.iter().any(|(k, _)| k == own), "{alias} names a variable Foreman reads");
+            if SECRET_ENV_KEYS.contains(own) {
+                assert!(SECRET_ENV_KEYS.contains(alias), "{alias} is removed from the environment like {own}");
+            }
+        }
     }
 
     #[test]

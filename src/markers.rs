@@ -31,6 +31,12 @@ fn marker(kind: &str, argument: impl std::fmt::Display) -> String {
     format!("{OPEN}{kind} {argument}{CLOSE}")
 }
 
+/// Whether `body` carries any of Foreman's markers (anywhere in it). Anyone can type one: check the author
+/// too.
+pub fn is_marked(body: &str) -> bool {
+    body.contains(OPEN)
+}
+
 /// The marker of the tracking comment of `repo#issue`: `<!-- foreman:tracking acme/widgets#7 -->`. It is
 /// the first line of every tracking comment.
 pub fn tracking(repo: &RepoName, issue: IssueNumber) -> String {

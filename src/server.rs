@@ -61,7 +61,7 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
         tracing::warn!(error = %e, "could not make the process non-dumpable (prctl PR_SET_DUMPABLE)");
     }
     if !forgotten.is_empty() {
-        tracing::info!(variables = ?forgotten, "secrets read from the environment and removed from it");
+        tracing::info!(variables = forgotten.join(", "), "secrets read from the environment and removed from it");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the tokio runtime");
     match runtime.block_on(serve(config)) {
@@ -242,7 +242,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let scheduler = crate::scheduler::Scheduler::new(store.clone(), config.scheduler.clone()).with_hold(hold);
     let recovery = scheduler.recover(OffsetDateTime::now_utc()).await.map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
-    tracing::info!(?recovery, "recovered jobs left by an earlier process");
+    let requeued: Vec<String> = recovery.requeued.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        requeued = requeued.join(", "),
+        kept = recovery.kept,
+        slots_corrected = recovery.slots_corrected,
+        "recovered jobs left by an earlier process"
+    );
     let mut decider = Decider::new(config.triggers.clone(), scheduler.clone());
     let mut runner_task = None;
     if config.github.has_app_credentials() {

@@ -40,4 +40,8 @@ fn a_usage_error_exits_2_and_says_what_to_do() {
     let (code, text) = foreman(&["serv"]);
     assert_eq!(code, 2);
     assert!(text.contains("serve"), "suggests the nearest subcommand: {text}");
+    // The demo runs its own configuration: one given is refused rather than silently ignored.
+    let (code, text) = foreman(&["demo", "--config", "mine.toml"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("does not read mine.toml"), "{text}");
 }

@@ -113,6 +113,26 @@ fn a_job_state_can_be_supplied() {
 }
 
 #[test]
+fn a_payload_can_come_from_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = std::fs::read(examples().join("issues/labeled.payload.json")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_foreman"));
+    cmd.args(["replay", "--event", "issues", "-"]).current_dir(dir.path()).stdin(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped()).env_remove("FOREMAN_CONFIG");
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &body).unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = rx.recv_timeout(REPLAY_TIMEOUT).unwrap().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "{\"decision\":\"ignore\",\"reason\":\"label 'bug' is not a trigger label\"}\n");
+    // Without --event, a file or stdin cannot be decoded: said, exit 1.
+    let out = replay(dir.path(), &["-"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--event is needed"), "{out:?}");
+}
+
+#[test]
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.json"), "{not json").unwrap();

@@ -79,9 +79,12 @@ fn app_manifest_uses_only_documented_fields_permissions_and_events() {
             "push"
         ]
     );
+    let deploy = read("docs/deploy.md");
+    let listed = deploy.lines().skip_while(|l| !l.starts_with("- the events:")).take(3).collect::<String>();
     for e in events {
         assert!(schemas.contains(e), "{e} is not a webhook event");
         assert!(foreman::event::is_handled(e), "{e} would be answered 204 and dropped");
+        assert!(listed.contains(&format!("`{e}`")), "docs/deploy.md lists the manifest's event {e}: {listed}");
     }
 }
 

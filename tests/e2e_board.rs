@@ -144,9 +144,10 @@ async fn an_agent_failing_three_times_leaves_the_issue_stuck_with_its_card_in_bl
         assert_eq!(World::tracking_comments(&state, number), 1, "exactly one tracking comment");
         let body = World::tracking_body(&state, number).unwrap();
         assert!(body.contains("#### Failure: `agent`"), "the failure class: {body}");
-        assert!(body.contains("exit"), "the reason names the agent's exit: {body}");
-        assert!(body.contains("Last lines of the session log"), "{body}");
-        assert!(body.contains("the frobnicator config is missing"), "the log tail has the agent's output: {body}");
+        assert!(body.contains("The agent command exited with status 3."), "the reason names the agent's exit: {body}");
+        assert!(body.contains("`/foreman retry`"), "what the reader can do: {body}");
+        // The log stays behind its link: the agent's output is not pasted into the comment.
+        assert!(!body.contains("the frobnicator config is missing") && !body.contains("```"), "{body}");
         assert!(World::pulls_closing(&state, number).is_empty(), "no pull request");
         assert!(world.foreman_branches().is_empty(), "nothing pushed: {:?}", world.foreman_branches());
     })

@@ -86,7 +86,7 @@ daily_cost_usd = 0.01
         world.sim.add_label(REPO, slow, "foreman", "alice").unwrap();
         let state = world
             .wait("the slow session to be stopped at the server's wall time", |s| {
-                comments_on(s, slow).iter().any(|c| c.contains("the agent ran longer than 5 s"))
+                comments_on(s, slow).iter().any(|c| c.contains("The agent ran longer than 5 s."))
             })
             .await;
         assert!(pull_closing(&state, slow).is_none());

@@ -145,6 +145,13 @@ async fn a_kill_between_push_and_record_ends_in_one_pull_request_without_a_secon
         assert_eq!(sim_git(&world, &["rev-parse", &format!("refs/heads/{}", branches[0])]), pushed, "not pushed over");
         let logs = world.logs();
         assert!(!logs.contains("did not make"), "Foreman did not take its own commit for someone else's:\n{logs}");
+        let pr = pulls[0]["number"].as_u64().unwrap();
+        world
+            .wait("the tracking comment to link the pull request", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains(&format!("#{pr}")))
+            })
+            .await;
+        assert_eq!(World::tracking_comments(&world.sim.state(), number), 1, "one tracking comment");
         let checks = World::repo_state(&state)["check_runs"].as_array().cloned().unwrap_or_default();
         assert!(
             checks.iter().any(|c| c["head_sha"] == pushed.as_str()),
@@ -288,6 +295,127 @@ async fn after_a_follow_up_and_a_closed_pull_request_a_re_run_starts_over_on_for
             World::pulls_closing(&state, number).into_iter().filter(|p| p["state"] == "open").collect();
         assert_eq!(open.len(), 1, "{open:?}");
         assert_ne!(open[0]["number"], pr, "a new pull request; the closed one stays closed");
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_run_after_the_branch_was_deleted_pushes_it_anew() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let marks = tempfile::tempdir().unwrap();
+        let (share, dir) = e2e_support::shared(marks.path());
+        let world = World::start(&counting_agent(marks.path()), &[(share, &dir)]).await;
+        let (number, _) = world.sim.create_issue(REPO, "Gone branch", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let pull = world.wait_pull(number).await;
+        wait_job(&world, number, "succeeded").await;
+        let (pr, branch) = (pull["number"].as_u64().unwrap(), pull["head"].as_str().unwrap().to_owned());
+
+        // The pull request is closed and its branch deleted: Foreman's lease (the commit it pushed) no longer
+        // matches, but there is nothing on the remote to keep.
+        world.sim.set_issue_state(REPO, pr, "closed", "alice").unwrap();
+        sim_git(&world, &["update-ref", "-d", &format!("refs/heads/{branch}")]);
+        world.sim.comment(REPO, number, "/foreman run", "alice").unwrap();
+
+        let state = world
+            .wait("a new open pull request for the issue", |s| {
+                World::pulls_closing(s, number).iter().any(|p| p["state"] == "open")
+            })
+            .await;
+        assert_eq!(runs(marks.path()), 2);
+        let head = sim_git(&world, &["rev-parse", &format!("refs/heads/{branch}")]);
+        let log = sim_git(&world, &["log", "--format=%s", &format!("main..{head}")]);
+        assert_eq!(log, format!("Run 2 on #{number}"));
+        let open: Vec<Value> =
+            World::pulls_closing(&state, number).into_iter().filter(|p| p["state"] == "open").collect();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert!(!world.logs().contains("did not make"), "no refused push");
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_a_follow_ups_push_and_its_record_does_not_run_the_agent_again() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let marks = tempfile::tempdir().unwrap();
+        let tools = tempfile::tempdir().unwrap();
+        let bin = git_wrapper(tools.path(), marks.path());
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let (share, dir) = e2e_support::shared(marks.path());
+        let mut world = World::start(&counting_agent(marks.path()), &[(share, &dir), ("PATH", &path)]).await;
+        let (number, _) = world.sim.create_issue(REPO, "Follow through", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let pull = world.wait_pull(number).await;
+        wait_job(&world, number, "succeeded").await;
+        let (pr, branch) = (pull["number"].as_u64().unwrap(), pull["head"].as_str().unwrap().to_owned());
+
+        // The follow-up's push is held open, and Foreman killed in it.
+        std::fs::write(marks.path().join("hold"), "").unwrap();
+        world.sim.review(REPO, pr, "CHANGES_REQUESTED", "One more, please.", "alice").unwrap();
+        wait_for("the follow-up's push to succeed", || marks.path().join("pushed").exists()).await;
+        world.kill9();
+        std::fs::remove_file(marks.path().join("hold")).unwrap();
+        let pushed = sim_git(&world, &["rev-parse", &format!("refs/heads/{branch}")]);
+        assert_eq!(runs(marks.path()), 2);
+
+        world.start_foreman();
+        let job = wait_job(&world, pr, "succeeded").await;
+        assert_eq!(claims(&job), 2, "claimed before and after the crash: {job}");
+        assert_eq!(runs(marks.path()), 2, "the agent did not run again after the restart");
+        assert_eq!(sim_git(&world, &["rev-parse", &format!("refs/heads/{branch}")]), pushed, "not pushed over");
+        let state = world.sim.state();
+        assert_eq!(World::pulls_closing(&state, number).len(), 1, "one pull request");
+        let checks = World::repo_state(&state)["check_runs"].as_array().cloned().unwrap_or_default();
+        assert!(checks.iter().any(|c| c["head_sha"] == pushed.as_str()), "a check run on the pushed commit");
+        assert!(!world.logs().contains("did not make"));
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_run_on_an_open_pull_request_keeps_someone_elses_commit_on_it() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let marks = tempfile::tempdir().unwrap();
+        let (share, dir) = e2e_support::shared(marks.path());
+        let world = World::start(&counting_agent(marks.path()), &[(share, &dir)]).await;
+        let (number, _) = world.sim.create_issue(REPO, "Share the branch", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let pull = world.wait_pull(number).await;
+        wait_job(&world, number, "succeeded").await;
+        let branch = pull["head"].as_str().unwrap().to_owned();
+        let reference = format!("refs/heads/{branch}");
+        let ours = sim_git(&world, &["rev-parse", &reference]);
+        let tree = sim_git(&world, &["rev-parse", &format!("{ours}^{{tree}}")]);
+        let theirs = sim_git(
+            &world,
+            &[
+                "-c",
+                "user.name=alice",
+                "-c",
+                "user.email=alice@example.com",
+                "commit-tree",
+                &tree,
+                "-p",
+                &ours,
+                "-m",
+                "alice's touch",
+            ],
+        );
+        sim_git(&world, &["update-ref", &reference, &theirs, &ours]);
+
+        world.sim.comment(REPO, number, "/foreman run", "alice").unwrap();
+        let head = wait_head_moves(&world, &branch, &theirs).await;
+        wait_job(&world, number, "succeeded").await;
+        assert!(is_ancestor(&world, &theirs, &head), "alice's commit {theirs} is kept under {head}");
+        let log = sim_git(&world, &["log", "--format=%s", &format!("main..{head}")]);
+        assert_eq!(
+            log.lines().collect::<Vec<_>>(),
+            [format!("Run 2 on #{number}"), "alice's touch".into(), format!("Run 1 on #{number}")]
+        );
+        assert_eq!(World::pulls_closing(&world.sim.state(), number).len(), 1, "the same pull request");
     })
     .await
     .expect("the test finished in time");

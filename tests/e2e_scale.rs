@@ -88,6 +88,34 @@ async fn github_api_calls_of_one_lifecycle_from_label_to_pull_request() {
             to_pull.len()
         );
         assert!(api.len() <= MEASURED_SETTLED, "{} calls in all, measured {MEASURED_SETTLED}", api.len());
+
+        // A second issue of the same repository: what Foreman learnt from the first (the labels exist, the
+        // constitution files are missing) costs no call, and nothing is answered with an error.
+        let skip = state["requests"].as_array().unwrap().len();
+        let (second, _) = world.sim.create_issue(REPO, "Count them again", "Please fix this too.", "alice").unwrap();
+        world.sim.add_project_item(ORG, project, REPO, second, "alice").unwrap();
+        world.sim.add_label(REPO, second, "foreman", "alice").unwrap();
+        let state = world.wait("the second lifecycle to settle", |s| settled(s, REPO, second)).await;
+        let all: Vec<Value> = state["requests"].as_array().unwrap()[skip..].to_vec();
+        let (_, again): (Vec<Value>, Vec<Value>) = all.into_iter().partition(is_git);
+        println!("GitHub API calls of a second issue's lifecycle in the same repository: {}", again.len());
+        println!("{}", table(&by_endpoint(&again)));
+        // After the pull request is opened, its own constitution check reads the file at its head commit (a
+        // 404 there says the pull request does not change it): a check, not a wasted call.
+        let opened = again
+            .iter()
+            .position(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/pulls")))
+            .expect("a second pull request was created");
+        let wasted: Vec<String> = again
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| !(*i > opened && r["path"].as_str().is_some_and(|p| p.ends_with("/.github/foreman.toml"))))
+            .map(|(_, r)| r)
+            .filter(|r| r["status"].as_u64().is_some_and(|s| s >= 400))
+            .map(|r| format!("{} {}", measure::endpoint(r), r["status"]))
+            .collect();
+        assert!(wasted.is_empty(), "calls answered with an error: {wasted:?}");
+        assert!(again.len() < api.len(), "{} calls for the second issue, {} for the first", again.len(), api.len());
     })
     .await
     .expect("the lifecycle finished in time");

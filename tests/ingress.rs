@@ -134,6 +134,21 @@ async fn each_refusal_says_why_in_its_status() {
             .await
             .unwrap();
         assert_eq!(status(r), 401, "wrong secret");
+        // The operator is told at WARN, once for both: one line a minute at most, with a count.
+        let mut seen = Vec::new();
+        let told = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                seen.extend(foreman.logs().into_iter().filter(|l| l.contains("refused for their signature")));
+                if !seen.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(told.is_ok(), "a refused signature is logged");
+        assert_eq!(seen.len(), 1, "the second refusal, within the minute, is counted, not logged: {seen:?}");
+        assert!(seen[0].contains("\"level\":\"WARN\"") && seen[0].contains("GITHUB_WEBHOOK_SECRET"), "{seen:?}");
 
         // 415: content type.
         let r = client

@@ -62,3 +62,41 @@ async fn api_answers_loopback_only_without_an_admin_token() {
     let r = reqwest::get(format!("http://{addr}/api/deliveries/nope")).await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// `foreman replay <delivery id>` reads the stored payload from the running Foreman (through
+/// `GET /api/deliveries/{id}/payload`) and decides it again, event name included.
+#[tokio::test]
+async fn a_stored_delivery_is_replayed_by_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions { cache_bytes: 1 << 20 }).unwrap();
+    let (addr, _) = serve(store).await;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/github/webhooks/examples/api.github.com");
+    let body = std::fs::read(format!("{examples}/issues/labeled.payload.json")).unwrap();
+    let id = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/api/github/webhooks");
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let r = support::delivery(&client, &url, SECRET, "issues", id, body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        let stored = reqwest::get(format!("http://{addr}/api/deliveries/{id}/payload")).await.unwrap();
+        assert_eq!(stored.headers()["x-github-event"], "issues");
+        assert_eq!(stored.bytes().await.unwrap(), body, "the body exactly as sent");
+        let run = |arg: &str| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"))
+                .args(["replay", "--server", &format!("http://{addr}"), arg])
+                .env_remove("FOREMAN_CONFIG")
+                .env_remove("FOREMAN_ADMIN_TOKEN")
+                .kill_on_drop(true)
+                .output()
+        };
+        let out = run(id).await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("label 'bug' is not a trigger label"), "{stdout}");
+        let out = run("0000dead-beef").await.unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("has no delivery '0000dead-beef'"), "{out:?}");
+    })
+    .await
+    .expect("in time");
+}

@@ -132,7 +132,7 @@ async fn status_and_job_endpoints_answer_json() {
             let r = c.get(format!("{url}{path}")).bearer_auth(TOKEN).send().await.unwrap();
             assert_eq!(r.status().as_u16(), code, "{path}");
             let body: serde_json::Value = r.json().await.unwrap();
-            assert!(body["error"].is_string(), "{path}: {body}");
+            assert!(body["message"].is_string(), "{path}: {body}");
         }
     })
     .await
@@ -153,6 +153,7 @@ async fn foreman_status_prints_tables_using_the_admin_token() {
         let run = |token: Option<&str>| {
             let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"));
             cmd.args(["status", "--server", &url]).env_remove("FOREMAN_ADMIN_TOKEN").env_remove("FOREMAN_CONFIG");
+            cmd.env_remove("FOREMAN_SERVER");
             if let Some(t) = token {
                 cmd.env("FOREMAN_ADMIN_TOKEN", t);
             }
@@ -167,6 +168,21 @@ async fn foreman_status_prints_tables_using_the_admin_token() {
         assert!(stdout.contains("octo/app#2") && stdout.contains("[WEB-1.2] Logout"), "{stdout}");
         assert!(stdout.contains("octo/app#1") && (stdout.contains("in 29m") || stdout.contains("in 30m")), "{stdout}");
         assert!(stdout.contains("octo/lib#3") && stdout.contains("1 agent or validation failures"), "{stdout}");
+
+        // Without --server it asks the configured listen address.
+        let listen = url.trim_start_matches("http://").to_owned();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"))
+            .arg("status")
+            .env_remove("FOREMAN_SERVER")
+            .env_remove("FOREMAN_CONFIG")
+            .env("FOREMAN_LISTEN", &listen)
+            .env("FOREMAN_ADMIN_TOKEN", TOKEN)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("octo/app#2"));
 
         let refused = run(None).await.unwrap();
         assert!(!refused.status.success());

@@ -105,7 +105,8 @@ fn tracking(n: IssueNumber, state: JobState) -> Tracking {
         JobState::Queued => t.queue_position = Some(2),
         JobState::Running => {
             t.attempt = Some((1, 3));
-            t.progress = Some(Progress { turns: 1, tool_calls: 0, cost_usd: None, elapsed_secs: 1 });
+            t.progress =
+                Some(Progress { turns: 1, tool_calls: 0, cost_usd: None, elapsed_secs: 1, ..Progress::default() });
         }
         JobState::Succeeded => {
             t.pull_request = Some(Link { text: "#99".into(), url: "http://example.invalid/pull/99".into() });
@@ -187,7 +188,8 @@ async fn one_tracking_comment_across_updates_and_a_restart() {
         let first = r.update(w.inst, &tracking(n, JobState::Queued)).await.unwrap();
         let mut running = tracking(n, JobState::Running);
         r.update(w.inst, &running).await.unwrap();
-        running.progress = Some(Progress { turns: 5, tool_calls: 9, cost_usd: Some(0.12), elapsed_secs: 40 });
+        running.progress =
+            Some(Progress { turns: 5, tool_calls: 9, cost_usd: Some(0.12), elapsed_secs: 40, ..Progress::default() });
         let third = r.update(w.inst, &running).await.unwrap();
         assert_eq!(first, third, "the same comment");
         assert_eq!(w.tracking_comments(n).len(), 1);
@@ -236,7 +238,13 @@ async fn progress_edits_are_throttled_and_touch_only_the_comment() {
         let r = w.reporter(ReportConfig { min_edit_interval_secs: 1, ..ReportConfig::default() });
         let mut t = tracking(n, JobState::Running);
         let step = |t: &mut Tracking, turns: u32| {
-            t.progress = Some(Progress { turns, tool_calls: turns * 2, cost_usd: None, elapsed_secs: turns.into() })
+            t.progress = Some(Progress {
+                turns,
+                tool_calls: turns * 2,
+                cost_usd: None,
+                elapsed_secs: turns.into(),
+                ..Progress::default()
+            })
         };
         let before = w.requests().len();
         let first_edit = Instant::now();
@@ -582,7 +590,8 @@ async fn racing_writes_of_one_job_make_one_comment() {
         for i in 0..6u32 {
             let (r, inst) = (r.clone(), w.inst);
             let mut t = tracking(n, JobState::Running);
-            t.progress = Some(Progress { turns: i, tool_calls: i, cost_usd: None, elapsed_secs: 1 });
+            t.progress =
+                Some(Progress { turns: i, tool_calls: i, cost_usd: None, elapsed_secs: 1, ..Progress::default() });
             tasks.push(tokio::spawn(async move {
                 if i % 2 == 0 { r.update(inst, &t).await.map(drop) } else { r.progress(inst, &t).await.map(drop) }
             }));

@@ -3,7 +3,8 @@
 
 use foreman::ids::{IssueNumber, RepoName};
 use foreman::report::render::{
-    Failure, Figures, JobState, Link, Progress, PullRequestBody, Tracking, pull_request_body, tracking_comment,
+    Failure, Figures, JobState, Link, Progress, PullRequestBody, Resolution, Tracking, pull_request_body,
+    tracking_comment,
 };
 
 const TOKEN: &str = "ghs_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
@@ -21,7 +22,7 @@ fn base(state: JobState) -> Tracking {
 }
 
 fn progress() -> Progress {
-    Progress { turns: 12, tool_calls: 34, cost_usd: Some(0.4271), elapsed_secs: 192 }
+    Progress { turns: 12, tool_calls: 34, cost_usd: Some(0.4271), elapsed_secs: 192, ..Progress::default() }
 }
 
 fn log_link() -> Link {
@@ -30,13 +31,9 @@ fn log_link() -> Link {
 
 fn failure() -> Failure {
     Failure {
-        class: "agent_error".into(),
-        reason: format!("The agent exited with status 1 after pushing with {TOKEN}."),
+        class: "agent".into(),
+        reason: format!("the agent exited with status 1 after pushing with {TOKEN}"),
         retry_at: Some("2026-11-21T01:45:00Z".into()),
-        log_tail: format!(
-            "{}\n$ git push https://x-access-token:{TOKEN}@github.com/acme/widgets.git\nfatal: ```weird``` output\nerror: tests failed\n",
-            (1..=50).map(|n| format!("line {n}")).collect::<Vec<_>>().join("\n")
-        ),
     }
 }
 
@@ -93,8 +90,12 @@ fn tracking_failed_will_retry() {
         ..base(JobState::Failed)
     });
     check(&body);
-    assert!(body.contains("\n````text\n"), "the fence outgrows the log's backticks: {body}");
-    assert!(!body.contains("line 10\n"), "only the tail is shown");
+    // For people: the class, the reason as a sentence, what to do, the log behind a link, never the log.
+    assert!(body.contains("#### Failure: `agent`"), "{body}");
+    assert!(body.contains("The agent exited with status 1 after pushing with [redacted]."), "{body}");
+    assert!(body.contains("`/foreman stop`"), "{body}");
+    assert!(body.contains("The [session 01JD…](https://foreman.example/sessions/01JD) has the details."), "{body}");
+    assert!(!body.contains("```"), "no log pasted: {body}");
     insta::assert_snapshot!(body);
 }
 
@@ -102,12 +103,59 @@ fn tracking_failed_will_retry() {
 fn tracking_stuck() {
     let body = tracking_comment(&Tracking {
         attempt: Some((3, 3)),
-        failure: Some(Failure { class: "timeout".into(), retry_at: None, ..failure() }),
+        failure: Some(Failure { class: "validation".into(), retry_at: None, ..failure() }),
         ..base(JobState::Stuck)
     });
     check(&body);
     assert!(body.contains("/foreman retry"));
+    assert!(body.contains("`.github/foreman.toml`"), "{body}");
     insta::assert_snapshot!(body);
+}
+
+#[test]
+fn tracking_answered() {
+    let body = tracking_comment(&Tracking {
+        attempt: Some((1, 3)),
+        progress: Some(Progress { cost_usd: None, ..progress() }),
+        resolution: Some(Resolution::Answer),
+        answer: Some(Link {
+            text: "the answer".into(),
+            url: "https://github.com/acme/widgets/issues/7#issuecomment-9".into(),
+        }),
+        session_log: Some(log_link()),
+        ..base(JobState::Succeeded)
+    });
+    check(&body);
+    assert!(body.contains("### 💬 Foreman: answered") && !body.contains("pull request ready"), "{body}");
+    insta::assert_snapshot!(body);
+}
+
+#[test]
+fn tracking_plan_ready() {
+    let body = tracking_comment(&Tracking {
+        resolution: Some(Resolution::Plan),
+        answer: Some(Link {
+            text: "the plan".into(),
+            url: "https://github.com/acme/widgets/issues/7#issuecomment-9".into(),
+        }),
+        ..base(JobState::Succeeded)
+    });
+    check(&body);
+    assert!(body.contains("### 📝 Foreman: plan ready") && !body.contains("pull request ready"), "{body}");
+    assert!(body.contains("- Plan: [the plan]("), "{body}");
+    assert!(body.contains("`/foreman run`"), "{body}");
+    insta::assert_snapshot!(body);
+}
+
+#[test]
+fn answer_and_plan_comments() {
+    let plan = foreman::report::render::answer_body(IssueNumber(7), &format!("1. Do it with {TOKEN}.\n"), true);
+    assert!(plan.starts_with("### 📝 Foreman's plan for #7\n") && !plan.contains("ghs_"), "{plan}");
+    assert!(plan.trim_end().ends_with(foreman::report::render::PLAN_NEXT_STEP), "{plan}");
+    insta::assert_snapshot!("plan_comment", plan);
+    let answer = foreman::report::render::answer_body(IssueNumber(7), "Yes: `export --json`.", false);
+    assert!(answer.starts_with("Yes: `export --json`.\n") && answer.contains("/foreman run"), "{answer}");
+    insta::assert_snapshot!("answer_comment", answer);
 }
 
 #[test]

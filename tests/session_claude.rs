@@ -123,7 +123,7 @@ async fn a_refused_credential_rotates_to_the_next_and_all_refused_is_an_infrastr
     let s = setup(creds, |_| {}).await;
     s.stub.reject_credential("sk-ant-oat01-first");
     s.stub.push(Reply::text("The README already greets; nothing to change."));
-    let spec = SessionSpec { answer_expected: true, ..s.spec.clone() };
+    let spec = s.spec.clone();
     let (outcome, progress) = run(&s, spec.clone()).await;
     assert_eq!(outcome.verdict, Verdict::Answered, "log: {}", std::fs::read_to_string(&outcome.log_path).unwrap());
     assert!(progress.contains(&Progress::CredentialRotated { next: "CLAUDE_CODE_OAUTH_TOKEN_2".into() }));
@@ -209,7 +209,7 @@ async fn the_cost_limit_ends_an_expensive_agent() {
 async fn a_follow_up_resumes_the_claude_session() {
     let s = setup(credentials(&[("ANTHROPIC_API_KEY", "sk-ant-api03-stub")]), |_| {}).await;
     s.stub.push(Reply::text("First answer: the plan is to greet."));
-    let spec = SessionSpec { answer_expected: true, ..s.spec.clone() };
+    let spec = s.spec.clone();
     let (first, _) = run(&s, spec.clone()).await;
     assert_eq!(first.verdict, Verdict::Answered);
     let id = first.agent_session_id.clone().expect("a Claude session id");

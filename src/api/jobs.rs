@@ -1,7 +1,7 @@
 //! The job endpoints: `GET /api/status` and `GET /api/jobs/{owner}/{repo}/{issue}`.
 //!
 //! Mounted by the server behind the admin-token check. Both answer JSON; errors are
-//! `{"error": "..."}` with 400 (a malformed path or query), 404 (no such job) or 503 (the store failed;
+//! `{"message": "..."}` (GitHub's shape, as every other endpoint of Foreman's) with 400 (a malformed path or query), 404 (no such job) or 503 (the store failed;
 //! the cause is logged, not returned).
 
 use axum::Json;
@@ -41,7 +41,7 @@ pub struct StatusQuery {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+    (status, Json(serde_json::json!({ "message": message.into() }))).into_response()
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {

@@ -89,6 +89,7 @@ const CONSTITUTION_DOCS: &str = include_str!("../../docs/constitution.md");
 pub fn admin_routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/deliveries/{id}", get(delivery))
+        .route("/api/deliveries/{id}/payload", get(delivery_payload))
         .route("/api/sessions/{id}/log", get(session_log))
         .merge(jobs::routes())
 }
@@ -141,7 +142,44 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("foreman_inbox_depth").set(state.store.inbox_depth() as f64);
+    // Counting reads every job record (about 1 µs each): off the async workers.
+    let store = state.store.clone();
+    let counted = tokio::task::spawn_blocking(move || store.jobs_status(time::OffsetDateTime::now_utc(), 0)).await;
+    if let Ok(Ok(status)) = counted {
+        for (job_state, n) in status.counts {
+            metrics::gauge!("foreman_jobs", "state" => job_state).set(n as f64);
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// `GET /api/deliveries/{id}/payload`: the stored delivery's body exactly as GitHub sent it
+/// (`application/json`), its event name in `X-GitHub-Event`; what `foreman replay <delivery id>` decides
+/// again. 404 for an unknown id or a delivery pruned after `inbox.retention_days`.
+async fn delivery_payload(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    let not_found =
+        || (StatusCode::NOT_FOUND, Json(serde_json::json!({"message": "no delivery with that id"}))).into_response();
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "reading a delivery failed");
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"message": "store unavailable"}))).into_response()
+    };
+    let seq = match store.delivery(&DeliveryId(id)) {
+        Ok(Some(record)) => record.seq,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(&e),
+    };
+    match store.delivery_body(seq) {
+        Ok(Some((meta, body))) => {
+            let Ok(event) = axum::http::HeaderValue::from_str(&meta.event) else { return not_found() };
+            let headers = [
+                (axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json")),
+                (axum::http::HeaderName::from_static("x-github-event"), event),
+            ];
+            (headers, body).into_response()
+        }
+        Ok(None) => not_found(),
+        Err(e) => unavailable(&e),
+    }
 }
 
 async fn delivery(State(store): State<Store>, Path(id): Path<String>) -> Response {

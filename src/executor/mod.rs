@@ -140,6 +140,10 @@ pub trait Executor: fmt::Debug + Send + Sync {
     /// The path of a file of [`Mounts::files`] as the session's processes see it.
     fn file_path(&self, host: &Path, name: &str) -> PathBuf;
 
+    /// The agent's home ([`Mounts::home`], on this machine at `host`) as the session's processes see it: a
+    /// directory they may write, e.g. for a file they hand back to Foreman.
+    fn home_dir(&self, host: &Path) -> PathBuf;
+
     /// The agent's home on this machine as the agent sees it, for an agent that keeps state there (the
     /// Claude CLI's transcripts): the mounted home when the processes see it, else the `HOME` of `env`.
     fn agent_home<'a>(&self, mounts: &'a Mounts, env: &'a BTreeMap<String, String>) -> Option<&'a Path>;

@@ -26,6 +26,7 @@
 
 pub mod budget;
 pub mod connections;
+pub mod refusals;
 pub mod signature;
 
 use std::sync::Arc;
@@ -76,6 +77,7 @@ pub struct Ingress {
     verifier: Arc<Verifier>,
     shutting_down: Arc<AtomicBool>,
     budget: BodyBudget,
+    refusals: Arc<refusals::RefusalLog>,
 }
 
 impl Ingress {
@@ -87,6 +89,7 @@ impl Ingress {
             verifier: Arc::new(verifier),
             shutting_down: Arc::new(AtomicBool::new(false)),
             budget: BodyBudget::new(DEFAULT_MAX_UNVERIFIED_BODY_BYTES),
+            refusals: Arc::default(),
         }
     }
 
@@ -271,7 +274,14 @@ async fn receive_inner(ingress: &Ingress, headers: &HeaderMap, body: Body) -> (&
     // Checked: the body is no longer unverified, whatever the answer.
     drop(held);
     if let Err(e) = verified {
-        tracing::debug!(delivery, event, reason = %e, "delivery refused");
+        if let Some(refused) = ingress.refusals.record(std::time::Instant::now()) {
+            tracing::warn!(
+                refused,
+                reason = %e,
+                "webhook deliveries refused for their signature (this one and any since the last such line): \
+                 the webhook secret must be the App's (GITHUB_WEBHOOK_SECRET, github.webhook_secret)"
+            );
+        }
         return refused("bad_signature", StatusCode::UNAUTHORIZED, "signature missing or wrong");
     }
     let json = match kind {

@@ -33,7 +33,7 @@ pub use self::order::{OrderKey, PhaseKey, priority_rank};
 pub use self::placement::Placement;
 pub use self::push::{PullRequestDraft, PushIntent, PushRecord};
 pub use self::sessions::{SessionId, SessionRecord, SessionState};
-pub use self::state::JobState;
+pub use self::state::{JobState, Resolution};
 pub use self::trigger::Trigger;
 pub use self::view::{JobDetail, JobsStatus, QueuedJob, RunningJob, StuckJob};
 pub use self::wait::{Wait, WaitKind, attempt_counter};

@@ -71,6 +71,20 @@ impl JobState {
     }
 }
 
+/// What a succeeded job came to, for its report: the tracking comment's headline and links say which.
+///
+/// Serialised as its kebab-case name (`pull-request`, `answer`, `plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolution {
+    /// Changes pushed and a pull request opened or updated.
+    PullRequest,
+    /// No changes: the agent answered (a question, or why it cannot be done), posted as a comment.
+    Answer,
+    /// A plan (`/foreman plan`), posted as a comment.
+    Plan,
+}
+
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -5,14 +5,17 @@
 //! The templates are the inline constants [`TRACKING_TEMPLATE`] and [`PULL_REQUEST_TEMPLATE`] (minijinja,
 //! compiled once). They are part of Foreman, not per-deployment configuration like the agent prompts under
 //! `prompts/`: the tracking marker and `Closes #N` must be there for Foreman to work, so they are not
-//! editable. Numbers, durations, money, fences and redaction are prepared in Rust; the templates only lay
+//! editable. Numbers, durations, money and redaction are prepared in Rust; the templates only lay
 //! them out.
 //!
-//! Everything that came from outside Foreman (the agent's summary, failure reasons, log tails) is passed
-//! through [`redact_tokens`] and cut to a bound, so the comment stays under GitHub's 65,536-character body
-//! limit (<https://docs.github.com/en/rest/issues/comments#create-an-issue-comment>, "body" maximum).
+//! Everything that came from outside Foreman (the agent's summary, failure reasons) is passed through
+//! [`redact_tokens`] and cut to a bound, so the comment stays under GitHub's 65,536-character body limit
+//! (<https://docs.github.com/en/rest/issues/comments#create-an-issue-comment>, "body" maximum).
+//!
+//! A failure is shown for people: its class, one sentence on what happened, what the reader can do, and a
+//! link to the session log. The log itself (the prompt, paths on Foreman's host, the agent's raw output) is
+//! never pasted into a comment: it is served to Foreman's admins behind that link.
 
-use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use minijinja::value::Serde;
@@ -40,13 +43,18 @@ pub const TRACKING_TEMPLATE: &str = r#"{{ marker }}
 {% endif %}
 {% if progress %}
 
+{% if progress.step %}Now: {{ progress.step }}
+
+{% endif %}
 | turns | tool calls | cost so far | elapsed |
 |---:|---:|---:|---:|
 | {{ progress.turns }} | {{ progress.tool_calls }} | {{ progress.cost }} | {{ progress.elapsed }} |
 {% endif %}
-{% if pull_request or session_log %}
+{% if pull_request or answer or session_log %}
 
 {% if pull_request %}- Pull request: {{ pull_request }}
+{% endif %}
+{% if answer %}- {{ answer_label }}: {{ answer }}
 {% endif %}
 {% if session_log %}- Session log: {{ session_log }}
 {% endif %}
@@ -57,6 +65,10 @@ pub const TRACKING_TEMPLATE: &str = r#"{{ marker }}
 
 {{ summary }}
 {% endif %}
+{% if next_step %}
+
+{{ next_step }}
+{% endif %}
 {% if failure %}
 
 #### Failure: `{{ failure.class }}`
@@ -66,15 +78,13 @@ pub const TRACKING_TEMPLATE: &str = r#"{{ marker }}
 
 {{ failure.next }}
 {% endif %}
-{% if failure.log_tail %}
+{% if failure.advice %}
 
-<details><summary>Last lines of the session log</summary>
+{{ failure.advice }}
+{% endif %}
+{% if session_log %}
 
-{{ failure.fence }}text
-{{ failure.log_tail }}
-{{ failure.fence }}
-
-</details>
+The {{ session_log }} has the details.
 {% endif %}
 {% endif %}
 {% if updated_at %}
@@ -107,14 +117,12 @@ Closes #{{ issue }}
 
 /// Bound on the summary's length in characters (the agent writes it; a comment body holds 65,536).
 pub const SUMMARY_LIMIT: usize = 20_000;
+/// Bound on the shown step's length in characters.
+pub const STEP_LIMIT: usize = 200;
 /// Bound on the failure reason's length in characters.
 pub const REASON_LIMIT: usize = 2_000;
 /// Bound on the details under a wait in characters (a constitution's error list, at most 30 lines).
 pub const WAIT_DETAILS_LIMIT: usize = 8_000;
-/// How many trailing lines of a log tail are shown.
-pub const LOG_TAIL_LINES: usize = 40;
-/// Bound on the shown log tail's length in characters (its end is kept).
-pub const LOG_TAIL_LIMIT: usize = 8_000;
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -134,6 +142,8 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 /// Where a job stands: the job vocabulary's state, which the tracking comment shows by [`headline`].
 pub use crate::job::JobState;
+/// What a succeeded job came to: a pull request, an answer or a plan ([`resolved_headline`]).
+pub use crate::job::Resolution;
 
 /// The tracking comment's headline for a job in `state`.
 pub fn headline(state: JobState) -> &'static str {
@@ -147,6 +157,20 @@ pub fn headline(state: JobState) -> &'static str {
     }
 }
 
+/// The headline of a job in `state` that came to `resolution`: a succeeded job that answered or planned
+/// says so instead of "pull request ready"; every other case is [`headline`].
+pub fn resolved_headline(state: JobState, resolution: Option<Resolution>) -> &'static str {
+    match (state, resolution) {
+        (JobState::Succeeded, Some(Resolution::Answer)) => "💬 Foreman: answered",
+        (JobState::Succeeded, Some(Resolution::Plan)) => "📝 Foreman: plan ready",
+        _ => headline(state),
+    }
+}
+
+/// How a reader acts on a plan: the last line of the plan comment and of its tracking comment.
+pub const PLAN_NEXT_STEP: &str = "To implement it, comment `/foreman run`; add after the command what the agent should \
+follow (`/foreman run <instructions>`): the agent reads the issue and people's comments, not Foreman's.";
+
 /// Live figures of a running (or finished) session.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Progress {
@@ -158,6 +182,8 @@ pub struct Progress {
     pub cost_usd: Option<f64>,
     /// Wall-clock seconds since the session started.
     pub elapsed_secs: u64,
+    /// What the agent says it is doing now (a command agent's `::foreman progress <text>`), while it runs.
+    pub step: Option<String>,
 }
 
 /// A link with its text.
@@ -169,17 +195,17 @@ pub struct Link {
     pub url: String,
 }
 
-/// Why the last attempt failed.
+/// Why the last attempt failed. Shown as the class, the reason as a sentence, what the reader can do
+/// ([`advice`]) and a link to the session log ([`Tracking::session_log`]) for the details; never the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Failure {
-    /// The failure class, e.g. `agent_error`, `timeout`, `no_changes`, `push_rejected`.
+    /// The failure class, as the failure ledger names it: `agent`, `validation`, `infrastructure`, `rate-limit`.
     pub class: String,
-    /// One or a few sentences; redacted and cut to [`REASON_LIMIT`].
+    /// What happened, for people: one sentence (no prompt, host paths or debug text; the sources write it
+    /// so); redacted and cut to [`REASON_LIMIT`].
     pub reason: String,
     /// When the next attempt is due (already formatted, e.g. an RFC 3339 time), if one is.
     pub retry_at: Option<String>,
-    /// The end of the session log; the last [`LOG_TAIL_LINES`] lines are shown fenced, redacted.
-    pub log_tail: String,
 }
 
 /// Everything the tracking comment shows.
@@ -211,6 +237,10 @@ pub struct Tracking {
     pub pull_request: Option<Link>,
     /// The session log.
     pub session_log: Option<Link>,
+    /// What a succeeded job came to (`None`: not known, shown as a pull request).
+    pub resolution: Option<Resolution>,
+    /// The comment holding the answer or the plan, when the job came to one.
+    pub answer: Option<Link>,
     /// The final summary (Markdown, from the agent); redacted and cut to [`SUMMARY_LIMIT`].
     pub summary: Option<String>,
     /// The failure, for `Failed` and `Stuck`.
@@ -235,6 +265,8 @@ impl Tracking {
             progress: None,
             pull_request: None,
             session_log: None,
+            resolution: None,
+            answer: None,
             summary: None,
             failure: None,
             updated_at: None,
@@ -286,6 +318,7 @@ pub struct PullRequestBody {
 
 #[derive(Serialize)]
 struct ProgressView {
+    step: Option<String>,
     turns: u32,
     tool_calls: u32,
     cost: String,
@@ -297,20 +330,58 @@ struct FailureView {
     class: String,
     reason: String,
     next: Option<String>,
-    log_tail: String,
-    fence: String,
+    advice: Option<&'static str>,
+}
+
+/// What a reader can do about a failure of `class` (the ledger's name) that left the job in `state`; `None`
+/// for a class this does not know.
+pub fn advice(class: &str, state: JobState) -> Option<&'static str> {
+    let stuck = state == JobState::Stuck;
+    Some(match class {
+        "agent" if stuck => "If the issue needs more detail or a narrower scope, add it to the issue before retrying.",
+        "agent" => {
+            "Foreman tries again on its own. If the issue needs more detail, add it to the issue; \
+             `/foreman stop` stops the retries."
+        }
+        "validation" => {
+            "The repository's constitution (`.github/foreman.toml`) decided this: fix the file if it is wrong, \
+             or narrow the issue so the change fits it."
+        }
+        "infrastructure" => {
+            "This went wrong on Foreman's side, not in the issue, and Foreman tries again on its own. If it \
+             keeps failing, tell Foreman's operator."
+        }
+        "rate-limit" => "The agent's API asked Foreman to slow down; Foreman waits and tries again on its own.",
+        _ => return None,
+    })
+}
+
+/// `reason` as a sentence: its first letter upper-case and a full stop at the end when it has none.
+fn sentence(reason: &str) -> String {
+    let mut chars = reason.chars();
+    let Some(first) = chars.next() else { return String::new() };
+    let mut out: String = first.to_uppercase().chain(chars).collect();
+    if !out.ends_with(['.', '!', '?', ')', '`']) {
+        out.push('.');
+    }
+    out
 }
 
 /// Renders the tracking comment (Markdown, starting with [`crate::markers::tracking`]).
 pub fn tracking_comment(t: &Tracking) -> String {
     let progress = t.progress.as_ref().map(|p| ProgressView {
+        step: p
+            .step
+            .as_deref()
+            .filter(|_| t.state == JobState::Running)
+            .map(|s| cut(&redact_tokens(s.trim()), STEP_LIMIT))
+            .filter(|s| !s.is_empty()),
         turns: p.turns,
         tool_calls: p.tool_calls,
         cost: cost(p.cost_usd),
         elapsed: duration(p.elapsed_secs),
     });
     let failure = t.failure.as_ref().map(|f| {
-        let log_tail = tail(&redact_tokens(&f.log_tail));
         let next = match (t.state, &f.retry_at) {
             (JobState::Stuck, _) => {
                 Some("Foreman has stopped retrying. Comment `/foreman retry` to queue it again.".to_owned())
@@ -320,16 +391,15 @@ pub fn tracking_comment(t: &Tracking) -> String {
         };
         FailureView {
             class: f.class.clone(),
-            reason: cut(&redact_tokens(f.reason.trim()), REASON_LIMIT),
+            reason: cut(&sentence(&redact_tokens(f.reason.trim())), REASON_LIMIT),
             next,
-            fence: fence_for(&log_tail),
-            log_tail,
+            advice: advice(&f.class, t.state),
         }
     });
     let link = |l: &Option<Link>| l.as_ref().map(|l| format!("[{}]({})", l.text, l.url));
     let ctx = context! {
         marker => crate::markers::tracking(&t.repo, t.issue),
-        headline => headline(t.state),
+        headline => resolved_headline(t.state, t.resolution),
         trigger => t.trigger.clone(),
         queue_position => t.queue_position.filter(|_| t.state == JobState::Queued),
         waiting => t.waiting.clone().filter(|_| t.state == JobState::Queued),
@@ -344,6 +414,9 @@ pub fn tracking_comment(t: &Tracking) -> String {
         progress => progress.map(Serde),
         pull_request => link(&t.pull_request),
         session_log => link(&t.session_log),
+        answer => link(&t.answer),
+        answer_label => if t.resolution == Some(Resolution::Plan) { "Plan" } else { "Answer" },
+        next_step => (t.state == JobState::Succeeded && t.resolution == Some(Resolution::Plan)).then_some(PLAN_NEXT_STEP),
         summary => t.summary.as_deref().map(|s| cut(&redact_tokens(s.trim()), SUMMARY_LIMIT)).filter(|s| !s.is_empty()),
         failure => failure.map(Serde),
         updated_at => t.updated_at.clone(),
@@ -387,6 +460,21 @@ pub fn pull_request_body(b: &PullRequestBody) -> String {
     render("pull_request", ctx)
 }
 
+/// The comment holding an agent's answer (`plan`: false) or plan (`plan`: true) on `issue`, without its
+/// marker: the text redacted and cut to [`SUMMARY_LIMIT`]; a plan headed as one and ending with
+/// [`PLAN_NEXT_STEP`], an answer ending with how to ask for changes instead.
+pub fn answer_body(issue: IssueNumber, text: &str, plan: bool) -> String {
+    let text = cut(&redact_tokens(text.trim()), SUMMARY_LIMIT);
+    if plan {
+        format!("### 📝 Foreman's plan for #{issue}\n\n{text}\n\n---\n\n{PLAN_NEXT_STEP}")
+    } else {
+        format!(
+            "{text}\n\n<sub>Foreman's agent answered without changing any code. To ask for changes, comment \
+             `/foreman run <instructions>`.</sub>"
+        )
+    }
+}
+
 fn render(name: &str, ctx: minijinja::Value) -> String {
     // The templates are constants checked by the tests, and every value is prepared above: a failure here is
     // a bug in this file, not bad input. Runs of blank lines left by empty sections collapse to one blank
@@ -426,39 +514,15 @@ fn cut(s: &str, limit: usize) -> String {
     out
 }
 
-/// The last [`LOG_TAIL_LINES`] lines of `log`, at most [`LOG_TAIL_LIMIT`] characters (the end is kept).
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.trim_end().lines().collect();
-    let mut out = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
-    let n = out.chars().count();
-    if n > LOG_TAIL_LIMIT {
-        out = out.chars().skip(n - LOG_TAIL_LIMIT).collect();
-    }
-    out
-}
-
-/// A backtick fence longer than any run of backticks in `text` (at least three), so the text cannot close it.
-fn fence_for(text: &str) -> String {
-    let (mut longest, mut run) = (0, 0);
-    for c in text.chars() {
-        run = if c == '`' { run + 1 } else { 0 };
-        longest = longest.max(run);
-    }
-    let mut fence = String::new();
-    for _ in 0..(longest + 1).max(3) {
-        let _ = fence.write_char('`');
-    }
-    fence
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn fences_outgrow_the_text() {
-        assert_eq!(fence_for("plain"), "```");
-        assert_eq!(fence_for("a ```` b"), "`````");
+    fn reasons_read_as_sentences() {
+        assert_eq!(sentence("the agent exited with status 1"), "The agent exited with status 1.");
+        assert_eq!(sentence("Done."), "Done.");
+        assert_eq!(sentence(""), "");
     }
 
     #[test]
@@ -469,6 +533,5 @@ mod tests {
         assert_eq!(duration(45), "45s");
         assert_eq!(duration(192), "3m 12s");
         assert_eq!(duration(3840), "1h 04m");
-        assert_eq!(tail(&(1..=100).map(|n| n.to_string()).collect::<Vec<_>>().join("\n")).lines().count(), 40);
     }
 }

@@ -9,10 +9,10 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::Parts;
-use super::conclude::{conclude, log_tail, session_log_link};
+use super::conclude::{conclude, session_log_link};
 use super::job::{Attempt, github_failed, tracking};
 use crate::ids::InstallationId;
-use crate::job::{FailureClass, Job, JobKind, JobState, Outcome, WaitKind, nanos};
+use crate::job::{FailureClass, Job, JobKind, JobState, WaitKind, nanos};
 use crate::markers;
 use crate::report::render::{self};
 use crate::session::{self, GitAuth, PromptKind, SessionSpec};
@@ -123,6 +123,24 @@ async fn trusted_authors<'a>(
     trust
 }
 
+/// Which of `comments` (one thread's, oldest first) are Foreman's own: written through the app `app_id`
+/// (`performed_via_github_app`), or, where GitHub leaves that out, by a bot that signs a comment of the
+/// thread with one of Foreman's markers (the bot's other comments, marked or not, are Foreman's too).
+/// Another bot's unmarked comment is not Foreman's.
+fn foremans_comments(comments: &[crate::github::Comment], app_id: u64) -> Vec<bool> {
+    let bot = |c: &crate::github::Comment| c.user.kind == "Bot" || c.user.login.ends_with("[bot]");
+    let marked_by =
+        |c: &crate::github::Comment| c.performed_via_github_app.is_none() && bot(c) && markers::is_marked(&c.body);
+    let our_bots: Vec<&str> = comments.iter().filter(|c| marked_by(c)).map(|c| c.user.login.as_str()).collect();
+    comments
+        .iter()
+        .map(|c| match &c.performed_via_github_app {
+            Some(app) => app.id == app_id,
+            None => bot(c) && our_bots.contains(&c.user.login.as_str()),
+        })
+        .collect()
+}
+
 pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &CancellationToken) -> Attempt {
     let client = &parts.client;
     parts.outbox.update(inst, tracking(parts, job, JobState::Running), nanos(job.updated_at));
@@ -130,7 +148,8 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         // Nothing changes until the operator fixes the host and restarts Foreman: wait, without counting
         // an attempt against the issue, and say why on it.
         let retry_at = OffsetDateTime::now_utc() + SANDBOX_RECHECK;
-        return Attempt::waiting(WaitKind::Sandbox, format!("the agent sandbox is unavailable: {why}"), Some(retry_at));
+        tracing::error!(why, "the agent sandbox is unavailable");
+        return Attempt::waiting(WaitKind::Sandbox, session::SANDBOX_UNAVAILABLE, Some(retry_at));
     }
 
     let repo_info = match client.repository(inst, &job.repo).await {
@@ -154,6 +173,7 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
     let mut review_comments = Vec::new();
     let mut resume = None;
     let mut follow_up = None;
+    let mut resolves: Option<crate::github::IssueThread> = None;
     let (kind, branch) = match job.kind {
         // A re-run while Foreman's pull request is open builds on it: the session starts from its head.
         JobKind::Code => match super::publish::open_pull_for_issue(parts, job, inst, &default_branch).await {
@@ -185,6 +205,14 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
             };
             resume = pr.body.as_deref().and_then(markers::parse_agent_session);
             let branch = pr.head.branch.clone();
+            // The issue the pull request resolves (its branch is `foreman/<issue>-…`): its title, body and
+            // comments are the prompt's issue; the pull request's own body is Foreman's, never shown.
+            if let Some(number) = session::workspace::issue_of_branch(&branch).filter(|n| *n != job.issue) {
+                resolves = match client.issue_thread(inst, &job.repo, number).await {
+                    Ok(t) => Some(t),
+                    Err(e) => return github_failed("reading the issue the pull request resolves", &e),
+                };
+            }
             follow_up = Some(pr);
             (PromptKind::FollowUp, Some(branch))
         }
@@ -250,15 +278,17 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
             return refused;
         }
     }
-    let ours = client.app_id();
-    let comments: Vec<&crate::github::Comment> = thread
-        .comments
-        .iter()
-        .filter(|c| !markers::is_tracking_comment(&c.body, &job.repo, job.issue))
-        // Foreman's own comments are left out: a bot's text, and often an echo of someone else's.
-        .filter(|c| c.performed_via_github_app.as_ref().is_none_or(|app| app.id != ours))
-        .collect();
-    let authors = std::iter::once((&thread.issue.user, thread.issue.author_association.as_str()))
+    // Foreman's own comments (tracking, answers, plans, replies, budget and constitution notes) are left
+    // out: Foreman's text, often an echo of someone else's, never the agent's instructions.
+    let people = |t: &'_ crate::github::IssueThread| -> Vec<crate::github::Comment> {
+        let ours = foremans_comments(&t.comments, client.app_id());
+        t.comments.iter().zip(ours).filter(|(_, ours)| !ours).map(|(c, _)| c.clone()).collect()
+    };
+    let comments: Vec<crate::github::Comment> =
+        resolves.as_ref().map(&people).unwrap_or_default().into_iter().chain(people(&thread)).collect();
+    // For a follow-up, the issue the pull request resolves; otherwise the issue itself.
+    let issue = resolves.as_ref().map_or(&thread.issue, |t| &t.issue);
+    let authors = std::iter::once((&issue.user, issue.author_association.as_str()))
         .chain(comments.iter().map(|c| (&c.user, c.author_association.as_str())))
         .chain(reviews.iter().map(|r| (&r.user, r.author_association.as_str())))
         .chain(review_comments.iter().map(|c| (&c.user, c.author_association.as_str())));
@@ -270,13 +300,13 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
     let requester = job.requester.as_ref().map(|r| r.0.clone()).unwrap_or_default();
     // The requester's instructions are trusted as their other text here is; someone who wrote nothing the
     // thread shows (a label or a board move) gives no instructions.
-    let requester_trusted = std::iter::once(&thread.issue.user)
+    let requester_trusted = std::iter::once(&issue.user)
         .chain(comments.iter().map(|c| &c.user))
         .chain(reviews.iter().map(|r| &r.user))
         .chain(review_comments.iter().map(|c| &c.user))
         .find(|u| u.login.eq_ignore_ascii_case(&requester))
         .is_some_and(|u| person(u).trusted);
-    let issue_author = person(&thread.issue.user);
+    let issue_author = person(&issue.user);
     let spec = SessionSpec {
         repo: job.repo.clone(),
         kind,
@@ -288,8 +318,14 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
             number: job.issue.0,
             title: thread.issue.title.clone(),
             body: thread.issue.body.clone().unwrap_or_default(),
-            author: issue_author,
+            author: issue_author.clone(),
         },
+        resolves: resolves.as_ref().map(|t| session::IssueText {
+            number: t.issue.number.0,
+            title: t.issue.title.clone(),
+            body: t.issue.body.clone().unwrap_or_default(),
+            author: issue_author.clone(),
+        }),
         comments: comments
             .iter()
             .map(|c| session::Comment { author: person(&c.user), body: c.body.clone() })
@@ -312,7 +348,6 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         attempt: job.attempts.max(1),
         previous_failure: job.last_failure.as_ref().map(|f| f.reason.clone()),
         resume,
-        answer_expected: false,
         rules: Some(effective.constitution.rules.clone()),
         session_id: job.session.as_ref().map(|s| s.to_string()),
         overrides: Some(effective.constitution.agent.clone()),
@@ -329,6 +364,7 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
             match p {
                 session::Progress::Turn(n) => shown.turns = n,
                 session::Progress::ToolUse(_) => shown.tool_calls += 1,
+                session::Progress::Step(text) => shown.step = Some(text),
                 session::Progress::AgentStarted { attempt } => {
                     tracing::info!(attempt, "agent started");
                     metrics::counter!("foreman_sessions_started_total").increment(1);
@@ -341,6 +377,9 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
             parts.outbox.progress(inst, t, nanos(job.updated_at));
         })
         .await;
+    if let Some(cost) = outcome.summary.cost_usd {
+        metrics::gauge!("foreman_agent_cost_usd", "repository" => job.repo.to_string()).increment(cost);
+    }
     if let (Some(cost), Some(session)) = (outcome.summary.cost_usd, &job.session)
         && let Err(e) = parts.scheduler.store().record_session_cost(session, cost)
     {
@@ -351,6 +390,7 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         tool_calls: outcome.summary.tool_count,
         cost_usd: outcome.summary.cost_usd,
         elapsed_secs: outcome.summary.duration_ms / 1000,
+        step: None,
     });
     let mut result = conclude(
         parts,
@@ -366,9 +406,6 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
     .await;
     result.progress = progress;
     result.session_log = session_log_link(parts, &outcome.session_id);
-    if !matches!(result.outcome, Outcome::Succeeded { .. }) {
-        result.log_tail = log_tail(&outcome.log_path);
-    }
     result
 }
 

@@ -6,9 +6,9 @@ use time::OffsetDateTime;
 use super::Parts;
 use super::job::{Attempt, github_failed};
 use crate::ids::InstallationId;
-use crate::job::{FailureClass, Job};
+use crate::job::{FailureClass, Job, JobKind, Resolution};
 use crate::markers;
-use crate::report::render::Link;
+use crate::report::render::{self, Link};
 use crate::session::{self, GitAuth, SessionOutcome, Verdict};
 
 /// The link to a session's log through Foreman's admin API, when Foreman knows its public address.
@@ -33,21 +33,34 @@ pub(super) async fn conclude(
 ) -> Attempt {
     match &outcome.verdict {
         Verdict::ChangesReady => {}
-        Verdict::Answered => {
-            let answer = outcome.answer.clone().unwrap_or_default();
-            let marker = markers::answer(&outcome.session_id);
-            let body = format!("{}\n\n{marker}", crate::github::redact::redact_tokens(&answer));
-            if let Err(e) = parts.client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &body).await {
-                return github_failed("posting the answer", &e);
-            }
-            return Attempt { summary: Some(answer), ..Attempt::succeeded("answered in a comment") };
-        }
+        Verdict::Answered => return answered(parts, job, inst, outcome).await,
         Verdict::NoChanges { reason } => return Attempt::failed(FailureClass::Agent, reason.clone()),
         Verdict::Failed { class, reason } => return session_failed(class, reason),
     }
 
     let target = super::publish::Target { remote_url, default_branch, auth, title, existing: follow_up };
     super::publish::publish(parts, job, inst, outcome, &target).await
+}
+
+/// Posts a session's answer (or, for a plan job, its plan) as one comment on the issue, found again by its
+/// marker so a repeated report never posts it twice. The tracking comment links to it and does not repeat
+/// it.
+async fn answered(parts: &Parts, job: &Job, inst: InstallationId, outcome: &SessionOutcome) -> Attempt {
+    let plan = job.kind == JobKind::Plan;
+    let text = outcome.answer.clone().unwrap_or_default();
+    let marker = markers::answer(&outcome.session_id);
+    let body = format!("{}\n\n{marker}", render::answer_body(job.issue, &text, plan));
+    let comment = match parts.client.upsert_marked_comment(inst, &job.repo, job.issue, &marker, &body).await {
+        Ok(c) => c,
+        Err(e) => return github_failed(if plan { "posting the plan" } else { "posting the answer" }, &e),
+    };
+    let (resolution, summary, link) = if plan {
+        (Resolution::Plan, "the plan is posted in a comment", "the plan")
+    } else {
+        (Resolution::Answer, "answered in a comment", "the answer")
+    };
+    let answer = (!comment.html_url.is_empty()).then(|| Link { text: link.into(), url: comment.html_url.clone() });
+    Attempt { answer, ..Attempt::succeeded(resolution, summary) }
 }
 
 /// The job's failure class for a session's: the agent's own failures count toward stuck; limits of the
@@ -67,22 +80,5 @@ fn session_failed(class: &session::FailureCause, reason: &str) -> Attempt {
         }
         S::RateLimited | S::Overloaded => Attempt::failed(FailureClass::RateLimit, reason),
         S::Cancelled | S::Infrastructure => Attempt::failed(FailureClass::Infrastructure, reason),
-    }
-}
-
-/// The end of a session log shown in a failure comment, in bytes.
-const LOG_TAIL_BYTES: u64 = 8 * 1024;
-
-/// The last [`LOG_TAIL_BYTES`] of a session log, from a line start; empty when it cannot be read.
-pub(super) fn log_tail(path: &std::path::Path) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else { return String::new() };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
-    let mut text = String::new();
-    let _ = file.take(LOG_TAIL_BYTES).read_to_string(&mut text);
-    match text.find('\n') {
-        Some(i) if len > LOG_TAIL_BYTES => text[i + 1..].to_owned(),
-        _ => text,
     }
 }

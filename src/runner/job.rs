@@ -4,7 +4,7 @@
 //!
 //! Everything that reaches GitHub is idempotent, so a job that crashed half-way and runs again after
 //! recovery ends in the same place: the push is recorded before it is made, so a branch already at the
-//! recorded commit goes straight to its pull request without a second agent run ([`super::publish`]), and
+//! recorded commit goes straight to its pull request without a second agent run (`runner::publish`), and
 //! is a lease on Foreman's own branch; the pull request is found by its head before one is created, the
 //! check run by its external id, the tracking comment by its marker.
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Parts;
 use super::attempt::attempt;
 use crate::github::GithubError;
-use crate::job::{Claim, Claimed, FailureClass, Job, JobState, Outcome, Trigger, Wait, WaitKind, nanos};
+use crate::job::{Claim, Claimed, FailureClass, Job, JobState, Outcome, Resolution, Trigger, Wait, WaitKind, nanos};
 use crate::report::render::{self, Link, Tracking};
 use crate::store::JobError;
 
@@ -34,7 +34,10 @@ pub(super) struct Attempt {
     pub(super) pull_request: Option<Link>,
     pub(super) progress: Option<render::Progress>,
     pub(super) summary: Option<String>,
-    pub(super) log_tail: String,
+    /// What a success came to (a pull request, an answer, a plan).
+    pub(super) resolution: Option<Resolution>,
+    /// The comment holding the answer or the plan.
+    pub(super) answer: Option<Link>,
 }
 
 /// Runs one claimed job to its end. Never panics on GitHub, git or agent failures: each becomes the job's
@@ -83,7 +86,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
             None
         }
     };
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, outcome = ?outcome, "finished");
+    log_finished(&outcome, started.elapsed().as_millis() as u64);
     let (Some(after), Some(inst)) = (after, job.installation) else { return };
     if matches!(outcome, Outcome::Released { .. }) {
         return;
@@ -119,6 +122,10 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     t.session_log = attempt.session_log;
     t.progress = attempt.progress;
     t.summary = attempt.summary;
+    if after.state == JobState::Succeeded {
+        t.resolution = attempt.resolution;
+        t.answer = attempt.answer;
+    }
     if let (Outcome::Failed { class, reason, .. }, JobState::Failed | JobState::Stuck) = (&outcome, t.state) {
         t.failure = Some(render::Failure {
             class: class.as_str().to_owned(),
@@ -126,11 +133,44 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
             retry_at: after
                 .not_before
                 .map(|at| at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
-            log_tail: attempt.log_tail,
         });
     }
     parts.outbox.update(inst, t, nanos(after.updated_at));
     parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+}
+
+/// The job task's last line, in fields: an infrastructure failure at ERROR (the operator's to fix), another
+/// failure at WARN, the rest at INFO.
+fn log_finished(outcome: &Outcome, elapsed_ms: u64) {
+    let (name, class) = match outcome {
+        Outcome::Succeeded { .. } => ("succeeded", ""),
+        Outcome::Failed { class, .. } => ("failed", class.as_str()),
+        Outcome::Waiting(wait) => ("waiting", wait.kind.as_str()),
+        Outcome::Released { .. } => ("released", ""),
+    };
+    metrics::counter!("foreman_sessions_finished_total", "outcome" => name, "class" => class).increment(1);
+    metrics::histogram!("foreman_session_duration_seconds", "outcome" => name).record(elapsed_ms as f64 / 1000.0);
+    match outcome {
+        Outcome::Succeeded { summary } => tracing::info!(elapsed_ms, outcome = "succeeded", summary, "finished"),
+        Outcome::Failed { class: FailureClass::Infrastructure, reason, .. } => {
+            tracing::error!(elapsed_ms, outcome = "failed", class = "infrastructure", reason, "finished")
+        }
+        Outcome::Failed { class, reason, .. } => {
+            tracing::warn!(elapsed_ms, outcome = "failed", class = class.as_str(), reason, "finished")
+        }
+        Outcome::Waiting(wait) => {
+            let until = wait.until.map(crate::job::wait::when).unwrap_or_default();
+            tracing::info!(
+                elapsed_ms,
+                outcome = "waiting",
+                wait = wait.kind.as_str(),
+                reason = wait.reason,
+                until,
+                "finished"
+            )
+        }
+        Outcome::Released { cause } => tracing::info!(elapsed_ms, outcome = "released", cause, "finished"),
+    }
 }
 
 /// Renews the claim every third of its time-to-live until aborted. A claim no longer held (stopped,
@@ -212,7 +252,8 @@ impl Attempt {
             pull_request: None,
             progress: None,
             summary: None,
-            log_tail: String::new(),
+            resolution: None,
+            answer: None,
         }
     }
 
@@ -226,8 +267,9 @@ impl Attempt {
         Self::new(Outcome::Waiting(Wait { kind, reason: reason.into(), until }))
     }
 
-    pub(super) fn succeeded(summary: &str) -> Self {
-        Self::new(Outcome::Succeeded { summary: summary.to_owned() })
+    /// A success that came to `resolution`; `summary` is the audit trail's account of it.
+    pub(super) fn succeeded(resolution: Resolution, summary: &str) -> Self {
+        Self { resolution: Some(resolution), ..Self::new(Outcome::Succeeded { summary: summary.to_owned() }) }
     }
 }
 

@@ -123,7 +123,8 @@ impl Runner {
         });
         match (scheduler.hold(now).is_some(), &hold) {
             (false, Some(h)) => {
-                tracing::warn!(until = ?h.until, "holding every new session: the agent's usage limit is reached")
+                let until = h.until.map(crate::job::wait::when).unwrap_or_default();
+                tracing::warn!(until, "holding every new session: the agent's usage limit is reached")
             }
             (true, None) => tracing::info!("the agent's usage limit has reset: sessions start again"),
             _ => {}

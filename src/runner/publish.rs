@@ -17,7 +17,7 @@ use super::Parts;
 use super::job::{Attempt, CHECK_RUN_NAME, github_failed};
 use crate::github::{CheckRunOutput, CheckRunSpec, GithubError, NewPullRequest, PullRequest};
 use crate::ids::{InstallationId, IssueNumber};
-use crate::job::{FailureClass, Job, PullRequestDraft, PushIntent};
+use crate::job::{FailureClass, Job, PullRequestDraft, PushIntent, Resolution};
 use crate::markers;
 use crate::report::push::{self as push, PushRequest};
 use crate::report::render::{self, Link};
@@ -154,19 +154,30 @@ pub(super) async fn publish(
     let mirror = parts.sessions.workspaces().mirror_path(&job.repo);
     let expected = push::remote_tracking(&mirror, &outcome.branch).await;
     let mut pushed = push_once(parts, &mirror, &outcome.branch, target, expected.as_deref()).await;
-    if matches!(pushed, Err(push::PushError::Diverged { .. })) {
-        // The mirror's tracking ref may be behind a push of Foreman's own (a crash right after it): the
-        // remote branch is Foreman's when it is at a commit Foreman recorded, and then the lease expects it.
+    if target.existing.is_none() && matches!(pushed, Err(push::PushError::Diverged { .. })) {
+        // A branch started again from the default branch replaces Foreman's own. The mirror's tracking ref
+        // may be behind a push of Foreman's (a crash right after it): the remote branch is Foreman's own
+        // when it is at a head Foreman recorded, and then the lease expects it. A branch deleted since
+        // (after its pull request was closed, say) is pushed anew. (A session on an existing branch fetched
+        // it at its start: a refused lease there is someone's push since, kept.)
         match push::remote_head(&mirror, target.remote_url, &outcome.branch, target.auth).await {
             Ok(Some(head)) if recorded.is_ours(&outcome.branch, &head) => {
                 pushed = push_once(parts, &mirror, &outcome.branch, target, Some(&head)).await;
+            }
+            Ok(None) => {
+                pushed = push_once(parts, &mirror, &outcome.branch, target, None).await;
             }
             Ok(_) => {}
             Err(e) => tracing::info!(error = %e, "reading the remote branch after a refused push failed"),
         }
     }
-    if let Err(e) = pushed {
-        return Attempt::failed(FailureClass::Infrastructure, format!("pushing {}: {e}", outcome.branch));
+    match pushed {
+        Ok(p) if p.sha != intent.sha => {
+            // The mirror's branch moved between the session's end and the push: nothing else writes it.
+            tracing::warn!(pushed = %p.sha, recorded = %intent.sha, "the pushed commit is not the one recorded");
+        }
+        Ok(_) => {}
+        Err(e) => return Attempt::failed(FailureClass::Infrastructure, format!("pushing {}: {e}", outcome.branch)),
     }
     open_pull(parts, job, inst, &outcome.branch, &intent, target.existing).await
 }
@@ -295,7 +306,7 @@ async fn open_pull(
     Attempt {
         pull_request: Some(Link { text: format!("#{}", pr.number), url: pr.html_url.clone() }),
         summary: intent.summary.clone(),
-        ..Attempt::succeeded(&format!("pull request #{}; {}", pr.number, intent.allowed))
+        ..Attempt::succeeded(Resolution::PullRequest, &format!("pull request #{}; {}", pr.number, intent.allowed))
     }
 }
 

@@ -68,8 +68,12 @@ pub struct SessionSpec {
     /// request's head branch), and given for `Coding` when the issue's Foreman pull request is open (a
     /// re-run builds on it). `None`: a new branch `foreman/<issue>-<slug>` from the default branch.
     pub branch: Option<String>,
-    /// The issue (or pull request).
+    /// The issue (or pull request, for a follow-up: its number names the log and is `FOREMAN_ISSUE`).
     pub issue: IssueText,
+    /// For a follow-up, the issue the pull request resolves: the prompt shows its title, body and author as
+    /// the issue (the pull request's own body is Foreman's and is never shown), and the pull request by
+    /// number. `None`: the prompt's issue is [`Self::issue`].
+    pub resolves: Option<IssueText>,
     /// Its comments, oldest first.
     pub comments: Vec<Comment>,
     /// Who asked for the run, and whether their text (the instructions) is trusted.
@@ -86,8 +90,6 @@ pub struct SessionSpec {
     /// the same job). The backend decides whether it can: Claude resumes (`--resume`) when its transcript is
     /// in the agent's home; the command backend starts fresh.
     pub resume: Option<String>,
-    /// Whether an answer without changes is a success (a question was asked). Always true for `Planning`.
-    pub answer_expected: bool,
     /// Whose worktree to use, when not the issue's own. `None`: for a follow-up, the issue its branch was made
     /// for (`foreman/<issue>-…`, [`workspace::issue_of_branch`]), where the agent's earlier session ran, so
     /// the Claude CLI (which keeps sessions per working directory) can resume it; otherwise the issue's own.
@@ -124,6 +126,8 @@ pub enum Progress {
     Turn(u32),
     /// The agent used a tool.
     ToolUse(String),
+    /// The agent said what it is doing now (a command's `::foreman progress <text>` line).
+    Step(String),
     /// The credential was refused; moving on to the one read from `next` (a variable name, not a secret).
     CredentialRotated {
         /// The environment variable the next credential is read from.
@@ -181,9 +185,10 @@ impl FailureCause {
 pub enum Verdict {
     /// Commits are on the branch, ready to push.
     ChangesReady,
-    /// No changes, and none were expected: the agent answered (the answer is [`SessionOutcome::answer`]).
+    /// No changes, and a final message: the agent answered (a question, or why it changed nothing; the
+    /// answer is [`SessionOutcome::answer`]). Always the verdict of a plan with a final message.
     Answered,
-    /// The agent finished without changes although changes were expected: an agent failure.
+    /// The agent finished without changes and without a final message: an agent failure.
     NoChanges {
         /// Why this counts as a failure, for the report.
         reason: String,
@@ -390,7 +395,8 @@ impl SessionRunner {
         };
 
         if let Some(why) = self.executor.unavailable() {
-            outcome.verdict = failed(FailureCause::Infrastructure, format!("the agent sandbox is unavailable: {why}"));
+            log.event("error", json!({ "step": "sandbox", "detail": why }));
+            outcome.verdict = failed(FailureCause::Infrastructure, SANDBOX_UNAVAILABLE.into());
             return self.finish(outcome, log, started);
         }
         progress(Progress::Preparing);
@@ -414,7 +420,11 @@ impl SessionRunner {
         let ws = match self.workspaces.prepare(&request).await {
             Ok(ws) => ws,
             Err(e) => {
-                outcome.verdict = failed(FailureCause::Infrastructure, format!("preparing the workspace: {e}"));
+                log.event("error", json!({ "step": "workspace", "detail": e.to_string() }));
+                outcome.verdict = failed(
+                    FailureCause::Infrastructure,
+                    "Foreman could not prepare a workspace for the repository (a git command failed)".into(),
+                );
                 return self.finish(outcome, log, started);
             }
         };
@@ -422,7 +432,11 @@ impl SessionRunner {
         log.event("workspace", json!({ "path": ws.path, "base": ws.base_commit }));
         let home = self.homes_dir.join(spec.repo.owner()).join(spec.repo.name()).join(request.issue.to_string());
         if let Err(e) = std::fs::create_dir_all(&home) {
-            outcome.verdict = failed(FailureCause::Infrastructure, format!("preparing the agent's home: {e}"));
+            log.event("error", json!({ "step": "home", "detail": e.to_string() }));
+            outcome.verdict = failed(
+                FailureCause::Infrastructure,
+                format!("Foreman could not prepare the agent's home directory ({})", agent::io_words(&e)),
+            );
             self.workspaces.remove(&ws, &spec.repo).await;
             return self.finish(outcome, log, started);
         }
@@ -430,7 +444,12 @@ impl SessionRunner {
         let network = match self.executor.network(&c.network_policy(), &session_id) {
             Ok(network) => network,
             Err(e) => {
-                outcome.verdict = failed(FailureCause::Infrastructure, e);
+                log.event("error", json!({ "step": "network", "detail": e }));
+                outcome.verdict = failed(
+                    FailureCause::Infrastructure,
+                    "Foreman could not set up the agent's network (check `agent.network` and `agent.allowed_hosts`)"
+                        .into(),
+                );
                 self.workspaces.remove(&ws, &spec.repo).await;
                 return self.finish(outcome, log, started);
             }
@@ -446,7 +465,8 @@ impl SessionRunner {
         let input = prompt::PromptInput {
             repo: spec.repo.to_string(),
             branch: branch.clone(),
-            issue: spec.issue.clone(),
+            issue: spec.resolves.clone().unwrap_or_else(|| spec.issue.clone()),
+            pull_request: (spec.kind == PromptKind::FollowUp).then_some(spec.issue.number),
             comments: spec.comments.clone(),
             requester: spec.requester.clone(),
             instructions: spec.instructions.clone().filter(|s| !s.trim().is_empty()),
@@ -477,7 +497,13 @@ impl SessionRunner {
                 };
                 self.agent.run(run).await
             }
-            Err(e) => AgentEnd::failed(FailureCause::Infrastructure, e.to_string()),
+            Err(e) => {
+                log.event("error", json!({ "step": "prompt", "detail": e.to_string() }));
+                AgentEnd::failed(
+                    FailureCause::Infrastructure,
+                    format!("Foreman could not render the prompt template {}", e.name.rsplit('/').next().unwrap_or("")),
+                )
+            }
         };
         progress(Progress::Finishing);
 
@@ -513,7 +539,13 @@ impl SessionRunner {
                         outcome.enforcement = Some(decision);
                         refused
                     }
-                    Err(e) => Some((FailureCause::Infrastructure, format!("reading the change to check it: {e}"))),
+                    Err(e) => {
+                        log.event("error", json!({ "step": "constitution", "detail": e.to_string() }));
+                        Some((
+                            FailureCause::Infrastructure,
+                            "Foreman could not read the change to check it against the constitution".into(),
+                        ))
+                    }
                 }
             }
             _ => None,
@@ -532,7 +564,13 @@ impl SessionRunner {
                 failed(class, reason)
             }
             (Some((class, reason)), Err(_)) => failed(class, reason),
-            (None, Err(e)) => failed(FailureCause::Infrastructure, format!("reading the changes: {e}")),
+            (None, Err(e)) => {
+                log.event("error", json!({ "step": "changes", "detail": e.to_string() }));
+                failed(
+                    FailureCause::Infrastructure,
+                    "Foreman could not read the agent's changes (a git command failed)".into(),
+                )
+            }
             (None, Ok(changes)) if refused.is_some() => {
                 outcome.changes = changes;
                 let (class, reason) = refused.unwrap_or((FailureCause::Infrastructure, String::new()));
@@ -541,15 +579,19 @@ impl SessionRunner {
             (None, Ok(changes)) => {
                 let has_commits = !changes.commits.is_empty();
                 outcome.changes = changes;
+                // Commits are a change to push (a plan's are not: it changes nothing); without them, a final
+                // message is an answer (a question answered, or why it cannot be done), and silence a failure.
                 let answered = outcome.answer.is_some();
                 if spec.kind == PromptKind::Planning && answered {
                     Verdict::Answered
                 } else if has_commits {
                     Verdict::ChangesReady
-                } else if spec.answer_expected && answered {
+                } else if answered {
                     Verdict::Answered
                 } else {
-                    Verdict::NoChanges { reason: "the agent finished without changing anything".into() }
+                    Verdict::NoChanges {
+                        reason: "the agent finished without changing anything and without saying why".into(),
+                    }
                 }
             }
         };
@@ -584,6 +626,10 @@ impl SessionRunner {
         .collect()
     }
 }
+
+/// The failure reason when the executor cannot run sessions: the why (a host's details) goes to the logs.
+pub const SANDBOX_UNAVAILABLE: &str =
+    "the agent sandbox is unavailable on Foreman's host; Foreman's operator must fix it (Foreman's log says why)";
 
 fn failed(class: FailureCause, reason: String) -> Verdict {
     Verdict::Failed { class, reason }

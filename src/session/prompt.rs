@@ -119,9 +119,12 @@ pub struct PromptInput {
     pub repo: String,
     /// The branch the agent works on.
     pub branch: String,
-    /// The issue.
+    /// The issue (for a follow-up: the issue its pull request resolves).
     pub issue: IssueText,
-    /// Its comments, oldest first (for a follow-up: the review feedback).
+    /// For a follow-up: the pull request's number.
+    pub pull_request: Option<u64>,
+    /// Its comments, oldest first (for a follow-up: the issue's, then the pull request's and the review
+    /// feedback). Foreman's own comments are never among them.
     pub comments: Vec<Comment>,
     /// Who asked for the run (`/foreman run …`, a label, a board move, a review); their instructions are
     /// trusted as their other text is.
@@ -145,6 +148,7 @@ impl PromptInput {
             repo: "octo/repo".into(),
             branch: "foreman/1-sample".into(),
             issue: IssueText { number: 1, title: "Sample".into(), body: "Body".into(), author: person("a", true) },
+            pull_request: Some(2),
             comments: vec![Comment { author: person("b", false), body: "A comment".into() }],
             requester: person("a", true),
             instructions: Some("Do it".into()),

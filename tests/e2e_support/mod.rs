@@ -66,6 +66,9 @@ pub struct Setup<'a> {
     /// Whether `projects_v2_item.edited` deliveries carry `changes.field_value.from`/`to` (the simulator's
     /// default is yes); with `Some(false)` only Foreman's GraphQL read of the item tells the new column.
     pub project_item_from_to: Option<bool>,
+    /// Whether the app's comments name it in `performed_via_github_app` (the simulator's default is yes);
+    /// with `Some(false)` Foreman must recognise its own comments by their author and markers.
+    pub app_comments_name_app: Option<bool>,
     /// More repositories in `ORG`, created before Foreman starts: (name, files).
     pub repos: &'a [(&'a str, &'a [(&'a str, &'a str)])],
 }
@@ -137,6 +140,9 @@ impl World {
         config.webhook_secret = SECRET.into();
         if let Some(from_to) = setup.project_item_from_to {
             config.project_item_from_to = from_to;
+        }
+        if let Some(named) = setup.app_comments_name_app {
+            config.app_comments_name_app = named;
         }
         let sim = GithubSim::start(config).await.expect("start github-sim");
         sim.create_user("alice", github_sim::Permission::Write, "User");

@@ -64,7 +64,7 @@ pub fn spec(remote: &Path, title: &str) -> SessionSpec {
         attempt: 1,
         previous_failure: None,
         resume: None,
-        answer_expected: false,
+        resolves: None,
         rules: None,
         session_id: None,
         overrides: None,

@@ -58,6 +58,9 @@ pub struct SimConfig {
     /// Whether `projects_v2_item.edited` carries `changes.field_value.from`/`to` (GitHub has sent
     /// them since 2024; turn off to exercise the "read the item over GraphQL" path).
     pub project_item_from_to: bool,
+    /// Whether comments the app writes name it in `performed_via_github_app` (default yes); turn off to
+    /// exercise readers that must recognise the app's comments by their author and content alone.
+    pub app_comments_name_app: bool,
     /// Folder holding GitHub's API descriptions (`github/rest/api.github.com.json`,
     /// `github/graphql/schema.graphql`); defaults to the repository's `shared/`.
     pub shared_dir: PathBuf,
@@ -76,6 +79,7 @@ impl SimConfig {
             app_id: 1001,
             app_slug: "foreman".into(),
             project_item_from_to: true,
+            app_comments_name_app: true,
             shared_dir: default_shared_dir(),
         }
     }

@@ -285,7 +285,10 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 let b = req.json()?;
                 let body =
                     b["body"].as_str().ok_or_else(|| Resp::validation("IssueComment", "body", "missing_field"))?;
-                Ok(Resp::json(201, ops::create_comment(inner, &full, n, body, &bot(inner), true)?))
+                Ok(Resp::json(
+                    201,
+                    ops::create_comment(inner, &full, n, body, &bot(inner), inner.config.app_comments_name_app)?,
+                ))
             } else {
                 Err(Resp::not_found())
             }

@@ -72,6 +72,10 @@ impl Executor for LocalExecutor {
         self.sandbox.file_path(host, name)
     }
 
+    fn home_dir(&self, host: &Path) -> PathBuf {
+        self.sandbox.home_dir(host)
+    }
+
     fn agent_home<'a>(&self, mounts: &'a Mounts, env: &'a BTreeMap<String, String>) -> Option<&'a Path> {
         match self.sandbox.mode() {
             SandboxMode::On => Some(mounts.home.as_path()),

@@ -194,6 +194,14 @@ impl Sandbox {
         }
     }
 
+    /// The agent's home ([`Mounts::home`], on this machine at `host`) as the agent sees it.
+    pub fn home_dir(&self, host: &Path) -> PathBuf {
+        match self.mode {
+            SandboxMode::On => PathBuf::from(HOME),
+            SandboxMode::Off => host.to_owned(),
+        }
+    }
+
     /// The path of a file of [`Mounts::files`] as the agent sees it.
     pub fn file_path(&self, host: &Path, name: &str) -> PathBuf {
         match self.mode {

@@ -176,11 +176,27 @@ pub fn limit_failure(c: &AgentConfig, ended: &Ended) -> (FailureCause, String) {
         }
         Ended::Cancelled => (FailureCause::Cancelled, "the session was cancelled".into()),
         Ended::Stopped(why) => (FailureCause::TurnLimit, why.clone()),
-        Ended::Exited(status) => (FailureCause::Agent, format!("the agent {status}")),
+        Ended::Exited(status) => (FailureCause::Agent, format!("the agent {}", exit_words(status))),
     }
 }
 
-/// The last line of `s` (trimmed), for a failure's reason.
-pub fn last_line(s: &str) -> &str {
-    s.trim().lines().last().unwrap_or("")
+/// An I/O error in words for people: its kind (`file not found`, `permission denied`), never a path or the
+/// error's debug form.
+pub fn io_words(e: &std::io::Error) -> String {
+    e.kind().to_string()
+}
+
+/// How a process ended, in words for people: `exited with status 1`, `was killed by signal 9`.
+pub fn exit_words(status: &std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return format!("was killed by signal {signal}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "ended without an exit status".into(),
+    }
 }

@@ -21,7 +21,7 @@ use serde_json::json;
 pub use config::ClaudeConfig;
 pub use credentials::Credentials;
 
-use super::{Agent, AgentEnd, AgentRun, AgentStats, Registration, last_line, limit_failure, limits};
+use super::{Agent, AgentEnd, AgentRun, AgentStats, Registration, exit_words, io_words, limit_failure, limits};
 use crate::executor::{BoxFuture, Control, Ended, ExecError, Spawn};
 use crate::session::{AgentConfig, FailureCause, Progress};
 use stream::{LineEvent, RunResult, Transcript};
@@ -167,10 +167,16 @@ impl Claude {
                 AgentEnd { agent_session_id: transcript.session_id.clone(), credential, ..AgentEnd::default() };
             let ran = match ran {
                 Ok(ran) => ran,
-                Err(ExecError::Unavailable(why)) => return AgentEnd::failed(FailureCause::Infrastructure, why),
+                Err(ExecError::Unavailable(why)) => {
+                    log.event("error", json!({ "step": "sandbox", "detail": why }));
+                    return AgentEnd::failed(FailureCause::Infrastructure, crate::session::SANDBOX_UNAVAILABLE.into());
+                }
                 Err(ExecError::Start(e)) => {
-                    end.failure =
-                        Some((FailureCause::Infrastructure, format!("cannot start {}: {e}", section.path.display())));
+                    tracing::warn!(path = %section.path.display(), error = %e, "cannot start the Claude CLI");
+                    end.failure = Some((
+                        FailureCause::Infrastructure,
+                        format!("Foreman could not start the Claude CLI (`agent.claude.path`): {}", io_words(&e)),
+                    ));
                     return end;
                 }
             };
@@ -226,10 +232,9 @@ impl Claude {
                 (Ended::Exited(_), RunResult::MaxTurns { text }) => Some((FailureCause::TurnLimit, text)),
                 (Ended::Exited(_), RunResult::MaxCost { text }) => Some((FailureCause::CostLimit, text)),
                 (Ended::Exited(_), RunResult::Error { text }) => Some((FailureCause::Agent, text)),
-                (Ended::Exited(status), RunResult::NoResult) => Some((
-                    FailureCause::Agent,
-                    format!("the Claude CLI ended without a result ({status}): {}", last_line(&ran.stderr_tail)),
-                )),
+                (Ended::Exited(status), RunResult::NoResult) => {
+                    Some((FailureCause::Agent, format!("the Claude CLI {} without a result", exit_words(status))))
+                }
                 (ended, _) => Some(limit_failure(c, ended)),
             };
             end.stats = Some(AgentStats {
