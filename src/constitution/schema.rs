@@ -184,7 +184,8 @@ impl Default for Limits {
 #[serde(default, deny_unknown_fields)]
 pub struct Rules {
     /// Paths that must never be added, modified, deleted or renamed, as globs. Default
-    /// `[".github/workflows/**"]`; setting the key replaces the list.
+    /// `[".github/workflows/**", ".github/foreman.toml"]` (CI, and the constitution itself: an agent does not
+    /// rewrite its own rules); setting the key replaces the list.
     pub protected_paths: Vec<PathGlob>,
     /// If not empty, the only paths a change may touch, as globs. Default empty: anywhere.
     pub allowed_paths: Vec<PathGlob>,
@@ -215,7 +216,9 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Self {
-            protected_paths: vec![PathGlob::new(".github/workflows/**").expect("a valid glob")],
+            protected_paths: [".github/workflows/**", super::load::PATH]
+                .map(|g| PathGlob::new(g).expect("a valid glob"))
+                .to_vec(),
             allowed_paths: Vec::new(),
             max_files_changed: None,
             max_lines_changed: None,
