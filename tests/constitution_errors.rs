@@ -166,7 +166,9 @@ fn the_constitution_reply_shows_every_effective_value_whole_with_where_it_came_f
     let repo = "[agent]\nmax_turns = 30\nmax_cost_usd = 50.0\n\n[rules]\nmax_files_changed = 20\n\n[rules.tdd]\n\
                 tests = [\"tests/**\", \"crates/*/tests/**\", \"benches/**\", \"**/*_test.rs\", \"**/testdata/**/*.snap\", \"fuzz/**\"]\n";
     let mut effective = constitution::merge(Some(org), Some(repo)).unwrap();
-    effective.apply_ceilings(&server().ceilings());
+    // The server's own `[triggers]` label applies where no file sets one.
+    let triggers = foreman::decide::DecideConfig { label: "ai".into(), ..Default::default() };
+    effective.apply_ceilings(&constitution::Ceilings { triggers: Some(triggers), ..server().ceilings() });
     let reply = constitution::effective_markdown(&effective);
     insta::assert_snapshot!("constitution_reply", reply);
     assert!(!reply.contains('…'), "nothing is cut: {reply}");
@@ -176,6 +178,8 @@ fn the_constitution_reply_shows_every_effective_value_whole_with_where_it_came_f
         "| `max_turns` | `30` | repository | `60` |",
         "| `max_cost_usd` | `10.0` | server (capped: repository asked for `50.0`) | `10.0` |",
         "| `tdd.required` | `true` | organisation |",
+        "| `label` | `\"ai\"` | server |",
+        "| `status_field` | `\"Status\"` | built-in |",
         "`\"**/testdata/**/*.snap\"`, `\"fuzz/**\"` | repository |",
     ] {
         assert!(reply.contains(row), "missing {row} in\n{reply}");
