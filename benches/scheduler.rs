@@ -118,7 +118,15 @@ fn claim_once(s: &Scheduler, now: OffsetDateTime) -> Duration {
     let c = black_box(s.claim_next(now).unwrap().expect("a runnable job"));
     let took = started.elapsed();
     let config = s.config();
-    s.store().finish_job(&c.claim, &Outcome::Succeeded { summary: "ok".into() }, config, now, 0.5).unwrap();
+    s.store()
+        .finish_job(
+            &c.claim,
+            &Outcome::Succeeded { summary: "ok".into(), resolution: foreman::job::Resolution::PullRequest },
+            config,
+            now,
+            0.5,
+        )
+        .unwrap();
     let mut again = request(c.job.issue.0 - 1);
     again.repo = c.job.repo.clone();
     s.enqueue(again, "bench", now).unwrap();

@@ -59,8 +59,7 @@ async fn ready_becomes_a_pull_request(world: &World) {
     // The delivery names the item and the issue by node id only: Foreman read the item over GraphQL (its
     // issue and column), then queued the issue.
     let record = world.wait_processed(moved["guid"].as_str().unwrap()).await;
-    let summary: Vec<serde_json::Value> =
-        record["processing"]["summary"].as_str().unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary: Vec<serde_json::Value> = record["processing"]["decisions"].as_array().unwrap().clone();
     assert_eq!(summary.len(), 2, "{summary:?}");
     assert_eq!((&summary[0]["decision"], &summary[0]["what"]), (&"lookup".into(), &"project_item".into()));
     assert_eq!(summary[0]["result"], "looked up", "{summary:?}");

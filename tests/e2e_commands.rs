@@ -158,7 +158,7 @@ async fn a_command_in_a_code_block_or_a_quote_does_nothing() {
         for id in &ids {
             let guid = world.delivery_for_comment(*id)["guid"].as_str().unwrap().to_owned();
             let record = world.wait_processed(&guid).await;
-            let summary = record["processing"]["summary"].as_str().unwrap_or_default();
+            let summary = record["processing"]["decisions"].to_string();
             assert!(!summary.contains("enqueue"), "{summary}");
         }
         let state = world.sim.state();

@@ -334,3 +334,29 @@ async fn a_command_agents_progress_lines_reach_the_runner() {
     assert_eq!(outcome.answer.as_deref(), Some("Nothing to change."));
     assert_eq!((outcome.summary.turns, outcome.summary.tool_count), (1, 1));
 }
+
+#[tokio::test]
+async fn a_command_agent_reports_elapsed_time_while_it_runs() {
+    use foreman::session::{Credentials, Progress};
+    use session_support::*;
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin(dir.path(), &[("README.md", "# repo\n")]);
+    // Quiet for longer than the reporting interval: the ticks are Foreman's, not the command's.
+    let wait = foreman::session::agent::command::ELAPSED_EVERY.as_secs() + 1;
+    let script = format!("sleep {wait}\necho 'Nothing to change.'");
+    let mut config = command_config(&script);
+    config.stall_timeout_secs = (wait * 3) as f64;
+    config.timeout_secs = (wait * 3) as f64;
+    let runner = runner(&dir.path().join("data"), config, Credentials::default());
+    let seen = std::sync::Mutex::new(Vec::new());
+    let spec = spec(&origin, "Look");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(wait + 60),
+        runner.run(spec, tokio_util::sync::CancellationToken::new(), |p| seen.lock().unwrap().push(p)),
+    )
+    .await
+    .unwrap();
+    let ticks = seen.into_inner().unwrap().into_iter().filter(|p| *p == Progress::Tick).count();
+    assert!(ticks >= 1, "no elapsed time reported in {wait} s");
+    assert!(outcome.summary.duration_ms >= wait * 1000, "{:?}", outcome.summary);
+}

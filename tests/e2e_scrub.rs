@@ -23,7 +23,7 @@ const DEPLOY_TOKEN: &str = "deploy-value-7f3a9c2e51";
 const GREETING: &str = "plain-greeting-words";
 
 /// Issue 1: prints the values, commits them in its message, and ends with them in its summary.
-/// Any later issue: prints them and fails with them on stderr (the failure reason and the log tail).
+/// Any later issue: prints them and fails with them on stderr (kept in the session log, not on GitHub).
 const LEAKING_AGENT: &str = r#"echo "hook=$HOOK_VALUE admin=$ADMIN_VALUE"
 if [ "$FOREMAN_ISSUE" != "1" ]; then
   echo "cannot go on: hook=$HOOK_VALUE admin=$ADMIN_VALUE deploy=$DEPLOY_TOKEN" >&2
@@ -86,7 +86,7 @@ async fn an_agent_that_prints_foremans_secrets_gets_none_of_them_onto_github() {
         assert!(body.contains(GREETING), "a value that is not a secret is kept: {body}");
         assert!(body.contains("[redacted]"), "the secrets were replaced, not the summary dropped: {body}");
         let failure = World::tracking_body(&state, failing).unwrap();
-        assert!(failure.contains("cannot go on"), "the failure is still told: {failure}");
+        assert!(failure.contains("The agent command exited with status 1."), "the failure is still told: {failure}");
 
         let texts = written_texts(&state);
         assert!(texts.len() >= 4, "pull request title and body, two tracking comments: {texts:?}");

@@ -39,7 +39,7 @@ async fn deliveries_are_decided_after_the_answer_and_undecodable_ones_are_dead_l
         assert_eq!(r.status(), 202);
         let state = processed(&client, &foreman, "labeled-foreman").await;
         assert_eq!(state["state"], "processed", "{state}");
-        let summary = state["summary"].as_str().unwrap();
+        let summary = state["decisions"].to_string();
         assert!(summary.contains(r#""decision":"enqueue""#) && summary.contains(r#""trigger":"label""#), "{summary}");
         assert!(summary.contains(r#""result":"queued""#), "{summary}");
 
@@ -59,7 +59,7 @@ async fn deliveries_are_decided_after_the_answer_and_undecodable_ones_are_dead_l
             .unwrap();
         assert_eq!(r.status(), 202);
         let state = processed(&client, &foreman, "labeled-again").await;
-        assert!(state["summary"].as_str().unwrap().contains("already has a queued job"), "{state}");
+        assert!(state["decisions"][0]["reason"].as_str().unwrap().contains("already has a queued job"), "{state}");
 
         // Removing the label cancels the queued job.
         let mut unlabeled = payload.clone();
@@ -70,7 +70,7 @@ async fn deliveries_are_decided_after_the_answer_and_undecodable_ones_are_dead_l
             .unwrap();
         assert_eq!(r.status(), 202);
         let state = processed(&client, &foreman, "unlabeled").await;
-        assert!(state["summary"].as_str().unwrap().contains(r#""result":"cancelled""#), "{state}");
+        assert!(state["decisions"].to_string().contains(r#""result":"cancelled""#), "{state}");
         let job: serde_json::Value =
             client.get(foreman.url("/api/jobs/Codertocat/Hello-World/1")).send().await.unwrap().json().await.unwrap();
         assert_eq!(job["state"], "cancelled", "{job}");

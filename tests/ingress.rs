@@ -327,3 +327,44 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
     let status = foreman.terminate(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM");
 }
+
+/// The pretty log format, written to a pipe or a file (not a terminal), carries no ANSI colour codes.
+#[test]
+fn pretty_logs_to_a_pipe_have_no_colour_codes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_foreman"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FOREMAN_LISTEN", "127.0.0.1:0")
+        .env("FOREMAN_DATA_DIR", dir.path().join("data"))
+        .env("FOREMAN_LOG_FORMAT", "pretty")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let done = line.contains("listening");
+            let _ = tx.send(line);
+            if done {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        let done = line.contains("listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.iter().any(|l| l.contains("listening")), "{lines:?}");
+    assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "colour codes in: {lines:?}");
+}

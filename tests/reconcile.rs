@@ -442,7 +442,14 @@ async fn a_failed_job_in_backoff_is_live_and_a_finished_one_is_not_read() {
         let done = labelled_job(&w, "Done already", "");
         let c = w.scheduler.claim_next(now).unwrap().unwrap();
         assert_eq!(c.job.issue, done);
-        w.scheduler.finish(&c.claim, &Outcome::Succeeded { summary: "ok".into() }, now).await.unwrap();
+        w.scheduler
+            .finish(
+                &c.claim,
+                &Outcome::Succeeded { summary: "ok".into(), resolution: foreman::job::Resolution::PullRequest },
+                now,
+            )
+            .await
+            .unwrap();
         w.sim.set_issue_state(REPO, failing.0, "closed", "alice").unwrap();
         w.sim.set_issue_state(REPO, done.0, "closed", "alice").unwrap();
 

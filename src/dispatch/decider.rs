@@ -3,7 +3,7 @@
 //! action to the [effects](super::effects).
 //!
 //! A payload that does not decode is dead-lettered with the decoder's message. The actions decided, with
-//! what became of each, are kept with the delivery as its summary (one JSON object per line), so
+//! what became of each, are kept with the delivery as its `decisions` (one JSON object each), so
 //! `GET /api/deliveries/{id}` answers "why did (or didn't) Foreman react to this?". A store failure, or
 //! GitHub unavailable for a lookup, leaves the delivery in the inbox for the next pass.
 //!
@@ -214,15 +214,15 @@ impl Consumer for Decider {
             let effect: Effect = self.effects.apply(&event, action).await?;
             summary.push(summary_line(action, &effect));
         }
-        Ok(Processed::Done(summary.join("\n")))
+        Ok(Processed::Done(summary))
     }
 }
 
-/// One line of a delivery's summary: the action as JSON, with what became of it as `result`.
-fn summary_line(action: &Action, result: &dyn fmt::Display) -> String {
+/// One decision as the delivery keeps it: the action as JSON, with what became of it as `result`.
+fn summary_line(action: &Action, result: &dyn fmt::Display) -> serde_json::Value {
     let mut line = serde_json::to_value(action).unwrap_or_default();
     if let Some(obj) = line.as_object_mut() {
         obj.insert("result".into(), result.to_string().into());
     }
-    line.to_string()
+    line
 }

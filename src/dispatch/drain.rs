@@ -20,8 +20,8 @@ const PAGE: usize = 64;
 /// What processing a delivery came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processed {
-    /// Done; a one-line summary of what was decided, kept with the delivery.
-    Done(String),
+    /// Done: each action decided, with what became of it (`result`), kept with the delivery.
+    Done(Vec<serde_json::Value>),
     /// The delivery cannot be processed, now or later (for example, a payload that does not decode). It is
     /// kept with this error as a dead letter and not retried.
     Dead(String),
@@ -121,9 +121,15 @@ async fn drain(store: &Store, consumer: &impl Consumer, shutdown: &CancellationT
             let consumed = tracing::Instrument::instrument(consumer.consume(&meta, &body), span.clone()).await;
             let _guard = span.enter();
             let state = match consumed {
-                Ok(Processed::Done(summary)) => {
-                    tracing::info!(%summary, "delivery processed");
-                    DeliveryState::Processed { at: OffsetDateTime::now_utc(), summary }
+                Ok(Processed::Done(decisions)) => {
+                    let told: Vec<String> = decisions
+                        .iter()
+                        .map(|d| {
+                            format!("{}: {}", d["decision"].as_str().unwrap_or("?"), d["result"].as_str().unwrap_or(""))
+                        })
+                        .collect();
+                    tracing::info!(decisions = told.join("; "), "delivery processed");
+                    DeliveryState::Processed { at: OffsetDateTime::now_utc(), decisions, summary: String::new() }
                 }
                 Ok(Processed::Dead(error)) => {
                     tracing::warn!(%error, "delivery dead-lettered");

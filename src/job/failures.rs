@@ -98,6 +98,8 @@ pub enum Outcome {
     Succeeded {
         /// A short account for the audit trail.
         summary: String,
+        /// What it came to: kept on the job ([`super::Job::resolution`]).
+        resolution: super::Resolution,
     },
     /// Failed.
     Failed {

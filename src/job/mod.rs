@@ -131,6 +131,10 @@ pub struct Job {
     /// tracking comment shows then counts again from 1, and says so).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
+    /// What its last success came to (a pull request, an answer, a plan); kept until the next success, so
+    /// a report made from the job alone (after a restart) heads it right. Meaningful while `Succeeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -302,5 +306,6 @@ pub(crate) fn sample_job(state: JobState) -> Job {
         placement: Placement::None,
         wait: None,
         retries: 0,
+        resolution: None,
     }
 }

@@ -365,6 +365,7 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
                 session::Progress::Turn(n) => shown.turns = n,
                 session::Progress::ToolUse(_) => shown.tool_calls += 1,
                 session::Progress::Step(text) => shown.step = Some(text),
+                session::Progress::Tick => {}
                 session::Progress::AgentStarted { attempt } => {
                     tracing::info!(attempt, "agent started");
                     metrics::counter!("foreman_sessions_started_total").increment(1);

@@ -66,6 +66,15 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     } else {
         attempt.outcome.clone()
     };
+    // Reasons are written for people at their source; a path under Foreman's data directory that a tool's
+    // message still carries (git's, say) is not shown on the issue, nor kept in the ledger, all the same.
+    let outcome = match outcome {
+        Outcome::Failed { class, reason, retry_at } => {
+            let data_dir = parts.sessions.workspaces().worktrees_root().parent().map(std::path::Path::to_path_buf);
+            Outcome::Failed { class, reason: without_host_paths(&reason, data_dir.as_deref()), retry_at }
+        }
+        other => other,
+    };
     let now = OffsetDateTime::now_utc();
     let after = match parts.scheduler.finish(&claim, &outcome, now).await {
         Ok(after) => {
@@ -139,6 +148,15 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
 }
 
+/// `reason` with every mention of `data_dir` (Foreman's data directory on this host) and of what is under
+/// it written as `<data dir>`, so no host path reaches a comment.
+fn without_host_paths(reason: &str, data_dir: Option<&std::path::Path>) -> String {
+    match data_dir.map(|d| d.to_string_lossy().trim_end_matches('/').to_owned()).filter(|d| d.len() > 1) {
+        Some(dir) => reason.replace(&dir, "<data dir>"),
+        None => reason.to_owned(),
+    }
+}
+
 /// The job task's last line, in fields: an infrastructure failure at ERROR (the operator's to fix), another
 /// failure at WARN, the rest at INFO.
 fn log_finished(outcome: &Outcome, elapsed_ms: u64) {
@@ -151,7 +169,7 @@ fn log_finished(outcome: &Outcome, elapsed_ms: u64) {
     metrics::counter!("foreman_sessions_finished_total", "outcome" => name, "class" => class).increment(1);
     metrics::histogram!("foreman_session_duration_seconds", "outcome" => name).record(elapsed_ms as f64 / 1000.0);
     match outcome {
-        Outcome::Succeeded { summary } => tracing::info!(elapsed_ms, outcome = "succeeded", summary, "finished"),
+        Outcome::Succeeded { summary, .. } => tracing::info!(elapsed_ms, outcome = "succeeded", summary, "finished"),
         Outcome::Failed { class: FailureClass::Infrastructure, reason, .. } => {
             tracing::error!(elapsed_ms, outcome = "failed", class = "infrastructure", reason, "finished")
         }
@@ -228,6 +246,7 @@ pub fn queued_tracking(label: &str, scheduler: &crate::scheduler::Scheduler, job
 pub fn base_tracking(label: &str, job: &Job, state: JobState) -> Tracking {
     let mut t = Tracking::new(job.repo.clone(), job.issue, state);
     t.trigger = trigger_phrase(label, job);
+    t.resolution = job.resolution.filter(|_| state == JobState::Succeeded);
     t.updated_at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok();
     t
 }
@@ -269,7 +288,10 @@ impl Attempt {
 
     /// A success that came to `resolution`; `summary` is the audit trail's account of it.
     pub(super) fn succeeded(resolution: Resolution, summary: &str) -> Self {
-        Self { resolution: Some(resolution), ..Self::new(Outcome::Succeeded { summary: summary.to_owned() }) }
+        Self {
+            resolution: Some(resolution),
+            ..Self::new(Outcome::Succeeded { summary: summary.to_owned(), resolution })
+        }
     }
 }
 
@@ -282,5 +304,21 @@ pub(super) fn github_failed(what: &str, e: &GithubError) -> Attempt {
             Attempt::waiting(WaitKind::Quota, reason, reset.map(OffsetDateTime::from))
         }
         _ => Attempt::failed(FailureClass::Infrastructure, format!("{what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_host_paths;
+
+    #[test]
+    fn paths_under_the_data_directory_are_not_shown() {
+        let dir = std::path::Path::new("/var/lib/foreman/");
+        assert_eq!(
+            without_host_paths("git push failed: fatal: '/var/lib/foreman/mirrors/a/b.git' is locked", Some(dir)),
+            "git push failed: fatal: '<data dir>/mirrors/a/b.git' is locked"
+        );
+        assert_eq!(without_host_paths("as it was", Some(std::path::Path::new("/"))), "as it was");
+        assert_eq!(without_host_paths("as it was", None), "as it was");
     }
 }

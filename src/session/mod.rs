@@ -128,6 +128,9 @@ pub enum Progress {
     ToolUse(String),
     /// The agent said what it is doing now (a command's `::foreman progress <text>` line).
     Step(String),
+    /// Time passed while the agent runs (the command backend, every
+    /// [`agent::command::ELAPSED_EVERY`]), for the elapsed time shown.
+    Tick,
     /// The credential was refused; moving on to the one read from `next` (a variable name, not a secret).
     CredentialRotated {
         /// The environment variable the next credential is read from.

@@ -73,12 +73,17 @@ pub enum PutOutcome {
 pub enum DeliveryState {
     /// In the inbox, not yet handed to the decision core (or handed, and not yet finished).
     Pending,
-    /// Processed; `summary` says what was decided.
+    /// Processed; `decisions` says what was decided and what became of it.
     Processed {
         /// When processing finished.
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
-        /// A short, human-readable account of what was decided.
+        /// One object per action, as `foreman replay` prints it (`decision` and its fields), with `result`:
+        /// what became of it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        decisions: Vec<serde_json::Value>,
+        /// Records written before decisions were kept as objects: the same as JSON lines in one string.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         summary: String,
     },
     /// Could not be processed (for example, a payload that does not decode); kept with its error and not
@@ -139,4 +144,22 @@ pub fn compress_body(body: &[u8]) -> Vec<u8> {
         let n = lz4_flex::block::compress_into(body, scratch).expect("the buffer has the maximum output size");
         scratch[..n].to_vec()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryState;
+
+    #[test]
+    fn a_processed_state_stored_before_decisions_were_objects_still_reads() {
+        let old = r#"{"state":"processed","at":"2026-11-21T01:00:00Z","summary":"{\"decision\":\"ignore\"}"}"#;
+        let DeliveryState::Processed { decisions, summary, .. } = serde_json::from_str(old).unwrap() else {
+            panic!("processed")
+        };
+        assert!(decisions.is_empty());
+        assert_eq!(summary, r#"{"decision":"ignore"}"#);
+        let new = r#"{"state":"processed","at":"2026-11-21T01:00:00Z","decisions":[{"decision":"ignore"}]}"#;
+        let state: DeliveryState = serde_json::from_str(new).unwrap();
+        assert_eq!(serde_json::to_string(&state).unwrap(), new);
+    }
 }

@@ -25,7 +25,7 @@ fn new_delivery(id: &str, received_at: OffsetDateTime) -> NewDelivery {
 }
 
 fn processed() -> DeliveryState {
-    DeliveryState::Processed { at: OffsetDateTime::now_utc(), summary: "ok".into() }
+    DeliveryState::Processed { at: OffsetDateTime::now_utc(), decisions: vec![], summary: "ok".into() }
 }
 
 pub async fn concurrent_puts_share_flushes_and_each_id_is_stored_once<S: Inbox>(open: Open<S>) {
@@ -58,7 +58,9 @@ pub async fn inbox_survives_reopening_and_pruning_keeps_pending_and_recent<S: In
             store.put_delivery(new_delivery(id, at)).await.unwrap();
         }
         for seq in [1, 3] {
-            store.finish_delivery(seq, &DeliveryState::Processed { at: recent, summary: "ok".into() }).unwrap();
+            store
+                .finish_delivery(seq, &DeliveryState::Processed { at: recent, decisions: vec![], summary: "ok".into() })
+                .unwrap();
         }
         store.sync().await.unwrap();
     }

@@ -177,7 +177,7 @@ impl<S: JobStore> World<S> {
                 let Some(c) = self.pick(pick) else { return Ok(()) };
                 let live = self.store().claims().unwrap().iter().any(|l| l.id == c.id && l.expires_at > self.now);
                 let outcome = match outcome {
-                    0 => Outcome::Succeeded { summary: "ok".into() },
+                    0 => Outcome::Succeeded { summary: "ok".into(), resolution: foreman::job::Resolution::PullRequest },
                     1 => Outcome::Failed { class: FailureClass::Agent, reason: "a".into(), retry_at: None },
                     2 => Outcome::Failed { class: FailureClass::Validation, reason: "v".into(), retry_at: None },
                     3 => Outcome::Failed {

@@ -118,7 +118,10 @@ pub fn runnable_jobs_run_by_priority_then_phase_then_failures_then_age<S: JobSto
         let mut now = t0() + secs(100);
         while let Some(c) = s.claim_next(now).unwrap() {
             order.push(c.job.issue.0);
-            s.store().finish_job(&c.claim, &Outcome::Succeeded { summary: "ok".into() }, s.config(), now, 0.5).unwrap();
+            let done = Outcome::Succeeded { summary: "ok".into(), resolution: foreman::job::Resolution::Answer };
+            let job = s.store().finish_job(&c.claim, &done, s.config(), now, 0.5).unwrap();
+            // What the success came to stays on the job, for a report made from the job alone.
+            assert_eq!(job.resolution, Some(foreman::job::Resolution::Answer));
             now += secs(1);
         }
         assert_eq!(order, [4, 8, 6, 3, 7, 2, 1, 5]);
@@ -285,7 +288,7 @@ pub fn heartbeats_renew_and_an_expired_claim_is_reclaimable_as_an_infrastructure
         let old = store.session(&c.claim.session).unwrap().unwrap();
         assert_eq!(old.state, SessionState::Expired);
         // The old holder can no longer finish.
-        let done = Outcome::Succeeded { summary: "late".into() };
+        let done = Outcome::Succeeded { summary: "late".into(), resolution: foreman::job::Resolution::PullRequest };
         assert!(store.finish_job(&c.claim, &done, &config, end, 0.0).is_err());
         let failures = store.jobs_status(end, 10).unwrap().recent_failures;
         assert_eq!(failures[0].class, FailureClass::Infrastructure);

@@ -221,8 +221,9 @@ impl Store {
             let actor = live.owner.actor();
             job.wait = None;
             match outcome {
-                Outcome::Succeeded { summary } => {
+                Outcome::Succeeded { summary, resolution } => {
                     job.state = JobState::Succeeded;
+                    job.resolution = Some(*resolution);
                     job.updated_at = now;
                     tx.put_job(&key, &job)?;
                     tx.record(

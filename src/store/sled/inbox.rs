@@ -345,7 +345,7 @@ mod tests {
     }
 
     fn processed() -> DeliveryState {
-        DeliveryState::Processed { at: OffsetDateTime::now_utc(), summary: "ok".into() }
+        DeliveryState::Processed { at: OffsetDateTime::now_utc(), decisions: vec![], summary: "ok".into() }
     }
 
     /// A big body goes through the per-thread scratch buffer and comes back whole, and the thread does not

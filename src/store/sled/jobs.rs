@@ -152,6 +152,7 @@ impl Store {
                         placement: Placement::None,
                         wait: None,
                         retries: 0,
+                        resolution: None,
                     };
                     remember(&mut job);
                     tx.place(&key, &mut job, now)?;

@@ -23,7 +23,7 @@
 //! `FOREMAN_WORKSPACE` (the worktree, also the working directory), `FOREMAN_PROMPT_FILE` (the prompt, also on
 //! stdin), `FOREMAN_SUMMARY_FILE` (where it may write its summary, in its home), `FOREMAN_SESSION_ID` (this
 //! session's id), plus the allowlist, `agent.env` and the git identity (`GIT_AUTHOR_NAME` …). Elapsed time
-//! is measured by Foreman.
+//! is measured by Foreman and reported every [`ELAPSED_EVERY`] while the command runs.
 
 pub mod config;
 
@@ -48,6 +48,10 @@ fn build(config: &AgentConfig, _: Credentials) -> Result<Box<dyn Agent>, String>
 
 /// Largest output kept for the last paragraph, in bytes (its end).
 const ANSWER_BYTES: usize = 8 * 1024;
+
+/// How often the elapsed time is reported while the command runs ([`Progress::Tick`]): the tracking
+/// comment's progress edits are at most this often anyway.
+pub const ELAPSED_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Largest summary read from `FOREMAN_SUMMARY_FILE`, in bytes.
 pub const SUMMARY_BYTES: usize = 20 * 1024;
@@ -221,7 +225,18 @@ async fn run_command(run: AgentRun<'_>) -> AgentEnd {
         }
         Control::Continue
     };
-    let ran = executor.run(spawn, &mounts, limits(c), cancel, &mut on_line).await;
+    // Elapsed time is reported every ELAPSED_EVERY while the command runs, whatever it prints.
+    let ran = {
+        let run = executor.run(spawn, &mounts, limits(c), cancel, &mut on_line);
+        tokio::pin!(run);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + ELAPSED_EVERY, ELAPSED_EVERY);
+        loop {
+            tokio::select! {
+                ran = &mut run => break ran,
+                _ = tick.tick() => progress(Progress::Tick),
+            }
+        }
+    };
     let _ = std::fs::remove_file(&prompt_file);
     let summary = read_summary(&summary_file);
     let _ = std::fs::remove_file(&summary_file);
