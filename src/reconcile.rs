@@ -14,7 +14,10 @@
 //!    The open dependencies jobs wait on are read too and recorded with
 //!    [`crate::scheduler::Scheduler::issue_state`], so a dependency closed while Foreman was down unblocks
 //!    its dependents.
-//! 2. **Lost deliveries.** The app's recent deliveries (`GET /app/hook/deliveries`) are grouped by GUID
+//! 2. **Reports GitHub is behind on.** Every job whose last applied report is older than its state is
+//!    reported again through the report outbox ([`Canceller::resume_reports`]): a stored report a crash or
+//!    a GitHub failure kept from being applied, or a state change nobody reported.
+//! 3. **Lost deliveries.** The app's recent deliveries (`GET /app/hook/deliveries`) are grouped by GUID
 //!    (every attempt of one delivery shares it). A GUID with no 2xx attempt that Foreman never stored,
 //!    younger than GitHub's 3-day retention, gets one redelivery request
 //!    (`POST /app/hook/deliveries/{id}/attempts`), and not another from this process within
@@ -241,6 +244,8 @@ pub struct Report {
     pub redeliveries_pending: usize,
     /// Redeliveries requested.
     pub redeliveries: Vec<Redelivery>,
+    /// Jobs GitHub was behind on, reported again (a stored report not applied, or a state never reported).
+    pub reports_resumed: usize,
     /// Failed deliveries left for a later pass because of `max_redeliveries_per_pass`.
     pub redeliveries_deferred: usize,
     /// Listing deliveries or a redelivery request failed: what GitHub said.
@@ -255,6 +260,7 @@ impl Report {
             && self.dependencies.iter().all(|d| d.jobs_changed == 0)
             && self.unreadable.is_empty()
             && self.redeliveries.is_empty()
+            && self.reports_resumed == 0
             && self.delivery_errors.is_empty())
     }
 }
@@ -305,6 +311,8 @@ impl Reconciler {
     pub async fn run_once(&self, now: OffsetDateTime) -> Result<Report, ReconcileError> {
         let mut report = Report::default();
         self.jobs(now, &mut report).await?;
+        // After the cancellations above, so their reports are the ones resumed if they did not go out.
+        report.reports_resumed = self.canceller.resume_reports()?;
         if self.config.redeliver {
             self.deliveries(now, &mut report).await?;
         }

@@ -259,6 +259,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // Commands, deliveries and reconciliation cancel through one path, which stops and reports.
         let canceller = dispatch::Canceller::new(scheduler.clone(), config.triggers.label.clone())
             .with_github(runner.clone(), outbox.clone());
+        // What an earlier process recorded but did not get onto GitHub (killed between a job's change and
+        // its report, or GitHub failing) is reported now, before any new work.
+        match canceller.resume_reports() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "reporting again the jobs GitHub is behind on"),
+            Err(e) => tracing::error!(error = %e, "reading the reports to resume failed; reconciliation tries again"),
+        }
         let reconciler = crate::reconcile::Reconciler::new(
             client.clone(),
             scheduler.clone(),
@@ -352,7 +359,8 @@ async fn github_parts(
     let pusher = crate::report::push::Pusher::new(crate::report::push::DEFAULT_PREFIX)
         .map_err(|e| anyhow::anyhow!("pusher: {e}"))?;
     let reporter = crate::report::github::Reporter::new(client.clone(), config.report.clone());
-    let outbox = crate::report::outbox::Outbox::new(reporter);
+    // Reports are stored with the jobs, so a crash loses none (see `Canceller::resume_reports`).
+    let outbox = crate::report::outbox::Outbox::new(reporter).with_store(scheduler.store().clone());
     let constitutions = crate::constitution::fetch::Cache::new(
         client.clone(),
         crate::constitution::fetch::CACHE_TTL,

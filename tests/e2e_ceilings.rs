@@ -117,11 +117,11 @@ daily_cost_usd = 0.01
             .await;
         let reply = comments_on(&state, next).into_iter().find(|c| c.contains("### Effective constitution")).unwrap();
         for row in [
-            "| `max_cost_usd` | `2.5` | server (capped: repo asked for `500.0`) |",
-            "| `timeout_secs` | `5.0` | server (capped: repo asked for `86400`) |",
-            "| `allowed_tools` | `[\"Bash(cargo test:*)\"]` | server (capped: repo asked for \
-             `[\"Bash(cargo test:*)\",\"WebFetch\",\"Edit\"]`) |",
-            "| `daily_cost_usd` | `0.01` | server (capped: repo asked for `1000.0`) |",
+            "| `max_cost_usd` | `2.5` | server (capped: repository asked for `500.0`) | `2.5` |",
+            "| `timeout_secs` | `5.0` | server (capped: repository asked for `86400`) | `5.0` |",
+            "| `allowed_tools` | `\"Bash(cargo test:*)\"` | server (capped: repository asked for \
+             `\"Bash(cargo test:*)\"`, `\"WebFetch\"`, `\"Edit\"`) |",
+            "| `daily_cost_usd` | `0.01` | server (capped: repository asked for `1000.0`) | `0.01` |",
         ] {
             assert!(reply.contains(row), "{row} in:\n{reply}");
         }

@@ -654,6 +654,101 @@ async fn the_outbox_drops_a_report_older_than_one_already_posted() {
     .expect("in time");
 }
 
+/// A progress report inside the edit interval is not dropped: it waits for the interval's end and is sent
+/// then (the trailing edge), so a session's last figures reach the comment even when it falls quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_sends_the_last_progress_after_the_interval() {
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let (n, _) = w.issue("Quiet");
+        let r = w.reporter(ReportConfig { min_edit_interval_secs: 1, ..ReportConfig::default() });
+        let outbox = foreman::report::outbox::Outbox::new(r);
+        outbox.update(w.inst, tracking(n, JobState::Running), 1);
+        assert!(outbox.flush(&w.repo, n, LIMIT).await);
+        let written = Instant::now();
+        for turns in 1..=3 {
+            let mut t = tracking(n, JobState::Running);
+            t.progress = Some(Progress {
+                turns,
+                tool_calls: turns,
+                cost_usd: None,
+                elapsed_secs: 1,
+                step: Some("using `Bash`".into()),
+            });
+            outbox.progress(w.inst, t, 1);
+        }
+        // Nothing more is posted: the last progress goes out once the interval after the update has passed.
+        assert!(outbox.flush(&w.repo, n, LIMIT).await, "the last progress was applied");
+        assert!(written.elapsed() >= Duration::from_millis(900), "not inside the interval: {:?}", written.elapsed());
+        let body = w.tracking_comments(n)[0]["body"].as_str().unwrap().to_owned();
+        assert!(body.contains("| 3 | 3 |") && body.contains("Now: using `Bash`"), "{body}");
+        assert_eq!(w.tracking_comments(n).len(), 1);
+    })
+    .await
+    .expect("in time");
+}
+
+/// A durable outbox: a report GitHub refused stays stored and pending, and `resume` (at start and at each
+/// reconciliation pass) applies it once GitHub answers again; a job whose state changed with no report at
+/// all is reported from the job itself. Nothing is due once GitHub shows every job as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_github_refused_is_applied_when_the_outbox_resumes() {
+    use foreman::job::{ClaimOwner, JobKind, NewJob, Trigger, nanos};
+    use foreman::scheduler::SchedulerConfig;
+    use foreman::store::{Store, StoreOptions};
+    tokio::time::timeout(LIMIT, async {
+        let w = World::new().await;
+        let (n, item) = w.issue("Flaky");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions { cache_bytes: 8 << 20 }).unwrap();
+        let new = NewJob {
+            repo: w.repo.clone(),
+            issue: n,
+            installation: Some(w.inst),
+            kind: JobKind::Code,
+            title: "Flaky".into(),
+            body: String::new(),
+            labels: vec!["foreman".into()],
+            trigger: Some(Trigger::Label),
+            requester: None,
+            instructions: None,
+            delivery: None,
+            cause: "label".into(),
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let job = store.enqueue_job(&new, 2, "alice", now).unwrap().job().clone();
+        let outbox =
+            foreman::report::outbox::Outbox::new(w.reporter(ReportConfig::default())).with_store(store.clone());
+        let never = |_: &foreman::job::Job| -> Tracking { panic!("the stored report shows the job as it is") };
+
+        w.sim.set_faults(Faults { error_rate: 1.0, kinds: vec!["500".into()], ..Faults::default() });
+        outbox.update(w.inst, tracking(n, JobState::Queued), nanos(job.updated_at));
+        assert!(outbox.flush(&w.repo, n, LIMIT).await);
+        assert!(w.tracking_comments(n).is_empty(), "GitHub refused the report");
+        assert!(store.report(&w.repo, n).unwrap().unwrap().pending(), "stored, not applied");
+        w.sim.set_faults(Faults::default());
+
+        assert_eq!(outbox.resume(never).unwrap(), 1, "the stored report is due");
+        assert!(outbox.flush(&w.repo, n, LIMIT).await);
+        assert_eq!(w.tracking_comments(n).len(), 1);
+        assert_eq!(w.labels(n), ["foreman", "foreman:queued"]);
+        assert!(!store.report(&w.repo, n).unwrap().unwrap().pending(), "recorded as applied");
+        assert_eq!(outbox.resume(never).unwrap(), 0, "nothing more is due");
+
+        // Claimed with no report made (a process killed right after its claim, say): made from the job.
+        let config = SchedulerConfig::default();
+        store.claim_next_admitting(&ClaimOwner::new(), &config, now, &|_| true).unwrap().expect("claimed");
+        assert_eq!(outbox.resume(|job| tracking(job.issue, job.state)).unwrap(), 1);
+        assert!(outbox.flush(&w.repo, n, LIMIT).await);
+        assert_eq!(w.labels(n), ["foreman", "foreman:running"]);
+        assert_eq!(w.column(w.board, &item).as_deref(), Some("In progress"));
+        assert!(w.tracking_comments(n)[0]["body"].as_str().unwrap().contains("working on it"));
+        assert_eq!(outbox.resume(never).unwrap(), 0);
+    })
+    .await
+    .expect("in time");
+}
+
 /// Jobs of one repository reported at the same moment create each state label once between them: the
 /// reporter remembers a label created (or found already there) and makes the others wait for that one
 /// `POST /repos/{owner}/{repo}/labels` rather than each sending its own and collecting a 422.

@@ -55,7 +55,7 @@ fn tracking_queued() {
 fn tracking_running() {
     let body = tracking_comment(&Tracking {
         attempt: Some((1, 3)),
-        progress: Some(progress()),
+        progress: Some(Progress { step: Some(format!("using `Bash`\nwith {TOKEN}")), ..progress() }),
         session_log: Some(log_link()),
         // A queue position is only shown while queued.
         queue_position: Some(2),

@@ -128,3 +128,22 @@ fn keys_in_any_order_unknown_types_and_junk_lines_are_tolerated() {
     assert_eq!(t.tools.get("Edit"), Some(&1));
     assert_eq!(t.classify(Timestamp::now(), &TimeZone::UTC), RunResult::Success { text: "ok".into() });
 }
+
+#[test]
+fn the_main_agents_text_is_a_progress_line_and_a_subagents_is_not() {
+    use foreman::session::agent::claude::stream::LineEvent;
+    let mut t = Transcript::default();
+    let main = r#"{"message":{"content":[{"type":"text","text":"\n  Let me read the parser first.\nThen the tests."},{"name":"Read","type":"tool_use","id":"t1","input":{}}],"id":"m1"},"type":"assistant","parent_tool_use_id":null}"#;
+    assert_eq!(
+        t.push_line(main),
+        [
+            LineEvent::Turn(1),
+            LineEvent::Text { line: "Let me read the parser first.".into() },
+            LineEvent::ToolUse { name: "Read".into() }
+        ]
+    );
+    let sub = r#"{"message":{"content":[{"type":"text","text":"sub work"}],"id":"m2"},"type":"assistant","parent_tool_use_id":"t1"}"#;
+    assert_eq!(t.push_line(sub), [LineEvent::Other]);
+    let blank = r#"{"message":{"content":[{"type":"text","text":"  \n "}],"id":"m1"},"type":"assistant","parent_tool_use_id":null}"#;
+    assert_eq!(t.push_line(blank), [LineEvent::Other]);
+}

@@ -71,7 +71,9 @@ async fn status(
     }
 }
 
-/// `GET /api/jobs/{owner}/{repo}/{issue}`: [`crate::job::JobDetail`] as JSON, audit trail included.
+/// `GET /api/jobs/{owner}/{repo}/{issue}`: [`crate::job::JobDetail`] as JSON, audit trail included, with
+/// `report`: the job's newest state report as stored by the report outbox (`version`, `state`) and what
+/// GitHub took (`applied`, `applied_state`; `pending` while the report is not applied), when one was stored.
 async fn job(State(store): State<Store>, Path((owner, repo, issue)): Path<(String, String, String)>) -> Response {
     let Ok(repo) = RepoName::new(&owner, &repo) else {
         return error(StatusCode::BAD_REQUEST, format!("'{owner}/{repo}' is not a repository name"));
@@ -80,7 +82,24 @@ async fn job(State(store): State<Store>, Path((owner, repo, issue)): Path<(Strin
         return error(StatusCode::BAD_REQUEST, format!("'{issue}' is not an issue number"));
     };
     match store.job_detail(&repo, issue) {
-        Ok(Some(d)) => Json(d).into_response(),
+        Ok(Some(d)) => {
+            let mut body = serde_json::to_value(&d).unwrap_or_default();
+            let report = match store.report(&repo, issue) {
+                Ok(r) => r,
+                Err(e) => return internal(e),
+            };
+            if let (Some(r), Some(map)) = (report, body.as_object_mut()) {
+                // What GitHub was told: the newest state report (not its text) and the version it took.
+                map.insert(
+                    "report".into(),
+                    serde_json::json!({
+                        "version": r.version, "state": r.state, "applied": r.applied,
+                        "applied_state": r.applied_state, "pending": r.pending(),
+                    }),
+                );
+            }
+            Json(body).into_response()
+        }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("Foreman has no job for {repo}#{issue}")),
         Err(JobError::NotFound(r)) => error(StatusCode::NOT_FOUND, format!("Foreman has no job for {r}")),
         Err(e) => internal(e),

@@ -83,6 +83,61 @@ impl Canceller {
         Ok(Cancelled::Cancelled { job: Box::new(job), session })
     }
 
+    /// Reports again every job GitHub is behind on ([`Outbox::resume`]): a stored report not applied (a crash,
+    /// or GitHub failing), or a job whose state changed with no report made (a crash between the change and
+    /// its report, a claim recovered at start, a dependency cycle). Run at start and at each reconciliation
+    /// pass. Returns how many were posted; 0 without GitHub.
+    ///
+    /// Errors only when the store cannot be read.
+    pub fn resume_reports(&self) -> Result<usize, JobError> {
+        match &self.github {
+            Some((_, outbox)) => outbox.resume(|job| self.report_of(job)),
+            None => Ok(0),
+        }
+    }
+
+    /// The tracking comment for `job` as the store knows it, for a report made after the fact: its state, what
+    /// queued it, its place or attempt, its last failure and when the next attempt is due, why it is stuck or
+    /// was cancelled, the summary it succeeded with. (A runner's own report says more: the session's figures,
+    /// links to its pull request and log.)
+    pub fn report_of(&self, job: &Job) -> Tracking {
+        let mut t = self.tracking(job, job.state);
+        t.updated_at = job.updated_at.format(&time::format_description::well_known::Rfc3339).ok();
+        let config = self.scheduler.config();
+        t.attempt = crate::job::attempt_counter(job, config.max_failures, config.max_infrastructure_failures);
+        t.since_retry = job.retries > 0;
+        let last_cause = |action: &str| {
+            let detail = self.scheduler.store().job_detail(&job.repo, job.issue).ok().flatten()?;
+            detail.audit.iter().rev().find(|e| e.action == action).map(|e| e.cause.clone())
+        };
+        match job.state {
+            Shown::Failed | Shown::Stuck => {
+                let failure = job.last_failure.as_ref();
+                let reason = match (job.state, &job.stuck_reason) {
+                    (Shown::Stuck, Some(why)) => why.clone(),
+                    _ => failure.map(|f| f.reason.clone()).unwrap_or_default(),
+                };
+                t.failure = Some(crate::report::render::Failure {
+                    class: failure.map_or("stuck", |f| f.class.as_str()).to_owned(),
+                    reason,
+                    retry_at: job
+                        .not_before
+                        .filter(|_| job.state == Shown::Failed)
+                        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok()),
+                });
+            }
+            Shown::Cancelled => {
+                t.summary = Some(match last_cause("cancelled") {
+                    Some(cause) => format!("Cancelled: {cause}."),
+                    None => "Cancelled.".into(),
+                });
+            }
+            Shown::Succeeded => t.summary = last_cause("succeeded").filter(|s| !s.trim().is_empty()),
+            Shown::Queued | Shown::Running => {}
+        }
+        t
+    }
+
     /// The tracking comment's base for `job` in `state`: what queued it, and, for a queued job, its place.
     pub fn tracking(&self, job: &Job, state: Shown) -> Tracking {
         if state == Shown::Queued {

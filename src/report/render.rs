@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 
 use minijinja::value::Serde;
 use minijinja::{Environment, context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::github::redact::redact_tokens;
 use crate::ids::{IssueNumber, RepoName};
@@ -172,7 +172,7 @@ pub const PLAN_NEXT_STEP: &str = "To implement it, comment `/foreman run`; add a
 follow (`/foreman run <instructions>`): the agent reads the issue and people's comments, not Foreman's.";
 
 /// Live figures of a running (or finished) session.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Agent turns so far.
     pub turns: u32,
@@ -182,12 +182,15 @@ pub struct Progress {
     pub cost_usd: Option<f64>,
     /// Wall-clock seconds since the session started.
     pub elapsed_secs: u64,
-    /// What the agent says it is doing now (a command agent's `::foreman progress <text>`), while it runs.
+    /// What the session is doing now, while it runs: what the agent says it is doing (a command agent's
+    /// `::foreman progress <text>`, the Claude agent's latest message), the tool in use or the session's
+    /// phase, already phrased. Shown only while the job runs, on one line, cut to [`STEP_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
 }
 
 /// A link with its text.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     /// What is shown, e.g. `#12`.
     pub text: String,
@@ -197,7 +200,7 @@ pub struct Link {
 
 /// Why the last attempt failed. Shown as the class, the reason as a sentence, what the reader can do
 /// ([`advice`]) and a link to the session log ([`Tracking::session_log`]) for the details; never the log.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// The failure class, as the failure ledger names it: `agent`, `validation`, `infrastructure`, `rate-limit`.
     pub class: String,
@@ -208,8 +211,10 @@ pub struct Failure {
     pub retry_at: Option<String>,
 }
 
-/// Everything the tracking comment shows.
-#[derive(Clone, Debug, PartialEq)]
+/// Everything the tracking comment shows. Serialisable: the report outbox stores it as it is posted, so a
+/// report survives a crash (fields added later must be optional or `#[serde(default)]`, so stored reports
+/// still read; one that does not read is made anew from its job).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tracking {
     /// The repository.
     pub repo: RepoName,
@@ -230,6 +235,7 @@ pub struct Tracking {
     /// ([`crate::job::attempt_counter`]), while running or after a failure.
     pub attempt: Option<(u32, u32)>,
     /// Whether `/foreman retry` reset the count (the comment says it counts again).
+    #[serde(default)]
     pub since_retry: bool,
     /// Live or final session figures.
     pub progress: Option<Progress>,
@@ -374,7 +380,7 @@ pub fn tracking_comment(t: &Tracking) -> String {
             .step
             .as_deref()
             .filter(|_| t.state == JobState::Running)
-            .map(|s| cut(&redact_tokens(s.trim()), STEP_LIMIT))
+            .map(|s| redact_tokens(&one_line(s, STEP_LIMIT)).into_owned())
             .filter(|s| !s.is_empty()),
         turns: p.turns,
         tool_calls: p.tool_calls,
@@ -502,6 +508,17 @@ fn duration(secs: u64) -> String {
         s if s < 3600 => format!("{}m {:02}s", s / 60, s % 60),
         s => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
     }
+}
+
+/// `s` on one line (line breaks as spaces), at most `limit` characters (an ellipsis when cut).
+fn one_line(s: &str, limit: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= limit {
+        return flat;
+    }
+    let mut out: String = flat.chars().take(limit.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 /// The first `limit` characters of `s`, with a note when cut.

@@ -21,6 +21,10 @@ use crate::session::{self, GitAuth, PromptKind, SessionSpec};
 /// restarts), so this only bounds how often the waiting job is reported again: every 10 minutes.
 const SANDBOX_RECHECK: time::Duration = time::Duration::minutes(10);
 
+/// Seconds between two elapsed-time updates of a quiet session when `report.min_edit_interval_secs` is 0
+/// (otherwise that interval): an edit only ever goes out at the reporter's pace.
+const PROGRESS_TICK_SECS: u64 = 10;
+
 /// The constitution's rules as the prompt lists them, one sentence each ([`crate::constitution::prompt_markdown`]'s
 /// list items), then its free-text sections.
 fn prompt_rules(constitution: &crate::constitution::Constitution) -> Vec<String> {
@@ -355,29 +359,60 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         workspace_issue: None,
     };
 
+    // Live progress: every session event updates the figures and the current step; a tick every edit
+    // interval updates the elapsed time of a quiet session. The outbox sends at most one edit per interval
+    // and always the last one.
     let live = Mutex::new(render::Progress::default());
     let session_started = Instant::now();
-    let outcome = parts
-        .sessions
-        .run(spec, cancel.clone(), |p| {
-            let mut shown = live.lock().expect("progress lock");
-            match p {
-                session::Progress::Turn(n) => shown.turns = n,
-                session::Progress::ToolUse(_) => shown.tool_calls += 1,
-                session::Progress::Step(text) => shown.step = Some(text),
-                session::Progress::Tick => {}
-                session::Progress::AgentStarted { attempt } => {
-                    tracing::info!(attempt, "agent started");
-                    metrics::counter!("foreman_sessions_started_total").increment(1);
-                }
-                _ => return,
+    let show = |shown: &mut render::Progress| {
+        shown.elapsed_secs = session_started.elapsed().as_secs();
+        let mut t = tracking(parts, job, JobState::Running);
+        t.progress = Some(shown.clone());
+        parts.outbox.progress(inst, t, nanos(job.updated_at));
+    };
+    let session = parts.sessions.run(spec, cancel.clone(), |p| {
+        let mut shown = live.lock().expect("progress lock");
+        match p {
+            session::Progress::Preparing => shown.step = Some("preparing the workspace".into()),
+            session::Progress::AgentStarted { attempt } => {
+                tracing::info!(attempt, "agent started");
+                metrics::counter!("foreman_sessions_started_total").increment(1);
+                shown.step = Some("the agent started".into());
             }
-            shown.elapsed_secs = session_started.elapsed().as_secs();
-            let mut t = tracking(parts, job, JobState::Running);
-            t.progress = Some(shown.clone());
-            parts.outbox.progress(inst, t, nanos(job.updated_at));
-        })
-        .await;
+            session::Progress::Turn(n) => shown.turns = n,
+            session::Progress::ToolUse(name) => {
+                shown.tool_calls += 1;
+                shown.step = Some(format!("using `{}`", name.replace('`', "")));
+            }
+            session::Progress::Step(text) => shown.step = Some(text),
+            session::Progress::Tick => {}
+            session::Progress::Message(line) => {
+                // The agent's words, as code: no Markdown, no mention, nothing that could pass for Foreman's.
+                shown.step = Some(format!("the agent says `{}`", line.replace('`', "'")));
+            }
+            session::Progress::CredentialRotated { .. } => {
+                shown.step = Some("moving on to the next agent credential".into());
+            }
+            session::Progress::Finishing => shown.step = Some("the agent ended; checking its change".into()),
+            _ => return,
+        }
+        show(&mut shown);
+    });
+    let every = std::time::Duration::from_secs(match parts.outbox.reporter().config().min_edit_interval_secs {
+        0 => PROGRESS_TICK_SECS,
+        secs => secs,
+    });
+    let outcome = {
+        tokio::pin!(session);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                outcome = &mut session => break outcome,
+                _ = tick.tick() => show(&mut live.lock().expect("progress lock")),
+            }
+        }
+    };
     if let Some(cost) = outcome.summary.cost_usd {
         metrics::gauge!("foreman_agent_cost_usd", "repository" => job.repo.to_string()).increment(cost);
     }

@@ -76,7 +76,23 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
         other => other,
     };
     let now = OffsetDateTime::now_utc();
-    let after = match parts.scheduler.finish(&claim, &outcome, now).await {
+    // The final report is stored in the flush that records the outcome: a crash after the finish leaves the
+    // report to be applied at the next start, never a finished job with nothing reported.
+    let mut attempt = Some(attempt);
+    let mut report = None;
+    let finished = parts
+        .scheduler
+        .finish_then(&claim, &outcome, now, |after| {
+            if let (Some(inst), Some(attempt)) = (job.installation, attempt.take())
+                && !matches!(outcome, Outcome::Released { .. })
+            {
+                let t = final_report(parts, after, &outcome, attempt);
+                parts.outbox.record(inst, &t, nanos(after.updated_at));
+                report = Some((inst, t, nanos(after.updated_at)));
+            }
+        })
+        .await;
+    let after = match finished {
         Ok(after) => {
             if matches!(outcome, Outcome::Succeeded { .. }) {
                 // The run's push is concluded: a later attempt of the same run (a `/foreman retry`) works anew.
@@ -96,37 +112,49 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
         }
     };
     log_finished(&outcome, started.elapsed().as_millis() as u64);
-    let (Some(after), Some(inst)) = (after, job.installation) else { return };
+    if let Some((inst, t, version)) = report {
+        parts.outbox.update(inst, t, version);
+        parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+        return;
+    }
+    let (Some(after), Some(inst), Some(attempt)) = (after, job.installation, attempt) else { return };
     if matches!(outcome, Outcome::Released { .. }) {
         return;
     }
+    if after.state != JobState::Cancelled {
+        // The claim expired or was reclaimed: the job as it is now.
+        parts.outbox.update(inst, final_report(parts, &after, &outcome, attempt), nanos(after.updated_at));
+        parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+        return;
+    }
+    // Stopped while it ran: say why, in the words of whoever stopped it.
+    let mut t = tracking(parts, &after, after.state);
+    let cause = parts
+        .scheduler
+        .store()
+        .job_detail(&job.repo, job.issue)
+        .ok()
+        .flatten()
+        .and_then(|d| d.audit.iter().rev().find(|e| e.action == "cancelled").map(|e| e.cause.clone()));
+    t.summary = Some(match cause {
+        Some(cause) => format!("Cancelled: {cause}. Nothing was pushed."),
+        None => "Cancelled. Nothing was pushed.".into(),
+    });
+    t.progress = attempt.progress;
+    t.session_log = attempt.session_log;
+    parts.outbox.update(inst, t, nanos(after.updated_at));
+    parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+}
+
+/// The tracking comment of a job whose outcome was just recorded as `after`: the pull request, the session
+/// log and figures, the summary, and for a failure its class, reason, next attempt and log tail; for a wait
+/// (the job queued again), what it waits for.
+fn final_report(parts: &Parts, after: &Job, outcome: &Outcome, attempt: Attempt) -> Tracking {
     if after.state == JobState::Queued {
         // A wait: back in the queue, saying what for and until when.
-        let t = queued_tracking(&parts.trigger_label, &parts.scheduler, &after);
-        parts.outbox.update(inst, t, nanos(after.updated_at));
-        parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
-        return;
+        return queued_tracking(&parts.trigger_label, &parts.scheduler, after);
     }
-    let mut t = tracking(parts, &after, after.state);
-    if after.state == JobState::Cancelled {
-        // Stopped while it ran: say why, in the words of whoever stopped it.
-        let cause = parts
-            .scheduler
-            .store()
-            .job_detail(&job.repo, job.issue)
-            .ok()
-            .flatten()
-            .and_then(|d| d.audit.iter().rev().find(|e| e.action == "cancelled").map(|e| e.cause.clone()));
-        t.summary = Some(match cause {
-            Some(cause) => format!("Cancelled: {cause}. Nothing was pushed."),
-            None => "Cancelled. Nothing was pushed.".into(),
-        });
-        t.progress = attempt.progress;
-        t.session_log = attempt.session_log;
-        parts.outbox.update(inst, t, nanos(after.updated_at));
-        parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
-        return;
-    }
+    let mut t = tracking(parts, after, after.state);
     t.pull_request = attempt.pull_request;
     t.session_log = attempt.session_log;
     t.progress = attempt.progress;
@@ -135,7 +163,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
         t.resolution = attempt.resolution;
         t.answer = attempt.answer;
     }
-    if let (Outcome::Failed { class, reason, .. }, JobState::Failed | JobState::Stuck) = (&outcome, t.state) {
+    if let (Outcome::Failed { class, reason, .. }, JobState::Failed | JobState::Stuck) = (outcome, t.state) {
         t.failure = Some(render::Failure {
             class: class.as_str().to_owned(),
             reason: reason.clone(),
@@ -144,8 +172,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
                 .map(|at| at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
         });
     }
-    parts.outbox.update(inst, t, nanos(after.updated_at));
-    parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+    t
 }
 
 /// `reason` with every mention of `data_dir` (Foreman's data directory on this host) and of what is under

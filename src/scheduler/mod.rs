@@ -141,7 +141,21 @@ impl<S: JobStore> Scheduler<S> {
     /// Records a session's outcome ([`JobStore::finish_job`]) with a random backoff jitter, and waits until
     /// it is durable, so that what is reported next survives a crash.
     pub async fn finish(&self, claim: &Claim, outcome: &Outcome, now: OffsetDateTime) -> Result<Job, JobError> {
+        self.finish_then(claim, outcome, now, |_| {}).await
+    }
+
+    /// [`Self::finish`], calling `then` with the job as recorded before the flush that makes it durable: what
+    /// `then` writes to the store (the job's report, say) is made durable by the same flush, so a crash keeps
+    /// both or neither. `then` is not called when the outcome was not recorded.
+    pub async fn finish_then(
+        &self,
+        claim: &Claim,
+        outcome: &Outcome,
+        now: OffsetDateTime,
+        then: impl FnOnce(&Job),
+    ) -> Result<Job, JobError> {
         let job = self.store.finish_job(claim, outcome, &*self.config, now, backoff::random_jitter())?;
+        then(&job);
         self.store.sync().await?;
         self.changed.notify_one();
         Ok(job)

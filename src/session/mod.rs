@@ -128,6 +128,9 @@ pub enum Progress {
     ToolUse(String),
     /// The agent said what it is doing now (a command's `::foreman progress <text>` line).
     Step(String),
+    /// The agent's latest message to the user: its first non-blank line, as the agent wrote it (untrusted
+    /// text: show it quoted, never as Markdown).
+    Message(String),
     /// Time passed while the agent runs (the command backend, every
     /// [`agent::command::ELAPSED_EVERY`]), for the elapsed time shown.
     Tick,
@@ -569,10 +572,15 @@ impl SessionRunner {
             (Some((class, reason)), Err(_)) => failed(class, reason),
             (None, Err(e)) => {
                 log.event("error", json!({ "step": "changes", "detail": e.to_string() }));
-                failed(
-                    FailureCause::Infrastructure,
-                    "Foreman could not read the agent's changes (a git command failed)".into(),
-                )
+                if e.args == format!("({})", workspace::RECLAIMING) {
+                    // The agent tampered with its clone's `.git`: its work is refused, said in its own terms.
+                    failed(FailureCause::Validation, format!("Foreman refused the agent's workspace: {}", e.stderr))
+                } else {
+                    failed(
+                        FailureCause::Infrastructure,
+                        "Foreman could not read the agent's changes (a git command failed)".into(),
+                    )
+                }
             }
             (None, Ok(changes)) if refused.is_some() => {
                 outcome.changes = changes;

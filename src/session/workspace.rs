@@ -369,6 +369,10 @@ fn write_git_dir(dir: &Path, mirror: &Path) -> std::io::Result<()> {
     replace_file(&git_dir.join("objects/info/alternates"), &format!("{}\n", objects.display()))
 }
 
+/// The step [`reclaim`]'s refusals name ([`GitError::other`]): what they say is about the agent's
+/// workspace (never a host path), fit for a failure reason.
+pub const RECLAIMING: &str = "reclaiming the workspace";
+
 /// Takes the clone at `dir` back from the agent before Foreman runs git in it: refuses a `.git` that is
 /// not a real directory, removes and rewrites what the module docs list, removes stale lock files, and
 /// refuses any symbolic link, FIFO, socket or device left anywhere in `.git` (git would follow or block on
@@ -377,16 +381,16 @@ fn write_git_dir(dir: &Path, mirror: &Path) -> std::io::Result<()> {
 /// # Errors
 /// [`GitError`] naming what was refused; nothing has then been run in the clone.
 pub fn reclaim(dir: &Path, mirror: &Path) -> Result<(), GitError> {
-    let refuse = |what: String| GitError::other("reclaiming the workspace", what);
+    let refuse = |what: String| GitError::other(RECLAIMING, what);
     if !is_real_dir(dir) {
-        return Err(refuse(format!("{} is not a directory", dir.display())));
+        return Err(refuse("the workspace is no longer a directory".into()));
     }
     let git_dir = dir.join(".git");
     match std::fs::symlink_metadata(&git_dir) {
         Ok(m) if m.file_type().is_dir() => {}
         Ok(m) if m.file_type().is_symlink() => return Err(refuse("`.git` was replaced with a symbolic link".into())),
         Ok(_) => return Err(refuse("`.git` was replaced with a file (a gitfile pointing elsewhere)".into())),
-        Err(e) => return Err(refuse(format!("`.git` is missing: {e}"))),
+        Err(e) => return Err(refuse(format!("`.git` is missing ({})", e.kind()))),
     }
     for sub in ["objects", "refs"] {
         if !is_real_dir(&git_dir.join(sub)) {
@@ -403,12 +407,13 @@ pub fn reclaim(dir: &Path, mirror: &Path) -> Result<(), GitError> {
 /// Walks `dir` without following links: removes `*.lock` files (left by a git the agent's end killed) and
 /// fails on anything that is neither a regular file nor a directory, naming it relative to `root`.
 fn check_tree(root: &Path, dir: &Path) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let here = dir.strip_prefix(root).unwrap_or(dir).display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading `.git/{here}`: {}", e.kind()))?;
     for entry in entries {
-        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let entry = entry.map_err(|e| format!("reading `.git/{here}`: {}", e.kind()))?;
         let path = entry.path();
-        let kind = entry.file_type().map_err(|e| format!("reading {}: {e}", path.display()))?;
         let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let kind = entry.file_type().map_err(|e| format!("reading `.git/{rel}`: {}", e.kind()))?;
         if kind.is_dir() {
             check_tree(root, &path)?;
         } else if kind.is_symlink() {
@@ -416,7 +421,7 @@ fn check_tree(root: &Path, dir: &Path) -> Result<(), String> {
         } else if !kind.is_file() {
             return Err(format!("`.git/{rel}` is not a regular file"));
         } else if path.extension().is_some_and(|e| e == "lock") {
-            std::fs::remove_file(&path).map_err(|e| format!("removing `.git/{rel}`: {e}"))?;
+            std::fs::remove_file(&path).map_err(|e| format!("removing `.git/{rel}`: {}", e.kind()))?;
         }
     }
     Ok(())

@@ -19,8 +19,8 @@ pub use self::inbox::{DeliveryMeta, DeliveryRecord, DeliveryState, NewDelivery, 
 pub use self::sled::{SCHEMA_VERSION, SledStore as Store, StoreOptions};
 use crate::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
 use crate::job::{
-    Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobState, JobsStatus, Limits,
-    NewJob, Outcome, PushIntent, PushRecord, Recovery, SessionId, SessionRecord, Slots, Usage,
+    Claim, ClaimOwner, Claimed, Due, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobState, JobsStatus, Limits,
+    NewJob, Outcome, PushIntent, PushRecord, Recovery, ReportRecord, SessionId, SessionRecord, Slots, Usage,
 };
 
 /// A store operation that failed. Callers answer 503 to GitHub for these, so the delivery can be redelivered.
@@ -211,4 +211,26 @@ pub trait JobStore: Durable {
     /// Settles run `seq`'s pending push in `repo` once its outcome is recorded ([`PushRecord::settle`]),
     /// whichever issue's record holds it; nothing recorded is fine.
     fn settle_push(&self, repo: &RepoName, seq: u64) -> Result<(), JobError>;
+}
+
+/// What GitHub was told of each job: the newest state report of a job ([`ReportRecord`]) and the version
+/// GitHub took, so reports survive a crash and the jobs GitHub is behind on are known at start. The rule
+/// is [`crate::job::reports::due`]. Writes are made durable by the next [`Durable::sync`].
+pub trait Reports: Durable {
+    /// Stores `record` as its job's newest report, keeping the applied version already recorded; `Ok(false)`
+    /// (nothing written) when a newer version is stored.
+    fn put_report(&self, record: &ReportRecord) -> Result<bool, JobError>;
+    /// Records that GitHub took the report of `version` (showing `state`); an older version changes nothing.
+    fn report_applied(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        version: u64,
+        state: JobState,
+    ) -> Result<(), JobError>;
+    /// The job's stored report, or `None`.
+    fn report(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<ReportRecord>, JobError>;
+    /// Up to `limit` jobs GitHub is behind on, in job-key order, with their stored reports and how to report
+    /// each again ([`crate::job::reports::due`]).
+    fn reports_due(&self, limit: usize) -> Result<Vec<(Job, Option<ReportRecord>, Due)>, JobError>;
 }

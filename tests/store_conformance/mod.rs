@@ -1,5 +1,5 @@
-//! The store conformance suite: the rules of the inbox ([`foreman::store::Inbox`]) and of the job store
-//! ([`foreman::store::JobStore`]) as tests generic over the backend. A backend proves itself by
+//! The store conformance suite: the rules of the inbox ([`foreman::store::Inbox`]), of the job store
+//! ([`foreman::store::JobStore`]) and of the report records ([`foreman::store::Reports`]) as tests generic over the backend. A backend proves itself by
 //! instantiating the whole suite with [`store_conformance!`] and a function that opens it in a directory
 //! (`tests/store_sled.rs` does so for sled); the same directory opened again must hold what was durable.
 
@@ -10,6 +10,7 @@ pub mod jobs_crash;
 pub mod jobs_props;
 pub mod jobs_rules;
 pub mod pushes;
+pub mod reports;
 
 /// Opens (or reopens) the backend under test in a directory. Panics when it cannot; may wait a moment
 /// for a previous handle on the same directory to let go.
@@ -49,6 +50,9 @@ macro_rules! store_conformance {
             the_inbox_floor_stops_below_a_delivery_left_pending_and_survives_a_restart,
         });
         $crate::store_conformance!(@async $open; pushes::{a_push_intent_survives_a_reopen_for_its_run_until_settled});
+        $crate::store_conformance!(@async $open; reports::{
+            a_jobs_reports_are_kept_with_the_version_applied_and_survive_a_reopen,
+        });
 
         #[tokio::test]
         #[ignore = "run by a_killed_process_loses_no_job_and_its_claims_return_to_the_queue as its child"]

@@ -13,6 +13,7 @@ mod inbox;
 mod jobs;
 mod port;
 mod pushes;
+mod reports;
 mod sessions;
 mod status;
 mod trees;
@@ -98,6 +99,7 @@ impl SledStore {
                 migrate(&db, v)?;
             }
         }
+        reports::init(&db, time::OffsetDateTime::now_utc())?;
         let inbox = inbox::Trees::open(&db)?;
         let jobs = jobs::Trees::open(&db)?;
         let writer = writer::spawn(db.clone(), inbox.clone());

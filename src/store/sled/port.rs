@@ -12,8 +12,9 @@ use crate::job::{
     Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobsStatus, Limits, NewJob, Outcome,
     PushIntent, PushRecord, Recovery, SessionId, SessionRecord, Slots, Usage,
 };
+use crate::job::{Due, JobState, ReportRecord};
 use crate::store::{
-    DeliveryMeta, DeliveryRecord, DeliveryState, Durable, Inbox, JobError, JobStore, NewDelivery, PutOutcome,
+    DeliveryMeta, DeliveryRecord, DeliveryState, Durable, Inbox, JobError, JobStore, NewDelivery, PutOutcome, Reports,
     StoreError,
 };
 
@@ -186,5 +187,26 @@ impl JobStore for SledStore {
     }
     fn settle_push(&self, repo: &RepoName, seq: u64) -> Result<(), JobError> {
         SledStore::settle_push(self, repo, seq)
+    }
+}
+
+impl Reports for SledStore {
+    fn put_report(&self, record: &ReportRecord) -> Result<bool, JobError> {
+        SledStore::put_report(self, record)
+    }
+    fn report_applied(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        version: u64,
+        state: JobState,
+    ) -> Result<(), JobError> {
+        SledStore::report_applied(self, repo, issue, version, state)
+    }
+    fn report(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<ReportRecord>, JobError> {
+        SledStore::report(self, repo, issue)
+    }
+    fn reports_due(&self, limit: usize) -> Result<Vec<(Job, Option<ReportRecord>, Due)>, JobError> {
+        SledStore::reports_due(self, limit)
     }
 }

@@ -157,6 +157,7 @@ impl Claude {
                             }
                         }
                         LineEvent::ToolUse { name } => progress(Progress::ToolUse(name)),
+                        LineEvent::Text { line } => progress(Progress::Message(line)),
                         _ => {}
                     }
                 }

@@ -28,6 +28,11 @@ pub enum LineEvent {
         /// The tool's name, e.g. `Bash`.
         name: String,
     },
+    /// The main agent wrote text to the user: its first non-blank line, trimmed (never empty).
+    Text {
+        /// That line.
+        line: String,
+    },
     /// The CLI is retrying an API call (`system/api_retry`).
     Retry {
         /// The CLI's retry count, from 1.
@@ -161,11 +166,20 @@ impl Transcript {
             events.push(LineEvent::Turn(self.turns));
         }
         for block in message.get("content").and_then(Value::as_array).into_iter().flatten() {
-            if block.get("type").and_then(Value::as_str) == Some("tool_use")
-                && let Some(name) = s(block, "name")
-            {
-                *self.tools.entry(name.clone()).or_default() += 1;
-                events.push(LineEvent::ToolUse { name });
+            match block.get("type").and_then(Value::as_str) {
+                Some("tool_use") => {
+                    if let Some(name) = s(block, "name") {
+                        *self.tools.entry(name.clone()).or_default() += 1;
+                        events.push(LineEvent::ToolUse { name });
+                    }
+                }
+                Some("text") if !subagent => {
+                    let text = block.get("text").and_then(Value::as_str).unwrap_or_default();
+                    if let Some(line) = text.lines().map(str::trim).find(|l| !l.is_empty()) {
+                        events.push(LineEvent::Text { line: line.to_owned() });
+                    }
+                }
+                _ => {}
             }
         }
         if events.is_empty() {
