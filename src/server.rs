@@ -364,7 +364,7 @@ async fn github_parts(
     let constitutions = crate::constitution::fetch::Cache::new(
         client.clone(),
         crate::constitution::fetch::CACHE_TTL,
-        config.agent.ceilings(),
+        crate::constitution::Ceilings { triggers: Some(config.triggers.clone()), ..config.agent.ceilings() },
     )
     .with_docs(crate::constitution::fetch::docs_url(config.public_url.as_deref()));
     let agent_name = sessions.agent().describe(&config.agent);

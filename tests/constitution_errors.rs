@@ -166,7 +166,9 @@ fn the_constitution_reply_shows_every_effective_value_whole_with_where_it_came_f
     let repo = "[agent]\nmax_turns = 30\nmax_cost_usd = 50.0\n\n[rules]\nmax_files_changed = 20\n\n[rules.tdd]\n\
                 tests = [\"tests/**\", \"crates/*/tests/**\", \"benches/**\", \"**/*_test.rs\", \"**/testdata/**/*.snap\", \"fuzz/**\"]\n";
     let mut effective = constitution::merge(Some(org), Some(repo)).unwrap();
-    effective.apply_ceilings(&server().ceilings());
+    // The server's own `[triggers]` label applies where no file sets one.
+    let triggers = foreman::decide::DecideConfig { label: "ai".into(), ..Default::default() };
+    effective.apply_ceilings(&constitution::Ceilings { triggers: Some(triggers), ..server().ceilings() });
     let reply = constitution::effective_markdown(&effective);
     insta::assert_snapshot!("constitution_reply", reply);
     assert!(!reply.contains('…'), "nothing is cut: {reply}");
@@ -176,9 +178,51 @@ fn the_constitution_reply_shows_every_effective_value_whole_with_where_it_came_f
         "| `max_turns` | `30` | repository | `60` |",
         "| `max_cost_usd` | `10.0` | server (capped: repository asked for `50.0`) | `10.0` |",
         "| `tdd.required` | `true` | organisation |",
+        "| `label` | `\"ai\"` | server |",
+        "| `status_field` | `\"Status\"` | built-in |",
         "`\"**/testdata/**/*.snap\"`, `\"fuzz/**\"` | repository |",
     ] {
         assert!(reply.contains(row), "missing {row} in\n{reply}");
     }
     assert!(!reply.contains("| `model` | — |"), "the model that applies is shown: {reply}");
+}
+
+/// Each leaf key a file sets (`rules.protected_paths`), with its value as JSON; an array of tables is one key.
+fn set_keys(prefix: &str, table: &toml::Table, out: &mut Vec<(String, serde_json::Value)>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => set_keys(&path, t, out),
+            other => out.push((path, serde_json::to_value(other).unwrap())),
+        }
+    }
+}
+
+#[test]
+fn every_template_restates_the_defaults_except_what_it_suggests_on_purpose() {
+    let defaults = serde_json::to_value(constitution::Constitution::default()).unwrap();
+    for template in constitution::Template::ALL {
+        let text = template.text();
+        let parsed = serde_json::to_value(constitution::parse(Origin::Repo, &text).unwrap()).unwrap();
+        let mut set = Vec::new();
+        set_keys("", &text.parse::<toml::Table>().unwrap(), &mut set);
+        for (key, _) in set.iter().filter(|(k, _)| !constitution::templates::SUGGESTED.contains(&k.as_str())) {
+            let default = key.split('.').fold(&defaults, |v, part| &v[part]);
+            let written = key.split('.').fold(&parsed, |v, part| &v[part]);
+            assert_eq!(written, default, "the {} template's `{key}` differs from the default", template.name());
+        }
+    }
+}
+
+#[test]
+fn the_command_line_and_a_comment_take_the_template_the_same_way() {
+    use foreman::decide::{Command, Template, command::parse_line};
+    for line in [
+        "/foreman constitution init rust",
+        "/foreman constitution init --template rust",
+        "/foreman constitution init --template=rust",
+    ] {
+        let parsed = parse_line(line, "foreman").unwrap().parsed;
+        assert_eq!(parsed, Ok(Command::Constitution { init: Some(Template::Rust) }), "{line}");
+    }
 }

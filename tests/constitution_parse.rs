@@ -255,13 +255,16 @@ fn init(args: &[&str]) -> std::process::Output {
 #[test]
 fn init_prints_each_template_and_it_parses() {
     for name in ["rust", "node", "python", "generic"] {
-        let out = init(&["--template", name]);
+        // The same words as the comment `/foreman constitution init rust`; `--template rust` works too.
+        let out = init(&[name]);
+        assert_eq!(out.stdout, init(&["--template", name]).stdout, "{name}");
         assert!(out.status.success(), "{out:?}");
         let text = String::from_utf8(out.stdout).unwrap();
         let c = constitution::parse(Origin::Repo, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(c.rules.tdd.required, name != "generic", "{name}");
     }
-    let rust = String::from_utf8(init(&["--template", "rust"]).stdout).unwrap();
+    let rust = String::from_utf8(init(&["rust"]).stdout).unwrap();
+    assert_eq!(init(&[]).stdout, init(&["generic"]).stdout, "generic when not given");
     assert!(rust.contains("cargo test"));
     let unknown = init(&["--template", "cobol"]);
     assert_eq!(unknown.status.code(), Some(2));

@@ -92,3 +92,44 @@ async fn a_broken_constitution_holds_the_job_until_a_push_fixes_it_and_the_job_t
     .await
     .expect("the job waited for the fix and then ran, in time");
 }
+
+/// The organisation's defaults (`.github/foreman.toml` in its `.github` repository) are broken: a repository
+/// without a file of its own waits too, and a push fixing the organisation's file releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_fixing_the_organisations_file_releases_the_repositories_waiting_for_it() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let org_files: &[(&str, &str)] = &[(".github/foreman.toml", "[limits]\nconcurency = 2\n")];
+        let repos: [(&str, &[(&str, &str)]); 1] = [(".github", org_files)];
+        let setup = Setup { repos: &repos, ..Setup::default() };
+        let world = World::start_with(e2e_support::FIXING_AGENT, setup).await;
+        let repo = e2e_support::REPO;
+        let (number, _) = world.sim.create_issue(repo, "Do the thing", "Please.", "alice").unwrap();
+        world.sim.add_label(repo, number, "foreman", "alice").unwrap();
+        world
+            .wait("the wait on the organisation's file", |s| {
+                comments_on(s, repo, number).iter().any(|c| {
+                    c.contains("Waiting for `.github/foreman.toml` to change")
+                        && c.contains("the organisation's .github/foreman.toml")
+                        && c.contains("did you mean `concurrency`?")
+                })
+            })
+            .await;
+        world
+            .wait_log("the job's task to finish", |l| {
+                l["message"] == "finished"
+                    && l["span"]["repo"] == repo
+                    && l["span"]["issue"].as_str() == Some(number.to_string().as_str())
+            })
+            .await;
+        assert_eq!(world.job_in(repo, number).await["wait"]["kind"], "constitution");
+
+        world
+            .sim
+            .push_file(&format!("{ORG}/.github"), ".github/foreman.toml", "[limits]\nconcurrency = 2\n", "alice")
+            .unwrap();
+        world.wait("a pull request in acme/widgets", |s| pulls_of(s, repo) == 1).await;
+        assert_eq!(sessions_of(&world, repo, number), 1, "the job ran once");
+    })
+    .await
+    .expect("the organisation's fix released the job in time");
+}

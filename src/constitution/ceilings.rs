@@ -47,6 +47,9 @@ pub struct Ceilings {
     pub disallowed_tools: Vec<String>,
     /// `agent.daily_cost_usd`: US dollars one repository's sessions may cost per UTC day.
     pub daily_cost_usd: Option<f64>,
+    /// The server's `[triggers]` (not ceilings: a file may set any of them): the values of the keys no file
+    /// sets, shown by `/foreman constitution` as the server's. `None`: the built-in defaults.
+    pub triggers: Option<crate::decide::DecideConfig>,
     // `agent.network` joins here with the network policy: a file may only narrow it (`open` > `allowlist` >
     // `none`, and an allowlist within the server's), combined in `Effective::apply_ceilings` and in
     // `AgentConfig::overridden` like the limits above.
@@ -172,6 +175,9 @@ impl Effective {
                 }
             }
         }
+        if let Some(base) = &ceilings.triggers {
+            self.apply_server_triggers(base);
+        }
         self.ceilings = Some(ceilings.clone());
     }
 }
@@ -250,6 +256,7 @@ mod tests {
             allowed_tools: Some(list(&["Bash", "Edit"])),
             disallowed_tools: list(&["WebSearch"]),
             daily_cost_usd: Some(100.0),
+            triggers: None,
         };
         e.apply_ceilings(&server);
         let a = &e.constitution.agent;

@@ -43,18 +43,23 @@ pub use self::templates::Template;
 /// `foreman constitution …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConstitutionCommand {
-    /// Print a starter `.github/foreman.toml` to stdout.
+    /// Print a starter `.github/foreman.toml` to stdout: `foreman constitution init [TEMPLATE]`, the same
+    /// words as the comment `/foreman constitution init [template]`.
     Init {
-        /// The kind of project.
-        #[arg(long, value_enum, default_value = "generic")]
-        template: Template,
+        /// The kind of project (`generic` when not given).
+        #[arg(value_enum, conflicts_with = "flag")]
+        template: Option<Template>,
+        /// The same, as a flag (`--template rust`), as earlier versions took it; also accepted in comments.
+        #[arg(long = "template", value_enum, id = "flag", value_name = "TEMPLATE")]
+        flag: Option<Template>,
     },
 }
 
 /// Runs `foreman constitution …`. Exit code 0, or 1 when stdout cannot be written.
 pub fn cli_main(command: ConstitutionCommand) -> ExitCode {
     match command {
-        ConstitutionCommand::Init { template } => {
+        ConstitutionCommand::Init { template, flag } => {
+            let template = template.or(flag).unwrap_or(Template::Generic);
             let mut stdout = std::io::stdout().lock();
             match stdout.write_all(template.text().as_bytes()).and_then(|()| stdout.flush()) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -128,6 +128,44 @@ impl super::load::Effective {
     }
 }
 
+impl super::load::Effective {
+    /// Takes the server's `[triggers]` (`base`) for every key no file sets, as [`Self::decide_config`] applies
+    /// them, so the effective constitution shows what applies; a key whose server value differs from the
+    /// built-in default gets the origin [`super::load::Origin::Server`].
+    pub fn apply_server_triggers(&mut self, base: &DecideConfig) {
+        let applied = self.decide_config(base);
+        let shown = Triggers {
+            label: applied.label,
+            cancel_on_unlabel: applied.cancel_on_unlabel,
+            status_field: applied.status_field,
+            trigger_columns: applied.trigger_columns,
+            stop_columns: applied.stop_columns,
+            allowed_bots: applied.allowed_bots,
+            help_url: applied.help_url,
+            permissions: applied.permissions,
+        };
+        let builtin = serde_json::to_value(Triggers::default()).unwrap_or_default();
+        let now = serde_json::to_value(&shown).unwrap_or_default();
+        let mut leaves = Vec::new();
+        if let Some(map) = now.as_object() {
+            for (k, v) in map {
+                match v.as_object() {
+                    Some(inner) => leaves.extend(inner.iter().map(|(ik, iv)| (format!("{k}.{ik}"), iv))),
+                    None => leaves.push((k.clone(), v)),
+                }
+            }
+        }
+        for (key, value) in leaves {
+            let full = format!("triggers.{key}");
+            let default = key.split('.').fold(&builtin, |v, part| &v[part]);
+            if self.origin(&full) == super::load::Origin::Default && value != default {
+                self.origins.insert(full, super::load::Origin::Server);
+            }
+        }
+        self.constitution.triggers = shown;
+    }
+}
+
 /// The `[agent]` table: what a repository may override about its coding sessions. Unset (`None`) means
 /// the server's own agent configuration applies; the session module maps these onto its settings. The
 /// server's limits are ceilings ([`super::ceilings`]): a limit set here can only tighten the server's.
@@ -184,7 +222,8 @@ impl Default for Limits {
 #[serde(default, deny_unknown_fields)]
 pub struct Rules {
     /// Paths that must never be added, modified, deleted or renamed, as globs. Default
-    /// `[".github/workflows/**"]`; setting the key replaces the list.
+    /// `[".github/workflows/**", ".github/foreman.toml"]` (CI, and the constitution itself: an agent does not
+    /// rewrite its own rules); setting the key replaces the list.
     pub protected_paths: Vec<PathGlob>,
     /// If not empty, the only paths a change may touch, as globs. Default empty: anywhere.
     pub allowed_paths: Vec<PathGlob>,
@@ -215,7 +254,9 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Self {
-            protected_paths: vec![PathGlob::new(".github/workflows/**").expect("a valid glob")],
+            protected_paths: [".github/workflows/**", super::load::PATH]
+                .map(|g| PathGlob::new(g).expect("a valid glob"))
+                .to_vec(),
             allowed_paths: Vec::new(),
             max_files_changed: None,
             max_lines_changed: None,

@@ -3,6 +3,24 @@
 
 pub use crate::decide::Template;
 
+/// The keys the templates set to something other than the built-in default, on purpose: suggested
+/// budgets, limits, tests and commands for the kind of project. Every other key a template writes restates
+/// the default (a test holds them to it), so a starter file never silently differs from having no file.
+pub const SUGGESTED: &[&str] = &[
+    "agent.max_turns",
+    "agent.max_cost_usd",
+    "agent.disallowed_tools",
+    "agent.timeout_secs",
+    "limits.daily_cost_usd",
+    "limits.daily_sessions",
+    "rules.max_files_changed",
+    "rules.max_lines_changed",
+    "rules.tdd.required",
+    "rules.tdd.source",
+    "rules.tdd.tests",
+    "rules.required_commands",
+];
+
 /// The starter files' text, kept with the constitution they are written in (the names belong to the
 /// command grammar, [`crate::decide::command`]).
 impl Template {

@@ -275,9 +275,18 @@ pub fn parse_line(line: &str, app_slug: &str) -> Option<Found> {
     Some(Found { line: line.to_owned(), parsed })
 }
 
-/// `constitution`'s arguments: none (show), `init` (the generic template) or `init <template>`.
+/// `constitution`'s arguments: none (show), `init` (the generic template) or `init <template>`; the
+/// template may also be given as `--template <template>` or `--template=<template>`, as the command line
+/// `foreman constitution init` takes it too.
 fn constitution_args(args: &str) -> Result<Command, ParseError> {
-    let words: Vec<&str> = args.split_whitespace().collect();
+    let words: Vec<&str> = args
+        .split_whitespace()
+        .flat_map(|w| match w.strip_prefix("--template=") {
+            Some(name) => vec![name],
+            None if w == "--template" => vec![],
+            None => vec![w],
+        })
+        .collect();
     let invalid = || ParseError::InvalidArgs { command: CommandName::Constitution, args: args.to_owned() };
     match words.as_slice() {
         [] => Ok(Command::Constitution { init: None }),

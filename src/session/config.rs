@@ -332,6 +332,7 @@ impl AgentConfig {
             allowed_tools: Some(self.allowed_tools.clone()),
             disallowed_tools: self.disallowed_tools.clone(),
             daily_cost_usd: self.daily_cost_usd,
+            triggers: None,
         }
     }
 
