@@ -11,6 +11,7 @@
 //! token is configured; without one, `/api/` answers only clients on loopback.
 
 pub mod auth;
+pub mod docs;
 pub mod jobs;
 
 use std::sync::Arc;
@@ -76,14 +77,11 @@ pub fn ops_routes() -> axum::Router<AppState> {
         .route(crate::constitution::fetch::DOCS_PATH, get(constitution_docs))
 }
 
-/// `docs/constitution.md` as built into this Foreman (so it matches the keys this version reads), as
-/// `text/plain; charset=utf-8` (browsers show it; it is Markdown).
+/// `docs/constitution.md` as built into this Foreman, as an HTML page whose headings carry GitHub's anchors
+/// ([`docs::CONSTITUTION_HTML`]), so the links in error comments land on each key's section.
 async fn constitution_docs() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], CONSTITUTION_DOCS).into_response()
+    ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], docs::CONSTITUTION_HTML.as_str()).into_response()
 }
-
-/// The constitution's documentation, built in.
-const CONSTITUTION_DOCS: &str = include_str!("../../docs/constitution.md");
 
 /// The admin routes under `/api/`, without the auth layer (the server adds it).
 pub fn admin_routes() -> axum::Router<AppState> {
