@@ -201,31 +201,7 @@ mod tests {
 
     use super::*;
 
-    struct Fixed;
-
-    impl Limits for Fixed {
-        fn claim_ttl(&self) -> Duration {
-            Duration::from_secs(60)
-        }
-        fn max_sessions(&self) -> u32 {
-            1
-        }
-        fn repo_limit(&self, _: &str) -> u32 {
-            1
-        }
-        fn installation_limit(&self) -> Option<u32> {
-            None
-        }
-        fn max_failures(&self) -> u32 {
-            2
-        }
-        fn max_infrastructure_failures(&self) -> u32 {
-            3
-        }
-        fn backoff_bounds(&self) -> (Duration, Duration) {
-            (Duration::from_secs(10), Duration::from_secs(100))
-        }
-    }
+    const FIXED: crate::job::TestLimits = crate::job::TestLimits { sessions: 1, failures: 2, infrastructure: 3 };
 
     fn running() -> Job {
         Job { attempts: 1, ..crate::job::sample_job(JobState::Running) }
@@ -233,7 +209,7 @@ mod tests {
 
     fn fail(job: &mut Job, class: FailureClass, retry_at: Option<OffsetDateTime>, now: OffsetDateTime) -> AuditEntry {
         let failure = NewFailure { class, reason: "boom", retry_at, session: None };
-        let (recorded, entry) = record_failure(job, failure, "foreman", &Fixed, now, 1.0);
+        let (recorded, entry) = record_failure(job, failure, "foreman", &FIXED, now, 1.0);
         assert_eq!((recorded.class, recorded.reason.as_str(), recorded.at), (class, "boom", now));
         assert_eq!(job.last_failure.as_ref(), Some(&recorded));
         entry

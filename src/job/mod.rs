@@ -311,3 +311,38 @@ pub(crate) fn sample_job(state: JobState) -> Job {
         resolution: None,
     }
 }
+
+/// Limits for the rules' unit tests: `sessions` at once (in all and per repository), `failures` agent or
+/// validation failures and `infrastructure` infrastructure failures before stuck, backoff from 10 s to
+/// 100 s, claims of 60 s.
+#[cfg(test)]
+pub(crate) struct TestLimits {
+    pub(crate) sessions: u32,
+    pub(crate) failures: u32,
+    pub(crate) infrastructure: u32,
+}
+
+#[cfg(test)]
+impl Limits for TestLimits {
+    fn claim_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
+    }
+    fn max_sessions(&self) -> u32 {
+        self.sessions
+    }
+    fn repo_limit(&self, _: &str) -> u32 {
+        1
+    }
+    fn installation_limit(&self) -> Option<u32> {
+        None
+    }
+    fn max_failures(&self) -> u32 {
+        self.failures
+    }
+    fn max_infrastructure_failures(&self) -> u32 {
+        self.infrastructure
+    }
+    fn backoff_bounds(&self) -> (std::time::Duration, std::time::Duration) {
+        (std::time::Duration::from_secs(10), std::time::Duration::from_secs(100))
+    }
+}

@@ -241,31 +241,7 @@ mod tests {
         assert_eq!((job.not_before, job.wait.as_ref()), (Some(until), Some(&wait)));
     }
 
-    struct Two;
-
-    impl crate::job::Limits for Two {
-        fn claim_ttl(&self) -> std::time::Duration {
-            std::time::Duration::from_secs(60)
-        }
-        fn max_sessions(&self) -> u32 {
-            2
-        }
-        fn repo_limit(&self, _: &str) -> u32 {
-            1
-        }
-        fn installation_limit(&self) -> Option<u32> {
-            None
-        }
-        fn max_failures(&self) -> u32 {
-            3
-        }
-        fn max_infrastructure_failures(&self) -> u32 {
-            10
-        }
-        fn backoff_bounds(&self) -> (std::time::Duration, std::time::Duration) {
-            (std::time::Duration::from_secs(15), std::time::Duration::from_secs(300))
-        }
-    }
+    const TWO: crate::job::TestLimits = crate::job::TestLimits { sessions: 2, failures: 3, infrastructure: 10 };
 
     fn claim(repo: &str, issue: u64) -> crate::job::Claim {
         let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
@@ -286,10 +262,10 @@ mod tests {
     fn a_queued_job_says_what_it_waits_for() {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let ready = Job { placement: crate::job::Placement::Ready, ..crate::job::sample_job(JobState::Queued) };
-        assert_eq!(waiting_for(&ready, &[], &Two, None, now), None, "a free slot: nothing to wait for");
-        let slot = waiting_for(&ready, &[claim("o/r", 7)], &Two, None, now);
+        assert_eq!(waiting_for(&ready, &[], &TWO, None, now), None, "a free slot: nothing to wait for");
+        let slot = waiting_for(&ready, &[claim("o/r", 7)], &TWO, None, now);
         assert_eq!(slot.as_deref(), Some("Waiting for a free slot, held by #7"));
-        let full = waiting_for(&ready, &[claim("a/b", 2), claim("c/d", 3)], &Two, None, now);
+        let full = waiting_for(&ready, &[claim("a/b", 2), claim("c/d", 3)], &TWO, None, now);
         assert_eq!(full.as_deref(), Some("Waiting for a free slot, held by a/b#2 and c/d#3"));
         let deps = Job {
             waiting_on: vec![
@@ -299,14 +275,14 @@ mod tests {
             placement: crate::job::Placement::Waiting,
             ..ready.clone()
         };
-        assert_eq!(waiting_for(&deps, &[], &Two, None, now).as_deref(), Some("Waiting for #3 and x/y#4 to close"));
+        assert_eq!(waiting_for(&deps, &[], &TWO, None, now).as_deref(), Some("Waiting for #3 and x/y#4 to close"));
         let reset = now + time::Duration::hours(5);
         let wait = Wait { kind: WaitKind::UsageLimit, reason: "the Claude usage limit".into(), until: Some(reset) };
-        let held = waiting_for(&ready, &[], &Two, Some(&wait), now);
+        let held = waiting_for(&ready, &[], &TWO, Some(&wait), now);
         assert_eq!(held.as_deref(), Some("Waiting until 2027-01-15 13:00 UTC: the Claude usage limit"));
         let own = Job { wait: Some(wait.clone()), not_before: Some(reset), ..ready.clone() };
-        assert_eq!(waiting_for(&own, &[], &Two, None, now), held);
-        assert_eq!(waiting_for(&crate::job::sample_job(JobState::Running), &[], &Two, Some(&wait), now), None);
+        assert_eq!(waiting_for(&own, &[], &TWO, None, now), held);
+        assert_eq!(waiting_for(&crate::job::sample_job(JobState::Running), &[], &TWO, Some(&wait), now), None);
     }
 
     #[test]
