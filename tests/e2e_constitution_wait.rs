@@ -81,12 +81,42 @@ async fn a_broken_constitution_holds_the_job_until_a_push_fixes_it_and_the_job_t
         let state = world.sim.state();
         assert_eq!(comments_on(&state, &repo, number).len(), 1, "the errors are posted once, in the tracking comment");
 
+        // `/foreman retry` ends the wait at once: the job is claimed again (and, the file still broken, waits
+        // again), without a reply that there is nothing to retry.
+        world.sim.comment(&repo, number, "/foreman retry", "alice").unwrap();
+        world
+            .wait_log("the retried job's task to finish", |l| {
+                l["message"] == "finished"
+                    && l["outcome"] == "waiting"
+                    && l["span"]["repo"] == repo.as_str()
+                    && l["span"]["issue"].as_str() == Some(number.to_string().as_str())
+            })
+            .await;
+        let waits = loop {
+            let job = world.job_in(&repo, number).await;
+            let audit = job["audit"].as_array().unwrap().clone();
+            let waits = audit.iter().filter(|e| e["action"] == "waiting").count();
+            if waits >= 2 {
+                assert!(audit.iter().any(|e| e["action"] == "retry"), "{job}");
+                break waits;
+            }
+            tokio::time::sleep(e2e_support::POLL).await;
+        };
+        assert_eq!(waits, 2);
+        let state = world.sim.state();
+        assert!(
+            !comments_on(&state, &repo, number).iter().any(|c| c.contains("nothing to retry")),
+            "{:#?}",
+            comments_on(&state, &repo, number)
+        );
+
         // A push that fixes the file: the job runs, once, and opens its pull request.
         world.sim.push_file(&repo, ".github/foreman.toml", FIXED, "alice").unwrap();
         let state = world.wait("a pull request in acme/broken", |s| pulls_of(s, &repo) == 1).await;
         assert_eq!(sessions_of(&world, &repo, number), 1, "the job ran once");
-        let comments = comments_on(&state, &repo, number);
-        assert_eq!(comments.len(), 1, "still one comment: {comments:#?}");
+        let comments: Vec<String> =
+            comments_on(&state, &repo, number).into_iter().filter(|c| !c.starts_with("/foreman")).collect();
+        assert_eq!(comments.len(), 1, "still one comment of Foreman's: {comments:#?}");
         assert!(!comments[0].contains("Waiting for `.github/foreman.toml`"), "{}", comments[0]);
     })
     .await

@@ -87,7 +87,7 @@ impl CommandName {
                 "Queue a planning session: the agent proposes a plan as a comment and changes no code."
             }
             CommandName::Stop => "Cancel this issue's queued or running job.",
-            CommandName::Retry => "Run this issue's failed or cancelled job again.",
+            CommandName::Retry => "Run this issue's failed, stuck or cancelled job again, or end its wait.",
             CommandName::Status => "Reply with the state of this issue's job.",
             CommandName::Help => "Reply with this list.",
             CommandName::Constitution => {

@@ -739,8 +739,9 @@ impl Cx<'_> {
                 _ => self
                     .reply(issue, format!("@{who}, there is no queued, running or waiting job for #{number} to stop.")),
             },
+            // A queued job may be waiting (a budget, a usage limit, a constitution to fix): retry ends the wait.
             Command::Retry => match job {
-                Some(JobState::Failed | JobState::Stuck | JobState::Cancelled) => Action::Retry {
+                Some(JobState::Failed | JobState::Stuck | JobState::Cancelled | JobState::Queued) => Action::Retry {
                     repo: repo.clone(),
                     issue: number,
                     requester: who.clone(),
