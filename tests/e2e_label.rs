@@ -405,6 +405,14 @@ async fn a_priority_label_or_a_phase_in_the_title_re_places_a_queued_job() {
             }
         };
         until((1, 2), "in the order they were labelled").await;
+        // A queued job says what it waits for: the slot the running job holds.
+        let slot = format!("⏳ Waiting for a free slot, held by #{running}.");
+        world
+            .wait("the queued comment to name the slot's holder", |s| {
+                World::tracking_body(s, a)
+                    .is_some_and(|b| b.contains(&slot) && b.contains("Position in the queue: **1**"))
+            })
+            .await;
 
         world.sim.add_label(REPO, b, "priority:high", "alice").unwrap();
         until((2, 1), "the priority label puts the second first").await;
