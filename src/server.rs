@@ -98,6 +98,20 @@ fn check_sandbox(config: &Config) -> Option<Arc<str>> {
     }
 }
 
+/// Checks once at start that the configured agent can be run (the Claude Code CLI installed …): an error
+/// naming what to do when it cannot, also answered by `/readyz`. Sessions look again before each start, so
+/// installing it needs no restart; `/readyz` says what was found at start.
+fn check_agent(config: &Config) -> Option<Arc<str>> {
+    // Without App credentials no session runs: nothing to check.
+    if !config.github.has_app_credentials() {
+        return None;
+    }
+    let agent = crate::session::agent::build(&config.agent, Default::default()).ok()?;
+    let why = agent.unavailable(&config.agent)?;
+    tracing::error!(reason = why, "the agent cannot start: jobs wait until it can");
+    Some(Arc::from(why))
+}
+
 /// Makes the process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`, Linux): no core dump, no ptrace attach, and
 /// its `/proc/<pid>/` files (environ, mem, maps, fd) owned by root, so a process of the same user that lacks
 /// `CAP_SYS_PTRACE`, an agent in particular, cannot read Foreman's memory or environment. The flag is not
@@ -220,7 +234,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let ingress = Ingress::new(store.clone(), Verifier::new(&secrets))
         .with_unverified_body_limit(config.server.max_unverified_body_bytes());
-    let sessions_unavailable = check_sandbox(&config);
+    let sessions_unavailable = check_sandbox(&config).or_else(|| check_agent(&config));
     let hold = crate::scheduler::Hold::default();
     let state = AppState {
         store: store.clone(),

@@ -52,3 +52,40 @@ async fn without_bubblewrap_foreman_says_why_at_start_in_readyz_and_on_the_issue
     .await
     .expect("the test finished in time");
 }
+
+/// The default backend with no Claude Code CLI to run: Foreman says so at start (ERROR) and in `/readyz`,
+/// and a labelled issue waits (no attempt, no failure) with a comment saying its operator must fix it,
+/// instead of failing "cannot start claude" up to ten times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_agents_program_foreman_says_so_and_the_job_waits() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let config = "[agent]\nbackend = \"claude\"\n\n[agent.claude]\npath = \"/nonexistent/claude\"\n";
+        let env = [("FOREMAN_AGENT_BACKEND", "claude")];
+        let world =
+            World::start_with(FIXING_AGENT, e2e_support::Setup { config, env: &env, ..Default::default() }).await;
+        let line = world
+            .wait_log("the agent error at start", |l| l["message"] == "the agent cannot start: jobs wait until it can")
+            .await;
+        assert_eq!(line["level"], "ERROR", "{line}");
+        assert!(line["reason"].as_str().is_some_and(|r| r.contains("/nonexistent/claude")), "{line}");
+        let readyz = reqwest::get(world.foreman_url("/readyz")).await.unwrap();
+        assert_eq!(readyz.status(), 503);
+        assert!(readyz.text().await.unwrap().contains("agent.claude.path"));
+
+        let (number, _) = world.sim.create_issue(REPO, "Add a flag", "A --json flag.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let state = world
+            .wait("the tracking comment to say the agent cannot start", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains("the agent cannot start"))
+            })
+            .await;
+        let body = World::tracking_body(&state, number).unwrap();
+        assert!(body.contains("⏳") && body.contains("Foreman's operator must fix it"), "{body}");
+        assert!(!body.contains("/nonexistent/claude"), "no host path on the issue: {body}");
+        let job = world.job(number).await;
+        assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("queued"), Some(0)), "{job}");
+        assert!(job["last_failure"].is_null(), "a wait, not a failure: {job}");
+    })
+    .await
+    .expect("the test finished in time");
+}

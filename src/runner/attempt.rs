@@ -155,6 +155,12 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         tracing::error!(why, "the agent sandbox is unavailable");
         return Attempt::waiting(WaitKind::Sandbox, session::SANDBOX_UNAVAILABLE, Some(retry_at));
     }
+    if let Some(why) = parts.sessions.unavailable() {
+        // The same for an agent program that is not installed: looked at again after the wait, no restart.
+        let retry_at = OffsetDateTime::now_utc() + SANDBOX_RECHECK;
+        tracing::error!(why, "the agent cannot start");
+        return Attempt::waiting(WaitKind::Sandbox, session::AGENT_UNAVAILABLE, Some(retry_at));
+    }
 
     let repo_info = match client.repository(inst, &job.repo).await {
         Ok(r) => r,

@@ -343,6 +343,12 @@ impl SessionRunner {
         self.agent.as_ref()
     }
 
+    /// Why no session can start now, for the operator: the executor's reason (the sandbox), else the
+    /// agent's (its program missing), or `None`.
+    pub fn unavailable(&self) -> Option<String> {
+        self.executor.unavailable().map(str::to_owned).or_else(|| self.agent.unavailable(&self.config))
+    }
+
     /// Shares the registry of secret values (built at start) that the commit messages Foreman writes for an
     /// agent are scrubbed of, as everything it writes on GitHub is. Default: an empty registry, which still
     /// redacts token shapes.
@@ -641,6 +647,11 @@ impl SessionRunner {
 /// The failure reason when the executor cannot run sessions: the why (a host's details) goes to the logs.
 pub const SANDBOX_UNAVAILABLE: &str =
     "the agent sandbox is unavailable on Foreman's host; Foreman's operator must fix it (Foreman's log says why)";
+
+/// The wait's reason when the agent cannot start on Foreman's host (its program missing): the why goes to
+/// the logs and `/readyz`.
+pub const AGENT_UNAVAILABLE: &str =
+    "the agent cannot start on Foreman's host; Foreman's operator must fix it (Foreman's log says why)";
 
 fn failed(class: FailureCause, reason: String) -> Verdict {
     Verdict::Failed { class, reason }

@@ -79,6 +79,14 @@ pub trait Agent: fmt::Debug + Send + Sync {
         self.name().to_owned()
     }
 
+    /// Why this agent cannot start on this host under the server configuration `config` (its program is
+    /// not installed …), in words for the operator, or `None`. Looked at before every session, so a fix
+    /// takes effect without a restart.
+    fn unavailable(&self, config: &AgentConfig) -> Option<String> {
+        let _ = config;
+        None
+    }
+
     /// When no session of this agent can start before a time: every credential it has reached its usage
     /// limit ([`claude::Credentials::held_until`]). The runner then claims no job until that time. `None`
     /// (the default) when a session can start now.
@@ -199,4 +207,17 @@ pub fn exit_words(status: &std::process::ExitStatus) -> String {
         Some(code) => format!("exited with status {code}"),
         None => "ended without an exit status".into(),
     }
+}
+
+/// Whether `program` can be run: a path to an executable file, or a name found as one on `PATH`.
+pub fn runnable(program: &Path) -> bool {
+    let executable = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return executable(program);
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| executable(&dir.join(program))))
 }

@@ -52,6 +52,17 @@ impl Agent for Claude {
         }
     }
 
+    fn unavailable(&self, config: &AgentConfig) -> Option<String> {
+        let path = config.claude().path;
+        (!super::runnable(&path)).then(|| {
+            format!(
+                "the Claude Code CLI `{}` cannot be run: it is not installed or not on Foreman's PATH \
+                 (install it with `npm install -g @anthropic-ai/claude-code`, or set agent.claude.path)",
+                path.display()
+            )
+        })
+    }
+
     fn held_until(&self, now: Timestamp) -> Option<Timestamp> {
         self.credentials.held_until(now)
     }
