@@ -118,6 +118,7 @@ async fn a_broken_constitution_holds_the_job_until_a_push_fixes_it_and_the_job_t
             comments_on(&state, &repo, number).into_iter().filter(|c| !c.starts_with("/foreman")).collect();
         assert_eq!(comments.len(), 1, "still one comment of Foreman's: {comments:#?}");
         assert!(!comments[0].contains("Waiting for `.github/foreman.toml`"), "{}", comments[0]);
+        assert!(!comments[0].contains("counted again"), "a wait ended resets no count: {}", comments[0]);
     })
     .await
     .expect("the job waited for the fix and then ran, in time");

@@ -265,8 +265,12 @@ impl Store {
                 return Err(abort(JobError::InvalidState { issue: issue_ref.clone(), state: from, action: "retry" }));
             }
             tx.unplace(&key, &mut job)?;
+            // The tracking comment says the count starts again only when there was a count to reset (a
+            // wait ended by `retry`, or by a push fixing the constitution, reset nothing).
+            if !job.failures.is_zero() {
+                job.retries = job.retries.saturating_add(1);
+            }
             job.failures = FailureCounts::default();
-            job.retries = job.retries.saturating_add(1);
             job.not_before = None;
             job.wait = None;
             job.stuck_reason = None;
