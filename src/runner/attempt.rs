@@ -390,7 +390,8 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
                 shown.tool_calls += 1;
                 shown.step = Some(format!("using `{}`", name.replace('`', "")));
             }
-            session::Progress::Step(text) => shown.step = Some(text),
+            // The agent's own progress line, as code like its messages: no Markdown, no mention.
+            session::Progress::Step(text) => shown.step = Some(format!("`{}`", text.replace('`', "'"))),
             session::Progress::Tick => {}
             session::Progress::Message(line) => {
                 // The agent's words, as code: no Markdown, no mention, nothing that could pass for Foreman's.
