@@ -17,6 +17,7 @@
 
 mod auth;
 mod control;
+pub mod descriptions;
 mod faults;
 mod git;
 mod graphql;
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -61,9 +63,10 @@ pub struct SimConfig {
     /// Whether comments the app writes name it in `performed_via_github_app` (default yes); turn off to
     /// exercise readers that must recognise the app's comments by their author and content alone.
     pub app_comments_name_app: bool,
-    /// Folder holding GitHub's API descriptions (`github/rest/api.github.com.json`,
-    /// `github/graphql/schema.graphql`); defaults to the repository's `shared/`.
-    pub shared_dir: PathBuf,
+    /// A folder whose GitHub API descriptions replace the built-in ones (`github/rest/api.github.com.json`
+    /// or its `.zst`, and `github/graphql/schema.graphql`); `None` (the default) uses the copies built
+    /// into the binary. The first simulator started in a process decides for the whole process.
+    pub descriptions_dir: Option<PathBuf>,
 }
 
 impl SimConfig {
@@ -80,14 +83,9 @@ impl SimConfig {
             app_slug: "foreman".into(),
             project_item_from_to: true,
             app_comments_name_app: true,
-            shared_dir: default_shared_dir(),
+            descriptions_dir: None,
         }
     }
-}
-
-/// `shared/` beside the workspace checkout (`crates/github-sim/../../../shared`).
-pub fn default_shared_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
 }
 
 /// Entry point.
@@ -97,14 +95,18 @@ impl GithubSim {
     /// Binds, writes `app.json` and `app.pem` into the state directory, and serves until the
     /// returned handle is dropped.
     pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
-        std::fs::create_dir_all(&config.state_dir)?;
+        descriptions::select(config.descriptions_dir.as_deref())?;
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating the state directory {}", config.state_dir.display()))?;
         let pem_path = config.state_dir.join("app.pem");
         let key = match std::fs::read_to_string(&pem_path) {
             Ok(pem) => auth::AppKey::from_pem(&pem)?,
             Err(_) => auth::AppKey::generate()?,
         };
         std::fs::write(&pem_path, &key.private_pem)?;
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         std::fs::write(
@@ -132,8 +134,6 @@ impl GithubSim {
             webhook_url: Mutex::new(config.webhook_url.clone()),
             started: std::time::Instant::now(),
         });
-        openapi::load(&config.shared_dir)?;
-        graphql::load(&config.shared_dir)?;
         let hooks_task = tokio::spawn(hooks::run(inner.clone(), hook_rx));
         let app_inner = inner.clone();
         let app =

@@ -2,7 +2,7 @@
 //! projects, installations, tokens, deliveries and the request log, and their JSON shapes.
 //!
 //! Everything lives behind one `std::sync::Mutex` (never held across an `.await`). JSON renderers
-//! follow the shapes of the real payloads in `shared/github/webhooks/examples` (which are also the
+//! follow the shapes of the real payloads in `vendor/github/webhooks/examples` (which are also the
 //! REST shapes of the same objects).
 
 use std::collections::{BTreeMap, HashMap};
