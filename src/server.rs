@@ -232,6 +232,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
              Set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)"
         );
     }
+    let poll = config.github.delivery_mode == crate::github::DeliveryMode::Poll;
+    if poll && !config.github.has_app_credentials() {
+        tracing::warn!(
+            "github.delivery_mode is poll but there are no GitHub App credentials: no delivery is read until \
+             they are set"
+        );
+    }
     let ingress = Ingress::new(store.clone(), Verifier::new(&secrets))
         .with_unverified_body_limit(config.server.max_unverified_body_bytes());
     let sessions_unavailable = check_sandbox(&config).or_else(|| check_agent(&config));
@@ -280,11 +287,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Ok(n) => tracing::info!(jobs = n, "reporting again the jobs GitHub is behind on"),
             Err(e) => tracing::error!(error = %e, "reading the reports to resume failed; reconciliation tries again"),
         }
+        let mut reconcile_config = config.reconcile.clone();
+        if poll {
+            // The poller reads every delivery from the log, sent or not: asking GitHub to send one again
+            // (to no webhook URL) would only add a log entry with the same GUID.
+            reconcile_config.redeliver = false;
+            let interval = Duration::from_secs(config.github.poll_interval_secs);
+            tracing::info!(
+                interval_secs = config.github.poll_interval_secs,
+                "reading deliveries from the App's delivery log (github.delivery_mode = poll)"
+            );
+            tokio::spawn(crate::poll::Poller::new(client.clone(), store.clone(), interval).run(shutdown.clone()));
+        }
         let reconciler = crate::reconcile::Reconciler::new(
             client.clone(),
             scheduler.clone(),
             config.triggers.clone(),
-            config.reconcile.clone(),
+            reconcile_config,
         )
         .with_canceller(canceller.clone());
         decider = decider.with_github(
