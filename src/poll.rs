@@ -27,6 +27,10 @@ use crate::github::{Client, GithubError};
 use crate::ingress::{StoreRefusal, Stored, store_delivery};
 use crate::store::{Store, StoreError};
 
+/// A run of failed passes is logged at its first and then at every this many (one line a minute at the
+/// default 5 s interval), so a GitHub outage does not fill the log.
+pub const FAILURES_LOGGED_EVERY: u64 = 12;
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PassReport {
@@ -64,11 +68,21 @@ impl Poller {
         Self { client, store, interval }
     }
 
-    /// Runs a pass at once and then every interval until `shutdown`. A failed pass is logged (WARN for
-    /// GitHub, ERROR for the store) and tried again at the next interval.
+    /// Runs a pass at once and then every interval until `shutdown`. A failed pass is tried again at the next
+    /// interval; failures are logged (WARN for GitHub, ERROR for the store) at the first and then every
+    /// [`FAILURES_LOGGED_EVERY`]th in a row, with the count, and the recovery at INFO.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut failing = 0u64;
         loop {
-            match self.pass().await {
+            let result = self.pass().await;
+            if result.is_err() {
+                failing += 1;
+            } else if failing > 0 {
+                tracing::info!(failed_reads = failing, "reading the App's delivery log works again");
+                failing = 0;
+            }
+            let loud = failing == 1 || failing.is_multiple_of(FAILURES_LOGGED_EVERY);
+            match result {
                 Ok(r) if r.stored > 0 => {
                     tracing::info!(
                         stored = r.stored,
@@ -80,10 +94,17 @@ impl Poller {
                 Ok(r) => {
                     tracing::debug!(listed = r.listed, skipped = r.skipped, position = r.position, "delivery log read")
                 }
-                Err(PollError::Github(e)) => {
-                    tracing::warn!(error = %e, "reading the App's delivery log failed; trying again at the next interval")
+                Err(PollError::Github(e)) if loud => tracing::warn!(
+                    error = %e,
+                    failed_reads = failing,
+                    "reading the App's delivery log failed; trying again at the next interval"
+                ),
+                Err(e @ PollError::Store(_)) if loud => {
+                    tracing::error!(error = %e, failed_reads = failing, "poll delivery mode could not store")
                 }
-                Err(e @ PollError::Store(_)) => tracing::error!(error = %e, "poll delivery mode could not store"),
+                Err(e) => {
+                    tracing::debug!(error = %e, failed_reads = failing, "reading the App's delivery log failed again")
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -130,7 +151,15 @@ impl Poller {
         {
             return Ok(false);
         }
-        let detail = self.client.hook_delivery(entry.id).await?;
+        let detail = match self.client.hook_delivery(entry.id).await {
+            Ok(d) => d,
+            // Gone since it was listed (GitHub keeps entries three days): nothing left to read.
+            Err(e) if e.is_not_found() => {
+                tracing::warn!(guid = %entry.guid, event = %entry.event, "a delivery log entry vanished before it was read; skipped");
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(payload) = detail.request.payload.filter(serde_json::Value::is_object) else {
             tracing::warn!(guid = %entry.guid, event = %entry.event, "a delivery log entry without its payload is skipped");
             return Ok(false);

@@ -92,3 +92,58 @@ async fn without_a_webhook_url_a_labelled_issue_becomes_a_pull_request_and_a_res
     .await
     .expect("the lifecycle finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_delivery_log_cannot_be_read_nothing_is_lost_and_the_failure_is_logged_once() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let world = World::start_with(FIXING_AGENT, Setup { poll: true, ..Setup::default() }).await;
+        // GitHub answers every request 502 while the issue is labelled.
+        world.sim.set_faults(github_sim::Faults {
+            error_rate: 1.0,
+            kinds: vec!["502".into()],
+            ..github_sim::Faults::default()
+        });
+        let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let failed_reads = |s: &Value| {
+            s["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    r["path"].as_str().is_some_and(|p| p.starts_with("/app/hook/deliveries")) && r["status"] == 502
+                })
+                .count()
+        };
+        world.wait("the poller to fail reading the log a few times", |s| failed_reads(s) >= 4).await;
+        let warned = world
+            .wait_log("a warning that the log cannot be read", |l| {
+                l["level"] == "WARN" && l["message"].as_str().is_some_and(|m| m.contains("delivery log failed"))
+            })
+            .await;
+        assert_eq!(warned["failed_reads"], 1, "{warned}");
+
+        // GitHub recovers: the delivery is read and becomes one pull request.
+        world.sim.set_faults(github_sim::Faults::default());
+        world.wait_pull(number).await;
+        let state = world
+            .wait("the job's final report", |s| {
+                World::tracking_body(s, number).is_some_and(|b| b.contains("pull request ready"))
+            })
+            .await;
+        assert_eq!(World::pulls_closing(&state, number).len(), 1);
+        assert_eq!(World::tracking_comments(&state, number), 1);
+        world
+            .wait_log("the recovery", |l| l["message"].as_str().is_some_and(|m| m.contains("delivery log works again")))
+            .await;
+        // The failure was one warning, not one per failed read.
+        let warnings = world
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.contains("\"WARN\"") && l.contains("delivery log failed"))
+            .count();
+        assert_eq!(warnings, 1, "{}", world.logs());
+    })
+    .await
+    .expect("the lifecycle finished in time");
+}
