@@ -17,6 +17,7 @@
 
 mod auth;
 mod control;
+mod deps;
 pub mod descriptions;
 mod faults;
 mod git;
@@ -86,6 +87,21 @@ impl SimConfig {
             descriptions_dir: None,
         }
     }
+}
+
+/// Validates `value` against the schema `name` of `#/components/schemas` in GitHub's OpenAPI
+/// description (the one the simulator uses, see [`descriptions`]), e.g. `"issue"`. `Err` carries the
+/// reasons.
+pub fn validate_schema(name: &str, value: &Value) -> Result<(), String> {
+    openapi::check_component(name, value)
+}
+
+/// Validates a webhook payload against the OpenAPI description's `x-webhooks` schema of `event`
+/// and `action` (`webhook-{event}-{action}`, underscores as dashes, e.g.
+/// `webhook-issue-dependencies-blocked-by-added`). See [`validate_schema`].
+pub fn validate_webhook(event: &str, action: &str, payload: &Value) -> Result<(), String> {
+    let name = format!("webhook-{}-{}", event.replace('_', "-"), action.replace('_', "-"));
+    validate_schema(&name, payload)
 }
 
 /// Entry point.
@@ -290,6 +306,52 @@ impl SimHandle {
         let v = check(ops::create_pull(&self.inner, repo, head, base, title, None, false, user))?;
         Ok(v["number"].as_u64().unwrap_or_default())
     }
+    /// The database id of issue `number` of `repo` (what `issue_id` and `sub_issue_id` take), if it exists.
+    pub fn issue_id(&self, repo: &str, number: u64) -> Option<u64> {
+        self.inner.world().repos.get(repo).and_then(|r| r.issues.get(&number)).map(|i| i.id)
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/issues/{number}/dependencies/blocked_by` as `user`: issue
+    /// `number` of `repo` becomes blocked by issue `blocker` of `blocker_repo` (any repository);
+    /// emits `issue_dependencies` `blocked_by_added` and `blocking_added`.
+    pub fn add_blocked_by(
+        &self,
+        repo: &str,
+        number: u64,
+        blocker_repo: &str,
+        blocker: u64,
+        user: &str,
+    ) -> anyhow::Result<()> {
+        let id =
+            self.issue_id(blocker_repo, blocker).ok_or_else(|| anyhow::anyhow!("no issue {blocker_repo}#{blocker}"))?;
+        check(deps::add(&self.inner, repo, number, id, user)).map(drop)
+    }
+    /// `DELETE /_sim/repos/{owner}/{repo}/issues/{number}/dependencies/blocked_by/{issue_id}?user=`:
+    /// removes the link to issue `blocker` of `blocker_repo`; emits `blocked_by_removed` and
+    /// `blocking_removed`.
+    pub fn remove_blocked_by(
+        &self,
+        repo: &str,
+        number: u64,
+        blocker_repo: &str,
+        blocker: u64,
+        user: &str,
+    ) -> anyhow::Result<()> {
+        let id =
+            self.issue_id(blocker_repo, blocker).ok_or_else(|| anyhow::anyhow!("no issue {blocker_repo}#{blocker}"))?;
+        check(deps::remove(&self.inner, repo, number, id, user)).map(drop)
+    }
+    /// The blockers of issue `number` of `repo`, as `(repository full name, number)`, oldest link first.
+    pub fn blocked_by(&self, repo: &str, number: u64) -> Vec<(String, u64)> {
+        let w = self.inner.world();
+        let Some(id) = w.repos.get(repo).and_then(|r| r.issues.get(&number)).map(|i| i.id) else { return Vec::new() };
+        w.dependencies.iter().filter(|d| d.blocked == id).filter_map(|d| deps::locate(&w, d.blocking)).collect()
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/pulls/{number}/merge` as `user`: the pull request is merged
+    /// and closed, and the open issues its body closes (`Closes #N`, `Fixes #N`, `Resolves #N`) are
+    /// closed, each with its `issues.closed` webhook.
+    pub fn merge_pull(&self, repo: &str, number: u64, user: &str) -> anyhow::Result<()> {
+        check(deps::merge(&self.inner, repo, number, user)).map(drop)
+    }
     /// `POST /_sim/orgs/{org}/projects`: returns `(number, node_id)`.
     pub fn create_project(&self, org: &str, title: &str, columns: &[&str]) -> (u64, String) {
         let cols: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
@@ -410,9 +472,12 @@ pub(crate) fn state_json(inner: &server::Inner) -> Value {
                 .filter(|i| i.pull.is_none())
                 .map(|i| {
                     json!({
-                        "number": i.number, "node_id": i.node_id, "title": i.title, "body": i.body, "user": i.user,
-                        "state": i.state, "state_reason": i.state_reason, "labels": i.labels,
+                        "number": i.number, "id": i.id, "node_id": i.node_id, "title": i.title, "body": i.body,
+                        "user": i.user, "state": i.state, "state_reason": i.state_reason, "labels": i.labels,
                         "reactions": i.reactions,
+                        "blocked_by": w.dependencies.iter().filter(|d| d.blocked == i.id)
+                            .filter_map(|d| deps::locate(&w, d.blocking))
+                            .map(|(repo, number)| json!({"repo": repo, "number": number})).collect::<Vec<_>>(),
                         "comments": w.comments.values().filter(|c| c.repo == full && c.issue == i.number).collect::<Vec<_>>(),
                     })
                 })

@@ -33,6 +33,12 @@ fn denull(v: &mut Value) {
         Value::Object(m) => {
             if m.get("nullable") == Some(&Value::Bool(true)) {
                 m.remove("nullable");
+                // A nullable enumeration allows null too (OpenAPI 3.0 reads it so).
+                if let Some(Value::Array(values)) = m.get_mut("enum")
+                    && !values.contains(&Value::Null)
+                {
+                    values.push(Value::Null);
+                }
                 match m.get("type").cloned() {
                     Some(Value::String(t)) => {
                         m.insert("type".into(), json!([t, "null"]));
@@ -209,4 +215,35 @@ pub(crate) fn check(req: &Req) -> Result<(), String> {
     } else {
         Err(format!("body does not match the request schema of {} {template}: {}", req.method, errors.join("; ")))
     }
+}
+
+/// Validates `value` against the component schema `#/components/schemas/{name}` of GitHub's
+/// OpenAPI description (`nullable` read as JSON Schema's `null` type, as for requests). `Err`
+/// carries up to five reasons, each with its place in `value`.
+pub(crate) fn check_component(name: &str, value: &Value) -> Result<(), String> {
+    let spec = spec()?;
+    if spec.doc["components"]["schemas"].get(name).is_none() {
+        return Err(format!("no schema {name} in GitHub's OpenAPI description"));
+    }
+    let key = (format!("#/components/schemas/{name}"), String::new());
+    let validator = {
+        let cached = spec.validators.lock().expect("validators lock").get(&key).cloned();
+        match cached {
+            Some(v) => v,
+            None => {
+                let s = json!({"$ref": format!("{DOC_URI}#/components/schemas/{name}")});
+                let v = jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft4)
+                    .with_registry(&spec.registry)
+                    .build(&s)
+                    .map_err(|e| format!("github-sim could not compile the schema {name}: {e}"))?;
+                let v = Arc::new(v);
+                spec.validators.lock().expect("validators lock").insert(key, v.clone());
+                v
+            }
+        }
+    };
+    let errors: Vec<String> =
+        validator.iter_errors(value).take(5).map(|e| format!("{e} at `{}`", e.instance_path())).collect();
+    if errors.is_empty() { Ok(()) } else { Err(format!("not a valid {name}: {}", errors.join("; "))) }
 }

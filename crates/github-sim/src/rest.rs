@@ -127,7 +127,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 .rev()
                 .filter(|i| state == "all" || i.state == state)
                 .filter(|i| labels.iter().all(|l| i.labels.iter().any(|x| x == l)))
-                .map(|i| w.issue_json(repo, i))
+                .map(|i| crate::deps::rest_issue_json(&w, repo, i))
                 .collect();
             if req.q("direction") == Some("asc") {
                 list.reverse();
@@ -146,7 +146,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             let bot = bot(inner);
             let issue = ops::create_issue(inner, &full, title, b["body"].as_str(), &bot, &labels)?;
             let w = inner.world();
-            Ok(Resp::json(201, w.issue_json(&w.repos[&full], &issue)))
+            Ok(Resp::json(201, crate::deps::rest_issue_json(&w, &w.repos[&full], &issue)))
         }
         ["repos", o, r, "issues", "comments", id] => {
             let id = id.parse::<u64>().map_err(|_| Resp::not_found())?;
@@ -190,7 +190,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 let w = inner.world();
                 let repo = &w.repos[&full];
                 let i = repo.issues.get(&n).ok_or_else(Resp::not_found)?;
-                Ok(Resp::ok(w.issue_json(repo, i)))
+                Ok(Resp::ok(crate::deps::rest_issue_json(&w, repo, i)))
             } else if patch {
                 let full = access(inner, auth, o, r, "issues", true)?;
                 let b = req.json()?;
@@ -215,7 +215,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 }
                 let w = inner.world();
                 let repo = &w.repos[&full];
-                Ok(Resp::ok(w.issue_json(repo, &repo.issues[&n])))
+                Ok(Resp::ok(crate::deps::rest_issue_json(&w, repo, &repo.issues[&n])))
             } else {
                 Err(Resp::not_found())
             }
@@ -292,6 +292,32 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 ))
             } else {
                 Err(Resp::not_found())
+            }
+        }
+        ["repos", o, r, "issues", n, "dependencies", rest @ ..] => {
+            let n = number(n)?;
+            let write = post || delete;
+            let full = access(inner, auth, o, r, "issues", write)?;
+            match rest {
+                [side @ ("blocked_by" | "blocking")] if get => {
+                    let list = crate::deps::list(inner, &full, n, *side == "blocked_by")?;
+                    Ok(paginate(inner, req, list))
+                }
+                ["blocked_by"] if post => {
+                    let b = req.json()?;
+                    let id = b["issue_id"]
+                        .as_u64()
+                        .ok_or_else(|| Resp::validation("IssueDependency", "issue_id", "missing_field"))?;
+                    let v = crate::deps::add(inner, &full, n, id, &bot(inner))?;
+                    let location =
+                        format!("{}/repos/{full}/issues/{n}/dependencies/blocked_by", inner.world().base_url);
+                    Ok(Resp::json(201, v).header("location", location))
+                }
+                ["blocked_by", id] if delete => {
+                    let id = number(id)?;
+                    Ok(Resp::ok(crate::deps::remove(inner, &full, n, id, &bot(inner))?))
+                }
+                _ => Err(Resp::not_found()),
             }
         }
         ["repos", o, r, "issues", n, "reactions"] if get => {

@@ -355,6 +355,8 @@ pub struct World {
     pub buckets: HashMap<u64, Bucket>,
     /// API requests in flight per installation (authenticated with its token, not yet answered).
     pub in_flight: HashMap<u64, u64>,
+    /// Every "blocked by" link, oldest first (see `deps`).
+    pub dependencies: Vec<crate::deps::Dependency>,
     pub created_at: String,
 }
 
@@ -396,6 +398,7 @@ impl World {
             nonconforming: Vec::new(),
             buckets: HashMap::new(),
             in_flight: HashMap::new(),
+            dependencies: Vec::new(),
             created_at: ts(OffsetDateTime::now_utc()),
         };
         let id = w.id();
@@ -593,7 +596,7 @@ impl World {
             "external_url": b, "html_url": format!("{b}/apps/{}", self.app_slug),
             "created_at": self.created_at, "updated_at": self.created_at,
             "permissions": default_installation_permissions(),
-            "events": ["issues", "issue_comment", "projects_v2_item", "pull_request", "pull_request_review"],
+            "events": ["issues", "issue_comment", "issue_dependencies", "projects_v2_item", "pull_request", "pull_request_review"],
         })
     }
 
