@@ -20,6 +20,7 @@ mod client;
 mod config;
 mod error;
 pub mod graphql;
+pub mod manifest;
 mod projects;
 pub mod redact;
 mod rest;
