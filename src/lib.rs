@@ -17,6 +17,7 @@ pub mod decide;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dispatch;
+pub mod doctor;
 pub mod event;
 pub mod executor;
 pub mod git;

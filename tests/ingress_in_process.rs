@@ -16,7 +16,7 @@ const SECRET: &str = "in-process-secret";
 async fn serve(store: Store) -> (SocketAddr, Ingress) {
     let ingress = Ingress::new(store.clone(), Verifier::new(&[SecretString::from(SECRET)]));
     let state = AppState {
-        sessions_unavailable: None,
+        checks: Default::default(),
         hold: Default::default(),
         store,
         ingress: ingress.clone(),

@@ -22,6 +22,7 @@ mod config;
 mod deliveries;
 mod error;
 pub mod graphql;
+pub mod manifest;
 mod projects;
 pub mod redact;
 mod rest;

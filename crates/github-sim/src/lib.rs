@@ -389,6 +389,17 @@ impl SimHandle {
     ) -> anyhow::Result<()> {
         check(ops::add_review(&self.inner, repo, number, state, body, user, comments)).map(drop)
     }
+    /// `PATCH /_sim/app`: replaces the permissions (name → `read`/`write`/`admin`) and events the App
+    /// asks for, as `GET /app` reports them; `None` leaves one as it is.
+    pub fn set_app_settings(&self, permissions: Option<&[(&str, &str)]>, events: Option<&[&str]>) {
+        let mut w = self.inner.world();
+        if let Some(p) = permissions {
+            w.app_permissions = p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        }
+        if let Some(e) = events {
+            w.app_events = e.iter().map(|e| e.to_string()).collect();
+        }
+    }
     /// `POST /_sim/faults`.
     pub fn set_faults(&self, faults: Faults) {
         if let Some(secs) = faults.exhaust_primary_for_secs {
