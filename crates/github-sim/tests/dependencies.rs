@@ -114,8 +114,7 @@ async fn blocked_by_links_are_added_listed_summarised_removed_and_announced() {
         for (d, (action, repo, blocker)) in deliveries.iter().zip(expected) {
             let p = &d["payload"];
             assert_eq!(d["action"], action);
-            github_sim::validate_webhook("issue_dependencies", action, p)
-                .unwrap_or_else(|e| panic!("{action}: {e}"));
+            github_sim::validate_webhook("issue_dependencies", action, p).unwrap_or_else(|e| panic!("{action}: {e}"));
             assert_eq!(p["repository"]["full_name"], repo, "{action}");
             assert_eq!(p["blocked_issue"]["number"], b);
             assert_eq!(p["blocking_issue"]["number"], blocker);
