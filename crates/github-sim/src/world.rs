@@ -356,6 +356,8 @@ pub struct World {
     /// API requests in flight per installation (authenticated with its token, not yet answered).
     pub in_flight: HashMap<u64, u64>,
     pub created_at: String,
+    /// What registering the App from a manifest left (`crate::manifest`).
+    pub manifest: crate::manifest::State,
 }
 
 /// The permissions every installation is granted (what Foreman's app manifest asks for).
@@ -397,6 +399,7 @@ impl World {
             buckets: HashMap::new(),
             in_flight: HashMap::new(),
             created_at: ts(OffsetDateTime::now_utc()),
+            manifest: Default::default(),
         };
         let id = w.id();
         w.users.insert(
@@ -586,7 +589,7 @@ impl World {
         let b = &self.base_url;
         let owner = self.users.values().find(|u| u.kind == "Organization").map(|u| u.login.clone());
         let owner = owner.unwrap_or_else(|| "foreman-dev".into());
-        json!({
+        let mut v = json!({
             "id": self.app_id, "slug": self.app_slug, "node_id": node_id("A", self.app_id),
             "owner": self.user_json(&owner), "name": self.app_name,
             "description": "Turns labelled issues into coding-agent pull requests.",
@@ -594,7 +597,9 @@ impl World {
             "created_at": self.created_at, "updated_at": self.created_at,
             "permissions": default_installation_permissions(),
             "events": ["issues", "issue_comment", "projects_v2_item", "pull_request", "pull_request_review"],
-        })
+        });
+        crate::manifest::describe(&self.manifest, &mut v);
+        v
     }
 
     /// `GET /app` body: the webhook shape plus `client_id` and `installations_count`.
