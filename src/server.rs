@@ -73,43 +73,27 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
     }
 }
 
-/// Checks the agent sandbox once at start and says what it found: a warning when it is off by
-/// configuration, an error naming the cause when it cannot be created (no session will start; `/readyz`
-/// answers 503 with the same reason). Returns that reason.
-fn check_sandbox(config: &Config) -> Option<Arc<str>> {
-    use crate::executor::local::sandbox::{Sandbox, SandboxMode};
-    let sandbox = Sandbox::new(&config.data_dir, &config.agent.sandbox_config());
-    match (sandbox.mode(), sandbox.unavailable()) {
-        (SandboxMode::Off, _) => {
-            tracing::warn!(
-                "agent.sandbox = \"off\": agents run as Foreman's own user and can read its data directory, \
-                 its processes and everything it can reach; use only on a development machine"
-            );
-            None
-        }
-        (SandboxMode::On, Some(why)) => {
-            tracing::error!(reason = why, "the agent sandbox is unavailable: no session will start");
-            Some(Arc::from(why))
-        }
-        (SandboxMode::On, None) => {
-            tracing::info!("agent sandbox: bubblewrap works");
-            None
-        }
-    }
+/// The startup checks over the parts this configuration runs with (see [`crate::doctor`]); also what
+/// `foreman doctor` runs.
+pub fn doctor(config: &Config) -> crate::doctor::Doctor {
+    doctor_for(config, &config.github)
 }
 
-/// Checks once at start that the configured agent can be run (the Claude Code CLI installed …): an error
-/// naming what to do when it cannot, also answered by `/readyz`. Sessions look again before each start, so
-/// installing it needs no restart; `/readyz` says what was found at start.
-fn check_agent(config: &Config) -> Option<Arc<str>> {
-    // Without App credentials no session runs: nothing to check.
-    if !config.github.has_app_credentials() {
-        return None;
+/// [`doctor`] with the App credentials of `github` (an App just registered from the setup page).
+fn doctor_for(config: &Config, github: &crate::github::GithubConfig) -> crate::doctor::Doctor {
+    let github = if github.has_app_credentials() {
+        crate::github::Client::from_config(github, crate::github::ClientOptions::default()).ok()
+    } else {
+        None
+    };
+    let agent = crate::session::agent::build(&config.agent, crate::session::Credentials::from_env()).map(Arc::from);
+    crate::doctor::Doctor {
+        github,
+        agent,
+        agent_config: config.agent.clone(),
+        data_dir: config.data_dir.clone(),
+        public_url: config.public_url.clone(),
     }
-    let agent = crate::session::agent::build(&config.agent, Default::default()).ok()?;
-    let why = agent.unavailable(&config.agent)?;
-    tracing::error!(reason = why, "the agent cannot start: jobs wait until it can");
-    Some(Arc::from(why))
 }
 
 /// Makes the process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`, Linux): no core dump, no ptrace attach, and
@@ -249,22 +233,34 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
              GITHUB_PRIVATE_KEY_PATH)"
         );
     }
+    let poll = config.github.delivery_mode == crate::github::DeliveryMode::Poll;
+    if poll && !config.github.has_app_credentials() {
+        tracing::warn!(
+            "github.delivery_mode is poll but there are no GitHub App credentials: no delivery is read until \
+             they are set"
+        );
+    }
     let ingress = Ingress::new(store.clone(), Verifier::new(&secrets))
         .with_unverified_body_limit(config.server.max_unverified_body_bytes());
-    let sessions_unavailable = check_sandbox(&config).or_else(|| check_agent(&config));
     let hold = crate::scheduler::Hold::default();
+    let checks = crate::doctor::Latest::default();
     let state = AppState {
         store: store.clone(),
         ingress: ingress.clone(),
         metrics: crate::telemetry::metrics_handle(),
         admin_token: config.admin_token.clone().map(Arc::new),
         sessions_dir: Arc::new(config.data_dir.join("sessions")),
-        sessions_unavailable,
+        checks: checks.clone(),
         hold: hold.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (FOREMAN_LISTEN): {e}", config.listen))?;
+    // Bound, so GitHub's deliveries wait in the backlog meanwhile; at most `CHECK_TIMEOUT` per check.
+    let doctor = doctor(&config);
+    let report = doctor.run().await;
+    report.log();
+    checks.set(report);
     let mut limits = config.server.connection_limits();
     limits.max_connections = crate::ingress::connections::fit_open_file_limit(limits.max_connections);
     let local = listener.local_addr()?;
@@ -282,7 +278,8 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     );
     let config = Arc::new(config);
     let workers =
-        Workers::start(&config, &config.github, &config.triggers, scheduler.clone(), &outgoing, &shutdown).await?;
+        Workers::start(&config, &config.github, &config.triggers, scheduler.clone(), &outgoing, &checks, &shutdown)
+            .await?;
     let client = workers.client.clone();
     let workers = Arc::new(tokio::sync::Mutex::new(Some(workers)));
     let setup = crate::setup::Setup::new(
@@ -299,6 +296,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             ingress: ingress.clone(),
             outgoing: outgoing.clone(),
             scheduler: scheduler.clone(),
+            checks: checks.clone(),
             shutdown: shutdown.clone(),
             workers: workers.clone(),
         }),
@@ -372,25 +370,31 @@ struct Workers {
     stop: CancellationToken,
     worker: std::thread::JoinHandle<()>,
     runner: Option<tokio::task::JoinHandle<()>>,
-    reconciler: Option<tokio::task::JoinHandle<()>>,
+    /// The reconciler, the poller (poll delivery mode) and the startup checks' watch.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The GitHub client, with App credentials.
     client: Option<crate::github::Client>,
 }
 
 impl Workers {
-    /// Starts the workers; with App credentials in `github`, their GitHub side too.
+    /// Starts the workers; with App credentials in `github`, their GitHub side too. The startup checks'
+    /// results go to `checks`.
+    #[allow(clippy::too_many_arguments)]
     async fn start(
         config: &Config,
         github: &crate::github::GithubConfig,
         triggers: &crate::decide::DecideConfig,
         scheduler: crate::scheduler::Scheduler,
         outgoing: &crate::github::SecretRegistry,
+        checks: &crate::doctor::Latest,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Workers> {
         let stop = shutdown.child_token();
         let store = scheduler.store().clone();
         let mut decider = Decider::new(triggers.clone(), scheduler.clone());
-        let (mut runner_task, mut reconciler_task, mut github_client) = (None, None, None);
+        let (mut runner_task, mut github_client) = (None, None);
+        // The startup checks again every so often, as this configuration runs.
+        let mut tasks = vec![tokio::spawn(doctor_for(config, github).watch(checks.clone(), stop.clone()))];
         if github.has_app_credentials() {
             let (parts, client, outbox) = github_parts(config, github, scheduler.clone(), outgoing.clone()).await?;
             let pusher = parts.pusher.clone();
@@ -408,11 +412,25 @@ impl Workers {
                     tracing::error!(error = %e, "reading the reports to resume failed; reconciliation tries again")
                 }
             }
+            let mut reconcile_config = config.reconcile.clone();
+            if github.delivery_mode == crate::github::DeliveryMode::Poll {
+                // The poller reads every delivery from the log, sent or not: asking GitHub to send one again
+                // (to no webhook URL) would only add a log entry with the same GUID.
+                reconcile_config.redeliver = false;
+                let interval = Duration::from_secs(github.poll_interval_secs);
+                tracing::info!(
+                    interval_secs = github.poll_interval_secs,
+                    "reading deliveries from the App's delivery log (github.delivery_mode = poll)"
+                );
+                tasks.push(tokio::spawn(
+                    crate::poll::Poller::new(client.clone(), store.clone(), interval).run(stop.clone()),
+                ));
+            }
             let reconciler = crate::reconcile::Reconciler::new(
                 client.clone(),
                 scheduler.clone(),
                 triggers.clone(),
-                config.reconcile.clone(),
+                reconcile_config,
             )
             .with_canceller(canceller.clone());
             decider = decider.with_github(
@@ -425,12 +443,12 @@ impl Workers {
                 },
                 canceller,
             );
-            reconciler_task = Some(tokio::spawn(reconciler.run(stop.clone())));
+            tasks.push(tokio::spawn(reconciler.run(stop.clone())));
             runner_task = Some(tokio::spawn(runner.run(stop.clone())));
             github_client = Some(client);
         }
         let worker = dispatch::spawn_worker(store, decider, stop.clone())?;
-        Ok(Workers { stop, worker, runner: runner_task, reconciler: reconciler_task, client: github_client })
+        Ok(Workers { stop, worker, runner: runner_task, tasks, client: github_client })
     }
 
     /// Stops them and waits until they have: running sessions are cancelled and their jobs released, the
@@ -440,8 +458,8 @@ impl Workers {
         if let Some(runner) = self.runner {
             let _ = runner.await;
         }
-        if let Some(reconciler) = self.reconciler {
-            let _ = reconciler.await;
+        for task in self.tasks {
+            let _ = task.await;
         }
         let worker = self.worker;
         let _ = tokio::task::spawn_blocking(move || worker.join()).await;
@@ -455,6 +473,7 @@ struct Activation {
     ingress: Ingress,
     outgoing: crate::github::SecretRegistry,
     scheduler: crate::scheduler::Scheduler,
+    checks: crate::doctor::Latest,
     shutdown: CancellationToken,
     workers: Arc<tokio::sync::Mutex<Option<Workers>>>,
 }
@@ -487,17 +506,35 @@ fn activation(a: Activation) -> crate::setup::Activate {
             if let Some(old) = workers.take() {
                 old.stop().await;
             }
-            let started =
-                Workers::start(&a.config, &config_github, &triggers, a.scheduler.clone(), &a.outgoing, &a.shutdown)
-                    .await;
+            let report = doctor_for(&a.config, &config_github).run().await;
+            report.log();
+            a.checks.set(report);
+            let started = Workers::start(
+                &a.config,
+                &config_github,
+                &triggers,
+                a.scheduler.clone(),
+                &a.outgoing,
+                &a.checks,
+                &a.shutdown,
+            )
+            .await;
             let started = match started {
                 Ok(w) => w,
                 Err(e) => {
                     // Keep storing and deciding without GitHub, as before.
                     let without = crate::github::GithubConfig { app_id: None, ..config_github };
                     *workers = Some(
-                        Workers::start(&a.config, &without, &triggers, a.scheduler.clone(), &a.outgoing, &a.shutdown)
-                            .await?,
+                        Workers::start(
+                            &a.config,
+                            &without,
+                            &triggers,
+                            a.scheduler.clone(),
+                            &a.outgoing,
+                            &a.checks,
+                            &a.shutdown,
+                        )
+                        .await?,
                     );
                     return Err(e);
                 }

@@ -33,6 +33,9 @@ pub struct World {
     pub foreman: Option<Foreman>,
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// Whether Foreman reads deliveries from the App's delivery log (`Setup::poll`): the simulator then has
+    /// no webhook URL.
+    poll: bool,
     /// Every log line Foreman printed so far (its stderr is drained into this as it is read).
     log: std::sync::Mutex<LogBuf>,
     /// Whether the App is registered from the setup page (the simulator's webhook URL comes from it).
@@ -73,6 +76,9 @@ pub struct Setup<'a> {
     pub app_comments_name_app: Option<bool>,
     /// More repositories in `ORG`, created before Foreman starts: (name, files).
     pub repos: &'a [(&'a str, &'a [(&'a str, &'a str)])],
+    /// Poll delivery mode: Foreman reads deliveries from the App's delivery log every second, and the
+    /// simulator has no webhook URL (it records every delivery unsent, as GitHub does).
+    pub poll: bool,
     /// Start Foreman without App credentials or webhook secret, and leave the simulator's webhook URL
     /// unset: the App is to be registered from Foreman's setup page (the manifest sets the URL).
     pub no_app: bool,
@@ -179,8 +185,20 @@ impl World {
             std::fs::write(&path, setup.config).unwrap();
             all.push(("FOREMAN_CONFIG".into(), path.display().to_string()));
         }
+        if setup.poll {
+            all.push(("GITHUB_DELIVERY_MODE".into(), "poll".into()));
+            all.push(("GITHUB_POLL_INTERVAL_SECS".into(), "1".into()));
+        }
         all.extend(setup.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut world = World { sim, foreman: None, dir, env: all, log: Default::default(), no_app: setup.no_app };
+        let mut world = World {
+            sim,
+            foreman: None,
+            dir,
+            env: all,
+            poll: setup.poll,
+            log: Default::default(),
+            no_app: setup.no_app,
+        };
         world.start_foreman();
         world
     }
@@ -189,7 +207,8 @@ impl World {
         self.dir.path().join("data")
     }
 
-    /// Starts (or restarts, after [`Self::kill9`]) Foreman and points the simulator's webhook at it.
+    /// Starts (or restarts, after [`Self::kill9`]) Foreman and points the simulator's webhook at it (not in
+    /// poll mode: Foreman reads the delivery log).
     pub fn start_foreman(&mut self) {
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         std::fs::create_dir_all(self.data_dir()).unwrap();
@@ -198,7 +217,7 @@ impl World {
         }
         let foreman = Foreman::start(&self.data_dir(), &env);
         self.log.lock().unwrap().took_startup = false;
-        if !self.no_app {
+        if !self.poll && !self.no_app {
             self.sim.set_webhook_url(Some(foreman.url("/api/github/webhooks")));
         }
         self.foreman = Some(foreman);
