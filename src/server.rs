@@ -74,21 +74,25 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
 }
 
 /// The startup checks over the parts this configuration runs with (see [`crate::doctor`]); also what
-/// `foreman doctor` runs.
+/// `foreman doctor` runs. Without configured App credentials, the App registered from the setup page (in
+/// the data directory) is checked, as `serve` would use it.
 pub fn doctor(config: &Config) -> crate::doctor::Doctor {
-    doctor_for(config, &config.github)
-}
-
-/// [`doctor`] with the App credentials of `github` (an App just registered from the setup page).
-fn doctor_for(config: &Config, github: &crate::github::GithubConfig) -> crate::doctor::Doctor {
-    let github = if github.has_app_credentials() {
-        crate::github::Client::from_config(github, crate::github::ClientOptions::default()).ok()
+    let mut github_config = config.github.clone();
+    if !github_config.has_app_credentials()
+        && let Ok(Some(app)) = crate::setup::StoredApp::load(&config.data_dir)
+    {
+        github_config.app_id = Some(app.id);
+        github_config.private_key = Some(app.pem.clone());
+        github_config.private_key_path = None;
+    }
+    let github = if github_config.has_app_credentials() {
+        crate::github::Client::from_config(&github_config, crate::github::ClientOptions::default()).ok()
     } else {
         None
     };
     let agent = crate::session::agent::build(&config.agent, crate::session::Credentials::from_env()).map(Arc::from);
     crate::doctor::Doctor {
-        github,
+        github: crate::doctor::GithubSlot::new(github),
         agent,
         agent_config: config.agent.clone(),
         data_dir: config.data_dir.clone(),
@@ -267,6 +271,8 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
 
     let shutdown = CancellationToken::new();
+    let doctor_github = doctor.github.clone();
+    tokio::spawn(doctor.watch(checks.clone(), shutdown.clone()));
     let scheduler = crate::scheduler::Scheduler::new(store.clone(), config.scheduler.clone()).with_hold(hold);
     let recovery = scheduler.recover(OffsetDateTime::now_utc()).await.map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
     let requeued: Vec<String> = recovery.requeued.iter().map(ToString::to_string).collect();
@@ -278,8 +284,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     );
     let config = Arc::new(config);
     let workers =
-        Workers::start(&config, &config.github, &config.triggers, scheduler.clone(), &outgoing, &checks, &shutdown)
-            .await?;
+        Workers::start(&config, &config.github, &config.triggers, scheduler.clone(), &outgoing, &shutdown).await?;
     let client = workers.client.clone();
     let workers = Arc::new(tokio::sync::Mutex::new(Some(workers)));
     let setup = crate::setup::Setup::new(
@@ -296,9 +301,9 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             ingress: ingress.clone(),
             outgoing: outgoing.clone(),
             scheduler: scheduler.clone(),
-            checks: checks.clone(),
             shutdown: shutdown.clone(),
             workers: workers.clone(),
+            checks: (doctor_github, checks.clone()),
         }),
     );
     if let Some(client) = &client {
@@ -370,31 +375,28 @@ struct Workers {
     stop: CancellationToken,
     worker: std::thread::JoinHandle<()>,
     runner: Option<tokio::task::JoinHandle<()>>,
-    /// The reconciler, the poller (poll delivery mode) and the startup checks' watch.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    reconciler: Option<tokio::task::JoinHandle<()>>,
+    /// Reads the App's delivery log (`github.delivery_mode = "poll"`).
+    poller: Option<tokio::task::JoinHandle<()>>,
     /// The GitHub client, with App credentials.
     client: Option<crate::github::Client>,
 }
 
 impl Workers {
-    /// Starts the workers; with App credentials in `github`, their GitHub side too. The startup checks'
-    /// results go to `checks`.
-    #[allow(clippy::too_many_arguments)]
+    /// Starts the workers; with App credentials in `github`, their GitHub side too.
     async fn start(
         config: &Config,
         github: &crate::github::GithubConfig,
         triggers: &crate::decide::DecideConfig,
         scheduler: crate::scheduler::Scheduler,
         outgoing: &crate::github::SecretRegistry,
-        checks: &crate::doctor::Latest,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Workers> {
         let stop = shutdown.child_token();
         let store = scheduler.store().clone();
         let mut decider = Decider::new(triggers.clone(), scheduler.clone());
-        let (mut runner_task, mut github_client) = (None, None);
-        // The startup checks again every so often, as this configuration runs.
-        let mut tasks = vec![tokio::spawn(doctor_for(config, github).watch(checks.clone(), stop.clone()))];
+        let (mut runner_task, mut reconciler_task, mut github_client) = (None, None, None);
+        let mut poller_task = None;
         if github.has_app_credentials() {
             let (parts, client, outbox) = github_parts(config, github, scheduler.clone(), outgoing.clone()).await?;
             let pusher = parts.pusher.clone();
@@ -422,9 +424,8 @@ impl Workers {
                     interval_secs = github.poll_interval_secs,
                     "reading deliveries from the App's delivery log (github.delivery_mode = poll)"
                 );
-                tasks.push(tokio::spawn(
-                    crate::poll::Poller::new(client.clone(), store.clone(), interval).run(stop.clone()),
-                ));
+                let poller = crate::poll::Poller::new(client.clone(), store.clone(), interval);
+                poller_task = Some(tokio::spawn(poller.run(stop.clone())));
             }
             let reconciler = crate::reconcile::Reconciler::new(
                 client.clone(),
@@ -443,12 +444,19 @@ impl Workers {
                 },
                 canceller,
             );
-            tasks.push(tokio::spawn(reconciler.run(stop.clone())));
+            reconciler_task = Some(tokio::spawn(reconciler.run(stop.clone())));
             runner_task = Some(tokio::spawn(runner.run(stop.clone())));
             github_client = Some(client);
         }
         let worker = dispatch::spawn_worker(store, decider, stop.clone())?;
-        Ok(Workers { stop, worker, runner: runner_task, tasks, client: github_client })
+        Ok(Workers {
+            stop,
+            worker,
+            runner: runner_task,
+            reconciler: reconciler_task,
+            poller: poller_task,
+            client: github_client,
+        })
     }
 
     /// Stops them and waits until they have: running sessions are cancelled and their jobs released, the
@@ -458,8 +466,11 @@ impl Workers {
         if let Some(runner) = self.runner {
             let _ = runner.await;
         }
-        for task in self.tasks {
-            let _ = task.await;
+        if let Some(reconciler) = self.reconciler {
+            let _ = reconciler.await;
+        }
+        if let Some(poller) = self.poller {
+            let _ = poller.await;
         }
         let worker = self.worker;
         let _ = tokio::task::spawn_blocking(move || worker.join()).await;
@@ -473,9 +484,10 @@ struct Activation {
     ingress: Ingress,
     outgoing: crate::github::SecretRegistry,
     scheduler: crate::scheduler::Scheduler,
-    checks: crate::doctor::Latest,
     shutdown: CancellationToken,
     workers: Arc<tokio::sync::Mutex<Option<Workers>>>,
+    /// The startup checks: given the new App's client and run again.
+    checks: (crate::doctor::GithubSlot, crate::doctor::Latest),
 }
 
 /// Switches the running server to a just-registered App: its webhook secret is accepted from now on (with
@@ -506,41 +518,25 @@ fn activation(a: Activation) -> crate::setup::Activate {
             if let Some(old) = workers.take() {
                 old.stop().await;
             }
-            let report = doctor_for(&a.config, &config_github).run().await;
-            report.log();
-            a.checks.set(report);
-            let started = Workers::start(
-                &a.config,
-                &config_github,
-                &triggers,
-                a.scheduler.clone(),
-                &a.outgoing,
-                &a.checks,
-                &a.shutdown,
-            )
-            .await;
+            let started =
+                Workers::start(&a.config, &config_github, &triggers, a.scheduler.clone(), &a.outgoing, &a.shutdown)
+                    .await;
             let started = match started {
                 Ok(w) => w,
                 Err(e) => {
                     // Keep storing and deciding without GitHub, as before.
                     let without = crate::github::GithubConfig { app_id: None, ..config_github };
                     *workers = Some(
-                        Workers::start(
-                            &a.config,
-                            &without,
-                            &triggers,
-                            a.scheduler.clone(),
-                            &a.outgoing,
-                            &a.checks,
-                            &a.shutdown,
-                        )
-                        .await?,
+                        Workers::start(&a.config, &without, &triggers, a.scheduler.clone(), &a.outgoing, &a.shutdown)
+                            .await?,
                     );
                     return Err(e);
                 }
             };
             let client = started.client.clone().ok_or_else(|| anyhow::anyhow!("the App has no credentials"))?;
             *workers = Some(started);
+            a.checks.0.set(Some(client.clone()));
+            a.checks.1.recheck();
             tracing::info!(app_id = app.id, slug = %app.slug, "acting on GitHub as the App registered from the setup page");
             Ok(client)
         })
