@@ -308,3 +308,27 @@ async fn a_person_registers_and_installs_the_app_in_a_browser_and_a_labelled_iss
     world.wait_pull(number).await;
     assert!(world.data_dir().join(foreman::setup::stored::FILE).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_token_registering_needs_it() {
+    let env = [("FOREMAN_ADMIN_TOKEN", "the-admin-token")];
+    let world = World::start_with(FIXING_AGENT, Setup { no_app: true, env: &env, ..Setup::default() }).await;
+    let foreman = world.foreman.as_ref().unwrap();
+    let http = reqwest::Client::new();
+    let page = http.get(foreman.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("name=\"admin_token\""), "{page}");
+    let post = |pairs: &'static [(&'static str, &'static str)]| {
+        http.post(foreman.url("/setup/manifest"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(pairs))
+            .send()
+    };
+    assert_eq!(post(&[("owner", "personal")]).await.unwrap().status(), 401);
+    assert_eq!(post(&[("owner", "personal"), ("admin_token", "wrong")]).await.unwrap().status(), 401);
+    let r = post(&[("owner", "personal"), ("admin_token", "the-admin-token")]).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(attr(&page, "<form", "action").starts_with(&format!("{}/settings/apps/new?state=", world.sim.url())));
+    assert!(!page.contains("the-admin-token"), "the token is not on the page");
+    assert!(!world.logs().contains("the-admin-token"), "nor in the log");
+}
