@@ -332,3 +332,25 @@ async fn with_an_admin_token_registering_needs_it() {
     assert!(!page.contains("the-admin-token"), "the token is not on the page");
     assert!(!world.logs().contains("the-admin-token"), "nor in the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_configured_credentials_the_page_shows_the_app_and_never_offers_to_register() {
+    let world = World::start(FIXING_AGENT, &[]).await;
+    let foreman = world.foreman.as_ref().unwrap();
+    let http = reqwest::Client::new();
+    let page = http.get(foreman.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("GitHub App:") && page.contains(">Foreman</a>") && page.contains("configured"), "{page}");
+    assert!(page.contains(&format!("<li>{ORG} (Organization)</li>")), "{page}");
+    assert!(!page.contains("Register the GitHub App"), "{page}");
+    let r = http
+        .post(foreman.url("/setup/manifest"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("owner", "personal")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = http.get(foreman.url("/setup/callback?code=abc&state=def")).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(!world.data_dir().join(foreman::setup::stored::FILE).exists());
+}

@@ -1,7 +1,8 @@
 //! The setup page: registering the GitHub App from Foreman's manifest, Probot-style, and then its status.
 //!
 //! - `GET /`: without App credentials, a form (a personal account or an organisation); with them, the App
-//!   (name, link, id), its installations (`GET /app/installations`) and what is missing. Never a secret.
+//!   (name, link, id: `GET /app`), its installations (`GET /app/installations`) and what is missing (no
+//!   installation, `public_url` unset, the App not confirmed by GitHub). Never a secret.
 //! - `POST /setup/manifest` (form: `owner` = `personal` | `organization`, `org`, and `admin_token` when
 //!   `FOREMAN_ADMIN_TOKEN` is set; without a token only loopback clients may register): answers a page whose
 //!   one button posts the manifest (`manifest`, JSON) to `{web}/settings/apps/new?state=…` or
@@ -214,6 +215,21 @@ async fn index(State(setup): State<Setup>, headers: HeaderMap) -> Response {
         let needs_token = setup.inner.options.admin_token.is_some();
         let webhook_url = format!("{base}{}", crate::ingress::WEBHOOK_PATH);
         return render(StatusCode::OK, minijinja::context! { page => "register", missing, needs_token, webhook_url });
+    };
+    // What GitHub says of the App (its name, slug and page, also for configured credentials).
+    let app = match tokio::time::timeout(GITHUB_TIMEOUT, client.app()).await {
+        Ok(Ok(live)) => AppInfo {
+            id: live.id,
+            name: live.name,
+            slug: Some(live.slug),
+            html_url: live.html_url.or(app.html_url),
+            source: app.source,
+        },
+        Ok(Err(e)) => {
+            missing.insert(0, format!("GitHub did not confirm the App (GET /app): {}", client.scrub(&e.to_string())));
+            app
+        }
+        Err(_) => app,
     };
     let (installations, installations_error) = match tokio::time::timeout(GITHUB_TIMEOUT, client.installations()).await
     {
