@@ -75,6 +75,17 @@ async fn the_manifest_flow_registers_stores_and_acts_as_the_app_without_a_restar
     assert!(page.contains("Register the GitHub App"), "{page}");
     assert!(unescape(&page).contains(&format!("{public}/api/github/webhooks")), "{page}");
 
+    // Without an admin token only a local client may register, not one a proxy forwarded.
+    let proxied = http
+        .post(foreman("/setup/manifest"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", "203.0.113.7")
+        .body(form(&[("owner", "personal")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 403);
+
     // The form answers a page whose one button posts the manifest to GitHub, with a state.
     let r = http
         .post(foreman("/setup/manifest"))

@@ -256,10 +256,12 @@ async fn index(State(setup): State<Setup>, headers: HeaderMap) -> Response {
 }
 
 /// Whether the request may register an App: the admin token when one is configured, a loopback client
-/// otherwise. `Err` is the status and the sentence saying why not.
+/// otherwise, and not one a proxy forwarded (`Forwarded`, `X-Forwarded-For`: behind a reverse proxy on the
+/// same machine every client would look local). `Err` is the status and the sentence saying why not.
 fn may_register(
     setup: &Setup,
     peer: Option<SocketAddr>,
+    forwarded: bool,
     token: Option<&str>,
 ) -> Result<(), (StatusCode, &'static str)> {
     match &setup.inner.options.admin_token {
@@ -270,11 +272,11 @@ fn may_register(
                 Err((StatusCode::UNAUTHORIZED, "Enter the admin token (FOREMAN_ADMIN_TOKEN) to register."))
             }
         }
-        None if peer.is_some_and(|p| p.ip().is_loopback()) => Ok(()),
+        None if peer.is_some_and(|p| p.ip().is_loopback()) && !forwarded => Ok(()),
         None => Err((
             StatusCode::FORBIDDEN,
-            "Without FOREMAN_ADMIN_TOKEN the App can be registered from this machine only (a loopback address). \
-             Set the token, or open this page through an SSH tunnel.",
+            "Without FOREMAN_ADMIN_TOKEN the App can be registered from this machine only (a loopback address, \
+             not through a proxy). Set the token, or open this page through an SSH tunnel.",
         )),
     }
 }
@@ -303,7 +305,8 @@ async fn manifest(State(setup): State<Setup>, request: Request) -> Response {
         return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
     };
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    if let Err((status, why)) = may_register(&setup, peer, form.get("admin_token").map(String::as_str)) {
+    let forwarded = headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
+    if let Err((status, why)) = may_register(&setup, peer, forwarded, form.get("admin_token").map(String::as_str)) {
         tracing::warn!(status = status.as_u16(), "registering a GitHub App from the setup page refused");
         return error_page(status, why);
     }
