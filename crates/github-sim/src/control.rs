@@ -194,6 +194,19 @@ fn route(inner: &Inner, req: &Req) -> R {
             let new = crate::hooks::redeliver(inner, &mut w, num(id)?).ok_or_else(Resp::not_found)?;
             Ok(Resp::json(202, json!({"id": new})))
         }
+        ["app"] if m == Method::PATCH => {
+            let b = req.json()?;
+            let mut w = inner.world();
+            if let Some(p) = b.get("permissions") {
+                w.app_permissions = serde_json::from_value(p.clone())
+                    .map_err(|_| Resp::error(400, "permissions must map names to read, write or admin"))?;
+            }
+            if let Some(e) = b.get("events") {
+                w.app_events = serde_json::from_value(e.clone())
+                    .map_err(|_| Resp::error(400, "events must be a list of names"))?;
+            }
+            Ok(Resp::ok(json!({"permissions": w.app_permissions, "events": w.app_events})))
+        }
         ["state"] if m == Method::GET => Ok(Resp::ok(crate::state_json(inner))),
         _ => Err(Resp::error(404, "no such control endpoint (see crates/github-sim/README.md)")),
     }

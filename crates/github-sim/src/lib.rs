@@ -18,6 +18,7 @@
 mod auth;
 mod control;
 mod deps;
+pub mod descriptions;
 mod faults;
 mod git;
 mod graphql;
@@ -33,6 +34,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -62,9 +64,10 @@ pub struct SimConfig {
     /// Whether comments the app writes name it in `performed_via_github_app` (default yes); turn off to
     /// exercise readers that must recognise the app's comments by their author and content alone.
     pub app_comments_name_app: bool,
-    /// Folder holding GitHub's API descriptions (`github/rest/api.github.com.json`,
-    /// `github/graphql/schema.graphql`); defaults to the repository's `shared/`.
-    pub shared_dir: PathBuf,
+    /// A folder whose GitHub API descriptions replace the built-in ones (`github/rest/api.github.com.json`
+    /// or its `.zst`, and `github/graphql/schema.graphql`); `None` (the default) uses the copies built
+    /// into the binary. The first simulator started in a process decides for the whole process.
+    pub descriptions_dir: Option<PathBuf>,
 }
 
 impl SimConfig {
@@ -81,36 +84,24 @@ impl SimConfig {
             app_slug: "foreman".into(),
             project_item_from_to: true,
             app_comments_name_app: true,
-            shared_dir: default_shared_dir(),
+            descriptions_dir: None,
         }
     }
 }
 
-/// `shared/` beside the workspace checkout (`crates/github-sim/../../../shared`).
-pub fn default_shared_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
-}
-
 /// Validates `value` against the schema `name` of `#/components/schemas` in GitHub's OpenAPI
-/// description under `shared_dir` (`github/rest/api.github.com.json`; the description is read
-/// once per process, so every call should pass the same folder), e.g. `"issue"`. `Err` carries the
+/// description (the one the simulator uses, see [`descriptions`]), e.g. `"issue"`. `Err` carries the
 /// reasons.
-pub fn validate_schema(shared_dir: &std::path::Path, name: &str, value: &Value) -> Result<(), String> {
-    openapi::load(shared_dir).map_err(|e| e.to_string())?;
+pub fn validate_schema(name: &str, value: &Value) -> Result<(), String> {
     openapi::check_component(name, value)
 }
 
 /// Validates a webhook payload against the OpenAPI description's `x-webhooks` schema of `event`
 /// and `action` (`webhook-{event}-{action}`, underscores as dashes, e.g.
 /// `webhook-issue-dependencies-blocked-by-added`). See [`validate_schema`].
-pub fn validate_webhook(
-    shared_dir: &std::path::Path,
-    event: &str,
-    action: &str,
-    payload: &Value,
-) -> Result<(), String> {
+pub fn validate_webhook(event: &str, action: &str, payload: &Value) -> Result<(), String> {
     let name = format!("webhook-{}-{}", event.replace('_', "-"), action.replace('_', "-"));
-    validate_schema(shared_dir, &name, payload)
+    validate_schema(&name, payload)
 }
 
 /// Entry point.
@@ -120,14 +111,18 @@ impl GithubSim {
     /// Binds, writes `app.json` and `app.pem` into the state directory, and serves until the
     /// returned handle is dropped.
     pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
-        std::fs::create_dir_all(&config.state_dir)?;
+        descriptions::select(config.descriptions_dir.as_deref())?;
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating the state directory {}", config.state_dir.display()))?;
         let pem_path = config.state_dir.join("app.pem");
         let key = match std::fs::read_to_string(&pem_path) {
             Ok(pem) => auth::AppKey::from_pem(&pem)?,
             Err(_) => auth::AppKey::generate()?,
         };
         std::fs::write(&pem_path, &key.private_pem)?;
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         std::fs::write(
@@ -155,8 +150,6 @@ impl GithubSim {
             webhook_url: Mutex::new(config.webhook_url.clone()),
             started: std::time::Instant::now(),
         });
-        openapi::load(&config.shared_dir)?;
-        graphql::load(&config.shared_dir)?;
         let hooks_task = tokio::spawn(hooks::run(inner.clone(), hook_rx));
         let app_inner = inner.clone();
         let app =
@@ -395,6 +388,17 @@ impl SimHandle {
         comments: &[(&str, u64, &str)],
     ) -> anyhow::Result<()> {
         check(ops::add_review(&self.inner, repo, number, state, body, user, comments)).map(drop)
+    }
+    /// `PATCH /_sim/app`: replaces the permissions (name → `read`/`write`/`admin`) and events the App
+    /// asks for, as `GET /app` reports them; `None` leaves one as it is.
+    pub fn set_app_settings(&self, permissions: Option<&[(&str, &str)]>, events: Option<&[&str]>) {
+        let mut w = self.inner.world();
+        if let Some(p) = permissions {
+            w.app_permissions = p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        }
+        if let Some(e) = events {
+            w.app_events = e.iter().map(|e| e.to_string()).collect();
+        }
     }
     /// `POST /_sim/faults`.
     pub fn set_faults(&self, faults: Faults) {

@@ -1,5 +1,5 @@
 //! Conformance of REST requests to GitHub's OpenAPI description
-//! (`shared/github/rest/api.github.com.json`, OpenAPI 3.0.3).
+//! (`api.github.com.json`, OpenAPI 3.0.3; built in, see [`crate::descriptions`]).
 //!
 //! For every REST request: the path matches a path template, the method is an operation on it,
 //! required query parameters are present, enumerated and integer query parameters have valid
@@ -8,7 +8,6 @@
 //! that fails gets a 400 with the reason and is counted under `nonconforming` in `/_sim/state`.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value, json};
@@ -27,15 +26,6 @@ struct Spec {
 }
 
 static SPEC: OnceLock<Result<Spec, String>> = OnceLock::new();
-static SPEC_PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
-
-/// Remembers where the description is; it is parsed on the first REST request (once per process).
-pub(crate) fn load(shared: &Path) -> anyhow::Result<()> {
-    let p = shared.join("github/rest/api.github.com.json");
-    anyhow::ensure!(p.exists(), "GitHub's OpenAPI description is missing at {}", p.display());
-    let _ = SPEC_PATH.set(p);
-    Ok(())
-}
 
 /// Rewrites OpenAPI 3.0's `nullable: true` into JSON Schema's `type: [T, "null"]`.
 fn denull(v: &mut Value) {
@@ -86,8 +76,8 @@ fn absolutise(v: &mut Value) {
 
 fn spec() -> Result<&'static Spec, String> {
     SPEC.get_or_init(|| {
-        let path = SPEC_PATH.get().ok_or("description path not set")?;
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        // Parsed on the first REST request, once per process.
+        let bytes = crate::descriptions::rest()?;
         let mut doc: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         denull(&mut doc["components"]);
         denull(&mut doc["paths"]);

@@ -62,9 +62,9 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
         ["app", "hook", "deliveries"] if get => {
             require_app(auth)?;
             let w = inner.world();
-            let list = w.deliveries.iter().rev().map(delivery_summary).collect();
+            let list = w.deliveries.iter().rev().map(|d| (d.id, delivery_summary(d))).collect();
             drop(w);
-            Ok(paginate(inner, req, list))
+            Ok(crate::hooks::paginate_deliveries(inner, req, list))
         }
         ["app", "hook", "deliveries", id] if get => {
             require_app(auth)?;
@@ -78,7 +78,8 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             v["request"] =
                 json!({"headers": d.request_headers.iter().cloned().collect::<BTreeMap<_,_>>(), "payload": d.payload});
             v["response"] = json!({"headers": {}, "payload": d.response_body});
-            v["url"] = json!(*inner.webhook_url.lock().expect("webhook url lock"));
+            // A string in GitHub's description: empty when the App has no webhook URL.
+            v["url"] = json!(inner.webhook_url.lock().expect("webhook url lock").clone().unwrap_or_default());
             Ok(Resp::ok(v))
         }
         ["app", "hook", "deliveries", id, "attempts"] if post => {

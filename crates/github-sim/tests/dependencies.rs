@@ -5,7 +5,7 @@
 mod common;
 
 use common::{TEST_TIMEOUT, receiver, start_with};
-use github_sim::{Permission, default_shared_dir};
+use github_sim::Permission;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -46,7 +46,7 @@ async fn blocked_by_links_are_added_listed_summarised_removed_and_announced() {
         assert_eq!(r.status(), 201);
         assert!(r.headers()["location"].to_str().unwrap().ends_with(&path));
         let blocked: Value = r.json().await.unwrap();
-        github_sim::validate_schema(&default_shared_dir(), "issue", &blocked).unwrap();
+        github_sim::validate_schema("issue", &blocked).unwrap();
         assert_eq!(blocked["number"], b);
         assert_eq!(
             blocked["issue_dependencies_summary"],
@@ -114,8 +114,7 @@ async fn blocked_by_links_are_added_listed_summarised_removed_and_announced() {
         for (d, (action, repo, blocker)) in deliveries.iter().zip(expected) {
             let p = &d["payload"];
             assert_eq!(d["action"], action);
-            github_sim::validate_webhook(&default_shared_dir(), "issue_dependencies", action, p)
-                .unwrap_or_else(|e| panic!("{action}: {e}"));
+            github_sim::validate_webhook("issue_dependencies", action, p).unwrap_or_else(|e| panic!("{action}: {e}"));
             assert_eq!(p["repository"]["full_name"], repo, "{action}");
             assert_eq!(p["blocked_issue"]["number"], b);
             assert_eq!(p["blocking_issue"]["number"], blocker);
