@@ -111,7 +111,7 @@ pub fn when(t: OffsetDateTime) -> String {
 ///   of its repository when its repository is at its limit, else every running job, at most three named).
 ///
 /// `stuck` names the issues whose jobs are stuck: a dependency among them is said first, as
-/// `Waiting for #12, which is stuck: \`/foreman retry\` there` ([`blocked_by_stuck`]).
+/// "#12 is stuck; `/foreman retry` there" ([`blocked_by_stuck`]).
 pub fn waiting_for(
     job: &Job,
     claims: &[super::Claim],
@@ -172,8 +172,8 @@ pub fn waiting_for(
 }
 
 /// What a job waiting on dependencies says when some of them are stuck (`stuck`: issues whose jobs are
-/// stuck): `#12 is stuck; \`/foreman retry\` there` (one), `#12 and acme/other#4 are stuck; \`/foreman retry\`
-/// there` (more). `None` when none of its open dependencies is stuck.
+/// stuck): "#12 is stuck; `/foreman retry` there" (one), "#12 and acme/other#4 are stuck; `/foreman retry`
+/// there" (more). `None` when none of its open dependencies is stuck.
 pub fn blocked_by_stuck(job: &Job, stuck: &[IssueRef]) -> Option<String> {
     let key = |r: &IssueRef| super::issue_key(&r.repo, r.issue);
     let names: Vec<String> = job

@@ -150,7 +150,7 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
 }
 
 /// After `job` changed: its dependents that wait say so again (a stuck job holds them until someone
-/// retries it: `#12 is stuck; \`/foreman retry\` there`), and its parent's sub-issue checklist is drawn
+/// retries it: "#12 is stuck; `/foreman retry` there"), and its parent's sub-issue checklist is drawn
 /// again ([`crate::report::progress`]).
 pub(super) async fn tell_related(parts: &Parts, inst: crate::ids::InstallationId, job: &Job) {
     if job.state == JobState::Stuck || job.state == JobState::Queued {
