@@ -9,6 +9,7 @@
 //! | marker | where | built by | read by |
 //! |---|---|---|---|
 //! | `<!-- foreman:tracking acme/widgets#7 -->` | first line of the tracking comment | [`tracking`] | [`parse_tracking`] |
+//! | `<!-- foreman:progress acme/widgets#7 -->` | first line of a parent's sub-issue checklist, one per parent | [`progress`] | found whole |
 //! | `<!-- foreman:reply <delivery id> -->` | a reply to a command, one per delivery | [`reply`] | found whole |
 //! | `<!-- foreman:budget acme/widgets 2026-12-07 -->` | "the daily budget is spent", one per day | [`budget`] | found whole |
 //! | `<!-- foreman:answer <session id> -->` | an agent's answer to a question, one per session | [`answer`] | found whole |
@@ -41,6 +42,12 @@ pub fn is_marked(body: &str) -> bool {
 /// the first line of every tracking comment.
 pub fn tracking(repo: &RepoName, issue: IssueNumber) -> String {
     marker("tracking", format_args!("{repo}#{issue}"))
+}
+
+/// The marker of the sub-issue checklist on the parent `repo#issue`: `<!-- foreman:progress acme/widgets#7 -->`,
+/// its first line.
+pub fn progress(repo: &RepoName, issue: IssueNumber) -> String {
+    marker("progress", format_args!("{repo}#{issue}"))
 }
 
 /// The `repo#issue` a comment body is the tracking comment of, when its first line is a tracking marker

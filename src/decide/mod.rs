@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod config;
+pub mod links;
 pub mod markdown;
 pub mod snapshot;
 
@@ -175,6 +176,8 @@ pub enum Action {
         #[serde(skip_serializing_if = "Option::is_none")]
         installation: Option<InstallationId>,
     },
+    /// A "blocked by" link or a sub-issue changed on GitHub ([`links::LinkAction`]).
+    Link(links::LinkAction),
     /// Do nothing, for this reason.
     Ignore {
         /// Why, in words that answer "why didn't Foreman react?".
@@ -199,6 +202,7 @@ impl Action {
             Action::Ignore { .. } => "ignore",
             Action::IssueState { .. } => "issue_state",
             Action::Reorder { .. } => "reorder",
+            Action::Link(_) => "link",
         }
     }
 }
@@ -299,6 +303,8 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
             added.len(),
             removed.len()
         ))],
+        EventKind::IssueDependency { added, blocked, blocking } => links::dependency(event, *added, blocked, blocking),
+        EventKind::SubIssue { added, parent, sub } => links::sub_issue(event, *added, parent, sub),
         EventKind::Ignored { reason } => vec![ignore(reason.clone())],
     }
 }

@@ -15,6 +15,7 @@ pub mod cancel;
 pub mod decider;
 pub mod drain;
 pub mod effects;
+mod links;
 
 pub use cancel::{Cancelled, Canceller};
 pub use decider::Decider;
