@@ -25,6 +25,7 @@ pub mod ids;
 pub mod ingress;
 pub mod job;
 pub mod markers;
+pub mod plan;
 pub mod reconcile;
 pub mod report;
 pub mod runner;

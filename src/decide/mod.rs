@@ -175,6 +175,18 @@ pub enum Action {
         #[serde(skip_serializing_if = "Option::is_none")]
         installation: Option<InstallationId>,
     },
+    /// Create the tasks of the issue's plan as its sub-issues (`crate::plan::create`).
+    ApprovePlan {
+        /// The repository.
+        repo: RepoName,
+        /// The planned issue.
+        issue: IssueNumber,
+        /// Who approved.
+        requester: String,
+        /// The installation to act through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+    },
     /// Do nothing, for this reason.
     Ignore {
         /// Why, in words that answer "why didn't Foreman react?".
@@ -191,6 +203,7 @@ impl Action {
             Action::ShowConstitution { .. } => "show_constitution",
             Action::ConstitutionChanged { .. } => "constitution_changed",
             Action::InitConstitution { .. } => "init_constitution",
+            Action::ApprovePlan { .. } => "approve_plan",
             Action::Enqueue { .. } => "enqueue",
             Action::Cancel { .. } => "cancel",
             Action::Retry { .. } => "retry",
@@ -708,7 +721,7 @@ impl Cx<'_> {
         let job = self.job;
         let who = &author.login;
         match command {
-            Command::Run { .. } | Command::Plan => {
+            Command::Run { .. } | Command::Plan { .. } => {
                 if let Some(state) = job.filter(|s| s.is_queued_or_running()) {
                     return self.reply(
                         issue,
@@ -721,6 +734,7 @@ impl Cx<'_> {
                 let (kind, instructions) = match command {
                     Command::Run { instructions } if issue.is_pull_request => (JobKind::FollowUp, instructions.clone()),
                     Command::Run { instructions } => (JobKind::Code, instructions.clone()),
+                    Command::Plan { instructions } => (JobKind::Plan, instructions.clone()),
                     _ => (JobKind::Plan, None),
                 };
                 let mut action = self.enqueue(kind, repo, number, Trigger::Command, who);
@@ -729,6 +743,17 @@ impl Cx<'_> {
                 }
                 action
             }
+            Command::Approve => match job.filter(|s| s.is_queued_or_running()) {
+                Some(state) => {
+                    self.reply(issue, format!("@{who}, #{number}'s job is {state}; approve its plan when ready."))
+                }
+                None => Action::ApprovePlan {
+                    repo: repo.clone(),
+                    issue: number,
+                    requester: who.clone(),
+                    installation: self.event.installation,
+                },
+            },
             Command::Stop => match job {
                 Some(state) if state.is_live() => Action::Cancel {
                     repo: repo.clone(),

@@ -76,6 +76,8 @@ pub enum Effect {
     Reordered(bool),
     /// `constitution_changed`: this many jobs waiting for the file were queued again.
     Released(usize),
+    /// `approve_plan`: this many issues were created (the requester was told).
+    PlanApproved(usize),
 }
 
 /// What the job store made of an `enqueue`.
@@ -120,6 +122,7 @@ impl fmt::Display for Effect {
             Effect::Reordered(true) => f.write_str("re-placed in the queue"),
             Effect::Reordered(false) => f.write_str("its place did not change"),
             Effect::Released(n) => write!(f, "{n} jobs waiting for the constitution queued again"),
+            Effect::PlanApproved(n) => write!(f, "plan approved: {n} issues created"),
         }
     }
 }
@@ -309,6 +312,9 @@ impl Effects {
                 )
                 .await;
                 Ok(shown.map_or_else(Effect::ReplyFailed, |_| Effect::Replied))
+            }
+            Action::ApprovePlan { repo, issue, requester, installation } => {
+                self.approve_plan(event, repo, *issue, requester, *installation).await
             }
             Action::InitConstitution { repo, issue, template, requester, installation } => {
                 let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };

@@ -25,6 +25,7 @@ pub mod redact;
 mod rest;
 mod retry;
 pub mod secrets;
+mod sub_issues;
 pub mod types;
 
 pub use accounting::Quota;
@@ -36,4 +37,5 @@ pub use graphql::{Document, GraphqlError, GraphqlResponse};
 pub use projects::{ProjectBoard, ProjectItem};
 pub use retry::RetryPolicy;
 pub use secrets::SecretRegistry;
+pub use sub_issues::IssueRecord;
 pub use types::*;
