@@ -60,6 +60,11 @@ pub enum Command {
         #[arg(long, env = "FOREMAN_SERVER", value_name = "URL")]
         server: Option<String>,
     },
+    /// Check that this Foreman can do its work, as `serve` does at start: the GitHub App authenticates and
+    /// has the permissions and events Foreman uses, the agent's program runs and has a credential, the
+    /// sandbox works, the data directory is writable with free space. Prints ✓, ⚠ or ✗ per check with what
+    /// to do; exits 1 when a check fails (✗). Run it with the configuration `serve` uses.
+    Doctor,
     /// See Foreman work without a GitHub App: starts github-sim, Foreman and a scripted agent on loopback,
     /// labels an issue, and narrates until its pull request is open. See README.md ("See it work").
     #[cfg(feature = "demo")]
@@ -86,6 +91,7 @@ pub fn main() -> ExitCode {
             let source = replay::Source { payload: &payload, event: event.as_deref(), server: server.as_deref() };
             replay::main(cli.config.as_deref(), &source, job)
         }
+        Command::Doctor => doctor_main(cli.config.as_deref()),
         Command::Constitution { command } => crate::constitution::cli_main(command),
         Command::Status { server } => {
             let server = match server {
@@ -115,4 +121,25 @@ pub fn main() -> ExitCode {
         }
         Command::SandboxBridge(args) => crate::executor::local::netproxy::bridge::main(args),
     }
+}
+
+/// `foreman doctor`: runs the startup checks ([`crate::doctor`]) and prints them.
+fn doctor_main(config: Option<&std::path::Path>) -> ExitCode {
+    let config = match crate::config::Config::load(config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(async { crate::server::doctor(&config).run().await });
+    print!("{}", report.to_text());
+    if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

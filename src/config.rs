@@ -29,6 +29,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("GITHUB_PRIVATE_KEY_PATH", "github.private_key_path"),
     ("GITHUB_API_URL", "github.api_url"),
     ("GITHUB_MUTATION_INTERVAL_MS", "github.mutation_interval_ms"),
+    ("GITHUB_DELIVERY_MODE", "github.delivery_mode"),
+    ("GITHUB_POLL_INTERVAL_SECS", "github.poll_interval_secs"),
     ("FOREMAN_INBOX_RETENTION_DAYS", "inbox.retention_days"),
     ("FOREMAN_STORE_CACHE_MB", "store.cache_mb"),
     ("FOREMAN_PUBLIC_URL", "public_url"),
@@ -281,6 +283,9 @@ impl Config {
                 "github.api_url (GITHUB_API_URL) must be an http:// or https:// URL, got '{}'",
                 self.github.api_url
             )));
+        }
+        if self.github.poll_interval_secs == 0 {
+            return Err(ConfigError("github.poll_interval_secs (GITHUB_POLL_INTERVAL_SECS) must be at least 1".into()));
         }
         if self.github.private_key.is_some() && self.github.private_key_path.is_some() {
             return Err(ConfigError(

@@ -20,8 +20,8 @@
 //! `--verbose` or on failure), is stopped like production (SIGTERM, graceful drain), and runs exactly the
 //! binary a deployment runs.
 //!
-//! The simulator reads GitHub's API descriptions from `shared/` beside the checkout (`--shared-dir`), so
-//! the demo runs from a source checkout: `cargo run --release -- demo`.
+//! GitHub's API descriptions, which the simulator holds every request to, are built into the binary (see
+//! `github_sim::descriptions`), so the demo runs from any directory with nothing beside the binary.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Write as _;
@@ -88,10 +88,10 @@ pub struct DemoArgs {
     /// print its path.
     #[arg(long)]
     pub keep: bool,
-    /// The folder with GitHub's API descriptions the simulator checks requests against
-    /// (`github/rest/api.github.com.json`, `github/graphql/schema.graphql`): `shared/` beside the checkout.
-    #[arg(long, value_name = "DIR", default_value_os_t = github_sim::default_shared_dir())]
-    pub shared_dir: PathBuf,
+    /// A folder whose GitHub API descriptions replace the built-in ones the simulator checks requests
+    /// against (`github/rest/api.github.com.json` or its `.zst`, `github/graphql/schema.graphql`).
+    #[arg(long, value_name = "DIR")]
+    pub descriptions_dir: Option<PathBuf>,
 }
 
 /// Runs the demo. Exit code 0 once the pull request exists, 130 on Ctrl-C, 1 (with the reason and
@@ -142,14 +142,6 @@ fn say(line: impl std::fmt::Display) {
 
 async fn run(args: &DemoArgs, logs: &LogTail) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    let openapi = args.shared_dir.join("github/rest/api.github.com.json");
-    if !openapi.is_file() {
-        bail!(
-            "github-sim needs GitHub's API descriptions, and {} is missing: run the demo from a checkout with \
-             shared/ beside it, or pass --shared-dir",
-            openapi.display()
-        );
-    }
     let git = std::process::Command::new("git").arg("--version").output();
     if !git.is_ok_and(|o| o.status.success()) {
         bail!("the demo needs git on PATH: Foreman and github-sim shell out to it");
@@ -170,7 +162,7 @@ async fn run(args: &DemoArgs, logs: &LogTail) -> anyhow::Result<()> {
 async fn demo(args: &DemoArgs, logs: &LogTail, dir: &Path, deadline: Instant) -> anyhow::Result<()> {
     let mut config = SimConfig::new(dir.join("sim"));
     config.webhook_secret = uuid::Uuid::new_v4().simple().to_string();
-    config.shared_dir = args.shared_dir.clone();
+    config.descriptions_dir = args.descriptions_dir.clone();
     let sim = GithubSim::start(config).await.context("starting github-sim")?;
     say(format_args!("github-sim listening on {}", sim.url()));
 

@@ -17,6 +17,7 @@ pub mod decide;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dispatch;
+pub mod doctor;
 pub mod event;
 pub mod executor;
 pub mod git;
@@ -26,6 +27,7 @@ pub mod ingress;
 pub mod job;
 pub mod markers;
 pub mod plan;
+pub mod poll;
 pub mod reconcile;
 pub mod report;
 pub mod runner;

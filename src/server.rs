@@ -73,43 +73,22 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
     }
 }
 
-/// Checks the agent sandbox once at start and says what it found: a warning when it is off by
-/// configuration, an error naming the cause when it cannot be created (no session will start; `/readyz`
-/// answers 503 with the same reason). Returns that reason.
-fn check_sandbox(config: &Config) -> Option<Arc<str>> {
-    use crate::executor::local::sandbox::{Sandbox, SandboxMode};
-    let sandbox = Sandbox::new(&config.data_dir, &config.agent.sandbox_config());
-    match (sandbox.mode(), sandbox.unavailable()) {
-        (SandboxMode::Off, _) => {
-            tracing::warn!(
-                "agent.sandbox = \"off\": agents run as Foreman's own user and can read its data directory, \
-                 its processes and everything it can reach; use only on a development machine"
-            );
-            None
-        }
-        (SandboxMode::On, Some(why)) => {
-            tracing::error!(reason = why, "the agent sandbox is unavailable: no session will start");
-            Some(Arc::from(why))
-        }
-        (SandboxMode::On, None) => {
-            tracing::info!("agent sandbox: bubblewrap works");
-            None
-        }
+/// The startup checks over the parts this configuration runs with (see [`crate::doctor`]); also what
+/// `foreman doctor` runs.
+pub fn doctor(config: &Config) -> crate::doctor::Doctor {
+    let github = if config.github.has_app_credentials() {
+        crate::github::Client::from_config(&config.github, crate::github::ClientOptions::default()).ok()
+    } else {
+        None
+    };
+    let agent = crate::session::agent::build(&config.agent, crate::session::Credentials::from_env()).map(Arc::from);
+    crate::doctor::Doctor {
+        github,
+        agent,
+        agent_config: config.agent.clone(),
+        data_dir: config.data_dir.clone(),
+        public_url: config.public_url.clone(),
     }
-}
-
-/// Checks once at start that the configured agent can be run (the Claude Code CLI installed …): an error
-/// naming what to do when it cannot, also answered by `/readyz`. Sessions look again before each start, so
-/// installing it needs no restart; `/readyz` says what was found at start.
-fn check_agent(config: &Config) -> Option<Arc<str>> {
-    // Without App credentials no session runs: nothing to check.
-    if !config.github.has_app_credentials() {
-        return None;
-    }
-    let agent = crate::session::agent::build(&config.agent, Default::default()).ok()?;
-    let why = agent.unavailable(&config.agent)?;
-    tracing::error!(reason = why, "the agent cannot start: jobs wait until it can");
-    Some(Arc::from(why))
 }
 
 /// Makes the process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`, Linux): no core dump, no ptrace attach, and
@@ -232,28 +211,41 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
              Set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)"
         );
     }
+    let poll = config.github.delivery_mode == crate::github::DeliveryMode::Poll;
+    if poll && !config.github.has_app_credentials() {
+        tracing::warn!(
+            "github.delivery_mode is poll but there are no GitHub App credentials: no delivery is read until \
+             they are set"
+        );
+    }
     let ingress = Ingress::new(store.clone(), Verifier::new(&secrets))
         .with_unverified_body_limit(config.server.max_unverified_body_bytes());
-    let sessions_unavailable = check_sandbox(&config).or_else(|| check_agent(&config));
     let hold = crate::scheduler::Hold::default();
+    let checks = crate::doctor::Latest::default();
     let state = AppState {
         store: store.clone(),
         ingress: ingress.clone(),
         metrics: crate::telemetry::metrics_handle(),
         admin_token: config.admin_token.clone().map(Arc::new),
         sessions_dir: Arc::new(config.data_dir.join("sessions")),
-        sessions_unavailable,
+        checks: checks.clone(),
         hold: hold.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (FOREMAN_LISTEN): {e}", config.listen))?;
+    // Bound, so GitHub's deliveries wait in the backlog meanwhile; at most `CHECK_TIMEOUT` per check.
+    let doctor = doctor(&config);
+    let report = doctor.run().await;
+    report.log();
+    checks.set(report);
     let mut limits = config.server.connection_limits();
     limits.max_connections = crate::ingress::connections::fit_open_file_limit(limits.max_connections);
     let local = listener.local_addr()?;
     tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
 
     let shutdown = CancellationToken::new();
+    tokio::spawn(doctor.watch(checks, shutdown.clone()));
     let scheduler = crate::scheduler::Scheduler::new(store.clone(), config.scheduler.clone()).with_hold(hold);
     let recovery = scheduler.recover(OffsetDateTime::now_utc()).await.map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
     let requeued: Vec<String> = recovery.requeued.iter().map(ToString::to_string).collect();
@@ -280,11 +272,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Ok(n) => tracing::info!(jobs = n, "reporting again the jobs GitHub is behind on"),
             Err(e) => tracing::error!(error = %e, "reading the reports to resume failed; reconciliation tries again"),
         }
+        let mut reconcile_config = config.reconcile.clone();
+        if poll {
+            // The poller reads every delivery from the log, sent or not: asking GitHub to send one again
+            // (to no webhook URL) would only add a log entry with the same GUID.
+            reconcile_config.redeliver = false;
+            let interval = Duration::from_secs(config.github.poll_interval_secs);
+            tracing::info!(
+                interval_secs = config.github.poll_interval_secs,
+                "reading deliveries from the App's delivery log (github.delivery_mode = poll)"
+            );
+            tokio::spawn(crate::poll::Poller::new(client.clone(), store.clone(), interval).run(shutdown.clone()));
+        }
         let reconciler = crate::reconcile::Reconciler::new(
             client.clone(),
             scheduler.clone(),
             config.triggers.clone(),
-            config.reconcile.clone(),
+            reconcile_config,
         )
         .with_canceller(canceller.clone());
         decider = decider.with_github(

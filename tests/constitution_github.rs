@@ -263,7 +263,7 @@ async fn a_pull_request_changing_the_file_gets_a_check_run_with_annotations() {
 fn comment_payload(w: &World, number: IssueNumber, body: &str, association: &str) -> Vec<u8> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/github/webhooks/examples/api.github.com/issue_comment/created.payload.json"
+        "/vendor/github/webhooks/examples/api.github.com/issue_comment/created.payload.json"
     );
     let mut b: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     b["repository"]["full_name"] = json!("acme/widgets");

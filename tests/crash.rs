@@ -23,7 +23,7 @@ async fn sigkill_under_load_loses_no_acknowledged_delivery() {
     let foreman = Foreman::start(&dir.path().join("data"), &[("GITHUB_WEBHOOK_SECRET", SECRET)]);
     let url = foreman.url("/api/github/webhooks");
     let body =
-        std::fs::read(support::shared().join("github/webhooks/examples/api.github.com/issues/labeled.payload.json"))
+        std::fs::read(support::vendor().join("github/webhooks/examples/api.github.com/issues/labeled.payload.json"))
             .unwrap();
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let enough = Arc::new(tokio::sync::Notify::new());

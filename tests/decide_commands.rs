@@ -261,7 +261,7 @@ proptest! {
 
     #[test]
     fn any_comment_body_gets_a_decision(body in any::<String>(), association in "[A-Z_]{0,14}") {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/github/webhooks/examples/api.github.com/issue_comment/created.payload.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/vendor/github/webhooks/examples/api.github.com/issue_comment/created.payload.json");
         let mut payload: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         payload["comment"]["body"] = body.into();
         payload["comment"]["author_association"] = association.into();

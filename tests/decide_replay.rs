@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn examples() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/github/webhooks/examples/api.github.com")).to_owned()
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/vendor/github/webhooks/examples/api.github.com")).to_owned()
 }
 
 /// Runs `foreman replay ARGS` in `dir` with no Foreman variables in the environment.

@@ -7,8 +7,7 @@ use foreman::ids::{IssueNumber, NodeId};
 use serde_json::{Value, json};
 
 fn example(event: &str, file: &str) -> Value {
-    let path =
-        format!("{}/../shared/github/webhooks/examples/api.github.com/{event}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/vendor/github/webhooks/examples/api.github.com/{event}/{file}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 

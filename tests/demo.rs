@@ -1,6 +1,7 @@
 //! `foreman demo`, the real binary: github-sim in its process, `foreman serve` as its child, a scripted
 //! command agent, real git. It must narrate each step in order and exit 0 once the pull request is open; and
-//! fail with a reason when it cannot start.
+//! fail with a reason when it cannot start. Every run starts in an empty temporary directory with a clean
+//! environment: GitHub's API descriptions are built into the binary, nothing is read beside it.
 #![cfg(feature = "demo")]
 
 use std::io::Read as _;
@@ -113,13 +114,19 @@ fn the_demo_narrates_a_labelled_issue_becoming_a_pull_request_and_exits_0() {
 }
 
 #[test]
-fn without_github_api_descriptions_the_demo_says_why_and_exits_1() {
+fn a_descriptions_folder_without_github_api_descriptions_is_refused_in_one_line_and_exits_1() {
     let home = tempfile::tempdir().unwrap();
-    let missing = home.path().join("no-shared");
-    let out = demo(&["--shared-dir", missing.to_str().unwrap()], home.path());
+    let missing = home.path().join("no-descriptions");
+    let out = demo(&["--descriptions-dir", missing.to_str().unwrap()], home.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    assert!(stderr.contains("api.github.com.json") && stderr.contains("--shared-dir"), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("foreman demo: starting github-sim: GitHub's OpenAPI description is not in "),
+        "{stderr}"
+    );
+    assert!(first.contains("no-descriptions/github/rest/api.github.com.json"), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
 }
 
 #[test]

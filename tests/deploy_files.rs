@@ -40,9 +40,7 @@ fn app_manifest_uses_only_documented_fields_permissions_and_events() {
     assert!(hook["url"].as_str().unwrap().ends_with(foreman::ingress::WEBHOOK_PATH));
 
     // Permissions: names and levels from GitHub's own OpenAPI description (components.schemas.app-permissions).
-    let api: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(support::shared().join("github/rest/api.github.com.json")).unwrap())
-            .unwrap();
+    let api: serde_json::Value = serde_json::from_slice(&github_sim::descriptions::rest_description()).unwrap();
     let documented = &api["components"]["schemas"]["app-permissions"]["properties"];
     let wanted = [
         ("metadata", "read"),
@@ -62,7 +60,7 @@ fn app_manifest_uses_only_documented_fields_permissions_and_events() {
     }
 
     // Events: each one is a webhook event GitHub has a payload schema for, and one Foreman's ingress uses.
-    let schemas: BTreeSet<String> = std::fs::read_dir(support::shared().join("github/webhooks/schemas/api.github.com"))
+    let schemas: BTreeSet<String> = std::fs::read_dir(support::vendor().join("github/webhooks/schemas/api.github.com"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();

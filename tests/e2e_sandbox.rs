@@ -16,17 +16,18 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 async fn without_bubblewrap_foreman_says_why_at_start_in_readyz_and_on_the_issue_and_runs_nothing() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         let world = World::start(FIXING_AGENT, &[("FOREMAN_AGENT_BWRAP_PATH", "/nonexistent/bwrap")]).await;
-        let line = world
-            .wait_log("the sandbox error at start", |l| {
-                l["message"] == "the agent sandbox is unavailable: no session will start"
-            })
-            .await;
-        assert!(line["reason"].as_str().is_some_and(|r| r.contains("bubblewrap")), "{line}");
+        let line =
+            world.wait_log("the sandbox error at start", |l| l["check"] == "sandbox" && l["level"] == "ERROR").await;
+        assert!(line["message"].as_str().is_some_and(|r| r.contains("bubblewrap")), "{line}");
 
         let foreman = world.foreman.as_ref().unwrap();
         let readyz = reqwest::get(foreman.url("/readyz")).await.unwrap();
         assert_eq!(readyz.status(), 503);
-        let text = readyz.text().await.unwrap();
+        let readyz: serde_json::Value = readyz.json().await.unwrap();
+        assert_eq!(readyz["ready"], false, "{readyz}");
+        let check = readyz["checks"].as_array().unwrap().iter().find(|c| c["name"] == "sandbox").unwrap();
+        assert_eq!(check["status"], "fail", "{readyz}");
+        let text = check.to_string();
         assert!(text.contains("bubblewrap") && text.contains("agent.sandbox"), "{text}");
 
         let (number, _) = world.sim.create_issue(REPO, "Add a flag", "A --json flag.", "alice").unwrap();
@@ -63,14 +64,14 @@ async fn without_the_agents_program_foreman_says_so_and_the_job_waits() {
         let env = [("FOREMAN_AGENT_BACKEND", "claude")];
         let world =
             World::start_with(FIXING_AGENT, e2e_support::Setup { config, env: &env, ..Default::default() }).await;
-        let line = world
-            .wait_log("the agent error at start", |l| l["message"] == "the agent cannot start: jobs wait until it can")
-            .await;
-        assert_eq!(line["level"], "ERROR", "{line}");
-        assert!(line["reason"].as_str().is_some_and(|r| r.contains("/nonexistent/claude")), "{line}");
+        let line = world.wait_log("the agent error at start", |l| l["check"] == "agent" && l["level"] == "ERROR").await;
+        assert!(line["message"].as_str().is_some_and(|r| r.contains("/nonexistent/claude")), "{line}");
         let readyz = reqwest::get(world.foreman_url("/readyz")).await.unwrap();
         assert_eq!(readyz.status(), 503);
-        assert!(readyz.text().await.unwrap().contains("agent.claude.path"));
+        let readyz: serde_json::Value = readyz.json().await.unwrap();
+        let check = readyz["checks"].as_array().unwrap().iter().find(|c| c["name"] == "agent").unwrap();
+        assert_eq!(check["status"], "fail", "{readyz}");
+        assert!(check["summary"].as_str().unwrap().contains("agent.claude.path"), "{readyz}");
 
         let (number, _) = world.sim.create_issue(REPO, "Add a flag", "A --json flag.", "alice").unwrap();
         world.sim.add_label(REPO, number, "foreman", "alice").unwrap();

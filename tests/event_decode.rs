@@ -1,4 +1,4 @@
-//! The event decoder against GitHub's real webhook payloads (../shared/github/webhooks/examples).
+//! The event decoder against GitHub's real webhook payloads (vendor/github/webhooks/examples).
 
 use std::path::{Path, PathBuf};
 
@@ -10,13 +10,13 @@ use foreman::ids::{InstallationId, IssueNumber};
 use serde_json::{Value, json};
 
 fn examples_dir() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/github/webhooks/examples/api.github.com")).to_owned()
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/vendor/github/webhooks/examples/api.github.com")).to_owned()
 }
 
 /// Every example payload with its event name (the folder it is in).
 fn examples() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
-    for dir in std::fs::read_dir(examples_dir()).expect("the shared webhook examples are present") {
+    for dir in std::fs::read_dir(examples_dir()).expect("the vendored webhook examples are present") {
         let dir = dir.unwrap().path();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         for file in std::fs::read_dir(&dir).unwrap() {

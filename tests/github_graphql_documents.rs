@@ -1,5 +1,5 @@
 //! Every GraphQL document Foreman sends (src/github/graphql/*.graphql) is valid against GitHub's public schema
-//! (../shared/github/graphql/schema.graphql, octokit/graphql-schema), checked with apollo-compiler.
+//! (vendor/github/graphql/schema.graphql, octokit/graphql-schema), checked with apollo-compiler.
 
 use std::path::{Path, PathBuf};
 
@@ -7,8 +7,8 @@ use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
 
 fn schema() -> Valid<Schema> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/github/graphql/schema.graphql");
-    let text = std::fs::read_to_string(path).expect("GitHub's GraphQL schema in ../shared");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/vendor/github/graphql/schema.graphql");
+    let text = std::fs::read_to_string(path).expect("GitHub's GraphQL schema in vendor/");
     // GitHub's published schema defines a few fields twice (e.g. `EnterpriseOwnerInfo.repositoryDeployKeySetting`),
     // which strict schema validation refuses. The builder keeps the first definition and reports the rest;
     // only such duplicates are tolerated, anything else in the schema is a failure.

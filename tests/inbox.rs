@@ -28,7 +28,7 @@ async fn deliveries_are_decided_after_the_answer_and_undecodable_ones_are_dead_l
     let foreman = Foreman::start(&dir.path().join("data"), &[("GITHUB_WEBHOOK_SECRET", SECRET)]);
     let url = foreman.url("/api/github/webhooks");
     let client = reqwest::Client::new();
-    let example = support::shared().join("github/webhooks/examples/api.github.com/issues/labeled.payload.json");
+    let example = support::vendor().join("github/webhooks/examples/api.github.com/issues/labeled.payload.json");
     let mut payload: serde_json::Value = serde_json::from_slice(&std::fs::read(example).unwrap()).unwrap();
     payload["label"]["name"] = "foreman".into();
     payload["sender"]["type"] = "User".into();

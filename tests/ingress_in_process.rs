@@ -16,7 +16,7 @@ const SECRET: &str = "in-process-secret";
 async fn serve(store: Store) -> (SocketAddr, Ingress) {
     let ingress = Ingress::new(store.clone(), Verifier::new(&[SecretString::from(SECRET)]));
     let state = AppState {
-        sessions_unavailable: None,
+        checks: Default::default(),
         hold: Default::default(),
         store,
         ingress: ingress.clone(),
@@ -70,7 +70,7 @@ async fn a_stored_delivery_is_replayed_by_its_id() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreOptions { cache_bytes: 1 << 20 }).unwrap();
     let (addr, _) = serve(store).await;
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/github/webhooks/examples/api.github.com");
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/vendor/github/webhooks/examples/api.github.com");
     let body = std::fs::read(format!("{examples}/issues/labeled.payload.json")).unwrap();
     let id = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
     let client = reqwest::Client::new();

@@ -1,4 +1,4 @@
-//! The stream-json parser over every real transcript in ../shared/agents/claude-code/ (see SOURCES.md there):
+//! The stream-json parser over every real transcript in vendor/agents/claude-code/ (see SOURCES.md there):
 //! each one parses line by line, yields its session id, turns, tools and cost, and classifies as recorded.
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use foreman::session::agent::claude::stream::{RunResult, Transcript};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/agents/claude-code");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/vendor/agents/claude-code");
 
 /// What each transcript must classify as. A transcript added to the folder without a line here fails the test.
 fn expected(name: &str) -> Option<&'static str> {

@@ -1,8 +1,8 @@
 //! The operations endpoints: health, readiness, metrics, and the admin `/api/` routes.
 //!
 //! - `GET /healthz`: 200 while the process is alive.
-//! - `GET /readyz`: 200 when the store is open and takes a durable write and agent sessions can start (the
-//!   sandbox works, [`crate::executor::local::sandbox`]); 503 with the reason otherwise.
+//! - `GET /readyz`: the startup checks ([`crate::doctor`]) and a durable write to the store, as JSON; 200
+//!   when none fails, 503 otherwise.
 //! - `GET /metrics`: Prometheus text; every name starts with `foreman_`.
 //! - `GET /api/deliveries/{id}`: a stored delivery's metadata and processing state; 404 if unknown.
 //! - `GET /api/status` and `GET /api/jobs/{owner}/{repo}/{issue}`: the job queue ([`jobs`]).
@@ -41,9 +41,8 @@ pub struct AppState {
     pub admin_token: Option<Arc<SecretString>>,
     /// Where session logs are (`DATA_DIR/sessions`), for `GET /api/sessions/{id}/log`.
     pub sessions_dir: Arc<std::path::PathBuf>,
-    /// Why no agent session can start (the sandbox cannot be created), reported by `/readyz`; `None` when
-    /// sessions can run.
-    pub sessions_unavailable: Option<Arc<str>>,
+    /// The latest startup checks ([`crate::doctor`]), answered by `/readyz`.
+    pub checks: crate::doctor::Latest,
     /// The hold on new sessions (the agent's usage limit), shown by `GET /api/status`.
     pub hold: crate::scheduler::Hold,
 }
@@ -125,17 +124,28 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// `GET /readyz`: the latest startup checks ([`crate::doctor::Report`]) and a durable write to the store,
+/// as `{"ready": bool, "checks": [{"name", "status": "pass"|"warn"|"fail", "summary", "fix"?}]}`; 200 when
+/// none fails, 503 otherwise.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if let Some(why) = &state.sessions_unavailable {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("agent sessions cannot start: {why}\n")).into_response();
-    }
-    match state.store.check_writable().await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+    use crate::doctor::{Check, Status};
+    let mut report = state.checks.get();
+    let store = match state.store.check_writable().await {
+        Ok(()) => Check { name: "store", status: Status::Pass, summary: "takes a durable write".into(), fix: None },
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "store not writable\n").into_response()
+            Check {
+                name: "store",
+                status: Status::Fail,
+                summary: "the store does not take a durable write".into(),
+                fix: Some("see the log for the cause (a full disk, a read-only file system)".into()),
+            }
         }
-    }
+    };
+    report.checks.push(store);
+    let ready = !report.failed();
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(serde_json::json!({"ready": ready, "checks": report.checks}))).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

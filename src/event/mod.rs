@@ -9,7 +9,7 @@
 //!   The inbox keeps such a delivery as a dead letter; retrying it cannot help.
 //!
 //! Payload shapes: <https://docs.github.com/en/webhooks/webhook-events-and-payloads>, and the examples and
-//! schemas in `../shared/github/webhooks`.
+//! schemas in `vendor/github/webhooks`.
 
 pub mod envelope;
 mod raw;

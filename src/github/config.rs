@@ -29,6 +29,36 @@ pub struct GithubConfig {
     /// the REST API"); a GitHub Enterprise Server with its own limits, or a simulator, may take less.
     #[serde(default = "default_mutation_interval_ms")]
     pub mutation_interval_ms: u64,
+    /// How deliveries reach Foreman: `webhook` (the default; GitHub POSTs them to `/api/github/webhooks`)
+    /// or `poll` (Foreman reads them from the App's delivery log; no public URL needed).
+    #[serde(default)]
+    pub delivery_mode: DeliveryMode,
+    /// In `poll` mode, seconds between two reads of the delivery log. Default [`DEFAULT_POLL_INTERVAL_SECS`];
+    /// at least 1.
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+}
+
+/// How deliveries reach Foreman (`github.delivery_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// GitHub POSTs each delivery to the webhook URL (`/api/github/webhooks`).
+    #[default]
+    Webhook,
+    /// Foreman reads new deliveries from the App's delivery log (`GET /app/hook/deliveries`) every
+    /// `github.poll_interval_secs`. GitHub records a delivery it could not send too, so this works without a
+    /// public URL (a laptop).
+    Poll,
+}
+
+/// The default `github.poll_interval_secs`: 5 s. An event reaches Foreman within about that long, close to a
+/// webhook's feel for someone trying Foreman, while a pass that finds nothing new costs one request
+/// (720 an hour), well inside the App's 5,000 requests an hour.
+pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 5;
+
+fn default_poll_interval_secs() -> u64 {
+    DEFAULT_POLL_INTERVAL_SECS
 }
 
 fn default_mutation_interval_ms() -> u64 {

@@ -7,6 +7,7 @@
 //! - `client`: octocrab as the HTTP layer, with the one retry loop ([`RetryPolicy`]), mutation pacing,
 //!   a concurrency bound per installation, and the ETag cache for conditional GETs.
 //! - `rest`, `graphql`, `projects`: the operations Foreman needs, idempotent where GitHub's endpoints are not.
+//! - `deliveries`: the App's delivery log read as a source of deliveries (poll delivery mode).
 //! - `accounting`: metrics of calls and quota, and [`Client::quota_ok`] for the scheduler.
 //! - `secrets`: the [`SecretRegistry`] of secret values Foreman holds; the client scrubs every string of
 //!   every request body against it (and against token shapes) before sending, so no text Foreman writes on
@@ -18,8 +19,10 @@ mod accounting;
 mod auth;
 mod client;
 mod config;
+mod deliveries;
 mod error;
 pub mod graphql;
+pub mod manifest;
 mod projects;
 pub mod redact;
 mod rest;
@@ -31,7 +34,8 @@ pub mod types;
 pub use accounting::Quota;
 pub use auth::InstallationToken;
 pub use client::{Client, ClientOptions};
-pub use config::GithubConfig;
+pub use config::{DEFAULT_POLL_INTERVAL_SECS, DeliveryMode, GithubConfig};
+pub use deliveries::{HookDeliveryDetail, HookRequest};
 pub use error::GithubError;
 pub use graphql::{Document, GraphqlError, GraphqlResponse};
 pub use projects::{ProjectBoard, ProjectItem};

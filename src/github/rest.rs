@@ -563,6 +563,13 @@ impl Client {
         self.send(call).await?.json(EP)
     }
 
+    /// The App itself (`GET /app`, with the App's JWT): its name, slug, permissions and events. Errors:
+    /// [`GithubError::Unauthorized`] when the private key does not belong to the configured app id.
+    pub async fn app(&self) -> Result<App, GithubError> {
+        const EP: &str = "GET /app";
+        self.send(Call::new(Method::GET, EP, "/app".into(), Auth::App)).await?.json(EP)
+    }
+
     /// The app's installations (`GET /app/installations`, all pages, with the app's JWT).
     pub async fn installations(&self) -> Result<Vec<Installation>, GithubError> {
         self.paginate("GET /app/installations", "/app/installations?per_page=100".into(), Auth::App, Some).await

@@ -301,6 +301,30 @@ pub struct Account {
     pub kind: String,
 }
 
+/// The GitHub App itself, as `GET /app` describes it with the App's JWT
+/// (<https://docs.github.com/en/rest/apps/apps#get-the-authenticated-app>).
+#[derive(Clone, Debug, Deserialize)]
+pub struct App {
+    /// Its id (`GITHUB_APP_ID`).
+    pub id: u64,
+    /// Its slug, as in `https://github.com/apps/{slug}`.
+    pub slug: String,
+    /// Its display name.
+    pub name: String,
+    /// Its page on GitHub.
+    #[serde(default)]
+    pub html_url: Option<String>,
+    /// The permissions it asks of every installation: name → `read`, `write` or `admin`.
+    #[serde(default)]
+    pub permissions: std::collections::BTreeMap<String, String>,
+    /// The webhook events it subscribes to.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// How many installations it has.
+    #[serde(default)]
+    pub installations_count: Option<u64>,
+}
+
 /// An installation of the app.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Installation {

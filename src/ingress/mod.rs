@@ -292,19 +292,61 @@ async fn receive_inner(ingress: &Ingress, headers: &HeaderMap, body: Body) -> (&
         },
     };
     let event = event.to_owned();
-    let envelope = match Envelope::read(&json) {
-        Ok(e) => e,
-        Err(_) => return ("bad_request", event, answer(StatusCode::BAD_REQUEST, "body is not a JSON object")),
-    };
-    if event == "ping" {
-        return ("ping", event, answer(StatusCode::OK, "pong"));
+    match store_delivery(&ingress.store, delivery, &event, json).await {
+        Ok(Stored::New(_)) => ("stored", event, answer(StatusCode::ACCEPTED, "stored")),
+        Ok(Stored::Duplicate(_)) => ("duplicate", event, answer(StatusCode::OK, "duplicate")),
+        Ok(Stored::Ping) => ("ping", event, answer(StatusCode::OK, "pong")),
+        Ok(Stored::Unused) => ("unused", event, StatusCode::NO_CONTENT.into_response()),
+        Err(StoreRefusal::NotJson) => {
+            ("bad_request", event, answer(StatusCode::BAD_REQUEST, "body is not a JSON object"))
+        }
+        Err(StoreRefusal::Store(_)) => (
+            "unavailable",
+            event,
+            answer(StatusCode::SERVICE_UNAVAILABLE, "cannot store the delivery now; redeliver later"),
+        ),
     }
-    if !is_handled(&event) {
-        return ("unused", event, StatusCode::NO_CONTENT.into_response());
+}
+
+/// What [`store_delivery`] made of an authentic delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored durably under this sequence number: it is in the inbox.
+    New(u64),
+    /// A delivery with this `X-GitHub-Delivery` id is already stored (under this sequence number).
+    Duplicate(u64),
+    /// A `ping`: nothing to store.
+    Ping,
+    /// An event Foreman does not use ([`crate::event::HANDLED_EVENTS`]): not stored.
+    Unused,
+}
+
+/// Why [`store_delivery`] did not store a delivery.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreRefusal {
+    /// The payload is not a JSON object.
+    #[error("the payload is not a JSON object")]
+    NotJson,
+    /// The store did not take the write (logged at ERROR); the delivery can come again.
+    #[error("the store cannot take the delivery: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Stores one authentic delivery in the inbox: the one path into it, for webhooks (after the signature is
+/// checked) and for deliveries read from the App's delivery log (poll mode). `delivery` is the
+/// `X-GitHub-Delivery` GUID the inbox is keyed by, `event` the `X-GitHub-Event` name, `json` the payload.
+/// Returns once the delivery is durable (a flush), or says why it was not stored.
+pub async fn store_delivery(store: &Store, delivery: &str, event: &str, json: Bytes) -> Result<Stored, StoreRefusal> {
+    let envelope = Envelope::read(&json).map_err(|_| StoreRefusal::NotJson)?;
+    if event == "ping" {
+        return Ok(Stored::Ping);
+    }
+    if !is_handled(event) {
+        return Ok(Stored::Unused);
     }
     let meta = DeliveryMeta {
         id: DeliveryId(delivery.to_owned()),
-        event: event.clone(),
+        event: event.to_owned(),
         action: envelope.action.map(|a| a.into_owned()),
         installation: envelope.installation,
         repository: envelope.repository.map(|r| r.into_owned()),
@@ -322,22 +364,18 @@ async fn receive_inner(ingress: &Ingress, headers: &HeaderMap, body: Body) -> (&
     let _enter = span.enter();
     let compressed_body = compress_body(&json);
     drop(_enter);
-    match ingress.store.put_delivery(NewDelivery { meta, compressed_body }).await {
+    match store.put_delivery(NewDelivery { meta, compressed_body }).await {
         Ok(PutOutcome::Stored(seq)) => {
             tracing::debug!(parent: &span, seq, "delivery stored");
-            ("stored", event, answer(StatusCode::ACCEPTED, "stored"))
+            Ok(Stored::New(seq))
         }
         Ok(PutOutcome::Duplicate(seq)) => {
             tracing::debug!(parent: &span, seq, "duplicate delivery ignored");
-            ("duplicate", event, answer(StatusCode::OK, "duplicate"))
+            Ok(Stored::Duplicate(seq))
         }
         Err(e) => {
             tracing::error!(parent: &span, error = %e, "delivery could not be stored");
-            (
-                "unavailable",
-                event,
-                answer(StatusCode::SERVICE_UNAVAILABLE, "cannot store the delivery now; redeliver later"),
-            )
+            Err(StoreRefusal::Store(e))
         }
     }
 }

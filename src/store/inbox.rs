@@ -10,7 +10,7 @@ use crate::ids::{DeliveryId, InstallationId};
 /// How a stored body is compressed: the first byte of a `deliveries` record.
 ///
 /// Bodies are compressed because without it ingest throughput halved and memory rose about 4× in the
-/// prototype (../shared/bench). New records use LZ4: on the 13.8 KB `issues.labeled` example it compresses
+/// prototype (the webhook ingest bench, `benches/ingest.sh`). New records use LZ4: on the 13.8 KB `issues.labeled` example it compresses
 /// about 3× faster than zstd level 1 for a ratio of 4.5 instead of 5.4, and compression sits on every
 /// delivery's path to its answer. Records written before LZ4 start with a zero byte (their first byte was the
 /// high byte of a 32-bit metadata length) and hold zstd frames; they are still read.

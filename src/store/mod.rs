@@ -97,6 +97,11 @@ pub trait Inbox: Durable {
     fn finish_delivery(&self, seq: u64, state: &DeliveryState) -> Result<(), StoreError>;
     /// Removes deliveries received before `cutoff` that have a final state; returns how many.
     fn prune_deliveries(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError>;
+    /// How far GitHub's delivery log was read in poll mode: the newest log entry id read; `None` before the
+    /// first read.
+    fn delivery_log_position(&self) -> Result<Option<u64>, StoreError>;
+    /// Records how far the delivery log was read; returns once the write is durable.
+    fn set_delivery_log_position(&self, id: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The job store: one job per (repository, issue), their run order, dependencies, claims, failure ledger,

@@ -33,6 +33,9 @@ pub struct World {
     pub foreman: Option<Foreman>,
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// Whether Foreman reads deliveries from the App's delivery log (`Setup::poll`): the simulator then has
+    /// no webhook URL.
+    poll: bool,
     /// Every log line Foreman printed so far (its stderr is drained into this as it is read).
     log: std::sync::Mutex<LogBuf>,
 }
@@ -71,6 +74,9 @@ pub struct Setup<'a> {
     pub app_comments_name_app: Option<bool>,
     /// More repositories in `ORG`, created before Foreman starts: (name, files).
     pub repos: &'a [(&'a str, &'a [(&'a str, &'a str)])],
+    /// Poll delivery mode: Foreman reads deliveries from the App's delivery log every second, and the
+    /// simulator has no webhook URL (it records every delivery unsent, as GitHub does).
+    pub poll: bool,
 }
 
 /// The columns of the board every board test uses (Foreman's defaults: trigger `Ready`, then `In progress`,
@@ -169,8 +175,12 @@ impl World {
             std::fs::write(&path, setup.config).unwrap();
             all.push(("FOREMAN_CONFIG".into(), path.display().to_string()));
         }
+        if setup.poll {
+            all.push(("GITHUB_DELIVERY_MODE".into(), "poll".into()));
+            all.push(("GITHUB_POLL_INTERVAL_SECS".into(), "1".into()));
+        }
         all.extend(setup.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut world = World { sim, foreman: None, dir, env: all, log: Default::default() };
+        let mut world = World { sim, foreman: None, dir, env: all, poll: setup.poll, log: Default::default() };
         world.start_foreman();
         world
     }
@@ -179,7 +189,8 @@ impl World {
         self.dir.path().join("data")
     }
 
-    /// Starts (or restarts, after [`Self::kill9`]) Foreman and points the simulator's webhook at it.
+    /// Starts (or restarts, after [`Self::kill9`]) Foreman and points the simulator's webhook at it (not in
+    /// poll mode: Foreman reads the delivery log).
     pub fn start_foreman(&mut self) {
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         std::fs::create_dir_all(self.data_dir()).unwrap();
@@ -188,7 +199,9 @@ impl World {
         }
         let foreman = Foreman::start(&self.data_dir(), &env);
         self.log.lock().unwrap().took_startup = false;
-        self.sim.set_webhook_url(Some(foreman.url("/api/github/webhooks")));
+        if !self.poll {
+            self.sim.set_webhook_url(Some(foreman.url("/api/github/webhooks")));
+        }
         self.foreman = Some(foreman);
     }
 

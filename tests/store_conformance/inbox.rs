@@ -112,3 +112,18 @@ pub async fn the_inbox_floor_stops_below_a_delivery_left_pending_and_survives_a_
     let d1 = store.delivery(&DeliveryId("d1".into())).unwrap().unwrap();
     assert!(matches!(d1.processing, DeliveryState::Processed { .. }));
 }
+
+/// Poll delivery mode's position in GitHub's delivery log: none at first, then the last one recorded, which a
+/// reopened store still has (it is durable when the call returns).
+pub async fn the_delivery_log_position_is_durable_and_survives_a_reopen<S: Inbox>(open: Open<S>) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        assert_eq!(store.delivery_log_position().unwrap(), None);
+        store.set_delivery_log_position(41_000_007).await.unwrap();
+        assert_eq!(store.delivery_log_position().unwrap(), Some(41_000_007));
+        store.set_delivery_log_position(41_000_012).await.unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.delivery_log_position().unwrap(), Some(41_000_012));
+}

@@ -48,6 +48,7 @@ macro_rules! store_conformance {
             concurrent_puts_share_flushes_and_each_id_is_stored_once,
             inbox_survives_reopening_and_pruning_keeps_pending_and_recent,
             the_inbox_floor_stops_below_a_delivery_left_pending_and_survives_a_restart,
+            the_delivery_log_position_is_durable_and_survives_a_reopen,
         });
         $crate::store_conformance!(@async $open; pushes::{a_push_intent_survives_a_reopen_for_its_run_until_settled});
         $crate::store_conformance!(@async $open; reports::{

@@ -12,14 +12,15 @@ use std::time::Duration;
 /// (milliseconds); the bound is generous for a loaded 2-core CI machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The shared test data (../shared beside the repository).
-pub fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+/// The data vendored in the repository (`vendor/`: GitHub's webhook examples and schemas, GraphQL schema,
+/// REST description, agent transcripts; see `vendor/README.md`).
+pub fn vendor() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor")
 }
 
-/// Every webhook example: (event name, path), from ../shared/github/webhooks/examples/api.github.com.
+/// Every webhook example: (event name, path), from vendor/github/webhooks/examples/api.github.com.
 pub fn webhook_examples() -> Vec<(String, PathBuf)> {
-    let root = shared().join("github/webhooks/examples/api.github.com");
+    let root = vendor().join("github/webhooks/examples/api.github.com");
     let mut out = Vec::new();
     for dir in std::fs::read_dir(&root).expect("webhook examples exist").flatten() {
         let event = dir.file_name().to_string_lossy().into_owned();

@@ -9,7 +9,7 @@
 //! assistant message made of [`Block`]s (text and `tool_use`, so the CLI runs real tools such as Write, Edit
 //! and Bash), or an HTTP error in the Anthropic error format.
 //!
-//! The errors are the ones `../shared/agents/claude-code/SOURCES.md` records the CLI 2.1.329 turning into each
+//! The errors are the ones `vendor/agents/claude-code/SOURCES.md` records the CLI 2.1.329 turning into each
 //! failure: 401 `authentication_error` (invalid key, expired OAuth token), 429 `rate_limit_error` with
 //! `retry-after`, 529 `overloaded_error`, and the subscription usage limit: 429 plus the
 //! `anthropic-ratelimit-unified-status: rejected`, `…-representative-claim` and `…-reset` headers (the CLI

@@ -93,6 +93,21 @@ fn route(inner: &Inner, req: &Req) -> R {
             let c = ops::create_comment(inner, &format!("{o}/{r}"), num(n)?, s(&b, "body")?, &user_of(&b)?, false)?;
             Ok(Resp::json(201, c))
         }
+        ["repos", o, r, "issues", n, "dependencies", "blocked_by"] if post => {
+            // As a person would: the blocker by database id (`issue_id`), or by `repo` (default this
+            // one) and `issue` number.
+            let b = req.json()?;
+            let id = blocker_id(inner, &b, &format!("{o}/{r}"))?;
+            Ok(Resp::json(201, crate::deps::add(inner, &format!("{o}/{r}"), num(n)?, id, &user_of(&b)?)?))
+        }
+        ["repos", o, r, "issues", n, "dependencies", "blocked_by", id] if m == Method::DELETE => {
+            let user = req.q("user").ok_or_else(|| Resp::error(400, "missing query parameter `user`"))?;
+            Ok(Resp::ok(crate::deps::remove(inner, &format!("{o}/{r}"), num(n)?, num(id)?, user)?))
+        }
+        ["repos", o, r, "pulls", n, "merge"] if post => {
+            let b = req.json()?;
+            Ok(Resp::ok(crate::deps::merge(inner, &format!("{o}/{r}"), num(n)?, &user_of(&b)?)?))
+        }
         ["repos", o, r, "comments", id] if m == Method::PATCH => {
             let b = req.json()?;
             let c = ops::update_comment(inner, &format!("{o}/{r}"), num(id)?, s(&b, "body")?, &user_of(&b)?)?;
@@ -202,6 +217,19 @@ fn route(inner: &Inner, req: &Req) -> R {
             let new = crate::hooks::redeliver(inner, &mut w, num(id)?).ok_or_else(Resp::not_found)?;
             Ok(Resp::json(202, json!({"id": new})))
         }
+        ["app"] if m == Method::PATCH => {
+            let b = req.json()?;
+            let mut w = inner.world();
+            if let Some(p) = b.get("permissions") {
+                w.app_permissions = serde_json::from_value(p.clone())
+                    .map_err(|_| Resp::error(400, "permissions must map names to read, write or admin"))?;
+            }
+            if let Some(e) = b.get("events") {
+                w.app_events = serde_json::from_value(e.clone())
+                    .map_err(|_| Resp::error(400, "events must be a list of names"))?;
+            }
+            Ok(Resp::ok(json!({"permissions": w.app_permissions, "events": w.app_events})))
+        }
         ["state"] if m == Method::GET => Ok(Resp::ok(crate::state_json(inner))),
         _ => Err(Resp::error(404, "no such control endpoint (see crates/github-sim/README.md)")),
     }
@@ -212,6 +240,18 @@ fn issue_id(inner: &Inner, repo: &str, number: u64) -> Result<u64, Resp> {
     let w = inner.world();
     let issue = w.repos.get(repo).and_then(|r| r.issues.get(&number)).filter(|i| i.pull.is_none());
     issue.map(|i| i.id).ok_or_else(|| Resp::error(404, &format!("no issue {repo}#{number}")))
+}
+
+/// The database id of the blocker a control request names: `issue_id`, or `issue` (a number) in
+/// `repo` (a full name; default `here`).
+fn blocker_id(inner: &Inner, b: &Value, here: &str) -> Result<u64, Resp> {
+    if let Some(id) = b["issue_id"].as_u64() {
+        return Ok(id);
+    }
+    let n = b["issue"].as_u64().ok_or_else(|| Resp::error(400, "give `issue_id`, or `issue` and optionally `repo`"))?;
+    let repo = b["repo"].as_str().unwrap_or(here);
+    let w = inner.world();
+    w.repos.get(repo).and_then(|r| r.issues.get(&n)).map(|i| i.id).ok_or_else(Resp::not_found)
 }
 
 fn num(s: &str) -> Result<u64, Resp> {

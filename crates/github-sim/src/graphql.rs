@@ -1,7 +1,7 @@
 //! GraphQL at `/graphql`: the Projects (v2) subset, over the simulator's state.
 //!
 //! Every document is parsed and validated with apollo-compiler against GitHub's public schema
-//! (`shared/github/graphql/schema.graphql`); an invalid one gets GitHub's shape, HTTP 200 with
+//! (`schema.graphql`, built in: see [`crate::descriptions`]); an invalid one gets GitHub's shape, HTTP 200 with
 //! `{"errors": [{"message", "locations"}]}`. Valid documents are executed by apollo-compiler's
 //! executor with resolvers over the world ([`Obj`]); a field the simulator does not support is a
 //! field error naming it, never a silent null.
@@ -12,7 +12,6 @@
 //! projects and items; `rateLimit`; mutations `updateProjectV2ItemFieldValue`,
 //! `clearProjectV2ItemFieldValue` and `addProjectV2ItemById`.
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use apollo_compiler::resolvers::{Execution, FieldError, ObjectValue, ResolveInfo, ResolvedValue};
@@ -25,21 +24,12 @@ use crate::server::{Auth, Inner, Req, Resp};
 use crate::world::{Project, parse_node_id};
 
 static SCHEMA: OnceLock<Result<Valid<Schema>, String>> = OnceLock::new();
-static SCHEMA_PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
-
-/// Remembers where the schema is; it is parsed on the first GraphQL request (once per process).
-pub(crate) fn load(shared: &Path) -> anyhow::Result<()> {
-    let p = shared.join("github/graphql/schema.graphql");
-    anyhow::ensure!(p.exists(), "GitHub's GraphQL schema is missing at {}", p.display());
-    let _ = SCHEMA_PATH.set(p);
-    Ok(())
-}
 
 fn schema() -> Result<&'static Valid<Schema>, String> {
     SCHEMA
         .get_or_init(|| {
-            let path = SCHEMA_PATH.get().ok_or("schema path not set")?;
-            let sdl = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+            // Parsed on the first GraphQL request, once per process.
+            let sdl = crate::descriptions::graphql()?;
             match Schema::parse_and_validate(sdl.clone(), "schema.graphql") {
                 Ok(s) => Ok(s),
                 Err(with) => {

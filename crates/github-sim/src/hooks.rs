@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use crate::server::Inner;
+use crate::server::{Inner, Req, Resp};
 use crate::world::{Delivery, World, ts};
 
 /// How long the simulator waits for the receiver to answer a delivery; GitHub gives 10 s.
@@ -157,5 +157,31 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<u64>)
         drop(w);
         inner.delivered.send_modify(|n| *n += 1);
         inner.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// `GET /app/hook/deliveries`' pagination, GitHub's: by `cursor` rather than `page`. `items` are (id,
+/// summary), newest first; a cursor `v1_{id}` (opaque to callers, who follow the `Link` header's `next`)
+/// starts a page at the first delivery older than `id`. Every delivery made is listed, sent or not (GitHub
+/// records deliveries it could not send too, so an App without a webhook URL can read them here).
+pub(crate) fn paginate_deliveries(inner: &Inner, req: &Req, items: Vec<(u64, Value)>) -> Resp {
+    let per_page = req.q("per_page").and_then(|v| v.parse::<usize>().ok()).unwrap_or(30).clamp(1, 100);
+    let before = req.q("cursor").and_then(|c| c.strip_prefix("v1_")).and_then(|id| id.parse::<u64>().ok());
+    let mut rest = items.into_iter().filter(|(id, _)| before.is_none_or(|b| *id < b)).peekable();
+    let mut page = Vec::new();
+    let mut last = None;
+    while page.len() < per_page
+        && let Some((id, v)) = rest.next()
+    {
+        page.push(v);
+        last = Some(id);
+    }
+    let resp = Resp::ok(Value::Array(page));
+    match (rest.peek(), last) {
+        (Some(_), Some(last)) => {
+            let base = inner.world().base_url.clone();
+            resp.header("link", format!("<{base}{}?per_page={per_page}&cursor=v1_{last}>; rel=\"next\"", req.path))
+        }
+        _ => resp,
     }
 }

@@ -17,6 +17,8 @@
 
 mod auth;
 mod control;
+mod deps;
+pub mod descriptions;
 mod faults;
 mod git;
 mod graphql;
@@ -34,6 +36,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -63,9 +66,10 @@ pub struct SimConfig {
     /// Whether comments the app writes name it in `performed_via_github_app` (default yes); turn off to
     /// exercise readers that must recognise the app's comments by their author and content alone.
     pub app_comments_name_app: bool,
-    /// Folder holding GitHub's API descriptions (`github/rest/api.github.com.json`,
-    /// `github/graphql/schema.graphql`); defaults to the repository's `shared/`.
-    pub shared_dir: PathBuf,
+    /// A folder whose GitHub API descriptions replace the built-in ones (`github/rest/api.github.com.json`
+    /// or its `.zst`, and `github/graphql/schema.graphql`); `None` (the default) uses the copies built
+    /// into the binary. The first simulator started in a process decides for the whole process.
+    pub descriptions_dir: Option<PathBuf>,
 }
 
 impl SimConfig {
@@ -82,14 +86,24 @@ impl SimConfig {
             app_slug: "foreman".into(),
             project_item_from_to: true,
             app_comments_name_app: true,
-            shared_dir: default_shared_dir(),
+            descriptions_dir: None,
         }
     }
 }
 
-/// `shared/` beside the workspace checkout (`crates/github-sim/../../../shared`).
-pub fn default_shared_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
+/// Validates `value` against the schema `name` of `#/components/schemas` in GitHub's OpenAPI
+/// description (the one the simulator uses, see [`descriptions`]), e.g. `"issue"`. `Err` carries the
+/// reasons.
+pub fn validate_schema(name: &str, value: &Value) -> Result<(), String> {
+    openapi::check_component(name, value)
+}
+
+/// Validates a webhook payload against the OpenAPI description's `x-webhooks` schema of `event`
+/// and `action` (`webhook-{event}-{action}`, underscores as dashes, e.g.
+/// `webhook-issue-dependencies-blocked-by-added`). See [`validate_schema`].
+pub fn validate_webhook(event: &str, action: &str, payload: &Value) -> Result<(), String> {
+    let name = format!("webhook-{}-{}", event.replace('_', "-"), action.replace('_', "-"));
+    validate_schema(&name, payload)
 }
 
 /// Entry point.
@@ -99,14 +113,18 @@ impl GithubSim {
     /// Binds, writes `app.json` and `app.pem` into the state directory, and serves until the
     /// returned handle is dropped.
     pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
-        std::fs::create_dir_all(&config.state_dir)?;
+        descriptions::select(config.descriptions_dir.as_deref())?;
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating the state directory {}", config.state_dir.display()))?;
         let pem_path = config.state_dir.join("app.pem");
         let key = match std::fs::read_to_string(&pem_path) {
             Ok(pem) => auth::AppKey::from_pem(&pem)?,
             Err(_) => auth::AppKey::generate()?,
         };
         std::fs::write(&pem_path, &key.private_pem)?;
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         std::fs::write(
@@ -135,8 +153,6 @@ impl GithubSim {
             started: std::time::Instant::now(),
             holds: Default::default(),
         });
-        openapi::load(&config.shared_dir)?;
-        graphql::load(&config.shared_dir)?;
         let hooks_task = tokio::spawn(hooks::run(inner.clone(), hook_rx));
         let app_inner = inner.clone();
         let app =
@@ -293,6 +309,52 @@ impl SimHandle {
         let v = check(ops::create_pull(&self.inner, repo, head, base, title, None, false, user))?;
         Ok(v["number"].as_u64().unwrap_or_default())
     }
+    /// The database id of issue `number` of `repo` (what `issue_id` and `sub_issue_id` take), if it exists.
+    pub fn issue_id(&self, repo: &str, number: u64) -> Option<u64> {
+        self.inner.world().repos.get(repo).and_then(|r| r.issues.get(&number)).map(|i| i.id)
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/issues/{number}/dependencies/blocked_by` as `user`: issue
+    /// `number` of `repo` becomes blocked by issue `blocker` of `blocker_repo` (any repository);
+    /// emits `issue_dependencies` `blocked_by_added` and `blocking_added`.
+    pub fn add_blocked_by(
+        &self,
+        repo: &str,
+        number: u64,
+        blocker_repo: &str,
+        blocker: u64,
+        user: &str,
+    ) -> anyhow::Result<()> {
+        let id =
+            self.issue_id(blocker_repo, blocker).ok_or_else(|| anyhow::anyhow!("no issue {blocker_repo}#{blocker}"))?;
+        check(deps::add(&self.inner, repo, number, id, user)).map(drop)
+    }
+    /// `DELETE /_sim/repos/{owner}/{repo}/issues/{number}/dependencies/blocked_by/{issue_id}?user=`:
+    /// removes the link to issue `blocker` of `blocker_repo`; emits `blocked_by_removed` and
+    /// `blocking_removed`.
+    pub fn remove_blocked_by(
+        &self,
+        repo: &str,
+        number: u64,
+        blocker_repo: &str,
+        blocker: u64,
+        user: &str,
+    ) -> anyhow::Result<()> {
+        let id =
+            self.issue_id(blocker_repo, blocker).ok_or_else(|| anyhow::anyhow!("no issue {blocker_repo}#{blocker}"))?;
+        check(deps::remove(&self.inner, repo, number, id, user)).map(drop)
+    }
+    /// The blockers of issue `number` of `repo`, as `(repository full name, number)`, oldest link first.
+    pub fn blocked_by(&self, repo: &str, number: u64) -> Vec<(String, u64)> {
+        let w = self.inner.world();
+        let Some(id) = w.repos.get(repo).and_then(|r| r.issues.get(&number)).map(|i| i.id) else { return Vec::new() };
+        w.dependencies.iter().filter(|d| d.blocked == id).filter_map(|d| deps::locate(&w, d.blocking)).collect()
+    }
+    /// `POST /_sim/repos/{owner}/{repo}/pulls/{number}/merge` as `user`: the pull request is merged
+    /// and closed, and the open issues its body closes (`Closes #N`, `Fixes #N`, `Resolves #N`) are
+    /// closed, each with its `issues.closed` webhook.
+    pub fn merge_pull(&self, repo: &str, number: u64, user: &str) -> anyhow::Result<()> {
+        check(deps::merge(&self.inner, repo, number, user)).map(drop)
+    }
     /// `POST /_sim/repos/{owner}/{repo}/issues/{number}/sub_issues` as `user`: issue `child` of `child_repo`
     /// (same owner) becomes a sub-issue of `repo#number`, as a person adds one on github.com; emits
     /// `sub_issues` `sub_issue_added` and `parent_issue_added`.
@@ -382,6 +444,17 @@ impl SimHandle {
         comments: &[(&str, u64, &str)],
     ) -> anyhow::Result<()> {
         check(ops::add_review(&self.inner, repo, number, state, body, user, comments)).map(drop)
+    }
+    /// `PATCH /_sim/app`: replaces the permissions (name → `read`/`write`/`admin`) and events the App
+    /// asks for, as `GET /app` reports them; `None` leaves one as it is.
+    pub fn set_app_settings(&self, permissions: Option<&[(&str, &str)]>, events: Option<&[&str]>) {
+        let mut w = self.inner.world();
+        if let Some(p) = permissions {
+            w.app_permissions = p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        }
+        if let Some(e) = events {
+            w.app_events = e.iter().map(|e| e.to_string()).collect();
+        }
     }
     /// `POST /_sim/faults`.
     pub fn set_faults(&self, faults: Faults) {
@@ -477,9 +550,12 @@ pub(crate) fn state_json(inner: &server::Inner) -> Value {
                 .filter(|i| i.pull.is_none())
                 .map(|i| {
                     json!({
-                        "number": i.number, "node_id": i.node_id, "title": i.title, "body": i.body, "user": i.user,
-                        "state": i.state, "state_reason": i.state_reason, "labels": i.labels,
+                        "number": i.number, "id": i.id, "node_id": i.node_id, "title": i.title, "body": i.body,
+                        "user": i.user, "state": i.state, "state_reason": i.state_reason, "labels": i.labels,
                         "reactions": i.reactions,
+                        "blocked_by": w.dependencies.iter().filter(|d| d.blocked == i.id)
+                            .filter_map(|d| deps::locate(&w, d.blocking))
+                            .map(|(repo, number)| json!({"repo": repo, "number": number})).collect::<Vec<_>>(),
                         "sub_issues": w.sub_issues.iter().filter(|l| l.parent == i.id)
                             .filter_map(|l| subs::find(&w, l.child))
                             .map(|(repo, number)| json!({"repo": repo, "number": number})).collect::<Vec<_>>(),

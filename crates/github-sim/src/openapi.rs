@@ -1,5 +1,5 @@
 //! Conformance of REST requests to GitHub's OpenAPI description
-//! (`shared/github/rest/api.github.com.json`, OpenAPI 3.0.3).
+//! (`api.github.com.json`, OpenAPI 3.0.3; built in, see [`crate::descriptions`]).
 //!
 //! For every REST request: the path matches a path template, the method is an operation on it,
 //! required query parameters are present, enumerated and integer query parameters have valid
@@ -8,7 +8,6 @@
 //! that fails gets a 400 with the reason and is counted under `nonconforming` in `/_sim/state`.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value, json};
@@ -27,15 +26,6 @@ struct Spec {
 }
 
 static SPEC: OnceLock<Result<Spec, String>> = OnceLock::new();
-static SPEC_PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
-
-/// Remembers where the description is; it is parsed on the first REST request (once per process).
-pub(crate) fn load(shared: &Path) -> anyhow::Result<()> {
-    let p = shared.join("github/rest/api.github.com.json");
-    anyhow::ensure!(p.exists(), "GitHub's OpenAPI description is missing at {}", p.display());
-    let _ = SPEC_PATH.set(p);
-    Ok(())
-}
 
 /// Rewrites OpenAPI 3.0's `nullable: true` into JSON Schema's `type: [T, "null"]`.
 fn denull(v: &mut Value) {
@@ -43,6 +33,12 @@ fn denull(v: &mut Value) {
         Value::Object(m) => {
             if m.get("nullable") == Some(&Value::Bool(true)) {
                 m.remove("nullable");
+                // A nullable enumeration allows null too (OpenAPI 3.0 reads it so).
+                if let Some(Value::Array(values)) = m.get_mut("enum")
+                    && !values.contains(&Value::Null)
+                {
+                    values.push(Value::Null);
+                }
                 match m.get("type").cloned() {
                     Some(Value::String(t)) => {
                         m.insert("type".into(), json!([t, "null"]));
@@ -80,8 +76,8 @@ fn absolutise(v: &mut Value) {
 
 fn spec() -> Result<&'static Spec, String> {
     SPEC.get_or_init(|| {
-        let path = SPEC_PATH.get().ok_or("description path not set")?;
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        // Parsed on the first REST request, once per process.
+        let bytes = crate::descriptions::rest()?;
         let mut doc: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         denull(&mut doc["components"]);
         denull(&mut doc["paths"]);
@@ -219,4 +215,35 @@ pub(crate) fn check(req: &Req) -> Result<(), String> {
     } else {
         Err(format!("body does not match the request schema of {} {template}: {}", req.method, errors.join("; ")))
     }
+}
+
+/// Validates `value` against the component schema `#/components/schemas/{name}` of GitHub's
+/// OpenAPI description (`nullable` read as JSON Schema's `null` type, as for requests). `Err`
+/// carries up to five reasons, each with its place in `value`.
+pub(crate) fn check_component(name: &str, value: &Value) -> Result<(), String> {
+    let spec = spec()?;
+    if spec.doc["components"]["schemas"].get(name).is_none() {
+        return Err(format!("no schema {name} in GitHub's OpenAPI description"));
+    }
+    let key = (format!("#/components/schemas/{name}"), String::new());
+    let validator = {
+        let cached = spec.validators.lock().expect("validators lock").get(&key).cloned();
+        match cached {
+            Some(v) => v,
+            None => {
+                let s = json!({"$ref": format!("{DOC_URI}#/components/schemas/{name}")});
+                let v = jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft4)
+                    .with_registry(&spec.registry)
+                    .build(&s)
+                    .map_err(|e| format!("github-sim could not compile the schema {name}: {e}"))?;
+                let v = Arc::new(v);
+                spec.validators.lock().expect("validators lock").insert(key, v.clone());
+                v
+            }
+        }
+    };
+    let errors: Vec<String> =
+        validator.iter_errors(value).take(5).map(|e| format!("{e} at `{}`", e.instance_path())).collect();
+    if errors.is_empty() { Ok(()) } else { Err(format!("not a valid {name}: {}", errors.join("; "))) }
 }

@@ -62,9 +62,9 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
         ["app", "hook", "deliveries"] if get => {
             require_app(auth)?;
             let w = inner.world();
-            let list = w.deliveries.iter().rev().map(delivery_summary).collect();
+            let list = w.deliveries.iter().rev().map(|d| (d.id, delivery_summary(d))).collect();
             drop(w);
-            Ok(paginate(inner, req, list))
+            Ok(crate::hooks::paginate_deliveries(inner, req, list))
         }
         ["app", "hook", "deliveries", id] if get => {
             require_app(auth)?;
@@ -78,7 +78,8 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             v["request"] =
                 json!({"headers": d.request_headers.iter().cloned().collect::<BTreeMap<_,_>>(), "payload": d.payload});
             v["response"] = json!({"headers": {}, "payload": d.response_body});
-            v["url"] = json!(*inner.webhook_url.lock().expect("webhook url lock"));
+            // A string in GitHub's description: empty when the App has no webhook URL.
+            v["url"] = json!(inner.webhook_url.lock().expect("webhook url lock").clone().unwrap_or_default());
             Ok(Resp::ok(v))
         }
         ["app", "hook", "deliveries", id, "attempts"] if post => {
@@ -127,7 +128,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 .filter(|i| state == "all" || i.state == state)
                 .filter(|i| labels.iter().all(|l| i.labels.iter().any(|x| x == l)))
                 .filter(|i| req.q("creator").is_none_or(|c| c.eq_ignore_ascii_case(&i.user)))
-                .map(|i| w.issue_json(repo, i))
+                .map(|i| crate::deps::rest_issue_json(&w, repo, i))
                 .collect();
             if req.q("direction") == Some("asc") {
                 list.reverse();
@@ -146,7 +147,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             let bot = bot(inner);
             let issue = ops::create_issue(inner, &full, title, b["body"].as_str(), &bot, &labels)?;
             let w = inner.world();
-            Ok(Resp::json(201, w.issue_json(&w.repos[&full], &issue)))
+            Ok(Resp::json(201, crate::deps::rest_issue_json(&w, &w.repos[&full], &issue)))
         }
         ["repos", o, r, "issues", "comments", id] => {
             let id = id.parse::<u64>().map_err(|_| Resp::not_found())?;
@@ -190,7 +191,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 let w = inner.world();
                 let repo = &w.repos[&full];
                 let i = repo.issues.get(&n).ok_or_else(Resp::not_found)?;
-                Ok(Resp::ok(w.issue_json(repo, i)))
+                Ok(Resp::ok(crate::deps::rest_issue_json(&w, repo, i)))
             } else if patch {
                 let full = access(inner, auth, o, r, "issues", true)?;
                 let b = req.json()?;
@@ -215,7 +216,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 }
                 let w = inner.world();
                 let repo = &w.repos[&full];
-                Ok(Resp::ok(w.issue_json(repo, &repo.issues[&n])))
+                Ok(Resp::ok(crate::deps::rest_issue_json(&w, repo, &repo.issues[&n])))
             } else {
                 Err(Resp::not_found())
             }
@@ -297,6 +298,32 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
         ["repos", o, r, "issues", n, what @ ("sub_issues" | "sub_issue"), tail @ ..] => {
             let full = access(inner, auth, o, r, "issues", !get)?;
             crate::subs::route(inner, req, &full, number(n)?, what, tail, &bot(inner))
+        }
+        ["repos", o, r, "issues", n, "dependencies", rest @ ..] => {
+            let n = number(n)?;
+            let write = post || delete;
+            let full = access(inner, auth, o, r, "issues", write)?;
+            match rest {
+                [side @ ("blocked_by" | "blocking")] if get => {
+                    let list = crate::deps::list(inner, &full, n, *side == "blocked_by")?;
+                    Ok(paginate(inner, req, list))
+                }
+                ["blocked_by"] if post => {
+                    let b = req.json()?;
+                    let id = b["issue_id"]
+                        .as_u64()
+                        .ok_or_else(|| Resp::validation("IssueDependency", "issue_id", "missing_field"))?;
+                    let v = crate::deps::add(inner, &full, n, id, &bot(inner))?;
+                    let location =
+                        format!("{}/repos/{full}/issues/{n}/dependencies/blocked_by", inner.world().base_url);
+                    Ok(Resp::json(201, v).header("location", location))
+                }
+                ["blocked_by", id] if delete => {
+                    let id = number(id)?;
+                    Ok(Resp::ok(crate::deps::remove(inner, &full, n, id, &bot(inner))?))
+                }
+                _ => Err(Resp::not_found()),
+            }
         }
         ["repos", o, r, "issues", n, "reactions"] if get => {
             let n = number(n)?;

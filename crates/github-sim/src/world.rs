@@ -2,7 +2,7 @@
 //! projects, installations, tokens, deliveries and the request log, and their JSON shapes.
 //!
 //! Everything lives behind one `std::sync::Mutex` (never held across an `.await`). JSON renderers
-//! follow the shapes of the real payloads in `shared/github/webhooks/examples` (which are also the
+//! follow the shapes of the real payloads in `vendor/github/webhooks/examples` (which are also the
 //! REST shapes of the same objects).
 
 use std::collections::{BTreeMap, HashMap};
@@ -341,6 +341,11 @@ pub struct World {
     pub app_id: u64,
     pub app_slug: String,
     pub app_name: String,
+    /// The permissions the App asks of its installations (`GET /app`'s `permissions`); settable through
+    /// `PATCH /_sim/app`, as a person edits the App's settings.
+    pub app_permissions: BTreeMap<String, String>,
+    /// The webhook events the App subscribes to (`GET /app`'s `events`); settable through `PATCH /_sim/app`.
+    pub app_events: Vec<String>,
     pub bot_login: String,
     pub next_id: u64,
     pub users: BTreeMap<String, User>,
@@ -357,6 +362,8 @@ pub struct World {
     pub buckets: HashMap<u64, Bucket>,
     /// API requests in flight per installation (authenticated with its token, not yet answered).
     pub in_flight: HashMap<u64, u64>,
+    /// Every "blocked by" link, oldest first (see `deps`).
+    pub dependencies: Vec<crate::deps::Dependency>,
     pub created_at: String,
 }
 
@@ -377,6 +384,24 @@ pub fn default_installation_permissions() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// The events the simulated App subscribes to unless a test changes them: every event the simulator
+/// sends that an App can subscribe to.
+pub fn default_app_events() -> Vec<String> {
+    [
+        "issue_comment",
+        "issue_dependencies",
+        "issues",
+        "projects_v2_item",
+        "pull_request",
+        "pull_request_review",
+        "pull_request_review_comment",
+        "push",
+        "sub_issues",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 impl World {
     pub fn new(base_url: String, app_id: u64, app_slug: String) -> Self {
         let bot_login = format!("{app_slug}[bot]");
@@ -384,6 +409,8 @@ impl World {
             base_url,
             app_id,
             app_name: "Foreman".into(),
+            app_permissions: default_installation_permissions(),
+            app_events: default_app_events(),
             app_slug,
             bot_login: bot_login.clone(),
             next_id: 41_000_000,
@@ -399,6 +426,7 @@ impl World {
             sub_issues: Vec::new(),
             buckets: HashMap::new(),
             in_flight: HashMap::new(),
+            dependencies: Vec::new(),
             created_at: ts(OffsetDateTime::now_utc()),
         };
         let id = w.id();
@@ -595,8 +623,8 @@ impl World {
             "description": "Turns labelled issues into coding-agent pull requests.",
             "external_url": b, "html_url": format!("{b}/apps/{}", self.app_slug),
             "created_at": self.created_at, "updated_at": self.created_at,
-            "permissions": default_installation_permissions(),
-            "events": ["issues", "issue_comment", "projects_v2_item", "pull_request", "pull_request_review"],
+            "permissions": self.app_permissions,
+            "events": self.app_events,
         })
     }
 

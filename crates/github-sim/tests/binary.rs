@@ -1,4 +1,7 @@
-//! The `github-sim` binary: starts, writes app.json and app.pem, serves the control API.
+//! The `github-sim` binary: starts from an empty directory with nothing beside it (GitHub's API descriptions
+//! are built in), writes app.json and app.pem, serves the control API and holds REST requests to GitHub's
+//! description; a bad start is one line on standard error and exit code 1; the binary holds no path of the
+//! checkout.
 
 use std::time::Duration;
 
@@ -18,6 +21,8 @@ async fn binary_writes_app_files_and_serves() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
+        let cwd = dir.path().join("cwd");
+        std::fs::create_dir(&cwd).unwrap();
         let _child = Child(
             tokio::process::Command::new(env!("CARGO_BIN_EXE_github-sim"))
                 .args([
@@ -30,7 +35,10 @@ async fn binary_writes_app_files_and_serves() {
                     "--state-dir",
                 ])
                 .arg(&state)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                 .env("RUST_LOG", "warn")
+                .current_dir(&cwd)
                 .kill_on_drop(true)
                 .spawn()
                 .expect("binary starts"),
@@ -56,7 +64,66 @@ async fn binary_writes_app_files_and_serves() {
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["app"]["bot"], "foreman[bot]");
+
+        // REST is held to GitHub's description, built into the binary: an unknown path is refused for not
+        // being in it, a known one is answered (`/rate_limit` needs no token, as on GitHub).
+        let r = reqwest::get(format!("{url}/no/such/path")).await.unwrap();
+        assert_eq!(r.status(), 400);
+        let body = r.text().await.unwrap();
+        assert!(body.contains("no path /no/such/path in GitHub's REST API"), "{body}");
+        let r = reqwest::get(format!("{url}/rate_limit")).await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     })
     .await
     .expect("timed out");
+}
+
+#[tokio::test]
+async fn a_descriptions_folder_without_descriptions_is_one_line_and_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_github-sim"))
+            .args(["--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("--descriptions-dir")
+            .arg(&missing)
+            .env("RUST_BACKTRACE", "1")
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("github-sim exits at once")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, no stack trace: {stderr}");
+    assert!(lines[0].starts_with("github-sim: GitHub's OpenAPI description is not in "), "{stderr}");
+    assert!(lines[0].contains("nothing-here/github/rest/api.github.com.json"), "{stderr}");
+}
+
+/// Without its debug information (which names the build directory for debuggers), the binary holds no path
+/// of the checkout: nothing is looked up at run time where the source was built.
+#[test]
+fn the_binary_holds_no_path_of_the_checkout() {
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = dir.path().join("github-sim");
+    let out = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(env!("CARGO_BIN_EXE_github-sim"))
+        .output()
+        .expect("strip (binutils, part of the C toolchain the build needs) runs");
+    assert!(out.status.success(), "strip: {}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&stripped).unwrap();
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let checkout = checkout.to_str().unwrap().as_bytes();
+    if let Some(at) = bytes.windows(checkout.len()).position(|w| w == checkout) {
+        let end = bytes[at..].iter().position(|b| !b.is_ascii_graphic()).map_or(bytes.len(), |n| at + n);
+        panic!("the github-sim binary holds a path of the checkout: {}", String::from_utf8_lossy(&bytes[at..end]));
+    }
 }

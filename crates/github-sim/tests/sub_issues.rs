@@ -10,59 +10,6 @@ use common::{TEST_TIMEOUT, receiver, start_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const DOC: &str = "https://github-sim.invalid/openapi.json";
-
-/// OpenAPI 3.0's `nullable: true` as JSON Schema's null type.
-fn denull(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            if m.get("nullable") == Some(&Value::Bool(true)) {
-                m.remove("nullable");
-                if let Some(Value::Array(e)) = m.get_mut("enum") {
-                    e.push(Value::Null);
-                }
-                match m.get("type").cloned() {
-                    Some(Value::String(t)) => {
-                        m.insert("type".into(), json!([t, "null"]));
-                    }
-                    _ => {
-                        let inner = Value::Object(std::mem::take(m));
-                        m.insert("anyOf".into(), json!([inner, {"type": "null"}]));
-                    }
-                }
-            }
-            m.values_mut().for_each(denull);
-        }
-        Value::Array(a) => a.iter_mut().for_each(denull),
-        _ => {}
-    }
-}
-
-/// The description's components, registered for `$ref`s, and its `x-webhooks`.
-fn description() -> (jsonschema::Registry<'static>, Value) {
-    let path = github_sim::default_shared_dir().join("github/rest/api.github.com.json");
-    let mut doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    denull(&mut doc["components"]);
-    let registry = jsonschema::Registry::new()
-        .draft(jsonschema::Draft::Draft4)
-        .add(DOC, json!({"components": doc["components"].clone()}))
-        .unwrap()
-        .prepare()
-        .unwrap();
-    (registry, doc["x-webhooks"].clone())
-}
-
-fn check(registry: &jsonschema::Registry<'static>, pointer: &str, value: &Value) -> Result<(), String> {
-    let schema = json!({"$ref": format!("{DOC}{pointer}")});
-    let v = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .with_registry(registry)
-        .build(&schema)
-        .map_err(|e| e.to_string())?;
-    let errors: Vec<String> = v.iter_errors(value).map(|e| format!("{e} at {}", e.instance_path())).collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
-}
-
 #[tokio::test]
 async fn sub_issues_are_added_listed_ordered_and_removed_with_webhooks_that_validate() {
     tokio::time::timeout(TEST_TIMEOUT, async {
@@ -161,9 +108,8 @@ async fn sub_issues_are_added_listed_ordered_and_removed_with_webhooks_that_vali
         assert!(sim.state()["nonconforming"].as_array().unwrap().is_empty(), "{}", sim.state()["nonconforming"]);
 
         // Webhooks: each change both ways, validated against x-webhooks; answers against `issue`.
-        let (registry, hooks) = description();
         for v in [&issue_a, &issue_b, &issue_c, &parent_issue, &added] {
-            check(&registry, "#/components/schemas/issue", v).unwrap();
+            github_sim::validate_schema("issue", v).unwrap();
         }
         let subs: Vec<Value> = sim.deliveries().into_iter().filter(|d| d["event"] == "sub_issues").collect();
         let actions: Vec<String> = subs.iter().map(|d| d["action"].as_str().unwrap().to_string()).collect();
@@ -184,11 +130,8 @@ async fn sub_issues_are_added_listed_ordered_and_removed_with_webhooks_that_vali
         );
         for d in &subs {
             let action = d["action"].as_str().unwrap();
-            let key = format!("sub-issues-{}", action.replace('_', "-"));
-            let schema = hooks[&key]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-                .as_str()
-                .unwrap_or_else(|| panic!("x-webhooks has {key}"));
-            check(&registry, schema, &d["payload"]).unwrap_or_else(|e| panic!("{action}: {e}"));
+            github_sim::validate_webhook("sub_issues", action, &d["payload"])
+                .unwrap_or_else(|e| panic!("{action}: {e}"));
         }
         // The person's link to the other repository is announced on each side.
         let cross = &subs[5];

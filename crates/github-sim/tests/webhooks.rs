@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const BASE: &str = "https://github-sim.invalid/";
 
 fn schemas_dir() -> std::path::PathBuf {
-    github_sim::default_shared_dir().join("github/webhooks/schemas/api.github.com")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vendor/github/webhooks/schemas/api.github.com")
 }
 
 fn collect(dir: &Path, out: &mut Vec<Value>) {

@@ -87,6 +87,20 @@ pub trait Agent: fmt::Debug + Send + Sync {
         None
     }
 
+    /// Why this agent has no credential to run with, in words for the operator naming what to set, or
+    /// `None` (the default: the backend needs none, or has one). Checked by `foreman doctor` and at start.
+    fn missing_credential(&self) -> Option<String> {
+        None
+    }
+
+    /// A command that shows the agent's program runs and says its version (`claude --version`), as the
+    /// program and its arguments, or `None` (the default) when the backend has none to offer. Run by
+    /// `foreman doctor` and at start, outside the sandbox.
+    fn version_command(&self, config: &AgentConfig) -> Option<(std::path::PathBuf, Vec<String>)> {
+        let _ = config;
+        None
+    }
+
     /// When no session of this agent can start before a time: every credential it has reached its usage
     /// limit ([`claude::Credentials::held_until`]). The runner then claims no job until that time. `None`
     /// (the default) when a session can start now.

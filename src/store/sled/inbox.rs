@@ -48,6 +48,8 @@ pub(super) struct Trees {
 
 /// The `meta` key of the inbox floor.
 const FLOOR_KEY: &str = "inbox_floor";
+/// The `meta` key of the delivery log position (poll mode; [`Store::delivery_log_position`]).
+const LOG_POSITION_KEY: &str = "delivery_log_position";
 
 impl Trees {
     pub(super) fn open(db: &sled::Db) -> Result<Self, StoreError> {
@@ -199,6 +201,18 @@ impl Store {
         let Some(raw) = t.deliveries.get(seq_key(seq))? else { return Ok(None) };
         let (_, meta, _) = split_record(&raw)?;
         Ok(Some(DeliveryRecord { seq, meta, processing: self.delivery_state(seq)? }))
+    }
+
+    /// The newest entry of GitHub's delivery log read in poll mode (its log entry id), kept in the `meta`
+    /// tree under `delivery_log_position`; `None` before the first read.
+    pub fn delivery_log_position(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.inbox.meta.get(LOG_POSITION_KEY)?.map(|v| key_seq(&v)).transpose()
+    }
+
+    /// Records the delivery log position durably: returns after a flush.
+    pub async fn set_delivery_log_position(&self, id: u64) -> Result<(), StoreError> {
+        self.inner.inbox.meta.insert(LOG_POSITION_KEY, &seq_key(id))?;
+        self.sync().await
     }
 
     fn delivery_state(&self, seq: u64) -> Result<DeliveryState, StoreError> {

@@ -55,6 +55,12 @@ impl Inbox for SledStore {
     fn prune_deliveries(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
         SledStore::prune_deliveries(self, cutoff)
     }
+    fn delivery_log_position(&self) -> Result<Option<u64>, StoreError> {
+        SledStore::delivery_log_position(self)
+    }
+    fn set_delivery_log_position(&self, id: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        SledStore::set_delivery_log_position(self, id)
+    }
 }
 
 impl JobStore for SledStore {

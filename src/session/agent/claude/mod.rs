@@ -63,6 +63,19 @@ impl Agent for Claude {
         })
     }
 
+    fn missing_credential(&self) -> Option<String> {
+        self.credentials.is_empty().then(|| {
+            "no Claude credential in Foreman's environment: the agent's sandbox has a home of its own, so the \
+             CLI's own login is not seen; set CLAUDE_CODE_OAUTH_TOKEN (made by `claude setup-token`) or \
+             ANTHROPIC_API_KEY"
+                .to_owned()
+        })
+    }
+
+    fn version_command(&self, config: &AgentConfig) -> Option<(std::path::PathBuf, Vec<String>)> {
+        Some((config.claude().path, vec!["--version".to_owned()]))
+    }
+
     fn held_until(&self, now: Timestamp) -> Option<Timestamp> {
         self.credentials.held_until(now)
     }

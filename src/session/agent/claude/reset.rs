@@ -1,6 +1,6 @@
 //! Reading usage-limit messages and their reset times.
 //!
-//! The wordings are the ones collected in `../shared/agents/claude-code/error-texts.md` §1, from CLI 1.0.31
+//! The wordings are the ones collected in `vendor/agents/claude-code/error-texts.md` §1, from CLI 1.0.31
 //! to 2.1.329: `Claude AI usage limit reached|<epoch>`, `Claude usage limit reached. Your limit will reset at
 //! 5pm (Europe/Warsaw).`, `5-hour limit reached ∙ resets 12pm`, `You've hit your limit - resets Feb 7, 11am
 //! (Asia/Seoul)`, `You've hit your 5-hour limit · resets 2:26am (UTC)`, and the API spend limit `You will

@@ -1,6 +1,6 @@
 //! The Claude Code CLI's `--output-format stream-json --verbose` output, read line by line.
 //!
-//! Framing and fields follow `../shared/agents/claude-code/message-types.md`: one JSON object per line,
+//! Framing and fields follow `vendor/agents/claude-code/message-types.md`: one JSON object per line,
 //! dispatched on `type` then `subtype`; keys come in any order; unknown types and fields are skipped.
 //! [`Transcript::push_line`] folds each line into a running summary (session id, turns, tool uses, cost,
 //! the result, and the error details an `is_error` result needs for [`Transcript::classify`]).

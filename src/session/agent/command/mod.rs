@@ -137,9 +137,36 @@ impl Agent for Command {
         "command"
     }
 
+    fn unavailable(&self, config: &AgentConfig) -> Option<String> {
+        let line = config.command.run.as_deref()?;
+        let program = program_named(line)?;
+        (!super::runnable(std::path::Path::new(program))).then(|| {
+            format!("the program `{program}` that agent.command.run starts is not installed or not on Foreman's PATH")
+        })
+    }
+
     fn run<'a>(&'a self, run: AgentRun<'a>) -> BoxFuture<'a, AgentEnd> {
         Box::pin(run_command(run))
     }
+}
+
+/// Shell words that are not programs: POSIX reserved words and the builtins a command line starts with.
+const SHELL_WORDS: &[&str] = &[
+    "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then", "until", "while",
+    ".", ":", "break", "cd", "command", "continue", "eval", "exec", "exit", "export", "read", "readonly", "return",
+    "set", "shift", "test", "times", "trap", "true", "false", "ulimit", "umask", "unset", "wait", "echo", "printf",
+    "[",
+];
+
+/// The program a command line surely starts, when that can be told without a shell: its first word, when
+/// it is a plain absolute path or a bare name that is not a shell word. `None` for anything else (an
+/// assignment, a relative path, which is relative to the worktree, quoting, expansions), which is not
+/// checked before the session.
+fn program_named(line: &str) -> Option<&str> {
+    let first = line.split_whitespace().next()?;
+    let plain = first.chars().all(|c| c.is_ascii_alphanumeric() || "_./+-".contains(c));
+    let checkable = first.starts_with('/') || !first.contains('/');
+    (plain && checkable && !SHELL_WORDS.contains(&first)).then_some(first)
 }
 
 async fn run_command(run: AgentRun<'_>) -> AgentEnd {
@@ -265,4 +292,19 @@ async fn run_command(run: AgentRun<'_>) -> AgentEnd {
     };
     let answer = summary.or_else(|| last_paragraph(&tail));
     AgentEnd { failure, answer, stats: Some(stats), ..AgentEnd::default() }
+}
+
+#[cfg(test)]
+mod program_tests {
+    #[test]
+    fn only_a_plain_first_word_names_a_program() {
+        use super::program_named as p;
+        assert_eq!(p("aider --yes"), Some("aider"));
+        assert_eq!(p("/opt/agent/run.sh x"), Some("/opt/agent/run.sh"));
+        assert_eq!(p("set -e\naider"), None);
+        assert_eq!(p("FOO=1 aider"), None);
+        assert_eq!(p("./agent.sh"), None);
+        assert_eq!(p("\"$HOME/x\""), None);
+        assert_eq!(p("  "), None);
+    }
 }
