@@ -207,10 +207,8 @@ async fn a_kill_while_the_issues_are_created_ends_with_five_issues_and_the_same_
         assert_eq!(task_issues(&state, parent).len(), 3, "killed in the middle");
 
         world.start_foreman();
-        let state = wait_reply(&world, parent, "created").await;
-        let state = world
-            .wait("five sub-issues", |s| task_issues(s, parent).len() >= 5 && World::comments(s, parent).len() >= 3)
-            .await;
+        // The approval's delivery is still in the inbox: it runs again and makes only what is missing.
+        let state = wait_reply(&world, parent, "created 2 sub-issues").await;
         let tasks = task_issues(&state, parent);
         assert_eq!(tasks.len(), 5, "exactly five: {tasks:#?}");
         assert_eq!(world.sim.sub_issues(REPO, parent).len(), 5);
