@@ -305,3 +305,51 @@ async fn with_the_claude_cli_the_plan_file_becomes_the_table() {
     .await
     .expect("in time");
 }
+
+/// A plan that runs itself (`plan.run = "auto"`): every task is queued at approval, pull requests open in
+/// dependency order, and a dependent starts only once its blocker's issue is closed (its pull request
+/// merged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_run_plan_opens_pull_requests_in_dependency_order() {
+    tokio::time::timeout(Duration::from_secs(240), async {
+        // A planning session writes the plan; every other session fixes its issue.
+        let agent = format!(
+            "if [ -n \"${{FOREMAN_PLAN_FILE:-}}\" ]; then\n{}\nelse\n{}\nfi",
+            plan_agent(&five_tasks()),
+            e2e_support::FIXING_AGENT
+        );
+        let world = World::start(&agent, &[]).await;
+        world.sim.push_file(REPO, ".github/foreman.toml", "[plan]\nrun = \"auto\"\n", "alice").unwrap();
+        let (parent, _) = planned(&world).await;
+        world.sim.comment(REPO, parent, "/foreman approve", "alice").unwrap();
+        let state = wait_reply(&world, parent, "5 queued").await;
+        let number = |title: &str| {
+            task_issues(&state, parent).iter().find(|t| t["title"] == title).unwrap()["number"].as_u64().unwrap()
+        };
+        let [t1, t2, t3, t4, t5] =
+            ["1.1: Tokenizer", "1.2: Parser", "2.1: Commands", "User guide", "Guide examples"].map(number);
+
+        // The tasks nothing blocks get their pull requests; the others wait.
+        let p1 = world.wait_pull(t1).await["number"].as_u64().unwrap();
+        let p4 = world.wait_pull(t4).await["number"].as_u64().unwrap();
+        let state = world.sim.state();
+        for blocked in [t2, t3, t5] {
+            assert!(World::pulls_closing(&state, blocked).is_empty(), "#{blocked} waits for its blocker");
+            assert_eq!(world.job(blocked).await["state"], "queued", "#{blocked}");
+        }
+
+        // Merging T1's pull request closes T1, which starts T2 (and only T2 of its chain).
+        world.sim.merge_pull(REPO, p1, "alice").unwrap();
+        let p2 = world.wait_pull(t2).await["number"].as_u64().unwrap();
+        assert!(p2 > p1, "T2's pull request opens after T1's");
+        assert!(World::pulls_closing(&world.sim.state(), t3).is_empty(), "T3 waits for T2");
+        world.sim.merge_pull(REPO, p4, "alice").unwrap();
+        let p5 = world.wait_pull(t5).await["number"].as_u64().unwrap();
+        assert!(p5 > p4);
+        world.sim.merge_pull(REPO, p2, "alice").unwrap();
+        let p3 = world.wait_pull(t3).await["number"].as_u64().unwrap();
+        assert!(p3 > p2);
+    })
+    .await
+    .expect("in time");
+}
