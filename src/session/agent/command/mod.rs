@@ -24,8 +24,7 @@
 //! stdin), `FOREMAN_SUMMARY_FILE` (where it may write its summary, in its home), `FOREMAN_SESSION_ID` (this
 //! session's id), for a planning session `FOREMAN_PLAN_FILE` (where it writes its plan as JSON, set for every
 //! backend by [`crate::session`]), plus the allowlist, `agent.env` and the git identity (`GIT_AUTHOR_NAME` …).
-//! Elapsed time
-//! is measured by Foreman and reported every [`ELAPSED_EVERY`] while the command runs.
+//! Elapsed time is measured by Foreman and reported every [`ELAPSED_EVERY`] while the command runs.
 
 pub mod config;
 
