@@ -353,3 +353,77 @@ async fn an_auto_run_plan_opens_pull_requests_in_dependency_order() {
     .await
     .expect("in time");
 }
+
+/// `plan.approve = "auto"`: a valid plan is created at once, without `/foreman approve`; `/foreman plan
+/// <path>` names the specification's file, which the planning prompt points the agent to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_approved_plan_of_a_spec_file_is_created_at_once() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let agent = format!(
+            "grep -q \"The specification is the repository's file \\`docs/spec.md\\`\" \"$FOREMAN_PROMPT_FILE\"\n{}",
+            plan_agent(&five_tasks())
+        );
+        let world = World::start(&agent, &[]).await;
+        world.sim.push_file(REPO, "docs/spec.md", "# The language\n", "alice").unwrap();
+        world.sim.push_file(REPO, ".github/foreman.toml", "[plan]\napprove = \"auto\"\n", "alice").unwrap();
+        let (parent, _) = world.sim.create_issue(REPO, "Build it", "See docs/spec.md.", "alice").unwrap();
+        world.sim.comment(REPO, parent, "/foreman plan docs/spec.md", "alice").unwrap();
+        let state = world
+            .wait("the tasks created with the plan", |s| {
+                World::issue(s, parent)["sub_issues"].as_array().is_some_and(|a| a.len() == 5)
+                    && World::tracking_body(s, parent).is_some_and(|b| b.contains("plan ready"))
+            })
+            .await;
+        assert_eq!(world.sim.sub_issues(REPO, parent).len(), 5);
+        assert_eq!(links_through_rest(&world, parent).await, expected_links());
+        assert!(task_issues(&state, parent).iter().all(|t| t["state"] == "open"));
+    })
+    .await
+    .expect("in time");
+}
+
+/// `/foreman plan` again proposes a revision: the table shows the tasks that have issues, and the next
+/// approval adds the new task only (linked to an existing one), leaving the others as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revised_plan_adds_only_its_new_tasks() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let marks = tempfile::tempdir().unwrap();
+        let plan_at = marks.path().join("plan.json");
+        std::fs::write(&plan_at, five_tasks().to_string()).unwrap();
+        let agent = format!("cat '{}' > \"$FOREMAN_PLAN_FILE\"\necho 'The plan.'", plan_at.display());
+        let share = e2e_support::shared(marks.path());
+        let world = World::start(&agent, &[(share.0, &share.1)]).await;
+        let (parent, _) = planned(&world).await;
+        world.sim.comment(REPO, parent, "/foreman approve", "alice").unwrap();
+        let state = wait_reply(&world, parent, "created 5 sub-issues").await;
+        let before: Vec<Value> = task_issues(&state, parent);
+
+        // A person removes one link; the revision adds T6, blocked by T3.
+        let t2 = before.iter().find(|t| t["title"] == "1.2: Parser").unwrap()["number"].as_u64().unwrap();
+        let t1 = before.iter().find(|t| t["title"] == "1.1: Tokenizer").unwrap()["number"].as_u64().unwrap();
+        world.sim.remove_blocked_by(REPO, t2, REPO, t1, "alice").unwrap();
+        let mut revised = five_tasks();
+        revised["tasks"].as_array_mut().unwrap().push(
+            json!({"key": "T6", "title": "Release", "body": "Cut a release.\n\nDone when tagged.", "blocked_by": ["T3"]}),
+        );
+        std::fs::write(&plan_at, revised.to_string()).unwrap();
+        world.sim.comment(REPO, parent, "/foreman plan", "alice").unwrap();
+        world
+            .wait("the revised table", |s| {
+                World::comments(s, parent).iter().any(|c| {
+                    c["body"].as_str().is_some_and(|b| b.contains("| T6 | Release |") && b.contains("6 tasks (1 new)"))
+                })
+            })
+            .await;
+        world.sim.comment(REPO, parent, "/foreman approve", "alice").unwrap();
+        let state = wait_reply(&world, parent, "created 1 sub-issue").await;
+        let after = task_issues(&state, parent);
+        assert_eq!(after.len(), 6);
+        let mut want = expected_links();
+        want.insert("1.2: Parser".into(), vec![]); // removed by a person, left so
+        want.insert("Release".into(), vec!["2.1: Commands".into()]);
+        assert_eq!(links_through_rest(&world, parent).await, want);
+    })
+    .await
+    .expect("in time");
+}
