@@ -34,5 +34,6 @@ pub mod runner;
 pub mod scheduler;
 pub mod server;
 pub mod session;
+pub mod setup;
 pub mod store;
 pub mod telemetry;

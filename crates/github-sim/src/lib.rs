@@ -24,6 +24,7 @@ mod git;
 mod graphql;
 mod hold;
 mod hooks;
+mod manifest;
 mod openapi;
 mod ops;
 mod rest;
