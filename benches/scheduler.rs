@@ -65,6 +65,7 @@ fn request(n: u64) -> NewJob {
     let titles = ["Fix the thing", "[AUTH-1.2] Login", "Phase 2.1 - tests", "Task 1.5 API", "META: tracker"];
     let labels = ["priority:high", "priority:low", "bug", "priority:medium"];
     NewJob {
+        blocked_by: vec![],
         repo: format!("org{}/repo{}", n % 7, n % REPOS).parse().unwrap(),
         issue: IssueNumber(n + 1),
         installation: Some(InstallationId(n % 7)),

@@ -236,6 +236,9 @@ pub struct Report {
     pub left_running: Vec<IssueRef>,
     /// Dependencies read and recorded.
     pub dependencies: Vec<DependencyState>,
+    /// Queued jobs whose "blocked by" links on GitHub were not what Foreman had (a link removed sends no
+    /// change of the issue's `updated_at`, so every queued job's links are read).
+    pub relinked: Vec<IssueRef>,
     /// Issues that could not be read.
     pub unreadable: Vec<Unreadable>,
     /// Deliveries listed (attempts, so a GUID may count more than once); 0 when redelivery is off.
@@ -258,6 +261,7 @@ impl Report {
         !(self.cancelled.is_empty()
             && self.left_running.is_empty()
             && self.dependencies.iter().all(|d| d.jobs_changed == 0)
+            && self.relinked.is_empty()
             && self.unreadable.is_empty()
             && self.redeliveries.is_empty()
             && self.reports_resumed == 0
@@ -358,6 +362,40 @@ impl Reconciler {
         }))
     }
 
+    /// Reads a queued job's "blocked by" links and each blocker's state, and gives the job the links it
+    /// has on GitHub: one removed by hand releases it, one added holds it. A read that fails leaves the job
+    /// as it is (listed as unreadable).
+    async fn relink(
+        &self,
+        inst: InstallationId,
+        job: &Job,
+        now: OffsetDateTime,
+        report: &mut Report,
+    ) -> Result<(), ReconcileError> {
+        let read = match self.client.blockers(inst, &job.repo, job.issue).await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::debug!(issue = %job.issue_ref(), error = %e, "reconciliation could not read blocked-by links");
+                report.unreadable.push(Unreadable { issue: job.issue_ref(), error: e.to_string() });
+                return Ok(());
+            }
+        };
+        let mut links = Vec::with_capacity(read.len());
+        for b in &read {
+            let Some(repo) = b.repo() else { continue };
+            let r = IssueRef { repo, issue: b.number };
+            self.scheduler.issue_state(&r, b.is_open(), now)?;
+            links.push(r);
+        }
+        if let Some(changed) = self.scheduler.link(&job.issue_ref(), &crate::job::LinkChange::Set(links), now)? {
+            report.relinked.push(changed.issue_ref());
+            if changed.state == JobState::Queued {
+                self.canceller.report_queued(&changed);
+            }
+        }
+        Ok(())
+    }
+
     /// Step 1: every live job against its issue, then the dependencies they wait on.
     async fn jobs(&self, now: OffsetDateTime, report: &mut Report) -> Result<(), ReconcileError> {
         let store = self.scheduler.store();
@@ -405,6 +443,9 @@ impl Reconciler {
                 v => v,
             };
             match v {
+                Remedy::Keep if matches!(job.state, JobState::Queued | JobState::Failed) => {
+                    self.relink(inst, job, now, report).await?;
+                }
                 Remedy::Keep => {}
                 Remedy::LeaveRunning => report.left_running.push(job.issue_ref()),
                 Remedy::Cancel(reason) => {

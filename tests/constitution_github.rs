@@ -377,6 +377,7 @@ fn repo_usage_counts_todays_sessions_and_their_cost() {
     let mut start = |repo: &RepoName, at: time::OffsetDateTime| {
         n += 1;
         let req = NewJob {
+            blocked_by: vec![],
             repo: repo.clone(),
             issue: IssueNumber(n),
             installation: Some(InstallationId(1)),

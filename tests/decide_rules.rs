@@ -130,10 +130,12 @@ fn summary(a: &Action) -> String {
             format!("check constitution {repo}#{pull} at {head_sha}")
         }
         Action::ShowConstitution { repo, issue, .. } => format!("show constitution {repo}#{issue}"),
+        Action::Link(link) => format!("link {}", serde_json::to_value(link).unwrap()),
         Action::ConstitutionChanged { repo, after } => format!("constitution changed in {repo} at {after}"),
         Action::InitConstitution { repo, issue, template, requester, .. } => {
             format!("init constitution {repo}#{issue} from {} by {requester}", template.name())
         }
+        Action::ApprovePlan { repo, issue, requester, .. } => format!("approve plan {repo}#{issue} by {requester}"),
         Action::Ignore { reason } => format!("ignore: {reason}"),
         Action::IssueState { repo, issue, open } => {
             format!("{repo}#{issue} is {}", if *open { "open" } else { "closed" })

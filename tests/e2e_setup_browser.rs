@@ -66,6 +66,17 @@ async fn the_manifest_flow_registers_stores_and_acts_as_the_app_without_a_restar
     assert!(page.contains("Register the GitHub App"), "{page}");
     assert!(unescape(&page).contains(&format!("{public}/api/github/webhooks")), "{page}");
 
+    // Without an admin token only a local client may register, not one a proxy forwarded.
+    let proxied = http
+        .post(foreman("/setup/manifest"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", "203.0.113.7")
+        .body(form(&[("owner", "personal")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 403);
+
     // The form answers a page whose one button posts the manifest to GitHub, with a state.
     let r = http
         .post(foreman("/setup/manifest"))
@@ -218,4 +229,50 @@ async fn a_person_registers_and_installs_the_app_in_a_browser_and_a_labelled_iss
     world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
     world.wait_pull(number).await;
     assert!(world.data_dir().join(foreman::setup::stored::FILE).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_token_registering_needs_it() {
+    let env = [("FOREMAN_ADMIN_TOKEN", "the-admin-token")];
+    let world = World::start_with(FIXING_AGENT, Setup { no_app: true, env: &env, ..Setup::default() }).await;
+    let foreman = world.foreman.as_ref().unwrap();
+    let http = reqwest::Client::new();
+    let page = http.get(foreman.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("name=\"admin_token\""), "{page}");
+    let post = |pairs: &'static [(&'static str, &'static str)]| {
+        http.post(foreman.url("/setup/manifest"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(pairs))
+            .send()
+    };
+    assert_eq!(post(&[("owner", "personal")]).await.unwrap().status(), 401);
+    assert_eq!(post(&[("owner", "personal"), ("admin_token", "wrong")]).await.unwrap().status(), 401);
+    let r = post(&[("owner", "personal"), ("admin_token", "the-admin-token")]).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(attr(&page, "<form", "action").starts_with(&format!("{}/settings/apps/new?state=", world.sim.url())));
+    assert!(!page.contains("the-admin-token"), "the token is not on the page");
+    assert!(!world.logs().contains("the-admin-token"), "nor in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_configured_credentials_the_page_shows_the_app_and_never_offers_to_register() {
+    let world = World::start(FIXING_AGENT, &[]).await;
+    let foreman = world.foreman.as_ref().unwrap();
+    let http = reqwest::Client::new();
+    let page = http.get(foreman.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("GitHub App:") && page.contains(">Foreman</a>") && page.contains("configured"), "{page}");
+    assert!(page.contains(&format!("<li>{ORG} (Organization)</li>")), "{page}");
+    assert!(!page.contains("Register the GitHub App"), "{page}");
+    let r = http
+        .post(foreman.url("/setup/manifest"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("owner", "personal")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = http.get(foreman.url("/setup/callback?code=abc&state=def")).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(!world.data_dir().join(foreman::setup::stored::FILE).exists());
 }

@@ -26,6 +26,7 @@ async fn require_token(req: Request, next: Next) -> Response {
 
 fn req(repo: &str, n: u64, title: &str) -> NewJob {
     NewJob {
+        blocked_by: vec![],
         repo: repo.parse().unwrap(),
         issue: IssueNumber(n),
         installation: Some(InstallationId(7)),

@@ -78,6 +78,7 @@ fn labelled_job(w: &World, title: &str, body: &str) -> IssueNumber {
 
 fn enqueue(w: &World, n: u64, title: &str, body: &str, trigger: &str) {
     let req = NewJob {
+        blocked_by: vec![],
         repo: repo(),
         issue: IssueNumber(n),
         installation: Some(w.inst),
@@ -318,6 +319,7 @@ async fn an_unreadable_issue_is_skipped_and_the_pass_goes_on() {
         // An installation GitHub no longer knows: minting its token answers 404, which says nothing about
         // the issue, so the job must not be taken for deleted.
         let mut req = NewJob {
+            blocked_by: vec![],
             repo: repo(),
             issue: IssueNumber(n),
             installation: Some(InstallationId(424_242)),

@@ -702,6 +702,7 @@ async fn a_report_github_refused_is_applied_when_the_outbox_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions { cache_bytes: 8 << 20 }).unwrap();
         let new = NewJob {
+            blocked_by: vec![],
             repo: w.repo.clone(),
             issue: n,
             installation: Some(w.inst),

@@ -138,6 +138,14 @@ impl Canceller {
         t
     }
 
+    /// Reports `job`, queued, as it is now (what it waits for): after a change that did not run it (its
+    /// "blocked by" links read again). Nothing without GitHub, or for a job with no installation.
+    pub fn report_queued(&self, job: &Job) {
+        if let (Some((_, outbox)), Some(inst)) = (&self.github, job.installation) {
+            outbox.update(inst, self.tracking(job, Shown::Queued), nanos(job.updated_at));
+        }
+    }
+
     /// The tracking comment's base for `job` in `state`: what queued it, and, for a queued job, its place.
     pub fn tracking(&self, job: &Job, state: Shown) -> Tracking {
         if state == Shown::Queued {

@@ -76,6 +76,10 @@ pub enum Effect {
     Reordered(bool),
     /// `constitution_changed`: this many jobs waiting for the file were queued again.
     Released(usize),
+    /// `link`: what the relationship change came to, in words.
+    Link(String),
+    /// `approve_plan`: this many issues were created (the requester was told).
+    PlanApproved(usize),
 }
 
 /// What the job store made of an `enqueue`.
@@ -120,6 +124,8 @@ impl fmt::Display for Effect {
             Effect::Reordered(true) => f.write_str("re-placed in the queue"),
             Effect::Reordered(false) => f.write_str("its place did not change"),
             Effect::Released(n) => write!(f, "{n} jobs waiting for the constitution queued again"),
+            Effect::Link(what) => f.write_str(what),
+            Effect::PlanApproved(n) => write!(f, "plan approved: {n} issues created"),
         }
     }
 }
@@ -147,7 +153,7 @@ pub struct Effects {
 }
 
 /// A job store failure: a store error leaves the delivery in the inbox, any other is an answer.
-fn refused(e: JobError) -> Result<Effect, Transient> {
+pub(super) fn refused(e: JobError) -> Result<Effect, Transient> {
     match e {
         e @ JobError::Store(_) => Err(Transient::Jobs(e)),
         other => Ok(Effect::Refused(other)),
@@ -164,6 +170,7 @@ impl Effects {
                     Ok(about) => about,
                     Err(e) => return Ok(Effect::IssueUnreadable(e)),
                 };
+                let blocked_by = self.blockers(repo, *issue, *installation, now).await?;
                 let request = NewJob {
                     repo: repo.clone(),
                     issue: *issue,
@@ -172,6 +179,7 @@ impl Effects {
                     title: about.title,
                     body: about.body,
                     labels: about.labels,
+                    blocked_by,
                     cause: format!("{} by {requester}", trigger.as_str()),
                     trigger: Some(*trigger),
                     requester: Some(Login(requester.clone())),
@@ -210,6 +218,7 @@ impl Effects {
                 {
                     self.learn_dependencies(&github.client, *inst, &job.waiting_on, now).await;
                 }
+                self.redraw_parent_of(&job.issue_ref(), *installation).await;
                 Ok(Effect::Enqueued(match outcome {
                     EnqueueOutcome::Queued(_) => Enqueued::Queued,
                     EnqueueOutcome::Updated(_) => Enqueued::Refreshed,
@@ -233,6 +242,8 @@ impl Effects {
                 if let (Some(github), Some(inst)) = (&self.github, installation.or(job.installation)) {
                     github.outbox.update(inst, self.canceller.tracking(&job, Shown::Queued), nanos(job.updated_at));
                 }
+                self.report_dependents(&job.issue_ref());
+                self.redraw_parent_of(&job.issue_ref(), installation.or(job.installation)).await;
                 Ok(Effect::Requeued)
             }
             Action::Reply { repo, issue, text, installation } => {
@@ -250,12 +261,16 @@ impl Effects {
             }
             Action::Lookup { .. } => Ok(Effect::NoGithub),
             Action::Ignore { .. } => Ok(Effect::Ignored),
+            Action::Link(link) => self.link(link, now).await,
             Action::IssueState { repo, issue, open } => {
                 let issue = IssueRef { repo: repo.clone(), issue: *issue };
-                match self.scheduler.issue_state(&issue, *open, now) {
-                    Ok(n) => Ok(Effect::Dependents(n)),
-                    Err(e) => refused(e),
-                }
+                let changed = match self.scheduler.issue_state(&issue, *open, now) {
+                    Ok(n) => n,
+                    Err(e) => return refused(e),
+                };
+                // A sub-issue closed: its parent's checklist (its final summary when it was the last).
+                self.redraw_parent_of(&issue, event.installation).await;
+                Ok(Effect::Dependents(changed))
             }
             Action::Reorder { repo, issue, title, labels } => {
                 let issue = IssueRef { repo: repo.clone(), issue: *issue };
@@ -309,6 +324,9 @@ impl Effects {
                 )
                 .await;
                 Ok(shown.map_or_else(Effect::ReplyFailed, |_| Effect::Replied))
+            }
+            Action::ApprovePlan { repo, issue, requester, installation } => {
+                self.approve_plan(event, repo, *issue, requester, *installation).await
             }
             Action::InitConstitution { repo, issue, template, requester, installation } => {
                 let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };
@@ -397,6 +415,37 @@ impl Effects {
                 }
             }
         }
+    }
+
+    /// The issue's "blocked by" links on GitHub (`GET …/dependencies/blocked_by`), read when its job is
+    /// queued, with each blocker's state recorded (so a closed one does not hold the job). Without a
+    /// GitHub client, none. GitHub unavailable is transient (the delivery is tried again: a job queued
+    /// without its blockers could start before them); any other error (a GitHub without dependencies)
+    /// reads as no links, and reconciliation reads them again.
+    pub(super) async fn blockers(
+        &self,
+        repo: &RepoName,
+        issue: IssueNumber,
+        installation: Option<InstallationId>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<IssueRef>, Transient> {
+        let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Vec::new()) };
+        let read = match github.client.blockers(inst, repo, issue).await {
+            Ok(read) => read,
+            Err(e) if e.is_transient() => return Err(Transient::Github(e)),
+            Err(e) => {
+                tracing::warn!(%repo, %issue, error = %e, "the issue's blocked-by links could not be read");
+                return Ok(Vec::new());
+            }
+        };
+        let mut out = Vec::with_capacity(read.len());
+        for blocker in read {
+            let Some(blocker_repo) = blocker.repo() else { continue };
+            let r = IssueRef { repo: blocker_repo, issue: blocker.number };
+            self.scheduler.issue_state(&r, blocker.is_open(), now)?;
+            out.push(r);
+        }
+        Ok(out)
     }
 
     /// The title, body and labels of the issue a job is queued for: from the delivery when it carries the

@@ -22,6 +22,8 @@ use crate::ids::InstallationId;
 pub const HANDLED_EVENTS: &[&str] = &[
     "issues",
     "issue_comment",
+    "issue_dependencies",
+    "sub_issues",
     "projects_v2_item",
     "pull_request",
     "pull_request_review",

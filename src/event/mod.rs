@@ -12,6 +12,7 @@
 //! schemas in `vendor/github/webhooks`.
 
 pub mod envelope;
+mod links;
 mod raw;
 
 use serde::Serialize;
@@ -57,6 +58,8 @@ impl Event {
             | EventKind::Installation { .. }
             | EventKind::InstallationRepositories { .. }
             | EventKind::Push { .. }
+            | EventKind::IssueDependency { .. }
+            | EventKind::SubIssue { .. }
             | EventKind::Ignored { .. } => None,
         }
     }
@@ -166,6 +169,29 @@ pub struct Issue {
     pub author: Actor,
 }
 
+/// One side of an issue relationship (a dependency or a sub-issue): an issue anywhere on GitHub.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Linked {
+    /// Its repository (from its `repository_url`).
+    pub repo: RepoName,
+    /// Its number there.
+    pub number: IssueNumber,
+    /// Its database id.
+    pub id: u64,
+    /// Its title.
+    pub title: String,
+    /// `open` or `closed`, as sent.
+    pub state: String,
+}
+
+impl Linked {
+    /// Whether it is open (any state but `closed` counts as open, as a dependency must not be released on
+    /// a guess).
+    pub fn is_open(&self) -> bool {
+        !self.state.eq_ignore_ascii_case("closed")
+    }
+}
+
 /// A comment, review or review comment that may carry commands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Comment {
@@ -269,6 +295,26 @@ pub enum EventKind {
         /// Whether `commits` may be cut short: GitHub lists at most 20 commits (and none for a forced
         /// push that only moved the branch back), so a path may be missing from `paths`.
         truncated: bool,
+    },
+    /// `issue_dependencies`: a "blocked by" link added or removed (`blocked_by_added`/`blocking_added`,
+    /// `blocked_by_removed`/`blocking_removed`: the same change seen from either side).
+    IssueDependency {
+        /// Whether the link was added (else removed).
+        added: bool,
+        /// The blocked issue.
+        blocked: Linked,
+        /// The issue blocking it.
+        blocking: Linked,
+    },
+    /// `sub_issues`: a sub-issue added to or removed from a parent (`sub_issue_added`/`parent_issue_added`,
+    /// `sub_issue_removed`/`parent_issue_removed`).
+    SubIssue {
+        /// Whether it was added (else removed).
+        added: bool,
+        /// The parent issue.
+        parent: Linked,
+        /// The sub-issue.
+        sub: Linked,
     },
     /// Any event or action Foreman does not act on, with the reason. Not an error.
     Ignored {

@@ -216,7 +216,7 @@ struct InstallationReposPayload {
 
 /// Reads one payload shape out of the body, naming the event and action on failure. Fields the shape does
 /// not name are skipped by the parser without being built into values.
-fn shape<T: DeserializeOwned>(body: &[u8], event: &str, action: Option<&str>) -> Result<T, DecodeError> {
+pub(super) fn shape<T: DeserializeOwned>(body: &[u8], event: &str, action: Option<&str>) -> Result<T, DecodeError> {
     serde_json::from_slice(body).map_err(|e| DecodeError::Shape {
         event: event.to_owned(),
         action: action.unwrap_or("-").to_owned(),
@@ -271,6 +271,8 @@ fn kind(event: &str, action: Option<&str>, body: &[u8]) -> Result<EventKind, Dec
     };
     let unknown_action = || ignored(format!("action '{event}.{act}' is not one Foreman acts on"));
     Ok(match event {
+        "issue_dependencies" => super::links::dependency(act, body).unwrap_or_else(|| Ok(unknown_action()))?,
+        "sub_issues" => super::links::sub_issue(act, body).unwrap_or_else(|| Ok(unknown_action()))?,
         "issues" => {
             let known = [
                 "labeled",

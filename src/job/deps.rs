@@ -1,5 +1,7 @@
 //! Dependencies: the [`IssueRef`] a job waits on, the ones an issue body declares (`Depends on #N`, `Blocked
-//! by #N`, `owner/repo#N`, or an issue URL), and the dependency-cycle rule ([`find_cycle`]).
+//! by #N`, `owner/repo#N`, or an issue URL), GitHub's own "blocked by" links ([`LinkChange`], kept in
+//! [`super::Job::blocked_by`]), how the two make one list ([`merge`]), and the dependency-cycle rule
+//! ([`find_cycle`]).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -93,6 +95,58 @@ fn url_ref(token: &str) -> Option<IssueRef> {
     Some(IssueRef { repo: RepoName::new(owner, name).ok()?, issue: number(n.split(['#', '?']).next()?)? })
 }
 
+/// The dependencies of an issue: the ones its body declares, then GitHub's "blocked by" links not already
+/// among them, never the issue itself (`this`). Issues are compared by their key (repository names in any
+/// case).
+pub fn merge(declared: &[IssueRef], blocked_by: &[IssueRef], this: &IssueRef) -> Vec<IssueRef> {
+    let key = |r: &IssueRef| super::issue_key(&r.repo, r.issue);
+    let mut out: Vec<IssueRef> = Vec::with_capacity(declared.len() + blocked_by.len());
+    for r in declared.iter().chain(blocked_by) {
+        if key(r) != key(this) && !out.iter().any(|o| key(o) == key(r)) {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
+/// A change to an issue's "blocked by" links on GitHub, as a webhook or a read tells Foreman.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", content = "issues", rename_all = "snake_case")]
+pub enum LinkChange {
+    /// `blocked_by_added` (or `blocking_added` seen from the blocker): one more blocker.
+    Add(IssueRef),
+    /// `blocked_by_removed` (or `blocking_removed`): one blocker less.
+    Remove(IssueRef),
+    /// The whole list as `GET …/dependencies/blocked_by` reads it (at enqueue, at reconciliation).
+    Set(Vec<IssueRef>),
+}
+
+impl LinkChange {
+    /// Applies the change to `links`; returns whether they changed. Issues are compared by their key.
+    pub fn apply(&self, links: &mut Vec<IssueRef>) -> bool {
+        let key = |r: &IssueRef| super::issue_key(&r.repo, r.issue);
+        match self {
+            LinkChange::Add(r) if !links.iter().any(|l| key(l) == key(r)) => {
+                links.push(r.clone());
+                true
+            }
+            LinkChange::Add(_) => false,
+            LinkChange::Remove(r) => {
+                let before = links.len();
+                links.retain(|l| key(l) != key(r));
+                links.len() != before
+            }
+            LinkChange::Set(all) => {
+                let same = all.len() == links.len() && all.iter().all(|r| links.iter().any(|l| key(l) == key(r)));
+                if !same {
+                    links.clone_from(all);
+                }
+                !same
+            }
+        }
+    }
+}
+
 /// Looks for a cycle of waiting jobs through `start`: `Some(path)` with `start` first and last.
 ///
 /// `waiting_on(issue)` answers the open dependencies of the issue's job when that job waits on them
@@ -151,6 +205,21 @@ mod tests {
         let got = parse_dependencies(body, &here, IssueNumber(5));
         assert_eq!(got, vec![r("o/r#3"), r("other/lib#7"), r("o/r#4"), r("x/y#12")]);
         assert_eq!(r("o/r#3").to_string(), "o/r#3");
+    }
+
+    #[test]
+    fn links_merge_with_the_declared_and_change_one_at_a_time() {
+        let this = r("o/r#5");
+        let merged = merge(&[r("o/r#3"), r("x/y#1")], &[r("O/R#3"), r("o/r#4"), r("o/r#5")], &this);
+        assert_eq!(merged, vec![r("o/r#3"), r("x/y#1"), r("o/r#4")]);
+        let mut links = vec![];
+        assert!(LinkChange::Add(r("o/r#3")).apply(&mut links));
+        assert!(!LinkChange::Add(r("O/r#3")).apply(&mut links));
+        assert!(LinkChange::Set(vec![r("o/r#3"), r("a/b#2")]).apply(&mut links));
+        assert!(!LinkChange::Set(vec![r("a/b#2"), r("o/r#3")]).apply(&mut links));
+        assert!(LinkChange::Remove(r("o/R#3")).apply(&mut links));
+        assert!(!LinkChange::Remove(r("o/r#3")).apply(&mut links));
+        assert_eq!(links, vec![r("a/b#2")]);
     }
 
     #[test]

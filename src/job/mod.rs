@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use self::claims::{Claim, ClaimOwner, Claimed, Expired, Recovery, Slots};
-pub use self::deps::{IssueRef, parse_dependencies};
+pub use self::deps::{IssueRef, LinkChange, parse_dependencies};
 pub use self::failures::{Failure, FailureClass, FailureCounts, Outcome};
 pub use self::key::{from_nanos, issue_key, nanos};
 pub use self::limits::{Limits, RepoConcurrency, RepoLimits, Usage};
@@ -81,9 +81,13 @@ pub struct Job {
     pub priority: u8,
     /// The phase key parsed from the title.
     pub phase: PhaseKey,
-    /// Declared dependencies.
+    /// Declared dependencies: the body's `Depends on #N` lines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<IssueRef>,
+    /// GitHub's "blocked by" links of the issue, as last read or announced (`issue_dependencies`).
+    /// The job depends on these and on [`Job::depends_on`] alike ([`Job::dependencies`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by: Vec<IssueRef>,
     /// The dependencies not known to be closed; the job waits while this is not empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<IssueRef>,
@@ -155,6 +159,12 @@ impl Job {
         }
     }
 
+    /// Everything the job depends on: the declared dependencies, then GitHub's "blocked by" links
+    /// ([`deps::merge`]).
+    pub fn dependencies(&self) -> Vec<IssueRef> {
+        deps::merge(&self.depends_on, &self.blocked_by, &self.issue_ref())
+    }
+
     /// The job's issue as a reference.
     pub fn issue_ref(&self) -> IssueRef {
         IssueRef { repo: self.repo.clone(), issue: self.issue }
@@ -190,6 +200,9 @@ pub struct NewJob {
     pub body: String,
     /// The issue's labels (for priority).
     pub labels: Vec<String>,
+    /// The issue's "blocked by" links on GitHub (`GET …/dependencies/blocked_by`), as read when it was
+    /// queued; empty when not read.
+    pub blocked_by: Vec<IssueRef>,
     /// What queued it.
     pub trigger: Option<Trigger>,
     /// Who asked.
@@ -208,10 +221,16 @@ impl NewJob {
         PhaseKey::parse(&self.title)
     }
 
-    /// The dependencies: the body's `Depends on` / `Blocked by` lines ([`parse_dependencies`]), each once,
-    /// never the issue itself.
-    pub fn dependencies(&self) -> Vec<IssueRef> {
+    /// The dependencies the body declares: its `Depends on` / `Blocked by` lines ([`parse_dependencies`]),
+    /// each once, never the issue itself.
+    pub fn declared(&self) -> Vec<IssueRef> {
         parse_dependencies(&self.body, &self.repo, self.issue)
+    }
+
+    /// Every dependency: the declared ones, then GitHub's "blocked by" links ([`deps::merge`]).
+    pub fn dependencies(&self) -> Vec<IssueRef> {
+        let this = IssueRef { repo: self.repo.clone(), issue: self.issue };
+        deps::merge(&self.declared(), &self.blocked_by, &this)
     }
 }
 
@@ -291,6 +310,7 @@ pub(crate) fn sample_job(state: JobState) -> Job {
         priority: 2,
         phase: PhaseKey::None,
         depends_on: vec![],
+        blocked_by: vec![],
         waiting_on: vec![],
         seq: 1,
         enqueued_at: t,

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{FailureClass, Job, JobState};
+use super::{FailureClass, IssueRef, Job, JobState};
 
 /// How long a job waits when the thing it waits for gave no end time (a usage limit without a reset
 /// time, a GitHub quota without `x-ratelimit-reset`): long enough not to spend a session on a limit
@@ -109,11 +109,15 @@ pub fn when(t: OffsetDateTime) -> String {
 /// - open dependencies: `Waiting for #3 and acme/other#4 to close`;
 /// - the concurrency limits, when ready: `Waiting for a free slot, held by acme/widgets#1` (the claims
 ///   of its repository when its repository is at its limit, else every running job, at most three named).
+///
+/// `stuck` names the issues whose jobs are stuck: a dependency among them is said first, as
+/// "#12 is stuck; `/foreman retry` there" ([`blocked_by_stuck`]).
 pub fn waiting_for(
     job: &Job,
     claims: &[super::Claim],
     limits: &dyn super::Limits,
     hold: Option<&Wait>,
+    stuck: &[IssueRef],
     now: OffsetDateTime,
 ) -> Option<String> {
     if job.state != JobState::Queued {
@@ -131,6 +135,9 @@ pub fn waiting_for(
         return Some(until(w));
     }
     if !job.waiting_on.is_empty() {
+        if let Some(reason) = blocked_by_stuck(job, stuck) {
+            return Some(reason);
+        }
         let names: Vec<String> = job
             .waiting_on
             .iter()
@@ -162,6 +169,21 @@ pub fn waiting_for(
         names.push(format!("{} more", holders.len() - 3));
     }
     Some(format!("Waiting for a free slot, held by {}", join(&names)))
+}
+
+/// What a job waiting on dependencies says when some of them are stuck (`stuck`: issues whose jobs are
+/// stuck): "#12 is stuck; `/foreman retry` there" (one), "#12 and acme/other#4 are stuck; `/foreman retry`
+/// there" (more). `None` when none of its open dependencies is stuck.
+pub fn blocked_by_stuck(job: &Job, stuck: &[IssueRef]) -> Option<String> {
+    let key = |r: &IssueRef| super::issue_key(&r.repo, r.issue);
+    let names: Vec<String> = job
+        .waiting_on
+        .iter()
+        .filter(|d| stuck.iter().any(|s| key(s) == key(d)))
+        .map(|d| if d.repo == job.repo { format!("#{}", d.issue) } else { format!("{}#{}", d.repo, d.issue) })
+        .collect();
+    let verb = if names.len() == 1 { "is" } else { "are" };
+    (!names.is_empty()).then(|| format!("{} {verb} stuck; `/foreman retry` there", join(&names)))
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -262,10 +284,10 @@ mod tests {
     fn a_queued_job_says_what_it_waits_for() {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let ready = Job { placement: crate::job::Placement::Ready, ..crate::job::sample_job(JobState::Queued) };
-        assert_eq!(waiting_for(&ready, &[], &TWO, None, now), None, "a free slot: nothing to wait for");
-        let slot = waiting_for(&ready, &[claim("o/r", 7)], &TWO, None, now);
+        assert_eq!(waiting_for(&ready, &[], &TWO, None, &[], now), None, "a free slot: nothing to wait for");
+        let slot = waiting_for(&ready, &[claim("o/r", 7)], &TWO, None, &[], now);
         assert_eq!(slot.as_deref(), Some("Waiting for a free slot, held by #7"));
-        let full = waiting_for(&ready, &[claim("a/b", 2), claim("c/d", 3)], &TWO, None, now);
+        let full = waiting_for(&ready, &[claim("a/b", 2), claim("c/d", 3)], &TWO, None, &[], now);
         assert_eq!(full.as_deref(), Some("Waiting for a free slot, held by a/b#2 and c/d#3"));
         let deps = Job {
             waiting_on: vec![
@@ -275,14 +297,19 @@ mod tests {
             placement: crate::job::Placement::Waiting,
             ..ready.clone()
         };
-        assert_eq!(waiting_for(&deps, &[], &TWO, None, now).as_deref(), Some("Waiting for #3 and x/y#4 to close"));
+        assert_eq!(waiting_for(&deps, &[], &TWO, None, &[], now).as_deref(), Some("Waiting for #3 and x/y#4 to close"));
+        let stuck = [IssueRef { repo: "x/y".parse().unwrap(), issue: crate::ids::IssueNumber(4) }];
+        assert_eq!(
+            waiting_for(&deps, &[], &TWO, None, &stuck, now).as_deref(),
+            Some("x/y#4 is stuck; `/foreman retry` there")
+        );
         let reset = now + time::Duration::hours(5);
         let wait = Wait { kind: WaitKind::UsageLimit, reason: "the Claude usage limit".into(), until: Some(reset) };
-        let held = waiting_for(&ready, &[], &TWO, Some(&wait), now);
+        let held = waiting_for(&ready, &[], &TWO, Some(&wait), &[], now);
         assert_eq!(held.as_deref(), Some("Waiting until 2027-01-15 13:00 UTC: the Claude usage limit"));
         let own = Job { wait: Some(wait.clone()), not_before: Some(reset), ..ready.clone() };
-        assert_eq!(waiting_for(&own, &[], &TWO, None, now), held);
-        assert_eq!(waiting_for(&crate::job::sample_job(JobState::Running), &[], &TWO, Some(&wait), now), None);
+        assert_eq!(waiting_for(&own, &[], &TWO, None, &[], now), held);
+        assert_eq!(waiting_for(&crate::job::sample_job(JobState::Running), &[], &TWO, Some(&wait), &[], now), None);
     }
 
     #[test]

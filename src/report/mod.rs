@@ -2,5 +2,6 @@
 
 pub mod github;
 pub mod outbox;
+pub mod progress;
 pub mod push;
 pub mod render;

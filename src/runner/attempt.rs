@@ -148,6 +148,7 @@ fn foremans_comments(comments: &[crate::github::Comment], app_id: u64) -> Vec<bo
 pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, cancel: &CancellationToken) -> Attempt {
     let client = &parts.client;
     parts.outbox.update(inst, tracking(parts, job, JobState::Running), nanos(job.updated_at));
+    crate::report::progress::redraw_parent_of(&parts.client, parts.scheduler.store(), inst, &job.issue_ref()).await;
     if let Some(why) = parts.sessions.executor().unavailable() {
         // Nothing changes until the operator fixes the host and restarts Foreman: wait, without counting
         // an attempt against the issue, and say why on it.
@@ -445,6 +446,7 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         &auth,
         &thread.issue.title,
         follow_up.as_ref(),
+        &effective.constitution,
     )
     .await;
     result.progress = progress;

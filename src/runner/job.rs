@@ -112,6 +112,9 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
         }
     };
     log_finished(&outcome, started.elapsed().as_millis() as u64);
+    if let (Some(after), Some(inst)) = (&after, job.installation) {
+        tell_related(parts, inst, after).await;
+    }
     if let Some((inst, t, version)) = report {
         parts.outbox.update(inst, t, version);
         parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
@@ -144,6 +147,20 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     t.session_log = attempt.session_log;
     parts.outbox.update(inst, t, nanos(after.updated_at));
     parts.outbox.flush(&job.repo, job.issue, REPORT_FLUSH).await;
+}
+
+/// After `job` changed: its dependents that wait say so again (a stuck job holds them until someone
+/// retries it: "#12 is stuck; `/foreman retry` there"), and its parent's sub-issue checklist is drawn
+/// again ([`crate::report::progress`]).
+pub(super) async fn tell_related(parts: &Parts, inst: crate::ids::InstallationId, job: &Job) {
+    if job.state == JobState::Stuck || job.state == JobState::Queued {
+        let dependents = parts.scheduler.store().dependents(&job.issue_ref()).unwrap_or_default();
+        for d in dependents.iter().filter(|d| d.state == JobState::Queued && !d.waiting_on.is_empty()) {
+            let t = queued_tracking(&parts.trigger_label, &parts.scheduler, d);
+            parts.outbox.update(d.installation.unwrap_or(inst), t, nanos(d.updated_at));
+        }
+    }
+    crate::report::progress::redraw_parent_of(&parts.client, parts.scheduler.store(), inst, &job.issue_ref()).await;
 }
 
 /// The tracking comment of a job whose outcome was just recorded as `after`: the pull request, the session

@@ -19,8 +19,8 @@ pub use config::SchedulerConfig;
 use crate::ids::{InstallationId, IssueNumber, RepoName};
 use crate::job::backoff;
 use crate::job::{
-    Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, NewJob, Outcome, Recovery, RepoConcurrency,
-    SessionId, Wait,
+    Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, LinkChange, NewJob, Outcome, Recovery,
+    RepoConcurrency, SessionId, Wait,
 };
 use crate::store::{JobError, JobStore, Store};
 
@@ -101,7 +101,29 @@ impl<S: JobStore> Scheduler<S> {
     /// its own wait, its dependencies, the hold on sessions, or the running jobs that hold the slots.
     pub fn waiting_for(&self, job: &Job, now: OffsetDateTime) -> Option<String> {
         let claims = self.store.claims().unwrap_or_default();
-        crate::job::wait::waiting_for(job, &claims, &*self.config, self.hold(now).as_ref(), now)
+        let stuck = self.stuck_dependencies(job);
+        crate::job::wait::waiting_for(job, &claims, &*self.config, self.hold(now).as_ref(), &stuck, now)
+    }
+
+    /// The open dependencies of `job` whose own jobs are stuck: they hold it until someone retries them.
+    pub fn stuck_dependencies(&self, job: &Job) -> Vec<IssueRef> {
+        job.waiting_on
+            .iter()
+            .filter(
+                |d| matches!(self.store.job(&d.repo, d.issue), Ok(Some(j)) if j.state == crate::job::JobState::Stuck),
+            )
+            .cloned()
+            .collect()
+    }
+
+    /// The issue's "blocked by" links changed on GitHub ([`JobStore::update_blocked_by`]); the job when
+    /// its links changed.
+    pub fn link(&self, issue: &IssueRef, change: &LinkChange, now: OffsetDateTime) -> Result<Option<Job>, JobError> {
+        let job = self.store.update_blocked_by(issue, change, now)?;
+        if job.is_some() {
+            self.changed.notify_one();
+        }
+        Ok(job)
     }
 
     /// How often a running session should renew its claim: a third of the time-to-live, so two missed

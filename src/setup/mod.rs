@@ -1,7 +1,8 @@
 //! The setup page: registering the GitHub App from Foreman's manifest, Probot-style, and then its status.
 //!
 //! - `GET /`: without App credentials, a form (a personal account or an organisation); with them, the App
-//!   (name, link, id), its installations (`GET /app/installations`) and what is missing. Never a secret.
+//!   (name, link, id: `GET /app`), its installations (`GET /app/installations`) and what is missing (no
+//!   installation, `public_url` unset, the App not confirmed by GitHub). Never a secret.
 //! - `POST /setup/manifest` (form: `owner` = `personal` | `organization`, `org`, and `admin_token` when
 //!   `FOREMAN_ADMIN_TOKEN` is set; without a token only loopback clients may register): answers a page whose
 //!   one button posts the manifest (`manifest`, JSON) to `{web}/settings/apps/new?state=…` or
@@ -216,6 +217,21 @@ async fn index(State(setup): State<Setup>, headers: HeaderMap) -> Response {
         let webhook_url = format!("{base}{}", crate::ingress::WEBHOOK_PATH);
         return render(StatusCode::OK, minijinja::context! { page => "register", missing, needs_token, webhook_url });
     };
+    // What GitHub says of the App (its name, slug and page, also for configured credentials).
+    let app = match tokio::time::timeout(GITHUB_TIMEOUT, client.app()).await {
+        Ok(Ok(live)) => AppInfo {
+            id: live.id,
+            name: live.name,
+            slug: Some(live.slug),
+            html_url: live.html_url.or(app.html_url),
+            source: app.source,
+        },
+        Ok(Err(e)) => {
+            missing.insert(0, format!("GitHub did not confirm the App (GET /app): {}", client.scrub(&e.to_string())));
+            app
+        }
+        Err(_) => app,
+    };
     let (installations, installations_error) = match tokio::time::timeout(GITHUB_TIMEOUT, client.installations()).await
     {
         Ok(Ok(list)) => (list, None),
@@ -241,10 +257,12 @@ async fn index(State(setup): State<Setup>, headers: HeaderMap) -> Response {
 }
 
 /// Whether the request may register an App: the admin token when one is configured, a loopback client
-/// otherwise. `Err` is the status and the sentence saying why not.
+/// otherwise, and not one a proxy forwarded (`Forwarded`, `X-Forwarded-For`: behind a reverse proxy on the
+/// same machine every client would look local). `Err` is the status and the sentence saying why not.
 fn may_register(
     setup: &Setup,
     peer: Option<SocketAddr>,
+    forwarded: bool,
     token: Option<&str>,
 ) -> Result<(), (StatusCode, &'static str)> {
     match &setup.inner.options.admin_token {
@@ -255,11 +273,11 @@ fn may_register(
                 Err((StatusCode::UNAUTHORIZED, "Enter the admin token (FOREMAN_ADMIN_TOKEN) to register."))
             }
         }
-        None if peer.is_some_and(|p| p.ip().is_loopback()) => Ok(()),
+        None if peer.is_some_and(|p| p.ip().is_loopback()) && !forwarded => Ok(()),
         None => Err((
             StatusCode::FORBIDDEN,
-            "Without FOREMAN_ADMIN_TOKEN the App can be registered from this machine only (a loopback address). \
-             Set the token, or open this page through an SSH tunnel.",
+            "Without FOREMAN_ADMIN_TOKEN the App can be registered from this machine only (a loopback address, \
+             not through a proxy). Set the token, or open this page through an SSH tunnel.",
         )),
     }
 }
@@ -288,7 +306,8 @@ async fn manifest(State(setup): State<Setup>, request: Request) -> Response {
         return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
     };
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    if let Err((status, why)) = may_register(&setup, peer, form.get("admin_token").map(String::as_str)) {
+    let forwarded = headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
+    if let Err((status, why)) = may_register(&setup, peer, forwarded, form.get("admin_token").map(String::as_str)) {
         tracing::warn!(status = status.as_u16(), "registering a GitHub App from the setup page refused");
         return error_page(status, why);
     }

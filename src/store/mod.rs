@@ -153,6 +153,20 @@ pub trait JobStore: Durable {
     ) -> Result<Option<Job>, JobError>;
     /// Records that an issue is open or closed; releases or holds its dependents. Returns how many changed.
     fn record_issue_state(&self, dep: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError>;
+    /// Changes the "blocked by" links of an issue's queued (or failed) job and re-places it; the job when
+    /// its links changed. A wait that closes a cycle makes the jobs on it stuck.
+    fn update_blocked_by(
+        &self,
+        issue: &IssueRef,
+        change: &crate::job::LinkChange,
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError>;
+    /// Records that `sub` is a sub-issue of `parent` (`Some`), or of none (`None`).
+    fn set_parent(&self, sub: &IssueRef, parent: Option<&IssueRef>) -> Result<(), JobError>;
+    /// The parent `sub` was last recorded under.
+    fn parent_of(&self, sub: &IssueRef) -> Result<Option<IssueRef>, JobError>;
+    /// The jobs that depend on an issue (declared or linked), whatever their state.
+    fn dependents(&self, issue: &IssueRef) -> Result<Vec<Job>, JobError>;
     /// Dependencies of waiting jobs whose state is not known yet, at most `limit`.
     fn unknown_dependencies(&self, limit: usize) -> Result<Vec<IssueRef>, JobError>;
     /// Every queued, running or failed job, in key order.

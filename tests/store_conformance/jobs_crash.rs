@@ -19,6 +19,7 @@ const DIR_ENV: &str = "FOREMAN_TEST_CRASH_DIR";
 
 fn req(n: u64) -> NewJob {
     NewJob {
+        blocked_by: vec![],
         repo: format!("o/r{n}").parse().unwrap(),
         issue: IssueNumber(n),
         installation: Some(InstallationId(1)),

@@ -120,6 +120,7 @@ impl<S: JobStore> World<S> {
         match *op {
             Op::Enqueue { issue, title, label } => {
                 let req = NewJob {
+                    blocked_by: vec![],
                     repo: repo_of(issue),
                     issue: IssueNumber(issue.into()),
                     installation: Some(InstallationId(1)),

@@ -43,6 +43,7 @@ fn repo(s: &str) -> RepoName {
 
 fn req(r: &str, n: u64, title: &str) -> NewJob {
     NewJob {
+        blocked_by: vec![],
         repo: repo(r),
         issue: IssueNumber(n),
         installation: Some(InstallationId(1)),

@@ -46,6 +46,7 @@ pub async fn a_jobs_reports_are_kept_with_the_version_applied_and_survive_a_reop
     let store = open(dir.path());
     let config = SchedulerConfig::default();
     let new = NewJob {
+        blocked_by: vec![],
         repo: repo(),
         issue: IssueNumber(1),
         installation: Some(InstallationId(7)),

@@ -89,14 +89,12 @@ pub(crate) fn delivers(w: &crate::world::World, account: Option<&str>) -> bool {
     w.manifest.registered.is_none() || account.is_none_or(|a| w.installations.values().any(|i| i.account == a))
 }
 
-/// Applies what was registered to the App's JSON (`GET /app`, webhooks, the conversion).
+/// Applies what was registered to the App's JSON (`GET /app`, webhooks, the conversion): its description
+/// and homepage (its name, permissions and events are the world's, set when it was registered).
 pub(crate) fn describe(state: &State, app: &mut Value) {
     if let Some(r) = &state.registered {
-        app["name"] = json!(r.name);
         app["description"] = json!(r.description);
         app["external_url"] = json!(r.url);
-        app["permissions"] = json!(r.permissions);
-        app["events"] = json!(r.events);
     }
 }
 
@@ -119,6 +117,8 @@ fn new_app(inner: &Inner, req: &Req, org: Option<&str>) -> Resp {
     w.installations.clear();
     w.tokens.clear();
     w.app_name = registered.name.clone();
+    w.app_permissions = registered.permissions.clone();
+    w.app_events = registered.events.clone();
     w.manifest.codes.insert(code.clone(), Instant::now());
     let redirect = with_query(&registered.redirect_url, &[("code", &code), ("state", state)]);
     if let Some(hook) = &registered.hook_url {

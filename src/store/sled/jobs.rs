@@ -41,7 +41,7 @@ use crate::job::deps::{cycle_reason, find_cycle};
 use crate::job::key::decode_issue_key;
 pub(super) use crate::job::key::{from_nanos, issue_key, nanos};
 use crate::job::{EnqueueOutcome, Job, JobState, NewJob, Placement};
-use crate::job::{FailureCounts, IssueRef, SessionId};
+use crate::job::{FailureCounts, IssueRef, LinkChange, SessionId};
 
 /// Only the fields of a job the counts need; serde skips the rest cheaply.
 #[derive(Deserialize)]
@@ -74,7 +74,7 @@ impl Store {
     ) -> Result<EnqueueOutcome, JobError> {
         let t = self.job_trees();
         let key = issue_key(&new.repo, new.issue);
-        let (phase, depends_on) = (new.phase(), new.dependencies());
+        let (phase, declared, depends_on) = (new.phase(), new.declared(), new.dependencies());
         let mut waiting_on = Vec::new();
         for dep in &depends_on {
             if t.issues.get(issue_key(&dep.repo, dep.issue))?.as_deref() != Some(b"closed") {
@@ -101,14 +101,15 @@ impl Store {
                 }
                 Some(mut job) if matches!(job.state, JobState::Queued | JobState::Failed) => {
                     tx.unplace(&key, &mut job)?;
-                    set_deps(tx, &key, &job.depends_on, &depends_on)?;
+                    set_deps(tx, &key, &job.dependencies(), &depends_on)?;
                     job.kind = new.kind;
                     job.title.clone_from(&new.title);
                     job.labels.clone_from(&new.labels);
                     job.priority = priority;
                     job.phase = phase;
                     job.installation = new.installation.or(job.installation);
-                    job.depends_on.clone_from(&depends_on);
+                    job.depends_on.clone_from(&declared);
+                    job.blocked_by.clone_from(&new.blocked_by);
                     job.waiting_on.clone_from(&waiting_on);
                     job.trigger = new.trigger;
                     job.requester.clone_from(&new.requester);
@@ -122,7 +123,7 @@ impl Store {
                 }
                 existing => {
                     let from = existing.as_ref().map(|j| j.state);
-                    let old_deps = existing.as_ref().map(|j| j.depends_on.clone()).unwrap_or_default();
+                    let old_deps = existing.as_ref().map(Job::dependencies).unwrap_or_default();
                     set_deps(tx, &key, &old_deps, &depends_on)?;
                     let mut job = Job {
                         repo: new.repo.clone(),
@@ -134,7 +135,8 @@ impl Store {
                         labels: new.labels.clone(),
                         priority,
                         phase,
-                        depends_on: depends_on.clone(),
+                        depends_on: declared.clone(),
+                        blocked_by: new.blocked_by.clone(),
                         waiting_on: waiting_on.clone(),
                         seq: tx.jobs.generate_id()?,
                         enqueued_at: now,
@@ -373,6 +375,75 @@ impl Store {
         Ok(changed)
     }
 
+    /// Changes the "blocked by" links of `issue`'s job ([`LinkChange`]) and re-places it: it waits while a
+    /// dependency (declared or linked) is not known to be closed. Only a queued job, or one waiting to
+    /// retry, takes the change (the next run of any other reads the links again when it is queued). When
+    /// the new wait closes a cycle of waiting jobs, every job on it becomes stuck ([`find_cycle`]).
+    /// Returns the job when its links changed, `None` when there is no such job or nothing changed.
+    pub fn update_blocked_by(
+        &self,
+        issue: &IssueRef,
+        change: &LinkChange,
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError> {
+        let t = self.job_trees();
+        let key = issue_key(&issue.repo, issue.issue);
+        let job = t.run(|tx| {
+            let Some(mut job) = tx.job(&key)? else { return Ok(None) };
+            if !matches!(job.state, JobState::Queued | JobState::Failed) {
+                return Ok(None);
+            }
+            let before = job.dependencies();
+            if !change.apply(&mut job.blocked_by) {
+                return Ok(None);
+            }
+            let after = job.dependencies();
+            let mut waiting_on = Vec::new();
+            for dep in &after {
+                // Issue states are learned outside job transactions; read as they are now.
+                let state = t.issues.get(issue_key(&dep.repo, dep.issue)).map_err(|e| abort(e.into()))?;
+                if state.as_deref() != Some(b"closed") {
+                    waiting_on.push(dep.clone());
+                }
+            }
+            tx.unplace(&key, &mut job)?;
+            set_deps(tx, &key, &before, &after)?;
+            job.waiting_on = waiting_on;
+            job.updated_at = now;
+            tx.place(&key, &mut job, now)?;
+            tx.put_job(&key, &job)?;
+            let links: Vec<String> = job.blocked_by.iter().map(ToString::to_string).collect();
+            let cause =
+                format!("blocked by on GitHub: {}", if links.is_empty() { "none".into() } else { links.join(", ") });
+            tx.record(&key, entry(now, "foreman", "linked", Some(job.state), job.state, &cause))?;
+            Ok(Some(job))
+        })?;
+        if let Some(job) = &job
+            && job.placement == Placement::Waiting
+            && let Some(cycle) = self.find_cycle(&job.issue_ref())?
+        {
+            self.set_cycle_stuck(&cycle, now)?;
+            return self.job(&issue.repo, issue.issue);
+        }
+        Ok(job)
+    }
+
+    /// The jobs that depend on `issue` (declared or linked), from the reverse dependency index.
+    pub fn dependents(&self, issue: &IssueRef) -> Result<Vec<Job>, JobError> {
+        let t = self.job_trees();
+        let dep_key = issue_key(&issue.repo, issue.issue);
+        let mut out = Vec::new();
+        for k in t.deps.scan_prefix(&dep_key).keys() {
+            let k = k?;
+            if let Some(job) =
+                decode_issue_key(&k[dep_key.len()..]).and_then(|r| self.job(&r.repo, r.issue).transpose())
+            {
+                out.push(job?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Dependencies of waiting jobs whose state Foreman does not know (no event or lookup recorded yet),
     /// at most `limit`: the caller looks them up on GitHub and reports them with
     /// [`Store::record_issue_state`].
@@ -497,6 +568,7 @@ mod tests {
 
     fn new_job(issue: u64) -> NewJob {
         NewJob {
+            blocked_by: vec![],
             repo: "Octo/Repo".parse().unwrap(),
             issue: IssueNumber(issue),
             installation: None,

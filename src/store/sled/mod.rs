@@ -11,6 +11,7 @@
 mod claims;
 mod inbox;
 mod jobs;
+mod parents;
 mod port;
 mod pushes;
 mod reports;

@@ -117,6 +117,23 @@ impl JobStore for SledStore {
     fn record_issue_state(&self, dep: &IssueRef, open: bool, now: OffsetDateTime) -> Result<usize, JobError> {
         SledStore::record_issue_state(self, dep, open, now)
     }
+    fn update_blocked_by(
+        &self,
+        issue: &IssueRef,
+        change: &crate::job::LinkChange,
+        now: OffsetDateTime,
+    ) -> Result<Option<Job>, JobError> {
+        SledStore::update_blocked_by(self, issue, change, now)
+    }
+    fn set_parent(&self, sub: &IssueRef, parent: Option<&IssueRef>) -> Result<(), JobError> {
+        SledStore::set_parent(self, sub, parent)
+    }
+    fn parent_of(&self, sub: &IssueRef) -> Result<Option<IssueRef>, JobError> {
+        SledStore::parent_of(self, sub)
+    }
+    fn dependents(&self, issue: &IssueRef) -> Result<Vec<Job>, JobError> {
+        SledStore::dependents(self, issue)
+    }
     fn unknown_dependencies(&self, limit: usize) -> Result<Vec<IssueRef>, JobError> {
         SledStore::unknown_dependencies(self, limit)
     }
