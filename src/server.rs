@@ -448,7 +448,11 @@ impl Workers {
                 reconcile_config,
             )
             .with_canceller(canceller.clone());
-            console = Some(crate::console::Backend { client: client.clone(), canceller: canceller.clone() });
+            console = Some(crate::console::Backend {
+                client: client.clone(),
+                canceller: canceller.clone(),
+                scheduler: scheduler.clone(),
+            });
             decider = decider.with_github(
                 dispatch::GithubSide {
                     client: client.clone(),

@@ -34,6 +34,7 @@ async fn world(agent: &str, extra: &[(&str, String)]) -> (World, String) {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let world = World::start_with(agent, Setup { env: &env, ..Setup::default() }).await;
     world.sim.create_user("carol", github_sim::Permission::None, "User");
+    world.sim.create_user("dave", github_sim::Permission::None, "User");
     (world, public)
 }
 
@@ -84,7 +85,7 @@ fn session_in(body: &str, public: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_sign_in_with_github_and_see_the_logs_of_repositories_they_can_read() {
-    let (world, public) = world(FIXING_AGENT, &[]).await;
+    let (world, public) = world(FIXING_AGENT, &[("FOREMAN_CONSOLE_ADMINS", r#"["Dave"]"#.to_owned())]).await;
     let (number, _) = world.sim.create_issue(REPO, "Fix it", "Please fix", "alice").unwrap();
     world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
     world.wait_pull(number).await;
@@ -131,6 +132,17 @@ async fn people_sign_in_with_github_and_see_the_logs_of_repositories_they_can_re
         assert_eq!(status, 404, "{path}: {page}");
         assert!(!page.contains("fix-"), "{page}");
     }
+    let (status, page) = get(&public, "/overview", Some(&carol)).await;
+    assert_eq!(status, 200);
+    assert!(!page.contains(REPO) && !page.contains("id=\"counts\""), "{page}");
+    // dave, no more access than carol on GitHub but listed in console.admins, reads everything.
+    let (dave, _) = sign_in(&public, "dave", "/").await;
+    assert_eq!(get(&public, &log, Some(&dave)).await.0, 200);
+    assert_eq!(get(&public, &job, Some(&dave)).await.0, 200);
+    let (status, page) = get(&public, "/overview", Some(&dave)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"counts\"") && page.contains("succeeded: 1"), "{page}");
+
     // An unknown session is 404 too, for anyone.
     assert_eq!(get(&public, "/sessions/0123-abcd", Some(&alice)).await.0, 404);
 
@@ -186,7 +198,8 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
     let (driver_program, chromium) = browser_programs();
     let marks = tempfile::tempdir().unwrap();
     let (key, value) = shared(marks.path());
-    let (world, public) = world(&live_agent(marks.path()), &[(key, value)]).await;
+    let (world, public) =
+        world(&live_agent(marks.path()), &[(key, value), ("FOREMAN_MAX_SESSIONS_PER_REPO", "3".to_owned())]).await;
     let (number, _) = world.sim.create_issue(REPO, "Do it slowly", "Please", "alice").unwrap();
     world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
     let started = marks.path().join(format!("started-{number}"));
@@ -225,6 +238,27 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
             World::tracking_body(s, number).is_some_and(|b| b.contains("cancelled from the console by @alice"))
         })
         .await;
+
+    // Retry from the same page: queued again, reported on the issue, and the overview shows it.
+    click(&browser, "retry").await;
+    wait_text(&browser, "audit", "retried from the console by @alice").await;
+    world
+        .wait("the tracking comment to leave the cancelled state", |s| {
+            World::tracking_body(s, number).is_some_and(|b| !b.contains("cancelled from the console"))
+        })
+        .await;
+    let shown = tokio::time::timeout(STEP, async {
+        loop {
+            goto(&browser, &format!("{public}/overview")).await;
+            let running = element(&browser, "running").await.text().await.unwrap();
+            if running.contains(&format!("{REPO}#{number}")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(shown.is_ok(), "the overview never showed the retried job running");
     browser.close().await.unwrap();
 
     // bob (read): the job page has no cancel button, and a cancel he forges is refused.
@@ -264,6 +298,15 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
     assert_eq!(post(String::new()).await.unwrap().status(), 403, "no CSRF token");
     assert_eq!(post("csrf=00".into()).await.unwrap().status(), 403, "a wrong CSRF token");
     assert_eq!(post(format!("csrf={csrf}")).await.unwrap().status(), 403, "a reader's own form");
+    let retry = no_redirects()
+        .post(format!("{public}/jobs/{REPO}/{number2}/retry"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 403, "a reader's retry");
     assert_eq!(world.job(number2).await["state"], "running");
     // Without a session at all.
     let anonymous = no_redirects().post(&cancel).body("csrf=00").send().await.unwrap();

@@ -9,7 +9,9 @@
 //!   its live tail as server-sent events; `GET /sessions/{id}/log` the JSON-lines file (download).
 //! - `GET /jobs/{owner}/{repo}/{issue}`: a job, its audit trail and, for people with write on the repository,
 //!   a cancel button; `POST /jobs/{owner}/{repo}/{issue}/cancel` (CSRF token) cancels it through the one
-//!   cancel path ([`crate::dispatch::Canceller`]).
+//!   cancel path ([`crate::dispatch::Canceller`]); `POST …/retry` queues it again, as `/foreman retry` does.
+//! - `GET /overview`: running sessions, the queue in run order with what each job waits for, and stuck jobs,
+//!   of the repositories the person can read (every repository, and the counts per state, for admins).
 //!
 //! Access: a person sees a repository's jobs and logs when GitHub lists it among the repositories their
 //! own token can see (`GET /user/installations`, `GET /user/installations/{installation_id}/repositories`,
@@ -19,6 +21,7 @@
 //! repository. Not signed in, a page answers the sign-in page, which comes back to it.
 
 pub mod logview;
+pub mod overview;
 pub mod pages;
 pub mod signin;
 
@@ -50,8 +53,10 @@ pub struct ConsoleConfig {
 pub struct Backend {
     /// Foreman's GitHub client (installation tokens), for permission checks.
     pub client: crate::github::Client,
-    /// The one cancel path.
+    /// The one cancel path (also reports a retried job queued).
     pub canceller: crate::dispatch::Canceller,
+    /// The scheduler, for retries.
+    pub scheduler: crate::scheduler::Scheduler,
 }
 
 /// Where the server puts the current [`Backend`] (cheap to clone).
@@ -124,6 +129,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(console: Console) -> axum::Route
         .route("/sessions/{id}/log", get(pages::session_download))
         .route("/jobs/{owner}/{repo}/{issue}", get(pages::job_page))
         .route("/jobs/{owner}/{repo}/{issue}/cancel", post(pages::cancel))
+        .route("/jobs/{owner}/{repo}/{issue}/retry", post(pages::retry))
+        .route("/overview", get(overview::overview))
         .with_state(console)
 }
 
@@ -140,6 +147,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("message.html", include_str!("templates/message.html")),
         ("session.html", include_str!("templates/session.html")),
         ("job.html", include_str!("templates/job.html")),
+        ("overview.html", include_str!("templates/overview.html")),
     ] {
         env.add_template(name, source).expect("the console's templates parse");
     }

@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 
 use super::logview;
 use super::signin::{self, Viewer, csrf_ok, signin_page, viewer};
-use super::{Console, message, not_found, render};
+use super::{Backend, Console, message, not_found, render};
 use crate::ids::{IssueNumber, RepoName, UserId};
-use crate::job::{SessionId, SessionRecord, SessionState};
+use crate::job::{Job, JobState, SessionId, SessionRecord, SessionState};
 
 /// How often the live tail looks for new lines in the log file while the session runs.
 pub const TAIL_EVERY: Duration = Duration::from_millis(250);
@@ -280,7 +280,9 @@ pub(crate) async fn job_page(
         .collect();
     let session = detail.claim.as_ref().map(|c| c.session.0.clone());
     let issue_url = format!("{}/{repo}/issues/{issue}", console.inner.web_url);
-    let can_cancel = live && viewer.can_write_hint(&repo.to_string());
+    let writes = viewer.can_write_hint(&repo.to_string());
+    let can_cancel = live && writes;
+    let can_retry = writes && job.state != JobState::Running;
     render(
         StatusCode::OK,
         "job.html",
@@ -289,69 +291,115 @@ pub(crate) async fn job_page(
             repo => repo.to_string(), issue => issue.0, issue_url, job_title => job.title.clone(), state => job.state.to_string(),
             kind => format!("{:?}", job.kind).to_lowercase(), attempts => job.attempts, position => detail.position,
             last_failure => job.last_failure.as_ref().map(|f| format!("{:?}: {}", f.class, f.reason)),
-            session, audit, live, can_cancel,
+            session, audit, live, can_cancel, can_retry,
         },
     )
 }
 
-/// `POST /jobs/{owner}/{repo}/{issue}/cancel` (form `csrf`): cancels the job through the one cancel path,
-/// reported on the issue. 403 without the session's CSRF token or without write on the repository (checked
-/// now with Foreman's installation token); 404 when the person cannot read it.
-pub(crate) async fn cancel(
-    State(console): State<Console>,
-    headers: HeaderMap,
-    Path((owner, repo, issue)): Path<(String, String, String)>,
-    body: axum::body::Bytes,
-) -> Response {
-    let Some((repo, issue)) = job_ref(&owner, &repo, &issue) else { return not_found() };
-    let Some(viewer) = viewer(&console, &headers).await else {
-        return message(StatusCode::UNAUTHORIZED, "Sign in first", "Cancelling needs a signed-in person.");
+/// A write on a job from a form: the person, Foreman's GitHub side and the job, once the session's CSRF
+/// token and write on the repository (checked now with Foreman's installation token) are there. `Err` is
+/// the answer instead: 401 not signed in, 403 without the token or write, 404 when they cannot read the
+/// repository or there is no such job, 503/502 when the store or GitHub cannot say.
+async fn writer(
+    console: &Console,
+    headers: &HeaderMap,
+    (owner, repo, issue): (String, String, String),
+    body: &[u8],
+) -> Result<(Viewer, Backend, Job), Response> {
+    let Some((repo, issue)) = job_ref(&owner, &repo, &issue) else { return Err(not_found()) };
+    let Some(viewer) = viewer(console, headers).await else {
+        return Err(message(StatusCode::UNAUTHORIZED, "Sign in first", "Changing a job needs a signed-in person."));
     };
-    if !csrf_ok(&viewer, &body) {
-        tracing::warn!(login = %viewer.login, %repo, %issue, "a cancel without this session's CSRF token refused");
-        return message(StatusCode::FORBIDDEN, "Refused", "The form is not from this session. Reload the page.");
+    if !csrf_ok(&viewer, body) {
+        tracing::warn!(login = %viewer.login, %repo, %issue, "a form without this session's CSRF token refused");
+        return Err(message(StatusCode::FORBIDDEN, "Refused", "The form is not from this session. Reload the page."));
     }
     if !viewer.can_read(&repo.to_string()) {
-        return not_found();
+        return Err(not_found());
     }
     let Some(backend) = console.inner.options.backend.get() else {
-        return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "Foreman has no GitHub App yet.");
+        return Err(message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "Foreman has no GitHub App yet."));
     };
     let job = match console.inner.options.store.job(&repo, issue) {
         Ok(Some(j)) => j,
-        Ok(None) => return not_found(),
+        Ok(None) => return Err(not_found()),
         Err(e) => {
             tracing::error!(error = %e, "reading a job failed");
-            return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The store could not be read.");
+            return Err(message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The store could not be read."));
         }
     };
     let Some(inst) = job.installation else {
-        return message(StatusCode::CONFLICT, "Cannot check", "The job records no installation to check write with.");
+        return Err(message(StatusCode::CONFLICT, "Cannot check", "The job records no installation to check with."));
     };
     match backend.client.collaborator_permission(inst, &repo, UserId(viewer.user_id), &viewer.login).await {
-        Ok(p) if p >= crate::github::Permission::Write => {}
+        Ok(p) if p >= crate::github::Permission::Write => Ok((viewer, backend, job)),
         Ok(_) => {
-            tracing::warn!(login = %viewer.login, %repo, %issue, "a cancel from a person without write refused");
-            return message(StatusCode::FORBIDDEN, "Refused", "Cancelling needs write access to the repository.");
+            tracing::warn!(login = %viewer.login, %repo, %issue, "a change from a person without write refused");
+            Err(message(StatusCode::FORBIDDEN, "Refused", "Changing a job needs write access to the repository."))
         }
         Err(e) => {
             tracing::warn!(error = %backend.client.scrub(&e.to_string()), "checking a person's permission failed");
-            return message(
-                StatusCode::BAD_GATEWAY,
-                "Unavailable",
-                "GitHub could not say whether you have write access.",
-            );
+            Err(message(StatusCode::BAD_GATEWAY, "Unavailable", "GitHub could not say whether you have write access."))
         }
     }
+}
+
+fn back_to(job: &Job) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/jobs/{}/{}", job.repo, job.issue))]).into_response()
+}
+
+/// `POST /jobs/{owner}/{repo}/{issue}/cancel` (form `csrf`): cancels the job through the one cancel path,
+/// reported on the issue ("Cancelled: cancelled from the console by @login."). Refusals: see [`writer`].
+pub(crate) async fn cancel(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(path): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (viewer, backend, job) = match writer(&console, &headers, path, &body).await {
+        Ok(w) => w,
+        Err(answer) => return answer,
+    };
     let reason = format!("cancelled from the console by @{}", viewer.login);
-    match backend.canceller.cancel(&repo, issue, &viewer.login, &reason, Some(inst), OffsetDateTime::now_utc()).await {
+    let now = OffsetDateTime::now_utc();
+    match backend.canceller.cancel(&job.repo, job.issue, &viewer.login, &reason, job.installation, now).await {
         Ok(_) => {
-            tracing::info!(login = %viewer.login, %repo, %issue, "job cancelled from the console");
-            (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/jobs/{repo}/{issue}"))]).into_response()
+            tracing::info!(login = %viewer.login, repo = %job.repo, issue = %job.issue, "job cancelled from the console");
+            back_to(&job)
         }
         Err(e) => {
             tracing::error!(error = %e, "cancelling from the console failed");
             message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The store could not record the cancellation.")
+        }
+    }
+}
+
+/// `POST /jobs/{owner}/{repo}/{issue}/retry` (form `csrf`): queues a failed, stuck, cancelled or finished job
+/// again with its failure count reset, as `/foreman retry` does, and reports it queued on the issue. 409 for
+/// a running job. Refusals: see [`writer`].
+pub(crate) async fn retry(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(path): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (viewer, backend, job) = match writer(&console, &headers, path, &body).await {
+        Ok(w) => w,
+        Err(answer) => return answer,
+    };
+    let cause = format!("retried from the console by @{}", viewer.login);
+    match backend.scheduler.retry(&job.repo, job.issue, &viewer.login, &cause, OffsetDateTime::now_utc()).await {
+        Ok(queued) => {
+            backend.canceller.report_queued(&queued);
+            tracing::info!(login = %viewer.login, repo = %job.repo, issue = %job.issue, "job retried from the console");
+            back_to(&job)
+        }
+        Err(crate::store::JobError::InvalidState { .. }) => {
+            message(StatusCode::CONFLICT, "Not now", "A running job cannot be retried; cancel it first.")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "retrying from the console failed");
+            message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The store could not record the retry.")
         }
     }
 }
