@@ -54,14 +54,30 @@ async fn sign_in(public: &str, login: &str, next: &str) -> (String, String) {
     assert_eq!(r.status(), 303);
     let authorize = location(&r);
     assert!(authorize.contains("/login/oauth/authorize?client_id="), "{authorize}");
+    let bind = r.headers().get("set-cookie").expect("the sign-in's state cookie").to_str().unwrap().to_owned();
+    assert!(bind.starts_with("foreman_login_state=") && bind.contains("Path=/login"), "{bind}");
     // The simulator's account hint: signed in as `login`, the App authorised before.
     let r = http.get(format!("{authorize}&login={login}")).send().await.unwrap();
     assert_eq!(r.status(), 302);
     let back = location(&r);
     assert!(back.starts_with(&format!("{public}/login/callback?code=")), "{back}");
+    // The callback without the browser's state cookie (a link someone else made) signs no one in.
     let r = http.get(&back).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http.get(format!("{public}/login?next={next}")).send().await.unwrap();
+    let authorize = location(&r);
+    let bind = r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+    let r = http.get(format!("{authorize}&login={login}")).send().await.unwrap();
+    let back = location(&r);
+    let r = http.get(&back).header("cookie", &bind).send().await.unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
-    let cookie = r.headers().get("set-cookie").expect("a session cookie").to_str().unwrap().to_owned();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("foreman_session="))
+        .expect("a session cookie");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(!cookie.contains("Secure"), "no Secure over plain http: {cookie}");
     (cookie.split(';').next().unwrap().to_owned(), location(&r))

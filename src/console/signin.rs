@@ -30,6 +30,9 @@ pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 pub const ACCESS_TTL: Duration = Duration::from_secs(60);
 /// The session cookie's name.
 pub const COOKIE: &str = "foreman_session";
+/// The cookie binding a sign-in's `state` to the browser that started it (`Path=/login`, ten minutes), so a
+/// callback link made by someone else (their code, their state) cannot sign this browser in as them.
+pub const STATE_COOKIE: &str = "foreman_login_state";
 /// Sessions kept at once; past it the oldest are dropped (memory stays bounded, about 2 KiB each plus the
 /// repository names).
 pub const MAX_SESSIONS: usize = 10_000;
@@ -117,12 +120,22 @@ fn local_path(next: Option<&str>) -> String {
     }
 }
 
-/// The session id in the request's cookie.
-fn session_id(headers: &HeaderMap) -> Option<String> {
+/// The hex value of cookie `name` in the request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
-        (k == COOKIE && v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_owned())
+        (k == name && (32..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_owned())
     })
+}
+
+/// The session id in the request's cookie.
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE).filter(|v| v.len() == 64)
+}
+
+/// `; Secure` when Foreman is served over HTTPS.
+fn secure(console: &Console) -> &'static str {
+    if console.inner.options.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) { "; Secure" } else { "" }
 }
 
 /// The signed-in person, their access read again from GitHub when older than [`ACCESS_TTL`]. `None`
@@ -184,7 +197,12 @@ pub(crate) async fn login(State(console): State<Console>, headers: HeaderMap, Qu
         enc(&client_id),
         enc(&redirect)
     );
-    (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
+    let bind = format!(
+        "{STATE_COOKIE}={state}; Path=/login; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        STATE_TTL.as_secs(),
+        secure(&console)
+    );
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to), (header::SET_COOKIE, bind)]).into_response()
 }
 
 #[derive(Deserialize)]
@@ -200,13 +218,15 @@ pub(crate) async fn callback(
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
-    let issued = q.state.as_deref().and_then(|s| lock(&console.inner.sessions.pending).remove(s));
+    let started_here = q.state.is_some() && cookie(&headers, STATE_COOKIE) == q.state;
+    let issued =
+        q.state.as_deref().filter(|_| started_here).and_then(|s| lock(&console.inner.sessions.pending).remove(s));
     let Some((next, _)) = issued.filter(|(_, at)| at.elapsed() < STATE_TTL) else {
         tracing::warn!("sign-in callback with an unknown or expired state refused");
         return message(
             StatusCode::BAD_REQUEST,
             "Sign-in not recognised",
-            "This link back from GitHub was not started here in the last ten minutes. Sign in again.",
+            "This link back from GitHub was not started from this browser in the last ten minutes. Sign in again.",
         );
     };
     let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() < 256) else {
@@ -248,13 +268,16 @@ pub(crate) async fn callback(
     };
     tracing::info!(login, repositories = viewer.repos.len(), admin, "signed in to the console");
     console.inner.sessions.insert(id.clone(), viewer);
-    let secure = console.inner.options.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
-    let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        SESSION_TTL.as_secs(),
-        if secure { "; Secure" } else { "" }
-    );
-    (StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, next)]).into_response()
+    let session =
+        format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}", SESSION_TTL.as_secs(), secure(&console));
+    let unbind = format!("{STATE_COOKIE}=; Path=/login; HttpOnly; SameSite=Lax; Max-Age=0");
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
+    for c in [session, unbind] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
 }
 
 /// `POST /logout` (form `csrf`): ends the session and clears the cookie.
