@@ -174,19 +174,30 @@ async fn people_sign_in_with_github_and_see_the_logs_of_repositories_they_can_re
 }
 
 /// An agent that prints a line, says it started (`<marks>/started-<issue>`), waits for `<marks>/more`, prints
-/// "arrived live", then waits for `<marks>/go` (each wait at most 60 s).
+/// "arrived 42 lines later" (a text its own command, which the log shows at the start, does not hold), then waits for `<marks>/go` (each wait at most 60 s).
 fn live_agent(marks: &Path) -> String {
     format!(
         r#"echo "first step of the work"
 touch '{m}/started-'"$FOREMAN_ISSUE"
 n=0
 while [ ! -e '{m}/more' ]; do n=$((n + 1)); if [ "$n" -gt 1200 ]; then exit 1; fi; sleep 0.05; done
-echo "arrived live"
+echo "arrived $((40 + 2)) lines later"
 n=0
 while [ ! -e '{m}/go' ]; do n=$((n + 1)); if [ "$n" -gt 1200 ]; then exit 1; fi; sleep 0.05; done
 echo "done""#,
         m = marks.display()
     )
+}
+
+/// Saves the page as `name`.png in `FOREMAN_TEST_SCREENSHOTS` when that is set (the pictures in
+/// docs/console.md are taken so: `FOREMAN_TEST_SCREENSHOTS=docs/console cargo test --test e2e_console`).
+async fn screenshot(browser: &fantoccini::Client, name: &str) {
+    let png = browser.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+    if let Some(dir) = std::env::var_os("FOREMAN_TEST_SCREENSHOTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
 }
 
 /// Waits (bounded) until the text of `#id` contains `what`.
@@ -231,6 +242,7 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
 
     let driver = start_driver(&driver_program).await;
     let browser = open_browser(&driver, &chromium).await;
+    browser.set_window_size(1100, 800).await.unwrap();
     // Not signed in, the log link leads to the sign-in page, GitHub, and back to the log.
     goto(&browser, &format!("{public}/sessions/{id}")).await;
     click(&browser, "sign-in").await;
@@ -239,11 +251,22 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
     assert_eq!(browser.current_url().await.unwrap().as_str(), format!("{public}/sessions/{id}"));
     // A mark on this page: it is gone if the page reloads.
     browser.execute("window.stillHere = true; return true;", vec![]).await.unwrap();
+    let before = element(&browser, "lines").await.text().await.unwrap();
+    assert!(!before.contains("arrived 42 lines later"), "{before}");
     std::fs::write(marks.path().join("more"), "").unwrap();
-    wait_text(&browser, "lines", "arrived live").await;
-    wait_text(&browser, "steps", "arrived live").await;
+    wait_text(&browser, "lines", "arrived 42 lines later").await;
+    wait_text(&browser, "steps", "arrived 42 lines later").await;
     let same_page = browser.execute("return window.stillHere === true;", vec![]).await.unwrap();
     assert_eq!(same_page, serde_json::json!(true), "the line arrived by reloading the page");
+    // The end of the Human view, where the live line arrived.
+    browser
+        .execute(
+            "document.getElementById('steps').lastElementChild.scrollIntoView({block: 'end'}); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&browser, "live-log").await;
 
     // Cancel from the job page: the issue's tracking comment says so.
     goto(&browser, &format!("{public}/jobs/{REPO}/{number}")).await;
@@ -258,6 +281,7 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
     // Retry from the same page: queued again, reported on the issue, and the overview shows it.
     click(&browser, "retry").await;
     wait_text(&browser, "audit", "retried from the console by @alice").await;
+    screenshot(&browser, "job").await;
     world
         .wait("the tracking comment to leave the cancelled state", |s| {
             World::tracking_body(s, number).is_some_and(|b| !b.contains("cancelled from the console"))
@@ -275,6 +299,7 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
     })
     .await;
     assert!(shown.is_ok(), "the overview never showed the retried job running");
+    screenshot(&browser, "overview").await;
     browser.close().await.unwrap();
 
     // bob (read): the job page has no cancel button, and a cancel he forges is refused.

@@ -57,7 +57,7 @@ pub fn line(n: usize, raw: &str) -> Line {
             agent_event(&v["event"], &mut steps, &mut error);
         }
         "start" => steps.push(step("note", "session started", &summary_text(&v))),
-        "prompt" => steps.push(step("note", "prompt", v["prompt"].as_str().unwrap_or("(sent to the agent)"))),
+        "prompt" => steps.push(step("note", "prompt", v["text"].as_str().unwrap_or("(sent to the agent)"))),
         "retry" => {
             error = true;
             steps.push(step("note", "retry", &summary_text(&v)));
