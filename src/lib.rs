@@ -33,5 +33,6 @@ pub mod runner;
 pub mod scheduler;
 pub mod server;
 pub mod session;
+pub mod setup;
 pub mod store;
 pub mod telemetry;

@@ -74,16 +74,25 @@ pub fn serve_main(config_file: Option<&Path>) -> ExitCode {
 }
 
 /// The startup checks over the parts this configuration runs with (see [`crate::doctor`]); also what
-/// `foreman doctor` runs.
+/// `foreman doctor` runs. Without configured App credentials, the App registered from the setup page (in
+/// the data directory) is checked, as `serve` would use it.
 pub fn doctor(config: &Config) -> crate::doctor::Doctor {
-    let github = if config.github.has_app_credentials() {
-        crate::github::Client::from_config(&config.github, crate::github::ClientOptions::default()).ok()
+    let mut github_config = config.github.clone();
+    if !github_config.has_app_credentials()
+        && let Ok(Some(app)) = crate::setup::StoredApp::load(&config.data_dir)
+    {
+        github_config.app_id = Some(app.id);
+        github_config.private_key = Some(app.pem.clone());
+        github_config.private_key_path = None;
+    }
+    let github = if github_config.has_app_credentials() {
+        crate::github::Client::from_config(&github_config, crate::github::ClientOptions::default()).ok()
     } else {
         None
     };
     let agent = crate::session::agent::build(&config.agent, crate::session::Credentials::from_env()).map(Arc::from);
     crate::doctor::Doctor {
-        github,
+        github: crate::doctor::GithubSlot::new(github),
         agent,
         agent_config: config.agent.clone(),
         data_dir: config.data_dir.clone(),
@@ -194,21 +203,38 @@ fn check_private_key_file(path: &Path) {
 }
 
 /// Opens the store, binds, and serves until a shutdown signal.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+///
+/// App credentials come from the configuration or, when it has none, from the App registered on the setup
+/// page (`DATA_DIR/github-app.json`, [`crate::setup::stored`]): the configuration wins. Without either, the
+/// setup page at `/` registers one, and the server starts acting on GitHub with it without a restart.
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
     let store =
         Store::open(&config.data_dir.join("store"), &StoreOptions { cache_bytes: config.store.cache_mb * 1024 * 1024 })
             .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", config.data_dir.display()))?;
-    let secrets = webhook_secrets(&config)?;
+    let stored = crate::setup::StoredApp::load(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("reading the App registered from the setup page: {e}"))?;
+    let configured = config.github.has_app_credentials();
+    if let Some(app) = stored.as_ref().filter(|_| !configured) {
+        use_stored_app(&mut config, app);
+        tracing::info!(app_id = app.id, slug = %app.slug, "using the GitHub App registered from the setup page");
+    } else if stored.is_some() {
+        tracing::info!("the configured GitHub App credentials win over the App registered from the setup page");
+    }
+    let secrets = webhook_secrets(&config, stored.as_ref())?;
     let outgoing = outgoing_secrets(&config, &secrets);
+    if let Some(app) = &stored {
+        outgoing.register("github app client_secret", &app.client_secret);
+    }
     if let Some(path) = &config.github.private_key_path {
         check_private_key_file(path);
     }
     if !config.github.has_app_credentials() {
         tracing::warn!(
             "no GitHub App credentials: Foreman will accept and store deliveries but cannot act on GitHub. \
-             Set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)"
+             Open the setup page (/) to register the App, or set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or \
+             GITHUB_PRIVATE_KEY_PATH)"
         );
     }
     let poll = config.github.delivery_mode == crate::github::DeliveryMode::Poll;
@@ -245,7 +271,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(doctor.watch(checks, shutdown.clone()));
+    let doctor_github = doctor.github.clone();
+    tokio::spawn(doctor.watch(checks.clone(), shutdown.clone()));
     let scheduler = crate::scheduler::Scheduler::new(store.clone(), config.scheduler.clone()).with_hold(hold);
     let recovery = scheduler.recover(OffsetDateTime::now_utc()).await.map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
     let requeued: Vec<String> = recovery.requeued.iter().map(ToString::to_string).collect();
@@ -255,50 +282,43 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         slots_corrected = recovery.slots_corrected,
         "recovered jobs left by an earlier process"
     );
-    let mut decider = Decider::new(config.triggers.clone(), scheduler.clone());
-    let mut runner_task = None;
-    if config.github.has_app_credentials() {
-        let (parts, client, outbox) = github_parts(&config, scheduler.clone(), outgoing).await?;
-        let pusher = parts.pusher.clone();
-        let constitutions = parts.constitutions.clone();
-        let runner = crate::runner::Runner::new(parts);
-        // Commands, deliveries and reconciliation cancel through one path, which stops and reports.
-        let canceller = dispatch::Canceller::new(scheduler.clone(), config.triggers.label.clone())
-            .with_github(runner.clone(), outbox.clone());
-        // What an earlier process recorded but did not get onto GitHub (killed between a job's change and
-        // its report, or GitHub failing) is reported now, before any new work.
-        match canceller.resume_reports() {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(jobs = n, "reporting again the jobs GitHub is behind on"),
-            Err(e) => tracing::error!(error = %e, "reading the reports to resume failed; reconciliation tries again"),
-        }
-        let mut reconcile_config = config.reconcile.clone();
-        if poll {
-            // The poller reads every delivery from the log, sent or not: asking GitHub to send one again
-            // (to no webhook URL) would only add a log entry with the same GUID.
-            reconcile_config.redeliver = false;
-            let interval = Duration::from_secs(config.github.poll_interval_secs);
-            tracing::info!(
-                interval_secs = config.github.poll_interval_secs,
-                "reading deliveries from the App's delivery log (github.delivery_mode = poll)"
-            );
-            tokio::spawn(crate::poll::Poller::new(client.clone(), store.clone(), interval).run(shutdown.clone()));
-        }
-        let reconciler = crate::reconcile::Reconciler::new(
-            client.clone(),
-            scheduler.clone(),
-            config.triggers.clone(),
-            reconcile_config,
-        )
-        .with_canceller(canceller.clone());
-        decider = decider.with_github(
-            dispatch::GithubSide { client, outbox, pusher, scratch: config.data_dir.join("scratch"), constitutions },
-            canceller,
-        );
-        tokio::spawn(reconciler.run(shutdown.clone()));
-        runner_task = Some(tokio::spawn(runner.run(shutdown.clone())));
+    let config = Arc::new(config);
+    let workers =
+        Workers::start(&config, &config.github, &config.triggers, scheduler.clone(), &outgoing, &shutdown).await?;
+    let client = workers.client.clone();
+    let workers = Arc::new(tokio::sync::Mutex::new(Some(workers)));
+    let setup = crate::setup::Setup::new(
+        crate::setup::SetupOptions {
+            data_dir: config.data_dir.clone(),
+            api_url: config.github.api_url.clone(),
+            public_url: config.public_url.clone(),
+            admin_token: state.admin_token.clone(),
+            label: config.triggers.label.clone(),
+        },
+        activation(Activation {
+            config: config.clone(),
+            webhook_secrets: secrets,
+            ingress: ingress.clone(),
+            outgoing: outgoing.clone(),
+            scheduler: scheduler.clone(),
+            shutdown: shutdown.clone(),
+            workers: workers.clone(),
+            checks: (doctor_github, checks.clone()),
+        }),
+    );
+    if let Some(client) = &client {
+        let app = match stored.as_ref().filter(|_| !configured) {
+            Some(app) => crate::setup::AppInfo::from_stored(app),
+            None => crate::setup::AppInfo {
+                id: client.app_id(),
+                name: format!("App {}", client.app_id()),
+                slug: Some(config.triggers.app_slug.clone()),
+                html_url: None,
+                source: "configured",
+            },
+        };
+        setup.set_current(app, client.clone());
     }
-    let worker = dispatch::spawn_worker(store.clone(), decider, shutdown.clone())?;
     let pruner = tokio::spawn(prune_loop(store.clone(), config.inbox.retention_days, shutdown.clone()));
     tokio::spawn(crate::telemetry::upkeep_loop(
         crate::telemetry::metrics_handle(),
@@ -306,7 +326,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let app = router(state);
+    let app = router(state).merge(crate::setup::routes(setup));
     let signal = {
         let shutdown = shutdown.clone();
         let ingress = ingress.clone();
@@ -327,14 +347,200 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         _ = drained => tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway"),
     }
     shutdown.cancel();
-    if let Some(runner) = runner_task {
-        let _ = runner.await;
+    if let Some(workers) = workers.lock().await.take() {
+        workers.stop().await;
     }
-    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
     let _ = pruner.await;
     store.sync().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Takes the App registered from the setup page as the configured one: its id and key, and its slug for
+/// `triggers.app_slug` unless that was configured (left at its default `foreman`).
+fn use_stored_app(config: &mut Config, app: &crate::setup::StoredApp) {
+    config.github.app_id = Some(app.id);
+    config.github.private_key = Some(app.pem.clone());
+    config.github.private_key_path = None;
+    if config.triggers.app_slug == crate::decide::DecideConfig::default().app_slug {
+        config.triggers.app_slug = app.slug.clone();
+    }
+}
+
+/// What runs the inbox and, with App credentials, acts on GitHub: the inbox worker (with the Decider's
+/// GitHub side), the runner and the reconciler. Started once at start, and again, with GitHub, when an App
+/// is registered from the setup page.
+struct Workers {
+    /// Stops these workers only (a child of the server's shutdown).
+    stop: CancellationToken,
+    worker: std::thread::JoinHandle<()>,
+    runner: Option<tokio::task::JoinHandle<()>>,
+    reconciler: Option<tokio::task::JoinHandle<()>>,
+    /// Reads the App's delivery log (`github.delivery_mode = "poll"`).
+    poller: Option<tokio::task::JoinHandle<()>>,
+    /// The GitHub client, with App credentials.
+    client: Option<crate::github::Client>,
+}
+
+impl Workers {
+    /// Starts the workers; with App credentials in `github`, their GitHub side too.
+    async fn start(
+        config: &Config,
+        github: &crate::github::GithubConfig,
+        triggers: &crate::decide::DecideConfig,
+        scheduler: crate::scheduler::Scheduler,
+        outgoing: &crate::github::SecretRegistry,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Workers> {
+        let stop = shutdown.child_token();
+        let store = scheduler.store().clone();
+        let mut decider = Decider::new(triggers.clone(), scheduler.clone());
+        let (mut runner_task, mut reconciler_task, mut github_client) = (None, None, None);
+        let mut poller_task = None;
+        if github.has_app_credentials() {
+            let (parts, client, outbox) = github_parts(config, github, scheduler.clone(), outgoing.clone()).await?;
+            let pusher = parts.pusher.clone();
+            let constitutions = parts.constitutions.clone();
+            let runner = crate::runner::Runner::new(parts);
+            // Commands, deliveries and reconciliation cancel through one path, which stops and reports.
+            let canceller = dispatch::Canceller::new(scheduler.clone(), triggers.label.clone())
+                .with_github(runner.clone(), outbox.clone());
+            // What an earlier process recorded but did not get onto GitHub (killed between a job's change and
+            // its report, or GitHub failing) is reported now, before any new work.
+            match canceller.resume_reports() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "reporting again the jobs GitHub is behind on"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the reports to resume failed; reconciliation tries again")
+                }
+            }
+            let mut reconcile_config = config.reconcile.clone();
+            if github.delivery_mode == crate::github::DeliveryMode::Poll {
+                // The poller reads every delivery from the log, sent or not: asking GitHub to send one again
+                // (to no webhook URL) would only add a log entry with the same GUID.
+                reconcile_config.redeliver = false;
+                let interval = Duration::from_secs(github.poll_interval_secs);
+                tracing::info!(
+                    interval_secs = github.poll_interval_secs,
+                    "reading deliveries from the App's delivery log (github.delivery_mode = poll)"
+                );
+                let poller = crate::poll::Poller::new(client.clone(), store.clone(), interval);
+                poller_task = Some(tokio::spawn(poller.run(stop.clone())));
+            }
+            let reconciler = crate::reconcile::Reconciler::new(
+                client.clone(),
+                scheduler.clone(),
+                triggers.clone(),
+                reconcile_config,
+            )
+            .with_canceller(canceller.clone());
+            decider = decider.with_github(
+                dispatch::GithubSide {
+                    client: client.clone(),
+                    outbox,
+                    pusher,
+                    scratch: config.data_dir.join("scratch"),
+                    constitutions,
+                },
+                canceller,
+            );
+            reconciler_task = Some(tokio::spawn(reconciler.run(stop.clone())));
+            runner_task = Some(tokio::spawn(runner.run(stop.clone())));
+            github_client = Some(client);
+        }
+        let worker = dispatch::spawn_worker(store, decider, stop.clone())?;
+        Ok(Workers {
+            stop,
+            worker,
+            runner: runner_task,
+            reconciler: reconciler_task,
+            poller: poller_task,
+            client: github_client,
+        })
+    }
+
+    /// Stops them and waits until they have: running sessions are cancelled and their jobs released, the
+    /// inbox worker ends its pass.
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Some(runner) = self.runner {
+            let _ = runner.await;
+        }
+        if let Some(reconciler) = self.reconciler {
+            let _ = reconciler.await;
+        }
+        if let Some(poller) = self.poller {
+            let _ = poller.await;
+        }
+        let worker = self.worker;
+        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    }
+}
+
+/// What switching to an App registered from the setup page needs.
+struct Activation {
+    config: Arc<Config>,
+    webhook_secrets: Vec<SecretString>,
+    ingress: Ingress,
+    outgoing: crate::github::SecretRegistry,
+    scheduler: crate::scheduler::Scheduler,
+    shutdown: CancellationToken,
+    workers: Arc<tokio::sync::Mutex<Option<Workers>>>,
+    /// The startup checks: given the new App's client and run again.
+    checks: (crate::doctor::GithubSlot, crate::doctor::Latest),
+}
+
+/// Switches the running server to a just-registered App: its webhook secret is accepted from now on (with
+/// the configured or generated ones), its secrets are scrubbed from what Foreman writes, and the workers
+/// are restarted with a GitHub side. Configured credentials would have won, but with them the setup page
+/// registers nothing.
+fn activation(a: Activation) -> crate::setup::Activate {
+    let a = Arc::new(a);
+    Arc::new(move |app: crate::setup::StoredApp| {
+        let a = a.clone();
+        Box::pin(async move {
+            let mut config_github = a.config.github.clone();
+            let mut triggers = a.config.triggers.clone();
+            config_github.app_id = Some(app.id);
+            config_github.private_key = Some(app.pem.clone());
+            config_github.private_key_path = None;
+            if triggers.app_slug == crate::decide::DecideConfig::default().app_slug {
+                triggers.app_slug = app.slug.clone();
+            }
+            let mut secrets = a.webhook_secrets.clone();
+            if let Some(secret) = &app.webhook_secret {
+                a.outgoing.register("github app webhook_secret", secret);
+                secrets.insert(0, secret.clone());
+            }
+            a.outgoing.register("github app client_secret", &app.client_secret);
+            a.ingress.set_verifier(Verifier::new(&secrets));
+            let mut workers = a.workers.lock().await;
+            if let Some(old) = workers.take() {
+                old.stop().await;
+            }
+            let started =
+                Workers::start(&a.config, &config_github, &triggers, a.scheduler.clone(), &a.outgoing, &a.shutdown)
+                    .await;
+            let started = match started {
+                Ok(w) => w,
+                Err(e) => {
+                    // Keep storing and deciding without GitHub, as before.
+                    let without = crate::github::GithubConfig { app_id: None, ..config_github };
+                    *workers = Some(
+                        Workers::start(&a.config, &without, &triggers, a.scheduler.clone(), &a.outgoing, &a.shutdown)
+                            .await?,
+                    );
+                    return Err(e);
+                }
+            };
+            let client = started.client.clone().ok_or_else(|| anyhow::anyhow!("the App has no credentials"))?;
+            *workers = Some(started);
+            a.checks.0.set(Some(client.clone()));
+            a.checks.1.recheck();
+            tracing::info!(app_id = app.id, slug = %app.slug, "acting on GitHub as the App registered from the setup page");
+            Ok(client)
+        })
+    })
 }
 
 /// The registry of secret values scrubbed from everything Foreman writes on GitHub, as known at start: the
@@ -357,13 +563,14 @@ fn outgoing_secrets(config: &Config, webhook: &[SecretString]) -> crate::github:
 /// bad template stops the start), the pusher and the report outbox. `secrets` is shared by all of them.
 async fn github_parts(
     config: &Config,
+    github: &crate::github::GithubConfig,
     scheduler: crate::scheduler::Scheduler,
     secrets: crate::github::SecretRegistry,
 ) -> anyhow::Result<(crate::runner::Parts, crate::github::Client, crate::report::outbox::Outbox)> {
     let mut options = crate::github::ClientOptions::default();
-    options.retry.mutation_interval = Duration::from_millis(config.github.mutation_interval_ms);
+    options.retry.mutation_interval = Duration::from_millis(github.mutation_interval_ms);
     options.secrets = secrets.clone();
-    let client = crate::github::Client::from_config(&config.github, options)
+    let client = crate::github::Client::from_config(github, options)
         .map_err(|e| anyhow::anyhow!("GitHub App credentials: {e}"))?;
     let credentials = crate::session::Credentials::from_env();
     for credential in credentials.iter() {
@@ -419,11 +626,14 @@ pub fn router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
-/// The configured webhook secrets, or the generated one: read from the data directory, or created there
-/// (mode 0600) on the first start. The secret itself is never logged; its file's path is.
-fn webhook_secrets(config: &Config) -> anyhow::Result<Vec<SecretString>> {
-    if !config.github.webhook_secret.is_empty() {
-        return Ok(config.github.webhook_secret.clone());
+/// The webhook secrets deliveries may be signed with: the configured ones and the App registered from the
+/// setup page's; with neither, the generated one, read from the data directory or created there (mode 0600)
+/// on the first start. The secret itself is never logged; its file's path is.
+fn webhook_secrets(config: &Config, stored: Option<&crate::setup::StoredApp>) -> anyhow::Result<Vec<SecretString>> {
+    let mut secrets = config.github.webhook_secret.clone();
+    secrets.extend(stored.and_then(|app| app.webhook_secret.clone()));
+    if !secrets.is_empty() {
+        return Ok(secrets);
     }
     let path: PathBuf = config.data_dir.join(GENERATED_SECRET_FILE);
     if let Ok(existing) = std::fs::read_to_string(&path) {

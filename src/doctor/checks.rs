@@ -17,7 +17,7 @@ pub const WARN_FREE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// `github_app` and, when the App authenticates, `github_permissions`.
 pub(super) async fn github(doctor: &Doctor) -> Vec<Check> {
     const NAME: &str = "github_app";
-    let Some(client) = &doctor.github else {
+    let Some(client) = &doctor.github.get() else {
         let setup = match &doctor.public_url {
             Some(url) => format!("open {}/ to register the App from its manifest", url.trim_end_matches('/')),
             None => "open Foreman's / page to register the App from its manifest".to_owned(),
@@ -113,7 +113,7 @@ pub(super) async fn agent(doctor: &Doctor) -> Check {
         }
     };
     let problem = |summary: String, fix: &str| {
-        if doctor.github.is_some() { Check::fail(NAME, summary, fix) } else { Check::warn(NAME, summary, fix) }
+        if doctor.github.get().is_some() { Check::fail(NAME, summary, fix) } else { Check::warn(NAME, summary, fix) }
     };
     if let Some(why) = agent.unavailable(config) {
         return problem(why, "install it on Foreman's machine, or fix its path in the [agent] section");

@@ -121,8 +121,9 @@ impl Report {
 
 /// What the checks look at: the parts `foreman serve` would run with.
 pub struct Doctor {
-    /// The GitHub client, when App credentials are configured.
-    pub github: Option<crate::github::Client>,
+    /// The GitHub client, when App credentials are configured; `serve` replaces it when the setup page
+    /// registers an App ([`GithubSlot::set`]).
+    pub github: GithubSlot,
     /// The agent backend, built from the configuration (`None` with the reason when it cannot be built).
     pub agent: Result<Arc<dyn crate::session::agent::Agent>, String>,
     /// The server's `[agent]` section.
@@ -143,13 +144,14 @@ impl Doctor {
         Report { checks }
     }
 
-    /// Runs the checks every [`RECHECK_EVERY`] into `latest` until `shutdown`, logging a check whose status
-    /// changed.
+    /// Runs the checks every [`RECHECK_EVERY`], and when [`Latest::recheck`] asks, into `latest` until
+    /// `shutdown`, logging a check whose status changed.
     pub async fn watch(self, latest: Latest, shutdown: tokio_util::sync::CancellationToken) {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(RECHECK_EVERY) => {}
+                () = latest.recheck.notified() => {}
             }
             let report = self.run().await;
             let before = latest.get();
@@ -164,18 +166,48 @@ impl Doctor {
     }
 }
 
+/// The GitHub client the checks use, shared so that `serve` can hand over the client of an App registered
+/// from the setup page.
+#[derive(Clone, Default)]
+pub struct GithubSlot(Arc<RwLock<Option<crate::github::Client>>>);
+
+impl GithubSlot {
+    /// A slot holding `client`.
+    pub fn new(client: Option<crate::github::Client>) -> Self {
+        Self(Arc::new(RwLock::new(client)))
+    }
+
+    /// The client now in the slot.
+    pub fn get(&self) -> Option<crate::github::Client> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Puts `client` in the slot.
+    pub fn set(&self, client: Option<crate::github::Client>) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = client;
+    }
+}
+
 /// The latest [`Report`], shared by the server and `/readyz`.
 #[derive(Clone, Debug, Default)]
-pub struct Latest(Arc<RwLock<Report>>);
+pub struct Latest {
+    report: Arc<RwLock<Report>>,
+    recheck: Arc<tokio::sync::Notify>,
+}
 
 impl Latest {
     /// A copy of the latest report (empty before the first run).
     pub fn get(&self) -> Report {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.report.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Replaces the latest report.
     pub fn set(&self, report: Report) {
-        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = report;
+        *self.report.write().unwrap_or_else(std::sync::PoisonError::into_inner) = report;
+    }
+
+    /// Asks [`Doctor::watch`] to run the checks now (after the setup page registered an App).
+    pub fn recheck(&self) {
+        self.recheck.notify_one();
     }
 }

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
 /// The `[github]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GithubConfig {
     /// Webhook secrets: a comma-separated string or a list. Every one is tried, so a secret can be

@@ -74,7 +74,8 @@ const MAX_HEADER_LEN: usize = 100;
 #[derive(Clone)]
 pub struct Ingress {
     store: Store,
-    verifier: Arc<Verifier>,
+    /// Swapped whole when the App's webhook secret changes (registered from the setup page).
+    verifier: Arc<std::sync::RwLock<Arc<Verifier>>>,
     shutting_down: Arc<AtomicBool>,
     budget: BodyBudget,
     refusals: Arc<refusals::RefusalLog>,
@@ -86,7 +87,7 @@ impl Ingress {
     pub fn new(store: Store, verifier: Verifier) -> Self {
         Self {
             store,
-            verifier: Arc::new(verifier),
+            verifier: Arc::new(std::sync::RwLock::new(Arc::new(verifier))),
             shutting_down: Arc::new(AtomicBool::new(false)),
             budget: BodyBudget::new(DEFAULT_MAX_UNVERIFIED_BODY_BYTES),
             refusals: Arc::default(),
@@ -102,6 +103,12 @@ impl Ingress {
     /// The unverified-body budget, e.g. to see how much of it is taken.
     pub fn body_budget(&self) -> &BodyBudget {
         &self.budget
+    }
+
+    /// Verifies later deliveries with `verifier` (the webhook secrets changed: an App was registered from the
+    /// setup page). Deliveries being verified finish with the secrets they started with.
+    pub fn set_verifier(&self, verifier: Verifier) {
+        *self.verifier.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(verifier);
     }
 
     /// From now on, answer every delivery 503 so GitHub records a failure that can be redelivered.
@@ -270,7 +277,8 @@ async fn receive_inner(ingress: &Ingress, headers: &HeaderMap, body: Body) -> (&
         }
     };
     let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
-    let verified = ingress.verifier.verify(signature, &raw);
+    let verifier = ingress.verifier.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let verified = verifier.verify(signature, &raw);
     // Checked: the body is no longer unverified, whatever the answer.
     drop(held);
     if let Err(e) = verified {

@@ -38,6 +38,8 @@ pub struct World {
     poll: bool,
     /// Every log line Foreman printed so far (its stderr is drained into this as it is read).
     log: std::sync::Mutex<LogBuf>,
+    /// Whether the App is registered from the setup page (the simulator's webhook URL comes from it).
+    no_app: bool,
 }
 
 /// Foreman's log lines, gathered from each process's stderr channel.
@@ -77,6 +79,9 @@ pub struct Setup<'a> {
     /// Poll delivery mode: Foreman reads deliveries from the App's delivery log every second, and the
     /// simulator has no webhook URL (it records every delivery unsent, as GitHub does).
     pub poll: bool,
+    /// Start Foreman without App credentials or webhook secret, and leave the simulator's webhook URL
+    /// unset: the App is to be registered from Foreman's setup page (the manifest sets the URL).
+    pub no_app: bool,
 }
 
 /// The columns of the board every board test uses (Foreman's defaults: trigger `Ready`, then `In progress`,
@@ -157,11 +162,16 @@ impl World {
         for (name, files) in setup.repos {
             sim.create_repo(ORG, name, files).unwrap();
         }
-        let mut all: Vec<(String, String)> = vec![
-            ("GITHUB_APP_ID".into(), sim.app_id().to_string()),
-            ("GITHUB_PRIVATE_KEY_PATH".into(), dir.path().join("sim/app.pem").display().to_string()),
+        let mut all: Vec<(String, String)> = Vec::new();
+        if !setup.no_app {
+            all.extend([
+                ("GITHUB_APP_ID".into(), sim.app_id().to_string()),
+                ("GITHUB_PRIVATE_KEY_PATH".into(), dir.path().join("sim/app.pem").display().to_string()),
+                ("GITHUB_WEBHOOK_SECRET".into(), SECRET.into()),
+            ]);
+        }
+        all.extend([
             ("GITHUB_API_URL".into(), sim.url().to_owned()),
-            ("GITHUB_WEBHOOK_SECRET".into(), SECRET.into()),
             ("FOREMAN_AGENT_BACKEND".into(), "command".into()),
             // The script itself is the command: the sandbox shows the agent no file of the test's.
             ("FOREMAN_AGENT_COMMAND".into(), format!("set -e\n{agent}")),
@@ -169,7 +179,7 @@ impl World {
             // The simulator has no secondary rate limit to respect; 1 s between mutations would make each
             // lifecycle take ~10 s of pacing alone.
             ("GITHUB_MUTATION_INTERVAL_MS".into(), "20".into()),
-        ];
+        ]);
         if !setup.config.is_empty() {
             let path = dir.path().join("foreman.toml");
             std::fs::write(&path, setup.config).unwrap();
@@ -180,7 +190,15 @@ impl World {
             all.push(("GITHUB_POLL_INTERVAL_SECS".into(), "1".into()));
         }
         all.extend(setup.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut world = World { sim, foreman: None, dir, env: all, poll: setup.poll, log: Default::default() };
+        let mut world = World {
+            sim,
+            foreman: None,
+            dir,
+            env: all,
+            poll: setup.poll,
+            log: Default::default(),
+            no_app: setup.no_app,
+        };
         world.start_foreman();
         world
     }
@@ -199,7 +217,7 @@ impl World {
         }
         let foreman = Foreman::start(&self.data_dir(), &env);
         self.log.lock().unwrap().took_startup = false;
-        if !self.poll {
+        if !self.poll && !self.no_app {
             self.sim.set_webhook_url(Some(foreman.url("/api/github/webhooks")));
         }
         self.foreman = Some(foreman);

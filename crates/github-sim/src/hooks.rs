@@ -56,6 +56,9 @@ pub(crate) fn emit(
         }
         None => org.map(str::to_string),
     };
+    if !crate::manifest::delivers(w, account.as_deref()) {
+        return;
+    }
     if let Some(o) = account.as_deref().and_then(|a| w.org_json(a)) {
         payload.insert("organization".into(), o);
     }

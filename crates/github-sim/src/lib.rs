@@ -23,6 +23,7 @@ mod faults;
 mod git;
 mod graphql;
 mod hooks;
+mod manifest;
 mod openapi;
 mod ops;
 mod rest;

@@ -35,6 +35,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             require_app(auth)?;
             Ok(Resp::ok(inner.world().app_public_json()))
         }
+        ["app-manifests", code, "conversions"] if post => Ok(crate::manifest::conversion(inner, code)),
         ["app", "installations"] if get => {
             require_app(auth)?;
             let w = inner.world();

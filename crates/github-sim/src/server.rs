@@ -175,6 +175,10 @@ async fn dispatch(inner: &Arc<Inner>, req: Req) -> Resp {
         inner.changed.send_modify(|n| *n += 1);
         return resp;
     }
+    if let Some(resp) = crate::manifest::web(inner, &req) {
+        inner.changed.send_modify(|n| *n += 1);
+        return resp;
+    }
     let started_ms = inner.now_ms();
     if crate::git::is_git_path(&req.path) {
         let resp = crate::git::handle(inner, &req).await;

@@ -363,6 +363,8 @@ pub struct World {
     /// Every "blocked by" link, oldest first (see `deps`).
     pub dependencies: Vec<crate::deps::Dependency>,
     pub created_at: String,
+    /// What registering the App from a manifest left (`crate::manifest`).
+    pub manifest: crate::manifest::State,
 }
 
 /// The permissions every installation is granted (what Foreman's app manifest asks for).
@@ -425,6 +427,7 @@ impl World {
             in_flight: HashMap::new(),
             dependencies: Vec::new(),
             created_at: ts(OffsetDateTime::now_utc()),
+            manifest: Default::default(),
         };
         let id = w.id();
         w.users.insert(
@@ -614,7 +617,7 @@ impl World {
         let b = &self.base_url;
         let owner = self.users.values().find(|u| u.kind == "Organization").map(|u| u.login.clone());
         let owner = owner.unwrap_or_else(|| "foreman-dev".into());
-        json!({
+        let mut v = json!({
             "id": self.app_id, "slug": self.app_slug, "node_id": node_id("A", self.app_id),
             "owner": self.user_json(&owner), "name": self.app_name,
             "description": "Turns labelled issues into coding-agent pull requests.",
@@ -622,7 +625,9 @@ impl World {
             "created_at": self.created_at, "updated_at": self.created_at,
             "permissions": self.app_permissions,
             "events": self.app_events,
-        })
+        });
+        crate::manifest::describe(&self.manifest, &mut v);
+        v
     }
 
     /// `GET /app` body: the webhook shape plus `client_id` and `installations_count`.
