@@ -26,6 +26,7 @@ pub mod ids;
 pub mod ingress;
 pub mod job;
 pub mod markers;
+pub mod plan;
 pub mod poll;
 pub mod reconcile;
 pub mod report;

@@ -15,6 +15,9 @@
 //! | `<!-- foreman:answer <session id> -->` | an agent's answer to a question, one per session | [`answer`] | found whole |
 //! | `<!-- foreman:constitution-invalid -->` | the invalid-constitution report, one per issue | [`CONSTITUTION_INVALID`] | found whole |
 //! | `<!-- foreman:agent-session <id> -->` | a pull request's body: the agent session that wrote it | [`agent_session`] | [`parse_agent_session`] |
+//! | `<!-- foreman:plan acme/widgets#7 -->` | first line of the plan comment, one per planned issue | [`plan`] | found whole |
+//! | `<!-- foreman:plan-data <base64> -->` | the plan comment: the plan, compressed | [`plan_data`] | [`parse_plan_data`] |
+//! | `<!-- foreman:task acme/widgets#7 T1 -->` | the body of the issue created for task `T1` of #7's plan | [`task`] | [`parse_task`] |
 //!
 //! The arguments are Foreman's own values (a repository name, a number, a date, an id it made or that
 //! GitHub or the agent CLI gave), never a person's text.
@@ -120,6 +123,53 @@ pub fn set_agent_session(body: &str, id: &str) -> String {
     }
 }
 
+/// The marker of the plan comment on `repo#issue`: `<!-- foreman:plan acme/widgets#7 -->`, its first line,
+/// so a second plan of the same issue replaces the comment instead of adding one.
+pub fn plan(repo: &RepoName, issue: IssueNumber) -> String {
+    marker("plan", format_args!("{repo}#{issue}"))
+}
+
+/// The beginning of [`plan_data`], up to its argument.
+const PLAN_DATA_OPEN: &str = "<!-- foreman:plan-data ";
+
+/// The marker carrying a plan's JSON in the plan comment, for `/foreman approve` to read back:
+/// `<!-- foreman:plan-data <data> -->`, the data being `encoded` (URL-safe base64, which cannot close the
+/// comment). Only a comment by Foreman's bot is read this way.
+pub fn plan_data(encoded: &str) -> String {
+    marker("plan-data", encoded)
+}
+
+/// The argument of the first [`plan_data`] marker of `body`, when it is URL-safe base64 (letters, digits,
+/// `-`, `_`).
+pub fn parse_plan_data(body: &str) -> Option<&str> {
+    let rest = &body[body.find(PLAN_DATA_OPEN)? + PLAN_DATA_OPEN.len()..];
+    let data = rest.split_whitespace().next()?;
+    (!data.is_empty() && data.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).then_some(data)
+}
+
+/// The marker in the body of the issue Foreman created for task `key` of the plan of `repo#issue`:
+/// `<!-- foreman:task acme/widgets#7 T1 -->`. Finding it again is what keeps approval from creating a task
+/// twice. `key` is a plan key (ASCII letters, digits, `.`, `_`, `-`).
+pub fn task(repo: &RepoName, issue: IssueNumber, key: &str) -> String {
+    marker("task", format_args!("{repo}#{issue} {key}"))
+}
+
+/// The beginning of [`task`], up to its argument.
+const TASK_OPEN: &str = "<!-- foreman:task ";
+
+/// The planned issue and the task key of a [`task`] marker in `body` (the last one), when well formed.
+pub fn parse_task(body: &str) -> Option<(RepoName, IssueNumber, String)> {
+    let rest = &body[body.rfind(TASK_OPEN)? + TASK_OPEN.len()..];
+    let inner = &rest[..rest.find(CLOSE)?];
+    let (parent, key) = inner.split_once(' ')?;
+    let (repo, issue) = parent.rsplit_once('#')?;
+    let (owner, name) = repo.split_once('/')?;
+    let repo = RepoName::new(owner, name).ok()?;
+    let issue = issue.parse::<u64>().ok().filter(|n| *n > 0)?;
+    let ok = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    ok.then(|| (repo, IssueNumber(issue), key.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,10 +210,24 @@ mod tests {
             (answer("2f1c-ab"), "answer 2f1c-ab"),
             (CONSTITUTION_INVALID.to_owned(), "constitution-invalid"),
             (agent_session("2f1c-ab"), "agent-session 2f1c-ab"),
+            (plan(&repo, IssueNumber(7)), "plan acme/widgets#7"),
+            (plan_data("eyJ9"), "plan-data eyJ9"),
+            (task(&repo, IssueNumber(7), "T1"), "task acme/widgets#7 T1"),
         ];
         for (built, inner) in all {
             assert_eq!(built, format!("<!-- foreman:{inner} -->"));
         }
+    }
+
+    #[test]
+    fn task_and_plan_data_markers_round_trip_and_refuse_anything_else() {
+        let repo: RepoName = "acme/widgets".parse().unwrap();
+        let body = format!("Do it.\n\n{}", task(&repo, IssueNumber(7), "T1.a"));
+        assert_eq!(parse_task(&body), Some((repo, IssueNumber(7), "T1.a".into())));
+        assert_eq!(parse_task("<!-- foreman:task acme/widgets#7 $(x) -->"), None);
+        assert_eq!(parse_task("<!-- foreman:task acme#7 T1 -->"), None);
+        assert_eq!(parse_plan_data(&format!("x\n{}", plan_data("ab-_9"))), Some("ab-_9"));
+        assert_eq!(parse_plan_data("<!-- foreman:plan-data a+b -->"), None);
     }
 
     #[test]

@@ -135,6 +135,7 @@ fn summary(a: &Action) -> String {
         Action::InitConstitution { repo, issue, template, requester, .. } => {
             format!("init constitution {repo}#{issue} from {} by {requester}", template.name())
         }
+        Action::ApprovePlan { repo, issue, requester, .. } => format!("approve plan {repo}#{issue} by {requester}"),
         Action::Ignore { reason } => format!("ignore: {reason}"),
         Action::IssueState { repo, issue, open } => {
             format!("{repo}#{issue} is {}", if *open { "open" } else { "closed" })

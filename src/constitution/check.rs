@@ -274,7 +274,7 @@ impl Walk<'_> {
         } else if let Some(other) = keys::belongs_in(name).first() {
             message.push_str(&format!("; `{name}` belongs in `[{other}]`"));
         } else if table.is_empty() {
-            message.push_str("; the file's tables are `[triggers]`, `[agent]`, `[limits]` and `[rules]`");
+            message.push_str("; the file's tables are `[triggers]`, `[agent]`, `[limits]`, `[rules]` and `[plan]`");
         }
         self.error(span, full, message);
     }

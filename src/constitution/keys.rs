@@ -80,6 +80,7 @@ pub const KEYS: &[Key] = &[
     key("triggers.permissions.help", Takes::Level, "\"anyone\""),
     key("triggers.permissions.constitution", Takes::Level, "\"anyone\""),
     key("triggers.permissions.constitution_init", Takes::Level, "\"write\""),
+    key("triggers.permissions.approve", Takes::Level, "\"write\""),
     key("agent", Takes::Table, "[agent]"),
     key("agent.backend", Takes::Text, "\"claude\""),
     key("agent.model", Takes::Text, "\"claude-sonnet-4-5\""),
@@ -113,6 +114,11 @@ pub const KEYS: &[Key] = &[
     key("rules.tdd.required", Takes::Bool, "true"),
     key("rules.tdd.source", Takes::Globs, "[\"src/**\"]"),
     key("rules.tdd.tests", Takes::Globs, "[\"tests/**\"]"),
+    key("plan", Takes::Table, "[plan]"),
+    key("plan.approve", Takes::Text, "\"manual\""),
+    key("plan.run", Takes::Text, "\"auto\""),
+    key("plan.column", Takes::Text, "\"Backlog\""),
+    key("plan.max_tasks", whole("tasks", 1, U32), "50"),
 ];
 
 /// Old names still read, as (old dotted path, the key's one name). Both set in one file is an error.
@@ -178,6 +184,7 @@ impl Key {
             "limits" => "limits",
             "rules" => "rules",
             "triggers" => "triggers",
+            "plan" => "plan",
             _ => "validation",
         }
     }

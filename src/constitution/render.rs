@@ -30,7 +30,7 @@ pub fn effective_markdown(effective: &Effective) -> String {
     }
     let value = serde_json::to_value(&effective.constitution).unwrap_or_default();
     let Some(sections) = value.as_object() else { return out };
-    for section in ["triggers", "agent", "limits", "rules"] {
+    for section in ["triggers", "agent", "limits", "rules", "plan"] {
         let Some(table) = sections.get(section) else { continue };
         let ceilings = effective.ceilings.as_ref().filter(|_| matches!(section, "agent" | "limits"));
         let _ = write!(out, "\n#### `[{section}]`\n\n");

@@ -1,4 +1,4 @@
-//! The shape of `.github/foreman.toml`: four tables, `[triggers]`, `[agent]`, `[limits]` and `[rules]`.
+//! The shape of `.github/foreman.toml`: five tables, `[triggers]`, `[agent]`, `[limits]`, `[rules]` and `[plan]`.
 //! Every key has a built-in default, so an empty file (or none at all) is a valid constitution.
 //! Unknown keys are refused. Every key and default is listed in `docs/constitution.md`.
 
@@ -21,6 +21,8 @@ pub struct Constitution {
     pub limits: Limits,
     /// The rules every session's outcome is checked against before anything is pushed.
     pub rules: Rules,
+    /// How plans are approved and run (`[plan]`).
+    pub plan: crate::plan::PlanSettings,
 }
 
 /// The `[triggers]` table: the repository-settable part of [`DecideConfig`] (everything but the app's

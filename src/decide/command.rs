@@ -48,8 +48,10 @@ macro_rules! command_names {
 command_names! {
     /// `run [instructions]`.
     Run => "run",
-    /// `plan`.
+    /// `plan [instructions | path/to/spec.md]`.
     Plan => "plan",
+    /// `approve`.
+    Approve => "approve",
     /// `stop`.
     Stop => "stop",
     /// `retry`.
@@ -67,7 +69,8 @@ impl CommandName {
     pub fn usage(self) -> &'static str {
         match self {
             CommandName::Run => "run [instructions]",
-            CommandName::Plan => "plan",
+            CommandName::Plan => "plan [instructions or path/to/spec.md]",
+            CommandName::Approve => "approve",
             CommandName::Stop => "stop",
             CommandName::Retry => "retry",
             CommandName::Status => "status",
@@ -84,7 +87,11 @@ impl CommandName {
                  Text after `run` is passed to the agent as extra instructions."
             }
             CommandName::Plan => {
-                "Queue a planning session: the agent proposes a plan as a comment and changes no code."
+                "Queue a planning session: the agent reads the issue (or the named file of the repository) and \
+                 the code, changes nothing, and proposes tasks with their dependencies, shown as a table."
+            }
+            CommandName::Approve => {
+                "Create the plan's tasks as sub-issues of this issue, each \"blocked by\" its blockers, on the board."
             }
             CommandName::Stop => "Cancel this issue's queued or running job.",
             CommandName::Retry => "Run this issue's failed, stuck or cancelled job again, or end its wait.",
@@ -101,8 +108,8 @@ impl CommandName {
     /// Whether the command takes free-text arguments.
     fn takes_text(self) -> bool {
         match self {
-            CommandName::Run | CommandName::Constitution => true,
-            CommandName::Plan | CommandName::Stop | CommandName::Retry | CommandName::Status | CommandName::Help => {
+            CommandName::Run | CommandName::Plan | CommandName::Constitution => true,
+            CommandName::Approve | CommandName::Stop | CommandName::Retry | CommandName::Status | CommandName::Help => {
                 false
             }
         }
@@ -163,8 +170,14 @@ pub enum Command {
         /// Extra instructions for the agent.
         instructions: Option<String>,
     },
-    /// `plan`.
-    Plan,
+    /// `plan`, with the rest of its line as instructions, or the path of a file of the repository holding the
+    /// specification (`None` when empty).
+    Plan {
+        /// Extra instructions, or a path.
+        instructions: Option<String>,
+    },
+    /// `approve`: create the plan's tasks.
+    Approve,
     /// `stop`.
     Stop,
     /// `retry`.
@@ -186,7 +199,8 @@ impl Command {
     pub fn name(&self) -> CommandName {
         match self {
             Command::Run { .. } => CommandName::Run,
-            Command::Plan => CommandName::Plan,
+            Command::Plan { .. } => CommandName::Plan,
+            Command::Approve => CommandName::Approve,
             Command::Stop => CommandName::Stop,
             Command::Retry => CommandName::Retry,
             Command::Status => CommandName::Status,
@@ -264,7 +278,8 @@ pub fn parse_line(line: &str, app_slug: &str) -> Option<Found> {
             Some(name) if !args.is_empty() && !name.takes_text() => {
                 Err(ParseError::UnexpectedArgs { command: name, args: args.to_owned() })
             }
-            Some(CommandName::Plan) => Ok(Command::Plan),
+            Some(CommandName::Plan) => Ok(Command::Plan { instructions: (!args.is_empty()).then(|| args.to_owned()) }),
+            Some(CommandName::Approve) => Ok(Command::Approve),
             Some(CommandName::Stop) => Ok(Command::Stop),
             Some(CommandName::Retry) => Ok(Command::Retry),
             Some(CommandName::Status) => Ok(Command::Status),

@@ -79,6 +79,8 @@ pub struct CommandPermissions {
     pub constitution: Level,
     /// `constitution init` (opening a pull request with a starter file). Default `write`.
     pub constitution_init: Level,
+    /// `/foreman approve`: create a plan's tasks as issues. Default write.
+    pub approve: Level,
 }
 
 impl Default for CommandPermissions {
@@ -92,6 +94,7 @@ impl Default for CommandPermissions {
             help: Level::Anyone,
             constitution: Level::Anyone,
             constitution_init: Level::Write,
+            approve: Level::Write,
         }
     }
 }
@@ -110,8 +113,9 @@ impl CommandPermissions {
     /// `("constitution_init", level)`. The keys are the serde names of the fields. Written as an
     /// exhaustive destructuring, so a field added to the table does not compile until it is listed here,
     /// and so until a repository's constitution can set it ([`crate::constitution::Effective::decide_config`]).
-    pub fn entries(&self) -> [(&'static str, Level); 8] {
-        let CommandPermissions { run, plan, stop, retry, status, help, constitution, constitution_init } = self;
+    pub fn entries(&self) -> [(&'static str, Level); 9] {
+        let CommandPermissions { run, plan, stop, retry, status, help, constitution, constitution_init, approve } =
+            self;
         [
             ("run", *run),
             ("plan", *plan),
@@ -121,12 +125,14 @@ impl CommandPermissions {
             ("help", *help),
             ("constitution", *constitution),
             ("constitution_init", *constitution_init),
+            ("approve", *approve),
         ]
     }
 
     /// The same keys as [`CommandPermissions::entries`], each with a place to set its level.
-    pub fn entries_mut(&mut self) -> [(&'static str, &mut Level); 8] {
-        let CommandPermissions { run, plan, stop, retry, status, help, constitution, constitution_init } = self;
+    pub fn entries_mut(&mut self) -> [(&'static str, &mut Level); 9] {
+        let CommandPermissions { run, plan, stop, retry, status, help, constitution, constitution_init, approve } =
+            self;
         [
             ("run", run),
             ("plan", plan),
@@ -136,6 +142,7 @@ impl CommandPermissions {
             ("help", help),
             ("constitution", constitution),
             ("constitution_init", constitution_init),
+            ("approve", approve),
         ]
     }
 
@@ -144,6 +151,7 @@ impl CommandPermissions {
         match command {
             CommandName::Run => self.run,
             CommandName::Plan => self.plan,
+            CommandName::Approve => self.approve,
             CommandName::Stop => self.stop,
             CommandName::Retry => self.retry,
             CommandName::Status => self.status,

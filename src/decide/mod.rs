@@ -178,6 +178,18 @@ pub enum Action {
     },
     /// A "blocked by" link or a sub-issue changed on GitHub ([`links::LinkAction`]).
     Link(links::LinkAction),
+    /// Create the tasks of the issue's plan as its sub-issues (`crate::plan::create`).
+    ApprovePlan {
+        /// The repository.
+        repo: RepoName,
+        /// The planned issue.
+        issue: IssueNumber,
+        /// Who approved.
+        requester: String,
+        /// The installation to act through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        installation: Option<InstallationId>,
+    },
     /// Do nothing, for this reason.
     Ignore {
         /// Why, in words that answer "why didn't Foreman react?".
@@ -194,6 +206,7 @@ impl Action {
             Action::ShowConstitution { .. } => "show_constitution",
             Action::ConstitutionChanged { .. } => "constitution_changed",
             Action::InitConstitution { .. } => "init_constitution",
+            Action::ApprovePlan { .. } => "approve_plan",
             Action::Enqueue { .. } => "enqueue",
             Action::Cancel { .. } => "cancel",
             Action::Retry { .. } => "retry",
@@ -714,7 +727,7 @@ impl Cx<'_> {
         let job = self.job;
         let who = &author.login;
         match command {
-            Command::Run { .. } | Command::Plan => {
+            Command::Run { .. } | Command::Plan { .. } => {
                 if let Some(state) = job.filter(|s| s.is_queued_or_running()) {
                     return self.reply(
                         issue,
@@ -727,6 +740,7 @@ impl Cx<'_> {
                 let (kind, instructions) = match command {
                     Command::Run { instructions } if issue.is_pull_request => (JobKind::FollowUp, instructions.clone()),
                     Command::Run { instructions } => (JobKind::Code, instructions.clone()),
+                    Command::Plan { instructions } => (JobKind::Plan, instructions.clone()),
                     _ => (JobKind::Plan, None),
                 };
                 let mut action = self.enqueue(kind, repo, number, Trigger::Command, who);
@@ -735,6 +749,17 @@ impl Cx<'_> {
                 }
                 action
             }
+            Command::Approve => match job.filter(|s| s.is_queued_or_running()) {
+                Some(state) => {
+                    self.reply(issue, format!("@{who}, #{number}'s job is {state}; approve its plan when ready."))
+                }
+                None => Action::ApprovePlan {
+                    repo: repo.clone(),
+                    issue: number,
+                    requester: who.clone(),
+                    installation: self.event.installation,
+                },
+            },
             Command::Stop => match job {
                 Some(state) if state.is_live() => Action::Cancel {
                     repo: repo.clone(),

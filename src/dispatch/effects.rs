@@ -78,6 +78,8 @@ pub enum Effect {
     Released(usize),
     /// `link`: what the relationship change came to, in words.
     Link(String),
+    /// `approve_plan`: this many issues were created (the requester was told).
+    PlanApproved(usize),
 }
 
 /// What the job store made of an `enqueue`.
@@ -123,6 +125,7 @@ impl fmt::Display for Effect {
             Effect::Reordered(false) => f.write_str("its place did not change"),
             Effect::Released(n) => write!(f, "{n} jobs waiting for the constitution queued again"),
             Effect::Link(what) => f.write_str(what),
+            Effect::PlanApproved(n) => write!(f, "plan approved: {n} issues created"),
         }
     }
 }
@@ -321,6 +324,9 @@ impl Effects {
                 )
                 .await;
                 Ok(shown.map_or_else(Effect::ReplyFailed, |_| Effect::Replied))
+            }
+            Action::ApprovePlan { repo, issue, requester, installation } => {
+                self.approve_plan(event, repo, *issue, requester, *installation).await
             }
             Action::InitConstitution { repo, issue, template, requester, installation } => {
                 let (Some(github), Some(inst)) = (&self.github, installation) else { return Ok(Effect::NoGithub) };

@@ -11,6 +11,7 @@
 //! - [`effects`]: each action carried out, with a typed [`effects::Effect`];
 //! - [`cancel`]: the one way a job is cancelled, shared with reconciliation.
 
+mod approve;
 pub mod cancel;
 pub mod decider;
 pub mod drain;

@@ -29,6 +29,7 @@ pub mod redact;
 mod rest;
 mod retry;
 pub mod secrets;
+mod sub_issues;
 pub mod types;
 
 pub use accounting::Quota;
@@ -42,4 +43,5 @@ pub use links::LinkedIssue;
 pub use projects::{ProjectBoard, ProjectItem};
 pub use retry::RetryPolicy;
 pub use secrets::SecretRegistry;
+pub use sub_issues::IssueRecord;
 pub use types::*;

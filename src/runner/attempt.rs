@@ -446,6 +446,7 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         &auth,
         &thread.issue.title,
         follow_up.as_ref(),
+        &effective.constitution,
     )
     .await;
     result.progress = progress;

@@ -30,9 +30,13 @@ pub(super) async fn conclude(
     auth: &GitAuth,
     title: &str,
     follow_up: Option<&crate::github::PullRequest>,
+    constitution: &crate::constitution::Constitution,
 ) -> Attempt {
     match &outcome.verdict {
         Verdict::ChangesReady => {}
+        Verdict::Answered if job.kind == JobKind::Plan && outcome.plan.is_some() => {
+            return super::plan::plan_ready(parts, job, inst, outcome, constitution).await;
+        }
         Verdict::Answered => return answered(parts, job, inst, outcome).await,
         Verdict::NoChanges { reason } => return Attempt::failed(FailureClass::Agent, reason.clone()),
         Verdict::Failed { class, reason } => return session_failed(class, reason),

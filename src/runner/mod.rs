@@ -16,6 +16,7 @@
 mod attempt;
 mod conclude;
 pub mod job;
+mod plan;
 mod publish;
 
 use std::collections::HashMap;

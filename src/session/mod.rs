@@ -259,6 +259,23 @@ pub struct SessionOutcome {
     /// The constitution's allow-or-deny decision on the changes, when rules were given and there were
     /// changes to check. Goes into the job's audit trail.
     pub enforcement: Option<crate::constitution::Decision>,
+    /// For a planning session, the text of the file named by `FOREMAN_PLAN_FILE` when the agent wrote it
+    /// (at most [`PLAN_FILE_BYTES`]; a longer one is cut there, and refused as JSON). `None` otherwise.
+    pub plan: Option<String>,
+}
+
+/// The plan file's name in the agent's home (`FOREMAN_PLAN_FILE`, planning sessions only).
+pub const PLAN_FILE: &str = ".foreman-plan.json";
+
+/// The most of the plan file read, in bytes (1 MiB and one byte, so a longer file shows as too large).
+pub const PLAN_FILE_BYTES: u64 = 1024 * 1024 + 1;
+
+/// The plan file's text, at most [`PLAN_FILE_BYTES`]; `None` when there is none.
+fn read_plan_file(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut text = Vec::new();
+    std::fs::File::open(path).ok()?.take(PLAN_FILE_BYTES).read_to_end(&mut text).ok()?;
+    Some(String::from_utf8_lossy(&text).into_owned())
 }
 
 /// A configuration problem found at start.
@@ -404,6 +421,7 @@ impl SessionRunner {
             summary: Summary::default(),
             log_path: log.path().to_owned(),
             enforcement: None,
+            plan: None,
         };
 
         if let Some(why) = self.executor.unavailable() {
@@ -474,14 +492,26 @@ impl SessionRunner {
             network: network.access.clone(),
         };
 
+        // A planning session writes its plan into its home, which it may write and which is kept per issue:
+        // one left by an earlier session is removed first.
+        let plan_file = (spec.kind == PromptKind::Planning).then(|| mounts.home.join(PLAN_FILE));
+        if let Some(path) = &plan_file {
+            let _ = std::fs::remove_file(path);
+        }
+        let plan_path = plan_file
+            .as_ref()
+            .map(|_| self.executor.home_dir(&mounts.home).join(PLAN_FILE).to_string_lossy().into_owned());
+        let spec_file = plan_file.as_ref().and_then(|_| prompt::spec_file(&ws.path, spec.instructions.as_deref()));
         let input = prompt::PromptInput {
+            plan_file: plan_path.clone(),
+            spec_file: spec_file.clone(),
             repo: spec.repo.to_string(),
             branch: branch.clone(),
             issue: spec.resolves.clone().unwrap_or_else(|| spec.issue.clone()),
             pull_request: (spec.kind == PromptKind::FollowUp).then_some(spec.issue.number),
             comments: spec.comments.clone(),
             requester: spec.requester.clone(),
-            instructions: spec.instructions.clone().filter(|s| !s.trim().is_empty()),
+            instructions: spec.instructions.clone().filter(|s| !s.trim().is_empty() && spec_file.is_none()),
             repository_instructions: prompt::read_instruction_files(&ws.path),
             constitution: spec.constitution.clone(),
             attempt: spec.attempt.max(1),
@@ -493,6 +523,9 @@ impl SessionRunner {
                 let identity = self.identity();
                 let mut env = env::build(self.parent_env.iter().cloned(), &self.config.env_allow, &self.config.env);
                 env.extend(identity.clone());
+                if let Some(path) = &plan_path {
+                    env.insert("FOREMAN_PLAN_FILE".into(), path.clone());
+                }
                 let run = AgentRun {
                     config: &c,
                     spec: &spec,
@@ -518,6 +551,13 @@ impl SessionRunner {
             }
         };
         progress(Progress::Finishing);
+        if let Some(path) = &plan_file {
+            outcome.plan = read_plan_file(path);
+            let _ = std::fs::remove_file(path);
+            if let Some(text) = &outcome.plan {
+                log.event("plan", json!({ "bytes": text.len() }));
+            }
+        }
 
         outcome.answer = agent.answer.clone().filter(|a| !a.trim().is_empty());
         if agent.agent_session_id.is_some() {
@@ -598,7 +638,7 @@ impl SessionRunner {
                 outcome.changes = changes;
                 // Commits are a change to push (a plan's are not: it changes nothing); without them, a final
                 // message is an answer (a question answered, or why it cannot be done), and silence a failure.
-                let answered = outcome.answer.is_some();
+                let answered = outcome.answer.is_some() || outcome.plan.is_some();
                 if spec.kind == PromptKind::Planning && answered {
                     Verdict::Answered
                 } else if has_commits {

@@ -139,6 +139,12 @@ pub struct PromptInput {
     pub attempt: u32,
     /// Why the previous attempt failed, when there was one.
     pub previous_failure: Option<String>,
+    /// For a planning session: where the agent writes its plan as JSON (`FOREMAN_PLAN_FILE`, the path as
+    /// the agent sees it). `None` for other sessions.
+    pub plan_file: Option<String>,
+    /// For a planning session asked `/foreman plan path/to/spec.md`: that path, when it names a file of the
+    /// repository (the specification); `None` otherwise.
+    pub spec_file: Option<String>,
 }
 
 impl PromptInput {
@@ -156,6 +162,8 @@ impl PromptInput {
             constitution: vec!["A rule".into()],
             attempt: 2,
             previous_failure: Some("it failed".into()),
+            plan_file: Some("/home/agent/.foreman-plan.json".into()),
+            spec_file: Some("docs/spec.md".into()),
         }
     }
 
@@ -174,6 +182,18 @@ impl PromptInput {
         input.previous_failure = Some(format!("{forged}{failure}"));
         input
     }
+}
+
+/// The file of the repository in `workspace` that `instructions` name, when they are one relative path
+/// (no `..`) to a file: the specification of a planning session (`/foreman plan docs/spec.md`).
+pub fn spec_file(workspace: &std::path::Path, instructions: Option<&str>) -> Option<String> {
+    let word = instructions?.trim();
+    let path = std::path::Path::new(word);
+    let plain = !word.is_empty()
+        && !word.contains(char::is_whitespace)
+        && path.is_relative()
+        && path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    (plain && workspace.join(path).is_file()).then(|| word.to_owned())
 }
 
 /// The untrusted texts of [`PromptInput::untrusted_sample`]: what each is, and the text.

@@ -173,6 +173,29 @@ fn route(inner: &Inner, req: &Req) -> R {
             ops::move_item(inner, org, num(n)?, item, s(&b, "column")?, &user_of(&b)?)?;
             Ok(Resp::ok(json!({"item_id": item, "column": b["column"]})))
         }
+        ["repos", o, r, "issues", n, "sub_issues"] if post => {
+            let b = req.json()?;
+            let full = format!("{o}/{r}");
+            let child_repo = b["repo"].as_str().map_or_else(|| full.clone(), str::to_string);
+            let child = b["sub_issue"].as_u64().ok_or_else(|| Resp::error(400, "missing number field `sub_issue`"))?;
+            let id = issue_id(inner, &child_repo, child)?;
+            Ok(Resp::json(201, crate::subs::add(inner, &full, num(n)?, id, false, &user_of(&b)?)?))
+        }
+        ["repos", o, r, "issues", n, "sub_issues", child] if m == Method::DELETE => {
+            let user = req.q("user").ok_or_else(|| Resp::error(400, "missing query parameter `user`"))?;
+            let full = format!("{o}/{r}");
+            let id = issue_id(inner, req.q("repo").unwrap_or(&full), num(child)?)?;
+            Ok(Resp::ok(crate::subs::remove(inner, &full, num(n)?, id, user)?))
+        }
+        ["hold"] if post => {
+            let b = req.json()?;
+            inner.holds.arm(s(&b, "method")?, s(&b, "suffix")?, b["skip"].as_u64().unwrap_or(0));
+            Ok(Resp::ok(json!({"armed": true})))
+        }
+        ["hold", "release"] if post => {
+            inner.holds.release();
+            Ok(Resp::ok(json!({"released": true})))
+        }
         ["faults"] if post => {
             let b: crate::faults::Faults = serde_json::from_slice(if req.body.is_empty() { b"{}" } else { &req.body })
                 .map_err(|e| Resp::error(400, &format!("bad faults: {e}")))?;
@@ -210,6 +233,13 @@ fn route(inner: &Inner, req: &Req) -> R {
         ["state"] if m == Method::GET => Ok(Resp::ok(crate::state_json(inner))),
         _ => Err(Resp::error(404, "no such control endpoint (see crates/github-sim/README.md)")),
     }
+}
+
+/// The database id of `repo#number` (an issue, not a pull request).
+fn issue_id(inner: &Inner, repo: &str, number: u64) -> Result<u64, Resp> {
+    let w = inner.world();
+    let issue = w.repos.get(repo).and_then(|r| r.issues.get(&number)).filter(|i| i.pull.is_none());
+    issue.map(|i| i.id).ok_or_else(|| Resp::error(404, &format!("no issue {repo}#{number}")))
 }
 
 /// The database id of the blocker a control request names: `issue_id`, or `issue` (a number) in

@@ -22,12 +22,14 @@ pub mod descriptions;
 mod faults;
 mod git;
 mod graphql;
+mod hold;
 mod hooks;
 mod manifest;
 mod openapi;
 mod ops;
 mod rest;
 mod server;
+mod subs;
 mod world;
 
 use std::net::SocketAddr;
@@ -150,6 +152,7 @@ impl GithubSim {
             faults: Mutex::new(Faults::default()),
             webhook_url: Mutex::new(config.webhook_url.clone()),
             started: std::time::Instant::now(),
+            holds: Default::default(),
         });
         let hooks_task = tokio::spawn(hooks::run(inner.clone(), hook_rx));
         let app_inner = inner.clone();
@@ -353,6 +356,59 @@ impl SimHandle {
     pub fn merge_pull(&self, repo: &str, number: u64, user: &str) -> anyhow::Result<()> {
         check(deps::merge(&self.inner, repo, number, user)).map(drop)
     }
+    /// `POST /_sim/repos/{owner}/{repo}/issues/{number}/sub_issues` as `user`: issue `child` of `child_repo`
+    /// (same owner) becomes a sub-issue of `repo#number`, as a person adds one on github.com; emits
+    /// `sub_issues` `sub_issue_added` and `parent_issue_added`.
+    pub fn add_sub_issue(
+        &self,
+        repo: &str,
+        number: u64,
+        child_repo: &str,
+        child: u64,
+        user: &str,
+    ) -> anyhow::Result<()> {
+        let id = sub_issue_id(&self.inner, child_repo, child)?;
+        check(subs::add(&self.inner, repo, number, id, false, user)).map(drop)
+    }
+    /// `DELETE /_sim/repos/{owner}/{repo}/issues/{number}/sub_issues/{child}?user=&repo=`: removes the
+    /// sub-issue; emits `sub_issue_removed` and `parent_issue_removed`.
+    pub fn remove_sub_issue(
+        &self,
+        repo: &str,
+        number: u64,
+        child_repo: &str,
+        child: u64,
+        user: &str,
+    ) -> anyhow::Result<()> {
+        let id = sub_issue_id(&self.inner, child_repo, child)?;
+        check(subs::remove(&self.inner, repo, number, id, user)).map(drop)
+    }
+    /// The sub-issues of `repo#number` as `(repository full name, number)`, in priority order.
+    pub fn sub_issues(&self, repo: &str, number: u64) -> Vec<(String, u64)> {
+        let w = self.inner.world();
+        let Some(id) = w.repos.get(repo).and_then(|r| r.issues.get(&number)).map(|i| i.id) else { return Vec::new() };
+        w.sub_issues.iter().filter(|l| l.parent == id).filter_map(|l| subs::find(&w, l.child)).collect()
+    }
+    /// `POST /_sim/hold`: carries out the next API request whose method is `method` and whose path ends with
+    /// `suffix`, after letting `skip` such requests through, then holds its answer until
+    /// [`Self::release_hold`] (or a minute). [`Self::held`] counts answers held now. For a test that kills its
+    /// caller between GitHub acting and the caller hearing of it.
+    pub fn hold_answer(&self, method: &str, suffix: &str, skip: u64) {
+        self.inner.holds.arm(method, suffix, skip);
+    }
+    /// `POST /_sim/hold/release`: sends every held answer and disarms the hold.
+    pub fn release_hold(&self) {
+        self.inner.holds.release();
+    }
+    /// How many answers are held now (see [`Self::hold_answer`]).
+    pub fn held(&self) -> u64 {
+        *self.inner.holds.held.borrow()
+    }
+    /// Waits until an answer is held, up to `timeout`; returns whether one is.
+    pub async fn wait_held(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.holds.held.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n > 0)).await.is_ok_and(|r| r.is_ok())
+    }
     /// `POST /_sim/orgs/{org}/projects`: returns `(number, node_id)`.
     pub fn create_project(&self, org: &str, title: &str, columns: &[&str]) -> (u64, String) {
         let cols: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
@@ -470,6 +526,17 @@ impl SimHandle {
     }
 }
 
+/// The database id of `repo#number`, for a sub-issue link.
+fn sub_issue_id(inner: &server::Inner, repo: &str, number: u64) -> anyhow::Result<u64> {
+    inner
+        .world()
+        .repos
+        .get(repo)
+        .and_then(|r| r.issues.get(&number))
+        .map(|i| i.id)
+        .ok_or_else(|| anyhow::anyhow!("no issue {repo}#{number}"))
+}
+
 /// The whole world as JSON (`GET /_sim/state`).
 pub(crate) fn state_json(inner: &server::Inner) -> Value {
     let w = inner.world();
@@ -489,6 +556,9 @@ pub(crate) fn state_json(inner: &server::Inner) -> Value {
                         "reactions": i.reactions,
                         "blocked_by": w.dependencies.iter().filter(|d| d.blocked == i.id)
                             .filter_map(|d| deps::locate(&w, d.blocking))
+                            .map(|(repo, number)| json!({"repo": repo, "number": number})).collect::<Vec<_>>(),
+                        "sub_issues": w.sub_issues.iter().filter(|l| l.parent == i.id)
+                            .filter_map(|l| subs::find(&w, l.child))
                             .map(|(repo, number)| json!({"repo": repo, "number": number})).collect::<Vec<_>>(),
                         "comments": w.comments.values().filter(|c| c.repo == full && c.issue == i.number).collect::<Vec<_>>(),
                     })

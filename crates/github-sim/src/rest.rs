@@ -128,6 +128,7 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
                 .rev()
                 .filter(|i| state == "all" || i.state == state)
                 .filter(|i| labels.iter().all(|l| i.labels.iter().any(|x| x == l)))
+                .filter(|i| req.q("creator").is_none_or(|c| c.eq_ignore_ascii_case(&i.user)))
                 .map(|i| crate::deps::rest_issue_json(&w, repo, i))
                 .collect();
             if req.q("direction") == Some("asc") {
@@ -294,6 +295,10 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
             } else {
                 Err(Resp::not_found())
             }
+        }
+        ["repos", o, r, "issues", n, what @ ("sub_issues" | "sub_issue"), tail @ ..] => {
+            let full = access(inner, auth, o, r, "issues", !get)?;
+            crate::subs::route(inner, req, &full, number(n)?, what, tail, &bot(inner))
         }
         ["repos", o, r, "issues", n, "dependencies", rest @ ..] => {
             let n = number(n)?;

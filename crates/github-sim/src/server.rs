@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub webhook_url: Mutex<Option<String>>,
     /// When the simulator started: the origin of the request log's `started_ms`/`finished_ms`.
     pub started: std::time::Instant,
+    /// An answer held open for a test (see `hold`).
+    pub holds: crate::hold::Holds,
 }
 
 impl Inner {
@@ -226,6 +228,7 @@ async fn dispatch(inner: &Arc<Inner>, req: Req) -> Resp {
     }
     let resp =
         if graphql { crate::graphql::handle(inner, &auth, &req) } else { crate::rest::route(inner, &auth, &req) };
+    crate::hold::after(inner, &req).await;
     let resp = with_rate_headers(inner, &auth, resp, true);
     drop(flight);
     log(inner, &req, resp.status, operation, inst, started_ms, in_flight);

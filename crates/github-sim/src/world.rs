@@ -357,6 +357,8 @@ pub struct World {
     pub deliveries: Vec<Delivery>,
     pub requests: Vec<LoggedRequest>,
     pub nonconforming: Vec<Nonconforming>,
+    /// Every parent–sub-issue link, in priority order within each parent (see `subs`).
+    pub sub_issues: Vec<crate::subs::SubIssue>,
     pub buckets: HashMap<u64, Bucket>,
     /// API requests in flight per installation (authenticated with its token, not yet answered).
     pub in_flight: HashMap<u64, u64>,
@@ -423,6 +425,7 @@ impl World {
             deliveries: Vec::new(),
             requests: Vec::new(),
             nonconforming: Vec::new(),
+            sub_issues: Vec::new(),
             buckets: HashMap::new(),
             in_flight: HashMap::new(),
             dependencies: Vec::new(),
@@ -657,6 +660,12 @@ impl World {
             "body": issue.body, "reactions": self.reactions_json(format!("{api}/reactions"), &issue.reactions),
             "performed_via_github_app": null, "state_reason": issue.state_reason,
         });
+        if issue.pull.is_none() {
+            v["sub_issues_summary"] = crate::subs::summary(self, issue.id);
+            if let Some((pf, pn)) = crate::subs::parent_of(self, issue.id).and_then(|p| crate::subs::find(self, p)) {
+                v["parent_issue_url"] = json!(format!("{b}/repos/{pf}/issues/{pn}"));
+            }
+        }
         if let Some(p) = &issue.pull {
             v["pull_request"] = json!({
                 "url": format!("{b}/repos/{full}/pulls/{}", issue.number),

@@ -22,8 +22,9 @@
 //! Its environment: `FOREMAN_REPO` (`owner/name`), `FOREMAN_ISSUE` (number), `FOREMAN_BRANCH`,
 //! `FOREMAN_WORKSPACE` (the worktree, also the working directory), `FOREMAN_PROMPT_FILE` (the prompt, also on
 //! stdin), `FOREMAN_SUMMARY_FILE` (where it may write its summary, in its home), `FOREMAN_SESSION_ID` (this
-//! session's id), plus the allowlist, `agent.env` and the git identity (`GIT_AUTHOR_NAME` …). Elapsed time
-//! is measured by Foreman and reported every [`ELAPSED_EVERY`] while the command runs.
+//! session's id), for a planning session `FOREMAN_PLAN_FILE` (where it writes its plan as JSON, set for every
+//! backend by [`crate::session`]), plus the allowlist, `agent.env` and the git identity (`GIT_AUTHOR_NAME` …).
+//! Elapsed time is measured by Foreman and reported every [`ELAPSED_EVERY`] while the command runs.
 
 pub mod config;
 
