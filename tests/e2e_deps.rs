@@ -7,7 +7,8 @@
 //! - a person removes the "blocked by" link and the dependent starts;
 //! - a blocker in another repository holds its dependent until it is closed;
 //! - a stuck blocker keeps its dependents waiting, with the reason on their tracking comments, and
-//!   `/foreman retry` there lets them go on.
+//!   `/foreman retry` there lets them go on;
+//! - a link removed while its deliveries were lost is found by reconciliation.
 
 mod e2e_support;
 
@@ -155,4 +156,43 @@ async fn a_stuck_blocker_keeps_its_dependents_waiting_with_the_reason() {
     })
     .await
     .expect("the stuck blocker held its dependent, and the retry let it go");
+}
+
+/// A link removed while its deliveries are lost (GitHub could not reach Foreman; redelivery off) is found
+/// by the next reconciliation pass: it reads every queued job's links, since removing one leaves the
+/// issue's `updated_at` as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_removed_while_its_deliveries_were_lost_is_found_by_reconciliation() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let config = "[reconcile]\ninterval_secs = 2\nredeliver = false\n";
+        let world = World::start_with(FIXING_AGENT, Setup { config, ..Default::default() }).await;
+        let (blocker, _) = world.sim.create_issue(REPO, "Someday", "", "alice").unwrap();
+        let (dependent, _) = world.sim.create_issue(REPO, "Now", "", "alice").unwrap();
+        world.sim.add_blocked_by(REPO, dependent, REPO, blocker, "alice").unwrap();
+        world.sim.add_label(REPO, dependent, "foreman", "alice").unwrap();
+        let waits = format!("Waiting for #{blocker} to close");
+        world.wait("the dependent waits", |s| tracking(s, dependent).contains(&waits)).await;
+
+        let url = world.foreman_url("/api/github/webhooks");
+        world.sim.set_webhook_url(None);
+        world.sim.remove_blocked_by(REPO, dependent, REPO, blocker, "alice").unwrap();
+        world
+            .wait("the removal's deliveries to be lost", |s| {
+                let lost = s["deliveries"].as_array().unwrap().iter().filter(|d| {
+                    d["event"] == "issue_dependencies"
+                        && d["action"].as_str().is_some_and(|a| a.ends_with("_removed"))
+                        && d["status_code"] == 0
+                });
+                lost.count() == 2
+            })
+            .await;
+        world.sim.set_webhook_url(Some(url));
+        world.wait_pull(dependent).await;
+        let job = world.job(dependent).await;
+        assert!(job["blocked_by"].is_null() && job["waiting_on"].is_null(), "{job}");
+        let linked = job["audit"].as_array().unwrap().iter().any(|e| e["action"] == "linked");
+        assert!(linked, "reconciliation changed the links: {:#}", job["audit"]);
+    })
+    .await
+    .expect("reconciliation found the removed link");
 }

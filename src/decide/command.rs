@@ -442,6 +442,30 @@ fn code(text: &str) -> String {
     format!("`{}`", text.replace('`', "'"))
 }
 
+/// Joins every reply to one comment into a single reply, at the place of the first: one comment back,
+/// not one per command (GitHub's secondary rate limit counts content creation).
+pub(super) fn merge_replies(actions: Vec<super::Action>) -> Vec<super::Action> {
+    let mut out: Vec<super::Action> = Vec::with_capacity(actions.len());
+    let mut first_reply: Option<usize> = None;
+    for action in actions {
+        match (action, first_reply) {
+            (super::Action::Reply { text, .. }, Some(i)) => {
+                if let super::Action::Reply { text: joined, .. } = &mut out[i] {
+                    joined.truncate(joined.trim_end().len());
+                    joined.push_str("\n\n---\n\n");
+                    joined.push_str(&text);
+                }
+            }
+            (action @ super::Action::Reply { .. }, None) => {
+                first_reply = Some(out.len());
+                out.push(action);
+            }
+            (action, _) => out.push(action),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

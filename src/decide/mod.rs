@@ -326,30 +326,6 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
 /// lookups one comment can cause; people write one or two.
 pub const MAX_COMMANDS_PER_COMMENT: usize = 10;
 
-/// Joins every reply to one comment into a single reply, at the place of the first: one comment back,
-/// not one per command (GitHub's secondary rate limit counts content creation).
-fn merge_replies(actions: Vec<Action>) -> Vec<Action> {
-    let mut out: Vec<Action> = Vec::with_capacity(actions.len());
-    let mut first_reply: Option<usize> = None;
-    for action in actions {
-        match (action, first_reply) {
-            (Action::Reply { text, .. }, Some(i)) => {
-                if let Action::Reply { text: joined, .. } = &mut out[i] {
-                    joined.truncate(joined.trim_end().len());
-                    joined.push_str("\n\n---\n\n");
-                    joined.push_str(&text);
-                }
-            }
-            (action @ Action::Reply { .. }, None) => {
-                first_reply = Some(out.len());
-                out.push(action);
-            }
-            (action, _) => out.push(action),
-        }
-    }
-    out
-}
-
 fn ignore(reason: impl Into<String>) -> Action {
     Action::Ignore { reason: reason.into() }
 }
@@ -719,7 +695,7 @@ impl Cx<'_> {
                 (Ok(c), _) => self.command(issue, c, author),
             })
             .collect();
-        merge_replies(actions)
+        command::merge_replies(actions)
     }
 
     fn command(&self, issue: &Issue, command: &Command, author: &Actor) -> Action {

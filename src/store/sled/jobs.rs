@@ -388,6 +388,18 @@ impl Store {
     ) -> Result<Option<Job>, JobError> {
         let t = self.job_trees();
         let key = issue_key(&issue.repo, issue.issue);
+        // Issue states are learned outside job transactions: read them before this one, since a plain read
+        // inside a sled transaction waits for the lock the transaction holds (sled 0.34's concurrency
+        // control) and never returns. A dependency the job gained meanwhile counts as open.
+        let Some(mut prospective) = self.job(&issue.repo, issue.issue)? else { return Ok(None) };
+        change.apply(&mut prospective.blocked_by);
+        let mut closed = std::collections::HashSet::new();
+        for dep in prospective.dependencies() {
+            let k = issue_key(&dep.repo, dep.issue);
+            if t.issues.get(&k)?.as_deref() == Some(b"closed") {
+                closed.insert(k);
+            }
+        }
         let job = t.run(|tx| {
             let Some(mut job) = tx.job(&key)? else { return Ok(None) };
             if !matches!(job.state, JobState::Queued | JobState::Failed) {
@@ -398,14 +410,8 @@ impl Store {
                 return Ok(None);
             }
             let after = job.dependencies();
-            let mut waiting_on = Vec::new();
-            for dep in &after {
-                // Issue states are learned outside job transactions; read as they are now.
-                let state = t.issues.get(issue_key(&dep.repo, dep.issue)).map_err(|e| abort(e.into()))?;
-                if state.as_deref() != Some(b"closed") {
-                    waiting_on.push(dep.clone());
-                }
-            }
+            let waiting_on: Vec<IssueRef> =
+                after.iter().filter(|dep| !closed.contains(&issue_key(&dep.repo, dep.issue))).cloned().collect();
             tx.unplace(&key, &mut job)?;
             set_deps(tx, &key, &before, &after)?;
             job.waiting_on = waiting_on;
