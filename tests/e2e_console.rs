@@ -237,8 +237,14 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
     })
     .await
     .unwrap_or_else(|_| panic!("the session did not start; foreman said:\n{}", world.logs()));
-    let job = world.job(number).await;
-    let id = job["claim"]["session"].as_str().unwrap_or_else(|| panic!("no running session in {job}")).to_owned();
+    // While the session runs, the tracking comment links its log in the viewer.
+    let state = world
+        .wait("the running tracking comment's link to the live log", |s| {
+            World::tracking_body(s, number).is_some_and(|b| b.contains(&format!("{public}/sessions/")))
+        })
+        .await;
+    let id = session_in(&World::tracking_body(&state, number).unwrap(), &public);
+    assert_eq!(world.job(number).await["claim"]["session"], id.as_str());
 
     let driver = start_driver(&driver_program).await;
     let browser = open_browser(&driver, &chromium).await;

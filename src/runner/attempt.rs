@@ -371,10 +371,13 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
     // and always the last one.
     let live = Mutex::new(render::Progress::default());
     let session_started = Instant::now();
+    // While it runs, the tracking comment links the session's log, which the viewer tails live.
+    let live_log = job.session.as_ref().and_then(|s| session_log_link(parts, &s.to_string()));
     let show = |shown: &mut render::Progress| {
         shown.elapsed_secs = session_started.elapsed().as_secs();
         let mut t = tracking(parts, job, JobState::Running);
         t.progress = Some(shown.clone());
+        t.session_log = live_log.clone();
         parts.outbox.progress(inst, t, nanos(job.updated_at));
     };
     let session = parts.sessions.run(spec, cancel.clone(), |p| {
