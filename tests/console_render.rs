@@ -116,6 +116,8 @@ async fn the_overview_renders_10000_jobs_and_a_live_tail_costs_little_memory() {
         let page = r.text().await.unwrap();
         times.push(started.elapsed());
         assert!(page.contains("queued: 9999") && page.contains("running: 1"), "{}", &page[..page.len().min(2000)]);
+        // The running session's figures, counted from its log: 50 lines, no error, no cost reported.
+        assert!(page.contains("<td>50</td><td>0</td><td>—</td>"), "{}", &page[..page.len().min(4000)]);
     }
     times.sort();
     let (median, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));

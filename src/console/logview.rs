@@ -137,3 +137,38 @@ fn agent_event(e: &Value, steps: &mut Vec<Step>, error: &mut bool) {
         _ => steps.push(step("note", "event", &e.to_string())),
     }
 }
+
+/// A running session's figures, counted from its log so far.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Figures {
+    /// Lines in the log.
+    pub lines: usize,
+    /// The agent's turns (Claude Code's `assistant` events).
+    pub turns: usize,
+    /// Tool calls (`tool_use` items in those events).
+    pub tool_calls: usize,
+    /// The cost so far, US dollars, when the agent reported one (Claude Code's `total_cost_usd`).
+    pub cost_usd: Option<f64>,
+    /// Lines that tell of an error.
+    pub errors: usize,
+}
+
+/// Counts `text`'s whole lines into [`Figures`].
+pub fn figures(text: &str) -> Figures {
+    let mut f = Figures::default();
+    for (i, raw) in text.lines().enumerate() {
+        let l = line(i + 1, raw);
+        f.lines += 1;
+        f.errors += usize::from(l.error);
+        let v: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
+        let e = &v["event"];
+        if e["type"] == "assistant" {
+            f.turns += 1;
+        }
+        f.tool_calls += l.steps.iter().filter(|s| s.kind == "tool").count();
+        if let Some(cost) = e["total_cost_usd"].as_f64() {
+            f.cost_usd = Some(cost);
+        }
+    }
+    f
+}

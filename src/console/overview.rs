@@ -15,7 +15,8 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-/// Running sessions (with a link to each live log and how long it has run), the queue in run order with
+/// Running sessions (with a link to each live log, how long it has run, and its turns, tool calls, log lines
+/// and cost so far, counted from its log), the queue in run order with
 /// what each job waits for, and stuck jobs with why; an admin sees every repository and the counts per
 /// state. Lists are cut at [`LIMIT`] before filtering.
 pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap) -> Response {
@@ -27,17 +28,23 @@ pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap)
     };
     let now = status.now;
     let readable = |repo: &crate::ids::RepoName| viewer.can_read(&repo.to_string());
-    let running: Vec<minijinja::Value> = status
-        .running
-        .iter()
-        .filter(|r| readable(&r.repo))
-        .map(|r| {
-            minijinja::context! {
-                repo => r.repo.to_string(), issue => r.issue.0, title => r.title.clone(), session => r.claim.session.0.clone(),
-                elapsed_secs => (now - r.claim.claimed_at).whole_seconds().max(0),
-            }
-        })
-        .collect();
+    let mut running: Vec<minijinja::Value> = Vec::new();
+    for r in status.running.iter().filter(|r| readable(&r.repo)) {
+        // Turns, tool calls and cost so far, counted from the log (the running sessions are few).
+        let figures = match super::pages::log_path(&console, &r.claim.session.0).await {
+            Some(path) => tokio::fs::read(&path)
+                .await
+                .map(|b| super::logview::figures(&String::from_utf8_lossy(&b)))
+                .unwrap_or_default(),
+            None => super::logview::Figures::default(),
+        };
+        running.push(minijinja::context! {
+            repo => r.repo.to_string(), issue => r.issue.0, title => r.title.clone(),
+            session => r.claim.session.0.clone(), elapsed_secs => (now - r.claim.claimed_at).whole_seconds().max(0),
+            turns => figures.turns, tool_calls => figures.tool_calls, lines => figures.lines,
+            cost => figures.cost_usd.map(|c| format!("${c:.2}")), errors => figures.errors,
+        });
+    }
     let queued: Vec<minijinja::Value> = status
         .queued
         .iter()

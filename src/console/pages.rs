@@ -53,7 +53,7 @@ async fn readable_session(
 }
 
 /// The log file of session `id` (`DATA_DIR/sessions/<owner>-<repo>-<issue>-<id>.jsonl`).
-async fn log_path(console: &Console, id: &str) -> Option<PathBuf> {
+pub(crate) async fn log_path(console: &Console, id: &str) -> Option<PathBuf> {
     let dir = console.inner.options.data_dir.join("sessions");
     let suffix = format!("-{id}.jsonl");
     tokio::task::spawn_blocking(move || {
