@@ -55,6 +55,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_IDLE_TIMEOUT_SECS", "server.idle_timeout_secs"),
     ("FOREMAN_MAX_CONNECTIONS", "server.max_connections"),
     ("FOREMAN_MAX_UNVERIFIED_BODY_MB", "server.max_unverified_body_mb"),
+    ("FOREMAN_CONSOLE_CLIENT_ID", "console.client_id"),
+    ("FOREMAN_CONSOLE_CLIENT_SECRET", "console.client_secret"),
+    ("FOREMAN_CONSOLE_ADMINS", "console.admins"),
 ];
 
 /// Probot's names for the GitHub App's settings (`APP_ID`, `PRIVATE_KEY`, `PRIVATE_KEY_PATH`,
@@ -78,6 +81,7 @@ pub const SECRET_ENV_KEYS: &[&str] = &[
     "WEBHOOK_SECRET",
     "PRIVATE_KEY",
     "PRIVATE_KEY_PATH",
+    "FOREMAN_CONSOLE_CLIENT_SECRET",
 ];
 
 /// The URL a command on this machine reaches a server listening on `listen` at (`foreman status`,
@@ -106,8 +110,8 @@ pub struct Config {
     /// `pretty` (default) or `json` log lines.
     pub log_format: LogFormat,
     /// Foreman's own address as people reach it (e.g. `https://foreman.example.com`), for links in tracking
-    /// comments and pull requests to session logs (`/api/sessions/{id}/log`, behind the admin token). No
-    /// link when unset.
+    /// comments and pull requests to session logs (the console's viewer, `/sessions/{id}`), and the
+    /// console's sign-in callback. No link when unset.
     #[serde(default)]
     pub public_url: Option<String>,
     /// The GitHub App: webhook secrets, credentials and API URL.
@@ -134,6 +138,9 @@ pub struct Config {
     /// Reconciliation with GitHub and lost-delivery recovery.
     #[serde(default)]
     pub reconcile: crate::reconcile::ReconcileConfig,
+    /// The console: signing in with GitHub, who sees every repository (docs/console.md).
+    #[serde(default)]
+    pub console: crate::console::ConsoleConfig,
 }
 
 /// How log lines are written.

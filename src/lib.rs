@@ -12,6 +12,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod constitution;
 pub mod decide;
 #[cfg(feature = "demo")]

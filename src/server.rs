@@ -286,6 +286,8 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let workers =
         Workers::start(&config, &config.github, &config.triggers, scheduler.clone(), &outgoing, &shutdown).await?;
     let client = workers.client.clone();
+    let console_backend = crate::console::BackendSlot::default();
+    console_backend.set(workers.console.clone());
     let workers = Arc::new(tokio::sync::Mutex::new(Some(workers)));
     let setup = crate::setup::Setup::new(
         crate::setup::SetupOptions {
@@ -304,6 +306,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             shutdown: shutdown.clone(),
             workers: workers.clone(),
             checks: (doctor_github, checks.clone()),
+            console: console_backend.clone(),
         }),
     );
     if let Some(client) = &client {
@@ -326,7 +329,15 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let app = router(state).merge(crate::setup::routes(setup));
+    let console = crate::console::Console::new(crate::console::ConsoleOptions {
+        config: config.console.clone(),
+        api_url: config.github.api_url.clone(),
+        public_url: config.public_url.clone(),
+        data_dir: config.data_dir.clone(),
+        store: store.clone(),
+        backend: console_backend,
+    });
+    let app = router(state).merge(crate::setup::routes(setup)).merge(crate::console::routes(console));
     let signal = {
         let shutdown = shutdown.clone();
         let ingress = ingress.clone();
@@ -380,6 +391,8 @@ struct Workers {
     poller: Option<tokio::task::JoinHandle<()>>,
     /// The GitHub client, with App credentials.
     client: Option<crate::github::Client>,
+    /// What the console acts with (the client and the one cancel path), with App credentials.
+    console: Option<crate::console::Backend>,
 }
 
 impl Workers {
@@ -396,6 +409,7 @@ impl Workers {
         let store = scheduler.store().clone();
         let mut decider = Decider::new(triggers.clone(), scheduler.clone());
         let (mut runner_task, mut reconciler_task, mut github_client) = (None, None, None);
+        let mut console = None;
         let mut poller_task = None;
         if github.has_app_credentials() {
             let (parts, client, outbox) = github_parts(config, github, scheduler.clone(), outgoing.clone()).await?;
@@ -434,6 +448,11 @@ impl Workers {
                 reconcile_config,
             )
             .with_canceller(canceller.clone());
+            console = Some(crate::console::Backend {
+                client: client.clone(),
+                canceller: canceller.clone(),
+                scheduler: scheduler.clone(),
+            });
             decider = decider.with_github(
                 dispatch::GithubSide {
                     client: client.clone(),
@@ -456,6 +475,7 @@ impl Workers {
             reconciler: reconciler_task,
             poller: poller_task,
             client: github_client,
+            console,
         })
     }
 
@@ -488,6 +508,8 @@ struct Activation {
     workers: Arc<tokio::sync::Mutex<Option<Workers>>>,
     /// The startup checks: given the new App's client and run again.
     checks: (crate::doctor::GithubSlot, crate::doctor::Latest),
+    /// The console's GitHub side, set with the new workers'.
+    console: crate::console::BackendSlot,
 }
 
 /// Switches the running server to a just-registered App: its webhook secret is accepted from now on (with
@@ -534,6 +556,7 @@ fn activation(a: Activation) -> crate::setup::Activate {
                 }
             };
             let client = started.client.clone().ok_or_else(|| anyhow::anyhow!("the App has no credentials"))?;
+            a.console.set(started.console.clone());
             *workers = Some(started);
             a.checks.0.set(Some(client.clone()));
             a.checks.1.recheck();
@@ -554,6 +577,9 @@ fn outgoing_secrets(config: &Config, webhook: &[SecretString]) -> crate::github:
     }
     if let Some(token) = &config.admin_token {
         registry.register("admin_token", token);
+    }
+    if let Some(secret) = &config.console.client_secret {
+        registry.register("console.client_secret", secret);
     }
     registry.register_agent_env(&config.agent.env, &config.agent.env_allow, std::env::vars());
     registry

@@ -41,9 +41,10 @@ async fn a_labelled_issue_becomes_one_pull_request_that_closes_it() {
             "the allow decision is audited: {decided}"
         );
 
-        // The tracking comment links the session's log, which Foreman serves to admins (loopback here).
+        // The tracking comment links the session's log in the console's viewer; the admin API serves the file
+        // (loopback here).
         let session = job["session"].as_str().unwrap();
-        let link = format!("https://foreman.example.com/api/sessions/{session}/log");
+        let link = format!("https://foreman.example.com/sessions/{session})");
         let tracking = World::issue(&state, number)["comments"]
             .as_array()
             .unwrap()

@@ -149,7 +149,7 @@ async fn a_failing_sessions_comment_is_written_for_people() {
         assert!(tracking.contains("\nThe agent command exited with status 1.\n"), "{tracking}");
         assert!(tracking.contains("`/foreman stop`"), "{tracking}");
         let session = world.job(number).await["session"].as_str().unwrap().to_owned();
-        let link = format!("[session log](https://foreman.example.com/api/sessions/{session}/log) has the details");
+        let link = format!("[session log](https://foreman.example.com/sessions/{session}) has the details");
         assert!(tracking.contains(&link), "{tracking}");
         // Nothing of the log: no prompt, no host path, no debug text, in any comment.
         let home = world.dir.path().display().to_string();

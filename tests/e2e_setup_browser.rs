@@ -8,15 +8,11 @@
 //! would. The browser test needs Debian's `chromium` and `chromium-driver` (or `FOREMAN_TEST_CHROMIUM` and
 //! `FOREMAN_TEST_CHROMEDRIVER`); it fails, saying so, when they are missing.
 
+mod browser_support;
 mod e2e_support;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
+use browser_support::{STEP, browser_programs, click, free_port, open_browser, start_driver};
 use e2e_support::{FIXING_AGENT, ORG, REPO, SECRET, Setup, World};
-
-/// How long one browser step (a page load, a click and the pages it leads to) may take.
-const STEP: Duration = Duration::from_secs(30);
 
 /// The value of the first `attr="…"` after `after` in `html`, unescaped.
 fn attr(html: &str, after: &str, attr: &str) -> String {
@@ -45,11 +41,6 @@ fn form(pairs: &[(&str, &str)]) -> String {
 
 fn location(r: &reqwest::Response) -> String {
     r.headers().get("location").unwrap_or_else(|| panic!("no Location on {}", r.status())).to_str().unwrap().to_owned()
-}
-
-/// A free loopback port (bound, then released for the caller to bind).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Every secret the App registration handed out, as they must never appear in a log or a page.
@@ -202,92 +193,12 @@ async fn the_manifest_flow_registers_stores_and_acts_as_the_app_without_a_restar
     }
 }
 
-/// chromedriver and Chromium: `FOREMAN_TEST_CHROMEDRIVER` and `FOREMAN_TEST_CHROMIUM`, or Debian's.
-fn browser_programs() -> (PathBuf, PathBuf) {
-    let driver = std::env::var_os("FOREMAN_TEST_CHROMEDRIVER").map_or("/usr/bin/chromedriver".into(), PathBuf::from);
-    let chromium = std::env::var_os("FOREMAN_TEST_CHROMIUM").map_or("/usr/bin/chromium".into(), PathBuf::from);
-    for (path, package) in [(&driver, "chromium-driver"), (&chromium, "chromium")] {
-        assert!(
-            path.exists(),
-            "the setup page's browser test needs {} (Debian package {package}: apt-get install chromium \
-             chromium-driver), or FOREMAN_TEST_CHROMEDRIVER / FOREMAN_TEST_CHROMIUM naming the programs",
-            path.display()
-        );
-    }
-    (driver, chromium)
-}
-
-/// A chromedriver process on a free loopback port, killed on drop.
-struct Driver {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts chromedriver and waits (bounded) until it accepts connections.
-async fn start_driver(program: &std::path::Path) -> Driver {
-    let port = free_port();
-    let child = std::process::Command::new(program)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-    let driver = Driver { child, url: format!("http://127.0.0.1:{port}") };
-    let status = format!("{}/status", driver.url);
-    let ready = tokio::time::timeout(STEP, async {
-        loop {
-            if let Ok(r) = reqwest::get(&status).await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    assert!(ready.is_ok(), "chromedriver did not answer on {status} within {STEP:?}");
-    driver
-}
-
-/// Waits (bounded) for the element `id` on the current page and clicks it.
-async fn click(browser: &fantoccini::Client, id: &str) {
-    let element = browser
-        .wait()
-        .at_most(STEP)
-        .for_element(fantoccini::Locator::Id(id))
-        .await
-        .unwrap_or_else(|e| panic!("no #{id} within {STEP:?}: {e}"));
-    element.click().await.unwrap_or_else(|e| panic!("clicking #{id}: {e}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_registers_and_installs_the_app_in_a_browser_and_a_labelled_issue_becomes_a_pull_request() {
     let (driver_program, chromium) = browser_programs();
     let world = World::start_with(FIXING_AGENT, Setup { no_app: true, ..Setup::default() }).await;
     let driver = start_driver(&driver_program).await;
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        }),
-    );
-    let browser = tokio::time::timeout(
-        STEP,
-        fantoccini::ClientBuilder::rustls().expect("rustls roots").capabilities(caps).connect(&driver.url),
-    )
-    .await
-    .expect("chromium did not start within the step's time")
-    .expect("a WebDriver session with headless chromium");
+    let browser = open_browser(&driver, &chromium).await;
     let foreman_url = world.foreman.as_ref().unwrap().url("/");
 
     tokio::time::timeout(STEP, browser.goto(&foreman_url)).await.unwrap().unwrap();

@@ -11,10 +11,11 @@ use crate::markers;
 use crate::report::render::{self, Link};
 use crate::session::{self, GitAuth, SessionOutcome, Verdict};
 
-/// The link to a session's log through Foreman's admin API, when Foreman knows its public address.
+/// The link to a session's log in the console's viewer (`{public_url}/sessions/{id}`, behind sign-in), when
+/// Foreman knows its public address.
 pub(super) fn session_log_link(parts: &Parts, session_id: &str) -> Option<Link> {
     let base = parts.public_url.as_deref()?.trim_end_matches('/');
-    Some(Link { text: "session log".into(), url: format!("{base}/api/sessions/{session_id}/log") })
+    Some(Link { text: "session log".into(), url: format!("{base}/sessions/{session_id}") })
 }
 
 /// Turns a session's outcome into the job's: push and open the pull request for changes, post the answer

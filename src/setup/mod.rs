@@ -163,7 +163,8 @@ pub fn manifest_for(base: &str) -> Value {
     let mut m: Value = serde_json::from_str(MANIFEST).expect("app-manifest.json is JSON");
     m["hook_attributes"]["url"] = json!(format!("{base}{}", crate::ingress::WEBHOOK_PATH));
     m["redirect_url"] = json!(format!("{base}/setup/callback"));
-    m["callback_urls"] = json!([format!("{base}/setup/callback")]);
+    // The console signs people in through the App's OAuth client, whose redirect must be one of these.
+    m["callback_urls"] = json!([format!("{base}/setup/callback"), format!("{base}/login/callback")]);
     m["setup_url"] = json!(format!("{base}/"));
     m
 }

@@ -25,6 +25,7 @@ mod graphql;
 mod hold;
 mod hooks;
 mod manifest;
+mod oauth;
 mod openapi;
 mod ops;
 mod rest;
@@ -71,6 +72,9 @@ pub struct SimConfig {
     /// or its `.zst`, and `github/graphql/schema.graphql`); `None` (the default) uses the copies built
     /// into the binary. The first simulator started in a process decides for the whole process.
     pub descriptions_dir: Option<PathBuf>,
+    /// The App's OAuth client secret for the web flow (`/login/oauth/access_token`) until an App is
+    /// registered from a manifest (which gets its own). Default `sim-client-secret`.
+    pub client_secret: String,
 }
 
 impl SimConfig {
@@ -88,6 +92,7 @@ impl SimConfig {
             project_item_from_to: true,
             app_comments_name_app: true,
             descriptions_dir: None,
+            client_secret: "sim-client-secret".into(),
         }
     }
 }
@@ -141,7 +146,11 @@ impl GithubSim {
         let repos_dir = config.state_dir.join("repos");
         std::fs::create_dir_all(&repos_dir)?;
         let inner = Arc::new(server::Inner {
-            world: Mutex::new(world::World::new(url.clone(), config.app_id, config.app_slug.clone())),
+            world: Mutex::new({
+                let mut w = world::World::new(url.clone(), config.app_id, config.app_slug.clone());
+                w.oauth.client_secret = config.client_secret.clone();
+                w
+            }),
             key,
             app_id: config.app_id,
             config: config.clone(),
@@ -245,6 +254,13 @@ impl SimHandle {
         let claims = json!({"iat": now - 60, "exp": now + 540, "iss": self.inner.app_id.to_string()});
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(self.inner.key.private_pem.as_bytes()).expect("own key");
         jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).expect("sign")
+    }
+
+    /// The App's OAuth client id and secret (`crate::oauth`): the secret the manifest conversion handed out
+    /// when the App was registered from one, else the one made at start.
+    pub fn oauth_client(&self) -> (String, String) {
+        let w = self.inner.world();
+        (oauth::client_id(self.inner.app_id), oauth::client_secret(&w))
     }
 
     /// `POST /_sim/users`.

@@ -30,6 +30,9 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
     let post = m == Method::POST;
     let patch = m == Method::PATCH;
     let delete = m == Method::DELETE;
+    if let Some(resp) = crate::oauth::rest(inner, auth, req, &segs) {
+        return Ok(resp);
+    }
     match segs.as_slice() {
         ["app"] if get => {
             require_app(auth)?;
@@ -660,7 +663,7 @@ fn require_app(auth: &Auth) -> Result<(), Resp> {
     match auth {
         Auth::App => Ok(()),
         Auth::None => Err(Resp::error(401, "A JSON web token could not be decoded")),
-        Auth::Installation { .. } => Err(Resp::error(401, "A JSON web token could not be decoded")),
+        Auth::Installation { .. } | Auth::User { .. } => Err(Resp::error(401, "A JSON web token could not be decoded")),
     }
 }
 
@@ -668,7 +671,7 @@ fn installation(auth: &Auth) -> Result<(u64, Token), Resp> {
     match auth {
         Auth::Installation { id, token, .. } => Ok((*id, token.clone())),
         Auth::None => Err(Resp::error(401, "Requires authentication")),
-        Auth::App => Err(Resp::error(403, "Resource not accessible by integration")),
+        Auth::App | Auth::User { .. } => Err(Resp::error(403, "Resource not accessible by integration")),
     }
 }
 

@@ -139,6 +139,12 @@ pub(crate) enum Auth {
         token: Token,
         credential: String,
     },
+    /// A user-to-server token from the OAuth web flow (`crate::oauth`), acting for `login`.
+    User {
+        login: String,
+        /// The user's id.
+        id: u64,
+    },
 }
 
 pub(crate) async fn handle(inner: Arc<Inner>, req: axum::extract::Request) -> Response {
@@ -177,7 +183,7 @@ async fn dispatch(inner: &Arc<Inner>, req: Req) -> Resp {
         inner.changed.send_modify(|n| *n += 1);
         return resp;
     }
-    if let Some(resp) = crate::manifest::web(inner, &req) {
+    if let Some(resp) = crate::manifest::web(inner, &req).or_else(|| crate::oauth::web(inner, &req)) {
         inner.changed.send_modify(|n| *n += 1);
         return resp;
     }
@@ -307,6 +313,10 @@ fn authenticate(inner: &Inner, req: &Req) -> Result<Auth, Resp> {
         };
     }
     let w = inner.world();
+    if let Some(login) = crate::oauth::user_of(&w, cred) {
+        let id = w.users.get(&login).map_or(0, |u| u.id);
+        return Ok(Auth::User { login, id });
+    }
     match w.tokens.get(cred) {
         Some(t) if t.expires_at > OffsetDateTime::now_utc() => {
             Ok(Auth::Installation { id: t.installation, token: t.clone(), credential: cred.to_string() })
@@ -320,6 +330,8 @@ fn bucket_key(auth: &Auth) -> Option<u64> {
         Auth::None => Some(0),
         Auth::App => None,
         Auth::Installation { id, .. } => Some(*id),
+        // A user's own bucket, apart from installations' (ids are far below 2^48).
+        Auth::User { id, .. } => Some((1 << 48) | id),
     }
 }
 

@@ -367,6 +367,8 @@ pub struct World {
     pub created_at: String,
     /// What registering the App from a manifest left (`crate::manifest`).
     pub manifest: crate::manifest::State,
+    /// The OAuth web flow's codes and user-to-server tokens (`crate::oauth`).
+    pub oauth: crate::oauth::State,
 }
 
 /// The permissions every installation is granted (what Foreman's app manifest asks for).
@@ -431,6 +433,7 @@ impl World {
             dependencies: Vec::new(),
             created_at: ts(OffsetDateTime::now_utc()),
             manifest: Default::default(),
+            oauth: Default::default(),
         };
         let id = w.id();
         w.users.insert(

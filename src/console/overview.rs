@@ -1,0 +1,71 @@
+//! `GET /overview`: what runs, what waits and what is stuck, in the repositories the person can read.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use time::OffsetDateTime;
+
+use super::signin::{signin_page, viewer};
+use super::{Console, message, render};
+
+/// The most jobs per list the overview shows (the store's status view is cut there).
+pub const LIMIT: usize = 200;
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// Running sessions (with a link to each live log and how long it has run), the queue in run order with
+/// what each job waits for, and stuck jobs with why; an admin sees every repository and the counts per
+/// state. Lists are cut at [`LIMIT`] before filtering.
+pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap) -> Response {
+    let Some(viewer) = viewer(&console, &headers).await else { return signin_page("/overview") };
+    let store = console.inner.options.store.clone();
+    let status = match tokio::task::spawn_blocking(move || store.jobs_status(OffsetDateTime::now_utc(), LIMIT)).await {
+        Ok(Ok(s)) => s,
+        _ => return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The store could not be read."),
+    };
+    let now = status.now;
+    let readable = |repo: &crate::ids::RepoName| viewer.can_read(&repo.to_string());
+    let running: Vec<minijinja::Value> = status
+        .running
+        .iter()
+        .filter(|r| readable(&r.repo))
+        .map(|r| {
+            minijinja::context! {
+                repo => r.repo.to_string(), issue => r.issue.0, title => r.title.clone(), session => r.claim.session.0.clone(),
+                elapsed_secs => (now - r.claim.claimed_at).whole_seconds().max(0),
+            }
+        })
+        .collect();
+    let queued: Vec<minijinja::Value> = status
+        .queued
+        .iter()
+        .filter(|q| readable(&q.repo))
+        .map(|q| {
+            let mut waits: Vec<String> = q.waiting_on.iter().map(|d| format!("#{} in {}", d.issue, d.repo)).collect();
+            if let Some(at) = q.not_before.filter(|at| *at > now) {
+                waits.push(format!("not before {}", rfc3339(at)));
+            }
+            minijinja::context! {
+                position => q.position, repo => q.repo.to_string(), issue => q.issue.0, title => q.title.clone(),
+                state => q.state.to_string(), waits => waits.join(", "),
+            }
+        })
+        .collect();
+    let stuck: Vec<minijinja::Value> = status
+        .stuck
+        .iter()
+        .filter(|s| readable(&s.repo))
+        .map(|s| minijinja::context! { repo => s.repo.to_string(), issue => s.issue.0, title => s.title.clone(), reason => s.reason.clone() })
+        .collect();
+    let counts = viewer.admin.then(|| minijinja::Value::from(minijinja::value::Serde(&status.counts)));
+    render(
+        StatusCode::OK,
+        "overview.html",
+        minijinja::context! {
+            title => "Overview", login => viewer.login, csrf => viewer.csrf, admin => viewer.admin,
+            running, queued, stuck, counts,
+        },
+    )
+}
