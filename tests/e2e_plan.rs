@@ -427,3 +427,89 @@ async fn a_revised_plan_adds_only_its_new_tasks() {
     .await
     .expect("in time");
 }
+
+/// The parent's checklist follows its sub-issues as they run: after approval it lists the five tasks, a
+/// task that fails is shown stuck with where to act (and the task it blocks waits for it), one a person
+/// adds by hand joins the list, and when every sub-issue is closed the parent gets the final summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parents_checklist_follows_its_sub_issues_to_done() {
+    tokio::time::timeout(Duration::from_secs(240), async {
+        let marks = tempfile::tempdir().unwrap();
+        let shared = e2e_support::shared(marks.path());
+        // Planning writes the plan; a task whose mark file exists fails; every other is fixed.
+        let agent = format!(
+            "if [ -n \"${{FOREMAN_PLAN_FILE:-}}\" ]; then\n{}\nelif [ -e '{}/fail-'\"$FOREMAN_ISSUE\" ]; then\n\
+             echo 'this task cannot be done' >&2; exit 1\nelse\n{}\nfi",
+            plan_agent(&five_tasks()),
+            marks.path().display(),
+            e2e_support::FIXING_AGENT
+        );
+        let config = "[reconcile]\ninterval_secs = 3600\n[scheduler]\nmax_failures = 1\n";
+        let env = [(shared.0, shared.1.as_str())];
+        let world = World::start_with(&agent, Setup { config, env: &env, ..Default::default() }).await;
+        let (parent, _) = planned(&world).await;
+        world.sim.comment(REPO, parent, "/foreman approve", "alice").unwrap();
+        let state = wait_reply(&world, parent, "created").await;
+        let number = |title: &str| {
+            task_issues(&state, parent).iter().find(|t| t["title"] == title).unwrap()["number"].as_u64().unwrap()
+        };
+        let [t1, t2, t3, t4, t5] =
+            ["1.1: Tokenizer", "1.2: Parser", "2.1: Commands", "User guide", "Guide examples"].map(number);
+        let marker = format!("<!-- foreman:progress {REPO}#{parent} -->");
+        let checklist = |s: &Value| {
+            World::comments(s, parent)
+                .iter()
+                .filter_map(|c| c["body"].as_str())
+                .find(|b| b.starts_with(&marker))
+                .map(str::to_owned)
+        };
+        let list = world
+            .wait("the checklist of five sub-issues", |s| checklist(s).is_some_and(|c| c.contains("**0/5 done**")))
+            .await;
+        let list = checklist(&list).unwrap();
+        for t in [t1, t2, t3, t4, t5] {
+            assert!(list.contains(&format!("- [ ] #{t} ")), "#{t} is listed:\n{list}");
+        }
+
+        // T4 fails once (max_failures = 1): stuck, with where to act; T5, which it blocks, waits for it.
+        std::fs::write(marks.path().join(format!("fail-{t4}")), "").unwrap();
+        world.sim.add_label(REPO, t4, "foreman", "alice").unwrap();
+        world.sim.add_label(REPO, t5, "foreman", "alice").unwrap();
+        let stuck = format!("#{t4} `User guide`: stuck: `/foreman retry` there");
+        let waiting = format!("#{t5} `Guide examples`: waiting for #{t4}");
+        let state = world
+            .wait("the checklist to show the stuck task and its waiting dependent", |s| {
+                checklist(s).is_some_and(|c| c.contains(&stuck) && c.contains(&waiting) && c.contains("1 stuck"))
+            })
+            .await;
+        assert_eq!(
+            World::comments(&state, parent)
+                .iter()
+                .filter(|c| c["body"].as_str().is_some_and(|b| b.starts_with(&marker)))
+                .count(),
+            1,
+            "one checklist comment, edited in place"
+        );
+
+        // A sub-issue added by hand joins the list.
+        let (extra, _) = world.sim.create_issue(REPO, "Release notes", "", "alice").unwrap();
+        world.sim.add_sub_issue(REPO, parent, REPO, extra, "alice").unwrap();
+        world
+            .wait("the hand-added sub-issue on the checklist", |s| {
+                checklist(s).is_some_and(|c| c.contains(&format!("#{extra} `Release notes`")) && c.contains("/6 done"))
+            })
+            .await;
+
+        // Every sub-issue closed: the final summary.
+        for t in [t1, t2, t3, t4, t5, extra] {
+            world.sim.set_issue_state(REPO, t, "closed", "alice").unwrap();
+        }
+        world
+            .wait("the final summary on the parent", |s| {
+                checklist(s).is_some_and(|c| c.contains("all 6 sub-issues are done") && c.contains("**6/6 done**"))
+            })
+            .await;
+    })
+    .await
+    .expect("in time");
+}
