@@ -166,6 +166,27 @@ async fn people_sign_in_with_github_and_see_the_logs_of_repositories_they_can_re
     let nonconforming = world.sim.state()["nonconforming"].clone();
     assert_eq!(nonconforming, serde_json::json!([]), "{nonconforming:#}");
 
+    // Signing out needs the session's CSRF token, then ends the session on the server.
+    let logout = |body: String| {
+        no_redirects()
+            .post(format!("{public}/logout"))
+            .header("cookie", &alice)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    assert_eq!(logout("csrf=00".into()).await.unwrap().status(), 403);
+    assert_eq!(get(&public, &log, Some(&alice)).await.0, 200);
+    let (_, page) = get(&public, &log, Some(&alice)).await;
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    let csrf: String = page[at..].chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+    let r = logout(format!("csrf={csrf}")).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let (status, page) = get(&public, &log, Some(&alice)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Sign in with GitHub") && !page.contains("fix-"), "the old cookie still opens the log");
+
     // A forged cookie is no session.
     let forged = format!("foreman_session={}", "ab".repeat(32));
     let (status, page) = get(&public, &log, Some(&forged)).await;
