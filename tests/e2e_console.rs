@@ -137,6 +137,7 @@ async fn people_sign_in_with_github_and_see_the_logs_of_repositories_they_can_re
     let (status, page) = get(&public, &job, Some(&alice)).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Audit trail"), "{page}");
+    assert!(page.contains("id=\"failures\">agent 0, validation 0, infrastructure 0, rate limit 0"), "{page}");
 
     // bob (read) reads both; carol (no access to the repository) gets 404 for both.
     let (bob, _) = sign_in(&public, "bob", "/").await;

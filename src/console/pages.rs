@@ -290,7 +290,13 @@ pub(crate) async fn job_page(
             title => format!("{repo}#{issue}"), login => viewer.login, csrf => viewer.csrf,
             repo => repo.to_string(), issue => issue.0, issue_url, job_title => job.title.clone(), state => job.state.to_string(),
             kind => format!("{:?}", job.kind).to_lowercase(), attempts => job.attempts, position => detail.position,
-            last_failure => job.last_failure.as_ref().map(|f| format!("{:?}: {}", f.class, f.reason)),
+            last_failure => job.last_failure.as_ref().map(|f| format!("{}: {}", f.class.as_str(), f.reason)),
+            failures => format!(
+                "agent {}, validation {}, infrastructure {}, rate limit {}",
+                job.failures.agent, job.failures.validation, job.failures.infrastructure, job.failures.rate_limit
+            ),
+            retries => job.retries, stuck_reason => job.stuck_reason.clone(),
+            waiting_on => job.waiting_on.iter().map(|d| format!("{}#{}", d.repo, d.issue)).collect::<Vec<_>>().join(", "),
             session, audit, live, can_cancel, can_retry,
         },
     )
