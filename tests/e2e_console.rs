@@ -114,6 +114,10 @@ async fn people_sign_in_with_github_and_see_the_logs_of_repositories_they_can_re
     let log = format!("/sessions/{id}");
     let job = format!("/jobs/{REPO}/{number}");
 
+    // The status page at `/` leads to the console.
+    let (_, page) = get(&public, "/", None).await;
+    assert!(page.contains("href=\"/overview\""), "{page}");
+
     // Not signed in: the sign-in page, which comes back to the log.
     let (status, page) = get(&public, &log, None).await;
     assert_eq!(status, 200);
