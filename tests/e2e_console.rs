@@ -163,6 +163,7 @@ async fn people_sign_in_with_github_and_see_the_logs_of_repositories_they_can_re
     let (status, page) = get(&public, "/overview", Some(&dave)).await;
     assert_eq!(status, 200);
     assert!(page.contains("id=\"counts\"") && page.contains("succeeded: 1"), "{page}");
+    assert!(page.contains("id=\"inbox\">Inbox: "), "{page}");
 
     // An unknown session is 404 too, for anyone.
     assert_eq!(get(&public, "/sessions/0123-abcd", Some(&alice)).await.0, 404);

@@ -17,8 +17,8 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Running sessions (with a link to each live log, how long it has run, and its turns, tool calls, log lines
 /// and cost so far, counted from its log), the queue in run order with
-/// what each job waits for, and stuck jobs with why; an admin sees every repository and the counts per
-/// state. Lists are cut at [`LIMIT`] before filtering.
+/// what each job waits for, and stuck jobs with why; an admin sees every repository, the counts per state
+/// and the inbox's depth (deliveries stored, not yet processed). Lists are cut at [`LIMIT`] before filtering.
 pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap) -> Response {
     let Some(viewer) = viewer(&console, &headers).await else { return signin_page("/overview") };
     let store = console.inner.options.store.clone();
@@ -67,12 +67,13 @@ pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap)
         .map(|s| minijinja::context! { repo => s.repo.to_string(), issue => s.issue.0, title => s.title.clone(), reason => s.reason.clone() })
         .collect();
     let counts = viewer.admin.then(|| minijinja::Value::from(minijinja::value::Serde(&status.counts)));
+    let inbox = viewer.admin.then(|| console.inner.options.store.inbox_depth());
     render(
         StatusCode::OK,
         "overview.html",
         minijinja::context! {
             title => "Overview", login => viewer.login, csrf => viewer.csrf, admin => viewer.admin,
-            running, queued, stuck, counts,
+            running, queued, stuck, counts, inbox,
         },
     )
 }
