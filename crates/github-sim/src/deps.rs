@@ -56,13 +56,18 @@ pub(crate) fn summary(w: &World, id: u64) -> Value {
     })
 }
 
-/// An issue as REST answers it: the webhook shape plus `issue_dependencies_summary` (issues only;
-/// the octokit schemas of `issues` webhooks predate the field, so webhooks leave it out, except
-/// `issue_dependencies`, whose schema is REST's `issue`).
+/// An issue as REST answers it: the webhook shape plus `issue_dependencies_summary`,
+/// `sub_issues_summary` and `parent_issue_url` (issues only; the octokit schemas of `issues` webhooks
+/// predate these fields, so webhooks leave them out, except `issue_dependencies` and `sub_issues`, whose
+/// schema is REST's `issue`).
 pub(crate) fn rest_issue_json(w: &World, repo: &Repo, issue: &Issue) -> Value {
     let mut v = w.issue_json(repo, issue);
     if issue.pull.is_none() {
         v["issue_dependencies_summary"] = summary(w, issue.id);
+        v["sub_issues_summary"] = crate::subs::summary(w, issue.id);
+        if let Some((pf, pn)) = crate::subs::parent_of(w, issue.id).and_then(|p| crate::subs::find(w, p)) {
+            v["parent_issue_url"] = serde_json::json!(format!("{}/repos/{pf}/issues/{pn}", w.base_url));
+        }
     }
     v
 }

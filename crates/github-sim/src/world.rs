@@ -663,12 +663,6 @@ impl World {
             "body": issue.body, "reactions": self.reactions_json(format!("{api}/reactions"), &issue.reactions),
             "performed_via_github_app": null, "state_reason": issue.state_reason,
         });
-        if issue.pull.is_none() {
-            v["sub_issues_summary"] = crate::subs::summary(self, issue.id);
-            if let Some((pf, pn)) = crate::subs::parent_of(self, issue.id).and_then(|p| crate::subs::find(self, p)) {
-                v["parent_issue_url"] = json!(format!("{b}/repos/{pf}/issues/{pn}"));
-            }
-        }
         if let Some(p) = &issue.pull {
             v["pull_request"] = json!({
                 "url": format!("{b}/repos/{full}/pulls/{}", issue.number),

@@ -3,6 +3,8 @@
 //! live tail (`/sessions/{id}/events`) adds. Prints the figures (the README quotes them); fails only past
 //! bounds far above them, so a regression by an order of magnitude shows.
 //!
+//! Run: `cargo bench --bench console` (a benchmark in the release profile; the suite runs no timed test).
+//!
 //! The console runs in this process, against a real sled store and github-sim for signing in; the memory
 //! figure is this process's resident set before and after opening the tails, so it holds the client's side
 //! of each connection too: an upper bound.
@@ -50,8 +52,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_overview_renders_10000_jobs_and_a_live_tail_costs_little_memory() {
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(overview_and_live_tails());
+}
+
+async fn overview_and_live_tails() {
     let dir = tempfile::tempdir().unwrap();
     let sim = GithubSim::start(SimConfig::new(dir.path().join("sim"))).await.unwrap();
     sim.create_user("root", github_sim::Permission::None, "User");
