@@ -143,35 +143,6 @@ async fn a_review_requesting_changes_adds_a_commit_to_the_same_pull_request() {
     .expect("the follow-up finished in time");
 }
 
-/// The server configuration of the tests that run the real Claude Code CLI (`claude`) against the Messages
-/// API stub at `url`, with `home` as its home. The CLI's own retries are off, and its non-essential traffic:
-/// every request it makes is scripted.
-fn claude_config(claude: &std::path::Path, url: &str, home: &std::path::Path) -> String {
-    format!(
-        r#"[agent]
-backend = "claude"
-claude_path = {claude:?}
-model = "claude-sonnet-4-5"
-max_turns = 10
-claude_max_retries = 0
-timeout_secs = 90
-stall_timeout_secs = 60
-kill_grace_secs = 2
-
-[agent.env]
-ANTHROPIC_BASE_URL = {url:?}
-HOME = {home:?}
-DISABLE_TELEMETRY = "1"
-DISABLE_ERROR_REPORTING = "1"
-DISABLE_AUTOUPDATER = "1"
-CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
-TZ = "UTC"
-"#,
-        claude = claude.display().to_string(),
-        home = home.display().to_string(),
-    )
-}
-
 /// The real Claude Code CLI (`FOREMAN_TEST_CLAUDE`, or `.ci/node`; the test fails without it) run by
 /// `foreman serve` against the Messages API stub: the stub's scripted tool calls make the CLI write a file
 /// and commit it, and the final text becomes the pull request's summary.
@@ -181,7 +152,7 @@ async fn with_the_claude_cli_a_labelled_issue_becomes_a_pull_request_with_the_ag
         let claude = session_support::claude_path();
         let stub = Stub::start().await.unwrap();
         let home = tempfile::tempdir().unwrap();
-        let config = claude_config(&claude, &stub.url(), home.path());
+        let config = e2e_support::claude_config(&claude, &stub.url(), home.path());
         let env = [("FOREMAN_AGENT_BACKEND", "claude"), ("ANTHROPIC_API_KEY", "sk-ant-api03-e2e-stub")];
         let world = World::start_with("exit 1", Setup { env: &env, config: &config, ..Setup::default() }).await;
         let project = world.board();
@@ -442,7 +413,7 @@ async fn a_usage_limit_holds_every_session_until_the_reset() {
         let claude = session_support::claude_path();
         let stub = Stub::start().await.unwrap();
         let home = tempfile::tempdir().unwrap();
-        let config = claude_config(&claude, &stub.url(), home.path());
+        let config = e2e_support::claude_config(&claude, &stub.url(), home.path());
         let resets_at = time::OffsetDateTime::now_utc() + Duration::from_secs(3 * 3600);
         stub.set_fallback(Reply::usage_limit("five_hour", resets_at.unix_timestamp()));
         let env = [("FOREMAN_AGENT_BACKEND", "claude"), ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-e2e-stub")];

@@ -244,33 +244,6 @@ async fn a_plan_with_a_cycle_fails_with_the_reason() {
     .expect("in time");
 }
 
-/// The server configuration for the real Claude Code CLI against the Messages API stub at `url`.
-fn claude_config(claude: &std::path::Path, url: &str, home: &std::path::Path) -> String {
-    format!(
-        r#"[agent]
-backend = "claude"
-claude_path = {claude:?}
-model = "claude-sonnet-4-5"
-max_turns = 10
-claude_max_retries = 0
-timeout_secs = 90
-stall_timeout_secs = 60
-kill_grace_secs = 2
-
-[agent.env]
-ANTHROPIC_BASE_URL = {url:?}
-HOME = {home:?}
-DISABLE_TELEMETRY = "1"
-DISABLE_ERROR_REPORTING = "1"
-DISABLE_AUTOUPDATER = "1"
-CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
-TZ = "UTC"
-"#,
-        claude = claude.display().to_string(),
-        home = home.display().to_string(),
-    )
-}
-
 /// The real Claude Code CLI (`FOREMAN_TEST_CLAUDE`, or `.ci/node`) run by `foreman serve` against the
 /// Messages API stub: the stub's scripted `Write` call, at the path the planning prompt names, writes the
 /// plan file, and the plan is posted as a table.
@@ -280,7 +253,7 @@ async fn with_the_claude_cli_the_plan_file_becomes_the_table() {
         let claude = session_support::claude_path();
         let stub = Stub::start().await.unwrap();
         let home = tempfile::tempdir().unwrap();
-        let config = claude_config(&claude, &stub.url(), home.path());
+        let config = e2e_support::claude_config(&claude, &stub.url(), home.path());
         let env = [("FOREMAN_AGENT_BACKEND", "claude"), ("ANTHROPIC_API_KEY", "sk-ant-api03-e2e-stub")];
         let world = World::start_with("exit 1", Setup { env: &env, config: &config, ..Setup::default() }).await;
         let plan_path = format!("{}/.foreman-plan.json", foreman::executor::local::sandbox::HOME);

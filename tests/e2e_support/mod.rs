@@ -468,3 +468,32 @@ pub async fn wait_for(what: &str, condition: impl Fn() -> bool) {
     .await;
     assert!(found.is_ok(), "timed out waiting for {what}");
 }
+
+/// The server configuration of the tests that run the real Claude Code CLI (`claude`) against the Messages
+/// API stub at `url`, with `home` as its home. The CLI's own retries are off, and its non-essential traffic:
+/// every request it makes is scripted.
+pub fn claude_config(claude: &std::path::Path, url: &str, home: &std::path::Path) -> String {
+    format!(
+        r#"[agent]
+backend = "claude"
+claude_path = {claude:?}
+model = "claude-sonnet-4-5"
+max_turns = 10
+claude_max_retries = 0
+timeout_secs = 90
+stall_timeout_secs = 60
+kill_grace_secs = 2
+
+[agent.env]
+ANTHROPIC_BASE_URL = {url:?}
+HOME = {home:?}
+DISABLE_TELEMETRY = "1"
+DISABLE_ERROR_REPORTING = "1"
+DISABLE_AUTOUPDATER = "1"
+CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
+TZ = "UTC"
+"#,
+        claude = claude.display().to_string(),
+        home = home.display().to_string(),
+    )
+}
