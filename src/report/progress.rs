@@ -200,7 +200,8 @@ mod tests {
             l("x/y#5", SubState::PullRequest("#9".into()), None),
         ];
         let md = render(&parent, &lines);
-        assert!(md.starts_with("<!-- foreman:progress o/r#1 -->\n### 📋"), "{md}");
+        let first = format!("{}\n### 📋", crate::markers::progress(&parent.repo, parent.issue));
+        assert!(md.starts_with(&first), "{md}");
         assert!(md.contains("- [x] #2 `T [x](y) @me`: done"), "{md}");
         assert!(md.contains("- [ ] #3 `T [x](y) @me`: waiting for #2"), "{md}");
         assert!(md.contains("#4 `T [x](y) @me`: stuck: `/foreman retry` there"), "{md}");
