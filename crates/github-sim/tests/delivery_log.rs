@@ -7,31 +7,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{TEST_TIMEOUT, start};
+use common::{TEST_TIMEOUT, denull, start};
 use serde_json::{Value, json};
-
-/// OpenAPI 3.0's `nullable: true` as JSON Schema's `null` type (as github-sim's request checks do).
-fn denull(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            if m.get("nullable") == Some(&Value::Bool(true)) {
-                m.remove("nullable");
-                match m.get("type").cloned() {
-                    Some(Value::String(t)) => {
-                        m.insert("type".into(), json!([t, "null"]));
-                    }
-                    _ => {
-                        let inner = Value::Object(std::mem::take(m));
-                        m.insert("anyOf".into(), json!([inner, {"type": "null"}]));
-                    }
-                }
-            }
-            m.values_mut().for_each(denull);
-        }
-        Value::Array(a) => a.iter_mut().for_each(denull),
-        _ => {}
-    }
-}
 
 /// A validator for the 200 answer of `GET path` in GitHub's REST description (built into github-sim), with
 /// the description's components beside it so its `#/components/...` references resolve.

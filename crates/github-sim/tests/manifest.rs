@@ -5,31 +5,8 @@
 
 mod common;
 
-use common::{TEST_TIMEOUT, receiver, start_with};
+use common::{TEST_TIMEOUT, denull, receiver, start_with};
 use serde_json::{Value, json};
-
-/// OpenAPI 3.0's `nullable: true` as JSON Schema's `null` type.
-fn denull(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            if m.get("nullable") == Some(&Value::Bool(true)) {
-                m.remove("nullable");
-                match m.get("type").cloned() {
-                    Some(Value::String(t)) => {
-                        m.insert("type".into(), json!([t, "null"]));
-                    }
-                    _ => {
-                        let inner = Value::Object(std::mem::take(m));
-                        m.insert("anyOf".into(), json!([inner, {"type": "null"}]));
-                    }
-                }
-            }
-            m.values_mut().for_each(denull);
-        }
-        Value::Array(a) => a.iter_mut().for_each(denull),
-        _ => {}
-    }
-}
 
 fn form(pairs: &[(&str, &str)]) -> String {
     pairs

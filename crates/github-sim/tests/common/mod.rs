@@ -101,3 +101,28 @@ pub async fn receiver(status: u16) -> Receiver {
     });
     Receiver { url, got, task }
 }
+
+/// OpenAPI 3.0's `nullable: true` as JSON Schema's `null` type, in place, as github-sim's own request and
+/// response checks read the description; for tests that compile a schema of the description themselves.
+#[allow(dead_code)]
+pub fn denull(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.get("nullable") == Some(&Value::Bool(true)) {
+                m.remove("nullable");
+                match m.get("type").cloned() {
+                    Some(Value::String(t)) => {
+                        m.insert("type".into(), json!([t, "null"]));
+                    }
+                    _ => {
+                        let inner = Value::Object(std::mem::take(m));
+                        m.insert("anyOf".into(), json!([inner, {"type": "null"}]));
+                    }
+                }
+            }
+            m.values_mut().for_each(denull);
+        }
+        Value::Array(a) => a.iter_mut().for_each(denull),
+        _ => {}
+    }
+}
