@@ -83,9 +83,16 @@ async fn every_check_passes_for_a_working_setup_and_doctor_exits_zero() {
     let out = s.doctor(s.env()).await;
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for name in ["github_app", "github_permissions", "agent", "sandbox", "data_dir"] {
+    for name in ["github_app", "github_permissions", "agent", "sandbox"] {
         assert!(check(&text, name).starts_with('✓'), "{name} should pass:\n{text}");
     }
+    // The free space is the machine's own (CI's runner had 1.5 GiB in /tmp): below the warning threshold the
+    // check warns with the fix, which is its job, and `doctor` still exits 0.
+    let data_dir = check(&text, "data_dir");
+    assert!(
+        data_dir.starts_with('✓') || (data_dir.starts_with('⚠') && data_dir.contains("give it more room")),
+        "data_dir should pass, or warn about free space only:\n{text}"
+    );
     assert!(check(&text, "github_app").contains(&format!("app id {}", s.sim.app_id())), "{text}");
     assert!(check(&text, "github_app").contains("1 installation"), "{text}");
     assert!(check(&text, "data_dir").contains("GiB free"), "{text}");
