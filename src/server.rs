@@ -452,6 +452,7 @@ impl Workers {
                 client: client.clone(),
                 canceller: canceller.clone(),
                 scheduler: scheduler.clone(),
+                constitutions: constitutions.clone(),
             });
             decider = decider.with_github(
                 dispatch::GithubSide {

@@ -10,6 +10,9 @@
 //! - `GET /jobs/{owner}/{repo}/{issue}`: a job, its audit trail and, for people with write on the repository,
 //!   a cancel button; `POST /jobs/{owner}/{repo}/{issue}/cancel` (CSRF token) cancels it through the one
 //!   cancel path ([`crate::dispatch::Canceller`]); `POST …/retry` queues it again, as `/foreman retry` does.
+//! - `GET /repos/{owner}/{repo}`: a repository's jobs and history (with links to the issue, the pull request
+//!   and its checks), its constitution's effective rules and their origins, its session cost per day
+//!   against its daily budget (an SVG chart drawn on the server), and its plans' progress ([`repo`]).
 //! - `GET /overview`: running sessions, the queue in run order with what each job waits for, and stuck jobs,
 //!   of the repositories the person can read (every repository, and the counts per state, for admins).
 //!
@@ -20,9 +23,11 @@
 //! (`GET /repos/{owner}/{repo}/collaborators/{username}/permission`). Logins in `console.admins` see every
 //! repository. Not signed in, a page answers the sign-in page, which comes back to it.
 
+pub mod chart;
 pub mod logview;
 pub mod overview;
 pub mod pages;
+pub mod repo;
 pub mod signin;
 
 use std::path::PathBuf;
@@ -57,6 +62,9 @@ pub struct Backend {
     pub canceller: crate::dispatch::Canceller,
     /// The scheduler, for retries.
     pub scheduler: crate::scheduler::Scheduler,
+    /// The runner's cache of constitutions (read with the installation's token, kept a minute), for the
+    /// repository page's rules.
+    pub constitutions: crate::constitution::fetch::Cache,
 }
 
 /// Where the server puts the current [`Backend`] (cheap to clone).
@@ -131,6 +139,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(console: Console) -> axum::Route
         .route("/jobs/{owner}/{repo}/{issue}/cancel", post(pages::cancel))
         .route("/jobs/{owner}/{repo}/{issue}/retry", post(pages::retry))
         .route("/overview", get(overview::overview))
+        .route("/repos/{owner}/{repo}", get(repo::repo_page))
         .with_state(console)
 }
 
@@ -148,6 +157,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("session.html", include_str!("templates/session.html")),
         ("job.html", include_str!("templates/job.html")),
         ("overview.html", include_str!("templates/overview.html")),
+        ("repo.html", include_str!("templates/repo.html")),
     ] {
         env.add_template(name, source).expect("the console's templates parse");
     }
