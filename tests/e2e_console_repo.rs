@@ -58,9 +58,10 @@ async fn row(browser: &fantoccini::Client, id: &str, first: &str) -> String {
     panic!("no row starting {first:?} in #{id}:\n{}", table.text().await.unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_writer_sees_a_repositorys_jobs_rules_cost_and_plans_and_others_get_404() {
-    let (driver_program, chromium) = browser_programs();
+/// A Foreman on a fixed port with `public_url`, the simulator's OAuth client and the costing agent, with
+/// `repos` made in the organisation first; carol (no access) is a user too. Returns the world and the
+/// address of the repository's page.
+async fn world(repos: &[(&str, &[(&str, &str)])]) -> (World, String, String) {
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
     let env = [
@@ -70,10 +71,24 @@ async fn a_writer_sees_a_repositorys_jobs_rules_cost_and_plans_and_others_get_40
         ("FOREMAN_CONSOLE_CLIENT_SECRET", "sim-client-secret".to_owned()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let org_files: &[(&str, &str)] = &[(".github/foreman.toml", ORG_CONSTITUTION)];
-    let repos: &[(&str, &[(&str, &str)])] = &[(".github", org_files)];
     let world = World::start_with(COSTING_AGENT, Setup { env: &env, repos, ..Setup::default() }).await;
     world.sim.create_user("carol", github_sim::Permission::None, "User");
+    let page = format!("{public}/repos/{REPO}");
+    (world, public, page)
+}
+
+/// Opens `page` not signed in, signs in as `login` through github-sim, and comes back to it.
+async fn sign_in(browser: &fantoccini::Client, page: &str, login: &str) {
+    goto(browser, page).await;
+    click(browser, "sign-in").await;
+    click(browser, &format!("login-{login}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_sees_a_repositorys_jobs_rules_cost_and_plans_and_others_get_404() {
+    let (driver_program, chromium) = browser_programs();
+    let org_files: &[(&str, &str)] = &[(".github/foreman.toml", ORG_CONSTITUTION)];
+    let (world, public, page) = world(&[(".github", org_files)]).await;
     world.sim.push_file(REPO, ".github/foreman.toml", REPO_CONSTITUTION, "alice").unwrap();
 
     // A job that ends in a pull request, its session costing $0.40.
@@ -102,11 +117,8 @@ async fn a_writer_sees_a_repositorys_jobs_rules_cost_and_plans_and_others_get_40
     let driver = start_driver(&driver_program).await;
     let browser = open_browser(&driver, &chromium).await;
     browser.set_window_size(1100, 1500).await.unwrap();
-    let page = format!("{public}/repos/{REPO}");
     // Not signed in: the sign-in page, GitHub, and back to the repository's page.
-    goto(&browser, &page).await;
-    click(&browser, "sign-in").await;
-    click(&browser, "login-alice").await;
+    sign_in(&browser, &page, "alice").await;
     element(&browser, "history").await;
     assert_eq!(browser.current_url().await.unwrap().as_str(), page);
 
@@ -171,9 +183,7 @@ async fn a_writer_sees_a_repositorys_jobs_rules_cost_and_plans_and_others_get_40
 
     // carol (no access to the repository): 404, and nothing of it shown.
     let browser = open_browser(&driver, &chromium).await;
-    goto(&browser, &page).await;
-    click(&browser, "sign-in").await;
-    click(&browser, "login-carol").await;
+    sign_in(&browser, &page, "carol").await;
     let found = tokio::time::timeout(STEP, async {
         loop {
             if browser.current_url().await.is_ok_and(|u| u.as_str() == page)
@@ -197,4 +207,34 @@ async fn a_writer_sees_a_repositorys_jobs_rules_cost_and_plans_and_others_get_40
     assert_eq!(r.status(), 404);
     let body = r.text().await.unwrap();
     assert!(!body.contains("Fix it") && !body.contains("max_files_changed"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_cannot_read_the_constitution_says_why_and_shows_the_rest() {
+    let (driver_program, chromium) = browser_programs();
+    let (world, _public, page) = world(&[]).await;
+    world.sim.push_file(REPO, ".github/foreman.toml", "[rules]\nmax_files_changed = \"many\"\n", "alice").unwrap();
+    let (number, _) = world.sim.create_issue(REPO, "Fix it", "Please fix", "alice").unwrap();
+    world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+    world
+        .wait("the job to wait for the constitution to be fixed", |s| {
+            World::tracking_body(s, number).is_some_and(|b| b.contains("Waiting for `.github/foreman.toml` to change"))
+        })
+        .await;
+
+    let driver = start_driver(&driver_program).await;
+    let browser = open_browser(&driver, &chromium).await;
+    sign_in(&browser, &page, "alice").await;
+    let why = element(&browser, "constitution-error").await.text().await.unwrap();
+    assert!(why.contains("invalid") && why.contains("max_files_changed"), "{why}");
+    assert!(browser.find(fantoccini::Locator::Id("rules")).await.is_err(), "rules shown from an invalid file");
+    // The rest of the page: the waiting job, the chart without a budget line.
+    let job = row(&browser, "live", &format!("#{number}")).await;
+    assert!(job.contains("queued") && job.contains("waits"), "{job}");
+    let summary = element(&browser, "cost-summary").await.text().await.unwrap();
+    assert!(summary.contains("no daily budget"), "{summary}");
+    element(&browser, "cost-chart").await;
+    assert!(browser.find(fantoccini::Locator::Id("budget-line")).await.is_err(), "a budget line without a budget");
+    element(&browser, "parents").await;
+    browser.close().await.unwrap();
 }

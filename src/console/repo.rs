@@ -118,6 +118,9 @@ fn outcome(job: &Job) -> String {
         JobState::Stuck => job.stuck_reason.clone().unwrap_or_else(|| "stuck".into()),
         JobState::Cancelled => "cancelled".into(),
         JobState::Running => "running".into(),
+        JobState::Queued if job.wait.is_some() => {
+            format!("waits: {}", job.wait.as_ref().map(|w| w.headline()).unwrap_or_default())
+        }
         JobState::Queued if !job.waiting_on.is_empty() => {
             format!("waits for {}", job.waiting_on.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
         }
