@@ -232,7 +232,7 @@ async fn a_page_that_cannot_read_the_constitution_says_why_and_shows_the_rest() 
     let job = row(&browser, "live", &format!("#{number}")).await;
     assert!(job.contains("queued") && job.contains("waits"), "{job}");
     let summary = element(&browser, "cost-summary").await.text().await.unwrap();
-    assert!(summary.contains("no daily budget"), "{summary}");
+    assert!(summary.contains("the daily budget is not known"), "{summary}");
     element(&browser, "cost-chart").await;
     assert!(browser.find(fantoccini::Locator::Id("budget-line")).await.is_err(), "a budget line without a budget");
     element(&browser, "parents").await;

@@ -12,7 +12,8 @@ use crate::job::{IssueRef, Job, SessionRecord};
 
 impl Store {
     /// `repo`'s jobs (claims applied: a claimed job reads `running`), the most recently changed first, at
-    /// most `limit`. Reads every job of the repository (one prefix scan of the `jobs` tree).
+    /// most `limit`. Reads every job of the repository (one prefix scan of the `jobs` tree; the key is the
+    /// lowercased name, so any case of it finds them).
     pub fn repo_jobs(&self, repo: &RepoName, limit: usize) -> Result<Vec<Job>, JobError> {
         let t = self.job_trees();
         let mut jobs = Vec::new();
@@ -31,8 +32,8 @@ impl Store {
         Ok(jobs)
     }
 
-    /// `repo`'s session records (its name compared without regard to case) started at or after `since`, in id order (oldest first). Reads every
-    /// session record, as [`Store::repo_usage`] does.
+    /// `repo`'s session records (its name compared without regard to case) started at or after `since`, in
+    /// the order they started. Reads every session record, as [`Store::repo_usage`] does.
     pub fn repo_sessions(&self, repo: &RepoName, since: OffsetDateTime) -> Result<Vec<SessionRecord>, JobError> {
         let mut out = Vec::new();
         for item in self.job_trees().sessions.iter() {
@@ -42,6 +43,7 @@ impl Store {
                 out.push(record);
             }
         }
+        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 
