@@ -3,8 +3,9 @@
 //!
 //! It serves, on one loopback port: the REST subset Foreman uses (checked against GitHub's OpenAPI
 //! description), GraphQL at `/graphql` (validated against GitHub's public schema), git smart HTTP
-//! (`/{owner}/{name}.git`), webhooks to a configured URL, and a control API under `/_sim`
-//! (see README.md). Start it from a test with [`GithubSim::start`]:
+//! (`/{owner}/{name}.git`), webhooks to a configured URL, GitHub Actions (workflow dispatch, runs, jobs,
+//! and a simulated runner that executes dispatched workflows' `run:` steps on this machine), and a control
+//! API under `/_sim` (see README.md). Start it from a test with [`GithubSim::start`]:
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! `github-sim --listen ADDR --webhook-url URL --webhook-secret S --state-dir DIR [--descriptions-dir DIR]`
+//! `github-sim --listen ADDR --webhook-url URL --webhook-secret S --state-dir DIR [--descriptions-dir DIR] [--runners N]`
 //!
 //! Serves the simulator until interrupted; writes `app.json` and `app.pem` into the state directory. GitHub's
 //! API descriptions are built in, so the binary runs from any directory with nothing beside it.
