@@ -397,3 +397,139 @@ async fn with_two_runners_two_of_four_runs_wait_queued_until_one_ends() {
     .await
     .expect("test timed out");
 }
+
+/// Kills the binary on drop so a failed assertion leaves no process behind.
+struct Child(tokio::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_takes_runners_and_its_control_routes_set_secrets_and_the_runner_and_lose_it() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let _child = Child(
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_github-sim"))
+                .args(["--listen", "127.0.0.1:0", "--runners", "1", "--state-dir"])
+                .arg(&state)
+                .env("RUST_LOG", "warn")
+                .kill_on_drop(true)
+                .spawn()
+                .expect("binary starts"),
+        );
+        // app.json is written once the listener is bound.
+        let app_json = state.join("app.json");
+        until("app.json", || std::fs::read(&app_json).is_ok_and(|b| serde_json::from_slice::<Value>(&b).is_ok())).await;
+        let app: Value = serde_json::from_slice(&std::fs::read(&app_json).unwrap()).unwrap();
+        let url = app["api_url"].as_str().unwrap().to_string();
+        let http = reqwest::Client::new();
+        let control = |method: Method, path: &str, body: Option<Value>| {
+            let rq = http.request(method, format!("{url}/_sim{path}"));
+            let rq = match body {
+                Some(b) => rq.json(&b),
+                None => rq,
+            };
+            async move { rq.send().await.unwrap() }
+        };
+        let workflow = "on: workflow_dispatch\njobs:\n  a:\n    steps:\n      - run: |\n          echo \"secret=${{ secrets.KEY }} extra=$EXTRA\"\n          while [ ! -e \"$OUT_DIR/go\" ]; do sleep 0.05; done\n";
+        let r = control(
+            Method::POST,
+            "/repos",
+            Some(json!({"owner": "acme", "name": "widgets", "files": {".github/workflows/w.yml": workflow}})),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        let r = control(Method::PUT, "/repos/acme/widgets/actions/secrets/KEY", Some(json!({"value": "k1"}))).await;
+        assert_eq!(r.status(), 204);
+        let out = tempfile::tempdir().unwrap();
+        let r = control(
+            Method::POST,
+            "/actions/runner",
+            Some(json!({"env": {"OUT_DIR": out.path(), "EXTRA": "x1"}, "path": ["/opt/tools"]})),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+
+        // An installation token, as an App gets one.
+        let pem = std::fs::read_to_string(state.join("app.pem")).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let jwt = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &json!({"iat": now - 60, "exp": now + 500, "iss": app["app_id"].to_string()}),
+            &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let installations: Value =
+            http.get(format!("{url}/app/installations")).bearer_auth(&jwt).send().await.unwrap().json().await.unwrap();
+        let id = installations[0]["id"].as_u64().unwrap();
+        let token: Value = http
+            .post(format!("{url}/app/installations/{id}/access_tokens"))
+            .bearer_auth(&jwt)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = token["token"].as_str().unwrap().to_string();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let r = http
+                .post(format!("{url}/repos/acme/widgets/actions/workflows/w.yml/dispatches"))
+                .bearer_auth(&token)
+                .json(&json!({"ref": "main", "return_run_details": true}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            ids.push(r.json::<Value>().await.unwrap()["workflow_run_id"].as_u64().unwrap());
+        }
+        let runs = || async {
+            control(Method::GET, "/actions/runs?repo=acme/widgets", None).await.json::<Value>().await.unwrap()["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["id"].as_u64().unwrap(), r["status"].as_str().unwrap().to_string(), r["conclusion"].clone()))
+                .collect::<Vec<_>>()
+        };
+        let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+        while runs().await[0].1 != "in_progress" {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(runs().await[1].1, "queued", "--runners 1: the second waits");
+        let r = control(Method::POST, &format!("/actions/runs/{}/lose-runner", ids[1]), None).await;
+        assert_eq!(r.status(), 409, "a queued run has no runner to lose");
+        let r = control(Method::POST, &format!("/actions/runs/{}/lose-runner", ids[0]), None).await;
+        assert_eq!(r.status(), 202);
+        while runs().await[1].1 != "in_progress" {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(runs().await[0], (ids[0], "completed".to_string(), json!("failure")));
+        std::fs::write(out.path().join("go"), "").unwrap();
+        while runs().await[1].1 != "completed" {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(runs().await[1].2, json!("success"));
+        let jobs: Value = http
+            .get(format!("{url}/repos/acme/widgets/actions/runs/{}/jobs", ids[1]))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let log = control(Method::GET, &format!("/actions/jobs/{}/logs", jobs["jobs"][0]["id"]), None).await;
+        assert_eq!(log.status(), 200);
+        assert!(log.text().await.unwrap().contains("secret=k1 extra=x1"));
+    })
+    .await
+    .expect("test timed out");
+}
