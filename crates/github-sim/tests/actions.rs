@@ -43,9 +43,17 @@ jobs:
           echo "$TOP $JOB $STEP $GITHUB_RUN_ID" > "$OUT_DIR/out-${{ inputs.session }}.txt"
           pwd > "$OUT_DIR/pwd.txt"
           baked-in-tool
+      - run: exit 3
+        continue-on-error: true
+      - name: Compared
+        if: inputs.session == 'ABC' && env.JOB != 'other'
+        run: echo "the condition held"
+      - if: failure()
+        run: echo "never after success"
 "#;
 
-/// A step that waits for `$OUT_DIR/go`, recording the pid of a process it starts in its group.
+/// A step that waits for `$OUT_DIR/go`, recording the pid of a process it starts in its group; then a step
+/// that runs only after success, and one that always runs (unless the runner is lost).
 const WAITING: &str = r#"name: Waits
 on: workflow_dispatch
 jobs:
@@ -54,6 +62,8 @@ jobs:
     steps:
       - run: bash -c 'echo $$ > "$OUT_DIR/pid-${{ github.run_id }}"; while [ ! -e "$OUT_DIR/go" ]; do sleep 0.05; done'
       - run: echo after
+      - if: ${{ always() }}
+        run: echo "cleanup ran"
 "#;
 
 /// A job limited to about a second that sleeps far longer.
@@ -223,7 +233,18 @@ async fn a_dispatched_workflow_runs_its_steps_with_inputs_and_secrets_and_answer
             .iter()
             .map(|s| (s["name"].as_str().unwrap(), s["conclusion"].as_str().unwrap()))
             .collect();
-        assert_eq!(steps, vec![("Run actions/checkout@v4", "skipped"), ("Work", "success")]);
+        assert_eq!(
+            steps,
+            vec![
+                ("Run actions/checkout@v4", "skipped"),
+                ("Work", "success"),
+                ("Run exit 3", "failure"),
+                ("Compared", "success"),
+                ("Run echo \"never after success\"", "skipped")
+            ],
+            "continue-on-error keeps the job going; `if:` decides"
+        );
+        assert!(run.log.contains("the condition held") && !run.log.contains("never after success"));
         let wf = f.get(&format!("/repos/{REPO}/actions/workflows/session.yml")).await;
         conforms(&doc, "get", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}", "200", &wf);
         assert_eq!(wf["id"], one["workflow_id"]);
@@ -329,13 +350,14 @@ async fn cancel_kills_the_running_step_and_the_run_ends_cancelled() {
         let run = f.s.sim.wait_run(id, "completed", TEST_TIMEOUT).await.expect("the run ends");
         assert_eq!(run.conclusion.as_deref(), Some("cancelled"));
         assert!(run.log.contains("The operation was canceled."), "{}", run.log);
-        assert!(!run.log.contains("after"), "later steps do not run: {}", run.log);
+        assert!(!run.log.contains("\nafter\n"), "later steps do not run: {}", run.log);
+        assert!(run.log.contains("\ncleanup ran\n"), "an `if: always()` step runs after a cancel: {}", run.log);
         until("the step's process to end", || gone(&pid)).await;
         let jobs = f.get(&format!("/repos/{REPO}/actions/runs/{id}/jobs")).await;
         assert_eq!(jobs["jobs"][0]["conclusion"], "cancelled");
         let steps: Vec<&str> =
             jobs["jobs"][0]["steps"].as_array().unwrap().iter().map(|s| s["conclusion"].as_str().unwrap()).collect();
-        assert_eq!(steps, ["cancelled", "skipped"]);
+        assert_eq!(steps, ["cancelled", "skipped", "success"]);
         let r = f.s.call(Method::POST, &f.token, &format!("/repos/{REPO}/actions/runs/{id}/cancel"), None).await;
         assert_eq!(r.status(), 409, "a completed run cannot be cancelled");
     })
@@ -353,6 +375,7 @@ async fn a_lost_runner_ends_the_run_failed_and_a_job_time_limit_ends_it_timed_ou
         let run = f.s.sim.wait_run(id, "completed", TEST_TIMEOUT).await.expect("the run ends");
         assert_eq!(run.conclusion.as_deref(), Some("failure"));
         assert!(run.log.contains("lost communication with the server"), "{}", run.log);
+        assert!(!run.log.contains("\ncleanup ran\n"), "nothing runs on a lost runner: {}", run.log);
         until("the step's process to be killed", || gone(&pid)).await;
         assert!(f.s.sim.lose_runner(id).is_err(), "only an in-progress run has a runner to lose");
 

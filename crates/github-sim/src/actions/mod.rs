@@ -6,6 +6,7 @@
 //! Shapes follow GitHub's REST description (`workflow-run`, `job`, `workflow`,
 //! `workflow-dispatch-response`) and the `x-webhooks` schemas; messages are GitHub's.
 
+pub(crate) mod condition;
 pub(crate) mod rest;
 pub(crate) mod runner;
 pub(crate) mod workflow;
@@ -55,6 +56,8 @@ pub(crate) struct Run {
     pub display_title: String,
     pub head_branch: String,
     pub head_sha: String,
+    /// The head commit as `workflow_run.head_commit` (id, tree_id, message, timestamp, author, committer).
+    pub head_commit: Value,
     /// `queued`, `in_progress` or `completed`.
     pub status: String,
     /// `success`, `failure`, `cancelled` or `timed_out` once completed.
@@ -106,17 +109,15 @@ pub(crate) fn now() -> String {
     ts(OffsetDateTime::now_utc())
 }
 
-/// The head commit of a run, as `workflow_run.head_commit` gives it.
-fn head_commit(w: &World, run: &Run) -> Value {
-    let git_dir = w.repos.get(&run.repo).map(|r| r.git_dir.clone());
-    let info = git_dir.and_then(|d| {
-        crate::git::git(&d, &["log", "-1", "--format=%T%x00%an%x00%ae%x00%cn%x00%ce%x00%cI%x00%B", &run.head_sha]).ok()
-    });
-    let info = info.unwrap_or_default();
+/// Commit `sha` of the repository at `git_dir` as `workflow_run.head_commit` gives it (read once, at dispatch,
+/// outside the world's lock).
+pub(crate) fn head_commit(git_dir: &std::path::Path, sha: &str) -> Value {
+    let format = "--format=%T%x00%an%x00%ae%x00%cn%x00%ce%x00%cI%x00%B";
+    let info = crate::git::git(git_dir, &["log", "-1", format, sha]).unwrap_or_default();
     let f: Vec<&str> = info.split('\0').collect();
     let get = |i: usize| f.get(i).copied().unwrap_or_default().trim().to_string();
     json!({
-        "id": run.head_sha, "tree_id": get(0), "message": get(6), "timestamp": get(5),
+        "id": sha, "tree_id": get(0), "message": get(6), "timestamp": get(5),
         "author": {"name": get(1), "email": get(2)}, "committer": {"name": get(3), "email": get(4)},
     })
 }
@@ -142,7 +143,7 @@ pub(crate) fn run_json(w: &World, run: &Run) -> Value {
         "artifacts_url": format!("{api}/artifacts"), "cancel_url": format!("{api}/cancel"),
         "rerun_url": format!("{api}/rerun"), "previous_attempt_url": null,
         "workflow_url": format!("{b}/repos/{full}/actions/workflows/{}", run.workflow_id),
-        "head_commit": head_commit(w, run), "repository": repo.clone(), "head_repository": repo,
+        "head_commit": run.head_commit, "repository": repo.clone(), "head_repository": repo,
         "head_repository_id": w.repos.get(full).map(|r| r.id),
     })
 }

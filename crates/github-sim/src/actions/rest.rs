@@ -223,6 +223,7 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
     };
     let given = body["inputs"].as_object().cloned().unwrap_or_default();
     let inputs = resolve_inputs(declared, &given)?;
+    let head_commit = super::head_commit(&git_dir, &sha);
 
     let mut w = inner.world();
     let actor = w.bot_login.clone();
@@ -308,6 +309,7 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
             display_title,
             head_branch: branch.to_string(),
             head_sha: sha,
+            head_commit,
             status: "queued".into(),
             conclusion: None,
             run_number,
