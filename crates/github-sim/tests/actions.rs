@@ -60,7 +60,7 @@ jobs:
   wait:
     runs-on: ubuntu-latest
     steps:
-      - run: bash -c 'echo $$ > "$OUT_DIR/pid-${{ github.run_id }}"; while [ ! -e "$OUT_DIR/go" ]; do sleep 0.05; done'
+      - run: echo waiting; bash -c 'echo $$ > "$OUT_DIR/pid-${{ github.run_id }}"; while [ ! -e "$OUT_DIR/go" ]; do sleep 0.05; done'
       - run: echo after
       - if: ${{ always() }}
         run: echo "cleanup ran"
@@ -345,6 +345,7 @@ async fn cancel_kills_the_running_step_and_the_run_ends_cancelled() {
         let pid = read_when_there(&f.out.path().join(format!("pid-{id}"))).await;
         assert!(!gone(&pid));
         assert_eq!(f.s.sim.run(id).unwrap().status, "in_progress");
+        assert!(f.s.sim.run(id).unwrap().log.contains("\nwaiting\n"), "the running step's output is in the log");
         let r = f.s.call(Method::POST, &f.token, &format!("/repos/{REPO}/actions/runs/{id}/cancel"), None).await;
         assert_eq!(r.status(), 202);
         let run = f.s.sim.wait_run(id, "completed", TEST_TIMEOUT).await.expect("the run ends");

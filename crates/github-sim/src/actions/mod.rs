@@ -89,9 +89,22 @@ pub(crate) struct Job {
     pub steps: Vec<StepState>,
     pub runner_id: Option<u64>,
     pub runner_name: Option<String>,
-    /// Each step's header and output, as the job's log.
+    /// Each finished step's header and output, as the job's log.
     #[serde(skip)]
     pub log: String,
+    /// Where the running step's output is being written, if a step is running.
+    #[serde(skip)]
+    pub live: Option<std::path::PathBuf>,
+}
+
+impl Job {
+    /// The log so far: the finished steps' and what the running step has written yet.
+    pub fn full_log(&self) -> String {
+        match &self.live {
+            Some(path) => format!("{}{}", self.log, runner::read_capped(path)),
+            None => self.log.clone(),
+        }
+    }
 }
 
 /// One step of a job, as `GET …/jobs` reports it.
@@ -259,7 +272,7 @@ pub struct RunSummary {
     pub conclusion: Option<String>,
     /// The dispatch inputs with the workflow's defaults filled in.
     pub inputs: BTreeMap<String, String>,
-    /// Every job's log so far (step headers and output), in job order.
+    /// Every job's log so far (step headers and output, the running step's included), in job order.
     pub log: String,
 }
 
@@ -291,6 +304,6 @@ pub(crate) fn summary(w: &World, run: &Run) -> RunSummary {
         status: run.status.clone(),
         conclusion: run.conclusion.clone(),
         inputs: run.inputs.clone(),
-        log: run.jobs.iter().filter_map(|j| w.actions.jobs.get(j)).map(|j| j.log.as_str()).collect(),
+        log: run.jobs.iter().filter_map(|j| w.actions.jobs.get(j)).map(|j| j.full_log()).collect(),
     }
 }

@@ -295,6 +295,7 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
                 runner_id: None,
                 runner_name: None,
                 log: String::new(),
+                live: None,
             },
         );
     }

@@ -195,6 +195,7 @@ async fn drive(inner: Arc<Inner>, start: Box<Start>, slot: usize) {
         run.updated_at = run.run_started_at.clone();
         let jobs = run.jobs.clone();
         super::emit_run(&inner, &mut w, run_id, "in_progress");
+        tracing::info!(run_id, repo = %run_repo(&w, run_id), runner = slot, "workflow run started");
         jobs
     };
     changed(&inner);
@@ -220,9 +221,14 @@ async fn drive(inner: Arc<Inner>, start: Box<Start>, slot: usize) {
     run.conclusion = Some(conclusion.into());
     run.updated_at = now();
     super::emit_run(&inner, &mut w, run_id, "completed");
+    tracing::info!(run_id, repo = %run_repo(&w, run_id), conclusion, "workflow run completed");
     drop(w);
     inner.actions.done(run_id);
     changed(&inner);
+}
+
+fn run_repo(w: &crate::world::World, run_id: u64) -> String {
+    w.actions.runs.get(&run_id).map(|r| r.repo.clone()).unwrap_or_default()
 }
 
 /// Applies `f` to job `id` and bumps the change counter.
@@ -475,8 +481,13 @@ async fn run_steps(
             None => workspace.clone(),
         };
         // A step started after a cancel (`if: always()`, `cancelled()`) is not ended by that cancel.
+        with_job(inner, job_id, |j| j.live = Some(output.clone()));
         let end = exec(&script_path, &cwd, &step_env, &output, deadline, stop, cancelled).await;
-        log(inner, job_id, &with_newline(&read_capped(&output)));
+        let text = with_newline(&read_capped(&output));
+        with_job(inner, job_id, |j| {
+            j.log.push_str(&text);
+            j.live = None;
+        });
         let (conclusion, message) = match end {
             End::Exit(0) => ("success", None),
             End::Exit(code) => ("failure", Some(format!("Process completed with exit code {code}."))),
@@ -531,7 +542,8 @@ fn with_newline(s: &str) -> String {
     if s.is_empty() || s.ends_with('\n') { s.to_string() } else { format!("{s}\n") }
 }
 
-fn read_capped(path: &Path) -> String {
+/// A step's output file, its first [`STEP_LOG_LIMIT`] bytes (lossy UTF-8).
+pub(crate) fn read_capped(path: &Path) -> String {
     use std::io::Read as _;
     let mut buf = Vec::new();
     if let Ok(f) = std::fs::File::open(path) {
