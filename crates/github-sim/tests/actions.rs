@@ -43,11 +43,12 @@ jobs:
           echo "$TOP $JOB $STEP $GITHUB_RUN_ID" > "$OUT_DIR/out-${{ inputs.session }}.txt"
           pwd > "$OUT_DIR/pwd.txt"
           baked-in-tool
+          echo "CARRIED=from an earlier step" >> "$GITHUB_ENV"
       - run: exit 3
         continue-on-error: true
       - name: Compared
         if: inputs.session == 'ABC' && env.JOB != 'other'
-        run: echo "the condition held"
+        run: echo "the condition held; $CARRIED"
       - if: failure()
         run: echo "never after success"
 "#;
@@ -63,6 +64,18 @@ jobs:
       - run: echo waiting; bash -c 'echo $$ > "$OUT_DIR/pid-${{ github.run_id }}"; while [ ! -e "$OUT_DIR/go" ]; do sleep 0.05; done'
       - run: echo after
       - if: ${{ always() }}
+        run: echo "cleanup ran"
+"#;
+
+/// A step that ignores SIGINT and SIGTERM (as do the processes it starts), then one that always runs.
+const STUBBORN: &str = r#"on: workflow_dispatch
+jobs:
+  stubborn:
+    steps:
+      - run: |
+          trap '' INT TERM
+          bash -c 'echo $$ > "$OUT_DIR/pid-${{ github.run_id }}"; while true; do sleep 0.05; done'
+      - if: always()
         run: echo "cleanup ran"
 "#;
 
@@ -98,6 +111,7 @@ async fn fixture(runners: usize, webhook_url: Option<String>) -> Fixture {
                 (".github/workflows/session.yml", SESSION),
                 (".github/workflows/waits.yml", WAITING),
                 (".github/workflows/slow.yml", SLOW),
+                (".github/workflows/stubborn.yml", STUBBORN),
                 (".github/workflows/push.yml", PUSH_ONLY),
             ],
         )
@@ -244,7 +258,8 @@ async fn a_dispatched_workflow_runs_its_steps_with_inputs_and_secrets_and_answer
             ],
             "continue-on-error keeps the job going; `if:` decides"
         );
-        assert!(run.log.contains("the condition held") && !run.log.contains("never after success"));
+        assert!(run.log.contains("the condition held; from an earlier step"), "$GITHUB_ENV: {}", run.log);
+        assert!(!run.log.contains("\nnever after success\n"));
         let wf = f.get(&format!("/repos/{REPO}/actions/workflows/session.yml")).await;
         conforms(&doc, "get", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}", "200", &wf);
         assert_eq!(wf["id"], one["workflow_id"]);
@@ -361,6 +376,32 @@ async fn cancel_kills_the_running_step_and_the_run_ends_cancelled() {
         assert_eq!(steps, ["cancelled", "skipped", "success"]);
         let r = f.s.call(Method::POST, &f.token, &format!("/repos/{REPO}/actions/runs/{id}/cancel"), None).await;
         assert_eq!(r.status(), 409, "a completed run cannot be cancelled");
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn force_cancel_kills_a_step_that_ignores_the_cancel_at_once() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let f = fixture(4, None).await;
+        let id = f.start("stubborn.yml", json!({})).await;
+        let pid = read_when_there(&f.out.path().join(format!("pid-{id}"))).await;
+        let cancel = |what: &'static str| {
+            let path = format!("/repos/{REPO}/actions/runs/{id}/{what}");
+            let f = &f;
+            async move { f.s.call(Method::POST, &f.token, &path, None).await.status() }
+        };
+        assert_eq!(cancel("cancel").await, 202);
+        assert_eq!(f.s.sim.run(id).unwrap().status, "in_progress", "SIGINT is ignored; SIGTERM comes after 7.5 s");
+        let asked = std::time::Instant::now();
+        assert_eq!(cancel("force-cancel").await, 202);
+        let run = f.s.sim.wait_run(id, "completed", TEST_TIMEOUT).await.expect("the run ends");
+        assert!(asked.elapsed() < Duration::from_secs(5), "at once, not after the grace: {:?}", asked.elapsed());
+        assert_eq!(run.conclusion.as_deref(), Some("cancelled"));
+        assert!(!run.log.contains("\ncleanup ran\n"), "a force-cancel bypasses always(): {}", run.log);
+        until("the step's process to be killed", || gone(&pid)).await;
+        assert_eq!(cancel("force-cancel").await, 409);
     })
     .await
     .expect("test timed out");

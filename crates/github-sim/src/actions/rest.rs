@@ -31,7 +31,8 @@ pub(crate) fn route(inner: &Inner, auth: &Auth, req: &Req, segs: &[&str]) -> Opt
             let run = find_run(&w, &full, id)?;
             Ok(Resp::ok(super::run_json(&w, run)))
         }),
-        ["runs", id, "cancel"] if post => cancel(inner, auth, o, r, id),
+        ["runs", id, "cancel"] if post => cancel(inner, auth, o, r, id, super::runner::Stop::Cancel),
+        ["runs", id, "force-cancel"] if post => cancel(inner, auth, o, r, id, super::runner::Stop::ForceCancel),
         ["runs", id, "jobs"] if get => access(inner, auth, o, r, "actions", false).map(|full| {
             let w = inner.world();
             let Ok(run) = find_run(&w, &full, id) else { return Resp::not_found() };
@@ -131,8 +132,8 @@ fn get_workflow(inner: &Inner, auth: &Auth, o: &str, r: &str, wf: &str) -> R {
     Ok(Resp::ok(super::workflow_json(&w, &full, e)))
 }
 
-/// `POST …/actions/runs/{run_id}/cancel`: 202 `{}`; 409 once the run has completed.
-fn cancel(inner: &Inner, auth: &Auth, o: &str, r: &str, id: &str) -> R {
+/// `POST …/actions/runs/{run_id}/cancel` and `…/force-cancel`: 202 `{}`; 409 once the run has completed.
+fn cancel(inner: &Inner, auth: &Auth, o: &str, r: &str, id: &str, how: super::runner::Stop) -> R {
     let full = access(inner, auth, o, r, "actions", true)?;
     let run_id = {
         let mut w = inner.world();
@@ -144,7 +145,7 @@ fn cancel(inner: &Inner, auth: &Auth, o: &str, r: &str, id: &str) -> R {
         w.actions.runs.get_mut(&run_id).expect("found").cancel_requested = true;
         run_id
     };
-    inner.actions.stop(run_id, super::runner::Stop::Cancel);
+    inner.actions.stop(run_id, how);
     Ok(Resp::json(202, json!({})))
 }
 

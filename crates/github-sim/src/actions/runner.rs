@@ -46,6 +46,8 @@ pub const STEP_LOG_LIMIT: u64 = 4 << 20;
 pub(crate) enum Stop {
     /// `POST …/cancel`: signals, then `cancelled`.
     Cancel,
+    /// `POST …/force-cancel`: SIGKILL at once, no `always()` step, `cancelled`.
+    ForceCancel,
     /// The runner went away (a test hook): SIGKILL, then `failure`.
     Lost,
 }
@@ -100,13 +102,13 @@ impl Runtime {
     pub fn stop(&self, run_id: u64, why: Stop) -> bool {
         let stops = self.stops.lock().expect("stops lock");
         let Some(tx) = stops.get(&run_id) else { return false };
-        tx.send_if_modified(|s| {
-            if s.is_none() {
+        // A force-cancel overrides a cancel still under way; nothing else replaces a stop.
+        tx.send_if_modified(|s| match (*s, why) {
+            (None, _) | (Some(Stop::Cancel), Stop::ForceCancel) => {
                 *s = Some(why);
                 true
-            } else {
-                false
             }
+            _ => false,
         });
         let _ = self.tx.send(Msg::Wake);
         true
@@ -209,7 +211,7 @@ async fn drive(inner: Arc<Inner>, start: Box<Start>, slot: usize) {
     }
     let stopped = *stop.borrow();
     let conclusion = match stopped {
-        Some(Stop::Cancel) => "cancelled",
+        Some(Stop::Cancel | Stop::ForceCancel) => "cancelled",
         Some(Stop::Lost) => "failure",
         None if failed => "failure",
         None if timed_out => "timed_out",
@@ -403,10 +405,13 @@ async fn run_steps(
     let job_deadline = Instant::now() + Duration::from_secs_f64(job.timeout_minutes.max(0.0) * 60.0);
     // What has happened to the job so far.
     let (mut failed, mut cancelled, mut lost, mut timed_out) = (false, false, false, false);
+    // Nothing more runs (a force-cancel, a lost runner, the job's time limit).
+    let mut halted = false;
     for (n, step) in job.steps.iter().enumerate() {
         match *stop.borrow() {
             Some(Stop::Cancel) => cancelled = true,
-            Some(Stop::Lost) => lost = true,
+            Some(Stop::ForceCancel) => (cancelled, halted) = (true, true),
+            Some(Stop::Lost) => (lost, halted) = (true, true),
             None => {}
         }
         let status = if cancelled {
@@ -417,7 +422,7 @@ async fn run_steps(
             JobStatus::Success
         };
         let display = step.display_name();
-        let runs = if lost || timed_out {
+        let runs = if halted {
             Ok(false)
         } else {
             match &step.condition {
@@ -493,7 +498,7 @@ async fn run_steps(
             End::Exit(code) => ("failure", Some(format!("Process completed with exit code {code}."))),
             End::Spawn(e) => ("failure", Some(format!("github-sim could not start bash: {e}"))),
             End::TimedOut if deadline == job_deadline => {
-                timed_out = true;
+                (timed_out, halted) = (true, true);
                 let limit = job.timeout_minutes;
                 let m = format!(
                     "The job running on runner {runner_name} has exceeded the maximum execution time of {limit} minutes."
@@ -508,8 +513,12 @@ async fn run_steps(
                 cancelled = true;
                 ("cancelled", Some("The operation was canceled.".into()))
             }
+            End::Stopped(Stop::ForceCancel) => {
+                (cancelled, halted) = (true, true);
+                ("cancelled", Some("The operation was canceled.".into()))
+            }
             End::Stopped(Stop::Lost) => {
-                lost = true;
+                (lost, halted) = (true, true);
                 let m = format!(
                     "The self-hosted runner: {runner_name} lost communication with the server. Verify the machine is \
                      running and has a healthy network connection."
@@ -617,15 +626,21 @@ async fn exec(
     match end {
         End::TimedOut | End::Stopped(Stop::Cancel) => {
             let _ = child.signal(libc::SIGINT);
-            if tokio::time::timeout(CANCEL_SIGINT_GRACE, child.wait()).await.is_err() {
-                let _ = child.signal(libc::SIGTERM);
-                if tokio::time::timeout(CANCEL_SIGTERM_GRACE, child.wait()).await.is_err() {
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
+            let graceful = async {
+                if tokio::time::timeout(CANCEL_SIGINT_GRACE, child.wait()).await.is_err() {
+                    let _ = child.signal(libc::SIGTERM);
+                    let _ = tokio::time::timeout(CANCEL_SIGTERM_GRACE, child.wait()).await;
                 }
+            };
+            // A force-cancel or a lost runner during the grace ends it at once.
+            tokio::select! {
+                _ = graceful => {}
+                _ = wait_stop(stop, true) => {}
             }
+            let _ = child.start_kill();
+            let _ = child.wait().await;
         }
-        End::Stopped(Stop::Lost) => {
+        End::Stopped(Stop::Lost | Stop::ForceCancel) => {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
