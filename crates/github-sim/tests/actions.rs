@@ -183,6 +183,22 @@ async fn until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// Every `workflow_run` / `workflow_job` delivery made so far validates against GitHub's webhook schema;
+/// returns how many there were.
+fn webhooks_validate(sim: &github_sim::SimHandle) -> usize {
+    let actions: Vec<Value> = sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| d["event"].as_str().is_some_and(|e| e.starts_with("workflow_")))
+        .collect();
+    for d in &actions {
+        let (event, action) = (d["event"].as_str().unwrap(), d["action"].as_str().unwrap());
+        github_sim::validate_webhook(event, action, &d["payload"])
+            .unwrap_or_else(|e| panic!("{event}.{action}: {e}\n{:#}", d["payload"]));
+    }
+    actions.len()
+}
+
 async fn read_when_there(path: &Path) -> String {
     until(&path.display().to_string(), || path.exists() && std::fs::metadata(path).is_ok_and(|m| m.len() > 0)).await;
     std::fs::read_to_string(path).unwrap()
@@ -376,6 +392,7 @@ async fn cancel_kills_the_running_step_and_the_run_ends_cancelled() {
         assert_eq!(steps, ["cancelled", "skipped", "success"]);
         let r = f.s.call(Method::POST, &f.token, &format!("/repos/{REPO}/actions/runs/{id}/cancel"), None).await;
         assert_eq!(r.status(), 409, "a completed run cannot be cancelled");
+        assert_eq!(webhooks_validate(&f.s.sim), 6, "cancelled ones too");
     })
     .await
     .expect("test timed out");
@@ -402,6 +419,7 @@ async fn force_cancel_kills_a_step_that_ignores_the_cancel_at_once() {
         assert!(!run.log.contains("\ncleanup ran\n"), "a force-cancel bypasses always(): {}", run.log);
         until("the step's process to be killed", || gone(&pid)).await;
         assert_eq!(cancel("force-cancel").await, 409);
+        assert_eq!(webhooks_validate(&f.s.sim), 6);
     })
     .await
     .expect("test timed out");
@@ -425,6 +443,7 @@ async fn a_lost_runner_ends_the_run_failed_and_a_job_time_limit_ends_it_timed_ou
         let run = f.s.sim.wait_run(slow, "completed", TEST_TIMEOUT).await.expect("the run ends");
         assert_eq!(run.conclusion.as_deref(), Some("timed_out"), "{}", run.log);
         assert!(run.log.contains("has exceeded the maximum execution time"), "{}", run.log);
+        assert_eq!(webhooks_validate(&f.s.sim), 12, "failed and timed-out ones too");
     })
     .await
     .expect("test timed out");
@@ -458,6 +477,7 @@ async fn with_two_runners_two_of_four_runs_wait_queued_until_one_ends() {
             let run = f.s.sim.wait_run(*id, "completed", TEST_TIMEOUT).await.unwrap();
             assert_eq!(run.conclusion.as_deref(), Some("success"), "{}", run.log);
         }
+        assert_eq!(webhooks_validate(&f.s.sim), 22, "four requested and queued, three started, four completed");
     })
     .await
     .expect("test timed out");
