@@ -341,6 +341,10 @@ async fn dispatch_refuses_as_github_does() {
         let r = f.dispatch("session.yml", json!({"ref": "no-such-branch", "inputs": {"session": "a"}})).await;
         assert_eq!(r.status(), 422);
         assert_eq!(message(r.json().await.unwrap()), "No ref found for: no-such-branch");
+        let main_sha =
+            f.get(&format!("/repos/{REPO}/branches/main")).await["commit"]["sha"].as_str().unwrap().to_string();
+        let r = f.dispatch("session.yml", json!({"ref": main_sha, "inputs": {"session": "a"}})).await;
+        assert_eq!(r.status(), 422, "a branch or tag, not a commit id");
         let r = f.dispatch("session.yml", json!({"inputs": {"session": "a"}})).await;
         assert_eq!(r.status(), 400, "`ref` is required by the description");
         // Without return_run_details: 204 and no body, and the run is there all the same.
@@ -348,6 +352,17 @@ async fn dispatch_refuses_as_github_does() {
         assert_eq!(r.status(), 204);
         assert_eq!(f.s.sim.runs(REPO).len(), 1);
         assert!(f.s.sim.runs("").iter().all(|r| r.inputs["session"] == "quiet"));
+        // By the workflow's numeric id; another repository's id is not found here.
+        let id = f.get(&format!("/repos/{REPO}/actions/workflows/session.yml")).await["id"].as_u64().unwrap();
+        let r = f.dispatch(&id.to_string(), json!({"ref": "main", "inputs": {"session": "by-id"}})).await;
+        assert_eq!(r.status(), 204);
+        assert_eq!(f.s.sim.runs(REPO)[1].path, ".github/workflows/session.yml");
+        f.s.sim.create_repo("acme", "gadgets", &[(".github/workflows/session.yml", SESSION)]).unwrap();
+        let other = f.s.call(Method::GET, &f.token, "/repos/acme/gadgets/actions/workflows/session.yml", None).await;
+        let other = other.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+        assert_ne!(other, id);
+        let r = f.dispatch(&other.to_string(), json!({"ref": "main", "inputs": {"session": "x"}})).await;
+        assert_eq!(r.status(), 404);
         // A token without `actions` gets GitHub's 403.
         let issues_only = f.s.token_with("acme", json!({"permissions": {"issues": "write"}})).await;
         let r =

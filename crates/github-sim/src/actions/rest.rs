@@ -110,7 +110,8 @@ fn list_runs(inner: &Inner, req: &Req, full: &str, workflow: Option<u64>) -> Res
 fn workflow_id(inner: &Inner, full: &str, wf: &str) -> Result<u64, Resp> {
     if let Ok(id) = wf.parse::<u64>() {
         let w = inner.world();
-        return w.actions.workflows.values().find(|e| e.id == id).map(|e| e.id).ok_or_else(Resp::not_found);
+        let mine = w.actions.workflows.iter().find(|((repo, _), e)| repo == full && e.id == id);
+        return mine.map(|(_, e)| e.id).ok_or_else(Resp::not_found);
     }
     let (git_dir, branch) = {
         let w = inner.world();
@@ -206,13 +207,21 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
         (r.git_dir.clone(), r.owner.clone())
     };
     let branch = git_ref.strip_prefix("refs/heads/").or_else(|| git_ref.strip_prefix("refs/tags/")).unwrap_or(git_ref);
-    let sha = crate::git::rev_parse(&git_dir, &format!("{git_ref}^{{commit}}"))
+    // A branch or a tag, as GitHub takes it (not a commit id).
+    let candidates: Vec<String> = if git_ref.starts_with("refs/") {
+        vec![git_ref.to_string()]
+    } else {
+        vec![format!("refs/heads/{git_ref}"), format!("refs/tags/{git_ref}")]
+    };
+    let (full_ref, sha) = candidates
+        .into_iter()
+        .find_map(|r| crate::git::rev_parse(&git_dir, &format!("{r}^{{commit}}")).map(|sha| (r, sha)))
         .ok_or_else(|| Resp::error(422, &format!("No ref found for: {git_ref}")))?;
     let path = match wf.parse::<u64>() {
         Ok(id) => {
             let w = inner.world();
-            let e = w.actions.workflows.values().find(|e| e.id == id).ok_or_else(Resp::not_found)?;
-            e.path.clone()
+            let mine = w.actions.workflows.iter().find(|((repo, _), e)| *repo == full && e.id == id);
+            mine.map(|(_, e)| e.path.clone()).ok_or_else(Resp::not_found)?
         }
         Err(_) => format!(".github/workflows/{wf}"),
     };
@@ -247,7 +256,7 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
         ("repository", full.clone()),
         ("repository_owner", owner),
         ("sha", sha.clone()),
-        ("ref", if git_ref.starts_with("refs/") { git_ref.to_string() } else { format!("refs/heads/{branch}") }),
+        ("ref", full_ref),
         ("ref_name", branch.to_string()),
         ("event_name", "workflow_dispatch".into()),
         ("server_url", base.clone()),
