@@ -429,7 +429,7 @@ async fn force_cancel_kills_a_step_that_ignores_the_cancel_at_once() {
         let asked = std::time::Instant::now();
         assert_eq!(cancel("force-cancel").await, 202);
         let run = f.s.sim.wait_run(id, "completed", TEST_TIMEOUT).await.expect("the run ends");
-        assert!(asked.elapsed() < Duration::from_secs(5), "at once, not after the grace: {:?}", asked.elapsed());
+        assert!(asked.elapsed() < Duration::from_secs(7), "at once, not after the 7.5 s grace: {:?}", asked.elapsed());
         assert_eq!(run.conclusion.as_deref(), Some("cancelled"));
         assert!(!run.log.contains("\ncleanup ran\n"), "a force-cancel bypasses always(): {}", run.log);
         until("the step's process to be killed", || gone(&pid)).await;
