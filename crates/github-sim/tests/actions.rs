@@ -286,6 +286,11 @@ async fn a_dispatched_workflow_runs_its_steps_with_inputs_and_secrets_and_answer
             f.s.call(Method::GET, &f.token, &format!("/repos/{REPO}/actions/jobs/{}/logs", job["id"]), None).await;
         assert_eq!(logs.status(), 200, "followed the redirect");
         assert!(logs.text().await.unwrap().contains("session=abc"));
+        // The run's page, where its html_url points, as people open it from a report.
+        let html = f.s.http.get(one["html_url"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(html.status(), 200);
+        let html = html.text().await.unwrap();
+        assert!(html.contains("data-conclusion=\"success\"") && html.contains("session=abc"), "{html}");
 
         // Webhooks: each validates against GitHub's schema, in the order GitHub sends them.
         let n = f.s.sim.deliveries().len() as u64;

@@ -276,6 +276,49 @@ pub struct RunSummary {
     pub log: String,
 }
 
+/// The run's page, where a run's and a job's `html_url` point (`/{owner}/{repo}/actions/runs/{run_id}`, also
+/// `…/job/{job_id}`): status, conclusion, each job with its steps and log. `None` for any other path.
+pub(crate) fn web(inner: &Inner, req: &crate::server::Req) -> Option<crate::server::Resp> {
+    use crate::manifest::{esc, page};
+    let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
+    let (o, r, id) = match segs.as_slice() {
+        [o, r, "actions", "runs", id] | [o, r, "actions", "runs", id, "job", _] => (o, r, id),
+        _ => return None,
+    };
+    if req.method != axum::http::Method::GET {
+        return None;
+    }
+    let w = inner.world();
+    let full = format!("{o}/{r}");
+    let Some(run) = id.parse::<u64>().ok().and_then(|id| w.actions.runs.get(&id)).filter(|run| run.repo == full) else {
+        return Some(page(404, "Not Found", "<p>No such workflow run.</p>"));
+    };
+    let mut body = format!(
+        "<p id=\"run\" data-status=\"{s}\" data-conclusion=\"{c}\">{title} · {path} · run #{n}: <b>{s}</b> {c}</p>",
+        s = esc(&run.status),
+        c = esc(run.conclusion.as_deref().unwrap_or_default()),
+        title = esc(&run.display_title),
+        path = esc(&run.path),
+        n = run.run_number,
+    );
+    for job in run.jobs.iter().filter_map(|j| w.actions.jobs.get(j)) {
+        let steps: String = job
+            .steps
+            .iter()
+            .map(|s| format!("<li>{} — {}</li>", esc(&s.name), esc(s.conclusion.as_deref().unwrap_or(&s.status))))
+            .collect();
+        body.push_str(&format!(
+            "<h2 id=\"job-{id}\">{name}: {status} {conclusion}</h2><ol>{steps}</ol><pre>{log}</pre>",
+            id = job.id,
+            name = esc(&job.name),
+            status = esc(&job.status),
+            conclusion = esc(job.conclusion.as_deref().unwrap_or_default()),
+            log = esc(&job.full_log()),
+        ));
+    }
+    Some(page(200, &format!("{} · {}", run.name, full), &body))
+}
+
 /// Sets Actions secret `name` of `repo`; `Err` names a missing repository.
 pub(crate) fn set_secret(inner: &Inner, repo: &str, name: &str, value: &str) -> Result<(), String> {
     let mut w = inner.world();
