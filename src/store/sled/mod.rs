@@ -14,6 +14,7 @@ mod jobs;
 mod parents;
 mod port;
 mod pushes;
+mod recent;
 mod reports;
 mod sessions;
 mod status;
