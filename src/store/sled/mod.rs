@@ -15,6 +15,7 @@ mod parents;
 mod port;
 mod pushes;
 mod repo_view;
+mod recent;
 mod reports;
 mod sessions;
 mod status;

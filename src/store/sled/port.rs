@@ -34,6 +34,9 @@ impl Inbox for SledStore {
     fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
         SledStore::delivery(self, id)
     }
+    fn recent_deliveries(&self, before: Option<u64>, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        SledStore::recent_deliveries(self, before, limit)
+    }
     fn delivery_body(&self, seq: u64) -> Result<Option<(DeliveryMeta, Bytes)>, StoreError> {
         SledStore::delivery_body(self, seq)
     }
@@ -194,6 +197,9 @@ impl JobStore for SledStore {
     }
     fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError> {
         SledStore::session(self, id)
+    }
+    fn recent_sessions(&self, limit: usize) -> Result<Vec<SessionRecord>, JobError> {
+        SledStore::recent_sessions(self, limit)
     }
     fn push_record(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<PushRecord>, JobError> {
         SledStore::push_record(self, repo, issue)
