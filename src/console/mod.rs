@@ -7,8 +7,8 @@
 //! - `POST /logout` (CSRF token): ends the session.
 //! - `GET /sessions/{id}`: a session's log as Human / Events / Errors ([`pages`]); `GET /sessions/{id}/events`
 //!   its live tail as server-sent events; `GET /sessions/{id}/log` the JSON-lines file (download).
-//! - `GET /jobs/{owner}/{repo}/{issue}`: a job, its audit trail and, for people with write on the repository,
-//!   a cancel button; `POST /jobs/{owner}/{repo}/{issue}/cancel` (CSRF token) cancels it through the one
+//! - `GET /jobs/{owner}/{repo}/{issue}`: a job, its attempts (each session linking its log), its failure
+//!   ledger, its audit trail and, for people with write on the repository, a cancel button; `POST /jobs/{owner}/{repo}/{issue}/cancel` (CSRF token) cancels it through the one
 //!   cancel path ([`crate::dispatch::Canceller`]); `POST …/retry` queues it again, as `/foreman retry` does.
 //! - `GET /overview`: running sessions, the queue in run order with what each job waits for, and stuck jobs,
 //!   of the repositories the person can read (every repository, and the counts per state, for admins).
@@ -20,6 +20,7 @@
 //! (`GET /repos/{owner}/{repo}/collaborators/{username}/permission`). Logins in `console.admins` see every
 //! repository. Not signed in, a page answers the sign-in page, which comes back to it.
 
+pub mod history;
 pub mod logview;
 pub mod overview;
 pub mod pages;

@@ -1,0 +1,202 @@
+//! The console's job page, in headless Chromium (see `browser_support`): a job whose first session fails
+//! and whose second succeeds shows both attempts, each linking to its own log in the viewer; the failure in
+//! its failure ledger, counted; and its audit trail in order, from the label alice added (with the delivery
+//! that brought it) to the success. A person who cannot read the repository gets 404.
+
+mod browser_support;
+mod e2e_support;
+
+use std::path::Path;
+
+use browser_support::{STEP, browser_programs, click, element, free_port, goto, open_browser, start_driver};
+use e2e_support::{REPO, Setup, World, shared};
+
+/// Fails its first session (says "giving up on try 1", a text its own command, which the log shows at the
+/// start, does not hold; then exits 3: an agent failure) and fixes the issue in the next:
+/// `<marks>/failed-<issue>` remembers the first.
+fn fail_once_agent(marks: &Path) -> String {
+    format!(
+        r#"if [ ! -e '{m}/failed-'"$FOREMAN_ISSUE" ]; then
+  touch '{m}/failed-'"$FOREMAN_ISSUE"
+  echo "giving up on try $((0 + 1))"
+  exit 3
+fi
+echo "fixed issue $FOREMAN_ISSUE" > "fix-$FOREMAN_ISSUE.txt"
+git add -A
+git commit -q -m "Fix #$FOREMAN_ISSUE"
+echo "Added fix-$FOREMAN_ISSUE.txt""#,
+        m = marks.display()
+    )
+}
+
+/// One-second backoffs, so the second attempt follows the first at once.
+const CONFIG: &str = "[scheduler]\nbackoff_min_seconds = 1\nbackoff_max_seconds = 1\nmax_failures = 3\n";
+
+/// Saves the page as `name`.png in `FOREMAN_TEST_SCREENSHOTS` when that is set (the pictures in
+/// docs/console.md are taken so: `FOREMAN_TEST_SCREENSHOTS=docs/console cargo test --test e2e_console_job`).
+async fn screenshot(browser: &fantoccini::Client, name: &str) {
+    let png = browser.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+    if let Some(dir) = std::env::var_os("FOREMAN_TEST_SCREENSHOTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// The text of each row of the table `#id` but its header, in order.
+async fn rows(browser: &fantoccini::Client, id: &str) -> Vec<String> {
+    let table = element(browser, id).await;
+    let mut out = Vec::new();
+    for tr in table.find_all(fantoccini::Locator::Css("tr")).await.unwrap().into_iter().skip(1) {
+        out.push(tr.text().await.unwrap());
+    }
+    out
+}
+
+/// The path each link matching `css` inside `#id` leads to, in order.
+async fn hrefs(browser: &fantoccini::Client, id: &str, css: &str) -> Vec<String> {
+    let table = element(browser, id).await;
+    let mut out = Vec::new();
+    for a in table.find_all(fantoccini::Locator::Css(css)).await.unwrap() {
+        let href = a.attr("href").await.unwrap().unwrap_or_default();
+        // The attribute as written, or resolved against the page's address.
+        let path = href.find("/sessions/").map_or(href.clone(), |at| href[at..].to_owned());
+        out.push(path);
+    }
+    out
+}
+
+/// The `n`th word of a row's text (cells are separated by white space).
+fn word(row: &str, n: usize) -> Option<&str> {
+    row.split_whitespace().nth(n)
+}
+
+/// Waits (bounded) until the page's text holds `what`.
+async fn wait_page(browser: &fantoccini::Client, what: &str) {
+    let found = tokio::time::timeout(STEP, async {
+        loop {
+            if browser.source().await.is_ok_and(|s| s.contains(what)) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "the page did not show {what:?}:\n{}", browser.source().await.unwrap_or_default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_page_shows_each_attempt_with_its_log_the_failure_ledger_and_the_audit_trail() {
+    let (driver_program, chromium) = browser_programs();
+    let marks = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let (shared_key, shared_value) = shared(marks.path());
+    let env = [
+        ("FOREMAN_LISTEN", format!("127.0.0.1:{port}")),
+        ("FOREMAN_PUBLIC_URL", public.clone()),
+        // The simulator's OAuth client (its App id 1001, its default client secret).
+        ("FOREMAN_CONSOLE_CLIENT_ID", format!("Iv1.{:016x}", 1001)),
+        ("FOREMAN_CONSOLE_CLIENT_SECRET", "sim-client-secret".to_owned()),
+        (shared_key, shared_value),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let agent = fail_once_agent(marks.path());
+    let world = World::start_with(&agent, Setup { env: &env, config: CONFIG, ..Setup::default() }).await;
+    world.sim.create_user("carol", github_sim::Permission::None, "User");
+
+    let (number, _) = world.sim.create_issue(REPO, "Fix it on the second try", "Please", "alice").unwrap();
+    world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+    let state = world.wait("the label's delivery", |s| World::last_delivery(s, "issues")["action"] == "labeled").await;
+    let delivery = World::last_delivery(&state, "issues")["guid"].as_str().unwrap().to_owned();
+    world.wait_pull(number).await;
+    let job = tokio::time::timeout(e2e_support::LIFECYCLE, async {
+        loop {
+            let job = world.job(number).await;
+            if job["state"] == "succeeded" {
+                return job;
+            }
+            tokio::time::sleep(e2e_support::POLL).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the job did not succeed; foreman said:\n{}", world.logs()));
+    assert_eq!(job["attempts"], 2, "{job}");
+    let reason = job["last_failure"]["reason"].as_str().expect("the first attempt's failure").to_owned();
+
+    let driver = start_driver(&driver_program).await;
+    let browser = open_browser(&driver, &chromium).await;
+    browser.set_window_size(1300, 1500).await.unwrap();
+    let page = format!("{public}/jobs/{REPO}/{number}");
+    goto(&browser, &page).await;
+    click(&browser, "sign-in").await;
+    click(&browser, "login-alice").await;
+    wait_page(&browser, "id=\"attempts\"").await;
+    assert_eq!(browser.current_url().await.unwrap().as_str(), page);
+
+    // Two attempts, oldest first: the failure and why, then the success; each links to its own log.
+    let attempts = rows(&browser, "attempts").await;
+    assert_eq!(attempts.len(), 2, "{attempts:#?}");
+    assert!(word(&attempts[0], 0) == Some("1") && attempts[0].contains("failed"), "{}", attempts[0]);
+    assert!(attempts[0].contains(&format!("agent: {reason}")), "{}", attempts[0]);
+    assert!(word(&attempts[1], 0) == Some("2") && attempts[1].contains("succeeded"), "{}", attempts[1]);
+    assert!(!attempts[1].contains("agent:"), "{}", attempts[1]);
+    let logs = hrefs(&browser, "attempts", "a.session-log").await;
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert_ne!(logs[0], logs[1]);
+
+    // The failure ledger: the one failure, its class, why and when, counted towards the limit.
+    let ledger = rows(&browser, "ledger").await;
+    assert_eq!(ledger.len(), 1, "{ledger:#?}");
+    assert!(ledger[0].contains("agent") && ledger[0].contains(&reason) && ledger[0].contains("UTC"), "{}", ledger[0]);
+    assert!(ledger[0].ends_with("counts"), "{}", ledger[0]);
+    let note = element(&browser, "ledger-note").await.text().await.unwrap();
+    assert!(note.contains("1 of 3 agent or validation failures"), "{note}");
+    assert_eq!(hrefs(&browser, "ledger", "a").await, logs[..1], "the ledger links the session that failed");
+
+    // The audit trail in order: queued by alice from the label's delivery, claimed, failed, claimed again,
+    // succeeded.
+    let audit = rows(&browser, "audit").await;
+    // When (date, time, UTC), who, what, …
+    let actions: Vec<&str> = audit.iter().filter_map(|r| word(r, 4)).collect();
+    let wanted = ["enqueued", "claimed", "failed", "claimed", "succeeded"];
+    let mut at = 0;
+    for action in &actions {
+        if at < wanted.len() && *action == wanted[at] {
+            at += 1;
+        }
+    }
+    assert_eq!(at, wanted.len(), "the audit trail is not in order: {audit:#?}");
+    assert_eq!(actions.last(), Some(&"succeeded"), "{audit:#?}");
+    let queued = audit.iter().find(|r| word(r, 4) == Some("enqueued")).unwrap();
+    assert!(queued.contains("alice") && queued.contains(&delivery), "{queued}");
+    screenshot(&browser, "job").await;
+
+    // Each attempt's link opens its own log: the first says it gave up, the second what it added.
+    for (href, says, not) in [
+        (&logs[0], "giving up on try 1", format!("Added fix-{number}.txt")),
+        (&logs[1], &*format!("Added fix-{number}.txt"), "giving up on try 1".to_owned()),
+    ] {
+        goto(&browser, &format!("{public}{href}")).await;
+        let lines = element(&browser, "lines").await.text().await.unwrap();
+        assert!(lines.contains(says) && !lines.contains(&not), "{href}: {lines}");
+    }
+    browser.close().await.unwrap();
+
+    // carol cannot read the repository: 404 for the job page and for both logs.
+    let browser = open_browser(&driver, &chromium).await;
+    goto(&browser, &page).await;
+    click(&browser, "sign-in").await;
+    click(&browser, "login-carol").await;
+    wait_page(&browser, "There is nothing here you can see.").await;
+    let cookie = browser.get_named_cookie("foreman_session").await.unwrap();
+    let cookie = format!("foreman_session={}", cookie.value());
+    browser.close().await.unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for path in [format!("/jobs/{REPO}/{number}"), logs[0].clone(), logs[1].clone()] {
+        let r = http.get(format!("{public}{path}")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains(&reason) && !body.contains("fix-"), "{path}: {body}");
+    }
+}
