@@ -1,7 +1,8 @@
 //! The console's job page, in headless Chromium (see `browser_support`): a job whose first session fails
 //! and whose second succeeds shows both attempts, each linking to its own log in the viewer; the failure in
 //! its failure ledger, counted; and its audit trail in order, from the label alice added (with the delivery
-//! that brought it) to the success. A person who cannot read the repository gets 404.
+//! that brought it, linked to the deliveries page for an admin) to the success. A person who cannot read the
+//! repository gets 404.
 
 mod browser_support;
 mod e2e_support;
@@ -60,7 +61,10 @@ async fn hrefs(browser: &fantoccini::Client, id: &str, css: &str) -> Vec<String>
     for a in table.find_all(fantoccini::Locator::Css(css)).await.unwrap() {
         let href = a.attr("href").await.unwrap().unwrap_or_default();
         // The attribute as written, or resolved against the page's address.
-        let path = href.find("/sessions/").map_or(href.clone(), |at| href[at..].to_owned());
+        let path = match href.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]).to_owned(),
+            None => href,
+        };
         out.push(path);
     }
     out
@@ -98,12 +102,14 @@ async fn a_job_page_shows_each_attempt_with_its_log_the_failure_ledger_and_the_a
         // The simulator's OAuth client (its App id 1001, its default client secret).
         ("FOREMAN_CONSOLE_CLIENT_ID", format!("Iv1.{:016x}", 1001)),
         ("FOREMAN_CONSOLE_CLIENT_SECRET", "sim-client-secret".to_owned()),
+        ("FOREMAN_CONSOLE_ADMINS", r#"["dave"]"#.to_owned()),
         (shared_key, shared_value),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let agent = fail_once_agent(marks.path());
     let world = World::start_with(&agent, Setup { env: &env, config: CONFIG, ..Setup::default() }).await;
     world.sim.create_user("carol", github_sim::Permission::None, "User");
+    world.sim.create_user("dave", github_sim::Permission::None, "User");
 
     let (number, _) = world.sim.create_issue(REPO, "Fix it on the second try", "Please", "alice").unwrap();
     world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
@@ -170,6 +176,7 @@ async fn a_job_page_shows_each_attempt_with_its_log_the_failure_ledger_and_the_a
     assert_eq!(actions.last(), Some(&"succeeded"), "{audit:#?}");
     let queued = audit.iter().find(|r| word(r, 4) == Some("enqueued")).unwrap();
     assert!(queued.contains("alice") && queued.contains(&delivery), "{queued}");
+    assert!(hrefs(&browser, "audit", "a.delivery").await.is_empty(), "the deliveries page is for admins");
     screenshot(&browser, "job").await;
 
     // Each attempt's link opens its own log: the first says it gave up, the second what it added.
@@ -181,6 +188,15 @@ async fn a_job_page_shows_each_attempt_with_its_log_the_failure_ledger_and_the_a
         let lines = element(&browser, "lines").await.text().await.unwrap();
         assert!(lines.contains(says) && !lines.contains(&not), "{href}: {lines}");
     }
+    browser.close().await.unwrap();
+
+    // dave, an admin, finds the delivery linked to its page on the deliveries page.
+    let browser = open_browser(&driver, &chromium).await;
+    goto(&browser, &page).await;
+    click(&browser, "sign-in").await;
+    click(&browser, "login-dave").await;
+    wait_page(&browser, "id=\"audit\"").await;
+    assert_eq!(hrefs(&browser, "audit", "a.delivery").await, [format!("/deliveries/{delivery}")]);
     browser.close().await.unwrap();
 
     // carol cannot read the repository: 404 for the job page and for both logs.

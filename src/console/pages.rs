@@ -293,7 +293,7 @@ pub(crate) async fn job_page(
         StatusCode::OK,
         "job.html",
         minijinja::context! {
-            title => format!("{repo}#{issue}"), login => viewer.login, csrf => viewer.csrf,
+            title => format!("{repo}#{issue}"), login => viewer.login, csrf => viewer.csrf, admin => viewer.admin,
             repo => repo.to_string(), issue => issue.0, issue_url, job_title => job.title.clone(), state => job.state.to_string(),
             kind => format!("{:?}", job.kind).to_lowercase(), attempts => job.attempts, position => detail.position,
             last_failure => job.last_failure.as_ref().map(|f| format!("{}: {}", f.class.as_str(), f.reason)),
