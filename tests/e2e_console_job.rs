@@ -6,8 +6,12 @@
 
 mod browser_support;
 mod e2e_support;
+mod session_support;
 
 use std::path::Path;
+
+use anthropic_stub::{Reply, Stub};
+use serde_json::json;
 
 use browser_support::{STEP, browser_programs, click, element, free_port, goto, open_browser, start_driver};
 use e2e_support::{REPO, Setup, World, shared};
@@ -54,6 +58,20 @@ async fn rows(browser: &fantoccini::Client, id: &str) -> Vec<String> {
     out
 }
 
+/// The cells' texts of each row of the table `#id` but its header, in order.
+async fn cells(browser: &fantoccini::Client, id: &str) -> Vec<Vec<String>> {
+    let table = element(browser, id).await;
+    let mut out = Vec::new();
+    for tr in table.find_all(fantoccini::Locator::Css("tr")).await.unwrap().into_iter().skip(1) {
+        let mut row = Vec::new();
+        for td in tr.find_all(fantoccini::Locator::Css("td")).await.unwrap() {
+            row.push(td.text().await.unwrap());
+        }
+        out.push(row);
+    }
+    out
+}
+
 /// The path each link matching `css` inside `#id` leads to, in order.
 async fn hrefs(browser: &fantoccini::Client, id: &str, css: &str) -> Vec<String> {
     let table = element(browser, id).await;
@@ -89,22 +107,49 @@ async fn wait_page(browser: &fantoccini::Client, what: &str) {
     assert!(found.is_ok(), "the page did not show {what:?}:\n{}", browser.source().await.unwrap_or_default());
 }
 
+/// Foreman's address and the settings of a console on a free port with the simulator's OAuth client
+/// (its App id 1001, its default client secret) and `dave` as its admin.
+fn console_env() -> (String, Vec<(&'static str, String)>) {
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let env = vec![
+        ("FOREMAN_LISTEN", format!("127.0.0.1:{port}")),
+        ("FOREMAN_PUBLIC_URL", public.clone()),
+        ("FOREMAN_CONSOLE_CLIENT_ID", format!("Iv1.{:016x}", 1001)),
+        ("FOREMAN_CONSOLE_CLIENT_SECRET", "sim-client-secret".to_owned()),
+        ("FOREMAN_CONSOLE_ADMINS", r#"["dave"]"#.to_owned()),
+    ];
+    (public, env)
+}
+
+/// Waits (bounded) until Foreman's job for `number` has succeeded; returns it as the admin API shows it.
+async fn wait_succeeded(world: &World, number: u64) -> serde_json::Value {
+    tokio::time::timeout(e2e_support::LIFECYCLE, async {
+        loop {
+            let job = world.job(number).await;
+            if job["state"] == "succeeded" {
+                return job;
+            }
+            tokio::time::sleep(e2e_support::POLL).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the job did not succeed; foreman said:\n{}", world.logs()))
+}
+
+/// Opens `page` in `browser` and signs in there as `login` (GitHub's page on the simulator), back to `page`.
+async fn sign_in(browser: &fantoccini::Client, page: &str, login: &str) {
+    goto(browser, page).await;
+    click(browser, "sign-in").await;
+    click(browser, &format!("login-{login}")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_page_shows_each_attempt_with_its_log_the_failure_ledger_and_the_audit_trail() {
     let (driver_program, chromium) = browser_programs();
     let marks = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let (shared_key, shared_value) = shared(marks.path());
-    let env = [
-        ("FOREMAN_LISTEN", format!("127.0.0.1:{port}")),
-        ("FOREMAN_PUBLIC_URL", public.clone()),
-        // The simulator's OAuth client (its App id 1001, its default client secret).
-        ("FOREMAN_CONSOLE_CLIENT_ID", format!("Iv1.{:016x}", 1001)),
-        ("FOREMAN_CONSOLE_CLIENT_SECRET", "sim-client-secret".to_owned()),
-        ("FOREMAN_CONSOLE_ADMINS", r#"["dave"]"#.to_owned()),
-        (shared_key, shared_value),
-    ];
+    let (public, mut env) = console_env();
+    env.push(shared(marks.path()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let agent = fail_once_agent(marks.path());
     let world = World::start_with(&agent, Setup { env: &env, config: CONFIG, ..Setup::default() }).await;
@@ -116,17 +161,7 @@ async fn a_job_page_shows_each_attempt_with_its_log_the_failure_ledger_and_the_a
     let state = world.wait("the label's delivery", |s| World::last_delivery(s, "issues")["action"] == "labeled").await;
     let delivery = World::last_delivery(&state, "issues")["guid"].as_str().unwrap().to_owned();
     world.wait_pull(number).await;
-    let job = tokio::time::timeout(e2e_support::LIFECYCLE, async {
-        loop {
-            let job = world.job(number).await;
-            if job["state"] == "succeeded" {
-                return job;
-            }
-            tokio::time::sleep(e2e_support::POLL).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the job did not succeed; foreman said:\n{}", world.logs()));
+    let job = wait_succeeded(&world, number).await;
     assert_eq!(job["attempts"], 2, "{job}");
     let reason = job["last_failure"]["reason"].as_str().expect("the first attempt's failure").to_owned();
 
@@ -134,9 +169,7 @@ async fn a_job_page_shows_each_attempt_with_its_log_the_failure_ledger_and_the_a
     let browser = open_browser(&driver, &chromium).await;
     browser.set_window_size(1300, 1500).await.unwrap();
     let page = format!("{public}/jobs/{REPO}/{number}");
-    goto(&browser, &page).await;
-    click(&browser, "sign-in").await;
-    click(&browser, "login-alice").await;
+    sign_in(&browser, &page, "alice").await;
     wait_page(&browser, "id=\"attempts\"").await;
     assert_eq!(browser.current_url().await.unwrap().as_str(), page);
 
@@ -192,18 +225,14 @@ async fn a_job_page_shows_each_attempt_with_its_log_the_failure_ledger_and_the_a
 
     // dave, an admin, finds the delivery linked to its page on the deliveries page.
     let browser = open_browser(&driver, &chromium).await;
-    goto(&browser, &page).await;
-    click(&browser, "sign-in").await;
-    click(&browser, "login-dave").await;
+    sign_in(&browser, &page, "dave").await;
     wait_page(&browser, "id=\"audit\"").await;
     assert_eq!(hrefs(&browser, "audit", "a.delivery").await, [format!("/deliveries/{delivery}")]);
     browser.close().await.unwrap();
 
     // carol cannot read the repository: 404 for the job page and for both logs.
     let browser = open_browser(&driver, &chromium).await;
-    goto(&browser, &page).await;
-    click(&browser, "sign-in").await;
-    click(&browser, "login-carol").await;
+    sign_in(&browser, &page, "carol").await;
     wait_page(&browser, "There is nothing here you can see.").await;
     let cookie = browser.get_named_cookie("foreman_session").await.unwrap();
     let cookie = format!("foreman_session={}", cookie.value());
@@ -216,3 +245,48 @@ async fn a_job_page_shows_each_attempt_with_its_log_the_failure_ledger_and_the_a
         assert!(!body.contains(&reason) && !body.contains("fix-"), "{path}: {body}");
     }
 }
+
+/// With the real Claude Code CLI (`FOREMAN_TEST_CLAUDE`, or `.ci/node`) against the Messages API stub, an
+/// attempt shows what the session's summary recorded: the agent's turns, its cost and the name of the
+/// credential's variable (never its value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_claude_cli_an_attempt_shows_its_turns_cost_and_credential() {
+    let (driver_program, chromium) = browser_programs();
+    let claude = session_support::claude_path();
+    let stub = Stub::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let config = e2e_support::claude_config(&claude, &stub.url(), home.path());
+    let (public, mut env) = console_env();
+    env.extend([("FOREMAN_AGENT_BACKEND", "claude".to_owned()), ("ANTHROPIC_API_KEY", KEY.to_owned())]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let world = World::start_with("exit 1", Setup { env: &env, config: &config, ..Setup::default() }).await;
+    let worktree = std::path::Path::new(foreman::executor::local::sandbox::WORKSPACE);
+    stub.push(Reply::tool_use("Write", json!({ "file_path": worktree.join("hello.txt"), "content": "Hello\n" })));
+    stub.push(Reply::tool_use(
+        "Bash",
+        json!({ "command": "git add hello.txt && git commit -q -m 'Add hello.txt'", "description": "Commit" }),
+    ));
+    stub.push(Reply::text("Added hello.txt."));
+    let (number, _) = world.sim.create_issue(REPO, "Add a greeting", "A hello.txt, please.", "alice").unwrap();
+    world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+    world.wait_pull(number).await;
+    wait_succeeded(&world, number).await;
+
+    let driver = start_driver(&driver_program).await;
+    let browser = open_browser(&driver, &chromium).await;
+    sign_in(&browser, &format!("{public}/jobs/{REPO}/{number}"), "alice").await;
+    wait_page(&browser, "id=\"attempts\"").await;
+    let attempts = cells(&browser, "attempts").await;
+    assert_eq!(attempts.len(), 1, "{attempts:#?}");
+    // #, session, started, ended, state, duration, turns, cost, credential, failure.
+    let a = &attempts[0];
+    assert_eq!((a[0].as_str(), a[4].as_str()), ("1", "succeeded"), "{a:?}");
+    assert_eq!(a[6], "3", "three turns: {a:?}");
+    assert!(a[7].starts_with('$'), "a cost: {a:?}");
+    assert_eq!((a[8].as_str(), a[9].as_str()), ("ANTHROPIC_API_KEY", ""), "{a:?}");
+    assert!(!browser.source().await.unwrap().contains(KEY), "the credential's value is never shown");
+    browser.close().await.unwrap();
+}
+
+/// The API key the CLI is given (the stub takes any).
+const KEY: &str = "sk-ant-api03-e2e-stub";
