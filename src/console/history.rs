@@ -76,11 +76,12 @@ pub(crate) fn summary_facts(text: &str) -> Option<LogFacts> {
 async fn log_files(console: &Console, ids: Vec<String>) -> HashMap<String, PathBuf> {
     let dir = console.inner.options.data_dir.join("sessions");
     tokio::task::spawn_blocking(move || {
+        let suffixes: Vec<(String, String)> = ids.into_iter().map(|id| (format!("-{id}.jsonl"), id)).collect();
         let mut found = HashMap::new();
         let Ok(entries) = std::fs::read_dir(&dir) else { return found };
         for path in entries.flatten().map(|e| e.path()) {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            if let Some(id) = ids.iter().find(|id| name.ends_with(&format!("-{id}.jsonl"))) {
+            if let Some((_, id)) = suffixes.iter().find(|(suffix, _)| name.ends_with(suffix.as_str())) {
                 found.insert(id.clone(), path.clone());
             }
         }
