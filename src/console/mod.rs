@@ -7,8 +7,8 @@
 //! - `POST /logout` (CSRF token): ends the session.
 //! - `GET /sessions/{id}`: a session's log as Human / Events / Errors ([`pages`]); `GET /sessions/{id}/events`
 //!   its live tail as server-sent events; `GET /sessions/{id}/log` the JSON-lines file (download).
-//! - `GET /jobs/{owner}/{repo}/{issue}`: a job, its audit trail and, for people with write on the repository,
-//!   a cancel button; `POST /jobs/{owner}/{repo}/{issue}/cancel` (CSRF token) cancels it through the one
+//! - `GET /jobs/{owner}/{repo}/{issue}`: a job, its attempts (each session linking its log), its failure
+//!   ledger, its audit trail and, for people with write on the repository, a cancel button; `POST /jobs/{owner}/{repo}/{issue}/cancel` (CSRF token) cancels it through the one
 //!   cancel path ([`crate::dispatch::Canceller`]); `POST …/retry` queues it again, as `/foreman retry` does.
 //! - `GET /repos/{owner}/{repo}`: a repository's jobs and history (with links to the issue, the pull request
 //!   and its checks), its constitution's effective rules and their origins, its session cost per day
@@ -28,6 +28,7 @@
 
 pub mod chart;
 pub mod deliveries;
+pub mod history;
 pub mod logview;
 pub mod overview;
 pub mod pages;
