@@ -93,6 +93,7 @@ async fn overview_and_live_tails() {
         public_url: Some(public.clone()),
         data_dir: data.clone(),
         store: store.clone(),
+        triggers: Default::default(),
         backend: BackendSlot::default(),
     });
     let app: axum::Router = foreman::console::routes(console);

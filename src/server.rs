@@ -335,6 +335,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         public_url: config.public_url.clone(),
         data_dir: config.data_dir.clone(),
         store: store.clone(),
+        triggers: config.triggers.clone(),
         backend: console_backend,
     });
     let app = router(state).merge(crate::setup::routes(setup)).merge(crate::console::routes(console));

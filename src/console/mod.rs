@@ -7,14 +7,17 @@
 //! - `POST /logout` (CSRF token): ends the session.
 //! - `GET /sessions/{id}`: a session's log as Human / Events / Errors ([`pages`]); `GET /sessions/{id}/events`
 //!   its live tail as server-sent events; `GET /sessions/{id}/log` the JSON-lines file (download).
-//! - `GET /jobs/{owner}/{repo}/{issue}`: a job, its audit trail and, for people with write on the repository,
-//!   a cancel button; `POST /jobs/{owner}/{repo}/{issue}/cancel` (CSRF token) cancels it through the one
+//! - `GET /jobs/{owner}/{repo}/{issue}`: a job, its attempts (each session linking its log), its failure
+//!   ledger, its audit trail and, for people with write on the repository, a cancel button; `POST /jobs/{owner}/{repo}/{issue}/cancel` (CSRF token) cancels it through the one
 //!   cancel path ([`crate::dispatch::Canceller`]); `POST …/retry` queues it again, as `/foreman retry` does.
 //! - `GET /repos/{owner}/{repo}`: a repository's jobs and history (with links to the issue, the pull request
 //!   and its checks), its constitution's effective rules and their origins, its session cost per day
 //!   against its daily budget (an SVG chart drawn on the server), and its plans' progress ([`repo`]).
-//! - `GET /overview`: running sessions, the queue in run order with what each job waits for, and stuck jobs,
-//!   of the repositories the person can read (every repository, and the counts per state, for admins).
+//! - `GET /overview`: running sessions, the queue in run order with what each job waits for, stuck jobs and
+//!   recent outcomes, of the repositories the person can read (every repository, the counts per state, the
+//!   inbox's depth and GitHub's quota per installation, for admins).
+//! - `GET /deliveries`, `GET /deliveries/{id}`, `POST /deliveries/{id}/replay` (CSRF token): the stored
+//!   deliveries with their decisions, and what Foreman would decide now ([`deliveries`]; admins only).
 //!
 //! Access: a person sees a repository's jobs and logs when GitHub lists it among the repositories their
 //! own token can see (`GET /user/installations`, `GET /user/installations/{installation_id}/repositories`,
@@ -24,6 +27,8 @@
 //! repository. Not signed in, a page answers the sign-in page, which comes back to it.
 
 pub mod chart;
+pub mod deliveries;
+pub mod history;
 pub mod logview;
 pub mod overview;
 pub mod pages;
@@ -96,6 +101,8 @@ pub struct ConsoleOptions {
     pub data_dir: PathBuf,
     /// The store.
     pub store: crate::store::Store,
+    /// The `[triggers]` table: what a replay on the deliveries page decides with.
+    pub triggers: crate::decide::DecideConfig,
     /// Foreman's GitHub side, when it has one.
     pub backend: BackendSlot,
 }
@@ -140,6 +147,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(console: Console) -> axum::Route
         .route("/jobs/{owner}/{repo}/{issue}/retry", post(pages::retry))
         .route("/overview", get(overview::overview))
         .route("/repos/{owner}/{repo}", get(repo::repo_page))
+        .route("/deliveries", get(deliveries::list))
+        .route("/deliveries/{id}", get(deliveries::show))
+        .route("/deliveries/{id}/replay", post(deliveries::replay))
         .with_state(console)
 }
 
@@ -158,6 +168,8 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("job.html", include_str!("templates/job.html")),
         ("overview.html", include_str!("templates/overview.html")),
         ("repo.html", include_str!("templates/repo.html")),
+        ("deliveries.html", include_str!("templates/deliveries.html")),
+        ("delivery.html", include_str!("templates/delivery.html")),
     ] {
         env.add_template(name, source).expect("the console's templates parse");
     }
