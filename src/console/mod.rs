@@ -61,6 +61,11 @@ pub struct Backend {
     pub canceller: crate::dispatch::Canceller,
     /// The scheduler, for retries.
     pub scheduler: crate::scheduler::Scheduler,
+    /// The server's `[triggers]` as the inbox worker decides with them, for replays.
+    pub triggers: crate::decide::DecideConfig,
+    /// Repositories' constitutions (the inbox worker's cache), whose `[triggers]` replace the server's for
+    /// their deliveries, for replays.
+    pub constitutions: crate::constitution::fetch::Cache,
 }
 
 /// Where the server puts the current [`Backend`] (cheap to clone).
@@ -92,7 +97,8 @@ pub struct ConsoleOptions {
     pub data_dir: PathBuf,
     /// The store.
     pub store: crate::store::Store,
-    /// The `[triggers]` table: what a replay on the deliveries page decides with.
+    /// The `[triggers]` table: what a replay on the deliveries page decides with while Foreman has no GitHub
+    /// App (with one, [`Backend::triggers`] and the repository's constitution).
     pub triggers: crate::decide::DecideConfig,
     /// Foreman's GitHub side, when it has one.
     pub backend: BackendSlot,
