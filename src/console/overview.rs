@@ -41,6 +41,7 @@ pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap)
     };
     let now = status.now;
     let readable = |repo: &crate::ids::RepoName| viewer.can_read(&repo.to_string());
+    let readable_name = |repo: &str| viewer.can_read(repo);
     let mut running: Vec<minijinja::Value> = Vec::new();
     for r in status.running.iter().filter(|r| readable(&r.repo)) {
         // Turns, tool calls and cost so far, counted from the log (the running sessions are few).
@@ -79,6 +80,11 @@ pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap)
         .filter(|s| readable(&s.repo))
         .map(|s| minijinja::context! { repo => s.repo.to_string(), issue => s.issue.0, title => s.title.clone(), reason => s.reason.clone() })
         .collect();
+    // The repositories to open a page of: the ones GitHub lists for them, and those of the jobs shown.
+    let mut repos: std::collections::BTreeSet<String> = viewer.repositories().map(str::to_owned).collect();
+    repos.extend(status.running.iter().map(|r| r.repo.to_string().to_ascii_lowercase()).filter(|r| readable_name(r)));
+    repos.extend(status.queued.iter().map(|q| q.repo.to_string().to_ascii_lowercase()).filter(|r| readable_name(r)));
+    repos.extend(status.stuck.iter().map(|s| s.repo.to_string().to_ascii_lowercase()).filter(|r| readable_name(r)));
     let counts = viewer.admin.then(|| minijinja::Value::from(minijinja::value::Serde(&status.counts)));
     let inbox = viewer.admin.then(|| console.inner.options.store.inbox_depth());
     let quotas: Option<Vec<minijinja::Value>> = viewer.admin.then(|| {
@@ -102,7 +108,7 @@ pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap)
         "overview.html",
         minijinja::context! {
             title => "Overview", login => viewer.login, csrf => viewer.csrf, admin => viewer.admin,
-            running, queued, stuck, outcomes, counts, inbox, quotas,
+            running, queued, stuck, outcomes, counts, inbox, quotas, repos,
         },
     )
 }

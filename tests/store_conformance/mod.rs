@@ -7,6 +7,7 @@
 
 pub mod inbox;
 pub mod jobs_crash;
+pub mod jobs_history;
 pub mod jobs_props;
 pub mod jobs_rules;
 pub mod pushes;
@@ -42,6 +43,9 @@ macro_rules! store_conformance {
             two_schedulers_racing_on_threads_never_share_a_job,
         });
         $crate::store_conformance!(@sync $open; jobs_props::{invariants_hold_under_random_interleavings});
+        $crate::store_conformance!(@sync $open; jobs_history::{
+            a_jobs_sessions_and_failures_are_kept_oldest_first_across_a_retry_and_a_reopen,
+        });
         $crate::store_conformance!(@sync $open; jobs_crash::{
             a_killed_process_loses_no_job_and_its_claims_return_to_the_queue,
         });

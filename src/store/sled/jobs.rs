@@ -118,7 +118,11 @@ impl Store {
                     remember(&mut job);
                     tx.place(&key, &mut job, now)?;
                     tx.put_job(&key, &job)?;
-                    tx.record(&key, entry(now, actor, "updated", Some(job.state), job.state, &new.cause))?;
+                    tx.record(
+                        &key,
+                        entry(now, actor, "updated", Some(job.state), job.state, &new.cause)
+                            .with_delivery(new.delivery.as_ref()),
+                    )?;
                     Ok(EnqueueOutcome::Updated(job))
                 }
                 existing => {
@@ -159,7 +163,11 @@ impl Store {
                     remember(&mut job);
                     tx.place(&key, &mut job, now)?;
                     tx.put_job(&key, &job)?;
-                    tx.record(&key, entry(now, actor, "enqueued", from, JobState::Queued, &new.cause))?;
+                    tx.record(
+                        &key,
+                        entry(now, actor, "enqueued", from, JobState::Queued, &new.cause)
+                            .with_delivery(new.delivery.as_ref()),
+                    )?;
                     Ok(EnqueueOutcome::Queued(job))
                 }
             }

@@ -12,7 +12,7 @@ use crate::job::{
     Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobsStatus, Limits, NewJob, Outcome,
     PushIntent, PushRecord, Recovery, SessionId, SessionRecord, Slots, Usage,
 };
-use crate::job::{Due, JobState, ReportRecord};
+use crate::job::{Due, Failure, JobState, ReportRecord};
 use crate::store::{
     DeliveryMeta, DeliveryRecord, DeliveryState, Durable, Inbox, JobError, JobStore, NewDelivery, PutOutcome, Reports,
     StoreError,
@@ -200,6 +200,12 @@ impl JobStore for SledStore {
     }
     fn recent_sessions(&self, limit: usize) -> Result<Vec<SessionRecord>, JobError> {
         SledStore::recent_sessions(self, limit)
+    }
+    fn job_sessions(&self, repo: &RepoName, issue: IssueNumber) -> Result<Vec<SessionRecord>, JobError> {
+        SledStore::job_sessions(self, repo, issue)
+    }
+    fn job_failures(&self, repo: &RepoName, issue: IssueNumber) -> Result<Vec<Failure>, JobError> {
+        SledStore::job_failures(self, repo, issue)
     }
     fn push_record(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<PushRecord>, JobError> {
         SledStore::push_record(self, repo, issue)
