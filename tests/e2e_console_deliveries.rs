@@ -169,6 +169,8 @@ async fn an_admin_finds_a_delivery_replays_it_and_sees_outcomes_and_quota_on_the
     wait_text(&browser, "delivery", &[&guid]).await;
     assert_eq!(browser.current_url().await.unwrap().as_str(), format!("{public}/deliveries/{guid}"));
     wait_text(&browser, "summary", &["alice", &format!("#{number} Fix the widget"), "ai"]).await;
+    let job_link = element(&browser, "job-link").await.attr("href").await.unwrap();
+    assert_eq!(job_link.as_deref(), Some(format!("/jobs/{REPO}/{number}").as_str()));
     // Then, without a job, the label queued one.
     wait_text(&browser, "decisions", &["enqueue", "trigger: label"]).await;
     // Now the job runs: the same payload would queue nothing. (With the server's triggers alone it would

@@ -221,6 +221,21 @@ async fn delivery_page(console: &Console, viewer: Viewer, id: &str, replay: bool
         .into_iter()
         .map(|(name, value)| minijinja::context! { name, value })
         .collect();
+    // The job of the issue or pull request the payload is about, when the store has one.
+    let number = payload.as_ref().and_then(|p| {
+        ["issue", "pull_request"].iter().find_map(|k| p.get(k).and_then(|i| i.get("number")).and_then(Value::as_u64))
+    });
+    let job = match (r.meta.repository.as_deref().and_then(|r| r.parse::<crate::ids::RepoName>().ok()), number) {
+        (Some(repo), Some(n)) => console
+            .inner
+            .options
+            .store
+            .job(&repo, crate::ids::IssueNumber(n))
+            .ok()
+            .flatten()
+            .map(|_| format!("{repo}#{n}")),
+        _ => None,
+    };
     let pretty = payload.as_ref().and_then(|p| serde_json::to_string_pretty(p).ok()).map(|p| {
         if p.chars().count() > MAX_PAYLOAD_CHARS {
             p.chars().take(MAX_PAYLOAD_CHARS).collect::<String>() + "\n…"
@@ -238,7 +253,7 @@ async fn delivery_page(console: &Console, viewer: Viewer, id: &str, replay: bool
         "delivery.html",
         minijinja::context! {
             title => format!("Delivery {id}"), login => viewer.login, csrf => viewer.csrf,
-            d => record(&r), summary, payload => pretty, replayed,
+            d => record(&r), summary, job, payload => pretty, replayed,
         },
     )
 }
