@@ -453,6 +453,7 @@ impl Workers {
                 client: client.clone(),
                 canceller: canceller.clone(),
                 scheduler: scheduler.clone(),
+                triggers: triggers.clone(),
                 constitutions: constitutions.clone(),
             });
             decider = decider.with_github(
