@@ -150,6 +150,7 @@ impl Store {
                     state: SessionState::Running,
                     detail: None,
                     cost_usd: None,
+                    run: None,
                 };
                 tx.sessions.insert(session.as_str().as_bytes(), encode(&record))?;
                 // The job's record is left as it is: the claim makes it running (see above).
