@@ -231,6 +231,46 @@ fn route(inner: &Inner, req: &Req) -> R {
             Ok(Resp::ok(json!({"permissions": w.app_permissions, "events": w.app_events})))
         }
         ["state"] if m == Method::GET => Ok(Resp::ok(crate::state_json(inner))),
+        ["repos", o, r, "actions", "secrets", name] if m == Method::PUT => {
+            let b = req.json()?;
+            crate::actions::set_secret(inner, &format!("{o}/{r}"), name, s(&b, "value")?)
+                .map_err(|e| Resp::error(404, &e))?;
+            Ok(Resp::empty(204))
+        }
+        ["actions", "runner"] if post => {
+            let b = req.json()?;
+            let mut env = inner.actions.env.lock().expect("runner env lock");
+            if let Some(p) = b.get("path") {
+                env.path = serde_json::from_value(p.clone())
+                    .map_err(|_| Resp::error(400, "path must be a list of directories"))?;
+            }
+            if let Some(e) = b.get("env") {
+                env.env = serde_json::from_value(e.clone())
+                    .map_err(|_| Resp::error(400, "env must map names to string values"))?;
+            }
+            Ok(Resp::ok(json!({"path": env.path, "env": env.env})))
+        }
+        ["actions", "runs"] if m == Method::GET => {
+            let w = inner.world();
+            let mut v = crate::actions::state_json(&w);
+            if let (Some(repo), Some(runs)) = (req.q("repo"), v["runs"].as_array_mut()) {
+                runs.retain(|r| r["repo"] == repo);
+            }
+            Ok(Resp::ok(v))
+        }
+        ["actions", "runs", id, "lose-runner"] if post => {
+            crate::actions::lose_runner(inner, num(id)?).map_err(|e| Resp::error(409, &e))?;
+            Ok(Resp::json(202, json!({})))
+        }
+        ["actions", "jobs", id, "logs"] if m == Method::GET => {
+            let w = inner.world();
+            let job = w.actions.jobs.get(&num(id)?).ok_or_else(Resp::not_found)?;
+            Ok(Resp {
+                status: 200,
+                headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+                body: crate::server::RespBody::Raw(job.log.clone().into()),
+            })
+        }
         _ => Err(Resp::error(404, "no such control endpoint (see crates/github-sim/README.md)")),
     }
 }

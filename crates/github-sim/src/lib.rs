@@ -3,8 +3,9 @@
 //!
 //! It serves, on one loopback port: the REST subset Foreman uses (checked against GitHub's OpenAPI
 //! description), GraphQL at `/graphql` (validated against GitHub's public schema), git smart HTTP
-//! (`/{owner}/{name}.git`), webhooks to a configured URL, and a control API under `/_sim`
-//! (see README.md). Start it from a test with [`GithubSim::start`]:
+//! (`/{owner}/{name}.git`), webhooks to a configured URL, GitHub Actions (workflow dispatch, runs, jobs,
+//! and a simulated runner that executes dispatched workflows' `run:` steps on this machine), and a control
+//! API under `/_sim` (see README.md). Start it from a test with [`GithubSim::start`]:
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -15,6 +16,7 @@
 //! # let _ = number; Ok(()) }
 //! ```
 
+mod actions;
 mod auth;
 mod control;
 mod deps;
@@ -42,6 +44,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+pub use actions::RunSummary;
 pub use faults::Faults;
 pub use world::Permission;
 
@@ -75,6 +78,9 @@ pub struct SimConfig {
     /// The App's OAuth client secret for the web flow (`/login/oauth/access_token`) until an App is
     /// registered from a manifest (which gets its own). Default `sim-client-secret`.
     pub client_secret: String,
+    /// How many workflow runs the simulated Actions runner executes at once (`--runners`); later ones stay
+    /// `queued` until one ends. Default 4.
+    pub runners: usize,
 }
 
 impl SimConfig {
@@ -93,6 +99,7 @@ impl SimConfig {
             app_comments_name_app: true,
             descriptions_dir: None,
             client_secret: "sim-client-secret".into(),
+            runners: 4,
         }
     }
 }
@@ -143,6 +150,7 @@ impl GithubSim {
         let (hook_tx, hook_rx) = mpsc::unbounded_channel();
         let (delivered, _) = watch::channel(0u64);
         let (changed, _) = watch::channel(0u64);
+        let (actions, actions_rx) = actions::runner::Runtime::new(config.runners);
         let repos_dir = config.state_dir.join("repos");
         std::fs::create_dir_all(&repos_dir)?;
         let inner = Arc::new(server::Inner {
@@ -162,8 +170,10 @@ impl GithubSim {
             webhook_url: Mutex::new(config.webhook_url.clone()),
             started: std::time::Instant::now(),
             holds: Default::default(),
+            actions,
         });
         let hooks_task = tokio::spawn(hooks::run(inner.clone(), hook_rx));
+        let runner_task = tokio::spawn(actions::runner::manage(inner.clone(), actions_rx));
         let app_inner = inner.clone();
         let app =
             axum::Router::new().fallback(move |req: axum::extract::Request| server::handle(app_inner.clone(), req));
@@ -172,7 +182,7 @@ impl GithubSim {
                 tracing::error!(error = %e, "github-sim server stopped");
             }
         });
-        Ok(SimHandle { inner, url, addr, tasks: vec![hooks_task, server_task] })
+        Ok(SimHandle { inner, url, addr, tasks: vec![hooks_task, runner_task, server_task] })
     }
 }
 
@@ -506,6 +516,57 @@ impl SimHandle {
         let mut w = self.inner.world();
         hooks::redeliver(&self.inner, &mut w, id)
     }
+    /// `PUT /_sim/repos/{owner}/{repo}/actions/secrets/{name}`: sets the repository's Actions secret `name`
+    /// (what `${{ secrets.NAME }}` gives the runs dispatched from then on; an unset one is empty, as on GitHub).
+    /// Errors when the repository does not exist.
+    pub fn set_actions_secret(&self, repo: &str, name: &str, value: &str) -> anyhow::Result<()> {
+        actions::set_secret(&self.inner, repo, name, value).map_err(|e| anyhow::anyhow!("github-sim: {e}"))
+    }
+    /// `POST /_sim/actions/runner` with `path`: directories put in front of `PATH` for every step the
+    /// simulated runner runs from now on (as a self-hosted runner with tools baked in); replaces earlier ones.
+    pub fn set_runner_path(&self, dirs: &[PathBuf]) {
+        self.inner.actions.env.lock().expect("runner env lock").path = dirs.to_vec();
+    }
+    /// `POST /_sim/actions/runner` with `env`: variables set for every step from now on (before the
+    /// workflow's own `env`); replaces earlier ones.
+    pub fn set_runner_env(&self, vars: &[(&str, &str)]) {
+        self.inner.actions.env.lock().expect("runner env lock").env =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+    /// `GET /_sim/actions/runs?repo=`: the workflow runs of `repo` (`owner/name`; every repository's when
+    /// empty), oldest first.
+    pub fn runs(&self, repo: &str) -> Vec<RunSummary> {
+        let w = self.inner.world();
+        w.actions.runs.values().filter(|r| repo.is_empty() || r.repo == repo).map(|r| actions::summary(&w, r)).collect()
+    }
+    /// One workflow run by id.
+    pub fn run(&self, run_id: u64) -> Option<RunSummary> {
+        let w = self.inner.world();
+        w.actions.runs.get(&run_id).map(|r| actions::summary(&w, r))
+    }
+    /// Waits until run `run_id` has `status` (`queued`, `in_progress` or `completed`), up to `timeout`;
+    /// returns the run then, or `None` on timeout (or when there is no such run).
+    pub async fn wait_run(&self, run_id: u64, status: &str, timeout: Duration) -> Option<RunSummary> {
+        let mut rx = self.inner.changed.subscribe();
+        let wait = async {
+            loop {
+                rx.borrow_and_update();
+                if let Some(r) = self.run(run_id).filter(|r| r.status == status) {
+                    return r;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok()
+    }
+    /// `POST /_sim/actions/runs/{run_id}/lose-runner`: the runner of an in-progress run goes away: its
+    /// running step's process group is killed (SIGKILL, no clean cancel) and the job and run end as GitHub
+    /// ends a job whose runner stopped answering, `failure`. Errors when the run is not in progress.
+    pub fn lose_runner(&self, run_id: u64) -> anyhow::Result<()> {
+        actions::lose_runner(&self.inner, run_id).map_err(|e| anyhow::anyhow!("github-sim: {e}"))
+    }
     /// `GET /_sim/state`.
     pub fn state(&self) -> Value {
         state_json(&self.inner)
@@ -629,5 +690,6 @@ pub(crate) fn state_json(inner: &server::Inner) -> Value {
         "installations": w.installations.values().collect::<Vec<_>>(),
         "repos": repos, "projects": projects, "deliveries": deliveries,
         "requests": w.requests, "nonconforming": w.nonconforming,
+        "actions": actions::state_json(&w),
     })
 }

@@ -1,4 +1,4 @@
-//! `github-sim --listen ADDR --webhook-url URL --webhook-secret S --state-dir DIR [--descriptions-dir DIR]`
+//! `github-sim --listen ADDR --webhook-url URL --webhook-secret S --state-dir DIR [--descriptions-dir DIR] [--runners N]`
 //!
 //! Serves the simulator until interrupted; writes `app.json` and `app.pem` into the state directory. GitHub's
 //! API descriptions are built in, so the binary runs from any directory with nothing beside it.
@@ -33,6 +33,9 @@ struct Args {
     /// github/rest/api.github.com.json (or .json.zst) and github/graphql/schema.graphql.
     #[arg(long, value_name = "DIR")]
     descriptions_dir: Option<PathBuf>,
+    /// How many dispatched workflow runs the simulated Actions runner executes at once; the rest stay queued.
+    #[arg(long, default_value_t = 4)]
+    runners: usize,
 }
 
 /// Exits 1 with one line on standard error (`github-sim: <reason>`) when the simulator cannot start or
@@ -65,6 +68,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.webhook_secret = args.webhook_secret;
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.descriptions_dir = args.descriptions_dir;
+    config.runners = args.runners;
     let sim = github_sim::GithubSim::start(config).await?;
     tracing::info!(url = sim.url(), app_id = sim.app_id(), state_dir = %args.state_dir.display(), "github-sim listening");
     tokio::signal::ctrl_c().await?;

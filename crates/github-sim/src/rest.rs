@@ -33,6 +33,9 @@ fn route_inner(inner: &Inner, auth: &Auth, req: &Req) -> R {
     if let Some(resp) = crate::oauth::rest(inner, auth, req, &segs) {
         return Ok(resp);
     }
+    if let Some(resp) = crate::actions::rest::route(inner, auth, req, &segs) {
+        return Ok(resp);
+    }
     match segs.as_slice() {
         ["app"] if get => {
             require_app(auth)?;
@@ -678,7 +681,14 @@ fn installation(auth: &Auth) -> Result<(u64, Token), Resp> {
 /// Checks that the caller's installation token reaches `owner/repo` with `resource` at the needed
 /// level: 404 when the repository is outside the token's reach (as GitHub hides it), 403
 /// `Resource not accessible by integration` when the permission is missing.
-fn access(inner: &Inner, auth: &Auth, owner: &str, repo: &str, resource: &str, write: bool) -> Result<String, Resp> {
+pub(crate) fn access(
+    inner: &Inner,
+    auth: &Auth,
+    owner: &str,
+    repo: &str,
+    resource: &str,
+    write: bool,
+) -> Result<String, Resp> {
     let (inst, token) = installation(auth)?;
     let full = format!("{owner}/{repo}");
     let w = inner.world();

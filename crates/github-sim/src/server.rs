@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub started: std::time::Instant,
     /// An answer held open for a test (see `hold`).
     pub holds: crate::hold::Holds,
+    /// The simulated Actions runner (`crate::actions::runner`).
+    pub actions: crate::actions::runner::Runtime,
 }
 
 impl Inner {

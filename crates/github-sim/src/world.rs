@@ -369,11 +369,14 @@ pub struct World {
     pub manifest: crate::manifest::State,
     /// The OAuth web flow's codes and user-to-server tokens (`crate::oauth`).
     pub oauth: crate::oauth::State,
+    /// Workflows, runs, jobs and Actions secrets (`crate::actions`).
+    pub actions: crate::actions::State,
 }
 
 /// The permissions every installation is granted (what Foreman's app manifest asks for).
 pub fn default_installation_permissions() -> BTreeMap<String, String> {
     [
+        ("actions", "write"),
         ("checks", "write"),
         ("contents", "write"),
         ("issues", "write"),
@@ -401,6 +404,8 @@ pub fn default_app_events() -> Vec<String> {
         "pull_request_review_comment",
         "push",
         "sub_issues",
+        "workflow_job",
+        "workflow_run",
     ]
     .map(String::from)
     .to_vec()
@@ -434,6 +439,7 @@ impl World {
             created_at: ts(OffsetDateTime::now_utc()),
             manifest: Default::default(),
             oauth: Default::default(),
+            actions: Default::default(),
         };
         let id = w.id();
         w.users.insert(
