@@ -277,11 +277,11 @@ impl RemoteAgent {
         home: &Path,
         log: &mut crate::session::log::SessionLog,
     ) -> AgentEnd {
-        if result.head != base {
-            if let Err(reason) = take_bundle(ws, base, branch, &result.head, bundle).await {
-                log.event("error", json!({ "step": "result_bundle", "detail": reason }));
-                return failed(FailureCause::Validation, format!("Foreman refused the runner's work: {reason}"));
-            }
+        if result.head != base
+            && let Err(reason) = take_bundle(ws, base, branch, &result.head, bundle).await
+        {
+            log.event("error", json!({ "step": "result_bundle", "detail": reason }));
+            return failed(FailureCause::Validation, format!("Foreman refused the runner's work: {reason}"));
         }
         if let Some(plan) = &result.plan {
             let mut plan = plan.clone();
@@ -327,7 +327,10 @@ async fn take_bundle(ws: &Git, base: &str, branch: &str, head: &str, bundle: &Pa
         return Err(format!("its git bundle's {want} is at {}, not at the head it reported", refs[0].0));
     }
     let fetched = format!("refs/foreman/runner/{branch}");
-    ws.run(&["fetch", "--quiet", "--no-tags", &path, &format!("+{want}:{fetched}")])
+    // A bundle is read through git's file transport, which Foreman's git allows only when asked.
+    ws.clone()
+        .local()
+        .run(&["fetch", "--quiet", "--no-tags", &path, &format!("+{want}:{fetched}")])
         .await
         .map_err(|e| format!("its git bundle could not be fetched: {}", e.stderr))?;
     if ws.run(&["merge-base", "--is-ancestor", base, head]).await.is_err() {

@@ -162,16 +162,19 @@ async fn run_session(foreman: &Foreman, spec: &RemoteSpec, dir: &Path) -> Result
     let git = Git::work_tree(&work);
     let branch_ref = format!("refs/heads/{}", spec.branch);
     let bundle_arg = bundle.to_string_lossy().into_owned();
-    git.run(&[
-        "fetch",
-        "--quiet",
-        "--update-head-ok",
-        "--no-tags",
-        &bundle_arg,
-        &format!("+{branch_ref}:{branch_ref}"),
-    ])
-    .await
-    .map_err(|e| ConnectError::local("fetching the bundle", e))?;
+    // A bundle is read through git's file transport, which Foreman's git allows only when asked.
+    git.clone()
+        .local()
+        .run(&[
+            "fetch",
+            "--quiet",
+            "--update-head-ok",
+            "--no-tags",
+            &bundle_arg,
+            &format!("+{branch_ref}:{branch_ref}"),
+        ])
+        .await
+        .map_err(|e| ConnectError::local("fetching the bundle", e))?;
     git.run(&["checkout", "--quiet", "--force", &spec.branch])
         .await
         .map_err(|e| ConnectError::local("git checkout", e))?;
