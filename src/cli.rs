@@ -69,10 +69,38 @@ pub enum Command {
     /// labels an issue, and narrates until its pull request is open. See README.md ("See it work").
     #[cfg(feature = "demo")]
     Demo(crate::demo::DemoArgs),
+    /// Run one session Foreman handed to this machine (a GitHub Actions runner): `foreman session --connect
+    /// <session URL>`, with the session token in `FOREMAN_SESSION_TOKEN` and the agent's credential in this
+    /// machine's environment (`ANTHROPIC_API_KEY` for the claude backend). Reads no configuration and no
+    /// `.env`. Exits 0 once the result is handed back to Foreman. See docs/actions.md.
+    Session {
+        /// The session URL from the workflow's inputs (`session_url`).
+        #[arg(long, value_name = "URL")]
+        connect: String,
+    },
+    /// Sessions on GitHub Actions runners (`executor.kind = "actions"`); see docs/actions.md.
+    Actions {
+        /// `workflow`.
+        #[command(subcommand)]
+        command: ActionsCommand,
+    },
     /// Inside an agent's sandbox: relay TCP connections on a loopback address to the network proxy's Unix
     /// socket, run a program and exit with its status. Foreman starts it; see `executor::local::netproxy::bridge`.
     #[command(hide = true)]
     SandboxBridge(crate::executor::local::netproxy::bridge::BridgeArgs),
+}
+
+/// `foreman actions …`.
+#[derive(Debug, Subcommand)]
+pub enum ActionsCommand {
+    /// Print the workflow file a repository commits as `.github/workflows/foreman-session.yml` (or the name
+    /// in `executor.workflow`) for its sessions to run on GitHub Actions runners.
+    Workflow {
+        /// The backend the runner runs: `claude` (installs the Claude Code CLI) or `command`. Default: the
+        /// configured `agent.backend`.
+        #[arg(long, value_name = "NAME")]
+        backend: Option<String>,
+    },
 }
 
 /// Parses the command line and runs the subcommand. Exit code 0 on success, 1 on a runtime error,
@@ -82,6 +110,11 @@ pub fn main() -> ExitCode {
     // repository's variables would reach the agent through it) and no configuration.
     if let Ok(Cli { command: Command::SandboxBridge(args), .. }) = Cli::try_parse() {
         return crate::executor::local::netproxy::bridge::main(args);
+    }
+    // A runner's session reads no `.env` (the runner's working directory is not Foreman's) and no
+    // configuration: everything comes from Foreman and the runner's environment.
+    if let Ok(Cli { command: Command::Session { connect }, .. }) = Cli::try_parse() {
+        return session_main(&connect);
     }
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
@@ -119,7 +152,41 @@ pub fn main() -> ExitCode {
             }
             crate::demo::main(args)
         }
+        Command::Session { connect } => session_main(&connect),
+        Command::Actions { command: ActionsCommand::Workflow { backend } } => {
+            let backend = backend.unwrap_or_else(|| match crate::config::Config::load(cli.config.as_deref()) {
+                Ok(config) => config.agent.backend,
+                Err(_) => "claude".into(),
+            });
+            print!("{}", crate::remote::workflow::text(&backend));
+            ExitCode::SUCCESS
+        }
         Command::SandboxBridge(args) => crate::executor::local::netproxy::bridge::main(args),
+    }
+}
+
+/// `foreman session --connect <url>`: runs the session with the token from `FOREMAN_SESSION_TOKEN`.
+fn session_main(url: &str) -> ExitCode {
+    use crate::remote::connect::TOKEN_ENV;
+    let Some(token) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()) else {
+        eprintln!("error: {TOKEN_ENV} must hold the session token (the workflow's session_token input)");
+        return ExitCode::from(2);
+    };
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::remove_var(TOKEN_ENV) };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::remote::connect::connect(url, secrecy::SecretString::from(token))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -56,6 +56,11 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_MAX_CONNECTIONS", "server.max_connections"),
     ("FOREMAN_MAX_UNVERIFIED_BODY_MB", "server.max_unverified_body_mb"),
     ("FOREMAN_CONSOLE_CLIENT_ID", "console.client_id"),
+    ("FOREMAN_EXECUTOR_KIND", "executor.kind"),
+    ("FOREMAN_EXECUTOR_WORKFLOW", "executor.workflow"),
+    ("FOREMAN_EXECUTOR_REPOSITORY", "executor.repository"),
+    ("FOREMAN_EXECUTOR_PUBLIC_URL", "executor.public_url"),
+    ("FOREMAN_EXECUTOR_POLL_INTERVAL_SECS", "executor.poll_interval_secs"),
     ("FOREMAN_CONSOLE_CLIENT_SECRET", "console.client_secret"),
     ("FOREMAN_CONSOLE_ADMINS", "console.admins"),
 ];
@@ -141,6 +146,9 @@ pub struct Config {
     /// The console: signing in with GitHub, who sees every repository (docs/console.md).
     #[serde(default)]
     pub console: crate::console::ConsoleConfig,
+    /// Where sessions' agents run: on this host, or on GitHub Actions runners (docs/actions.md).
+    #[serde(default)]
+    pub executor: crate::remote::ExecutorConfig,
 }
 
 /// How log lines are written.
@@ -279,6 +287,7 @@ impl Config {
             return Err(ConfigError("inbox.retention_days (FOREMAN_INBOX_RETENTION_DAYS) must be at least 1".into()));
         }
         self.agent.validate().map_err(ConfigError)?;
+        self.executor.validate().map_err(ConfigError)?;
         if self.store.cache_mb == 0 {
             return Err(ConfigError("store.cache_mb (FOREMAN_STORE_CACHE_MB) must be at least 1".into()));
         }

@@ -30,6 +30,7 @@ pub mod markers;
 pub mod plan;
 pub mod poll;
 pub mod reconcile;
+pub mod remote;
 pub mod report;
 pub mod runner;
 pub mod scheduler;

@@ -269,6 +269,17 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     limits.max_connections = crate::ingress::connections::fit_open_file_limit(limits.max_connections);
     let local = listener.local_addr()?;
     tracing::info!(address = %local, webhook = ingress::WEBHOOK_PATH, "listening");
+    if config.executor.base_url(config.public_url.as_deref()).is_none() {
+        // Runners on this machine or its network reach Foreman at the address it listens on.
+        let url = crate::config::local_url(local);
+        if config.executor.kind == crate::remote::ExecutorKind::Actions {
+            tracing::warn!(
+                url,
+                "neither executor.public_url nor public_url is set: runners are told to reach Foreman at its listen address"
+            );
+        }
+        config.executor.public_url = Some(url);
+    }
 
     let shutdown = CancellationToken::new();
     let doctor_github = doctor.github.clone();
@@ -283,8 +294,11 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         "recovered jobs left by an earlier process"
     );
     let config = Arc::new(config);
+    // The sessions handed to GitHub Actions runners, shared by the executor and the runners' endpoints.
+    let remote = crate::remote::Registry::new();
     let workers =
-        Workers::start(&config, &config.github, &config.triggers, scheduler.clone(), &outgoing, &shutdown).await?;
+        Workers::start(&config, &config.github, &config.triggers, scheduler.clone(), &outgoing, &remote, &shutdown)
+            .await?;
     let client = workers.client.clone();
     let console_backend = crate::console::BackendSlot::default();
     console_backend.set(workers.console.clone());
@@ -304,6 +318,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             outgoing: outgoing.clone(),
             scheduler: scheduler.clone(),
             shutdown: shutdown.clone(),
+            remote: remote.clone(),
             workers: workers.clone(),
             checks: (doctor_github, checks.clone()),
             console: console_backend.clone(),
@@ -338,7 +353,10 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         triggers: config.triggers.clone(),
         backend: console_backend,
     });
-    let app = router(state).merge(crate::setup::routes(setup)).merge(crate::console::routes(console));
+    let app = router(state)
+        .merge(crate::setup::routes(setup))
+        .merge(crate::console::routes(console))
+        .merge(crate::remote::routes::routes(remote, config.executor.max_bundle_mb << 20));
     let signal = {
         let shutdown = shutdown.clone();
         let ingress = ingress.clone();
@@ -404,16 +422,18 @@ impl Workers {
         triggers: &crate::decide::DecideConfig,
         scheduler: crate::scheduler::Scheduler,
         outgoing: &crate::github::SecretRegistry,
+        remote: &crate::remote::Registry,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Workers> {
         let stop = shutdown.child_token();
         let store = scheduler.store().clone();
-        let mut decider = Decider::new(triggers.clone(), scheduler.clone());
+        let mut decider = Decider::new(triggers.clone(), scheduler.clone()).with_remote(remote.clone());
         let (mut runner_task, mut reconciler_task, mut github_client) = (None, None, None);
         let mut console = None;
         let mut poller_task = None;
         if github.has_app_credentials() {
-            let (parts, client, outbox) = github_parts(config, github, scheduler.clone(), outgoing.clone()).await?;
+            let (parts, client, outbox) =
+                github_parts(config, github, scheduler.clone(), outgoing.clone(), remote).await?;
             let pusher = parts.pusher.clone();
             let constitutions = parts.constitutions.clone();
             let runner = crate::runner::Runner::new(parts);
@@ -453,6 +473,7 @@ impl Workers {
                 client: client.clone(),
                 canceller: canceller.clone(),
                 scheduler: scheduler.clone(),
+                triggers: triggers.clone(),
                 constitutions: constitutions.clone(),
             });
             decider = decider.with_github(
@@ -507,6 +528,8 @@ struct Activation {
     outgoing: crate::github::SecretRegistry,
     scheduler: crate::scheduler::Scheduler,
     shutdown: CancellationToken,
+    /// The sessions handed to runners.
+    remote: crate::remote::Registry,
     workers: Arc<tokio::sync::Mutex<Option<Workers>>>,
     /// The startup checks: given the new App's client and run again.
     checks: (crate::doctor::GithubSlot, crate::doctor::Latest),
@@ -542,17 +565,32 @@ fn activation(a: Activation) -> crate::setup::Activate {
             if let Some(old) = workers.take() {
                 old.stop().await;
             }
-            let started =
-                Workers::start(&a.config, &config_github, &triggers, a.scheduler.clone(), &a.outgoing, &a.shutdown)
-                    .await;
+            let started = Workers::start(
+                &a.config,
+                &config_github,
+                &triggers,
+                a.scheduler.clone(),
+                &a.outgoing,
+                &a.remote,
+                &a.shutdown,
+            )
+            .await;
             let started = match started {
                 Ok(w) => w,
                 Err(e) => {
                     // Keep storing and deciding without GitHub, as before.
                     let without = crate::github::GithubConfig { app_id: None, ..config_github };
                     *workers = Some(
-                        Workers::start(&a.config, &without, &triggers, a.scheduler.clone(), &a.outgoing, &a.shutdown)
-                            .await?,
+                        Workers::start(
+                            &a.config,
+                            &without,
+                            &triggers,
+                            a.scheduler.clone(),
+                            &a.outgoing,
+                            &a.remote,
+                            &a.shutdown,
+                        )
+                        .await?,
                     );
                     return Err(e);
                 }
@@ -594,6 +632,7 @@ async fn github_parts(
     github: &crate::github::GithubConfig,
     scheduler: crate::scheduler::Scheduler,
     secrets: crate::github::SecretRegistry,
+    remote: &crate::remote::Registry,
 ) -> anyhow::Result<(crate::runner::Parts, crate::github::Client, crate::report::outbox::Outbox)> {
     let mut options = crate::github::ClientOptions::default();
     options.retry.mutation_interval = Duration::from_millis(github.mutation_interval_ms);
@@ -607,6 +646,23 @@ async fn github_parts(
     let sessions = crate::session::SessionRunner::new(&config.data_dir, config.agent.clone(), credentials)
         .map_err(|e| anyhow::anyhow!("agent: {e}"))?
         .with_secrets(secrets.clone());
+    let executor = &config.executor;
+    let sessions = if executor.kind == crate::remote::ExecutorKind::Actions || executor.allow_repository_choice {
+        let settings = crate::remote::ActionsSettings {
+            kind: executor.kind,
+            workflow: executor.workflow.clone(),
+            repository: executor.repository.as_deref().and_then(|r| r.parse().ok()),
+            base_url: executor.base_url(config.public_url.as_deref()).unwrap_or_default(),
+            poll_interval: Duration::from_secs(executor.poll_interval_secs),
+            ttl: config.scheduler.claim_ttl(),
+            scratch: config.data_dir.join("scratch"),
+        };
+        tracing::info!(kind = executor.kind.as_str(), workflow = %settings.workflow, "sessions may run on GitHub Actions");
+        let (remote, client) = (remote.clone(), client.clone());
+        sessions.map_agent(move |inner| Box::new(crate::remote::RemoteAgent::new(inner, remote, client, settings)))
+    } else {
+        sessions
+    };
     tracing::info!(secrets = secrets.len(), "secret values scrubbed from what Foreman writes on GitHub");
     sessions.prune().await.map_err(|e| anyhow::anyhow!("cleaning up worktrees left by a crash: {e}"))?;
     let pusher = crate::report::push::Pusher::new(crate::report::push::DEFAULT_PREFIX)
@@ -633,6 +689,7 @@ async fn github_parts(
         backend,
         public_url: config.public_url.clone(),
         agent_name,
+        executor_choice: config.executor.allow_repository_choice,
     };
     Ok((parts, client, outbox))
 }

@@ -50,6 +50,7 @@ fn app_manifest_uses_only_documented_fields_permissions_and_events() {
         ("checks", "write"),
         ("organization_projects", "write"),
         ("members", "read"),
+        ("actions", "write"),
     ];
     let permissions = obj["default_permissions"].as_object().unwrap();
     assert_eq!(permissions.len(), wanted.len(), "exactly the permissions Foreman needs");
@@ -77,7 +78,9 @@ fn app_manifest_uses_only_documented_fields_permissions_and_events() {
             "pull_request_review",
             "pull_request_review_comment",
             "projects_v2_item",
-            "push"
+            "push",
+            "workflow_run",
+            "workflow_job"
         ]
     );
     let deploy = read("docs/deploy.md");

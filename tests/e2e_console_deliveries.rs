@@ -1,6 +1,6 @@
 //! The console's server-wide views, in headless Chromium (see `browser_support`) against github-sim: an admin
 //! finds a delivery by its id, opens it and presses "Replay", and sees what Foreman would decide now (not
-//! what it decided then); the overview shows the recent outcome, the inbox's depth and the installation's
+//! what it decided then), with the repository's own `[triggers]`; the overview shows the recent outcome, the inbox's depth and the installation's
 //! GitHub quota as github-sim reported it. A person not in `console.admins` gets 404 for the deliveries, and
 //! a replay posted without this session's CSRF token is refused.
 
@@ -11,8 +11,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use browser_support::{STEP, browser_programs, click, element, free_port, goto, open_browser, start_driver};
-use e2e_support::{LIFECYCLE, REPO, Setup, World, blocking_agent, shared};
+use e2e_support::measure::pulls_closing_in;
+use e2e_support::{LIFECYCLE, Setup, World, blocking_agent, shared};
 use time::OffsetDateTime;
+
+/// The repository of this test: its constitution makes `ai` its trigger label, not the server's `foreman`.
+const REPO: &str = "acme/custom";
+const CONSTITUTION: &str = "[triggers]\nlabel = \"ai\"\n";
 
 /// A Foreman on a fixed port with `public_url`, the simulator's OAuth client (its App id 1001, its default
 /// client secret), `dave` in `console.admins`, and `agent`.
@@ -28,7 +33,9 @@ async fn world(agent: &str, extra: &[(&str, String)]) -> (World, String) {
     ];
     env.extend(extra.iter().cloned());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let world = World::start_with(agent, Setup { env: &env, ..Setup::default() }).await;
+    let repos: [(&str, &[(&str, &str)]); 1] =
+        [("custom", &[(".github/foreman.toml", CONSTITUTION), ("README.md", "# custom\n")])];
+    let world = World::start_with(agent, Setup { env: &env, repos: &repos, ..Setup::default() }).await;
     world.sim.create_user("dave", github_sim::Permission::None, "User");
     (world, public)
 }
@@ -137,7 +144,7 @@ async fn an_admin_finds_a_delivery_replays_it_and_sees_outcomes_and_quota_on_the
     let (key, value) = shared(marks.path());
     let (world, public) = world(&blocking_agent(marks.path()), &[(key, value)]).await;
     let (number, _) = world.sim.create_issue(REPO, "Fix the widget", "Please", "alice").unwrap();
-    world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+    world.sim.add_label(REPO, number, "ai", "alice").unwrap();
     wait_file(&marks.path().join(format!("started-{number}")), &world).await;
     // The `issues.labeled` delivery that queued the job, by the id github-sim sent it under.
     let labeled = world
@@ -148,7 +155,7 @@ async fn an_admin_finds_a_delivery_replays_it_and_sees_outcomes_and_quota_on_the
             d["event"] == "issues"
                 && d["action"] == "labeled"
                 && d["payload"]["issue"]["number"] == number
-                && d["payload"]["label"]["name"] == "foreman"
+                && d["payload"]["label"]["name"] == "ai"
         })
         .expect("github-sim delivered the label");
     let guid = labeled["guid"].as_str().unwrap().to_owned();
@@ -161,12 +168,15 @@ async fn an_admin_finds_a_delivery_replays_it_and_sees_outcomes_and_quota_on_the
     click(&browser, "find").await;
     wait_text(&browser, "delivery", &[&guid]).await;
     assert_eq!(browser.current_url().await.unwrap().as_str(), format!("{public}/deliveries/{guid}"));
-    wait_text(&browser, "summary", &["alice", &format!("#{number} Fix the widget"), "foreman"]).await;
+    wait_text(&browser, "summary", &["alice", &format!("#{number} Fix the widget"), "ai"]).await;
+    let job_link = element(&browser, "job-link").await.attr("href").await.unwrap();
+    assert_eq!(job_link.as_deref(), Some(format!("/jobs/{REPO}/{number}").as_str()));
     // Then, without a job, the label queued one.
     wait_text(&browser, "decisions", &["enqueue", "trigger: label"]).await;
-    // Now the job runs: the same payload would queue nothing.
+    // Now the job runs: the same payload would queue nothing. (With the server's triggers alone it would
+    // say that `ai` is no trigger label.)
     click(&browser, "replay").await;
-    let now = wait_text(&browser, "replayed", &["running"]).await;
+    let now = wait_text(&browser, "replayed", &["running", "with what acme/custom's constitution sets"]).await;
     assert!(now.contains("ignore") && now.contains(&format!("{REPO}#{number} already has a running job")), "{now}");
     assert!(!now.contains("enqueue"), "{now}");
     browser
@@ -175,7 +185,7 @@ async fn an_admin_finds_a_delivery_replays_it_and_sees_outcomes_and_quota_on_the
         .unwrap();
     screenshot(&browser, "deliveries").await;
     // Replaying carried nothing out: the job still runs, with the one attempt.
-    let job = world.job(number).await;
+    let job = world.job_in(REPO, number).await;
     assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("running"), Some(1)), "{job}");
 
     // An unknown id searched: the list says so (404).
@@ -188,12 +198,7 @@ async fn an_admin_finds_a_delivery_replays_it_and_sees_outcomes_and_quota_on_the
     let reset = OffsetDateTime::now_utc() + time::Duration::minutes(40);
     world.sim.spend_rate_limit(installation, 4321, Duration::from_secs(40 * 60));
     std::fs::write(marks.path().join("go"), "").unwrap();
-    world.wait_pull(number).await;
-    world
-        .wait("the tracking comment to say succeeded", |s| {
-            World::tracking_body(s, number).is_some_and(|b| b.contains("pull request"))
-        })
-        .await;
+    world.wait("the pull request", |s| !pulls_closing_in(s, REPO, number).is_empty()).await;
 
     let overview = format!("{public}/overview");
     let outcomes = wait_page(&browser, &overview, "outcomes", &[&format!("{REPO}#{number}"), "succeeded"]).await;

@@ -53,6 +53,8 @@ fn every_example_decodes_or_is_ignored_with_a_reason() {
         "installation",
         "installation_repositories",
         "push",
+        "workflow_run",
+        "workflow_job",
     ];
     let mut decoded = 0;
     for (name, path) in &all {

@@ -221,6 +221,21 @@ async fn delivery_page(console: &Console, viewer: Viewer, id: &str, replay: bool
         .into_iter()
         .map(|(name, value)| minijinja::context! { name, value })
         .collect();
+    // The job of the issue or pull request the payload is about, when the store has one.
+    let number = payload.as_ref().and_then(|p| {
+        ["issue", "pull_request"].iter().find_map(|k| p.get(k).and_then(|i| i.get("number")).and_then(Value::as_u64))
+    });
+    let job = match (r.meta.repository.as_deref().and_then(|r| r.parse::<crate::ids::RepoName>().ok()), number) {
+        (Some(repo), Some(n)) => console
+            .inner
+            .options
+            .store
+            .job(&repo, crate::ids::IssueNumber(n))
+            .ok()
+            .flatten()
+            .map(|_| format!("{repo}#{n}")),
+        _ => None,
+    };
     let pretty = payload.as_ref().and_then(|p| serde_json::to_string_pretty(p).ok()).map(|p| {
         if p.chars().count() > MAX_PAYLOAD_CHARS {
             p.chars().take(MAX_PAYLOAD_CHARS).collect::<String>() + "\n…"
@@ -231,34 +246,51 @@ async fn delivery_page(console: &Console, viewer: Viewer, id: &str, replay: bool
     let replayed = match (replay, &body) {
         (false, _) => None,
         (true, None) => Some(minijinja::context! { error => "The payload is no longer stored." }),
-        (true, Some(body)) => Some(decide_now(console, &r.meta.event, body)),
+        (true, Some(body)) => Some(decide_now(console, &r.meta, body).await),
     };
     render(
         StatusCode::OK,
         "delivery.html",
         minijinja::context! {
             title => format!("Delivery {id}"), login => viewer.login, csrf => viewer.csrf,
-            d => record(&r), summary, payload => pretty, replayed,
+            d => record(&r), summary, job, payload => pretty, replayed,
         },
     )
 }
 
-/// What Foreman would decide now for `body`: the decision core on the payload with the issue's job state
-/// as stored now. A job the store cannot read counts as none (the page says what it used).
-fn decide_now(console: &Console, event: &str, body: &[u8]) -> minijinja::Value {
-    let store = &console.inner.options.store;
-    let mut job_state = None;
-    let decided = crate::decide::replay::replay(&console.inner.options.triggers, event, body, |e| {
-        let issue = e.issue()?;
-        job_state = store.job(&issue.repo, issue.number).ok().flatten().map(|j| j.state);
-        job_state
-    });
-    match decided {
-        Ok(actions) => {
-            let decisions: Vec<minijinja::Value> =
-                actions.iter().map(|a| decision(&serde_json::to_value(a).unwrap_or(Value::Null))).collect();
-            minijinja::context! { decisions, job => job_state.map(|s| s.to_string()) }
+/// What Foreman would decide now for `body`: the decision core ([`crate::decide::replay`]) on the payload,
+/// with the `[triggers]` the inbox worker would use now (the server's, replaced by the repository's
+/// constitution where it sets them, read through the worker's cache) and the issue's job state as stored
+/// now. Nothing else is read: a fact the worker would look up on GitHub comes out as a `lookup`.
+async fn decide_now(console: &Console, meta: &crate::store::DeliveryMeta, body: &[u8]) -> minijinja::Value {
+    let event = match crate::event::decode(&meta.event, body) {
+        Ok(event) => event.with_delivery(meta.id.clone()),
+        Err(e) => {
+            return minijinja::context! { error => format!("{e}: the inbox worker would dead-letter this delivery.") };
         }
-        Err(e) => minijinja::context! { error => format!("{e}: the inbox worker would dead-letter this delivery.") },
+    };
+    let backend = console.inner.options.backend.get();
+    let server = backend.as_ref().map_or(&console.inner.options.triggers, |b| &b.triggers);
+    let (mut config, mut triggers) = (std::borrow::Cow::Borrowed(server), "the server's".to_owned());
+    let mut job = None;
+    if let Some(issue) = event.issue() {
+        if let (Some(backend), Some(inst)) = (&backend, event.installation) {
+            match backend.constitutions.get(inst, &issue.repo).await {
+                Ok(loaded) if loaded.repo_text.is_none() && loaded.org_text.is_none() => {
+                    triggers = format!("the server's ({} has no constitution)", issue.repo);
+                }
+                Ok(loaded) => {
+                    config = std::borrow::Cow::Owned(loaded.effective.decide_config(server));
+                    triggers = format!("the server's, with what {}'s constitution sets", issue.repo);
+                }
+                Err(e) => triggers = format!("the server's ({}'s constitution: {e})", issue.repo),
+            }
+        }
+        job = console.inner.options.store.job(&issue.repo, issue.number).ok().flatten().map(|j| j.state);
     }
+    let decisions: Vec<minijinja::Value> = crate::decide::replay::replay_event(&config, &event, job)
+        .iter()
+        .map(|a| decision(&serde_json::to_value(a).unwrap_or(Value::Null)))
+        .collect();
+    minijinja::context! { decisions, job => job.map(|s| s.to_string()), triggers }
 }

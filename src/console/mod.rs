@@ -67,8 +67,11 @@ pub struct Backend {
     pub canceller: crate::dispatch::Canceller,
     /// The scheduler, for retries.
     pub scheduler: crate::scheduler::Scheduler,
-    /// The runner's cache of constitutions (read with the installation's token, kept a minute), for the
-    /// repository page's rules.
+    /// The server's `[triggers]` as the inbox worker decides with them, for replays.
+    pub triggers: crate::decide::DecideConfig,
+    /// The cache of constitutions the runner and the inbox worker share (read with the installation's
+    /// token, kept a minute), for the repository page's rules and for replays (a repository's `[triggers]`
+    /// replace the server's for its deliveries).
     pub constitutions: crate::constitution::fetch::Cache,
 }
 
@@ -101,7 +104,8 @@ pub struct ConsoleOptions {
     pub data_dir: PathBuf,
     /// The store.
     pub store: crate::store::Store,
-    /// The `[triggers]` table: what a replay on the deliveries page decides with.
+    /// The `[triggers]` table: what a replay on the deliveries page decides with while Foreman has no GitHub
+    /// App (with one, [`Backend::triggers`] and the repository's constitution).
     pub triggers: crate::decide::DecideConfig,
     /// Foreman's GitHub side, when it has one.
     pub backend: BackendSlot,

@@ -91,6 +91,7 @@ pub const KEYS: &[Key] = &[
     key("agent.timeout_secs", whole("seconds", 0, U64), "3600"),
     key("agent.stall_timeout_secs", whole("seconds", 0, U64), "600"),
     key("agent.max_output_bytes", whole("bytes", 0, U64), "67108864"),
+    key("agent.executor", Takes::Text, "\"actions\""),
     key("limits", Takes::Table, "[limits]"),
     key("limits.concurrency", whole("sessions", 1, U32), "1"),
     key("limits.daily_cost_usd", Takes::Dollars, "50.0"),

@@ -198,6 +198,10 @@ pub struct AgentOverrides {
     pub stall_timeout_secs: Option<u64>,
     /// Cap on one session's output (stdout plus stderr), in bytes. Default, and ceiling: the server's.
     pub max_output_bytes: Option<u64>,
+    /// Where the agent runs: `local` (Foreman's host) or `actions` (a GitHub Actions runner). Honoured only
+    /// where the operator allows it (`executor.allow_repository_choice`). Default: the server's
+    /// `executor.kind`.
+    pub executor: Option<crate::executor::ExecutorKind>,
 }
 
 /// The `[limits]` table: how much Foreman does for this repository at once and per day.

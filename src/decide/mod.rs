@@ -320,6 +320,9 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
         ))],
         EventKind::IssueDependency { added, blocked, blocking } => links::dependency(event, *added, blocked, blocking),
         EventKind::SubIssue { added, parent, sub } => links::sub_issue(event, *added, parent, sub),
+        EventKind::WorkflowCompleted { run_id } => {
+            vec![ignore(format!("workflow run {run_id} completed: the Actions executor looks at its session"))]
+        }
         EventKind::Ignored { reason } => vec![ignore(reason.clone())],
     }
 }

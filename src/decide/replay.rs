@@ -6,8 +6,8 @@
 use super::{Action, DecideConfig, JobState, Snapshot, decide};
 use crate::event::{self, DecodeError, Event};
 
-/// Decodes `body` as an `event_name` delivery and decides it with `job(&event)` standing in for the issue's
-/// job state (`None`: no job). Returns the actions in the order the inbox worker would carry them out.
+/// Decodes `body` as an `event_name` delivery and decides it ([`replay_event`]) with `job(&event)` standing
+/// in for the job state (`None`: no job).
 ///
 /// Errors: the payload does not decode ([`DecodeError`]; the inbox worker dead-letters such a delivery).
 pub fn replay(
@@ -17,6 +17,12 @@ pub fn replay(
     job: impl FnOnce(&Event) -> Option<JobState>,
 ) -> Result<Vec<Action>, DecodeError> {
     let event = event::decode(event_name, body)?;
-    let snapshot = Snapshot { job: job(&event), ..Snapshot::default() };
-    Ok(decide(&event, config, &snapshot))
+    let job = job(&event);
+    Ok(replay_event(config, &event, job))
+}
+
+/// Decides a decoded `event` with `job` as the job state and nothing else known: the actions in the
+/// order the inbox worker would carry them out (a lookup where it would read a fact from GitHub first).
+pub fn replay_event(config: &DecideConfig, event: &Event, job: Option<JobState>) -> Vec<Action> {
+    decide(event, config, &Snapshot { job, ..Snapshot::default() })
 }

@@ -31,6 +31,8 @@ pub const HANDLED_EVENTS: &[&str] = &[
     "installation",
     "installation_repositories",
     "push",
+    "workflow_run",
+    "workflow_job",
 ];
 
 /// Whether Foreman acts on the event named `event` (see [`HANDLED_EVENTS`]).

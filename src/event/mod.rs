@@ -60,6 +60,7 @@ impl Event {
             | EventKind::Push { .. }
             | EventKind::IssueDependency { .. }
             | EventKind::SubIssue { .. }
+            | EventKind::WorkflowCompleted { .. }
             | EventKind::Ignored { .. } => None,
         }
     }
@@ -315,6 +316,13 @@ pub enum EventKind {
         parent: Linked,
         /// The sub-issue.
         sub: Linked,
+    },
+    /// `workflow_run` or `workflow_job` `completed`: a GitHub Actions run (or one of its jobs) ended. The
+    /// Actions executor looks at the session it runs, if any: one that ended without handing back its work
+    /// failed.
+    WorkflowCompleted {
+        /// The run's id (`workflow_run.id`, `workflow_job.run_id`).
+        run_id: u64,
     },
     /// Any event or action Foreman does not act on, with the reason. Not an error.
     Ignored {

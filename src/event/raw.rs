@@ -200,6 +200,24 @@ struct RawInstallation {
 }
 
 #[derive(Deserialize)]
+struct WorkflowPayload {
+    #[serde(default)]
+    workflow_run: Option<RawWorkflowRun>,
+    #[serde(default)]
+    workflow_job: Option<RawWorkflowJob>,
+}
+
+#[derive(Deserialize)]
+struct RawWorkflowRun {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct RawWorkflowJob {
+    run_id: u64,
+}
+
+#[derive(Deserialize)]
 struct InstallationPayload {
     installation: RawInstallation,
     #[serde(default)]
@@ -407,6 +425,15 @@ fn kind(event: &str, action: Option<&str>, body: &[u8]) -> Result<EventKind, Dec
                 },
                 field_change,
             }
+        }
+        "workflow_run" | "workflow_job" if act == "completed" => {
+            let p: WorkflowPayload = shape(body, event, action)?;
+            let run_id = p
+                .workflow_run
+                .map(|r| r.id)
+                .or(p.workflow_job.map(|j| j.run_id))
+                .ok_or_else(|| bad_shape(event, action, format!("missing field `{event}`")))?;
+            EventKind::WorkflowCompleted { run_id }
         }
         "installation" => {
             let p: InstallationPayload = shape(body, event, action)?;

@@ -26,6 +26,37 @@ use tokio_util::sync::CancellationToken;
 
 pub use process::{Control, Ended, Limits, ResourceLimits, Run, Spawn};
 
+/// Where a session's agent runs (`executor.kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// On Foreman's host, in its sandbox (the default).
+    #[default]
+    Local,
+    /// On a GitHub Actions runner: Foreman dispatches `executor.workflow`, and the runner runs
+    /// `foreman session --connect` (docs/actions.md).
+    Actions,
+}
+
+impl ExecutorKind {
+    /// The name as configured: `local` or `actions`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Actions => "actions",
+        }
+    }
+
+    /// The kind named `name` (`local` or `actions`), or `None`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "local" => Some(Self::Local),
+            "actions" => Some(Self::Actions),
+            _ => None,
+        }
+    }
+}
+
 /// A boxed future, so [`Executor`] can be used as `dyn Executor`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

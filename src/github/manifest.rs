@@ -38,6 +38,7 @@ pub const PERMISSION_PURPOSES: &[(&str, &str)] = &[
     ("checks", "the constitution check run on each pull request"),
     ("organization_projects", "board triggers: Projects (v2) cards moved to Ready, and moving them on"),
     ("members", "reading organisation members and teams"),
+    ("actions", "the Actions executor: dispatching session workflows, reading and cancelling their runs"),
 ];
 
 /// What Foreman does with each webhook event of the manifest, in words for an operator whose App does not
@@ -52,6 +53,8 @@ pub const EVENT_PURPOSES: &[(&str, &str)] = &[
     ("push", "a changed .github/foreman.toml releasing the jobs waiting for it"),
     ("sub_issues", "plan progress on the parent issue"),
     ("issue_dependencies", "GitHub's \"blocked by\" dependencies"),
+    ("workflow_run", "the Actions executor: a session's run that ended without handing its work back"),
+    ("workflow_job", "the Actions executor: a session's runner lost or its job ended"),
 ];
 
 /// What Foreman uses permission `name` for (empty when it has no entry).

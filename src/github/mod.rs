@@ -16,6 +16,7 @@
 //!   elsewhere (reports, push errors, answers).
 
 mod accounting;
+mod actions;
 mod auth;
 mod client;
 mod config;
@@ -33,6 +34,7 @@ mod sub_issues;
 pub mod types;
 
 pub use accounting::Quota;
+pub use actions::{DispatchedRun, WorkflowRun};
 pub use auth::InstallationToken;
 pub use client::{Client, ClientOptions};
 pub use config::{DEFAULT_POLL_INTERVAL_SECS, DeliveryMode, GithubConfig};

@@ -90,6 +90,22 @@ pub struct SessionRecord {
     /// `None` until the store records it. Records written before this field existed read as `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// The GitHub Actions workflow run the session was dispatched as (the Actions executor); `None` for a
+    /// local session. Records written before this field existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RemoteRun>,
+}
+
+/// A GitHub Actions workflow run a session runs as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteRun {
+    /// The repository the run is in, `owner/name`.
+    pub repository: String,
+    /// The run's id.
+    pub run_id: u64,
+    /// The run's page on GitHub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html_url: Option<String>,
 }
 
 impl SessionRecord {

@@ -364,6 +364,8 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
         overrides: Some(effective.constitution.agent.clone()),
         // A follow-up's session finds the worktree its branch was made in itself.
         workspace_issue: None,
+        installation: Some(inst),
+        executor: effective.constitution.agent.executor.filter(|_| parts.executor_choice),
     };
 
     // Live progress: every session event updates the figures and the current step; a tick every edit
@@ -405,6 +407,16 @@ pub(super) async fn attempt(parts: &Parts, job: &Job, inst: InstallationId, canc
                 shown.step = Some("moving on to the next agent credential".into());
             }
             session::Progress::Finishing => shown.step = Some("the agent ended; checking its change".into()),
+            session::Progress::Dispatched { repository, run_id, html_url } => {
+                tracing::info!(repository, run_id, "the session was dispatched to GitHub Actions");
+                if let Some(session) = &job.session {
+                    let run = crate::job::sessions::RemoteRun { repository, run_id, html_url };
+                    if let Err(e) = parts.scheduler.store().record_session_run(session, &run) {
+                        tracing::warn!(error = %e, "recording the session's workflow run failed");
+                    }
+                }
+                shown.step = Some(format!("waiting for a GitHub Actions runner (run {run_id})"));
+            }
             _ => return,
         }
         show(&mut shown);

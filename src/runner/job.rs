@@ -54,12 +54,18 @@ async fn run_in_span(parts: &Parts, claimed: Claimed, cancel: CancellationToken,
     tracing::info!(attempt = job.attempts, "claimed");
     metrics::counter!("foreman_jobs_claimed_total").increment(1);
 
-    let heartbeat = tokio::spawn(heartbeat(parts.scheduler.clone(), claim.clone(), cancel.clone()));
-    let attempt = match job.installation {
-        Some(inst) => attempt(parts, &job, inst, &cancel).await,
-        None => Attempt::failed(FailureClass::Infrastructure, "the job names no installation to act through"),
+    let work = async {
+        match job.installation {
+            Some(inst) => attempt(parts, &job, inst, &cancel).await,
+            None => Attempt::failed(FailureClass::Infrastructure, "the job names no installation to act through"),
+        }
     };
-    heartbeat.abort();
+    tokio::pin!(work);
+    // The heartbeat ends only when the claim is lost (it then cancels the session); the work goes on to its end.
+    let attempt = tokio::select! {
+        attempt = &mut work => attempt,
+        () = heartbeat(parts, &claim, cancel.clone()) => work.await,
+    };
 
     let outcome = if shutdown.is_cancelled() && !matches!(attempt.outcome, Outcome::Succeeded { .. }) {
         Outcome::Released { cause: "Foreman is shutting down".into() }
@@ -235,16 +241,23 @@ fn log_finished(outcome: &Outcome, elapsed_ms: u64) {
     }
 }
 
-/// Renews the claim every third of its time-to-live until aborted. A claim no longer held (stopped,
-/// expired, reclaimed) cancels the session: its work must not be pushed.
-async fn heartbeat(scheduler: crate::scheduler::Scheduler, claim: Claim, cancel: CancellationToken) {
+/// Renews the claim every third of its time-to-live while the session shows life (the agent says so:
+/// [`crate::session::Agent::renew`]; a remote session's runner must keep reporting). A claim no longer held
+/// (stopped, expired, reclaimed) cancels the session: its work must not be pushed. Returns only then, or
+/// when the session is cancelled.
+async fn heartbeat(parts: &Parts, claim: &Claim, cancel: CancellationToken) {
+    let scheduler = &parts.scheduler;
     let every = scheduler.heartbeat_interval();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = cancel.cancelled() => return,
         }
-        match scheduler.heartbeat(&claim, OffsetDateTime::now_utc()) {
+        if !parts.sessions.agent().renew(claim.session.as_str()) {
+            tracing::warn!("the session shows no life: its claim is not renewed");
+            continue;
+        }
+        match scheduler.heartbeat(claim, OffsetDateTime::now_utc()) {
             Ok(_) => {}
             Err(JobError::ClaimNotHeld { reason, .. }) => {
                 tracing::warn!(reason, "claim lost; stopping the session");

@@ -71,6 +71,8 @@ pub struct Parts {
     pub backend: String,
     /// The agent, as the pull-request body names it (e.g. `claude (sonnet)` or `command`).
     pub agent_name: String,
+    /// Whether a constitution's `agent.executor` is honoured (`executor.allow_repository_choice`).
+    pub executor_choice: bool,
 }
 
 /// Claims and runs jobs. Cheap to clone.

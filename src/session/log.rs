@@ -64,6 +64,25 @@ impl SessionLog {
         }
     }
 
+    /// Writes one line of another session log (a remote session's runner's): a JSON object whose `kind` is
+    /// kept, with `"remote": true` added; its own `ts` is kept as `runner_ts`. Anything else is written as an
+    /// `agent` line. A `summary` line is written as `runner_summary` (Foreman writes the summary).
+    pub fn relay(&mut self, line: &str) {
+        let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(line) else {
+            return self.write("agent", json!({ "line": line, "remote": true }), false);
+        };
+        let kind = match fields.remove("kind") {
+            Some(Value::String(k)) if k == "summary" => "runner_summary".to_owned(),
+            Some(Value::String(k)) => k,
+            _ => "agent".to_owned(),
+        };
+        if let Some(ts) = fields.remove("ts") {
+            fields.insert("runner_ts".into(), ts);
+        }
+        fields.insert("remote".into(), true.into());
+        self.write(&kind, Value::Object(fields), false);
+    }
+
     /// Writes the summary (always, even past the cap).
     pub fn summary(&mut self, summary: &impl Serialize) {
         let mut v = serde_json::to_value(summary).unwrap_or(Value::Null);

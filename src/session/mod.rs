@@ -105,10 +105,18 @@ pub struct SessionSpec {
     /// ([`crate::constitution::enforce`]: diff rules, then the required commands) before the worktree is
     /// removed; a change that breaks one is a [`FailureCause::Validation`] failure and is never pushed.
     pub rules: Option<crate::constitution::Rules>,
+    /// The installation the session acts through, for an agent that asks GitHub for something itself (the
+    /// Actions executor dispatches its workflow through it). `None`: none is known.
+    pub installation: Option<crate::ids::InstallationId>,
+    /// Where the agent runs when the repository chose (its constitution's `executor`, where the operator
+    /// allows the choice); `None`: the server's `executor.kind`.
+    pub executor: Option<crate::executor::ExecutorKind>,
 }
 
-/// Reported while a session runs, so the caller can renew its claim and show progress.
-#[derive(Clone, Debug, PartialEq)]
+/// Reported while a session runs, so the caller can renew its claim and show progress. Serialised (as
+/// `{"type": "turn", "value": 3}` and the like) when a remote session's runner streams it to Foreman.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum Progress {
     /// Preparing the workspace.
     Preparing,
@@ -141,11 +149,20 @@ pub enum Progress {
     },
     /// The agent ended; collecting the outcome.
     Finishing,
+    /// The session was handed to a GitHub Actions workflow run (the Actions executor), which runs the agent.
+    Dispatched {
+        /// The repository the run is in (`owner/name`).
+        repository: String,
+        /// The run's id.
+        run_id: u64,
+        /// The run's page on GitHub.
+        html_url: Option<String>,
+    },
 }
 
 /// Why a session did not succeed, in the session's own detail; the runner maps it to the failure ledger's
 /// [`crate::job::FailureClass`] (and a cancellation or a usage limit to no failure at all).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "class", rename_all = "snake_case")]
 pub enum FailureCause {
     /// The agent ran and failed (an error result, a non-zero exit, no result).
@@ -353,6 +370,18 @@ impl SessionRunner {
     pub fn with_executor(mut self, executor: Box<dyn Executor>) -> Self {
         self.executor = executor;
         self
+    }
+
+    /// Replaces the agent with what `wrap` makes of it (the Actions executor wraps the configured backend to
+    /// run it on a runner).
+    pub fn map_agent(mut self, wrap: impl FnOnce(Box<dyn Agent>) -> Box<dyn Agent>) -> Self {
+        self.agent = wrap(self.agent);
+        self
+    }
+
+    /// The configuration sessions run with (`[agent]`).
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
     }
 
     /// The backend (`agent.backend`), e.g. for its name in reports.

@@ -210,6 +210,9 @@ pub trait JobStore: Durable {
     fn claims(&self) -> Result<Vec<Claim>, JobError>;
     /// Every disagreement between the store's records (empty when consistent). Reads everything.
     fn check_job_invariants(&self) -> Result<Vec<String>, StoreError>;
+    /// Records the GitHub Actions workflow run a session was dispatched as (the Actions executor); false
+    /// for an unknown session.
+    fn record_session_run(&self, id: &SessionId, run: &crate::job::sessions::RemoteRun) -> Result<bool, JobError>;
     /// Records what a session cost, US dollars; false for an unknown session.
     fn record_session_cost(&self, id: &SessionId, cost_usd: f64) -> Result<bool, JobError>;
     /// `repo`'s sessions started at or after `since` and their summed cost.

@@ -69,6 +69,8 @@ pub fn spec(remote: &Path, title: &str) -> SessionSpec {
         session_id: None,
         overrides: None,
         workspace_issue: None,
+        installation: None,
+        executor: None,
     }
 }
 

@@ -109,6 +109,15 @@ pub trait Agent: fmt::Debug + Send + Sync {
         None
     }
 
+    /// Called at each renewal of the claim session `session_id` runs under: whether the session still shows
+    /// life, so the claim may be renewed. A local agent always does (Foreman watches its process); a remote
+    /// one does while its runner reports within the claim's time-to-live. `false` lets the claim expire,
+    /// which stops the session and queues the job again.
+    fn renew(&self, session_id: &str) -> bool {
+        let _ = session_id;
+        true
+    }
+
     /// Runs the agent once in a prepared workspace and says how it ended. Never panics on the agent's
     /// failures: they are [`AgentEnd::failure`].
     fn run<'a>(&'a self, run: AgentRun<'a>) -> BoxFuture<'a, AgentEnd>;
@@ -165,7 +174,7 @@ impl AgentEnd {
 }
 
 /// What a backend counted in its agent's output.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AgentStats {
     /// API turns of the main agent.
     pub turns: u32,

@@ -151,6 +151,7 @@ impl Store {
                     state: SessionState::Running,
                     detail: None,
                     cost_usd: None,
+                    run: None,
                 };
                 tx.sessions.insert(session.as_str().as_bytes(), encode(&record))?;
                 tx.job_sessions.insert(job_index_key(&job_key, session.as_str().as_bytes()), &[])?;

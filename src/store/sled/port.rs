@@ -189,6 +189,9 @@ impl JobStore for SledStore {
     fn check_job_invariants(&self) -> Result<Vec<String>, StoreError> {
         SledStore::check_job_invariants(self)
     }
+    fn record_session_run(&self, id: &SessionId, run: &crate::job::sessions::RemoteRun) -> Result<bool, JobError> {
+        SledStore::record_session_run(self, id, run)
+    }
     fn record_session_cost(&self, id: &SessionId, cost_usd: f64) -> Result<bool, JobError> {
         SledStore::record_session_cost(self, id, cost_usd)
     }

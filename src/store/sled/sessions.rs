@@ -23,6 +23,18 @@ pub use crate::job::sessions::{SessionId, SessionRecord, SessionState};
 use crate::job::{Failure, Usage};
 
 impl Store {
+    /// Records the workflow run session `id` was dispatched as (replacing an earlier one). Returns false,
+    /// writing nothing, for an unknown session. Not flushed.
+    pub fn record_session_run(&self, id: &SessionId, run: &crate::job::sessions::RemoteRun) -> Result<bool, JobError> {
+        self.job_trees().run(|tx| {
+            let Some(raw) = tx.sessions.get(id.as_str().as_bytes())? else { return Ok(false) };
+            let mut record: SessionRecord = decode(&raw, "session").map_err(abort)?;
+            record.run = Some(run.clone());
+            tx.sessions.insert(id.as_str().as_bytes(), encode(&record))?;
+            Ok(true)
+        })
+    }
+
     /// Records what session `id` cost, in US dollars (replacing an earlier figure: the agent reports a
     /// running total). Returns false, writing nothing, for an unknown session. Not flushed: call
     /// [`Store::sync`] when it must survive a crash.
