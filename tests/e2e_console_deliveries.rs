@@ -194,7 +194,7 @@ async fn an_admin_finds_a_delivery_replays_it_and_sees_outcomes_and_quota_on_the
     let webhook = format!("{public}/api/github/webhooks");
     let sent = e2e_support::support::delivery(&no_redirects(), &webhook, e2e_support::SECRET, "issues", dead, body);
     assert_eq!(sent.send().await.unwrap().status(), 202);
-    wait_page(&browser, &format!("{public}/deliveries/{dead}"), "state", &["dead"]).await;
+    wait_page(&browser, &format!("{public}/deliveries/{dead}"), "meta", &["dead at", "Why dead-lettered"]).await;
     click(&browser, "replay").await;
     wait_text(&browser, "replayed", &["would dead-letter this delivery"]).await;
 
