@@ -362,6 +362,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         public_url: config.public_url.clone(),
         data_dir: config.data_dir.clone(),
         store: store.clone(),
+        triggers: config.triggers.clone(),
         backend: console_backend,
     });
     let app = router(state)
@@ -484,6 +485,8 @@ impl Workers {
                 client: client.clone(),
                 canceller: canceller.clone(),
                 scheduler: scheduler.clone(),
+                triggers: triggers.clone(),
+                constitutions: constitutions.clone(),
             });
             decider = decider.with_github(
                 dispatch::GithubSide {

@@ -314,7 +314,6 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
     // Retry from the same page: queued again, reported on the issue, and the overview shows it.
     click(&browser, "retry").await;
     wait_text(&browser, "audit", "retried from the console by @alice").await;
-    screenshot(&browser, "job").await;
     world
         .wait("the tracking comment to leave the cancelled state", |s| {
             World::tracking_body(s, number).is_some_and(|b| !b.contains("cancelled from the console"))

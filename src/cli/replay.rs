@@ -9,10 +9,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::decide::{Action, DecideConfig, JobState, Snapshot, decide};
-use crate::event;
+use crate::decide::{Action, DecideConfig, JobState};
 
-/// Decodes `body` as an `event` delivery and writes one JSON line per action to `out`.
+/// Decodes `body` as an `event` delivery and writes one JSON line per action to `out`
+/// ([`crate::decide::replay::replay`]).
 ///
 /// `job` stands in for the job state (none by default). Errors: the payload cannot be read or
 /// decoded (the message says which and why).
@@ -23,9 +23,8 @@ pub fn replay(
     job: Option<JobState>,
     out: &mut impl Write,
 ) -> Result<Vec<Action>, String> {
-    let event = event::decode(event_name, body).map_err(|e| format!("{e} (this delivery would be dead-lettered)"))?;
-    let snapshot = Snapshot { job, ..Snapshot::default() };
-    let actions = decide(&event, config, &snapshot);
+    let actions = crate::decide::replay::replay(config, event_name, body, |_| job)
+        .map_err(|e| format!("{e} (this delivery would be dead-lettered)"))?;
     for action in &actions {
         let line = serde_json::to_string(action).map_err(|e| format!("cannot serialise an action: {e}"))?;
         writeln!(out, "{line}").map_err(|e| format!("cannot write: {e}"))?;

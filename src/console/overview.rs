@@ -10,24 +10,38 @@ use super::{Console, message, render};
 
 /// The most jobs per list the overview shows (the store's status view is cut there).
 pub const LIMIT: usize = 200;
+/// The most recent outcomes the overview shows (read from the [`LIMIT`] sessions that ended last, then
+/// filtered to the repositories the person can read).
+pub const RECENT: usize = 20;
 
+/// `t` in RFC 3339, to the second.
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.replace_nanosecond(0).unwrap_or(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Running sessions (with a link to each live log, how long it has run, and its turns, tool calls, log lines
 /// and cost so far, counted from its log), the queue in run order with
-/// what each job waits for, and stuck jobs with why; an admin sees every repository, the counts per state
-/// and the inbox's depth (deliveries stored, not yet processed). Lists are cut at [`LIMIT`] before filtering.
+/// what each job waits for, stuck jobs with why, and the recent outcomes (sessions that ended, with their
+/// cost and what the job came to); an admin sees every repository, the counts per state, the inbox's depth
+/// (deliveries stored, not yet processed) and GitHub's quota per installation (the latest
+/// `x-ratelimit-*` headers Foreman saw). Lists are cut at [`LIMIT`] before filtering.
 pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap) -> Response {
     let Some(viewer) = viewer(&console, &headers).await else { return signin_page("/overview") };
     let store = console.inner.options.store.clone();
-    let status = match tokio::task::spawn_blocking(move || store.jobs_status(OffsetDateTime::now_utc(), LIMIT)).await {
+    let reader = viewer.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::JobError>((
+            store.jobs_status(OffsetDateTime::now_utc(), LIMIT)?,
+            recent(&store, &reader)?,
+        ))
+    });
+    let (status, outcomes) = match read.await {
         Ok(Ok(s)) => s,
         _ => return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The store could not be read."),
     };
     let now = status.now;
     let readable = |repo: &crate::ids::RepoName| viewer.can_read(&repo.to_string());
+    let readable_name = |repo: &str| viewer.can_read(repo);
     let mut running: Vec<minijinja::Value> = Vec::new();
     for r in status.running.iter().filter(|r| readable(&r.repo)) {
         // Turns, tool calls and cost so far, counted from the log (the running sessions are few).
@@ -66,14 +80,63 @@ pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap)
         .filter(|s| readable(&s.repo))
         .map(|s| minijinja::context! { repo => s.repo.to_string(), issue => s.issue.0, title => s.title.clone(), reason => s.reason.clone() })
         .collect();
+    // The repositories to open a page of: the ones GitHub lists for them, and those of the jobs shown.
+    let mut repos: std::collections::BTreeSet<String> = viewer.repositories().map(str::to_owned).collect();
+    repos.extend(status.running.iter().map(|r| r.repo.to_string().to_ascii_lowercase()).filter(|r| readable_name(r)));
+    repos.extend(status.queued.iter().map(|q| q.repo.to_string().to_ascii_lowercase()).filter(|r| readable_name(r)));
+    repos.extend(status.stuck.iter().map(|s| s.repo.to_string().to_ascii_lowercase()).filter(|r| readable_name(r)));
     let counts = viewer.admin.then(|| minijinja::Value::from(minijinja::value::Serde(&status.counts)));
     let inbox = viewer.admin.then(|| console.inner.options.store.inbox_depth());
+    let quotas: Option<Vec<minijinja::Value>> = viewer.admin.then(|| {
+        let backend = console.inner.options.backend.get();
+        let quotas = backend.map(|b| b.client.quotas()).unwrap_or_default();
+        let now = std::time::SystemTime::now();
+        quotas
+            .into_iter()
+            .map(|(inst, q)| {
+                let reset = OffsetDateTime::from(q.reset);
+                let reset_in_min = q.reset.duration_since(now).map_or(0, |d| d.as_secs().div_ceil(60));
+                minijinja::context! {
+                    installation => inst.0, remaining => q.remaining, limit => q.limit,
+                    reset => rfc3339(reset), reset_in_min,
+                }
+            })
+            .collect()
+    });
     render(
         StatusCode::OK,
         "overview.html",
         minijinja::context! {
             title => "Overview", login => viewer.login, csrf => viewer.csrf, admin => viewer.admin,
-            running, queued, stuck, counts, inbox,
+            running, queued, stuck, outcomes, counts, inbox, quotas, repos,
         },
     )
+}
+
+/// The [`RECENT`] latest outcomes `viewer` may read: each session that ended, its state, cost and end, and
+/// for the job's last session what it came to (a pull request, an answer, a plan) or, failed, its failure.
+fn recent(
+    store: &crate::store::Store,
+    viewer: &super::signin::Viewer,
+) -> Result<Vec<minijinja::Value>, crate::store::JobError> {
+    let mut out = Vec::new();
+    for s in store.recent_sessions(LIMIT)?.into_iter().filter(|s| viewer.can_read(&s.repo.to_string())).take(RECENT) {
+        let job = store.job(&s.repo, s.issue)?.filter(|j| j.session.as_ref() == Some(&s.id));
+        let state = format!("{:?}", s.state).to_lowercase();
+        let came_to = job.and_then(|j| match s.state {
+            crate::job::SessionState::Succeeded => j.resolution.map(|r| match r {
+                crate::job::Resolution::PullRequest => "a pull request".to_owned(),
+                crate::job::Resolution::Answer => "an answer".to_owned(),
+                crate::job::Resolution::Plan => "a plan".to_owned(),
+            }),
+            crate::job::SessionState::Failed => j.last_failure.map(|f| format!("{}: {}", f.class.as_str(), f.reason)),
+            _ => None,
+        });
+        out.push(minijinja::context! {
+            repo => s.repo.to_string(), issue => s.issue.0, session => s.id.0, attempt => s.attempt,
+            outcome => state, came_to, cost => s.cost_usd.map(|c| format!("${c:.2}")),
+            ended_at => s.ended_at.map(rfc3339),
+        });
+    }
+    Ok(out)
 }

@@ -10,9 +10,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 
-use super::logview;
 use super::signin::{self, Viewer, csrf_ok, signin_page, viewer};
 use super::{Backend, Console, message, not_found, render};
+use super::{history, logview};
 use crate::ids::{IssueNumber, RepoName, UserId};
 use crate::job::{Job, JobState, SessionId, SessionRecord, SessionState};
 
@@ -245,7 +245,8 @@ fn job_ref(owner: &str, repo: &str, issue: &str) -> Option<(RepoName, IssueNumbe
     Some((repo, issue))
 }
 
-/// `GET /jobs/{owner}/{repo}/{issue}`: the job, its audit trail, its running session; cancel for writers.
+/// `GET /jobs/{owner}/{repo}/{issue}`: the job; its attempts (every session, linking its log), failure
+/// ledger and audit trail ([`history`]); cancel and retry for writers.
 pub(crate) async fn job_page(
     State(console): State<Console>,
     headers: HeaderMap,
@@ -268,16 +269,21 @@ pub(crate) async fn job_page(
     };
     let job = &detail.job;
     let live = job.state.is_live();
-    let audit: Vec<minijinja::Value> = detail
-        .audit
-        .iter()
-        .map(|a| {
-            minijinja::context! {
-                at => a.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-                actor => a.actor.clone(), action => a.action.clone(), to => a.to.to_string(), cause => a.cause.clone(),
-            }
-        })
-        .collect();
+    let store = &console.inner.options.store;
+    let (sessions, failures) = match (store.job_sessions(&repo, issue), store.job_failures(&repo, issue)) {
+        (Ok(s), Ok(f)) => (s, f),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "reading a job's sessions or failures failed");
+            return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The store could not be read.");
+        }
+    };
+    let attempts_list = history::attempts(&console, &sessions, &failures, OffsetDateTime::now_utc()).await;
+    let ledger = history::ledger(job, &failures);
+    let audit = history::audit(&detail.audit);
+    let limits = console.inner.options.backend.get().map(|b| {
+        let c = b.scheduler.config();
+        (c.max_failures, c.max_infrastructure_failures)
+    });
     let session = detail.claim.as_ref().map(|c| c.session.0.clone());
     let issue_url = format!("{}/{repo}/issues/{issue}", console.inner.web_url);
     let writes = viewer.can_write_hint(&repo.to_string());
@@ -287,7 +293,7 @@ pub(crate) async fn job_page(
         StatusCode::OK,
         "job.html",
         minijinja::context! {
-            title => format!("{repo}#{issue}"), login => viewer.login, csrf => viewer.csrf,
+            title => format!("{repo}#{issue}"), login => viewer.login, csrf => viewer.csrf, admin => viewer.admin,
             repo => repo.to_string(), issue => issue.0, issue_url, job_title => job.title.clone(), state => job.state.to_string(),
             kind => format!("{:?}", job.kind).to_lowercase(), attempts => job.attempts, position => detail.position,
             last_failure => job.last_failure.as_ref().map(|f| format!("{}: {}", f.class.as_str(), f.reason)),
@@ -297,7 +303,10 @@ pub(crate) async fn job_page(
             ),
             retries => job.retries, stuck_reason => job.stuck_reason.clone(),
             waiting_on => job.waiting_on.iter().map(|d| format!("{}#{}", d.repo, d.issue)).collect::<Vec<_>>().join(", "),
-            session, audit, live, can_cancel, can_retry,
+            session, audit, live, can_cancel, can_retry, attempts_list, ledger,
+            counted_agent => job.failures.agent.saturating_add(job.failures.validation),
+            counted_infrastructure => job.failures.infrastructure,
+            max_failures => limits.map(|l| l.0), max_infrastructure_failures => limits.map(|l| l.1),
         },
     )
 }

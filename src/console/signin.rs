@@ -61,6 +61,11 @@ impl Viewer {
     pub fn can_read(&self, repo: &str) -> bool {
         self.admin || self.repos.contains_key(&repo.to_ascii_lowercase())
     }
+
+    /// The repositories GitHub listed for them (lowercase `owner/name`, in name order).
+    pub fn repositories(&self) -> impl Iterator<Item = &str> {
+        self.repos.keys().map(String::as_str)
+    }
 }
 
 /// The sessions and sign-ins in progress.

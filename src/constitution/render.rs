@@ -28,34 +28,80 @@ pub fn effective_markdown(effective: &Effective) -> String {
              can only tighten them. *capped* marks a value a file asked to raise.\n",
         );
     }
-    let value = serde_json::to_value(&effective.constitution).unwrap_or_default();
-    let Some(sections) = value.as_object() else { return out };
-    for section in ["triggers", "agent", "limits", "rules", "plan"] {
-        let Some(table) = sections.get(section) else { continue };
-        let ceilings = effective.ceilings.as_ref().filter(|_| matches!(section, "agent" | "limits"));
+    let rows = effective_rows(effective);
+    for section in SECTIONS {
+        let mut in_section = rows.iter().filter(|r| r.section == section).peekable();
+        if in_section.peek().is_none() {
+            continue;
+        }
+        let ceilings = effective.ceilings.is_some() && matches!(section, "agent" | "limits");
         let _ = write!(out, "\n#### `[{section}]`\n\n");
         out.push_str(match ceilings {
-            Some(_) => "| key | value | from | ceiling |\n|---|---|---|---|\n",
-            None => "| key | value | from |\n|---|---|---|\n",
+            true => "| key | value | from | ceiling |\n|---|---|---|---|\n",
+            false => "| key | value | from |\n|---|---|---|\n",
         });
-        let mut rows = Vec::new();
-        flatten(section, table, &mut rows);
-        for (key, value) in rows {
-            let shown = key.strip_prefix(&format!("{section}.")).unwrap_or(&key);
-            // An `[agent]` key no file sets is the server's: show its value.
-            let server = value.is_null().then(|| effective.ceilings.as_ref()?.value_at(&key)).flatten();
-            let origin = if server.is_some() { Origin::Server } else { effective.origin(&key) };
-            let value = server.as_ref().unwrap_or(value);
-            let from = match effective.capped.get(&key) {
-                Some(c) => format!("{} (capped: {} asked for {})", words(origin), words(c.by), cell(&c.asked)),
-                None => words(origin).to_owned(),
+        for row in in_section {
+            let shown = row.key.strip_prefix(&format!("{section}.")).unwrap_or(&row.key);
+            let from = match &row.capped {
+                Some(c) => format!("{} (capped: {} asked for {})", words(row.origin), words(c.by), cell(&c.asked)),
+                None => words(row.origin).to_owned(),
             };
-            let _ = write!(out, "| `{shown}` | {} | {from} |", cell(value));
-            if let Some(c) = ceilings {
-                let ceiling = c.ceiling_at(&key).map(|v| cell(&v)).unwrap_or_default();
+            let _ = write!(out, "| `{shown}` | {} | {from} |", cell(&row.value));
+            if ceilings {
+                let ceiling = row.ceiling.as_ref().map(cell).unwrap_or_default();
                 let _ = write!(out, " {ceiling} |");
             }
             out.push('\n');
+        }
+    }
+    out
+}
+
+/// The constitution's sections, in the order they are shown.
+pub const SECTIONS: [&str; 5] = ["triggers", "agent", "limits", "rules", "plan"];
+
+/// One key of the effective constitution, as [`effective_rows`] lists them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EffectiveRow {
+    /// Its section (one of [`SECTIONS`]).
+    pub section: &'static str,
+    /// The dotted key, section first (`limits.daily_cost_usd`); a list is one key.
+    pub key: String,
+    /// The value that applies, as JSON (`null`: unset everywhere).
+    pub value: serde_json::Value,
+    /// Where it came from: [`Origin::Default`] for a key no file (nor the server) sets.
+    pub origin: Origin,
+    /// What a file asked for beyond the server's ceiling, when it did (the value is then the server's).
+    pub capped: Option<super::load::Capped>,
+    /// The server's ceiling on the key (`[agent]` limits and the daily cost), once the constitution was held
+    /// to the ceilings.
+    pub ceiling: Option<serde_json::Value>,
+}
+
+/// Every key of the effective constitution with its value and origin, section by section ([`SECTIONS`]),
+/// keys in name order: what [`effective_markdown`] shows, for other renderings (the console). An `[agent]`
+/// key no file sets shows the server's value, with origin [`Origin::Server`].
+pub fn effective_rows(effective: &Effective) -> Vec<EffectiveRow> {
+    let mut out = Vec::new();
+    let value = serde_json::to_value(&effective.constitution).unwrap_or_default();
+    let Some(sections) = value.as_object() else { return out };
+    for section in SECTIONS {
+        let Some(table) = sections.get(section) else { continue };
+        let ceilings = effective.ceilings.as_ref().filter(|_| matches!(section, "agent" | "limits"));
+        let mut rows = Vec::new();
+        flatten(section, table, &mut rows);
+        for (key, value) in rows {
+            // An `[agent]` key no file sets is the server's: show its value.
+            let server = value.is_null().then(|| effective.ceilings.as_ref()?.value_at(&key)).flatten();
+            let origin = if server.is_some() { Origin::Server } else { effective.origin(&key) };
+            out.push(EffectiveRow {
+                section,
+                value: server.unwrap_or_else(|| value.clone()),
+                origin,
+                capped: effective.capped.get(&key).cloned(),
+                ceiling: ceilings.and_then(|c| c.ceiling_at(&key)),
+                key,
+            });
         }
     }
     out

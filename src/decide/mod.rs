@@ -6,12 +6,14 @@
 //! [`Snapshot`] and decides again. So a decision never acts on a guess, and a comment with several commands
 //! is answered once, after every fact is known.
 //!
-//! The rules are listed in `docs/commands.md`; `foreman replay` ([`crate::cli::replay`]) prints a decision for any payload.
+//! The rules are listed in `docs/commands.md`; `foreman replay` ([`crate::cli::replay`]) prints a decision for any payload
+//! ([`replay::replay`], which the console's replay button shows too).
 
 pub mod command;
 pub mod config;
 pub mod links;
 pub mod markdown;
+pub mod replay;
 pub mod snapshot;
 
 use serde::Serialize;

@@ -81,6 +81,14 @@ impl Accounting {
         self.quotas.lock().expect("quota lock").get(&installation).copied()
     }
 
+    /// Every installation's latest quota (not the app's own), by installation id.
+    pub(crate) fn installation_quotas(&self) -> Vec<(u64, Quota)> {
+        let quotas = self.quotas.lock().expect("quota lock");
+        let mut out: Vec<(u64, Quota)> = quotas.iter().filter_map(|(k, q)| k.map(|i| (i, *q))).collect();
+        out.sort_by_key(|(i, _)| *i);
+        out
+    }
+
     /// Whether the remaining quota is at least `threshold` (a fraction of the limit), or the window has reset
     /// since it was seen, or nothing is known yet.
     pub(crate) fn quota_ok(&self, installation: Option<u64>, threshold: f64, now: SystemTime) -> bool {

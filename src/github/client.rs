@@ -322,6 +322,13 @@ impl Client {
         self.inner.accounting.quota(Some(installation.0))
     }
 
+    /// The latest quota seen for every installation Foreman has called GitHub for since it started (the
+    /// core REST limit: `x-ratelimit-limit`, `-remaining`, `-reset` of its latest answer), by installation
+    /// id. Kept in memory: empty after a restart until the first calls.
+    pub fn quotas(&self) -> Vec<(InstallationId, Quota)> {
+        self.inner.accounting.installation_quotas().into_iter().map(|(i, q)| (InstallationId(i), q)).collect()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
             path.to_owned()

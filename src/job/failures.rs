@@ -195,6 +195,29 @@ pub fn record_failure(
     (failure, AuditEntry::new(now, actor, "failed", Some(from), job.state, &cause))
 }
 
+/// Which of a job's `failures` (its ledger, oldest first) count towards its limits now, one flag each: the
+/// newest of each class, as many as `counts` (the job's [`FailureCounts`], reset by `retry` and by a fresh
+/// request) holds of that class. Rate limits never count. Failures before the last reset are in the ledger
+/// but no longer counted. Exact when the ledger holds every failure of the job; were it missing some, the
+/// older ones would be flagged.
+pub fn counted(failures: &[Failure], counts: &FailureCounts) -> Vec<bool> {
+    let mut left = *counts;
+    let mut out = vec![false; failures.len()];
+    for (i, f) in failures.iter().enumerate().rev() {
+        let n = match f.class {
+            FailureClass::Agent => &mut left.agent,
+            FailureClass::Validation => &mut left.validation,
+            FailureClass::Infrastructure => &mut left.infrastructure,
+            FailureClass::RateLimit => continue,
+        };
+        if *n > 0 {
+            *n -= 1;
+            out[i] = true;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -254,5 +277,25 @@ mod tests {
         job.state = JobState::Running;
         fail(&mut job, FailureClass::Infrastructure, Some(now), now);
         assert_eq!(job.state, JobState::Stuck);
+    }
+
+    #[test]
+    fn only_the_newest_failures_of_each_class_since_the_reset_count() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_100).unwrap();
+        let mut job = running();
+        let classes = [FailureClass::Agent, FailureClass::RateLimit, FailureClass::Infrastructure];
+        let mut ledger = Vec::new();
+        for class in classes {
+            job.state = JobState::Running;
+            fail(&mut job, class, Some(now), now);
+            ledger.push(job.last_failure.clone().unwrap());
+        }
+        assert_eq!(counted(&ledger, &job.failures), [true, false, true]);
+        // `retry` resets the counts, not the ledger: then one more agent failure.
+        job.failures = FailureCounts::default();
+        job.state = JobState::Running;
+        fail(&mut job, FailureClass::Agent, None, now);
+        ledger.push(job.last_failure.clone().unwrap());
+        assert_eq!(counted(&ledger, &job.failures), [false, false, false, true]);
     }
 }

@@ -279,6 +279,10 @@ pub struct AuditEntry {
     pub to: JobState,
     /// Why, in words.
     pub cause: String,
+    /// The webhook delivery (`X-GitHub-Delivery`) that caused it, when one did: set on `enqueued` and
+    /// `updated`. Entries written before this field existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryId>,
 }
 
 impl AuditEntry {
@@ -291,7 +295,21 @@ impl AuditEntry {
         to: JobState,
         cause: &str,
     ) -> AuditEntry {
-        AuditEntry { at, actor: actor.to_owned(), action: action.to_owned(), from, to, cause: cause.to_owned() }
+        AuditEntry {
+            at,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            from,
+            to,
+            cause: cause.to_owned(),
+            delivery: None,
+        }
+    }
+
+    /// The entry with the delivery that caused it.
+    pub fn with_delivery(mut self, delivery: Option<&DeliveryId>) -> AuditEntry {
+        self.delivery = delivery.cloned();
+        self
     }
 }
 

@@ -19,8 +19,8 @@ pub use self::inbox::{DeliveryMeta, DeliveryRecord, DeliveryState, NewDelivery, 
 pub use self::sled::{SCHEMA_VERSION, SledStore as Store, StoreOptions};
 use crate::ids::{DeliveryId, InstallationId, IssueNumber, RepoName};
 use crate::job::{
-    Claim, ClaimOwner, Claimed, Due, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobState, JobsStatus, Limits,
-    NewJob, Outcome, PushIntent, PushRecord, Recovery, ReportRecord, SessionId, SessionRecord, Slots, Usage,
+    Claim, ClaimOwner, Claimed, Due, EnqueueOutcome, Expired, Failure, IssueRef, Job, JobDetail, JobState, JobsStatus,
+    Limits, NewJob, Outcome, PushIntent, PushRecord, Recovery, ReportRecord, SessionId, SessionRecord, Slots, Usage,
 };
 
 /// A store operation that failed. Callers answer 503 to GitHub for these, so the delivery can be redelivered.
@@ -83,6 +83,9 @@ pub trait Inbox: Durable {
     fn put_delivery(&self, delivery: NewDelivery) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
     /// A stored delivery's metadata and processing state; `None` for an id never stored (or pruned).
     fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// Up to `limit` stored deliveries, newest first, received before the one under `before` (exclusive)
+    /// when given, whatever their state: one page of the console's deliveries view.
+    fn recent_deliveries(&self, before: Option<u64>, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// The raw (decompressed) body stored under `seq`; `None` when gone.
     fn delivery_body(&self, seq: u64) -> Result<Option<(DeliveryMeta, Bytes)>, StoreError>;
     /// Up to `limit` sequence numbers of deliveries without a final state, oldest first, after `after`.
@@ -216,6 +219,13 @@ pub trait JobStore: Durable {
     fn repo_usage(&self, repo: &RepoName, since: OffsetDateTime) -> Result<Usage, JobError>;
     /// A session record, or `None` for an unknown id.
     fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError>;
+    /// Up to `limit` sessions that have ended (any state but running), most recently started first.
+    fn recent_sessions(&self, limit: usize) -> Result<Vec<SessionRecord>, JobError>;
+    /// Every session of `repo#issue` (one per claim), oldest first; empty for an issue never claimed.
+    fn job_sessions(&self, repo: &RepoName, issue: IssueNumber) -> Result<Vec<SessionRecord>, JobError>;
+    /// Every failure of `repo#issue` in the failure ledger, oldest first, including those a `retry` stopped
+    /// counting ([`crate::job::failures::counted`] tells which still count).
+    fn job_failures(&self, repo: &RepoName, issue: IssueNumber) -> Result<Vec<Failure>, JobError>;
     /// What Foreman pushed for `repo#issue` ([`PushRecord`]: the branch, its heads Foreman made, a pending
     /// push), or `None` when it recorded no push for it.
     fn push_record(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<PushRecord>, JobError>;

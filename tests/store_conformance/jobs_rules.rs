@@ -16,7 +16,7 @@ use super::Open;
 use time::OffsetDateTime;
 
 /// Runs `f` on its own thread and fails the test if it takes longer than 60 s.
-fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(super) fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || tx.send(f()).ok());
     match rx.recv_timeout(Duration::from_secs(60)) {

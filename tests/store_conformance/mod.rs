@@ -7,9 +7,11 @@
 
 pub mod inbox;
 pub mod jobs_crash;
+pub mod jobs_history;
 pub mod jobs_props;
 pub mod jobs_rules;
 pub mod pushes;
+pub mod recent;
 pub mod reports;
 
 /// Opens (or reopens) the backend under test in a directory. Panics when it cannot; may wait a moment
@@ -41,6 +43,9 @@ macro_rules! store_conformance {
             two_schedulers_racing_on_threads_never_share_a_job,
         });
         $crate::store_conformance!(@sync $open; jobs_props::{invariants_hold_under_random_interleavings});
+        $crate::store_conformance!(@sync $open; jobs_history::{
+            a_jobs_sessions_and_failures_are_kept_oldest_first_across_a_retry_and_a_reopen,
+        });
         $crate::store_conformance!(@sync $open; jobs_crash::{
             a_killed_process_loses_no_job_and_its_claims_return_to_the_queue,
         });
@@ -51,6 +56,10 @@ macro_rules! store_conformance {
             the_delivery_log_position_is_durable_and_survives_a_reopen,
         });
         $crate::store_conformance!(@async $open; pushes::{a_push_intent_survives_a_reopen_for_its_run_until_settled});
+        $crate::store_conformance!(@async $open; recent::{
+            recent_deliveries_come_newest_first_a_page_at_a_time_whatever_their_state,
+        });
+        $crate::store_conformance!(@sync $open; recent::{recent_sessions_are_the_ended_ones_newest_first});
         $crate::store_conformance!(@async $open; reports::{
             a_jobs_reports_are_kept_with_the_version_applied_and_survive_a_reopen,
         });

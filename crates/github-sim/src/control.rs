@@ -268,7 +268,7 @@ fn route(inner: &Inner, req: &Req) -> R {
             Ok(Resp {
                 status: 200,
                 headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
-                body: crate::server::RespBody::Raw(job.log.clone().into()),
+                body: crate::server::RespBody::Raw(job.full_log().into()),
             })
         }
         _ => Err(Resp::error(404, "no such control endpoint (see crates/github-sim/README.md)")),

@@ -551,7 +551,8 @@ impl SimHandle {
         let wait = async {
             loop {
                 rx.borrow_and_update();
-                if let Some(r) = self.run(run_id).filter(|r| r.status == status) {
+                let reached = self.inner.world().actions.runs.get(&run_id).is_some_and(|r| r.status == status);
+                if let Some(r) = self.run(run_id).filter(|_| reached) {
                     return r;
                 }
                 if rx.changed().await.is_err() {

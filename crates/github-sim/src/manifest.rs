@@ -275,11 +275,11 @@ fn form(body: &[u8]) -> HashMap<String, String> {
         .collect()
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
-fn page(status: u16, title: &str, body: &str) -> Resp {
+pub(crate) fn page(status: u16, title: &str, body: &str) -> Resp {
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} · GitHub</title></head><body><h1>{t}</h1>{body}</body></html>",
         t = esc(title)

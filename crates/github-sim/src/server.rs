@@ -185,7 +185,10 @@ async fn dispatch(inner: &Arc<Inner>, req: Req) -> Resp {
         inner.changed.send_modify(|n| *n += 1);
         return resp;
     }
-    if let Some(resp) = crate::manifest::web(inner, &req).or_else(|| crate::oauth::web(inner, &req)) {
+    if let Some(resp) = crate::manifest::web(inner, &req)
+        .or_else(|| crate::oauth::web(inner, &req))
+        .or_else(|| crate::actions::web(inner, &req))
+    {
         inner.changed.send_modify(|n| *n += 1);
         return resp;
     }

@@ -43,17 +43,40 @@ jobs:
           echo "$TOP $JOB $STEP $GITHUB_RUN_ID" > "$OUT_DIR/out-${{ inputs.session }}.txt"
           pwd > "$OUT_DIR/pwd.txt"
           baked-in-tool
+          echo "CARRIED=from an earlier step" >> "$GITHUB_ENV"
+      - run: exit 3
+        continue-on-error: true
+      - name: Compared
+        if: inputs.session == 'ABC' && env.JOB != 'other'
+        run: echo "the condition held; $CARRIED"
+      - if: failure()
+        run: echo "never after success"
 "#;
 
-/// A step that waits for `$OUT_DIR/go`, recording the pid of a process it starts in its group.
+/// A step that waits for `$OUT_DIR/go`, recording the pid of a process it starts in its group; then a step
+/// that runs only after success, and one that always runs (unless the runner is lost).
 const WAITING: &str = r#"name: Waits
 on: workflow_dispatch
 jobs:
   wait:
     runs-on: ubuntu-latest
     steps:
-      - run: bash -c 'echo $$ > "$OUT_DIR/pid-${{ github.run_id }}"; while [ ! -e "$OUT_DIR/go" ]; do sleep 0.05; done'
+      - run: echo waiting; bash -c 'echo $$ > "$OUT_DIR/pid-${{ github.run_id }}"; while [ ! -e "$OUT_DIR/go" ]; do sleep 0.05; done'
       - run: echo after
+      - if: ${{ always() }}
+        run: echo "cleanup ran"
+"#;
+
+/// A step that ignores SIGINT and SIGTERM (as do the processes it starts), then one that always runs.
+const STUBBORN: &str = r#"on: workflow_dispatch
+jobs:
+  stubborn:
+    steps:
+      - run: |
+          trap '' INT TERM
+          bash -c 'echo $$ > "$OUT_DIR/pid-${{ github.run_id }}"; while true; do sleep 0.05; done'
+      - if: always()
+        run: echo "cleanup ran"
 "#;
 
 /// A job limited to about a second that sleeps far longer.
@@ -88,6 +111,7 @@ async fn fixture(runners: usize, webhook_url: Option<String>) -> Fixture {
                 (".github/workflows/session.yml", SESSION),
                 (".github/workflows/waits.yml", WAITING),
                 (".github/workflows/slow.yml", SLOW),
+                (".github/workflows/stubborn.yml", STUBBORN),
                 (".github/workflows/push.yml", PUSH_ONLY),
             ],
         )
@@ -159,6 +183,22 @@ async fn until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// Every `workflow_run` / `workflow_job` delivery made so far validates against GitHub's webhook schema;
+/// returns how many there were.
+fn webhooks_validate(sim: &github_sim::SimHandle) -> usize {
+    let actions: Vec<Value> = sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| d["event"].as_str().is_some_and(|e| e.starts_with("workflow_")))
+        .collect();
+    for d in &actions {
+        let (event, action) = (d["event"].as_str().unwrap(), d["action"].as_str().unwrap());
+        github_sim::validate_webhook(event, action, &d["payload"])
+            .unwrap_or_else(|e| panic!("{event}.{action}: {e}\n{:#}", d["payload"]));
+    }
+    actions.len()
+}
+
 async fn read_when_there(path: &Path) -> String {
     until(&path.display().to_string(), || path.exists() && std::fs::metadata(path).is_ok_and(|m| m.len() > 0)).await;
     std::fs::read_to_string(path).unwrap()
@@ -223,7 +263,19 @@ async fn a_dispatched_workflow_runs_its_steps_with_inputs_and_secrets_and_answer
             .iter()
             .map(|s| (s["name"].as_str().unwrap(), s["conclusion"].as_str().unwrap()))
             .collect();
-        assert_eq!(steps, vec![("Run actions/checkout@v4", "skipped"), ("Work", "success")]);
+        assert_eq!(
+            steps,
+            vec![
+                ("Run actions/checkout@v4", "skipped"),
+                ("Work", "success"),
+                ("Run exit 3", "failure"),
+                ("Compared", "success"),
+                ("Run echo \"never after success\"", "skipped")
+            ],
+            "continue-on-error keeps the job going; `if:` decides"
+        );
+        assert!(run.log.contains("the condition held; from an earlier step"), "$GITHUB_ENV: {}", run.log);
+        assert!(!run.log.contains("\nnever after success\n"));
         let wf = f.get(&format!("/repos/{REPO}/actions/workflows/session.yml")).await;
         conforms(&doc, "get", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}", "200", &wf);
         assert_eq!(wf["id"], one["workflow_id"]);
@@ -234,6 +286,11 @@ async fn a_dispatched_workflow_runs_its_steps_with_inputs_and_secrets_and_answer
             f.s.call(Method::GET, &f.token, &format!("/repos/{REPO}/actions/jobs/{}/logs", job["id"]), None).await;
         assert_eq!(logs.status(), 200, "followed the redirect");
         assert!(logs.text().await.unwrap().contains("session=abc"));
+        // The run's page, where its html_url points, as people open it from a report.
+        let html = f.s.http.get(one["html_url"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(html.status(), 200);
+        let html = html.text().await.unwrap();
+        assert!(html.contains("data-conclusion=\"success\"") && html.contains("session=abc"), "{html}");
 
         // Webhooks: each validates against GitHub's schema, in the order GitHub sends them.
         let n = f.s.sim.deliveries().len() as u64;
@@ -289,6 +346,10 @@ async fn dispatch_refuses_as_github_does() {
         let r = f.dispatch("session.yml", json!({"ref": "no-such-branch", "inputs": {"session": "a"}})).await;
         assert_eq!(r.status(), 422);
         assert_eq!(message(r.json().await.unwrap()), "No ref found for: no-such-branch");
+        let main_sha =
+            f.get(&format!("/repos/{REPO}/branches/main")).await["commit"]["sha"].as_str().unwrap().to_string();
+        let r = f.dispatch("session.yml", json!({"ref": main_sha, "inputs": {"session": "a"}})).await;
+        assert_eq!(r.status(), 422, "a branch or tag, not a commit id");
         let r = f.dispatch("session.yml", json!({"inputs": {"session": "a"}})).await;
         assert_eq!(r.status(), 400, "`ref` is required by the description");
         // Without return_run_details: 204 and no body, and the run is there all the same.
@@ -296,6 +357,17 @@ async fn dispatch_refuses_as_github_does() {
         assert_eq!(r.status(), 204);
         assert_eq!(f.s.sim.runs(REPO).len(), 1);
         assert!(f.s.sim.runs("").iter().all(|r| r.inputs["session"] == "quiet"));
+        // By the workflow's numeric id; another repository's id is not found here.
+        let id = f.get(&format!("/repos/{REPO}/actions/workflows/session.yml")).await["id"].as_u64().unwrap();
+        let r = f.dispatch(&id.to_string(), json!({"ref": "main", "inputs": {"session": "by-id"}})).await;
+        assert_eq!(r.status(), 204);
+        assert_eq!(f.s.sim.runs(REPO)[1].path, ".github/workflows/session.yml");
+        f.s.sim.create_repo("acme", "gadgets", &[(".github/workflows/session.yml", SESSION)]).unwrap();
+        let other = f.s.call(Method::GET, &f.token, "/repos/acme/gadgets/actions/workflows/session.yml", None).await;
+        let other = other.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+        assert_ne!(other, id);
+        let r = f.dispatch(&other.to_string(), json!({"ref": "main", "inputs": {"session": "x"}})).await;
+        assert_eq!(r.status(), 404);
         // A token without `actions` gets GitHub's 403.
         let issues_only = f.s.token_with("acme", json!({"permissions": {"issues": "write"}})).await;
         let r =
@@ -324,20 +396,50 @@ async fn cancel_kills_the_running_step_and_the_run_ends_cancelled() {
         let pid = read_when_there(&f.out.path().join(format!("pid-{id}"))).await;
         assert!(!gone(&pid));
         assert_eq!(f.s.sim.run(id).unwrap().status, "in_progress");
+        assert!(f.s.sim.run(id).unwrap().log.contains("\nwaiting\n"), "the running step's output is in the log");
         let r = f.s.call(Method::POST, &f.token, &format!("/repos/{REPO}/actions/runs/{id}/cancel"), None).await;
         assert_eq!(r.status(), 202);
         let run = f.s.sim.wait_run(id, "completed", TEST_TIMEOUT).await.expect("the run ends");
         assert_eq!(run.conclusion.as_deref(), Some("cancelled"));
         assert!(run.log.contains("The operation was canceled."), "{}", run.log);
-        assert!(!run.log.contains("after"), "later steps do not run: {}", run.log);
+        assert!(!run.log.contains("\nafter\n"), "later steps do not run: {}", run.log);
+        assert!(run.log.contains("\ncleanup ran\n"), "an `if: always()` step runs after a cancel: {}", run.log);
         until("the step's process to end", || gone(&pid)).await;
         let jobs = f.get(&format!("/repos/{REPO}/actions/runs/{id}/jobs")).await;
         assert_eq!(jobs["jobs"][0]["conclusion"], "cancelled");
         let steps: Vec<&str> =
             jobs["jobs"][0]["steps"].as_array().unwrap().iter().map(|s| s["conclusion"].as_str().unwrap()).collect();
-        assert_eq!(steps, ["cancelled", "skipped"]);
+        assert_eq!(steps, ["cancelled", "skipped", "success"]);
         let r = f.s.call(Method::POST, &f.token, &format!("/repos/{REPO}/actions/runs/{id}/cancel"), None).await;
         assert_eq!(r.status(), 409, "a completed run cannot be cancelled");
+        assert_eq!(webhooks_validate(&f.s.sim), 6, "cancelled ones too");
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn force_cancel_kills_a_step_that_ignores_the_cancel_at_once() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let f = fixture(4, None).await;
+        let id = f.start("stubborn.yml", json!({})).await;
+        let pid = read_when_there(&f.out.path().join(format!("pid-{id}"))).await;
+        let cancel = |what: &'static str| {
+            let path = format!("/repos/{REPO}/actions/runs/{id}/{what}");
+            let f = &f;
+            async move { f.s.call(Method::POST, &f.token, &path, None).await.status() }
+        };
+        assert_eq!(cancel("cancel").await, 202);
+        assert_eq!(f.s.sim.run(id).unwrap().status, "in_progress", "SIGINT is ignored; SIGTERM comes after 7.5 s");
+        let asked = std::time::Instant::now();
+        assert_eq!(cancel("force-cancel").await, 202);
+        let run = f.s.sim.wait_run(id, "completed", TEST_TIMEOUT).await.expect("the run ends");
+        assert!(asked.elapsed() < Duration::from_secs(7), "at once, not after the 7.5 s grace: {:?}", asked.elapsed());
+        assert_eq!(run.conclusion.as_deref(), Some("cancelled"));
+        assert!(!run.log.contains("\ncleanup ran\n"), "a force-cancel bypasses always(): {}", run.log);
+        until("the step's process to be killed", || gone(&pid)).await;
+        assert_eq!(cancel("force-cancel").await, 409);
+        assert_eq!(webhooks_validate(&f.s.sim), 6);
     })
     .await
     .expect("test timed out");
@@ -353,6 +455,7 @@ async fn a_lost_runner_ends_the_run_failed_and_a_job_time_limit_ends_it_timed_ou
         let run = f.s.sim.wait_run(id, "completed", TEST_TIMEOUT).await.expect("the run ends");
         assert_eq!(run.conclusion.as_deref(), Some("failure"));
         assert!(run.log.contains("lost communication with the server"), "{}", run.log);
+        assert!(!run.log.contains("\ncleanup ran\n"), "nothing runs on a lost runner: {}", run.log);
         until("the step's process to be killed", || gone(&pid)).await;
         assert!(f.s.sim.lose_runner(id).is_err(), "only an in-progress run has a runner to lose");
 
@@ -360,6 +463,7 @@ async fn a_lost_runner_ends_the_run_failed_and_a_job_time_limit_ends_it_timed_ou
         let run = f.s.sim.wait_run(slow, "completed", TEST_TIMEOUT).await.expect("the run ends");
         assert_eq!(run.conclusion.as_deref(), Some("timed_out"), "{}", run.log);
         assert!(run.log.contains("has exceeded the maximum execution time"), "{}", run.log);
+        assert_eq!(webhooks_validate(&f.s.sim), 12, "failed and timed-out ones too");
     })
     .await
     .expect("test timed out");
@@ -393,6 +497,143 @@ async fn with_two_runners_two_of_four_runs_wait_queued_until_one_ends() {
             let run = f.s.sim.wait_run(*id, "completed", TEST_TIMEOUT).await.unwrap();
             assert_eq!(run.conclusion.as_deref(), Some("success"), "{}", run.log);
         }
+        assert_eq!(webhooks_validate(&f.s.sim), 22, "four requested and queued, three started, four completed");
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Kills the binary on drop so a failed assertion leaves no process behind.
+struct Child(tokio::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_takes_runners_and_its_control_routes_set_secrets_and_the_runner_and_lose_it() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let _child = Child(
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_github-sim"))
+                .args(["--listen", "127.0.0.1:0", "--runners", "1", "--state-dir"])
+                .arg(&state)
+                .env("RUST_LOG", "warn")
+                .kill_on_drop(true)
+                .spawn()
+                .expect("binary starts"),
+        );
+        // app.json is written once the listener is bound.
+        let app_json = state.join("app.json");
+        until("app.json", || std::fs::read(&app_json).is_ok_and(|b| serde_json::from_slice::<Value>(&b).is_ok())).await;
+        let app: Value = serde_json::from_slice(&std::fs::read(&app_json).unwrap()).unwrap();
+        let url = app["api_url"].as_str().unwrap().to_string();
+        let http = reqwest::Client::new();
+        let control = |method: Method, path: &str, body: Option<Value>| {
+            let rq = http.request(method, format!("{url}/_sim{path}"));
+            let rq = match body {
+                Some(b) => rq.json(&b),
+                None => rq,
+            };
+            async move { rq.send().await.unwrap() }
+        };
+        let workflow = "on: workflow_dispatch\njobs:\n  a:\n    steps:\n      - run: |\n          echo \"secret=${{ secrets.KEY }} extra=$EXTRA\"\n          while [ ! -e \"$OUT_DIR/go\" ]; do sleep 0.05; done\n";
+        let r = control(
+            Method::POST,
+            "/repos",
+            Some(json!({"owner": "acme", "name": "widgets", "files": {".github/workflows/w.yml": workflow}})),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        let r = control(Method::PUT, "/repos/acme/widgets/actions/secrets/KEY", Some(json!({"value": "k1"}))).await;
+        assert_eq!(r.status(), 204);
+        let out = tempfile::tempdir().unwrap();
+        let r = control(
+            Method::POST,
+            "/actions/runner",
+            Some(json!({"env": {"OUT_DIR": out.path(), "EXTRA": "x1"}, "path": ["/opt/tools"]})),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+
+        // An installation token, as an App gets one.
+        let pem = std::fs::read_to_string(state.join("app.pem")).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let jwt = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &json!({"iat": now - 60, "exp": now + 500, "iss": app["app_id"].to_string()}),
+            &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let installations: Value =
+            http.get(format!("{url}/app/installations")).bearer_auth(&jwt).send().await.unwrap().json().await.unwrap();
+        let id = installations[0]["id"].as_u64().unwrap();
+        let token: Value = http
+            .post(format!("{url}/app/installations/{id}/access_tokens"))
+            .bearer_auth(&jwt)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = token["token"].as_str().unwrap().to_string();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let r = http
+                .post(format!("{url}/repos/acme/widgets/actions/workflows/w.yml/dispatches"))
+                .bearer_auth(&token)
+                .json(&json!({"ref": "main", "return_run_details": true}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            ids.push(r.json::<Value>().await.unwrap()["workflow_run_id"].as_u64().unwrap());
+        }
+        let runs = || async {
+            control(Method::GET, "/actions/runs?repo=acme/widgets", None).await.json::<Value>().await.unwrap()["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["id"].as_u64().unwrap(), r["status"].as_str().unwrap().to_string(), r["conclusion"].clone()))
+                .collect::<Vec<_>>()
+        };
+        let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+        while runs().await[0].1 != "in_progress" {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(runs().await[1].1, "queued", "--runners 1: the second waits");
+        let r = control(Method::POST, &format!("/actions/runs/{}/lose-runner", ids[1]), None).await;
+        assert_eq!(r.status(), 409, "a queued run has no runner to lose");
+        let r = control(Method::POST, &format!("/actions/runs/{}/lose-runner", ids[0]), None).await;
+        assert_eq!(r.status(), 202);
+        while runs().await[1].1 != "in_progress" {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(runs().await[0], (ids[0], "completed".to_string(), json!("failure")));
+        std::fs::write(out.path().join("go"), "").unwrap();
+        while runs().await[1].1 != "completed" {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(runs().await[1].2, json!("success"));
+        let jobs: Value = http
+            .get(format!("{url}/repos/acme/widgets/actions/runs/{}/jobs", ids[1]))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let log = control(Method::GET, &format!("/actions/jobs/{}/logs", jobs["jobs"][0]["id"]), None).await;
+        assert_eq!(log.status(), 200);
+        assert!(log.text().await.unwrap().contains("secret=k1 extra=x1"));
     })
     .await
     .expect("test timed out");

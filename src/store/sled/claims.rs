@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 
 use super::Store;
 use super::jobs::{Abort, JobError, Tx, abort, decode, encode, entry, from_nanos, issue_key, key_repo_prefix, nanos};
+use super::trees::job_index_key;
 use crate::ids::InstallationId;
 pub use crate::job::claims::{Claim, ClaimOwner, Claimed, Expired, Recovery, Slots};
 use crate::job::claims::{SlotLimit, apply_claim};
@@ -153,6 +154,7 @@ impl Store {
                     run: None,
                 };
                 tx.sessions.insert(session.as_str().as_bytes(), encode(&record))?;
+                tx.job_sessions.insert(job_index_key(&job_key, session.as_str().as_bytes()), &[])?;
                 // The job's record is left as it is: the claim makes it running (see above).
                 apply_claim(&mut job, &claim);
                 let cause = format!("attempt {} in session {}", job.attempts, session);
@@ -472,7 +474,9 @@ fn fail_tx(
     jitter: f64,
 ) -> Result<(), Abort> {
     let (failure, audit) = crate::job::failures::record_failure(job, failure, actor, limits, now, jitter);
-    tx.failures.insert(&tx.failures.generate_id()?.to_be_bytes(), encode(&failure))?;
+    let id = tx.failures.generate_id()?.to_be_bytes();
+    tx.failures.insert(&id, encode(&failure))?;
+    tx.job_failures.insert(job_index_key(key, &id), &[])?;
     tx.place(key, job, now)?;
     tx.put_job(key, job)?;
     tx.record(key, audit)

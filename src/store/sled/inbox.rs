@@ -203,6 +203,22 @@ impl Store {
         Ok(Some(DeliveryRecord { seq, meta, processing: self.delivery_state(seq)? }))
     }
 
+    /// Up to `limit` stored deliveries, newest first, received before the one under `before` (exclusive)
+    /// when given: a page of the deliveries view, whose next page starts before the last `seq` returned.
+    /// Reads `limit` records and their states, not the whole tree.
+    pub fn recent_deliveries(&self, before: Option<u64>, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let t = &self.inner.inbox;
+        let end = seq_key(before.unwrap_or(u64::MAX));
+        let mut out = Vec::new();
+        for item in t.deliveries.range(..end).rev().take(limit) {
+            let (k, raw) = item?;
+            let seq = key_seq(&k)?;
+            let (_, meta, _) = split_record(&raw)?;
+            out.push(DeliveryRecord { seq, meta, processing: self.delivery_state(seq)? });
+        }
+        Ok(out)
+    }
+
     /// The newest entry of GitHub's delivery log read in poll mode (its log entry id), kept in the `meta`
     /// tree under `delivery_log_position`; `None` before the first read.
     pub fn delivery_log_position(&self) -> Result<Option<u64>, StoreError> {

@@ -118,7 +118,11 @@ impl Store {
                     remember(&mut job);
                     tx.place(&key, &mut job, now)?;
                     tx.put_job(&key, &job)?;
-                    tx.record(&key, entry(now, actor, "updated", Some(job.state), job.state, &new.cause))?;
+                    tx.record(
+                        &key,
+                        entry(now, actor, "updated", Some(job.state), job.state, &new.cause)
+                            .with_delivery(new.delivery.as_ref()),
+                    )?;
                     Ok(EnqueueOutcome::Updated(job))
                 }
                 existing => {
@@ -159,7 +163,11 @@ impl Store {
                     remember(&mut job);
                     tx.place(&key, &mut job, now)?;
                     tx.put_job(&key, &job)?;
-                    tx.record(&key, entry(now, actor, "enqueued", from, JobState::Queued, &new.cause))?;
+                    tx.record(
+                        &key,
+                        entry(now, actor, "enqueued", from, JobState::Queued, &new.cause)
+                            .with_delivery(new.delivery.as_ref()),
+                    )?;
                     Ok(EnqueueOutcome::Queued(job))
                 }
             }
@@ -318,7 +326,9 @@ impl Store {
                 (true, true) => format!("priority rank {} → {priority} and phase from the title", job.priority),
                 (true, false) => format!("priority rank {} → {priority}", job.priority),
                 (false, true) => "phase from the title".to_owned(),
-                (false, false) => "title or labels changed; the order did not".to_owned(),
+                (false, false) => {
+                    format!("{}; its place in the queue did not change", what_changed(&job, title, labels))
+                }
             };
             tx.unplace(&key, &mut job)?;
             job.title = title.to_owned();
@@ -529,6 +539,22 @@ impl Store {
     }
 }
 
+/// What of an issue changed since `job` recorded it, for the audit trail: its title, and the labels added
+/// (`+name`) and removed (`-name`), e.g. `labels +foreman:failed, -foreman:working`.
+fn what_changed(job: &Job, title: &str, labels: &[String]) -> String {
+    let mut parts = Vec::new();
+    if job.title != title {
+        parts.push(format!("title {:?} → {title:?}", job.title));
+    }
+    let added = labels.iter().filter(|l| !job.labels.contains(l)).map(|l| format!("+{l}"));
+    let removed = job.labels.iter().filter(|l| !labels.contains(l)).map(|l| format!("-{l}"));
+    let labels: Vec<String> = added.chain(removed).collect();
+    if !labels.is_empty() {
+        parts.push(format!("labels {}", labels.join(", ")));
+    }
+    if parts.is_empty() { "labels reordered".to_owned() } else { parts.join("; ") }
+}
+
 fn issue_ref_of(job: &Job) -> IssueRef {
     job.issue_ref()
 }
@@ -615,5 +641,22 @@ mod tests {
         assert_eq!(store.job_trees().ready.len(), 3);
         let version = store.db().open_tree("meta").unwrap().get("schema_version").unwrap().unwrap();
         assert_eq!(version.as_ref(), &crate::store::SCHEMA_VERSION.to_be_bytes());
+    }
+
+    #[test]
+    fn a_change_that_keeps_the_order_says_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions { cache_bytes: 1 << 20 }).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut job = new_job(1);
+        job.labels = vec!["foreman".into(), "foreman:working".into()];
+        store.enqueue_job(&job, 2, "octocat", now).unwrap();
+        let labels = ["foreman".to_owned(), "foreman:failed".to_owned()];
+        store.reorder_job(&job.repo, job.issue, "issue 1 again", &labels, 2, now).unwrap().expect("changed");
+        let d = store.job_detail(&job.repo, job.issue).unwrap().unwrap();
+        assert_eq!(
+            d.audit.last().unwrap().cause,
+            r#"title "issue 1" → "issue 1 again"; labels +foreman:failed, -foreman:working; its place in the queue did not change"#
+        );
     }
 }

@@ -14,6 +14,8 @@ mod jobs;
 mod parents;
 mod port;
 mod pushes;
+mod recent;
+mod repo_view;
 mod reports;
 mod sessions;
 mod status;
@@ -33,7 +35,8 @@ use SledStore as Store;
 /// - 1: the first.
 /// - 2: `job_ready` entries hold a copy of the job's record instead of its key (`jobs.rs`).
 /// - 3: no `inbox` tree; the inbox is the deliveries without a state, above the inbox floor (`inbox.rs`).
-pub const SCHEMA_VERSION: u64 = 3;
+/// - 4: `job_sessions` and `job_failures`, each job's sessions and failures (`sessions.rs`).
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Options for [`Store::open`].
 #[derive(Debug, Clone)]
@@ -151,6 +154,9 @@ fn migrate(db: &sled::Db, from: u64) -> Result<(), StoreError> {
     }
     if from < 3 {
         inbox::migrate_inbox_tree(db)?;
+    }
+    if from < 4 {
+        sessions::migrate_job_index(db)?;
     }
     if from < SCHEMA_VERSION {
         db.open_tree("meta")?.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;

@@ -12,7 +12,7 @@ use crate::job::{
     Claim, ClaimOwner, Claimed, EnqueueOutcome, Expired, IssueRef, Job, JobDetail, JobsStatus, Limits, NewJob, Outcome,
     PushIntent, PushRecord, Recovery, SessionId, SessionRecord, Slots, Usage,
 };
-use crate::job::{Due, JobState, ReportRecord};
+use crate::job::{Due, Failure, JobState, ReportRecord};
 use crate::store::{
     DeliveryMeta, DeliveryRecord, DeliveryState, Durable, Inbox, JobError, JobStore, NewDelivery, PutOutcome, Reports,
     StoreError,
@@ -33,6 +33,9 @@ impl Inbox for SledStore {
     }
     fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
         SledStore::delivery(self, id)
+    }
+    fn recent_deliveries(&self, before: Option<u64>, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        SledStore::recent_deliveries(self, before, limit)
     }
     fn delivery_body(&self, seq: u64) -> Result<Option<(DeliveryMeta, Bytes)>, StoreError> {
         SledStore::delivery_body(self, seq)
@@ -197,6 +200,15 @@ impl JobStore for SledStore {
     }
     fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, JobError> {
         SledStore::session(self, id)
+    }
+    fn recent_sessions(&self, limit: usize) -> Result<Vec<SessionRecord>, JobError> {
+        SledStore::recent_sessions(self, limit)
+    }
+    fn job_sessions(&self, repo: &RepoName, issue: IssueNumber) -> Result<Vec<SessionRecord>, JobError> {
+        SledStore::job_sessions(self, repo, issue)
+    }
+    fn job_failures(&self, repo: &RepoName, issue: IssueNumber) -> Result<Vec<Failure>, JobError> {
+        SledStore::job_failures(self, repo, issue)
     }
     fn push_record(&self, repo: &RepoName, issue: IssueNumber) -> Result<Option<PushRecord>, JobError> {
         SledStore::push_record(self, repo, issue)

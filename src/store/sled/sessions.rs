@@ -1,16 +1,26 @@
 //! Session records: one per claim, from start to its end (succeeded, failed, cancelled, expired or
 //! interrupted by a crash).
 //!
-//! Tree `sessions`: session id → [`SessionRecord`] as JSON. Written in the same transaction as the claim
-//! that starts the session and the transition that ends it.
+//! Trees:
+//! - `sessions`: session id → [`SessionRecord`] as JSON. Written in the same transaction as the claim that
+//!   starts the session and the transition that ends it.
+//! - `job_sessions`: job key · session id → empty: a job's sessions, written in the claim's transaction with
+//!   the session record. Session ids are time-ordered, so a job's entries read oldest first.
+//! - `failures` (the ledger): id (u64, increasing) → [`Failure`] as JSON, every failure of every job.
+//! - `job_failures`: job key · ledger id → empty: a job's failures, written in the transaction that
+//!   records the failure.
+//!
+//! Stores written before the two per-job trees existed (schema 3 and older) get them built from
+//! `sessions` and `failures` once, when the store is opened ([`migrate_job_index`]).
 
 use time::OffsetDateTime;
 
 use super::Store;
-use super::jobs::{JobError, abort, corrupt, decode, encode};
-use crate::ids::RepoName;
-use crate::job::Usage;
+use super::jobs::{JobError, StoreError, abort, corrupt, decode, encode, issue_key};
+use super::trees::{JOB_FAILURES, JOB_SESSIONS, job_index_key};
+use crate::ids::{IssueNumber, RepoName};
 pub use crate::job::sessions::{SessionId, SessionRecord, SessionState};
+use crate::job::{Failure, Usage};
 
 impl Store {
     /// Records the workflow run session `id` was dispatched as (replacing an earlier one). Returns false,
@@ -69,4 +79,65 @@ impl Store {
             None => Ok(None),
         }
     }
+
+    /// Every session of `repo#issue`, oldest first (by start, then id): one per claim, whatever became of
+    /// it. Empty for an issue never claimed. Reads the job's entries in `job_sessions` and their records.
+    pub fn job_sessions(&self, repo: &RepoName, issue: IssueNumber) -> Result<Vec<SessionRecord>, JobError> {
+        let t = self.job_trees();
+        let key = issue_key(repo, issue);
+        let mut out: Vec<SessionRecord> = Vec::new();
+        for k in t.job_sessions.scan_prefix(&key).keys() {
+            let k = k?;
+            if let Some(raw) = t.sessions.get(&k[key.len()..])? {
+                out.push(decode(&raw, "session")?);
+            }
+        }
+        out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        Ok(out)
+    }
+
+    /// Every failure the ledger holds for `repo#issue`, oldest first, counted or not (a `retry` resets the
+    /// job's counts, not the ledger). Reads the job's entries in `job_failures` and their records.
+    pub fn job_failures(&self, repo: &RepoName, issue: IssueNumber) -> Result<Vec<Failure>, JobError> {
+        let t = self.job_trees();
+        let key = issue_key(repo, issue);
+        let mut out = Vec::new();
+        for k in t.job_failures.scan_prefix(&key).keys() {
+            let k = k?;
+            if let Some(raw) = t.failures.get(&k[key.len()..])? {
+                out.push(decode(&raw, "failure")?);
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// Schema 3 → 4: builds `job_sessions` and `job_failures` from every record in `sessions` and `failures`.
+/// A record that does not decode is left out of the index (and logged), not a reason to refuse the store.
+/// Idempotent: an entry written twice is the same entry.
+pub(super) fn migrate_job_index(db: &sled::Db) -> Result<(), StoreError> {
+    let (sessions, index) = (db.open_tree("sessions")?, db.open_tree(JOB_SESSIONS)?);
+    for item in sessions.iter() {
+        let (id, raw) = item?;
+        match decode::<SessionRecord>(&raw, "session") {
+            Ok(r) => {
+                index.insert(job_index_key(&issue_key(&r.repo, r.issue), &id), &[])?;
+            }
+            Err(e) => tracing::warn!(error = %e, "a session record left out of its job's index"),
+        }
+    }
+    let (failures, index) = (db.open_tree("failures")?, db.open_tree(JOB_FAILURES)?);
+    for item in failures.iter() {
+        let (id, raw) = item?;
+        match decode::<Failure>(&raw, "failure") {
+            Ok(f) => {
+                index.insert(job_index_key(&issue_key(&f.repo, f.issue), &id), &[])?;
+            }
+            Err(e) => tracing::warn!(error = %e, "a failure left out of its job's index"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

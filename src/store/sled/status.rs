@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use super::jobs::{JobError, StateOnly, decode, issue_key, time_key};
+use super::trees::job_index_key;
 use super::{Store, StoreError};
 use crate::ids::{IssueNumber, RepoName};
 use crate::job::claims::{apply_claim, may_be_claimed};
-use crate::job::{Claim, Job, JobDetail, JobState, JobsStatus, Placement, QueuedJob, RunningJob, StuckJob};
+use crate::job::{
+    Claim, Failure, Job, JobDetail, JobState, JobsStatus, Placement, QueuedJob, RunningJob, SessionRecord, StuckJob,
+};
 
 impl Store {
     /// A job with its claim, position and full audit trail.
@@ -181,9 +184,51 @@ impl Store {
             (Err(e), _) | (_, Err(e)) => problems.push(e.to_string()),
             _ => {}
         }
+        self.check_job_indexes(&mut problems)?;
         if running != self.slots().map(|s| s.global).unwrap_or(u32::MAX) {
             problems.push(format!("{running} claims but the global slot counter disagrees"));
         }
         Ok(problems)
+    }
+
+    /// Every session and failure has its entry in its job's index (`job_sessions`, `job_failures`), and
+    /// every entry there its record.
+    fn check_job_indexes(&self, problems: &mut Vec<String>) -> Result<(), StoreError> {
+        let t = self.job_trees();
+        for item in t.sessions.iter() {
+            let (id, raw) = item?;
+            match decode::<SessionRecord>(&raw, "session") {
+                Ok(r) if !t.job_sessions.contains_key(job_index_key(&issue_key(&r.repo, r.issue), &id))? => {
+                    problems.push(format!("session {}: not in job_sessions under {}#{}", r.id, r.repo, r.issue));
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        for item in t.failures.iter() {
+            let (id, raw) = item?;
+            match decode::<Failure>(&raw, "failure") {
+                Ok(f) if !t.job_failures.contains_key(job_index_key(&issue_key(&f.repo, f.issue), &id))? => {
+                    problems.push(format!("a failure of {}#{} at {}: not in job_failures", f.repo, f.issue, f.at));
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if t.job_sessions.len() != t.sessions.len() {
+            problems.push(format!(
+                "job_sessions has {} entries for {} sessions",
+                t.job_sessions.len(),
+                t.sessions.len()
+            ));
+        }
+        if t.job_failures.len() != t.failures.len() {
+            problems.push(format!(
+                "job_failures has {} entries for {} failures",
+                t.job_failures.len(),
+                t.failures.len()
+            ));
+        }
+        Ok(())
     }
 }

@@ -29,6 +29,19 @@ pub(super) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8], what: &str) -> Re
     serde_json::from_slice(raw).map_err(|e| corrupt(&format!("{what}: {e}")))
 }
 
+/// The name of the tree of a job's sessions: job key · session id → empty ([`super::sessions`]).
+pub(super) const JOB_SESSIONS: &str = "job_sessions";
+/// The name of the tree of a job's failures: job key · ledger id (u64) → empty ([`super::sessions`]).
+pub(super) const JOB_FAILURES: &str = "job_failures";
+
+/// A key of a per-job index: the job key, then `tail`.
+pub(super) fn job_index_key(job_key: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(job_key.len() + tail.len());
+    k.extend_from_slice(job_key);
+    k.extend_from_slice(tail);
+    k
+}
+
 /// The trees of the job store.
 #[derive(Clone)]
 pub(crate) struct Trees {
@@ -42,6 +55,8 @@ pub(crate) struct Trees {
     pub(super) claims: sled::Tree,
     pub(super) failures: sled::Tree,
     pub(super) sessions: sled::Tree,
+    pub(super) job_sessions: sled::Tree,
+    pub(super) job_failures: sled::Tree,
     pub(super) slots: sled::Tree,
 }
 
@@ -58,6 +73,8 @@ impl Trees {
             claims: db.open_tree("claims")?,
             failures: db.open_tree("failures")?,
             sessions: db.open_tree("sessions")?,
+            job_sessions: db.open_tree(JOB_SESSIONS)?,
+            job_failures: db.open_tree(JOB_FAILURES)?,
             slots: db.open_tree("slots")?,
         })
     }
@@ -75,12 +92,40 @@ impl Trees {
             &self.claims,
             &self.failures,
             &self.sessions,
+            &self.job_sessions,
+            &self.job_failures,
             &self.slots,
         );
         sled::Transactional::transaction(
             &trees,
-            |(jobs, ready, delayed, deps, audit, audit_index, claims, failures, sessions, slots)| {
-                f(&Tx { jobs, ready, delayed, deps, audit, audit_index, claims, failures, sessions, slots })
+            |(
+                jobs,
+                ready,
+                delayed,
+                deps,
+                audit,
+                audit_index,
+                claims,
+                failures,
+                sessions,
+                job_sessions,
+                job_failures,
+                slots,
+            )| {
+                f(&Tx {
+                    jobs,
+                    ready,
+                    delayed,
+                    deps,
+                    audit,
+                    audit_index,
+                    claims,
+                    failures,
+                    sessions,
+                    job_sessions,
+                    job_failures,
+                    slots,
+                })
             },
         )
         .map_err(|e| match e {
@@ -109,6 +154,8 @@ pub(super) struct Tx<'a> {
     pub(super) claims: &'a TransactionalTree,
     pub(super) failures: &'a TransactionalTree,
     pub(super) sessions: &'a TransactionalTree,
+    pub(super) job_sessions: &'a TransactionalTree,
+    pub(super) job_failures: &'a TransactionalTree,
     pub(super) slots: &'a TransactionalTree,
 }
 

@@ -6,6 +6,7 @@
 //! Shapes follow GitHub's REST description (`workflow-run`, `job`, `workflow`,
 //! `workflow-dispatch-response`) and the `x-webhooks` schemas; messages are GitHub's.
 
+pub(crate) mod condition;
 pub(crate) mod rest;
 pub(crate) mod runner;
 pub(crate) mod workflow;
@@ -55,6 +56,8 @@ pub(crate) struct Run {
     pub display_title: String,
     pub head_branch: String,
     pub head_sha: String,
+    /// The head commit as `workflow_run.head_commit` (id, tree_id, message, timestamp, author, committer).
+    pub head_commit: Value,
     /// `queued`, `in_progress` or `completed`.
     pub status: String,
     /// `success`, `failure`, `cancelled` or `timed_out` once completed.
@@ -86,9 +89,22 @@ pub(crate) struct Job {
     pub steps: Vec<StepState>,
     pub runner_id: Option<u64>,
     pub runner_name: Option<String>,
-    /// Each step's header and output, as the job's log.
+    /// Each finished step's header and output, as the job's log.
     #[serde(skip)]
     pub log: String,
+    /// Where the running step's output is being written, if a step is running.
+    #[serde(skip)]
+    pub live: Option<std::path::PathBuf>,
+}
+
+impl Job {
+    /// The log so far: the finished steps' and what the running step has written yet.
+    pub fn full_log(&self) -> String {
+        match &self.live {
+            Some(path) => format!("{}{}", self.log, runner::read_capped(path)),
+            None => self.log.clone(),
+        }
+    }
 }
 
 /// One step of a job, as `GET …/jobs` reports it.
@@ -106,17 +122,15 @@ pub(crate) fn now() -> String {
     ts(OffsetDateTime::now_utc())
 }
 
-/// The head commit of a run, as `workflow_run.head_commit` gives it.
-fn head_commit(w: &World, run: &Run) -> Value {
-    let git_dir = w.repos.get(&run.repo).map(|r| r.git_dir.clone());
-    let info = git_dir.and_then(|d| {
-        crate::git::git(&d, &["log", "-1", "--format=%T%x00%an%x00%ae%x00%cn%x00%ce%x00%cI%x00%B", &run.head_sha]).ok()
-    });
-    let info = info.unwrap_or_default();
+/// Commit `sha` of the repository at `git_dir` as `workflow_run.head_commit` gives it (read once, at dispatch,
+/// outside the world's lock).
+pub(crate) fn head_commit(git_dir: &std::path::Path, sha: &str) -> Value {
+    let format = "--format=%T%x00%an%x00%ae%x00%cn%x00%ce%x00%cI%x00%B";
+    let info = crate::git::git(git_dir, &["log", "-1", format, sha]).unwrap_or_default();
     let f: Vec<&str> = info.split('\0').collect();
     let get = |i: usize| f.get(i).copied().unwrap_or_default().trim().to_string();
     json!({
-        "id": run.head_sha, "tree_id": get(0), "message": get(6), "timestamp": get(5),
+        "id": sha, "tree_id": get(0), "message": get(6), "timestamp": get(5),
         "author": {"name": get(1), "email": get(2)}, "committer": {"name": get(3), "email": get(4)},
     })
 }
@@ -142,7 +156,7 @@ pub(crate) fn run_json(w: &World, run: &Run) -> Value {
         "artifacts_url": format!("{api}/artifacts"), "cancel_url": format!("{api}/cancel"),
         "rerun_url": format!("{api}/rerun"), "previous_attempt_url": null,
         "workflow_url": format!("{b}/repos/{full}/actions/workflows/{}", run.workflow_id),
-        "head_commit": head_commit(w, run), "repository": repo.clone(), "head_repository": repo,
+        "head_commit": run.head_commit, "repository": repo.clone(), "head_repository": repo,
         "head_repository_id": w.repos.get(full).map(|r| r.id),
     })
 }
@@ -258,8 +272,51 @@ pub struct RunSummary {
     pub conclusion: Option<String>,
     /// The dispatch inputs with the workflow's defaults filled in.
     pub inputs: BTreeMap<String, String>,
-    /// Every job's log so far (step headers and output), in job order.
+    /// Every job's log so far (step headers and output, the running step's included), in job order.
     pub log: String,
+}
+
+/// The run's page, where a run's and a job's `html_url` point (`/{owner}/{repo}/actions/runs/{run_id}`, also
+/// `…/job/{job_id}`): status, conclusion, each job with its steps and log. `None` for any other path.
+pub(crate) fn web(inner: &Inner, req: &crate::server::Req) -> Option<crate::server::Resp> {
+    use crate::manifest::{esc, page};
+    let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
+    let (o, r, id) = match segs.as_slice() {
+        [o, r, "actions", "runs", id] | [o, r, "actions", "runs", id, "job", _] => (o, r, id),
+        _ => return None,
+    };
+    if req.method != axum::http::Method::GET {
+        return None;
+    }
+    let w = inner.world();
+    let full = format!("{o}/{r}");
+    let Some(run) = id.parse::<u64>().ok().and_then(|id| w.actions.runs.get(&id)).filter(|run| run.repo == full) else {
+        return Some(page(404, "Not Found", "<p>No such workflow run.</p>"));
+    };
+    let mut body = format!(
+        "<p id=\"run\" data-status=\"{s}\" data-conclusion=\"{c}\">{title} · {path} · run #{n}: <b>{s}</b> {c}</p>",
+        s = esc(&run.status),
+        c = esc(run.conclusion.as_deref().unwrap_or_default()),
+        title = esc(&run.display_title),
+        path = esc(&run.path),
+        n = run.run_number,
+    );
+    for job in run.jobs.iter().filter_map(|j| w.actions.jobs.get(j)) {
+        let steps: String = job
+            .steps
+            .iter()
+            .map(|s| format!("<li>{} — {}</li>", esc(&s.name), esc(s.conclusion.as_deref().unwrap_or(&s.status))))
+            .collect();
+        body.push_str(&format!(
+            "<h2 id=\"job-{id}\">{name}: {status} {conclusion}</h2><ol>{steps}</ol><pre>{log}</pre>",
+            id = job.id,
+            name = esc(&job.name),
+            status = esc(&job.status),
+            conclusion = esc(job.conclusion.as_deref().unwrap_or_default()),
+            log = esc(&job.full_log()),
+        ));
+    }
+    Some(page(200, &format!("{} · {}", run.name, full), &body))
 }
 
 /// Sets Actions secret `name` of `repo`; `Err` names a missing repository.
@@ -290,6 +347,6 @@ pub(crate) fn summary(w: &World, run: &Run) -> RunSummary {
         status: run.status.clone(),
         conclusion: run.conclusion.clone(),
         inputs: run.inputs.clone(),
-        log: run.jobs.iter().filter_map(|j| w.actions.jobs.get(j)).map(|j| j.log.as_str()).collect(),
+        log: run.jobs.iter().filter_map(|j| w.actions.jobs.get(j)).map(|j| j.full_log()).collect(),
     }
 }

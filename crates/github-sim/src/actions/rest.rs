@@ -31,7 +31,8 @@ pub(crate) fn route(inner: &Inner, auth: &Auth, req: &Req, segs: &[&str]) -> Opt
             let run = find_run(&w, &full, id)?;
             Ok(Resp::ok(super::run_json(&w, run)))
         }),
-        ["runs", id, "cancel"] if post => cancel(inner, auth, o, r, id),
+        ["runs", id, "cancel"] if post => cancel(inner, auth, o, r, id, super::runner::Stop::Cancel),
+        ["runs", id, "force-cancel"] if post => cancel(inner, auth, o, r, id, super::runner::Stop::ForceCancel),
         ["runs", id, "jobs"] if get => access(inner, auth, o, r, "actions", false).map(|full| {
             let w = inner.world();
             let Ok(run) = find_run(&w, &full, id) else { return Resp::not_found() };
@@ -109,7 +110,8 @@ fn list_runs(inner: &Inner, req: &Req, full: &str, workflow: Option<u64>) -> Res
 fn workflow_id(inner: &Inner, full: &str, wf: &str) -> Result<u64, Resp> {
     if let Ok(id) = wf.parse::<u64>() {
         let w = inner.world();
-        return w.actions.workflows.values().find(|e| e.id == id).map(|e| e.id).ok_or_else(Resp::not_found);
+        let mine = w.actions.workflows.iter().find(|((repo, _), e)| repo == full && e.id == id);
+        return mine.map(|(_, e)| e.id).ok_or_else(Resp::not_found);
     }
     let (git_dir, branch) = {
         let w = inner.world();
@@ -131,8 +133,8 @@ fn get_workflow(inner: &Inner, auth: &Auth, o: &str, r: &str, wf: &str) -> R {
     Ok(Resp::ok(super::workflow_json(&w, &full, e)))
 }
 
-/// `POST …/actions/runs/{run_id}/cancel`: 202 `{}`; 409 once the run has completed.
-fn cancel(inner: &Inner, auth: &Auth, o: &str, r: &str, id: &str) -> R {
+/// `POST …/actions/runs/{run_id}/cancel` and `…/force-cancel`: 202 `{}`; 409 once the run has completed.
+fn cancel(inner: &Inner, auth: &Auth, o: &str, r: &str, id: &str, how: super::runner::Stop) -> R {
     let full = access(inner, auth, o, r, "actions", true)?;
     let run_id = {
         let mut w = inner.world();
@@ -144,7 +146,7 @@ fn cancel(inner: &Inner, auth: &Auth, o: &str, r: &str, id: &str) -> R {
         w.actions.runs.get_mut(&run_id).expect("found").cancel_requested = true;
         run_id
     };
-    inner.actions.stop(run_id, super::runner::Stop::Cancel);
+    inner.actions.stop(run_id, how);
     Ok(Resp::json(202, json!({})))
 }
 
@@ -205,13 +207,21 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
         (r.git_dir.clone(), r.owner.clone())
     };
     let branch = git_ref.strip_prefix("refs/heads/").or_else(|| git_ref.strip_prefix("refs/tags/")).unwrap_or(git_ref);
-    let sha = crate::git::rev_parse(&git_dir, &format!("{git_ref}^{{commit}}"))
+    // A branch or a tag, as GitHub takes it (not a commit id).
+    let candidates: Vec<String> = if git_ref.starts_with("refs/") {
+        vec![git_ref.to_string()]
+    } else {
+        vec![format!("refs/heads/{git_ref}"), format!("refs/tags/{git_ref}")]
+    };
+    let (full_ref, sha) = candidates
+        .into_iter()
+        .find_map(|r| crate::git::rev_parse(&git_dir, &format!("{r}^{{commit}}")).map(|sha| (r, sha)))
         .ok_or_else(|| Resp::error(422, &format!("No ref found for: {git_ref}")))?;
     let path = match wf.parse::<u64>() {
         Ok(id) => {
             let w = inner.world();
-            let e = w.actions.workflows.values().find(|e| e.id == id).ok_or_else(Resp::not_found)?;
-            e.path.clone()
+            let mine = w.actions.workflows.iter().find(|((repo, _), e)| *repo == full && e.id == id);
+            mine.map(|(_, e)| e.path.clone()).ok_or_else(Resp::not_found)?
         }
         Err(_) => format!(".github/workflows/{wf}"),
     };
@@ -223,6 +233,7 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
     };
     let given = body["inputs"].as_object().cloned().unwrap_or_default();
     let inputs = resolve_inputs(declared, &given)?;
+    let head_commit = super::head_commit(&git_dir, &sha);
 
     let mut w = inner.world();
     let actor = w.bot_login.clone();
@@ -245,7 +256,7 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
         ("repository", full.clone()),
         ("repository_owner", owner),
         ("sha", sha.clone()),
-        ("ref", if git_ref.starts_with("refs/") { git_ref.to_string() } else { format!("refs/heads/{branch}") }),
+        ("ref", full_ref),
         ("ref_name", branch.to_string()),
         ("event_name", "workflow_dispatch".into()),
         ("server_url", base.clone()),
@@ -294,6 +305,7 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
                 runner_id: None,
                 runner_name: None,
                 log: String::new(),
+                live: None,
             },
         );
     }
@@ -308,6 +320,7 @@ fn dispatch(inner: &Inner, auth: &Auth, req: &Req, o: &str, r: &str, wf: &str) -
             display_title,
             head_branch: branch.to_string(),
             head_sha: sha,
+            head_commit,
             status: "queued".into(),
             conclusion: None,
             run_number,

@@ -8,14 +8,16 @@
 //! the simulator's environment, the runner's extra `PATH` entries and variables ([`RunnerEnv`]), GitHub's
 //! default variables (`GITHUB_RUN_ID`, `GITHUB_REPOSITORY`, `GITHUB_WORKSPACE`, …) and the workflow's, job's
 //! and step's `env`. Lines `NAME=value` appended to `$GITHUB_ENV` reach later steps. `uses:` steps are not
-//! run: the log says so and the step is `skipped`. `if:` is ignored (every step runs until one fails;
-//! after a failure the rest are `skipped`).
+//! run: the log says so and the step is `skipped`. A step runs while every step before it succeeded, or
+//! when its `if:` holds ([`super::condition`]: `always()`, `failure()`, `cancelled()`, comparisons);
+//! otherwise it is `skipped`. `continue-on-error: true` keeps a failed step from failing the job.
 //!
 //! Ends: a step that exits non-zero fails the job (`failure`); a cancel sends the running step's process
-//! group SIGINT, then SIGTERM after 7.5 s, then SIGKILL after 2.5 s more, as GitHub's runner does, and the
-//! job and run end `cancelled`; the job's `timeout-minutes` ends it the same way as `timed_out`; a step's
-//! own `timeout-minutes` fails it; a lost runner (a test hook) is SIGKILL at once and ends the job and run
-//! as GitHub ends a job whose runner stopped answering: `failure`.
+//! group SIGINT, then SIGTERM after 7.5 s, then SIGKILL after 2.5 s more, as GitHub's runner does, runs the
+//! steps whose `if:` holds once cancelled (`always()`, `cancelled()`), and the job and run end `cancelled`;
+//! the job's `timeout-minutes` ends the running step the same way and nothing more runs (`timed_out`); a
+//! step's own `timeout-minutes` fails it; a lost runner (a test hook) is SIGKILL at once, nothing more runs,
+//! and the job and run end as GitHub ends a job whose runner stopped answering: `failure`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::condition::{self, JobStatus};
 use super::now;
 use super::workflow::{self, Contexts, Workflow};
 use crate::server::Inner;
@@ -43,6 +46,8 @@ pub const STEP_LOG_LIMIT: u64 = 4 << 20;
 pub(crate) enum Stop {
     /// `POST …/cancel`: signals, then `cancelled`.
     Cancel,
+    /// `POST …/force-cancel`: SIGKILL at once, no `always()` step, `cancelled`.
+    ForceCancel,
     /// The runner went away (a test hook): SIGKILL, then `failure`.
     Lost,
 }
@@ -97,13 +102,13 @@ impl Runtime {
     pub fn stop(&self, run_id: u64, why: Stop) -> bool {
         let stops = self.stops.lock().expect("stops lock");
         let Some(tx) = stops.get(&run_id) else { return false };
-        tx.send_if_modified(|s| {
-            if s.is_none() {
+        // A force-cancel overrides a cancel still under way; nothing else replaces a stop.
+        tx.send_if_modified(|s| match (*s, why) {
+            (None, _) | (Some(Stop::Cancel), Stop::ForceCancel) => {
                 *s = Some(why);
                 true
-            } else {
-                false
             }
+            _ => false,
         });
         let _ = self.tx.send(Msg::Wake);
         true
@@ -192,6 +197,7 @@ async fn drive(inner: Arc<Inner>, start: Box<Start>, slot: usize) {
         run.updated_at = run.run_started_at.clone();
         let jobs = run.jobs.clone();
         super::emit_run(&inner, &mut w, run_id, "in_progress");
+        tracing::info!(run_id, repo = %run_repo(&w, run_id), runner = slot, "workflow run started");
         jobs
     };
     changed(&inner);
@@ -205,7 +211,7 @@ async fn drive(inner: Arc<Inner>, start: Box<Start>, slot: usize) {
     }
     let stopped = *stop.borrow();
     let conclusion = match stopped {
-        Some(Stop::Cancel) => "cancelled",
+        Some(Stop::Cancel | Stop::ForceCancel) => "cancelled",
         Some(Stop::Lost) => "failure",
         None if failed => "failure",
         None if timed_out => "timed_out",
@@ -217,9 +223,14 @@ async fn drive(inner: Arc<Inner>, start: Box<Start>, slot: usize) {
     run.conclusion = Some(conclusion.into());
     run.updated_at = now();
     super::emit_run(&inner, &mut w, run_id, "completed");
+    tracing::info!(run_id, repo = %run_repo(&w, run_id), conclusion, "workflow run completed");
     drop(w);
     inner.actions.done(run_id);
     changed(&inner);
+}
+
+fn run_repo(w: &crate::world::World, run_id: u64) -> String {
+    w.actions.runs.get(&run_id).map(|r| r.repo.clone()).unwrap_or_default()
 }
 
 /// Applies `f` to job `id` and bumps the change counter.
@@ -392,20 +403,50 @@ async fn run_steps(
         env.insert(k.clone(), v);
     }
     let job_deadline = Instant::now() + Duration::from_secs_f64(job.timeout_minutes.max(0.0) * 60.0);
-    let mut failed: Option<&'static str> = None;
+    // What has happened to the job so far.
+    let (mut failed, mut cancelled, mut lost, mut timed_out) = (false, false, false, false);
+    // Nothing more runs (a force-cancel, a lost runner, the job's time limit).
+    let mut halted = false;
     for (n, step) in job.steps.iter().enumerate() {
-        if failed.is_none() {
-            failed = match *stop.borrow() {
-                Some(Stop::Cancel) => Some("cancelled"),
-                Some(Stop::Lost) => Some("failure"),
-                None => None,
-            };
+        match *stop.borrow() {
+            Some(Stop::Cancel) => cancelled = true,
+            Some(Stop::ForceCancel) => (cancelled, halted) = (true, true),
+            Some(Stop::Lost) => (lost, halted) = (true, true),
+            None => {}
         }
-        if failed.is_some() {
-            set_step(inner, job_id, n, "completed", Some("skipped"));
-            continue;
-        }
+        let status = if cancelled {
+            JobStatus::Cancelled
+        } else if failed {
+            JobStatus::Failure
+        } else {
+            JobStatus::Success
+        };
         let display = step.display_name();
+        let runs = if halted {
+            Ok(false)
+        } else {
+            match &step.condition {
+                None => Ok(status == JobStatus::Success),
+                Some(c) => condition::holds(c, &ctx, status).map_err(|why| format!("`if: {c}`: {why}")),
+            }
+        };
+        match runs {
+            Ok(true) => {}
+            Ok(false) => {
+                set_step(inner, job_id, n, "completed", Some("skipped"));
+                continue;
+            }
+            Err(why) => {
+                log(
+                    inner,
+                    job_id,
+                    &format!("##[group]{display}\n##[error]github-sim cannot evaluate {why}\n##[endgroup]\n"),
+                );
+                set_step(inner, job_id, n, "completed", Some("failure"));
+                failed |= !step.continue_on_error;
+                continue;
+            }
+        }
         let Some(script) = &step.run else {
             let uses = step.uses.as_deref().unwrap_or_default();
             log(
@@ -435,7 +476,7 @@ async fn run_steps(
         if let Err(e) = std::fs::write(&script_path, &script) {
             log(inner, job_id, &format!("##[error]github-sim could not write the step's script: {e}\n"));
             set_step(inner, job_id, n, "completed", Some("failure"));
-            failed = Some("failure");
+            failed |= !step.continue_on_error;
             continue;
         }
         let step_deadline = step.timeout_minutes.map(|m| Instant::now() + Duration::from_secs_f64(m.max(0.0) * 60.0));
@@ -444,56 +485,74 @@ async fn run_steps(
             Some(d) => workspace.join(d),
             None => workspace.clone(),
         };
-        let end = exec(&script_path, &cwd, &step_env, &output, deadline, stop).await;
-        log(inner, job_id, &with_newline(&read_capped(&output)));
+        // A step started after a cancel (`if: always()`, `cancelled()`) is not ended by that cancel.
+        with_job(inner, job_id, |j| j.live = Some(output.clone()));
+        let end = exec(&script_path, &cwd, &step_env, &output, deadline, stop, cancelled).await;
+        let text = with_newline(&read_capped(&output));
+        with_job(inner, job_id, |j| {
+            j.log.push_str(&text);
+            j.live = None;
+        });
         let (conclusion, message) = match end {
             End::Exit(0) => ("success", None),
             End::Exit(code) => ("failure", Some(format!("Process completed with exit code {code}."))),
             End::Spawn(e) => ("failure", Some(format!("github-sim could not start bash: {e}"))),
             End::TimedOut if deadline == job_deadline => {
-                failed = Some("timed_out");
-                (
-                    "cancelled",
-                    Some(format!(
-                        "The job running on runner {runner_name} has exceeded the maximum execution time of {} minutes.",
-                        job.timeout_minutes
-                    )),
-                )
+                (timed_out, halted) = (true, true);
+                let limit = job.timeout_minutes;
+                let m = format!(
+                    "The job running on runner {runner_name} has exceeded the maximum execution time of {limit} minutes."
+                );
+                ("cancelled", Some(m))
             }
-            End::TimedOut => (
-                "failure",
-                Some(format!(
-                    "The action '{display}' has timed out after {} minutes.",
-                    step.timeout_minutes.unwrap_or_default()
-                )),
-            ),
+            End::TimedOut => {
+                let limit = step.timeout_minutes.unwrap_or_default();
+                ("failure", Some(format!("The action '{display}' has timed out after {limit} minutes.")))
+            }
             End::Stopped(Stop::Cancel) => {
-                failed = Some("cancelled");
+                cancelled = true;
                 ("cancelled", Some("The operation was canceled.".into()))
             }
-            End::Stopped(Stop::Lost) => (
-                "failure",
-                Some(format!(
-                    "The self-hosted runner: {runner_name} lost communication with the server. Verify the machine is running and has a healthy network connection."
-                )),
-            ),
+            End::Stopped(Stop::ForceCancel) => {
+                (cancelled, halted) = (true, true);
+                ("cancelled", Some("The operation was canceled.".into()))
+            }
+            End::Stopped(Stop::Lost) => {
+                (lost, halted) = (true, true);
+                let m = format!(
+                    "The self-hosted runner: {runner_name} lost communication with the server. Verify the machine is \
+                     running and has a healthy network connection."
+                );
+                ("failure", Some(m))
+            }
         };
         if let Some(m) = message {
             log(inner, job_id, &format!("##[error]{m}\n"));
         }
         set_step(inner, job_id, n, "completed", Some(conclusion));
-        if conclusion == "failure" && failed.is_none() {
-            failed = Some("failure");
+        if conclusion == "failure" && !step.continue_on_error {
+            failed = true;
         }
     }
-    failed.unwrap_or("success")
+    if lost {
+        "failure"
+    } else if cancelled {
+        "cancelled"
+    } else if timed_out {
+        "timed_out"
+    } else if failed {
+        "failure"
+    } else {
+        "success"
+    }
 }
 
 fn with_newline(s: &str) -> String {
     if s.is_empty() || s.ends_with('\n') { s.to_string() } else { format!("{s}\n") }
 }
 
-fn read_capped(path: &Path) -> String {
+/// A step's output file, its first [`STEP_LOG_LIMIT`] bytes (lossy UTF-8).
+pub(crate) fn read_capped(path: &Path) -> String {
     use std::io::Read as _;
     let mut buf = Vec::new();
     if let Ok(f) = std::fs::File::open(path) {
@@ -510,10 +569,13 @@ enum End {
     Stopped(Stop),
 }
 
-async fn wait_stop(rx: &mut watch::Receiver<Option<Stop>>) -> Stop {
+/// Waits for a stop: a lost runner, or a cancel unless `ignore_cancel`.
+async fn wait_stop(rx: &mut watch::Receiver<Option<Stop>>, ignore_cancel: bool) -> Stop {
     loop {
-        if let Some(s) = *rx.borrow_and_update() {
-            return s;
+        match *rx.borrow_and_update() {
+            Some(Stop::Cancel) if ignore_cancel => {}
+            Some(s) => return s,
+            None => {}
         }
         if rx.changed().await.is_err() {
             std::future::pending::<()>().await;
@@ -529,6 +591,7 @@ async fn exec(
     output: &Path,
     deadline: Instant,
     stop: &mut watch::Receiver<Option<Stop>>,
+    ignore_cancel: bool,
 ) -> End {
     let files = std::fs::File::create(output).and_then(|f| Ok((f.try_clone()?, f)));
     let (out, err) = match files {
@@ -558,20 +621,26 @@ async fn exec(
             Err(e) => End::Spawn(e),
         },
         _ = tokio::time::sleep_until(deadline) => End::TimedOut,
-        why = wait_stop(stop) => End::Stopped(why),
+        why = wait_stop(stop, ignore_cancel) => End::Stopped(why),
     };
     match end {
         End::TimedOut | End::Stopped(Stop::Cancel) => {
             let _ = child.signal(libc::SIGINT);
-            if tokio::time::timeout(CANCEL_SIGINT_GRACE, child.wait()).await.is_err() {
-                let _ = child.signal(libc::SIGTERM);
-                if tokio::time::timeout(CANCEL_SIGTERM_GRACE, child.wait()).await.is_err() {
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
+            let graceful = async {
+                if tokio::time::timeout(CANCEL_SIGINT_GRACE, child.wait()).await.is_err() {
+                    let _ = child.signal(libc::SIGTERM);
+                    let _ = tokio::time::timeout(CANCEL_SIGTERM_GRACE, child.wait()).await;
                 }
+            };
+            // A force-cancel or a lost runner during the grace ends it at once.
+            tokio::select! {
+                _ = graceful => {}
+                _ = wait_stop(stop, true) => {}
             }
+            let _ = child.start_kill();
+            let _ = child.wait().await;
         }
-        End::Stopped(Stop::Lost) => {
+        End::Stopped(Stop::Lost | Stop::ForceCancel) => {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }

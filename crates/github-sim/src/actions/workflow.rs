@@ -4,8 +4,9 @@
 //! Read: `name`, `run-name`, `on` (a string, a list, or a mapping; only `workflow_dispatch` and its
 //! `inputs` with `required`, `default`, `type`, `options` matter), top-level, job and step `env`,
 //! `jobs.<id>.name`, `runs-on` (reported as the job's labels), `timeout-minutes` (job and step; a
-//! fraction of a minute is accepted), `steps[].name`, `run`, `uses`, `working-directory`. Everything
-//! else (`if`, `needs`, `strategy`, `services`, `container`, `outputs`, …) is read past and ignored.
+//! fraction of a minute is accepted), `steps[].name`, `run`, `uses`, `working-directory`, `if`,
+//! `continue-on-error`. Everything else (a job's `if`, `needs`, `strategy`, `services`, `container`,
+//! `outputs`, …) is read past and ignored.
 
 use std::collections::BTreeMap;
 
@@ -68,6 +69,10 @@ pub(crate) struct Step {
     pub timeout_minutes: Option<f64>,
     /// `working-directory`, relative to the job's workspace.
     pub working_directory: Option<String>,
+    /// `if:`, unevaluated (see [`super::condition`]).
+    pub condition: Option<String>,
+    /// `continue-on-error: true`: a failure of this step does not fail the job.
+    pub continue_on_error: bool,
 }
 
 impl Step {
@@ -177,6 +182,8 @@ pub(crate) fn parse(text: &str) -> Result<Workflow, String> {
                 env: env_of(s.get("env"))?,
                 timeout_minutes: minutes(s.get("timeout-minutes"))?,
                 working_directory: s.get("working-directory").and_then(scalar),
+                condition: s.get("if").and_then(scalar),
+                continue_on_error: s.get("continue-on-error").and_then(Yaml::as_bool).unwrap_or(false),
             };
             if step.run.is_none() && step.uses.is_none() {
                 return Err(format!("a step of job `{id}` has neither `run` nor `uses`"));
@@ -215,7 +222,7 @@ impl Contexts {
 
     /// A dotted path: `inputs.x`, `github.event.inputs.x`, `secrets.X`, `github.run_id`, `env.X`.
     /// Context and property names are case-insensitive, as GitHub's are. Unknown ones are empty.
-    fn lookup(&self, path: &str) -> String {
+    pub fn lookup(&self, path: &str) -> String {
         let path = path.trim();
         let (ctx, rest) = path.split_once('.').unwrap_or((path, ""));
         let (ctx, rest) = match (ctx.to_ascii_lowercase().as_str(), rest.strip_prefix("event.inputs.")) {
