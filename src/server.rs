@@ -90,7 +90,19 @@ pub fn doctor(config: &Config) -> crate::doctor::Doctor {
     } else {
         None
     };
-    let agent = crate::session::agent::build(&config.agent, crate::session::Credentials::from_env()).map(Arc::from);
+    let agent = crate::session::agent::build(&config.agent, crate::session::Credentials::from_env());
+    // Agents that run on GitHub Actions runners need neither their program nor their credential here.
+    let agent = match (&github, &config.executor) {
+        (Some(client), e) if e.kind == crate::remote::ExecutorKind::Actions && !e.allow_repository_choice => {
+            let settings = actions_settings(config);
+            let client = client.clone();
+            agent.map(|inner| -> Box<dyn crate::session::Agent> {
+                Box::new(crate::remote::RemoteAgent::new(inner, crate::remote::Registry::new(), client, settings))
+            })
+        }
+        _ => agent,
+    }
+    .map(Arc::from);
     crate::doctor::Doctor {
         github: crate::doctor::GithubSlot::new(github),
         agent,
@@ -648,15 +660,7 @@ async fn github_parts(
         .with_secrets(secrets.clone());
     let executor = &config.executor;
     let sessions = if executor.kind == crate::remote::ExecutorKind::Actions || executor.allow_repository_choice {
-        let settings = crate::remote::ActionsSettings {
-            kind: executor.kind,
-            workflow: executor.workflow.clone(),
-            repository: executor.repository.as_deref().and_then(|r| r.parse().ok()),
-            base_url: executor.base_url(config.public_url.as_deref()).unwrap_or_default(),
-            poll_interval: Duration::from_secs(executor.poll_interval_secs),
-            ttl: config.scheduler.claim_ttl(),
-            scratch: config.data_dir.join("scratch"),
-        };
+        let settings = actions_settings(config);
         tracing::info!(kind = executor.kind.as_str(), workflow = %settings.workflow, "sessions may run on GitHub Actions");
         let (remote, client) = (remote.clone(), client.clone());
         sessions.map_agent(move |inner| Box::new(crate::remote::RemoteAgent::new(inner, remote, client, settings)))
@@ -692,6 +696,12 @@ async fn github_parts(
         executor_choice: config.executor.allow_repository_choice,
     };
     Ok((parts, client, outbox))
+}
+
+/// How the Actions executor reaches runners, from `[executor]`.
+fn actions_settings(config: &Config) -> crate::remote::ActionsSettings {
+    let (public_url, ttl) = (config.public_url.as_deref(), config.scheduler.claim_ttl());
+    crate::remote::ActionsSettings::of(&config.executor, public_url, ttl, &config.data_dir.join("scratch"))
 }
 
 /// The whole HTTP surface. The webhook route's body limit is enforced inside the handler as well (so a

@@ -40,6 +40,25 @@ pub struct ActionsSettings {
     pub scratch: PathBuf,
 }
 
+impl ActionsSettings {
+    /// The settings of `executor` (`[executor]`), with Foreman's `public_url`, the claim's time-to-live and
+    /// the scratch directory.
+    pub fn of(executor: &super::ExecutorConfig, public_url: Option<&str>, ttl: Duration, scratch: &Path) -> Self {
+        Self {
+            kind: executor.kind,
+            workflow: executor.workflow.clone(),
+            repository: executor.repository.as_deref().and_then(|r| r.parse().ok()),
+            base_url: executor.base_url(public_url).unwrap_or_default(),
+            poll_interval: Duration::from_secs(executor.poll_interval_secs),
+            ttl,
+            scratch: scratch.to_owned(),
+        }
+    }
+}
+
+/// How long past `agent.timeout_secs` after its runner connected Foreman waits for a session's result.
+pub const REMOTE_GRACE: Duration = Duration::from_secs(300);
+
 /// The command people run to print the workflow file, for reports.
 pub const WORKFLOW_COMMAND: &str = "foreman actions workflow";
 
@@ -212,21 +231,45 @@ impl RemoteAgent {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await;
         let wake = registration.wake.clone();
+        // The runner enforces the agent's limits; Foreman stops waiting a while after them in any case (a
+        // runner that keeps saying it is alive holds the claim no longer than that).
+        let deadline = tokio::time::sleep(c.timeout() + REMOTE_GRACE);
+        tokio::pin!(deadline);
+        let mut connected = false;
         let result = loop {
-            tokio::select! {
+            if !connected && self.registry.connected(session_id) {
+                connected = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + c.timeout() + REMOTE_GRACE);
+            }
+            let look = tokio::select! {
                 _ = cancel.cancelled() => {
                     self.registry.revoke(session_id);
                     cancel_run().await;
                     log.event("remote_cancelled", json!({ "run_id": run_id }));
                     return failed(FailureCause::Cancelled, "the session was cancelled");
                 }
-                Some(batch) = registration.events.recv() => relay(batch, progress, log),
+                () = &mut deadline, if connected => {
+                    self.registry.revoke(session_id);
+                    cancel_run().await;
+                    log.event("remote_timeout", json!({ "run_id": run_id }));
+                    return failed(
+                        FailureCause::Timeout,
+                        format!("the runner ran longer than {} s and did not hand back the session's work", c.timeout_secs),
+                    );
+                }
+                Some(batch) = registration.events.recv() => {
+                    relay(batch, progress, log);
+                    false
+                }
                 result = &mut registration.result => match result {
                     Ok(result) => break result,
                     Err(_) => return failed(FailureCause::Infrastructure, "the runner's session was revoked"),
                 },
-                _ = poll.tick() => {}
-                _ = wake.notified() => {}
+                _ = poll.tick() => true,
+                _ = wake.notified() => true,
+            };
+            if !look {
+                continue;
             }
             // Poll the run: one that ended without a result lost its work.
             match self.client.workflow_run(inst, &repository, run_id).await {

@@ -1,6 +1,9 @@
 //! The workflow file `foreman actions workflow` prints: what a repository commits (as
 //! `.github/workflows/foreman-session.yml`) for its sessions to run on GitHub Actions runners.
 
+/// Where Foreman's source is, for runners that build it.
+pub const REPOSITORY: &str = "https://github.com/foreman-app/foreman";
+
 /// The Claude Code CLI version the workflow installs for the `claude` backend (the one Foreman is tested
 /// against).
 pub const CLAUDE_CLI_VERSION: &str = "2.1.329";
@@ -45,8 +48,10 @@ jobs:
     runs-on: ubuntu-latest
     timeout-minutes: 90
     steps:
+      # Builds Foreman {version} from source unless the runner has it (minutes: bake it into self-hosted
+      # runner images, or cache ~/.cargo/bin).
       - name: Install Foreman
-        run: command -v foreman >/dev/null || cargo install --locked --version {version} foreman
+        run: command -v foreman >/dev/null || cargo install --locked --git {REPOSITORY} --tag v{version} foreman
 {claude}      - name: Run the session
         env:
           FOREMAN_SESSION_URL: ${{{{ inputs.session_url }}}}
