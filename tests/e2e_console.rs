@@ -332,6 +332,25 @@ async fn a_writer_watches_a_live_log_and_cancels_and_a_reader_cannot() {
     .await;
     assert!(shown.is_ok(), "the overview never showed the retried job running");
     screenshot(&browser, "overview").await;
+
+    // The overview stays live without a reload: its lists are read again in place (the marker set on this
+    // page survives), and the running session's time moves on.
+    browser.execute("window.__not_reloaded = true; return null;", vec![]).await.unwrap();
+    let first = element(&browser, "refreshed").await.text().await.unwrap();
+    let refreshed = tokio::time::timeout(STEP, async {
+        loop {
+            let now = element(&browser, "refreshed").await.text().await.unwrap();
+            if now != first {
+                return element(&browser, "running").await.text().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the overview's lists were never read again in place");
+    assert!(refreshed.contains(&format!("{REPO}#{number}")), "{refreshed}");
+    let kept = browser.execute("return window.__not_reloaded === true;", vec![]).await.unwrap();
+    assert_eq!(kept, serde_json::Value::Bool(true), "the page was reloaded, not refreshed in place");
     browser.close().await.unwrap();
 
     // bob (read): the job page has no cancel button, and a cancel he forges is refused.

@@ -109,6 +109,7 @@ pub(crate) async fn overview(State(console): State<Console>, headers: HeaderMap)
         minijinja::context! {
             title => "Overview", login => viewer.login, csrf => viewer.csrf, admin => viewer.admin,
             running, queued, stuck, outcomes, counts, inbox, quotas, repos,
+            now => rfc3339(OffsetDateTime::now_utc()),
         },
     )
 }
