@@ -25,7 +25,8 @@ fn workflow() -> String {
 /// A world whose sessions run on github-sim's runner, with `foreman` on the runner's PATH; the workflow is
 /// committed unless `commit_workflow` is false.
 async fn actions_world(agent: &str, env: &[(&str, &str)], commit_workflow: bool) -> World {
-    let mut all = vec![("FOREMAN_EXECUTOR_KIND", "actions"), ("FOREMAN_EXECUTOR_POLL_INTERVAL_SECS", "1")];
+    let defaults = [("FOREMAN_EXECUTOR_KIND", "actions"), ("FOREMAN_EXECUTOR_POLL_INTERVAL_SECS", "1")];
+    let mut all: Vec<(&str, &str)> = defaults.into_iter().filter(|(k, _)| !env.iter().any(|(e, _)| e == k)).collect();
     all.extend_from_slice(env);
     let world = World::start_with(
         agent,
@@ -251,7 +252,9 @@ fi
 async fn a_run_that_ends_without_handing_back_is_an_infrastructure_failure_naming_the_run() {
     tokio::time::timeout(Duration::from_secs(150), async {
         let marks = tempfile::tempdir().unwrap();
-        let world = actions_world(&waiting_agent(marks.path(), FIXING_AGENT), &[], true).await;
+        // Reading the run back is rare here: the `workflow_run` webhook is what tells Foreman the run ended.
+        let env = [("FOREMAN_EXECUTOR_POLL_INTERVAL_SECS", "600")];
+        let world = actions_world(&waiting_agent(marks.path(), FIXING_AGENT), &env, true).await;
         let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
         world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
         wait_file(&world, "the agent to start on the runner", &marks.path().join(format!("started-{number}"))).await;
