@@ -188,6 +188,16 @@ async fn an_admin_finds_a_delivery_replays_it_and_sees_outcomes_and_quota_on_the
     let job = world.job_in(REPO, number).await;
     assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("running"), Some(1)), "{job}");
 
+    // A delivery that does not decode is dead-lettered: its page says why, and a replay that it would be again.
+    let dead = "0dead000-0000-4000-8000-000000000001";
+    let body = br#"{"action":"labeled","issue":{"number":"not a number"}}"#.to_vec();
+    let webhook = format!("{public}/api/github/webhooks");
+    let sent = e2e_support::support::delivery(&no_redirects(), &webhook, e2e_support::SECRET, "issues", dead, body);
+    assert_eq!(sent.send().await.unwrap().status(), 202);
+    wait_page(&browser, &format!("{public}/deliveries/{dead}"), "meta", &["dead at", "Why dead-lettered"]).await;
+    click(&browser, "replay").await;
+    wait_text(&browser, "replayed", &["would dead-letter this delivery"]).await;
+
     // An unknown id searched: the list says so (404).
     let missing = format!("{public}/deliveries?id=00000000-0000-0000-0000-000000000000");
     assert_eq!(get(&missing, &dave).await, 404);

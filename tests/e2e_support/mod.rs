@@ -82,6 +82,8 @@ pub struct Setup<'a> {
     /// Start Foreman without App credentials or webhook secret, and leave the simulator's webhook URL
     /// unset: the App is to be registered from Foreman's setup page (the manifest sets the URL).
     pub no_app: bool,
+    /// Workflow runs the simulator's runner runs at once (`SimConfig::runners`); `None`: its default.
+    pub runners: Option<usize>,
 }
 
 /// The columns of the board every board test uses (Foreman's defaults: trigger `Ready`, then `In progress`,
@@ -154,6 +156,9 @@ impl World {
         }
         if let Some(named) = setup.app_comments_name_app {
             config.app_comments_name_app = named;
+        }
+        if let Some(runners) = setup.runners {
+            config.runners = runners;
         }
         let sim = GithubSim::start(config).await.expect("start github-sim");
         sim.create_user("alice", github_sim::Permission::Write, "User");
