@@ -350,8 +350,8 @@ async fn send_loop(
         if !batch.is_empty() {
             // Events are the claim's heartbeat: one that cannot be sent after retries is dropped, and the
             // next batch tries again.
-            for chunk in batch.chunks(500) {
-                if let Err(e) = foreman.send_events(chunk).await {
+            for chunk in batches(batch, BATCH_BYTES) {
+                if let Err(e) = foreman.send_events(&chunk).await {
                     eprintln!("foreman: {e}");
                 }
             }
@@ -363,7 +363,30 @@ async fn send_loop(
     }
 }
 
-/// The complete lines of `path` after `offset` (moved past them), each at most 256 KiB.
+/// The most of one batch of events, in bytes of JSON: under Foreman's bound on a batch
+/// ([`super::routes::MAX_EVENTS_BYTES`]).
+const BATCH_BYTES: usize = super::routes::MAX_EVENTS_BYTES * 3 / 4;
+
+/// `events` in order, cut into batches of at most `max` bytes of JSON each (an event larger than that alone).
+fn batches(events: Vec<Event>, max: usize) -> Vec<Vec<Event>> {
+    let mut out: Vec<Vec<Event>> = Vec::new();
+    let mut size = 0;
+    for event in events {
+        let len = serde_json::to_vec(&event).map_or(0, |v| v.len()) + 1;
+        if out.is_empty() || size + len > max {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        out.last_mut().expect("a batch").push(event);
+    }
+    out
+}
+
+/// The most of one log line sent, in characters (well under a batch's bound).
+const MAX_LINE_CHARS: usize = 128 * 1024;
+
+/// The complete lines of `path` after `offset` (moved past them), each at most [`MAX_LINE_CHARS`].
 fn read_lines(path: &Path, offset: &mut u64) -> Vec<String> {
     use std::io::{Read as _, Seek as _};
     let Ok(mut file) = std::fs::File::open(path) else { return Vec::new() };
@@ -385,6 +408,31 @@ fn read_lines(path: &Path, offset: &mut u64) -> Vec<String> {
     String::from_utf8_lossy(&bytes[..end])
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.chars().take(256 * 1024).collect())
+        .map(|l| l.chars().take(MAX_LINE_CHARS).collect())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Event, batches};
+
+    #[test]
+    fn batches_stay_under_the_bound_and_in_order() {
+        let events: Vec<Event> = (0..100).map(|i| Event::Log { line: format!("{i:0>1000}") }).collect();
+        let cut = batches(events, 10_000);
+        assert!(cut.len() > 5);
+        for batch in &cut {
+            assert!(serde_json::to_vec(batch).unwrap().len() <= 10_000 + 2);
+        }
+        let flat: Vec<String> = cut
+            .into_iter()
+            .flatten()
+            .map(|e| match e {
+                Event::Log { line } => line,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(flat.len(), 100);
+        assert!(flat.windows(2).all(|w| w[0] < w[1]));
+    }
 }
