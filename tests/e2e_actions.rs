@@ -385,3 +385,40 @@ async fn the_claude_cli_runs_on_the_runner_with_the_workflows_secret() {
     .await
     .expect("the lifecycle finishes");
 }
+
+/// Foreman killed (`kill -9`) while a runner works: the new process does not know the session, the runner
+/// sees its token refused and stops its agent at once (its run fails), and recovery runs the job again on
+/// a new runner, to one pull request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_foreman_restarts_the_orphaned_runner_stops_and_the_job_runs_again() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let marks = tempfile::tempdir().unwrap();
+        // The same address after the restart, as a deployed Foreman has: the runner's session URL still leads
+        // to Foreman.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let env = [("FOREMAN_LISTEN", listen.as_str())];
+        let mut world = actions_world(&waiting_agent(marks.path(), FIXING_AGENT), &env, true).await;
+        let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        wait_file(&world, "the agent to start on the runner", &marks.path().join(format!("started-{number}"))).await;
+        let first = runs(&world).remove(0);
+
+        world.kill9();
+        world.start_foreman();
+        // The agent still waits for `go`: only the refused token ends the first run.
+        let ended = world.sim.wait_run(first.id, "completed", Duration::from_secs(60)).await.expect("it ends");
+        assert_eq!(ended.conclusion.as_deref(), Some("failure"), "{}", ended.log);
+        assert!(ended.log.contains("Foreman refused the session token"), "{}", ended.log);
+        assert!(!marks.path().join("go").exists());
+
+        std::fs::write(marks.path().join("go"), "").unwrap();
+        let pull = world.wait_pull(number).await;
+        assert_eq!(pull["head"], format!("foreman/{number}-add-a-fix"), "{pull}");
+        let state = world.wait("the job to succeed", |s| tracking_contains(s, number, "pull request ready")).await;
+        assert_eq!(World::pulls_closing(&state, number).len(), 1, "exactly one pull request");
+        assert_eq!(runs(&world).len(), 2, "the job ran again on a second runner");
+    })
+    .await
+    .expect("the lifecycle finishes");
+}
