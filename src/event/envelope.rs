@@ -269,6 +269,6 @@ mod tests {
         assert!(is_handled("issues") && is_handled("projects_v2_item"));
         assert!(is_handled("push"), "a push can change the constitution");
         assert!(is_handled("workflow_run") && is_handled("workflow_job"), "a session's run can end without it");
-        assert!(!is_handled("ping") && !is_handled("check_suite"));
+        assert!(!is_handled("ping") && !is_handled("star") && !is_handled("check_suite"));
     }
 }
