@@ -4,6 +4,7 @@
 //! command backend. Foreman is the only writer: the runner hands its work back as a git bundle.
 
 mod e2e_support;
+mod session_support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,9 +13,9 @@ use e2e_support::{FIXING_AGENT, REPO, Setup, World};
 use serde_json::Value;
 
 /// The workflow file, as `foreman actions workflow` prints it.
-fn workflow() -> String {
+fn workflow(backend: &str) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_foreman"))
-        .args(["actions", "workflow", "--backend", "command"])
+        .args(["actions", "workflow", "--backend", backend])
         .env_remove("FOREMAN_CONFIG")
         .output()
         .unwrap();
@@ -25,17 +26,31 @@ fn workflow() -> String {
 /// A world whose sessions run on github-sim's runner, with `foreman` on the runner's PATH; the workflow is
 /// committed unless `commit_workflow` is false.
 async fn actions_world(agent: &str, env: &[(&str, &str)], commit_workflow: bool) -> World {
-    let mut all = vec![("FOREMAN_EXECUTOR_KIND", "actions"), ("FOREMAN_EXECUTOR_POLL_INTERVAL_SECS", "1")];
+    actions_world_with(agent, env, "", commit_workflow, &[]).await
+}
+
+/// [`actions_world`] with more configuration (after the report's) and more directories on the runner's PATH.
+async fn actions_world_with(
+    agent: &str,
+    env: &[(&str, &str)],
+    config: &str,
+    commit_workflow: bool,
+    runner_path: &[std::path::PathBuf],
+) -> World {
+    let defaults = [("FOREMAN_EXECUTOR_KIND", "actions"), ("FOREMAN_EXECUTOR_POLL_INTERVAL_SECS", "1")];
+    let mut all: Vec<(&str, &str)> = defaults.into_iter().filter(|(k, _)| !env.iter().any(|(e, _)| e == k)).collect();
     all.extend_from_slice(env);
     let world = World::start_with(
         agent,
-        Setup { env: &all, config: "[report]\nmin_edit_interval_secs = 1\n", ..Setup::default() },
+        Setup { env: &all, config: &format!("[report]\nmin_edit_interval_secs = 1\n\n{config}"), ..Setup::default() },
     )
     .await;
-    let bin = Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap().to_owned();
-    world.sim.set_runner_path(&[bin]);
+    let mut path = vec![Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap().to_owned()];
+    path.extend_from_slice(runner_path);
+    world.sim.set_runner_path(&path);
     if commit_workflow {
-        world.sim.push_file(REPO, ".github/workflows/foreman-session.yml", &workflow(), "alice").unwrap();
+        let backend = if config.contains("backend = \"claude\"") { "claude" } else { "command" };
+        world.sim.push_file(REPO, ".github/workflows/foreman-session.yml", &workflow(backend), "alice").unwrap();
     }
     world
 }
@@ -251,7 +266,9 @@ fi
 async fn a_run_that_ends_without_handing_back_is_an_infrastructure_failure_naming_the_run() {
     tokio::time::timeout(Duration::from_secs(150), async {
         let marks = tempfile::tempdir().unwrap();
-        let world = actions_world(&waiting_agent(marks.path(), FIXING_AGENT), &[], true).await;
+        // Reading the run back is rare here: the `workflow_run` webhook is what tells Foreman the run ended.
+        let env = [("FOREMAN_EXECUTOR_POLL_INTERVAL_SECS", "600")];
+        let world = actions_world(&waiting_agent(marks.path(), FIXING_AGENT), &env, true).await;
         let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
         world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
         wait_file(&world, "the agent to start on the runner", &marks.path().join(format!("started-{number}"))).await;
@@ -316,6 +333,91 @@ async fn a_missing_workflow_is_reported_once_with_the_command_that_prints_it() {
         assert!(body.contains("foreman-session.yml"), "{body}");
         assert_eq!(World::tracking_comments(&state, number), 1, "one comment says it");
         assert!(runs(&world).is_empty(), "no run started");
+    })
+    .await
+    .expect("the lifecycle finishes");
+}
+
+/// The Claude Code CLI on the runner, against the Messages API stub: its credential is the workflow's
+/// secret, never Foreman's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claude_cli_runs_on_the_runner_with_the_workflows_secret() {
+    use anthropic_stub::{Reply, Stub};
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let claude = session_support::claude_path();
+        let stub = Stub::start().await.unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let config = e2e_support::claude_config(&claude, &stub.url(), home.path());
+        let env = [("FOREMAN_AGENT_BACKEND", "claude"), ("ANTHROPIC_API_KEY", "sk-ant-api03-foremans-own")];
+        let claude_dir = claude.parent().unwrap().to_owned();
+        let world = actions_world_with("exit 1", &env, &config, true, &[claude_dir]).await;
+        world.sim.set_actions_secret(REPO, "ANTHROPIC_API_KEY", "sk-ant-api03-the-workflows-secret").unwrap();
+        stub.push(Reply::tool_use(
+            "Bash",
+            serde_json::json!({
+                "command": "echo 'Hello, world!' > hello.txt && git add hello.txt && git commit -q -m 'Add hello.txt'",
+                "description": "Add and commit"
+            }),
+        ));
+        stub.push(Reply::text("Added hello.txt with a greeting."));
+        let (number, _) = world.sim.create_issue(REPO, "Add a greeting", "A hello.txt, please.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+
+        let pull = world.wait_pull(number).await;
+        assert!(pull["body"].as_str().unwrap().contains("Added hello.txt with a greeting."), "{pull}");
+        let branch = format!("foreman/{number}-add-a-greeting");
+        let out = std::process::Command::new("git")
+            .args(["show", &format!("{branch}:hello.txt")])
+            .current_dir(world.sim.git_dir(REPO).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, world!\n");
+        let requests = stub.requests();
+        assert!(requests[0].last_user_text().contains("Add a greeting"));
+        assert!(
+            requests.iter().all(|r| r.credential.as_deref() == Some("sk-ant-api03-the-workflows-secret")),
+            "{:?}",
+            requests.iter().map(|r| r.credential.clone()).collect::<Vec<_>>()
+        );
+        let run = runs(&world).remove(0);
+        assert!(!run.log.contains("the-workflows-secret"), "the secret is not in the run's log");
+    })
+    .await
+    .expect("the lifecycle finishes");
+}
+
+/// Foreman killed (`kill -9`) while a runner works: the new process does not know the session, the runner
+/// sees its token refused and stops its agent at once (its run fails), and recovery runs the job again on
+/// a new runner, to one pull request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_foreman_restarts_the_orphaned_runner_stops_and_the_job_runs_again() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let marks = tempfile::tempdir().unwrap();
+        // The same address after the restart, as a deployed Foreman has: the runner's session URL still leads
+        // to Foreman.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let env = [("FOREMAN_LISTEN", listen.as_str())];
+        let mut world = actions_world(&waiting_agent(marks.path(), FIXING_AGENT), &env, true).await;
+        let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        wait_file(&world, "the agent to start on the runner", &marks.path().join(format!("started-{number}"))).await;
+        let first = runs(&world).remove(0);
+
+        world.kill9();
+        world.start_foreman();
+        // The agent still waits for `go`: only the refused token ends the first run.
+        let ended = world.sim.wait_run(first.id, "completed", Duration::from_secs(60)).await.expect("it ends");
+        assert_eq!(ended.conclusion.as_deref(), Some("failure"), "{}", ended.log);
+        assert!(ended.log.contains("Foreman refused the session token"), "{}", ended.log);
+        assert!(!marks.path().join("go").exists());
+
+        std::fs::write(marks.path().join("go"), "").unwrap();
+        let pull = world.wait_pull(number).await;
+        assert_eq!(pull["head"], format!("foreman/{number}-add-a-fix"), "{pull}");
+        let state = world.wait("the job to succeed", |s| tracking_contains(s, number, "pull request ready")).await;
+        assert_eq!(World::pulls_closing(&state, number).len(), 1, "exactly one pull request");
+        assert_eq!(runs(&world).len(), 2, "the job ran again on a second runner");
     })
     .await
     .expect("the lifecycle finishes");

@@ -268,7 +268,7 @@ mod tests {
     fn handled_events_are_known() {
         assert!(is_handled("issues") && is_handled("projects_v2_item"));
         assert!(is_handled("push"), "a push can change the constitution");
-        assert!(!is_handled("ping") && !is_handled("star"));
-        assert!(is_handled("workflow_run"), "a run that ends tells a remote session it is over");
+        assert!(is_handled("workflow_run") && is_handled("workflow_job"), "a session's run can end without it");
+        assert!(!is_handled("ping") && !is_handled("star") && !is_handled("check_suite"));
     }
 }

@@ -35,6 +35,13 @@ pub enum ConnectError {
         /// Why it failed.
         message: String,
     },
+    /// Foreman refused the session token: the session ended there (stopped, its claim expired, or Foreman
+    /// restarted). The agent is stopped.
+    #[error("{what}: Foreman refused the session token (the session was stopped, expired, or Foreman restarted)")]
+    Refused {
+        /// What was asked.
+        what: &'static str,
+    },
     /// Something on this machine failed (a directory, git).
     #[error("{0}")]
     Local(String),
@@ -57,6 +64,8 @@ struct Foreman {
 /// A failed request: whether trying again may help (a connection failure, a 5xx, a 429).
 struct Failed {
     retry: bool,
+    /// Foreman refused the token (401): the session ended there (stopped, expired, or Foreman restarted).
+    refused: bool,
     message: String,
 }
 
@@ -79,7 +88,7 @@ impl Foreman {
         if let Some((bytes, kind)) = body {
             req = req.header(reqwest::header::CONTENT_TYPE, kind).body(bytes);
         }
-        let resp = req.send().await.map_err(|e| Failed { retry: true, message: e.to_string() })?;
+        let resp = req.send().await.map_err(|e| Failed { retry: true, refused: false, message: e.to_string() })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -87,6 +96,7 @@ impl Foreman {
         let text = resp.text().await.unwrap_or_default();
         Err(Failed {
             retry: status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS,
+            refused: status == reqwest::StatusCode::UNAUTHORIZED,
             message: format!("{status}: {}", text.chars().take(300).collect::<String>()),
         })
     }
@@ -103,7 +113,10 @@ impl Foreman {
             .retry(Self::backoff())
             .when(|f: &Failed| f.retry)
             .await
-            .map_err(|f| ConnectError::Http { what, message: f.message })
+            .map_err(|f| match f.refused {
+                true => ConnectError::Refused { what },
+                false => ConnectError::Http { what, message: f.message },
+            })
     }
 
     async fn send_events(&self, batch: &[Event]) -> Result<(), ConnectError> {
@@ -257,14 +270,16 @@ async fn run_session(foreman: &Foreman, spec: &RemoteSpec, dir: &Path) -> Result
     // Events go out as they come, in batches, with the log's new lines; a quiet agent still says it is alive.
     let queue: Arc<Mutex<Vec<Event>>> = Arc::default();
     let stop = CancellationToken::new();
+    // A session Foreman no longer knows stops here too.
+    let cancel = CancellationToken::new();
     let sender = tokio::spawn(send_loop(
         foreman.clone(),
         queue.clone(),
         log_path,
         Duration::from_secs(spec.keepalive_secs.max(1)),
         stop.clone(),
+        cancel.clone(),
     ));
-    let cancel = CancellationToken::new();
     let on_signal = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -327,13 +342,15 @@ async fn run_session(foreman: &Foreman, spec: &RemoteSpec, dir: &Path) -> Result
 }
 
 /// Sends queued events and the session log's new lines every [`SEND_EVERY`], and [`Event::Alive`] after
-/// `keepalive` of nothing, until `stop`; then sends what is left.
+/// `keepalive` of nothing, until `stop`; then sends what is left. Foreman refusing the token cancels
+/// `refused` (the agent's run) and ends the loop.
 async fn send_loop(
     foreman: Foreman,
     queue: Arc<Mutex<Vec<Event>>>,
     log: PathBuf,
     keepalive: Duration,
     stop: CancellationToken,
+    refused: CancellationToken,
 ) {
     let mut offset = 0u64;
     let mut last = Instant::now();
@@ -350,9 +367,15 @@ async fn send_loop(
         if !batch.is_empty() {
             // Events are the claim's heartbeat: one that cannot be sent after retries is dropped, and the
             // next batch tries again.
-            for chunk in batch.chunks(500) {
-                if let Err(e) = foreman.send_events(chunk).await {
-                    eprintln!("foreman: {e}");
+            for chunk in batches(batch, BATCH_BYTES) {
+                match foreman.send_events(&chunk).await {
+                    Ok(()) => {}
+                    Err(e @ ConnectError::Refused { .. }) => {
+                        eprintln!("foreman: {e}; stopping the agent");
+                        refused.cancel();
+                        return;
+                    }
+                    Err(e) => eprintln!("foreman: {e}"),
                 }
             }
             last = Instant::now();
@@ -363,7 +386,30 @@ async fn send_loop(
     }
 }
 
-/// The complete lines of `path` after `offset` (moved past them), each at most 256 KiB.
+/// The most of one batch of events, in bytes of JSON: under Foreman's bound on a batch
+/// ([`super::routes::MAX_EVENTS_BYTES`]).
+const BATCH_BYTES: usize = super::routes::MAX_EVENTS_BYTES * 3 / 4;
+
+/// `events` in order, cut into batches of at most `max` bytes of JSON each (an event larger than that alone).
+fn batches(events: Vec<Event>, max: usize) -> Vec<Vec<Event>> {
+    let mut out: Vec<Vec<Event>> = Vec::new();
+    let mut size = 0;
+    for event in events {
+        let len = serde_json::to_vec(&event).map_or(0, |v| v.len()) + 1;
+        if out.is_empty() || size + len > max {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        out.last_mut().expect("a batch").push(event);
+    }
+    out
+}
+
+/// The most of one log line sent, in characters (well under a batch's bound).
+const MAX_LINE_CHARS: usize = 128 * 1024;
+
+/// The complete lines of `path` after `offset` (moved past them), each at most [`MAX_LINE_CHARS`].
 fn read_lines(path: &Path, offset: &mut u64) -> Vec<String> {
     use std::io::{Read as _, Seek as _};
     let Ok(mut file) = std::fs::File::open(path) else { return Vec::new() };
@@ -385,6 +431,31 @@ fn read_lines(path: &Path, offset: &mut u64) -> Vec<String> {
     String::from_utf8_lossy(&bytes[..end])
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.chars().take(256 * 1024).collect())
+        .map(|l| l.chars().take(MAX_LINE_CHARS).collect())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Event, batches};
+
+    #[test]
+    fn batches_stay_under_the_bound_and_in_order() {
+        let events: Vec<Event> = (0..100).map(|i| Event::Log { line: format!("{i:0>1000}") }).collect();
+        let cut = batches(events, 10_000);
+        assert!(cut.len() > 5);
+        for batch in &cut {
+            assert!(serde_json::to_vec(batch).unwrap().len() <= 10_000 + 2);
+        }
+        let flat: Vec<String> = cut
+            .into_iter()
+            .flatten()
+            .map(|e| match e {
+                Event::Log { line } => line,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(flat.len(), 100);
+        assert!(flat.windows(2).all(|w| w[0] < w[1]));
+    }
 }
