@@ -100,6 +100,11 @@ pub enum ActionsCommand {
         /// configured `agent.backend`.
         #[arg(long, value_name = "NAME")]
         backend: Option<String>,
+        /// The git repository a runner without `foreman` on its PATH builds Foreman from
+        /// (`cargo install --git <URL> --tag v<version>`). Unset: such a runner fails the step, saying to bake
+        /// `foreman` into its image or to print the workflow again with this option.
+        #[arg(long, value_name = "GIT_URL")]
+        source: Option<String>,
     },
 }
 
@@ -153,12 +158,12 @@ pub fn main() -> ExitCode {
             crate::demo::main(args)
         }
         Command::Session { connect } => session_main(&connect),
-        Command::Actions { command: ActionsCommand::Workflow { backend } } => {
+        Command::Actions { command: ActionsCommand::Workflow { backend, source } } => {
             let backend = backend.unwrap_or_else(|| match crate::config::Config::load(cli.config.as_deref()) {
                 Ok(config) => config.agent.backend,
                 Err(_) => "claude".into(),
             });
-            print!("{}", crate::remote::workflow::text(&backend));
+            print!("{}", crate::remote::workflow::text(&backend, source.as_deref()));
             ExitCode::SUCCESS
         }
         Command::SandboxBridge(args) => crate::executor::local::netproxy::bridge::main(args),

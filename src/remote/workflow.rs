@@ -1,9 +1,6 @@
 //! The workflow file `foreman actions workflow` prints: what a repository commits (as
 //! `.github/workflows/foreman-session.yml`) for its sessions to run on GitHub Actions runners.
 
-/// Where Foreman's source is, for runners that build it.
-pub const REPOSITORY: &str = "https://github.com/foreman-app/foreman";
-
 /// The Claude Code CLI version the workflow installs for the `claude` backend (the one Foreman is tested
 /// against).
 pub const CLAUDE_CLI_VERSION: &str = "2.1.329";
@@ -13,8 +10,28 @@ pub const CLAUDE_CLI_VERSION: &str = "2.1.329";
 /// (self-hosted runners can bake it in), installs the Claude Code CLI for the `claude` backend unless it is
 /// on `PATH`, and runs `foreman session --connect`. The job's token may read nothing (`permissions: {}`);
 /// the agent's credential comes from the repository's secrets (`ANTHROPIC_API_KEY`).
-pub fn text(backend: &str) -> String {
+///
+/// `source`: the git repository a runner without `foreman` builds it from (`cargo install --git`, at the tag
+/// `v<this version>`). `None`: such a runner fails the step with an error saying what to do, since Foreman
+/// publishes no build of its own to download.
+pub fn text(backend: &str, source: Option<&str>) -> String {
     let version = env!("CARGO_PKG_VERSION");
+    let install = match source {
+        Some(url) => format!(
+            r#"      # Builds Foreman {version} from source unless the runner has it (minutes: bake it into self-hosted
+      # runner images, or cache ~/.cargo/bin).
+      - name: Install Foreman
+        run: command -v foreman >/dev/null || cargo install --locked --git '{url}' --tag v{version} foreman
+"#,
+            url = url.replace('\'', "")
+        ),
+        None => r#"      # Foreman must be on the runner's PATH: bake it into the runner's image, or print this workflow
+      # again with `foreman actions workflow --source <git URL>` to build it here.
+      - name: Check for Foreman
+        run: command -v foreman >/dev/null || { echo "::error::foreman is not on this runner's PATH (docs/actions.md)"; exit 1; }
+"#
+        .to_owned(),
+    };
     let claude = if backend == "claude" {
         format!(
             r#"      - name: Install the Claude Code CLI
@@ -48,11 +65,7 @@ jobs:
     runs-on: ubuntu-latest
     timeout-minutes: 90
     steps:
-      # Builds Foreman {version} from source unless the runner has it (minutes: bake it into self-hosted
-      # runner images, or cache ~/.cargo/bin).
-      - name: Install Foreman
-        run: command -v foreman >/dev/null || cargo install --locked --git {REPOSITORY} --tag v{version} foreman
-{claude}      - name: Run the session
+{install}{claude}      - name: Run the session
         env:
           FOREMAN_SESSION_URL: ${{{{ inputs.session_url }}}}
           FOREMAN_SESSION_TOKEN: ${{{{ inputs.session_token }}}}
@@ -60,4 +73,29 @@ jobs:
         run: foreman session --connect "$FOREMAN_SESSION_URL"
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text;
+
+    #[test]
+    fn without_a_source_a_runner_without_foreman_fails_saying_what_to_do() {
+        let workflow = text("command", None);
+        assert!(workflow.contains("::error::foreman is not on this runner's PATH"), "{workflow}");
+        assert!(!workflow.contains("cargo install"), "{workflow}");
+        assert!(!workflow.contains("claude-code"), "the command backend installs no Claude CLI: {workflow}");
+    }
+
+    #[test]
+    fn with_a_source_a_runner_builds_this_version_from_it() {
+        let workflow = text("claude", Some("https://example.com/it's/foreman"));
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            workflow
+                .contains(&format!("cargo install --locked --git 'https://example.com/its/foreman' --tag v{version}")),
+            "{workflow}"
+        );
+        assert!(workflow.contains("@anthropic-ai/claude-code@"), "{workflow}");
+    }
 }
