@@ -332,6 +332,9 @@ async fn init_opens_one_pull_request_with_the_template_even_when_asked_twice() {
 
         let pulls = repo_state(&w)["pulls"].as_array().unwrap().clone();
         assert_eq!(pulls.len(), 1, "{pulls:?}");
+        // It offers the Actions workflow, by the command that prints it (the App may not write workflows).
+        let body = pulls[0]["body"].as_str().unwrap();
+        assert!(body.contains("`foreman actions workflow`") && body.contains(".github/workflows/"), "{body}");
         let bare = w.sim.git_dir("acme/widgets").unwrap();
         let text = git(&bare, &["show", &format!("refs/heads/foreman/constitution-init:{PATH}")]);
         assert_eq!(format!("{text}\n"), Template::Rust.text());

@@ -300,7 +300,11 @@ pub async fn init_pull_request(
                 body: format!(
                     "Adds `{PATH}` from Foreman's `{}` template, as @{requester} asked in #{issue}.\n\n\
                      Every key is optional and documented in docs/constitution.md; unknown keys are refused. \
-                     Foreman checks this file on every pull request that changes it.",
+                     Foreman checks this file on every pull request that changes it.\n\n\
+                     To run this repository's sessions on GitHub Actions runners (docs/actions.md), commit the \
+                     workflow `foreman actions workflow` prints as `.github/workflows/foreman-session.yml`: \
+                     Foreman cannot add it here, since an App needs the `workflows` permission to write \
+                     workflow files and Foreman does not ask for it.",
                     template.name()
                 ),
                 draft: false,
