@@ -1,11 +1,10 @@
 //! GraphQL: the Projects (v2) subset, validation against GitHub's schema, and the webhooks a
 //! mutation emits.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{Sim, TEST_TIMEOUT, receiver, start, start_with};
+use crate::common::{Sim, TEST_TIMEOUT, receiver, start, start_with};
 use serde_json::{Value, json};
 
 async fn gql(s: &Sim, token: &str, query: &str, variables: Value) -> Value {

@@ -2,11 +2,10 @@
 //! control API, and `sub_issues` webhooks whose payloads validate against the OpenAPI description's
 //! `x-webhooks` schemas.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{TEST_TIMEOUT, receiver, start_with};
+use crate::common::{TEST_TIMEOUT, receiver, start_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 

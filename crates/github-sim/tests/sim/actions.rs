@@ -3,12 +3,11 @@
 //! the `run:` steps (inputs, secrets and contexts substituted; the runner's PATH), cancel, time limits, a lost
 //! runner, at most `runners` runs at once, and the `workflow_run` / `workflow_job` webhooks in order.
 
-mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Sim, TEST_TIMEOUT, denull, receiver, start_with};
+use crate::common::{Sim, TEST_TIMEOUT, denull, receiver, start_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -1,11 +1,10 @@
 //! Git smart HTTP: real `git clone` and `git push` with an installation token, refused without
 //! one, scoped per repository, and branch protection on the default branch.
 
-mod common;
 
 use std::path::Path;
 
-use common::{TEST_TIMEOUT, start};
+use crate::common::{TEST_TIMEOUT, start};
 use serde_json::json;
 
 async fn git(dir: &Path, args: &[&str]) -> (bool, String) {

@@ -1,11 +1,10 @@
 //! Injected faults: server errors, 429, secondary and GraphQL rate limits, latency, and the
 //! primary rate limit exhausted until its reset.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Sim, TEST_TIMEOUT, start};
+use crate::common::{Sim, TEST_TIMEOUT, start};
 use github_sim::Faults;
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -3,9 +3,8 @@
 //! App as `GET /app` then reports it, and the install page (no events of an account before the App is
 //! installed there; `installation.created` after, to the manifest's webhook URL).
 
-mod common;
 
-use common::{TEST_TIMEOUT, denull, receiver, start_with};
+use crate::common::{TEST_TIMEOUT, denull, receiver, start_with};
 use serde_json::{Value, json};
 
 fn form(pairs: &[(&str, &str)]) -> String {

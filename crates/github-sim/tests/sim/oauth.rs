@@ -1,9 +1,8 @@
 //! GitHub's OAuth web flow for the App's client, and the user-to-server endpoints: who signs in, what the
 //! code exchange answers (and refuses), and that a user sees only the repositories they can read.
 
-mod common;
 
-use common::{TEST_TIMEOUT, start};
+use crate::common::{TEST_TIMEOUT, start};
 use github_sim::Permission;
 use reqwest::Method;
 use serde_json::Value;
@@ -15,7 +14,7 @@ fn no_redirects() -> reqwest::Client {
 }
 
 /// Authorizes `login` (the account hint) and returns the code sent back to [`REDIRECT`].
-async fn code_for(s: &common::Sim, login: &str) -> String {
+async fn code_for(s: &crate::common::Sim, login: &str) -> String {
     let (client_id, _) = s.sim.oauth_client();
     let url = s.url(&format!(
         "/login/oauth/authorize?client_id={client_id}&redirect_uri={}&state=st4te&login={login}",
@@ -38,7 +37,7 @@ fn github_sim_enc(s: &str) -> String {
         .collect()
 }
 
-async fn exchange(s: &common::Sim, code: &str, secret: &str, json: bool) -> reqwest::Response {
+async fn exchange(s: &crate::common::Sim, code: &str, secret: &str, json: bool) -> reqwest::Response {
     let (client_id, _) = s.sim.oauth_client();
     let body =
         format!("client_id={client_id}&client_secret={secret}&code={code}&redirect_uri={}", github_sim_enc(REDIRECT));

@@ -2,9 +2,8 @@
 //! `issue_dependencies_summary` on issues, the `issue_dependencies` webhooks (validated against the
 //! OpenAPI description's `x-webhooks` schemas), the control API's add, remove and merge.
 
-mod common;
 
-use common::{TEST_TIMEOUT, receiver, start_with};
+use crate::common::{TEST_TIMEOUT, receiver, start_with};
 use github_sim::Permission;
 use reqwest::Method;
 use serde_json::{Value, json};

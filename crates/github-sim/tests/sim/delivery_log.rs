@@ -3,11 +3,10 @@
 //! records deliveries it could not send); the list pages by `cursor`; both answers match the response
 //! schemas of GitHub's REST description.
 
-mod common;
 
 use std::collections::BTreeSet;
 
-use common::{TEST_TIMEOUT, denull, start};
+use crate::common::{TEST_TIMEOUT, denull, start};
 use serde_json::{Value, json};
 
 /// A validator for the 200 answer of `GET path` in GitHub's REST description (built into github-sim), with

@@ -1,10 +1,9 @@
 //! The control API over HTTP, as the demo and people trying Foreman use it.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{TEST_TIMEOUT, receiver, start_with};
+use crate::common::{TEST_TIMEOUT, receiver, start_with};
 use serde_json::{Value, json};
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Shared test helpers: a started simulator, tokens, and a webhook receiver on loopback.
-#![allow(dead_code)]
+
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

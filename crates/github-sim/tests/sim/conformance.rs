@@ -1,8 +1,7 @@
 //! Requests GitHub would refuse are refused loudly, with the reason, and counted.
 
-mod common;
 
-use common::{TEST_TIMEOUT, start};
+use crate::common::{TEST_TIMEOUT, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 

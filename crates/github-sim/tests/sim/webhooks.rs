@@ -1,12 +1,11 @@
 //! Webhooks: real headers and signatures, payloads that validate against GitHub's schemas,
 //! the bot as sender for API changes, recorded response codes and redelivery.
 
-mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{TEST_TIMEOUT, receiver, start_with};
+use crate::common::{TEST_TIMEOUT, receiver, start_with};
 use hmac::{KeyInit, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,10 +1,9 @@
 //! App authentication: JWT rules, installation tokens, scoping and expiry.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{TEST_TIMEOUT, start, start_with};
+use crate::common::{TEST_TIMEOUT, start, start_with};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,10 +1,9 @@
 //! REST: issues, labels, comments, reactions, permissions, pulls, contents, check runs,
 //! pagination, rate-limit headers and error bodies.
 
-mod common;
 
 use base64::Engine as _;
-use common::{TEST_TIMEOUT, start};
+use crate::common::{TEST_TIMEOUT, start};
 use github_sim::Permission;
 use reqwest::Method;
 use serde_json::{Value, json};
