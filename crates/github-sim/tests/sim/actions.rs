@@ -3,7 +3,6 @@
 //! the `run:` steps (inputs, secrets and contexts substituted; the runner's PATH), cancel, time limits, a lost
 //! runner, at most `runners` runs at once, and the `workflow_run` / `workflow_job` webhooks in order.
 
-
 use std::path::Path;
 use std::time::Duration;
 

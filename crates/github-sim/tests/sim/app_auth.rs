@@ -1,6 +1,5 @@
 //! App authentication: JWT rules, installation tokens, scoping and expiry.
 
-
 use std::time::Duration;
 
 use crate::common::{TEST_TIMEOUT, start, start_with};

@@ -1,6 +1,5 @@
 //! Requests GitHub would refuse are refused loudly, with the reason, and counted.
 
-
 use crate::common::{TEST_TIMEOUT, start};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,6 +1,5 @@
 //! The control API over HTTP, as the demo and people trying Foreman use it.
 
-
 use std::time::Duration;
 
 use crate::common::{TEST_TIMEOUT, receiver, start_with};

@@ -3,7 +3,6 @@
 //! records deliveries it could not send); the list pages by `cursor`; both answers match the response
 //! schemas of GitHub's REST description.
 
-
 use std::collections::BTreeSet;
 
 use crate::common::{TEST_TIMEOUT, denull, start};

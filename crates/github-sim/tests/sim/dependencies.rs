@@ -2,7 +2,6 @@
 //! `issue_dependencies_summary` on issues, the `issue_dependencies` webhooks (validated against the
 //! OpenAPI description's `x-webhooks` schemas), the control API's add, remove and merge.
 
-
 use crate::common::{TEST_TIMEOUT, receiver, start_with};
 use github_sim::Permission;
 use reqwest::Method;

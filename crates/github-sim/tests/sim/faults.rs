@@ -1,7 +1,6 @@
 //! Injected faults: server errors, 429, secondary and GraphQL rate limits, latency, and the
 //! primary rate limit exhausted until its reset.
 
-
 use std::time::{Duration, Instant};
 
 use crate::common::{Sim, TEST_TIMEOUT, start};

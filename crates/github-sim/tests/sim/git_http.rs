@@ -1,7 +1,6 @@
 //! Git smart HTTP: real `git clone` and `git push` with an installation token, refused without
 //! one, scoped per repository, and branch protection on the default branch.
 
-
 use std::path::Path;
 
 use crate::common::{TEST_TIMEOUT, start};

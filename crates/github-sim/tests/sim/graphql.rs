@@ -1,7 +1,6 @@
 //! GraphQL: the Projects (v2) subset, validation against GitHub's schema, and the webhooks a
 //! mutation emits.
 
-
 use std::time::Duration;
 
 use crate::common::{Sim, TEST_TIMEOUT, receiver, start, start_with};

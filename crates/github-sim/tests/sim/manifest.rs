@@ -3,7 +3,6 @@
 //! App as `GET /app` then reports it, and the install page (no events of an account before the App is
 //! installed there; `installation.created` after, to the manifest's webhook URL).
 
-
 use crate::common::{TEST_TIMEOUT, denull, receiver, start_with};
 use serde_json::{Value, json};
 

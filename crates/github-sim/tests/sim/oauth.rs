@@ -1,7 +1,6 @@
 //! GitHub's OAuth web flow for the App's client, and the user-to-server endpoints: who signs in, what the
 //! code exchange answers (and refuses), and that a user sees only the repositories they can read.
 
-
 use crate::common::{TEST_TIMEOUT, start};
 use github_sim::Permission;
 use reqwest::Method;

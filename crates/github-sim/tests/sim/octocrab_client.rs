@@ -1,7 +1,6 @@
 //! octocrab, the client Foreman builds on, against the simulator: app auth, installation
 //! tokens, and GitHub's models deserialising the simulator's bodies.
 
-
 use crate::common::{TEST_TIMEOUT, start};
 use octocrab::models::{AppId, InstallationId};
 use serde_json::{Value, json};

@@ -1,9 +1,8 @@
 //! REST: issues, labels, comments, reactions, permissions, pulls, contents, check runs,
 //! pagination, rate-limit headers and error bodies.
 
-
-use base64::Engine as _;
 use crate::common::{TEST_TIMEOUT, start};
+use base64::Engine as _;
 use github_sim::Permission;
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -2,7 +2,6 @@
 //! control API, and `sub_issues` webhooks whose payloads validate against the OpenAPI description's
 //! `x-webhooks` schemas.
 
-
 use std::time::Duration;
 
 use crate::common::{TEST_TIMEOUT, receiver, start_with};

@@ -1,7 +1,6 @@
 //! Webhooks: real headers and signatures, payloads that validate against GitHub's schemas,
 //! the bot as sender for API changes, recorded response codes and redelivery.
 
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,6 +1,5 @@
 //! Shared test helpers: a started simulator, tokens, and a webhook receiver on loopback.
 
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +11,8 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Sim {
     pub sim: SimHandle,
-    pub dir: tempfile::TempDir,
+    /// The simulator's state directory, removed when the test ends.
+    _dir: tempfile::TempDir,
     pub http: reqwest::Client,
 }
 
@@ -21,7 +21,7 @@ pub async fn start_with(f: impl FnOnce(&mut SimConfig)) -> Sim {
     let mut config = SimConfig::new(dir.path().join("state"));
     f(&mut config);
     let sim = GithubSim::start(config).await.expect("sim starts");
-    Sim { sim, dir, http: reqwest::Client::new() }
+    Sim { sim, _dir: dir, http: reqwest::Client::new() }
 }
 
 pub async fn start() -> Sim {
