@@ -99,6 +99,18 @@ pub async fn element(browser: &fantoccini::Client, id: &str) -> fantoccini::elem
         .unwrap_or_else(|e| panic!("no #{id} within {STEP:?}: {e}"))
 }
 
+/// The rendered text of the element `id` on the current page now, read in one script so that a page which
+/// replaces its elements in place (the overview's live refresh) cannot make the element stale between
+/// finding it and reading it; `None` when there is none.
+pub async fn text_now(browser: &fantoccini::Client, id: &str) -> Option<String> {
+    let script = "const e = document.getElementById(arguments[0]); return e ? e.innerText : null;";
+    match browser.execute(script, vec![serde_json::Value::String(id.to_owned())]).await {
+        Ok(serde_json::Value::String(text)) => Some(text),
+        Ok(_) => None,
+        Err(e) => panic!("reading #{id}: {e}"),
+    }
+}
+
 /// Waits (bounded) for the element `id` on the current page and clicks it.
 pub async fn click(browser: &fantoccini::Client, id: &str) {
     element(browser, id).await.click().await.unwrap_or_else(|e| panic!("clicking #{id}: {e}"));
