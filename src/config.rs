@@ -61,6 +61,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("FOREMAN_EXECUTOR_REPOSITORY", "executor.repository"),
     ("FOREMAN_EXECUTOR_PUBLIC_URL", "executor.public_url"),
     ("FOREMAN_EXECUTOR_POLL_INTERVAL_SECS", "executor.poll_interval_secs"),
+    ("FOREMAN_EXECUTOR_QUEUE_TIMEOUT_SECS", "executor.queue_timeout_secs"),
     ("FOREMAN_CONSOLE_CLIENT_SECRET", "console.client_secret"),
     ("FOREMAN_CONSOLE_ADMINS", "console.admins"),
 ];

@@ -26,23 +26,30 @@ fn workflow(backend: &str) -> String {
 /// A world whose sessions run on github-sim's runner, with `foreman` on the runner's PATH; the workflow is
 /// committed unless `commit_workflow` is false.
 async fn actions_world(agent: &str, env: &[(&str, &str)], commit_workflow: bool) -> World {
-    actions_world_with(agent, env, "", commit_workflow, &[]).await
+    actions_world_with(agent, env, "", commit_workflow, &[], None).await
 }
 
-/// [`actions_world`] with more configuration (after the report's) and more directories on the runner's PATH.
+/// [`actions_world`] with more configuration (after the report's), more directories on the runner's PATH, and
+/// the simulator's number of runners (`None`: its default).
 async fn actions_world_with(
     agent: &str,
     env: &[(&str, &str)],
     config: &str,
     commit_workflow: bool,
     runner_path: &[std::path::PathBuf],
+    runners: Option<usize>,
 ) -> World {
     let defaults = [("FOREMAN_EXECUTOR_KIND", "actions"), ("FOREMAN_EXECUTOR_POLL_INTERVAL_SECS", "1")];
     let mut all: Vec<(&str, &str)> = defaults.into_iter().filter(|(k, _)| !env.iter().any(|(e, _)| e == k)).collect();
     all.extend_from_slice(env);
     let world = World::start_with(
         agent,
-        Setup { env: &all, config: &format!("[report]\nmin_edit_interval_secs = 1\n\n{config}"), ..Setup::default() },
+        Setup {
+            env: &all,
+            config: &format!("[report]\nmin_edit_interval_secs = 1\n\n{config}"),
+            runners,
+            ..Setup::default()
+        },
     )
     .await;
     let mut path = vec![Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap().to_owned()];
@@ -289,6 +296,43 @@ async fn a_run_that_ends_without_handing_back_is_an_infrastructure_failure_namin
     .expect("the lifecycle finishes");
 }
 
+/// No runner online (self-hosted runners down): the run waits in GitHub's queue no longer than
+/// `executor.queue_timeout_secs`. Then Foreman cancels it and the attempt is an infrastructure failure naming
+/// the run, so the job's claim and slot are free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_no_runner_takes_is_cancelled_after_the_queue_timeout_and_the_claim_is_released() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let env = [("FOREMAN_EXECUTOR_QUEUE_TIMEOUT_SECS", "2")];
+        let world = actions_world_with(FIXING_AGENT, &env, "", true, &[], Some(0)).await;
+        let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        let state = world
+            .wait("the tracking comment to report the run no runner took", |s| {
+                tracking_contains(s, number, "No runner took the session")
+            })
+            .await;
+        let body = World::tracking_body(&state, number).unwrap();
+        assert!(body.contains("infrastructure"), "{body}");
+        let first = runs(&world).into_iter().min_by_key(|r| r.id).expect("a run was dispatched");
+        assert!(body.contains(&format!("/actions/runs/{}", first.id)), "the report names the run: {body}");
+        let run = world.sim.wait_run(first.id, "completed", Duration::from_secs(30)).await.expect("it is cancelled");
+        assert_eq!(run.conclusion.as_deref(), Some("cancelled"), "{}", run.log);
+        let job = world.job(number).await;
+        assert!(job["failures"]["infrastructure"].as_u64().unwrap_or(0) >= 1, "{job}");
+        assert_eq!(job["last_failure"]["class"], "infrastructure", "{job}");
+        // The claim was released: the job is claimed again and dispatched anew, after its backoff.
+        let again = tokio::time::timeout(e2e_support::LIFECYCLE, async {
+            while runs(&world).len() < 2 {
+                tokio::time::sleep(e2e_support::POLL).await;
+            }
+        })
+        .await;
+        assert!(again.is_ok(), "the job was not dispatched again; foreman said:\n{}", world.logs());
+    })
+    .await
+    .expect("the lifecycle finishes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_that_does_not_apply_on_its_base_is_refused() {
     tokio::time::timeout(Duration::from_secs(150), async {
@@ -350,7 +394,7 @@ async fn the_claude_cli_runs_on_the_runner_with_the_workflows_secret() {
         let config = e2e_support::claude_config(&claude, &stub.url(), home.path());
         let env = [("FOREMAN_AGENT_BACKEND", "claude"), ("ANTHROPIC_API_KEY", "sk-ant-api03-foremans-own")];
         let claude_dir = claude.parent().unwrap().to_owned();
-        let world = actions_world_with("exit 1", &env, &config, true, &[claude_dir]).await;
+        let world = actions_world_with("exit 1", &env, &config, true, &[claude_dir], None).await;
         world.sim.set_actions_secret(REPO, "ANTHROPIC_API_KEY", "sk-ant-api03-the-workflows-secret").unwrap();
         stub.push(Reply::tool_use(
             "Bash",

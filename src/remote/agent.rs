@@ -34,6 +34,8 @@ pub struct ActionsSettings {
     pub base_url: String,
     /// `executor.poll_interval_secs`.
     pub poll_interval: Duration,
+    /// `executor.queue_timeout_secs`: how long a run may wait for its runner's first request.
+    pub queue_timeout: Duration,
     /// The claim's time-to-live: a runner silent this long is lost.
     pub ttl: Duration,
     /// Where bundles are kept while a session runs (Foreman's scratch directory).
@@ -50,6 +52,7 @@ impl ActionsSettings {
             repository: executor.repository.as_deref().and_then(|r| r.parse().ok()),
             base_url: executor.base_url(public_url).unwrap_or_default(),
             poll_interval: Duration::from_secs(executor.poll_interval_secs),
+            queue_timeout: Duration::from_secs(executor.queue_timeout_secs),
             ttl,
             scratch: scratch.to_owned(),
         }
@@ -231,9 +234,10 @@ impl RemoteAgent {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await;
         let wake = registration.wake.clone();
-        // The runner enforces the agent's limits; Foreman stops waiting a while after them in any case (a
-        // runner that keeps saying it is alive holds the claim no longer than that).
-        let deadline = tokio::time::sleep(c.timeout() + REMOTE_GRACE);
+        // Until its runner's first request the run waits in GitHub's queue, at most `queue_timeout`. Then the
+        // runner enforces the agent's limits; Foreman stops waiting a while after them in any case (a runner
+        // that keeps saying it is alive holds the claim no longer than that).
+        let deadline = tokio::time::sleep(self.settings.queue_timeout);
         tokio::pin!(deadline);
         let mut connected = false;
         let result = loop {
@@ -248,9 +252,20 @@ impl RemoteAgent {
                     log.event("remote_cancelled", json!({ "run_id": run_id }));
                     return failed(FailureCause::Cancelled, "the session was cancelled");
                 }
-                () = &mut deadline, if connected => {
+                () = &mut deadline, if connected || !self.registry.connected(session_id) => {
                     self.registry.revoke(session_id);
                     cancel_run().await;
+                    if !connected {
+                        log.event("remote_queue_timeout", json!({ "run_id": run_id }));
+                        let url = html_url.clone().unwrap_or_else(|| format!("run {run_id}"));
+                        return failed(
+                            FailureCause::Infrastructure,
+                            format!(
+                                "no runner took the session's GitHub Actions run within {} s (executor.queue_timeout_secs); Foreman cancelled it: {url}",
+                                self.settings.queue_timeout.as_secs()
+                            ),
+                        );
+                    }
                     log.event("remote_timeout", json!({ "run_id": run_id }));
                     return failed(
                         FailureCause::Timeout,

@@ -5,7 +5,8 @@ use serde::Deserialize;
 pub use crate::executor::ExecutorKind;
 
 /// The `[executor]` table (env `FOREMAN_EXECUTOR_KIND`, `FOREMAN_EXECUTOR_WORKFLOW`,
-/// `FOREMAN_EXECUTOR_REPOSITORY`, `FOREMAN_EXECUTOR_PUBLIC_URL`, `FOREMAN_EXECUTOR_POLL_INTERVAL_SECS`).
+/// `FOREMAN_EXECUTOR_REPOSITORY`, `FOREMAN_EXECUTOR_PUBLIC_URL`, `FOREMAN_EXECUTOR_POLL_INTERVAL_SECS`,
+/// `FOREMAN_EXECUTOR_QUEUE_TIMEOUT_SECS`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutorConfig {
@@ -30,6 +31,12 @@ pub struct ExecutorConfig {
     /// its session waits, in seconds, to notice a run that ended without handing its work back (a lost
     /// runner, a failed setup step). `workflow_run` webhooks tell it sooner. Default 30.
     pub poll_interval_secs: u64,
+    /// How long a dispatched run may wait for a runner, in seconds: a session whose runner has not made its
+    /// first request by then is stopped, its run cancelled, and the attempt ends as an infrastructure failure
+    /// naming the run, so a queue with no runner for it (self-hosted runners offline, a label no runner
+    /// has) does not hold the job's claim and slot for GitHub's own 24 hours. Default 3600: GitHub-hosted
+    /// runners start within minutes even when the account's concurrency limit queues runs behind others.
+    pub queue_timeout_secs: u64,
     /// The largest git bundle a runner may upload, in MiB. Default 512.
     pub max_bundle_mb: u64,
 }
@@ -43,6 +50,7 @@ impl Default for ExecutorConfig {
             public_url: None,
             allow_repository_choice: false,
             poll_interval_secs: 30,
+            queue_timeout_secs: 3600,
             max_bundle_mb: 512,
         }
     }
@@ -64,6 +72,9 @@ impl ExecutorConfig {
         }
         if self.poll_interval_secs == 0 {
             return Err("executor.poll_interval_secs must be at least 1".into());
+        }
+        if self.queue_timeout_secs == 0 {
+            return Err("executor.queue_timeout_secs must be at least 1".into());
         }
         if self.max_bundle_mb == 0 {
             return Err("executor.max_bundle_mb must be at least 1".into());

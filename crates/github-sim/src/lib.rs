@@ -79,7 +79,8 @@ pub struct SimConfig {
     /// registered from a manifest (which gets its own). Default `sim-client-secret`.
     pub client_secret: String,
     /// How many workflow runs the simulated Actions runner executes at once (`--runners`); later ones stay
-    /// `queued` until one ends. Default 4.
+    /// `queued` until one ends. 0: no runner is online, so every run stays `queued` until it is cancelled
+    /// (as on GitHub when a workflow's self-hosted runners are offline). Default 4.
     pub runners: usize,
 }
 

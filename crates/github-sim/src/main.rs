@@ -33,7 +33,8 @@ struct Args {
     /// github/rest/api.github.com.json (or .json.zst) and github/graphql/schema.graphql.
     #[arg(long, value_name = "DIR")]
     descriptions_dir: Option<PathBuf>,
-    /// How many dispatched workflow runs the simulated Actions runner executes at once; the rest stay queued.
+    /// How many dispatched workflow runs the simulated Actions runner executes at once; the rest stay queued
+    /// (0: none runs, as with every self-hosted runner offline).
     #[arg(long, default_value_t = 4)]
     runners: usize,
 }

@@ -87,7 +87,7 @@ pub(crate) struct Runtime {
 impl Runtime {
     pub fn new(runners: usize) -> (Runtime, mpsc::UnboundedReceiver<Msg>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let rt = Runtime { tx, stops: Mutex::default(), env: Mutex::default(), runners: runners.max(1) };
+        let rt = Runtime { tx, stops: Mutex::default(), env: Mutex::default(), runners };
         (rt, rx)
     }
 

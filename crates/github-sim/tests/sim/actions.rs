@@ -501,6 +501,24 @@ async fn with_two_runners_two_of_four_runs_wait_queued_until_one_ends() {
     .expect("test timed out");
 }
 
+#[tokio::test]
+async fn with_no_runner_online_a_run_stays_queued_until_cancelled() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let f = fixture(0, None).await;
+        let id = f.start("waits.yml", json!({})).await;
+        assert_eq!(f.s.sim.run(id).unwrap().status, "queued");
+        let queued = f.get(&format!("/repos/{REPO}/actions/runs?status=queued")).await;
+        assert_eq!(queued["total_count"], 1, "{queued:#}");
+        let r = f.s.call(Method::POST, &f.token, &format!("/repos/{REPO}/actions/runs/{id}/cancel"), None).await;
+        assert_eq!(r.status(), 202);
+        let run = f.s.sim.wait_run(id, "completed", TEST_TIMEOUT).await.unwrap();
+        assert_eq!(run.conclusion.as_deref(), Some("cancelled"));
+        assert!(!f.out.path().join(format!("pid-{id}")).exists(), "no step ran");
+    })
+    .await
+    .expect("test timed out");
+}
+
 /// Kills the binary on drop so a failed assertion leaves no process behind.
 struct Child(tokio::process::Child);
 
