@@ -137,6 +137,7 @@ fn summary(a: &Action) -> String {
         }
         Action::ApprovePlan { repo, issue, requester, .. } => format!("approve plan {repo}#{issue} by {requester}"),
         Action::Ignore { reason } => format!("ignore: {reason}"),
+        Action::RunEnded { run_id } => format!("run {run_id} ended"),
         Action::IssueState { repo, issue, open } => {
             format!("{repo}#{issue} is {}", if *open { "open" } else { "closed" })
         }
@@ -1125,4 +1126,36 @@ fn constitution_rules() {
         assert_eq!(got, vec![want.clone()], "{}", c.rule);
     }
     run(cases.into_iter().skip(4).collect());
+}
+
+/// A GitHub Actions run or job that completed wakes the session waiting on the run (the effect finds out
+/// whether one does); one that starts or waits does nothing.
+#[test]
+fn workflow_rules() {
+    run(vec![
+        case(
+            "a completed workflow run ends its run",
+            ("workflow_run", example("workflow_run", "completed.payload.json")),
+            none(),
+            &["run 289782451 ended"],
+        ),
+        case(
+            "a completed workflow job ends its run's wait too",
+            ("workflow_job", example("workflow_job", "completed.failure.with-organization.payload.json")),
+            none(),
+            &["run 2202229078 ended"],
+        ),
+        case(
+            "a requested workflow run does nothing",
+            ("workflow_run", example("workflow_run", "requested.payload.json")),
+            none(),
+            &["~ignore:"],
+        ),
+        case(
+            "a queued workflow job does nothing",
+            ("workflow_job", example("workflow_job", "queued.payload.json")),
+            none(),
+            &["~ignore:"],
+        ),
+    ]);
 }

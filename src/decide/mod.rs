@@ -9,6 +9,7 @@
 //! The rules are listed in `docs/commands.md`; `foreman replay` ([`crate::cli::replay`]) prints a decision for any payload
 //! ([`replay::replay`], which the console's replay button shows too).
 
+mod action;
 pub mod command;
 pub mod config;
 pub mod links;
@@ -16,8 +17,7 @@ pub mod markdown;
 pub mod replay;
 pub mod snapshot;
 
-use serde::Serialize;
-
+pub use self::action::Action;
 pub use self::command::{Command, CommandName, ParseError, Template};
 pub use self::config::{CommandPermissions, DecideConfig, Level};
 pub use self::snapshot::{ItemContent, ItemFacts, JobFacts, Lookup, Snapshot};
@@ -25,7 +25,7 @@ use crate::event::{
     Actor, AuthorAssociation, Comment, CommentAction, ContentType, Event, EventKind, FieldValue, Issue, IssuesAction,
     ProjectsV2Item, ProjectsV2ItemAction, PullRequestAction,
 };
-use crate::ids::{CommitSha, DeliveryId, InstallationId, IssueNumber, RepoName};
+use crate::ids::{IssueNumber, RepoName};
 
 /// What a job does, what asked for it, and where it stands: the job vocabulary's own types, so a decision
 /// enqueues exactly what the store keeps. A live job ([`JobState::is_live`]: queued, running, or failed and
@@ -35,192 +35,6 @@ pub use crate::job::{JobKind, JobState, Trigger};
 /// Where a repository's constitution lives (the constitution module's `PATH`): a push that changes it
 /// queues again the jobs waiting for it.
 pub const CONSTITUTION_PATH: &str = ".github/foreman.toml";
-
-/// One thing to do about an event. Serialised as one JSON object with a `decision` tag, e.g.
-/// `{"decision":"enqueue","kind":"code","repo":"owner/name","issue":12,"trigger":"label","requester":"octocat"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub enum Action {
-    /// Queue a job for the issue (one job per repository and issue: the store keeps it unique).
-    Enqueue {
-        /// What the job does.
-        kind: JobKind,
-        /// The repository.
-        repo: RepoName,
-        /// The issue (or, for a follow-up, the pull request).
-        issue: IssueNumber,
-        /// What asked for it.
-        trigger: Trigger,
-        /// Who asked: the login of the labeller, card mover or commenter.
-        requester: String,
-        /// Extra instructions from `/foreman run <instructions>`.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        instructions: Option<String>,
-        /// The installation to act through.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        installation: Option<InstallationId>,
-        /// The delivery that asked, when known.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        delivery: Option<DeliveryId>,
-    },
-    /// Cancel the issue's queued (or running) job.
-    Cancel {
-        /// The repository.
-        repo: RepoName,
-        /// The issue.
-        issue: IssueNumber,
-        /// Why, for the job's record and the tracking comment.
-        reason: String,
-        /// The installation to act through.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        installation: Option<InstallationId>,
-    },
-    /// Run the issue's failed or cancelled job again.
-    Retry {
-        /// The repository.
-        repo: RepoName,
-        /// The issue.
-        issue: IssueNumber,
-        /// Who asked.
-        requester: String,
-        /// The installation to act through.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        installation: Option<InstallationId>,
-    },
-    /// Post a comment on the issue or pull request.
-    Reply {
-        /// The repository.
-        repo: RepoName,
-        /// The issue or pull request.
-        issue: IssueNumber,
-        /// The comment's Markdown.
-        text: String,
-        /// The installation to act through.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        installation: Option<InstallationId>,
-    },
-    /// Read this from GitHub, put it into the [`Snapshot`], and decide again.
-    Lookup {
-        /// What to read.
-        #[serde(flatten)]
-        what: Lookup,
-        /// The installation to read through.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        installation: Option<InstallationId>,
-    },
-    /// Record that an issue was closed or reopened, so the jobs that depend on it (`Depends on #N`) are
-    /// unblocked or blocked again at once.
-    IssueState {
-        /// The repository.
-        repo: RepoName,
-        /// The issue.
-        issue: IssueNumber,
-        /// Whether it is open now.
-        open: bool,
-    },
-    /// Re-place the issue's queued job by its title (phase key) and labels (priority) as the delivery shows
-    /// them: a priority label added or removed, or the title edited, while the job waits.
-    Reorder {
-        /// The repository.
-        repo: RepoName,
-        /// The issue.
-        issue: IssueNumber,
-        /// Its title now.
-        title: String,
-        /// Its labels now.
-        labels: Vec<String>,
-    },
-    /// Check a pull request's `.github/foreman.toml` at its head commit and report it as a check run
-    /// (`constitution::github::check_pull_request`; nothing is posted when the pull request does
-    /// not change the file).
-    CheckConstitution {
-        /// The repository.
-        repo: RepoName,
-        /// The pull request.
-        pull: IssueNumber,
-        /// Its head commit (full SHA), from the payload's `pull_request.head.sha`.
-        head_sha: CommitSha,
-        /// The installation to act through.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        installation: Option<InstallationId>,
-    },
-    /// `.github/foreman.toml` changed on the default branch of `repo` (or of the owner's `.github`
-    /// repository, for every repository of the owner): queue again the jobs waiting for it to be fixed.
-    ConstitutionChanged {
-        /// The repository pushed to.
-        repo: RepoName,
-        /// The commit that changed it.
-        after: CommitSha,
-    },
-    /// Reply with the repository's effective constitution and each value's origin
-    /// (`crate::constitution::github::show`).
-    ShowConstitution {
-        /// The repository.
-        repo: RepoName,
-        /// The issue or pull request to reply on.
-        issue: IssueNumber,
-        /// The installation to act through.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        installation: Option<InstallationId>,
-    },
-    /// Open a pull request adding a starter `.github/foreman.toml`
-    /// (`crate::constitution::github::init_pull_request`).
-    InitConstitution {
-        /// The repository.
-        repo: RepoName,
-        /// The issue or pull request the command was written on (the reply goes there).
-        issue: IssueNumber,
-        /// The starter file's template.
-        template: Template,
-        /// Who asked.
-        requester: String,
-        /// The installation to act through.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        installation: Option<InstallationId>,
-    },
-    /// A "blocked by" link or a sub-issue changed on GitHub ([`links::LinkAction`]).
-    Link(links::LinkAction),
-    /// Create the tasks of the issue's plan as its sub-issues (`crate::plan::create`).
-    ApprovePlan {
-        /// The repository.
-        repo: RepoName,
-        /// The planned issue.
-        issue: IssueNumber,
-        /// Who approved.
-        requester: String,
-        /// The installation to act through.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        installation: Option<InstallationId>,
-    },
-    /// Do nothing, for this reason.
-    Ignore {
-        /// Why, in words that answer "why didn't Foreman react?".
-        reason: String,
-    },
-}
-
-impl Action {
-    /// The `decision` tag: `enqueue`, `cancel`, `retry`, `reply`, `lookup`, `check_constitution`,
-    /// `show_constitution`, `init_constitution` or `ignore`, for metrics and logs.
-    pub fn decision(&self) -> &'static str {
-        match self {
-            Action::CheckConstitution { .. } => "check_constitution",
-            Action::ShowConstitution { .. } => "show_constitution",
-            Action::ConstitutionChanged { .. } => "constitution_changed",
-            Action::InitConstitution { .. } => "init_constitution",
-            Action::ApprovePlan { .. } => "approve_plan",
-            Action::Enqueue { .. } => "enqueue",
-            Action::Cancel { .. } => "cancel",
-            Action::Retry { .. } => "retry",
-            Action::Reply { .. } => "reply",
-            Action::Lookup { .. } => "lookup",
-            Action::Ignore { .. } => "ignore",
-            Action::IssueState { .. } => "issue_state",
-            Action::Reorder { .. } => "reorder",
-            Action::Link(_) => "link",
-        }
-    }
-}
 
 /// The unlabel rule, for the decision core (an `unlabeled` delivery) and reconciliation (a label found gone)
 /// alike: removing the trigger label cancels a job, except a `running` one while
@@ -320,9 +134,7 @@ pub fn decide(event: &Event, config: &DecideConfig, snapshot: &Snapshot) -> Vec<
         ))],
         EventKind::IssueDependency { added, blocked, blocking } => links::dependency(event, *added, blocked, blocking),
         EventKind::SubIssue { added, parent, sub } => links::sub_issue(event, *added, parent, sub),
-        EventKind::WorkflowCompleted { run_id } => {
-            vec![ignore(format!("workflow run {run_id} completed: the Actions executor looks at its session"))]
-        }
+        EventKind::WorkflowCompleted { run_id } => vec![Action::RunEnded { run_id: *run_id }],
         EventKind::Ignored { reason } => vec![ignore(reason.clone())],
     }
 }

@@ -32,8 +32,6 @@ use crate::store::JobError;
 pub struct Decider {
     config: DecideConfig,
     effects: Effects,
-    /// The sessions on GitHub Actions runners, told when a run completes.
-    remote: Option<crate::remote::Registry>,
 }
 
 /// What a lookup came to: the fact read, or the answer that it cannot be read.
@@ -57,13 +55,13 @@ impl Decider {
     /// A decider with the `[triggers]` configuration, acting on `scheduler`'s job store only.
     pub fn new(config: DecideConfig, scheduler: Scheduler) -> Self {
         let canceller = Canceller::new(scheduler.clone(), config.label.clone());
-        Self { config, effects: Effects { scheduler, canceller, github: None }, remote: None }
+        Self { config, effects: Effects { scheduler, canceller, github: None, remote: None } }
     }
 
     /// The same, telling `registry` when a workflow run completes (`workflow_run`, `workflow_job`), so a
     /// session waiting on a run that ended without handing back its work fails at once.
     pub fn with_remote(mut self, registry: crate::remote::Registry) -> Self {
-        self.remote = Some(registry);
+        self.effects.remote = Some(registry);
         self
     }
 
@@ -191,9 +189,6 @@ impl Consumer for Decider {
             Ok(event) => event.with_delivery(meta.id.clone()),
             Err(e) => return Ok(Processed::Dead(e.to_string())),
         };
-        if let (EventKind::WorkflowCompleted { run_id }, Some(remote)) = (&event.kind, &self.remote) {
-            remote.run_completed(*run_id);
-        }
         let mut snapshot = self.snapshot(&event)?;
         let config = match event.issue() {
             Some(issue) => self.triggers_for(&issue.repo, event.installation).await,

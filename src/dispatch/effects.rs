@@ -80,6 +80,8 @@ pub enum Effect {
     Link(String),
     /// `approve_plan`: this many issues were created (the requester was told).
     PlanApproved(usize),
+    /// `run_ended`: whether a session on a GitHub Actions runner waits on the run (and now reads it).
+    RunEnded(bool),
 }
 
 /// What the job store made of an `enqueue`.
@@ -126,6 +128,8 @@ impl fmt::Display for Effect {
             Effect::Released(n) => write!(f, "{n} jobs waiting for the constitution queued again"),
             Effect::Link(what) => f.write_str(what),
             Effect::PlanApproved(n) => write!(f, "plan approved: {n} issues created"),
+            Effect::RunEnded(true) => f.write_str("the session waiting on the run reads it"),
+            Effect::RunEnded(false) => f.write_str("no session waits on the run"),
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct Effects {
     pub(super) scheduler: Scheduler,
     pub(super) canceller: Canceller,
     pub(super) github: Option<GithubSide>,
+    /// The sessions on GitHub Actions runners, told when a run ends.
+    pub(super) remote: Option<crate::remote::Registry>,
 }
 
 /// A job store failure: a store error leaves the delivery in the inbox, any other is an answer.
@@ -261,6 +267,9 @@ impl Effects {
             }
             Action::Lookup { .. } => Ok(Effect::NoGithub),
             Action::Ignore { .. } => Ok(Effect::Ignored),
+            Action::RunEnded { run_id } => {
+                Ok(Effect::RunEnded(self.remote.as_ref().is_some_and(|r| r.run_completed(*run_id))))
+            }
             Action::Link(link) => self.link(link, now).await,
             Action::IssueState { repo, issue, open } => {
                 let issue = IssueRef { repo: repo.clone(), issue: *issue };
