@@ -312,6 +312,9 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         Workers::start(&config, &config.github, &config.triggers, scheduler.clone(), &outgoing, &remote, &shutdown)
             .await?;
     let client = workers.client.clone();
+    if let Some(client) = &client {
+        tokio::spawn(crate::remote::orphans::cancel(client.clone(), recovery.orphaned_runs));
+    }
     let console_backend = crate::console::BackendSlot::default();
     console_backend.set(workers.console.clone());
     let workers = Arc::new(tokio::sync::Mutex::new(Some(workers)));

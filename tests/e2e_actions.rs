@@ -430,9 +430,9 @@ async fn the_claude_cli_runs_on_the_runner_with_the_workflows_secret() {
     .expect("the lifecycle finishes");
 }
 
-/// Foreman killed (`kill -9`) while a runner works: the new process does not know the session, the runner
-/// sees its token refused and stops its agent at once (its run fails), and recovery runs the job again on
-/// a new runner, to one pull request.
+/// Foreman killed (`kill -9`) while a runner works: the new process does not know the session, so the run
+/// ends at once, by whichever comes first: the runner sees its token refused and stops its agent (the run
+/// fails), or recovery cancels the run it recorded. The job runs again on a new runner, to one pull request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_foreman_restarts_the_orphaned_runner_stops_and_the_job_runs_again() {
     tokio::time::timeout(Duration::from_secs(150), async {
@@ -450,10 +450,11 @@ async fn after_foreman_restarts_the_orphaned_runner_stops_and_the_job_runs_again
 
         world.kill9();
         world.start_foreman();
-        // The agent still waits for `go`: only the refused token ends the first run.
+        // The agent still waits for `go`: only the refused token or the cancel ends the first run.
         let ended = world.sim.wait_run(first.id, "completed", Duration::from_secs(60)).await.expect("it ends");
-        assert_eq!(ended.conclusion.as_deref(), Some("failure"), "{}", ended.log);
-        assert!(ended.log.contains("Foreman refused the session token"), "{}", ended.log);
+        let refused =
+            ended.conclusion.as_deref() == Some("failure") && ended.log.contains("Foreman refused the session token");
+        assert!(refused || ended.conclusion.as_deref() == Some("cancelled"), "{:?}: {}", ended.conclusion, ended.log);
         assert!(!marks.path().join("go").exists());
 
         std::fs::write(marks.path().join("go"), "").unwrap();
@@ -462,6 +463,42 @@ async fn after_foreman_restarts_the_orphaned_runner_stops_and_the_job_runs_again
         let state = world.wait("the job to succeed", |s| tracking_contains(s, number, "pull request ready")).await;
         assert_eq!(World::pulls_closing(&state, number).len(), 1, "exactly one pull request");
         assert_eq!(runs(&world).len(), 2, "the job ran again on a second runner");
+    })
+    .await
+    .expect("the lifecycle finishes");
+}
+
+/// Foreman killed while a session's run waits in the queue for a runner (none is online): at start,
+/// recovery cancels the run by the id it recorded, so it never starts on a runner later only to be refused,
+/// and the job is dispatched again as a new run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_recovery_cancels_the_queued_run_of_an_interrupted_session() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let mut world = actions_world_with(FIXING_AGENT, &[], "", true, &[], Some(0)).await;
+        let (number, _) = world.sim.create_issue(REPO, "Add a fix", "Please fix it.", "alice").unwrap();
+        world.sim.add_label(REPO, number, "foreman", "alice").unwrap();
+        world
+            .wait("the session to wait for a runner", |s| {
+                tracking_contains(s, number, "waiting for a GitHub Actions runner")
+            })
+            .await;
+        let queued = runs(&world).remove(0);
+        assert_eq!(queued.status, "queued", "no runner is online");
+
+        world.kill9();
+        world.start_foreman();
+        let ended =
+            world.sim.wait_run(queued.id, "completed", Duration::from_secs(60)).await.expect("recovery cancels it");
+        assert_eq!(ended.conclusion.as_deref(), Some("cancelled"), "{}", ended.log);
+        let again = tokio::time::timeout(e2e_support::LIFECYCLE, async {
+            while runs(&world).len() < 2 {
+                tokio::time::sleep(e2e_support::POLL).await;
+            }
+        })
+        .await;
+        assert!(again.is_ok(), "the job was not dispatched again; foreman said:\n{}", world.logs());
+        let logs = world.logs();
+        assert!(logs.contains("cancelled the workflow run of a session interrupted by a restart"), "{logs}");
     })
     .await
     .expect("the lifecycle finishes");

@@ -120,6 +120,9 @@ pub struct Recovery {
     pub kept: usize,
     /// Whether the slot counters disagreed with the claims and were corrected.
     pub slots_corrected: bool,
+    /// The GitHub Actions runs the interrupted sessions were dispatched as (the Actions executor): nothing
+    /// will take their work now, so they are to be cancelled, through the installation that dispatched them.
+    pub orphaned_runs: Vec<(Option<InstallationId>, super::sessions::RemoteRun)>,
 }
 
 /// Sessions running, in total and per repository and installation: what the concurrency limits count.

@@ -14,11 +14,13 @@
 //! Stopping a session (`/foreman stop`, a card moved off, an expired claim) cancels its session token,
 //! which this agent sees: it cancels the workflow run and revokes the token. A runner that stops reporting
 //! lets the claim expire ([`crate::session::Agent::renew`]); a run that ends without a result is an
-//! infrastructure failure naming the run.
+//! infrastructure failure naming the run. After a crash, [`orphans`] cancels the runs of the interrupted
+//! sessions.
 
 pub mod agent;
 pub mod config;
 pub mod connect;
+pub mod orphans;
 pub mod protocol;
 pub mod registry;
 pub mod routes;

@@ -406,6 +406,9 @@ impl Store {
             })?;
             if done {
                 report.requeued.push(claim.issue_ref());
+                if let Some(run) = self.session(&claim.session)?.and_then(|s| s.run) {
+                    report.orphaned_runs.push((claim.installation, run));
+                }
             }
         }
         report.slots_corrected = self.reconcile_slots()?;
