@@ -70,6 +70,17 @@ async fn wait_text(browser: &fantoccini::Client, id: &str, what: &[&str]) -> Str
     })
 }
 
+/// Waits (bounded) until the browser's address contains `part`: a form's submission has loaded.
+async fn wait_url(browser: &fantoccini::Client, part: &str) {
+    let loaded = tokio::time::timeout(STEP, async {
+        while !browser.current_url().await.is_ok_and(|u| u.as_str().contains(part)) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(loaded.is_ok(), "the address never contained {part}");
+}
+
 /// Loads `url` again and again (bounded) until the text of `#id` contains every one of `what`.
 async fn wait_page(browser: &fantoccini::Client, url: &str, id: &str, what: &[&str]) -> String {
     let found = tokio::time::timeout(STEP, async {
@@ -197,6 +208,25 @@ async fn an_admin_finds_a_delivery_replays_it_and_sees_outcomes_and_quota_on_the
     wait_page(&browser, &format!("{public}/deliveries/{dead}"), "meta", &["dead at", "Why dead-lettered"]).await;
     click(&browser, "replay").await;
     wait_text(&browser, "replayed", &["would dead-letter this delivery"]).await;
+
+    // The filter: the dead letters alone, then one repository's label deliveries; a state that is none says so.
+    goto(&browser, &format!("{public}/deliveries")).await;
+    element(&browser, "filter-state").await.select_by_value("dead").await.unwrap();
+    click(&browser, "apply").await;
+    wait_url(&browser, "/deliveries?state=dead&event=&repo=").await;
+    let dead_only = wait_text(&browser, "deliveries", &[dead]).await;
+    assert!(!dead_only.contains(&guid), "{dead_only}");
+    goto(&browser, &format!("{public}/deliveries")).await;
+    element(&browser, "filter-event").await.send_keys("issues.labeled").await.unwrap();
+    element(&browser, "filter-repo").await.send_keys(REPO).await.unwrap();
+    click(&browser, "apply").await;
+    wait_url(&browser, "event=issues.labeled").await;
+    let labels = wait_text(&browser, "deliveries", &[&guid]).await;
+    assert!(!labels.contains(dead) && !labels.contains("issue_comment"), "{labels}");
+    assert!(labels.lines().skip(1).all(|l| l.contains("issues.labeled") && l.contains(REPO)), "{labels}");
+    let shown = element(&browser, "filter-event").await.prop("value").await.unwrap();
+    assert_eq!(shown.as_deref(), Some("issues.labeled"), "the form shows the filter back");
+    assert_eq!(get(&format!("{public}/deliveries?state=gone"), &dave).await, 400);
 
     // An unknown id searched: the list says so (404).
     let missing = format!("{public}/deliveries?id=00000000-0000-0000-0000-000000000000");
