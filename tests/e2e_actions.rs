@@ -97,6 +97,17 @@ fn runs(world: &World) -> Vec<github_sim::RunSummary> {
     world.sim.runs(REPO)
 }
 
+/// Waits (bounded) until `n` runs were dispatched, or fails with Foreman's log.
+async fn wait_runs(world: &World, n: usize, what: &str) {
+    let dispatched = tokio::time::timeout(e2e_support::LIFECYCLE, async {
+        while runs(world).len() < n {
+            tokio::time::sleep(e2e_support::POLL).await;
+        }
+    })
+    .await;
+    assert!(dispatched.is_ok(), "timed out waiting for {what}; foreman said:\n{}", world.logs());
+}
+
 fn tracking_contains(state: &Value, number: u64, text: &str) -> bool {
     World::tracking_body(state, number).is_some_and(|b| b.contains(text))
 }
@@ -321,13 +332,7 @@ async fn a_run_no_runner_takes_is_cancelled_after_the_queue_timeout_and_the_clai
         assert!(job["failures"]["infrastructure"].as_u64().unwrap_or(0) >= 1, "{job}");
         assert_eq!(job["last_failure"]["class"], "infrastructure", "{job}");
         // The claim was released: the job is claimed again and dispatched anew, after its backoff.
-        let again = tokio::time::timeout(e2e_support::LIFECYCLE, async {
-            while runs(&world).len() < 2 {
-                tokio::time::sleep(e2e_support::POLL).await;
-            }
-        })
-        .await;
-        assert!(again.is_ok(), "the job was not dispatched again; foreman said:\n{}", world.logs());
+        wait_runs(&world, 2, "the job to be dispatched again").await;
     })
     .await
     .expect("the lifecycle finishes");
@@ -490,13 +495,7 @@ async fn after_a_restart_recovery_cancels_the_queued_run_of_an_interrupted_sessi
         let ended =
             world.sim.wait_run(queued.id, "completed", Duration::from_secs(60)).await.expect("recovery cancels it");
         assert_eq!(ended.conclusion.as_deref(), Some("cancelled"), "{}", ended.log);
-        let again = tokio::time::timeout(e2e_support::LIFECYCLE, async {
-            while runs(&world).len() < 2 {
-                tokio::time::sleep(e2e_support::POLL).await;
-            }
-        })
-        .await;
-        assert!(again.is_ok(), "the job was not dispatched again; foreman said:\n{}", world.logs());
+        wait_runs(&world, 2, "the job to be dispatched again").await;
         let logs = world.logs();
         assert!(logs.contains("cancelled the workflow run of a session interrupted by a restart"), "{logs}");
     })
