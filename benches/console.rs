@@ -1,6 +1,8 @@
 //! What the console's pages cost the server: the time to render `/overview` with 10,000 jobs in the store
 //! (median and p99 over 100 renders, signed in as an admin, who sees them all), the same for a
-//! repository's page (`/repos/{owner}/{repo}`, 100 of the jobs), and the memory each open
+//! repository's page (`/repos/{owner}/{repo}`, 100 of the jobs), the running job's page, the deliveries list
+//! with 10,000 stored deliveries, unfiltered and filtered by a state none has (a page that reads its
+//! [`foreman::console::deliveries::FILTER_SCAN`] deliveries and finds none), and the memory each open
 //! live tail (`/sessions/{id}/events`) adds. Prints the figures (the README quotes them); fails only past
 //! bounds far above them, so a regression by an order of magnitude shows.
 //!
@@ -16,11 +18,13 @@ use foreman::console::{BackendSlot, Console, ConsoleConfig, ConsoleOptions};
 use foreman::ids::{InstallationId, IssueNumber};
 use foreman::job::{JobKind, NewJob};
 use foreman::scheduler::{Scheduler, SchedulerConfig};
-use foreman::store::{Store, StoreOptions};
+use foreman::store::inbox::compress_body;
+use foreman::store::{DeliveryMeta, DeliveryState, NewDelivery, PutOutcome, Store, StoreOptions};
 use github_sim::{GithubSim, SimConfig};
 use time::OffsetDateTime;
 
 const JOBS: u64 = 10_000;
+const DELIVERIES: usize = 10_000;
 const RENDERS: usize = 100;
 const TAILS: usize = 200;
 
@@ -80,6 +84,39 @@ async fn overview_and_live_tails() {
     let log: String =
         (0..50).map(|i| format!("{{\"ts\":\"now\",\"kind\":\"agent\",\"line\":\"step {i}\"}}\n")).collect();
     std::fs::write(sessions.join(format!("acme-repo1-1-{session}.jsonl")), log).unwrap();
+
+    // 10,000 processed deliveries, each a real `issues.labeled` payload (about 8 KiB), stored 100 at a time
+    // (the inbox's writer flushes each batch once).
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/vendor/github/webhooks/examples/api.github.com/issues/labeled.payload.json"
+    ))
+    .unwrap();
+    let filled = Instant::now();
+    for batch in 0..DELIVERIES / 100 {
+        let puts = (0..100).map(|i| {
+            let store = store.clone();
+            let delivery = NewDelivery {
+                meta: DeliveryMeta {
+                    id: foreman::ids::DeliveryId(format!("bench-{batch}-{i}")),
+                    event: "issues".into(),
+                    action: Some("labeled".into()),
+                    installation: Some(InstallationId(1)),
+                    repository: Some("acme/repo1".into()),
+                    received_at: now,
+                    body_len: body.len() as u32,
+                },
+                compressed_body: compress_body(&body),
+            };
+            tokio::spawn(async move { store.put_delivery(delivery).await.unwrap() })
+        });
+        for put in futures_util::future::join_all(puts).await {
+            let PutOutcome::Stored(seq) = put.unwrap() else { panic!("a duplicate") };
+            let done = DeliveryState::Processed { at: now, decisions: vec![], summary: "ok".into() };
+            store.finish_delivery(seq, &done).unwrap();
+        }
+    }
+    eprintln!("stored {DELIVERIES} deliveries in {:?}", filled.elapsed());
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let public = format!("http://{}", listener.local_addr().unwrap());
@@ -152,6 +189,33 @@ async fn overview_and_live_tails() {
         "a repository's page (100 of {JOBS} jobs): median {repo_median:?}, p99 {repo_p99:?} over {RENDERS} renders"
     );
 
+    // The running job's page (attempts, failure ledger, audit trail, the live session), and the deliveries.
+    let timed = |path: String, expect: &'static str| {
+        let (http, cookie) = (http.clone(), cookie.clone());
+        async move {
+            let mut times = Vec::with_capacity(RENDERS);
+            for _ in 0..RENDERS {
+                let started = Instant::now();
+                let r = http.get(&path).header("cookie", &cookie).send().await.unwrap();
+                assert_eq!(r.status(), 200, "{path}");
+                let page = r.text().await.unwrap();
+                times.push(started.elapsed());
+                assert!(page.contains(expect), "{path}: {}", &page[..page.len().min(2000)]);
+            }
+            times.sort();
+            (percentile(&times, 0.5), percentile(&times, 0.99))
+        }
+    };
+    let (job_median, job_p99) = timed(format!("{public}/jobs/acme/repo1/1"), "id=\"attempts\"").await;
+    eprintln!("the running job's page: median {job_median:?}, p99 {job_p99:?} over {RENDERS} renders");
+    let (list_median, list_p99) = timed(format!("{public}/deliveries"), "bench-99-").await;
+    eprintln!("/deliveries ({DELIVERIES} stored): median {list_median:?}, p99 {list_p99:?} over {RENDERS} renders");
+    let (dead_median, dead_p99) = timed(format!("{public}/deliveries?state=dead"), "No deliveries that match").await;
+    eprintln!(
+        "/deliveries?state=dead (none is: reads {} deliveries): median {dead_median:?}, p99 {dead_p99:?} over {RENDERS} renders",
+        foreman::console::deliveries::FILTER_SCAN
+    );
+
     // Open live tails of the running session, each read until its first line arrived.
     let before = rss_kib();
     let mut tails = Vec::with_capacity(TAILS);
@@ -174,5 +238,7 @@ async fn overview_and_live_tails() {
 
     assert!(p99 < Duration::from_secs(5), "p99 {p99:?}");
     assert!(repo_p99 < Duration::from_secs(5), "repository page p99 {repo_p99:?}");
+    assert!(job_p99 < Duration::from_secs(5), "job page p99 {job_p99:?}");
+    assert!(list_p99.max(dead_p99) < Duration::from_secs(5), "deliveries p99 {list_p99:?}, filtered {dead_p99:?}");
     assert!(per_tail < 1024.0, "{per_tail} KiB per tail");
 }
