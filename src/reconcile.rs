@@ -639,7 +639,7 @@ mod tests {
     fn issue(state: &str, labels: &[&str]) -> Issue {
         let labels: Vec<_> = labels.iter().map(|l| json!({"name": l})).collect();
         serde_json::from_value(json!({
-            "number": 1, "node_id": "I_1", "title": "t", "state": state, "labels": labels,
+            "id": 101, "number": 1, "node_id": "I_1", "title": "t", "state": state, "labels": labels,
             "user": {"login": "alice", "id": 1, "type": "User"},
         }))
         .unwrap()

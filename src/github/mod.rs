@@ -45,5 +45,4 @@ pub use links::LinkedIssue;
 pub use projects::{ProjectBoard, ProjectItem};
 pub use retry::RetryPolicy;
 pub use secrets::SecretRegistry;
-pub use sub_issues::IssueRecord;
 pub use types::*;

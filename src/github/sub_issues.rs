@@ -1,45 +1,18 @@
 //! Creating issues, sub-issues and "blocked by" links: what approving a plan needs
 //! (<https://docs.github.com/en/rest/issues/sub-issues>, <https://docs.github.com/en/rest/issues/issue-dependencies>).
 //!
-//! Sub-issues and dependencies name issues by their database `id` (not their number): [`IssueRecord`]
-//! carries it. Creating an issue is a POST that GitHub may have carried out when the answer was lost; it is
+//! Sub-issues and dependencies name issues by their database `id` (not their number): [`Issue`] carries
+//! it. Creating an issue is a POST that GitHub may have carried out when the answer was lost; it is
 //! sent once ([`GithubError::Ambiguous`] then), and the caller finds what it made by the marker it put in the
 //! body ([`Client::recent_issues`]).
 
 use http::Method;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::GithubError;
 use super::client::{Auth, Call, Client, seg};
-use super::types::{Label, User};
-use crate::ids::{InstallationId, IssueNumber, NodeId, RepoName};
-
-/// An issue with its database id, as the issue endpoints answer.
-#[derive(Clone, Debug, Deserialize)]
-pub struct IssueRecord {
-    /// The database id (`sub_issue_id`, `issue_id`).
-    pub id: u64,
-    /// Its number in the repository.
-    pub number: IssueNumber,
-    /// Its GraphQL node id, for adding it to a project.
-    pub node_id: NodeId,
-    /// The title.
-    pub title: String,
-    /// The body in Markdown, if any.
-    #[serde(default)]
-    pub body: Option<String>,
-    /// `open` or `closed`.
-    pub state: String,
-    /// Who opened it.
-    pub user: User,
-    /// Its labels.
-    #[serde(default)]
-    pub labels: Vec<Label>,
-    /// Present when it is a pull request.
-    #[serde(default)]
-    pub pull_request: Option<serde_json::Value>,
-}
+use super::types::Issue;
+use crate::ids::{InstallationId, IssueNumber, RepoName};
 
 fn issue_path(repo: &RepoName, number: IssueNumber) -> String {
     format!("/repos/{}/{}/issues/{number}", seg(repo.owner()), seg(repo.name()))
@@ -56,7 +29,7 @@ impl Client {
         title: &str,
         body: &str,
         labels: &[String],
-    ) -> Result<IssueRecord, GithubError> {
+    ) -> Result<Issue, GithubError> {
         const EP: &str = "POST /repos/{owner}/{repo}/issues";
         let path = format!("/repos/{}/{}/issues", seg(repo.owner()), seg(repo.name()));
         let call = Call::new(Method::POST, EP, path, Auth::Installation(inst))
@@ -67,7 +40,7 @@ impl Client {
 
     /// The 100 issues (and pull requests) of `repo` created last, open or closed, newest first
     /// (`GET /repos/{owner}/{repo}/issues?state=all&sort=created&direction=desc`, one page).
-    pub async fn recent_issues(&self, inst: InstallationId, repo: &RepoName) -> Result<Vec<IssueRecord>, GithubError> {
+    pub async fn recent_issues(&self, inst: InstallationId, repo: &RepoName) -> Result<Vec<Issue>, GithubError> {
         const EP: &str = "GET /repos/{owner}/{repo}/issues";
         let path = format!(
             "/repos/{}/{}/issues?state=all&sort=created&direction=desc&per_page=100",
@@ -84,7 +57,7 @@ impl Client {
         inst: InstallationId,
         repo: &RepoName,
         number: IssueNumber,
-    ) -> Result<Vec<IssueRecord>, GithubError> {
+    ) -> Result<Vec<Issue>, GithubError> {
         const EP: &str = "GET /repos/{owner}/{repo}/issues/{issue_number}/sub_issues";
         let path = format!("{}/sub_issues?per_page=100", issue_path(repo, number));
         self.paginate(EP, path, Auth::Installation(inst), Some).await
@@ -113,7 +86,7 @@ impl Client {
         inst: InstallationId,
         repo: &RepoName,
         number: IssueNumber,
-    ) -> Result<Vec<IssueRecord>, GithubError> {
+    ) -> Result<Vec<Issue>, GithubError> {
         const EP: &str = "GET /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocked_by";
         let path = format!("{}/dependencies/blocked_by?per_page=100", issue_path(repo, number));
         self.paginate(EP, path, Auth::Installation(inst), Some).await

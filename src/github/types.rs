@@ -31,9 +31,12 @@ pub struct Label {
     pub description: Option<String>,
 }
 
-/// An issue (or a pull request seen through the issues API).
+/// An issue (or a pull request seen through the issues API), as the issue endpoints answer.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Issue {
+    /// The database id: what sub-issues and "blocked by" links name an issue by (`sub_issue_id`,
+    /// `issue_id`).
+    pub id: u64,
     /// Its number in the repository.
     pub number: IssueNumber,
     /// Its GraphQL node id, for adding it to a project.

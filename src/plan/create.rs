@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use super::{Plan, render};
-use crate::github::{Client, GithubError, IssueRecord};
+use crate::github::{Client, GithubError, Issue};
 use crate::ids::{InstallationId, IssueNumber, RepoName};
 use crate::markers;
 
@@ -91,7 +91,7 @@ fn github(doing: impl Into<String>) -> impl FnOnce(GithubError) -> ApproveError 
 
 /// Whether `issue` was written by a bot (Foreman's, as the client acts as its app): a person typing a task
 /// marker into an issue of theirs does not make it a task.
-fn by_bot(issue: &IssueRecord) -> bool {
+fn by_bot(issue: &Issue) -> bool {
     issue.user.kind == "Bot" || issue.user.login.ends_with("[bot]")
 }
 
@@ -102,7 +102,7 @@ pub async fn existing(
     inst: InstallationId,
     repo: &RepoName,
     parent: IssueNumber,
-) -> Result<BTreeMap<String, IssueRecord>, GithubError> {
+) -> Result<BTreeMap<String, Issue>, GithubError> {
     let subs = client.sub_issues(inst, repo, parent).await?;
     let recent = client.recent_issues(inst, repo).await?;
     let mut found = BTreeMap::new();
@@ -158,7 +158,7 @@ pub async fn approve(
     let (repo, parent) = (at.repo, at.parent);
     let order = plan.order().unwrap_or_else(|_| (0..plan.tasks.len()).collect());
     let mut found = existing(client, inst, repo, parent).await.map_err(github("looking for the plan's issues"))?;
-    let mut issues: BTreeMap<String, (IssueRecord, bool)> = BTreeMap::new();
+    let mut issues: BTreeMap<String, (Issue, bool)> = BTreeMap::new();
     for &i in &order {
         let task = &plan.tasks[i];
         if let Some(issue) = found.remove(&task.key) {
@@ -258,7 +258,7 @@ async fn board<'a>(
     client: &Client,
     inst: InstallationId,
     at: &Approval<'_>,
-    issues: impl Iterator<Item = &'a IssueRecord>,
+    issues: impl Iterator<Item = &'a Issue>,
 ) {
     let cards = match client.issue_project_items(inst, at.repo, at.parent, at.status_field).await {
         Ok(cards) => cards,
