@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::manifest::{esc, page};
 use crate::server::{Auth, Inner, Req, Resp, RespBody};
 use crate::world::{Permission, World};
 
@@ -303,18 +304,3 @@ fn visible_installations(w: &mut World, login: &str) -> Vec<u64> {
         .collect()
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-fn page(status: u16, title: &str, body: &str) -> Resp {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} · GitHub</title></head><body><h1>{t}</h1>{body}</body></html>",
-        t = esc(title)
-    );
-    Resp {
-        status,
-        headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
-        body: RespBody::Raw(html.into()),
-    }
-}
