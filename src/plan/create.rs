@@ -254,12 +254,7 @@ pub async fn approve(
 
 /// Puts each issue on every organisation board the planned issue is on, in `at.column`. A board that
 /// cannot be read or lacks the column is skipped with a warning: the issues exist either way.
-async fn board<'a>(
-    client: &Client,
-    inst: InstallationId,
-    at: &Approval<'_>,
-    issues: impl Iterator<Item = &'a Issue>,
-) {
+async fn board<'a>(client: &Client, inst: InstallationId, at: &Approval<'_>, issues: impl Iterator<Item = &'a Issue>) {
     let cards = match client.issue_project_items(inst, at.repo, at.parent, at.status_field).await {
         Ok(cards) => cards,
         Err(e) => {

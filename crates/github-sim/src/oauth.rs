@@ -303,4 +303,3 @@ fn visible_installations(w: &mut World, login: &str) -> Vec<u64> {
         })
         .collect()
 }
-
