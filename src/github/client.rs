@@ -111,12 +111,27 @@ pub(crate) struct Call {
     pub paced: bool,
     /// A GraphQL POST: an HTTP 200 with `errors[].type == RATE_LIMITED` is a rate limit.
     pub graphql: bool,
+    /// The caller sends this again on its own schedule (the delivery-log poller, every
+    /// `github.poll_interval_secs`): a failure is returned at once, not retried here, so it is retried in
+    /// one layer only and the caller sees it in seconds, not after minutes of backoff.
+    pub scheduled: bool,
 }
 
 impl Call {
     pub(crate) fn new(method: Method, endpoint: &'static str, path: String, auth: Auth) -> Self {
         let paced = method != Method::GET && method != Method::HEAD;
-        Self { method, endpoint, path, body: None, auth, conditional: false, creates: false, paced, graphql: false }
+        Self {
+            method,
+            endpoint,
+            path,
+            body: None,
+            auth,
+            conditional: false,
+            creates: false,
+            paced,
+            graphql: false,
+            scheduled: false,
+        }
     }
     pub(crate) fn body(mut self, body: serde_json::Value) -> Self {
         self.body = Some(body);
@@ -128,6 +143,10 @@ impl Call {
     }
     pub(crate) fn creates(mut self) -> Self {
         self.creates = true;
+        self
+    }
+    pub(crate) fn scheduled(mut self) -> Self {
+        self.scheduled = true;
         self
     }
     pub(crate) fn unpaced(mut self) -> Self {
@@ -428,7 +447,7 @@ impl Client {
             .retry(policy.backoff())
             .sleep(tokio::time::sleep)
             .when(|e: &AttemptError| match e {
-                AttemptError::Retry(f) => !call.creates || f.request_was_refused(),
+                AttemptError::Retry(f) => !call.scheduled && (!call.creates || f.request_was_refused()),
                 AttemptError::Fatal(_) => false,
             })
             .adjust(|e, proposed| match e {

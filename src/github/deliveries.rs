@@ -37,13 +37,14 @@ pub struct HookRequest {
 impl Client {
     /// The entries of the App's delivery log newer than `after` (a log entry id; `None`: every entry GitHub
     /// keeps), oldest first, each id once (`GET /app/hook/deliveries` with the App's JWT, 100 a page,
-    /// following the `Link` header's `cursor` back until a page reaches `after` or the log ends).
+    /// following the `Link` header's `cursor` back until a page reaches `after` or the log ends). A failure
+    /// is returned at once, not retried: the poller reads the log again at its next pass.
     pub async fn hook_deliveries_after(&self, after: Option<u64>) -> Result<Vec<HookDelivery>, GithubError> {
         const EP: &str = "GET /app/hook/deliveries";
         let mut out: Vec<HookDelivery> = Vec::new();
         let mut next = Some("/app/hook/deliveries?per_page=100".to_owned());
         while let Some(path) = next.take() {
-            let reply = self.send(Call::new(Method::GET, EP, path, Auth::App)).await?;
+            let reply = self.send(Call::new(Method::GET, EP, path, Auth::App).scheduled()).await?;
             let page: Vec<HookDelivery> = reply.json(EP)?;
             let reached = after.is_some_and(|a| page.iter().any(|d| d.id <= a));
             out.extend(page.into_iter().filter(|d| after.is_none_or(|a| d.id > a)));
@@ -57,10 +58,10 @@ impl Client {
     }
 
     /// One entry of the delivery log with its request's headers and payload
-    /// (`GET /app/hook/deliveries/{delivery_id}`, with the App's JWT).
+    /// (`GET /app/hook/deliveries/{delivery_id}`, with the App's JWT). Not retried, as the log's pages.
     pub async fn hook_delivery(&self, delivery_id: u64) -> Result<HookDeliveryDetail, GithubError> {
         const EP: &str = "GET /app/hook/deliveries/{delivery_id}";
-        let call = Call::new(Method::GET, EP, format!("/app/hook/deliveries/{delivery_id}"), Auth::App);
+        let call = Call::new(Method::GET, EP, format!("/app/hook/deliveries/{delivery_id}"), Auth::App).scheduled();
         self.send(call).await?.json(EP)
     }
 }
