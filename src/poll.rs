@@ -15,9 +15,9 @@
 //!
 //! So a restart neither loses nor duplicates: entries after the stored position are read again, and one
 //! stored before a crash but after the last recorded position is a duplicate by its GUID. A GitHub error
-//! ends the pass at the entry it happened on; the next pass starts there. The pass is the only retry: the
-//! client does not retry the log's reads, so a failure is seen (and logged) within one interval, not after
-//! minutes of the client's backoff. The payload comes over the App's
+//! ends the pass at the entry it happened on; the next pass starts there. The pass is the only retry of the
+//! listing: the client does not retry it, so a log that cannot be read is seen (and logged) within one
+//! interval, not after minutes of the client's backoff. The payload comes over the App's
 //! authenticated API, so there is no signature to check.
 
 use std::time::Duration;

@@ -58,10 +58,11 @@ impl Client {
     }
 
     /// One entry of the delivery log with its request's headers and payload
-    /// (`GET /app/hook/deliveries/{delivery_id}`, with the App's JWT). Not retried, as the log's pages.
+    /// (`GET /app/hook/deliveries/{delivery_id}`, with the App's JWT). Retried as any read: the pass that
+    /// listed it is under way, and a pass that failed would read it again.
     pub async fn hook_delivery(&self, delivery_id: u64) -> Result<HookDeliveryDetail, GithubError> {
         const EP: &str = "GET /app/hook/deliveries/{delivery_id}";
-        let call = Call::new(Method::GET, EP, format!("/app/hook/deliveries/{delivery_id}"), Auth::App).scheduled();
+        let call = Call::new(Method::GET, EP, format!("/app/hook/deliveries/{delivery_id}"), Auth::App);
         self.send(call).await?.json(EP)
     }
 }
