@@ -2,6 +2,10 @@
 //! interrupted at start (its job queued again), and nothing will take its runner's work; Foreman forgot its
 //! session token, so the runner would be refused at its next request, but a run still queued would first
 //! wait for a runner, start, and install the agent for nothing. Cancelling the runs at start frees them.
+//!
+//! Best effort, not durable: the runs to cancel are known only from the recovery that requeued their jobs,
+//! so a process killed after that recovery and before these cancels leaves the runs as they are. The token
+//! refusal is what guarantees that such a run does no work.
 
 use crate::github::Client;
 use crate::ids::{InstallationId, RepoName};
