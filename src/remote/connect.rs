@@ -113,9 +113,8 @@ impl Foreman {
             .retry(Self::backoff())
             .when(|f: &Failed| f.retry)
             .await
-            .map_err(|f| match f.refused {
-                true => ConnectError::Refused { what },
-                false => ConnectError::Http { what, message: f.message },
+            .map_err(|f| {
+                if f.refused { ConnectError::Refused { what } } else { ConnectError::Http { what, message: f.message } }
             })
     }
 
